@@ -1,0 +1,204 @@
+//! The subcommands.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use polybot_store::embedded::{self, EmbeddedOptions, EmbeddedPostgres};
+use polybot_store::{Db, Scope};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::postgres::PgConnectOptions;
+
+use crate::shutdown;
+
+/// PolyBot Cloud: a multi-tenant trading-bot platform.
+#[derive(Debug, Parser)]
+#[command(name = "polybot", version, about)]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); POLYBOT_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole platform on this machine: a private PostgreSQL (unless
+    /// DATABASE_URL is set), migrations, and the control plane.
+    Up(UpArgs),
+    /// Apply the database migrations (a no-op when they are current).
+    Migrate(MigrateArgs),
+    /// Run only the private PostgreSQL cluster of a data dir, until stopped.
+    Postgres(PostgresArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Where the platform keeps its state (the private database, keys, logs).
+    #[arg(long, env = "POLYBOT_DATA_DIR", default_value = ".polybot")]
+    pub data_dir: PathBuf,
+    /// An existing PostgreSQL server to use instead of the private one. The
+    /// user needs to create roles (a superuser, or RDS's master user).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// The private PostgreSQL's TCP port on 127.0.0.1 (default: the last one
+    /// used, or a free one).
+    #[arg(long, env = "POLYBOT_PG_PORT")]
+    pub pg_port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Also copy the single-tenant bot's tables (polybot_opportunities,
+    /// polybot_trades, polybot_balances) into the `default` tenant.
+    #[arg(long)]
+    pub import_legacy: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PostgresArgs {
+    /// The data dir whose cluster to run.
+    #[arg(long, env = "POLYBOT_DATA_DIR", default_value = ".polybot")]
+    pub data_dir: PathBuf,
+    /// TCP port on 127.0.0.1.
+    #[arg(long, env = "POLYBOT_PG_PORT")]
+    pub pg_port: Option<u16>,
+    /// Durability off (fsync=off): for test clusters only.
+    #[arg(long)]
+    pub ephemeral: bool,
+    /// Write the superuser DATABASE_URL to this file (mode 0600) once ready.
+    #[arg(long)]
+    pub url_file: Option<PathBuf>,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up(args).await,
+        Command::Migrate(args) => migrate(args).await,
+        Command::Postgres(args) => postgres(args).await,
+    }
+}
+
+/// A database to use: the one named by DATABASE_URL, or the private cluster,
+/// which the caller must stop.
+struct Database {
+    db: Db,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    async fn open(args: &DatabaseArgs) -> anyhow::Result<Self> {
+        let (options, embedded) = match &args.database_url {
+            Some(url) => {
+                let options: PgConnectOptions = url
+                    .expose_secret()
+                    .parse()
+                    .context("DATABASE_URL is not a valid postgres:// URL")?;
+                (options, None)
+            }
+            None => {
+                let mut options = EmbeddedOptions::new(&args.data_dir);
+                options.port = args.pg_port;
+                let server = EmbeddedPostgres::start(&options).await?;
+                (server.connect_options(embedded::DATABASE), Some(server))
+            }
+        };
+        let db = Db::connect(options, Scope::Control, 16)
+            .await
+            .context("connecting to the database")?;
+        Ok(Self { db, embedded })
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        self.db.close().await;
+        if let Some(server) = self.embedded {
+            server.stop().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn migrate_and_report(db: &Db) -> anyhow::Result<()> {
+    let applied = db.migrate().await?;
+    match applied {
+        0 => tracing::info!("database schema is current"),
+        n => tracing::info!("applied {n} migration(s)"),
+    }
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    let stop = shutdown::on_signal()?;
+    let database = Database::open(&args.db).await?;
+    let result = async {
+        migrate_and_report(&database.db).await?;
+        tracing::info!(
+            data_dir = %args.db.data_dir.display(),
+            "PolyBot is up; press Ctrl-C to stop"
+        );
+        stop.cancelled().await;
+        anyhow::Ok(())
+    }
+    .await;
+    database.close().await?;
+    result
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    let database = Database::open(&args.db).await?;
+    let result = async {
+        migrate_and_report(&database.db).await?;
+        if args.import_legacy {
+            let report = polybot_store::legacy::import(&database.db).await?;
+            println!("{report}");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    database.close().await?;
+    result
+}
+
+async fn postgres(args: PostgresArgs) -> anyhow::Result<()> {
+    let stop = shutdown::on_signal()?;
+    let mut options = EmbeddedOptions::new(&args.data_dir);
+    options.port = args.pg_port;
+    options.ephemeral = args.ephemeral;
+    let server = EmbeddedPostgres::start(&options).await?;
+    if let Some(path) = &args.url_file {
+        write_private(path, server.url(embedded::DATABASE).expose_secret())?;
+    }
+    println!(
+        "postgres://{}@127.0.0.1:{}/{} is ready",
+        embedded::SUPERUSER,
+        server.port(),
+        embedded::DATABASE
+    );
+    stop.cancelled().await;
+    server.stop().await?;
+    Ok(())
+}
+
+fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! `polybot`: one binary for every role of the platform.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod commands;
+mod shutdown;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = commands::Cli::parse();
+    init_logging(cli.verbose);
+    match commands::run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The whole cause chain, so that no failure prints an empty message.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info,sqlx=warn",
+        1 => "debug,sqlx=warn,hyper=info",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("POLYBOT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,21 @@
+//! The one shutdown path: SIGTERM or Ctrl-C cancels a token that every loop
+//! selects on.
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+/// A token cancelled by the first SIGTERM or SIGINT.
+pub fn on_signal() -> anyhow::Result<CancellationToken> {
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("interrupted, shutting down"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}

@@ -1,0 +1,9 @@
+//! Domain types shared by every PolyBot crate: tenant identity, trading mode,
+//! and the validation rules that the API applies at onboarding.
+//!
+//! Nothing here performs I/O; the database, the network and the clock live in
+//! the crates that depend on this one.
+
+pub mod tenant;
+
+pub use tenant::{Mode, TenantId, TenantIdError};

@@ -1,0 +1,337 @@
+//! The pool and the scoped transactions.
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use polybot_core::TenantId;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, Transaction};
+
+/// The migrations of `migrations/`, embedded at compile time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// A database failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error while {context}: {source}")]
+    Query {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Another worker took this tenant's lease: this one must stop writing and exit.
+    #[error(
+        "fenced: tenant {tenant}'s lease is at epoch {current}, this worker holds epoch {mine}"
+    )]
+    Fenced {
+        tenant: TenantId,
+        mine: i64,
+        current: i64,
+    },
+    /// The lease row is gone (the tenant was purged, or never leased).
+    #[error("fenced: tenant {tenant} has no lease; this worker (epoch {mine}) must stop")]
+    LeaseMissing { tenant: TenantId, mine: i64 },
+}
+
+impl DbError {
+    pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+        move |source| DbError::Query { context, source }
+    }
+
+    /// The SQLSTATE of the underlying database error, if any.
+    pub fn sqlstate(&self) -> Option<String> {
+        match self {
+            DbError::Query {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+
+    /// The constraint a database error names, if any.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            DbError::Query {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db.constraint(),
+            _ => None,
+        }
+    }
+}
+
+/// Who the pool's sessions act for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The control plane: the pool logs in as an administrator able to become
+    /// `polybot_control`; every transaction switches to that role first, so row
+    /// level security applies.
+    Control,
+    /// A worker: the pool logs in as the tenant's own role, which the database
+    /// binds to that tenant whatever the session sets.
+    Worker(TenantId),
+}
+
+/// The pool. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: PgPool,
+    scope: Scope,
+}
+
+impl Db {
+    /// Connects with `options` and at most `max_connections` sessions.
+    pub async fn connect(
+        options: PgConnectOptions,
+        scope: Scope,
+        max_connections: u32,
+    ) -> Result<Self, DbError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(DbError::query("connecting"))?;
+        Ok(Self { pool, scope })
+    }
+
+    /// Wraps an existing pool (tests get one per fresh database).
+    pub fn from_pool(pool: PgPool, scope: Scope) -> Self {
+        Self { pool, scope }
+    }
+
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+
+    /// Applies the pending migrations; applying them again is a no-op.
+    /// Returns how many were applied now.
+    pub async fn migrate(&self) -> Result<usize, DbError> {
+        let before = self.applied_migrations().await?;
+        MIGRATOR.run(&self.pool).await?;
+        Ok(self.applied_migrations().await? - before)
+    }
+
+    async fn applied_migrations(&self) -> Result<usize, DbError> {
+        let exists: bool =
+            sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(DbError::query("reading the migration history"))?;
+        if !exists {
+            return Ok(0);
+        }
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(DbError::query("reading the migration history"))?;
+        Ok(usize::try_from(count).unwrap_or(0))
+    }
+
+    /// Whether every embedded migration has been applied (for `/readyz`).
+    pub async fn migrations_current(&self) -> Result<bool, DbError> {
+        Ok(self.applied_migrations().await? >= MIGRATOR.iter().count())
+    }
+
+    /// A round trip to the server.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(DbError::query("pinging the database"))?;
+        Ok(())
+    }
+
+    /// Opens the transaction through which all of `tenant`'s data is reached.
+    pub async fn tenant(&self, tenant: TenantId) -> Result<TenantTx, DbError> {
+        let begin = match self.scope {
+            // One round trip: the scoping rides along with BEGIN. The statement
+            // is built from a `TenantId`, whose text is always a canonical
+            // UUID, never from free input. Generic plans: with row level
+            // security the planner otherwise keeps re-planning each prepared
+            // statement (custom plans cost ~0.25 ms each), which measured as
+            // most of RLS's overhead in the `rls_overhead` benchmark.
+            Scope::Control => format!(
+                "BEGIN; SELECT set_config('role', 'polybot_control', true), \
+                 set_config('polybot.tenant_id', '{}', true), \
+                 set_config('plan_cache_mode', 'force_generic_plan', true)",
+                tenant.as_uuid().hyphenated()
+            ),
+            // The login role is the binding; the database ignores the setting.
+            Scope::Worker(own) => {
+                debug_assert_eq!(own, tenant, "a worker only reaches its own tenant");
+                "BEGIN".to_owned()
+            }
+        };
+        let tx = self
+            .pool
+            .begin_with(begin)
+            .await
+            .map_err(DbError::query("opening a tenant transaction"))?;
+        Ok(TenantTx {
+            tx,
+            tenant,
+            epoch: None,
+        })
+    }
+
+    /// A transaction that runs as the pool's login user without switching to
+    /// `polybot_control`: for a superuser, row level security does not apply.
+    /// Only for tests and the RLS-overhead benchmark's baseline.
+    #[cfg(feature = "testing")]
+    pub async fn unscoped(&self, tenant: TenantId) -> Result<TenantTx, DbError> {
+        let tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(DbError::query("opening an unscoped transaction"))?;
+        Ok(TenantTx {
+            tx,
+            tenant,
+            epoch: None,
+        })
+    }
+
+    /// A tenant transaction for a worker holding the lease at `epoch`: it locks
+    /// the lease row (shared) and fails with [`DbError::Fenced`] if another
+    /// worker has taken the lease since, so a stale twin cannot write.
+    pub async fn fenced(&self, tenant: TenantId, epoch: i64) -> Result<TenantTx, DbError> {
+        let mut tx = self.tenant(tenant).await?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT epoch FROM worker_leases WHERE tenant_id = $1 FOR SHARE")
+                .bind(tenant.as_uuid())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(DbError::query("checking the worker lease"))?;
+        match current {
+            Some(current) if current == epoch => {
+                tx.epoch = Some(epoch);
+                Ok(tx)
+            }
+            Some(current) => Err(DbError::Fenced {
+                tenant,
+                mine: epoch,
+                current,
+            }),
+            None => Err(DbError::LeaseMissing {
+                tenant,
+                mine: epoch,
+            }),
+        }
+    }
+
+    /// Opens a read transaction over every tenant, for operator views and the
+    /// reconciler. Row level security lets it read (never write) tenant rows.
+    pub async fn operator(&self) -> Result<OperatorTx, DbError> {
+        let tx = match self.scope {
+            Scope::Control => self
+                .pool
+                .begin_with(
+                    "BEGIN; SELECT set_config('role', 'polybot_control', true), \
+                     set_config('polybot.operator', 'on', true)",
+                )
+                .await
+                .map_err(DbError::query("opening an operator transaction"))?,
+            Scope::Worker(_) => {
+                // The database refuses operator scope to tenant roles anyway;
+                // refusing here makes the mistake visible at its source.
+                return Err(DbError::Query {
+                    context: "opening an operator transaction from a worker",
+                    source: sqlx::Error::Protocol("workers have no operator scope".into()),
+                });
+            }
+        };
+        Ok(OperatorTx { tx })
+    }
+
+    /// The administrator's pool, for the store's own maintenance (migrations,
+    /// the legacy import, role management). Not exported.
+    pub(crate) fn admin_pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A transaction scoped to one tenant: row level security shows it that
+/// tenant's rows and no other's, and refuses writes of any other tenant's rows.
+#[derive(Debug)]
+pub struct TenantTx {
+    tx: Transaction<'static, Postgres>,
+    tenant: TenantId,
+    epoch: Option<i64>,
+}
+
+impl TenantTx {
+    pub fn tenant(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The lease epoch this transaction was fenced with, if any.
+    pub fn epoch(&self) -> Option<i64> {
+        self.epoch
+    }
+
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx
+            .commit()
+            .await
+            .map_err(DbError::query("committing a tenant transaction"))
+    }
+
+    pub async fn rollback(self) -> Result<(), DbError> {
+        self.tx
+            .rollback()
+            .await
+            .map_err(DbError::query("rolling back a tenant transaction"))
+    }
+}
+
+impl Deref for TenantTx {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for TenantTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}
+
+/// A read transaction across tenants for operators (see [`Db::operator`]).
+#[derive(Debug)]
+pub struct OperatorTx {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl OperatorTx {
+    pub async fn commit(self) -> Result<(), DbError> {
+        self.tx
+            .commit()
+            .await
+            .map_err(DbError::query("closing an operator transaction"))
+    }
+}
+
+impl Deref for OperatorTx {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for OperatorTx {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+}

@@ -1,0 +1,22 @@
+//! PolyBot's Postgres layer.
+//!
+//! - [`Db`]: the connection pool and the one door to tenant data, the
+//!   tenant-scoped transaction [`TenantTx`] (and [`OperatorTx`] for the
+//!   operator-wide reads that row level security allows the control plane).
+//! - [`MIGRATOR`]: the SQL migrations of `migrations/`, embedded in the binary.
+//! - [`legacy`]: the import of the single-tenant bot's tables.
+//! - [`repo`]: repositories; every function takes a transaction.
+//! - [`embedded`]: a private PostgreSQL cluster for `polybot up` and the tests.
+//!
+//! Nothing outside this crate touches the pool: a query on a tenant table that
+//! does not go through a [`TenantTx`] is a bug.
+
+pub mod db;
+pub mod embedded;
+pub mod legacy;
+pub mod repo;
+pub mod roles;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use db::{Db, DbError, MIGRATOR, OperatorTx, Scope, TenantTx};

@@ -1,0 +1,5 @@
+//! Repositories. Every function takes the transaction it runs in; the caller
+//! commits.
+
+pub mod opportunities;
+pub mod tenants;

@@ -1,0 +1,48 @@
+//! The per-tenant database login roles.
+
+use polybot_core::TenantId;
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::{Db, DbError};
+
+/// Creates `tenant`'s login role (`polybot_t_<hex>`, member of
+/// `polybot_worker`), or sets its password if it exists. Idempotent.
+pub async fn ensure_tenant_role(
+    db: &Db,
+    tenant: TenantId,
+    password: &SecretString,
+) -> Result<String, DbError> {
+    let mut tx = db.tenant(tenant).await?;
+    let role: String = sqlx::query_scalar("SELECT polybot.ensure_tenant_role($1, $2)")
+        .bind(tenant.as_uuid())
+        .bind(password.expose_secret())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DbError::query("creating the tenant's database role"))?;
+    tx.commit().await?;
+    Ok(role)
+}
+
+/// Whether `tenant`'s login role exists.
+pub async fn tenant_role_exists(db: &Db, tenant: TenantId) -> Result<bool, DbError> {
+    let mut tx = db.tenant(tenant).await?;
+    let exists: bool = sqlx::query_scalar("SELECT polybot.tenant_role_exists($1)")
+        .bind(tenant.as_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DbError::query("looking up the tenant's database role"))?;
+    tx.commit().await?;
+    Ok(exists)
+}
+
+/// Drops `tenant`'s login role; false if there was none.
+pub async fn drop_tenant_role(db: &Db, tenant: TenantId) -> Result<bool, DbError> {
+    let mut tx = db.tenant(tenant).await?;
+    let dropped: bool = sqlx::query_scalar("SELECT polybot.drop_tenant_role($1)")
+        .bind(tenant.as_uuid())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DbError::query("dropping the tenant's database role"))?;
+    tx.commit().await?;
+    Ok(dropped)
+}
