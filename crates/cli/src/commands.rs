@@ -9,6 +9,12 @@ use polybot_store::{Db, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
+use std::sync::Arc;
+
+use polybot_control_plane::{App, AppState, Config, WorkerDatabase};
+use polybot_secrets::SecretStore;
+use polybot_secrets::local::{LocalSecretStore, MasterKey};
+
 use crate::shutdown;
 
 /// PolyBot Cloud: a multi-tenant trading-bot platform.
@@ -31,6 +37,40 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Run only the private PostgreSQL cluster of a data dir, until stopped.
     Postgres(PostgresArgs),
+    /// Run the control plane against DATABASE_URL (the cloud deployment).
+    ControlPlane(ControlPlaneArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address the API listens on.
+    #[arg(long, env = "POLYBOT_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SecretsKind {
+    /// AES-256-GCM ciphertext in Postgres under POLYBOT_MASTER_KEY or <data-dir>/master.key.
+    Local,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlPlaneArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Where tenants' secrets are kept.
+    #[arg(long, env = "POLYBOT_SECRETS", value_enum, default_value = "local")]
+    pub secrets: SecretsKind,
+    /// The operator's bearer token (starts with pbo_); without it one is
+    /// created in <data-dir>/operator-token.
+    #[arg(
+        long = "operator-token",
+        env = "POLYBOT_OPERATOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub operator_token: Option<SecretString>,
 }
 
 #[derive(Debug, Args)]
@@ -52,6 +92,8 @@ pub struct DatabaseArgs {
 pub struct UpArgs {
     #[command(flatten)]
     pub db: DatabaseArgs,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up(args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Postgres(args) => postgres(args).await,
+        Command::ControlPlane(args) => control_plane(args).await,
     }
 }
 
@@ -92,6 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// which the caller must stop.
 struct Database {
     db: Db,
+    options: PgConnectOptions,
     embedded: Option<EmbeddedPostgres>,
 }
 
@@ -112,10 +156,14 @@ impl Database {
                 (server.connect_options(embedded::DATABASE), Some(server))
             }
         };
-        let db = Db::connect(options, Scope::Control, 16)
+        let db = Db::connect(options.clone(), Scope::Control, 16)
             .await
             .context("connecting to the database")?;
-        Ok(Self { db, embedded })
+        Ok(Self {
+            db,
+            options,
+            embedded,
+        })
     }
 
     async fn close(self) -> anyhow::Result<()> {
@@ -139,18 +187,57 @@ async fn migrate_and_report(db: &Db) -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let stop = shutdown::on_signal()?;
     let database = Database::open(&args.db).await?;
-    let result = async {
-        migrate_and_report(&database.db).await?;
-        tracing::info!(
-            data_dir = %args.db.data_dir.display(),
-            "PolyBot is up; press Ctrl-C to stop"
-        );
-        stop.cancelled().await;
-        anyhow::Ok(())
-    }
+    let result = serve(&database, &args.db.data_dir, &args.serve, None, stop).await;
+    database.close().await?;
+    result
+}
+
+async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
+    let stop = shutdown::on_signal()?;
+    let database = Database::open(&args.db).await?;
+    let result = serve(
+        &database,
+        &args.db.data_dir,
+        &args.serve,
+        args.operator_token.as_ref(),
+        stop,
+    )
     .await;
     database.close().await?;
     result
+}
+
+/// Migrates, then runs the control plane until `stop`.
+async fn serve(
+    database: &Database,
+    data_dir: &std::path::Path,
+    serve: &ServeArgs,
+    operator_token: Option<&SecretString>,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    migrate_and_report(&database.db).await?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let key = MasterKey::from_env_or_file(&data_dir.join("master.key"))?;
+    let secrets: Arc<dyn SecretStore> = Arc::new(LocalSecretStore::new(key));
+    let state = AppState::new(
+        database.db.clone(),
+        secrets,
+        WorkerDatabase::from_options(&database.options),
+    );
+    let token_file = data_dir.join("operator-token");
+    let config = Config {
+        listen: serve.listen,
+        operator_token: operator_token.cloned(),
+        operator_token_file: Some(token_file.clone()),
+    };
+    let app = App::build(&config, state).await?;
+    let addr = app.local_addr()?;
+    tracing::info!(
+        "PolyBot is up: http://{addr}/ (operator token in {}); press Ctrl-C to stop",
+        token_file.display()
+    );
+    app.run_until_stopped(stop).await
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {

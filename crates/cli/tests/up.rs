@@ -68,9 +68,36 @@ fn interrupt_and_wait(child: &mut Child, signal_to: Signal) -> std::process::Exi
     panic!("polybot did not exit within 30 s of {signal_to}");
 }
 
+/// GETs `path` from the address the log announced; returns the body.
+fn http_get(log: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = log
+        .split("PolyBot is up: http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the log announces the address");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn up(binary: &Path, data_dir: &Path) -> Command {
     let mut cmd = Command::new(binary);
-    cmd.arg("up").arg("--data-dir").arg(data_dir);
+    cmd.arg("up")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["--listen", "127.0.0.1:0"]);
     cmd
 }
 
@@ -78,8 +105,13 @@ fn check_cold_start_stop_and_reuse(make: impl Fn() -> Command, data_dir: &Path) 
     let (mut first, output, _rest) = start_until(make(), "PolyBot is up");
     let text = output.join("\n");
     assert!(text.contains("initialising a new cluster"), "{text}");
-    assert!(text.contains("applied 2 migration(s)"), "{text}");
+    assert!(text.contains("applied 3 migration(s)"), "{text}");
     let server = running_postmaster(data_dir).expect("the private PostgreSQL is running");
+    assert_eq!(http_get(&text, "/healthz"), "ok");
+    use std::os::unix::fs::PermissionsExt;
+    let token =
+        std::fs::metadata(data_dir.join("operator-token")).expect("the operator token file");
+    assert_eq!(token.permissions().mode() & 0o777, 0o600);
 
     let status = interrupt_and_wait(&mut first, Signal::SIGINT);
     assert!(status.success(), "polybot up exited with {status}");
@@ -144,6 +176,7 @@ fn up_works_for_an_unprivileged_user_too() {
             .arg("up")
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(["--listen", "127.0.0.1:0"])
             .env("HOME", &data_dir);
             cmd
         },

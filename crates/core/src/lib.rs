@@ -4,6 +4,10 @@
 //! Nothing here performs I/O; the database, the network and the clock live in
 //! the crates that depend on this one.
 
+pub mod keys;
+pub mod risk;
+pub mod strategy;
 pub mod tenant;
+pub mod validation;
 
 pub use tenant::{Mode, TenantId, TenantIdError};

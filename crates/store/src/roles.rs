@@ -46,3 +46,28 @@ pub async fn drop_tenant_role(db: &Db, tenant: TenantId) -> Result<bool, DbError
     tx.commit().await?;
     Ok(dropped)
 }
+
+/// [`ensure_tenant_role`] inside the caller's transaction (role changes are
+/// transactional: they commit or roll back with it).
+pub async fn ensure_tenant_role_in(
+    tx: &mut crate::TenantTx,
+    password: &SecretString,
+) -> Result<String, DbError> {
+    let tenant = tx.tenant();
+    sqlx::query_scalar("SELECT polybot.ensure_tenant_role($1, $2)")
+        .bind(tenant.as_uuid())
+        .bind(password.expose_secret())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(DbError::query("creating the tenant's database role"))
+}
+
+/// [`drop_tenant_role`] inside the caller's transaction.
+pub async fn drop_tenant_role_in(tx: &mut crate::TenantTx) -> Result<bool, DbError> {
+    let tenant = tx.tenant();
+    sqlx::query_scalar("SELECT polybot.drop_tenant_role($1)")
+        .bind(tenant.as_uuid())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(DbError::query("dropping the tenant's database role"))
+}

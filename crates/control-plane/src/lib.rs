@@ -1,0 +1,231 @@
+//! The control plane: the `/tenants` API, durable onboarding and offboarding,
+//! and the operator endpoints (`/healthz`, `/readyz`, `/openapi.json`).
+//!
+//! [`router`] builds the axum router from an [`AppState`] (handlers are tested
+//! through it without a port); [`App::build`] binds a listener (port 0 is
+//! fine) and [`App::run_until_stopped`] serves until the cancellation token
+//! fires, then drains requests and background onboarding.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use polybot_core::TenantId;
+use polybot_secrets::SecretStore;
+use polybot_store::Db;
+use secrecy::SecretString;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use utoipa::OpenApi;
+
+pub mod auth;
+pub mod error;
+pub mod provision;
+pub mod status;
+pub mod tenants;
+
+pub use provision::{Provisioner, WorkerDatabase};
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub secrets: Arc<dyn SecretStore>,
+    pub provisioner: Provisioner,
+    pub tokens: auth::TokenCache,
+    /// Wakes the reconciler early after a change.
+    pub reconcile: Arc<Notify>,
+    pub tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("secrets", &self.secrets.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(db: Db, secrets: Arc<dyn SecretStore>, worker_db: WorkerDatabase) -> Self {
+        let reconcile = Arc::new(Notify::new());
+        let provisioner =
+            Provisioner::new(db.clone(), secrets.clone(), worker_db, reconcile.clone());
+        Self {
+            db,
+            secrets,
+            provisioner,
+            tokens: auth::TokenCache::default(),
+            reconcile,
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Runs `tenant`'s onboarding in the background (a restart resumes it if
+    /// this process dies first).
+    pub fn start_provisioning(&self, tenant: TenantId) {
+        let provisioner = self.provisioner.clone();
+        self.tasks.spawn(async move {
+            if let Err(err) = provisioner.run(tenant).await {
+                tracing::warn!(%tenant, error = %err, "onboarding did not complete");
+            }
+        });
+    }
+
+    /// Asks the reconciler for an early pass.
+    pub fn wake(&self) {
+        self.reconcile.notify_one();
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "PolyBot Cloud control plane", description = "Tenants, their workers, and their status."),
+    paths(
+        tenants::create, tenants::list, tenants::get, tenants::patch, tenants::rotate_keys,
+        tenants::pause, tenants::resume, tenants::delete, tenants::create_token, status::get,
+        healthz, readyz
+    ),
+    components(schemas(
+        tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated,
+        tenants::CreateTenantRequest, status::StatusView, status::WorkerView, status::HeartbeatView,
+        error::Problem
+    )),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Liveness: the process serves requests.
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive")))]
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: the database answers and its migrations are current.
+#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "ready"), (status = 503, body = error::Problem)))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.db.migrations_current().await {
+        Ok(true) => (StatusCode::OK, "ready").into_response(),
+        Ok(false) => error::ApiError::Unavailable(
+            "database migrations are not current: run `polybot migrate`".into(),
+        )
+        .into_response(),
+        Err(err) => {
+            error::ApiError::Unavailable(format!("database unreachable: {err}")).into_response()
+        }
+    }
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::NotFound("route")
+}
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi_json))
+        .route("/tenants", post(tenants::create).get(tenants::list))
+        .route(
+            "/tenants/{id}",
+            get(tenants::get)
+                .patch(tenants::patch)
+                .delete(tenants::delete),
+        )
+        .route("/tenants/{id}/status", get(status::get))
+        .route("/tenants/{id}/exchange-keys", put(tenants::rotate_keys))
+        .route("/tenants/{id}/pause", post(tenants::pause))
+        .route("/tenants/{id}/resume", post(tenants::resume))
+        .route("/tenants/{id}/tokens", post(tenants::create_token))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// `POLYBOT_OPERATOR_TOKEN`, if given.
+    pub operator_token: Option<SecretString>,
+    /// Where the operator token is written when none is given (`<data-dir>/operator-token`).
+    pub operator_token_file: Option<PathBuf>,
+}
+
+/// A bound, ready-to-run control plane.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl App {
+    /// Registers the operator token, binds the listener, and resumes any
+    /// onboarding a previous process left unfinished.
+    pub async fn build(config: &Config, state: AppState) -> anyhow::Result<Self> {
+        auth::ensure_operator_token(
+            &state.db,
+            config.operator_token.as_ref(),
+            config.operator_token_file.as_deref(),
+        )
+        .await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let resumed = state.provisioner.resume_all().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed unfinished onboarding");
+        }
+        Ok(Self { listener, state })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `stop` is cancelled, then finishes in-flight requests and
+    /// background onboarding.
+    pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
+        let tasks = self.state.tasks.clone();
+        axum::serve(self.listener, router(self.state))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await?;
+        tasks.close();
+        tasks.wait().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,450 @@
+//! Onboarding and offboarding as durable, idempotent state machines.
+//!
+//! A tenant's row records the last step completed (`provisioning_step`):
+//!
+//! ```text
+//! created → role → secret → spec → done (state active)
+//! ```
+//!
+//! - `created`: the API wrote the tenant, its configuration and its exchange
+//!   keys (sealed in the secret store) in one transaction.
+//! - `role`: the tenant's database login role exists.
+//! - `secret`: the secret holds the keys and the role's credentials. The role's
+//!   password is set in the same transaction that writes the secret (role
+//!   changes are transactional in PostgreSQL), so the two cannot disagree.
+//! - `spec`: the launch spec (what the worker runs) is prepared.
+//!
+//! Each step commits with its marker, so a control plane killed anywhere
+//! resumes at the next step on restart ([`Provisioner::resume_all`]) and
+//! creates nothing twice. A step that fails leaves the tenant `failed` with the
+//! error, drops the database role it may have created, and keeps the sealed
+//! keys so that `POST /tenants/{id}/resume` can retry.
+
+use std::sync::Arc;
+
+use polybot_core::TenantId;
+use polybot_secrets::{SecretStore, TenantSecret};
+use polybot_store::{Db, DbError, TenantTx};
+use rand::RngCore;
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgConnectOptions;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// One onboarding step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Created,
+    Role,
+    Secret,
+    Spec,
+    Done,
+}
+
+impl Step {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Step::Created => "created",
+            Step::Role => "role",
+            Step::Secret => "secret",
+            Step::Spec => "spec",
+            Step::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "created" => Step::Created,
+            "role" => Step::Role,
+            "secret" => Step::Secret,
+            "spec" => Step::Spec,
+            "done" => Step::Done,
+            _ => return None,
+        })
+    }
+}
+
+/// What a fault injector (tests only) does after a step commits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Stop as if the process died: no compensation, no `failed` state.
+    Crash,
+    /// Fail the next step with an error.
+    Fail,
+}
+
+pub type FaultHook = Arc<dyn Fn(Step) -> Option<Fault> + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("simulated crash after step {0:?}")]
+    Crashed(Step),
+    #[error("onboarding step `{step}` failed: {message}")]
+    Step { step: &'static str, message: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Where workers reach the database: the control plane's server and database,
+/// logged in as the tenant's own role.
+#[derive(Debug, Clone)]
+pub struct WorkerDatabase {
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+impl WorkerDatabase {
+    pub fn from_options(options: &PgConnectOptions) -> Self {
+        Self {
+            host: options.get_host().to_owned(),
+            port: options.get_port(),
+            database: options.get_database().unwrap_or("postgres").to_owned(),
+        }
+    }
+
+    /// The tenant's `DATABASE_URL`. Role names and passwords are hex, so
+    /// nothing needs escaping.
+    fn url(&self, tenant: TenantId, password: &str) -> SecretString {
+        SecretString::from(format!(
+            "postgres://{}:{password}@{}:{}/{}",
+            tenant.db_role(),
+            self.host,
+            self.port,
+            self.database
+        ))
+    }
+}
+
+/// Drives onboarding and offboarding.
+#[derive(Clone)]
+pub struct Provisioner {
+    db: Db,
+    secrets: Arc<dyn SecretStore>,
+    worker_db: WorkerDatabase,
+    wake: Arc<Notify>,
+    fault: Option<FaultHook>,
+    /// How long an offboarded tenant's secret can be restored.
+    pub recovery_days: u32,
+}
+
+impl std::fmt::Debug for Provisioner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provisioner")
+            .field("secrets", &self.secrets.kind())
+            .field("worker_db", &self.worker_db)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_password() -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Query { context, source }
+}
+
+impl Provisioner {
+    pub fn new(
+        db: Db,
+        secrets: Arc<dyn SecretStore>,
+        worker_db: WorkerDatabase,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            db,
+            secrets,
+            worker_db,
+            wake,
+            fault: None,
+            recovery_days: 30,
+        }
+    }
+
+    /// Tests: act on each committed step as the hook says.
+    pub fn with_fault(mut self, hook: FaultHook) -> Self {
+        self.fault = Some(hook);
+        self
+    }
+
+    /// Completes the onboarding of every tenant left mid-way (at start-up).
+    pub async fn resume_all(&self) -> Result<usize, ProvisionError> {
+        let mut op = self.db.operator().await?;
+        let pending: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM tenants WHERE state IN ('provisioning', 'offboarding') ORDER BY created_at",
+        )
+        .fetch_all(&mut *op)
+        .await
+        .map_err(q("listing unfinished onboardings"))?;
+        op.commit().await?;
+        let count = pending.len();
+        for id in pending {
+            let tenant = TenantId::from_uuid(id);
+            if let Err(err) = self.run(tenant).await {
+                tracing::warn!(%tenant, error = %err, "resuming a tenant's onboarding failed");
+            }
+        }
+        Ok(count)
+    }
+
+    /// Runs `tenant`'s onboarding (or offboarding) from where it stands to the end.
+    pub async fn run(&self, tenant: TenantId) -> Result<(), ProvisionError> {
+        loop {
+            let mut tx = self.db.tenant(tenant).await?;
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT state, provisioning_step FROM tenants WHERE id = $1 FOR UPDATE",
+            )
+            .bind(tenant.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(q("reading the tenant's onboarding state"))?;
+            let Some((state, step)) = row else {
+                return Ok(());
+            };
+            match state.as_str() {
+                "provisioning" => {}
+                "offboarding" => {
+                    tx.commit().await?;
+                    return self.offboard(tenant).await;
+                }
+                _ => return Ok(()),
+            }
+            let step = Step::parse(&step).unwrap_or(Step::Created);
+            let fault = self.fault.as_ref().and_then(|hook| hook(step));
+            let next = match fault {
+                Some(Fault::Fail) => Err(ProvisionError::Step {
+                    step: next_step(step).as_str(),
+                    message: "injected failure".into(),
+                }),
+                _ => self.advance(&mut tx, tenant, step).await,
+            };
+            match next {
+                Ok(next) => {
+                    sqlx::query(
+                        "UPDATE tenants SET provisioning_step = $2, updated_at = now(), \
+                         state = CASE WHEN $2 = 'done' THEN 'active' ELSE state END, last_error = NULL \
+                         WHERE id = $1",
+                    )
+                    .bind(tenant.as_uuid())
+                    .bind(next.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(q("recording an onboarding step"))?;
+                    audit(
+                        &mut tx,
+                        "control-plane",
+                        "tenant.onboarding_step",
+                        serde_json::json!({"step": next.as_str()}),
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    tracing::info!(%tenant, step = next.as_str(), "onboarding step done");
+                    if next == Step::Done {
+                        self.wake.notify_one();
+                        return Ok(());
+                    }
+                    if let Some(Fault::Crash) = self.fault.as_ref().and_then(|hook| hook(next)) {
+                        return Err(ProvisionError::Crashed(next));
+                    }
+                }
+                Err(err) => {
+                    tx.rollback().await?;
+                    self.fail(tenant, &err).await?;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Performs the step after `done` inside `tx`; returns the step reached.
+    async fn advance(
+        &self,
+        tx: &mut TenantTx,
+        tenant: TenantId,
+        done: Step,
+    ) -> Result<Step, ProvisionError> {
+        match done {
+            Step::Created => {
+                // A random password that nobody keeps: the next step sets the
+                // real one together with the secret.
+                polybot_store::roles::ensure_tenant_role_in(
+                    tx,
+                    &SecretString::from(random_password()),
+                )
+                .await
+                .map_err(|e| step_err(Step::Role, e))?;
+                Ok(Step::Role)
+            }
+            Step::Role => {
+                let password = random_password();
+                polybot_store::roles::ensure_tenant_role_in(
+                    tx,
+                    &SecretString::from(password.clone()),
+                )
+                .await
+                .map_err(|e| step_err(Step::Secret, e))?;
+                let mut secret = self
+                    .secrets
+                    .get(tx)
+                    .await
+                    .map_err(|e| step_err(Step::Secret, e))?
+                    .unwrap_or_else(TenantSecret::default);
+                secret.database_url = Some(self.worker_db.url(tenant, &password));
+                self.secrets
+                    .put(tx, &secret)
+                    .await
+                    .map_err(|e| step_err(Step::Secret, e))?;
+                Ok(Step::Secret)
+            }
+            Step::Secret => {
+                prepare_spec(tx)
+                    .await
+                    .map_err(|e| step_err(Step::Spec, e))?;
+                Ok(Step::Spec)
+            }
+            Step::Spec | Step::Done => Ok(Step::Done),
+        }
+    }
+
+    /// Marks the tenant failed and undoes what onboarding created (the role
+    /// and the launch spec); the sealed keys stay for a retry.
+    async fn fail(&self, tenant: TenantId, err: &ProvisionError) -> Result<(), ProvisionError> {
+        let mut tx = self.db.tenant(tenant).await?;
+        polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
+        sqlx::query("DELETE FROM tenant_runtime WHERE tenant_id = $1")
+            .bind(tenant.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(q("removing the launch spec"))?;
+        sqlx::query(
+            "UPDATE tenants SET state = 'failed', provisioning_step = 'created', last_error = $2, \
+             updated_at = now() WHERE id = $1",
+        )
+        .bind(tenant.as_uuid())
+        .bind(err.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(q("marking the tenant failed"))?;
+        audit(
+            &mut tx,
+            "control-plane",
+            "tenant.onboarding_failed",
+            serde_json::json!({"error": err.to_string()}),
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::warn!(%tenant, error = %err, "onboarding failed; compensated");
+        Ok(())
+    }
+
+    /// Offboarding: the worker is stopped by the reconciler (the tenant is no
+    /// longer desired), the secret is scheduled for deletion, the database role
+    /// is dropped. Data is kept.
+    pub async fn offboard(&self, tenant: TenantId) -> Result<(), ProvisionError> {
+        let mut tx = self.db.tenant(tenant).await?;
+        self.secrets
+            .schedule_deletion(&mut tx, self.recovery_days)
+            .await
+            .map_err(|e| step_err(Step::Done, e))?;
+        polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
+        sqlx::query(
+            "UPDATE tenants SET state = 'offboarded', offboarded_at = now(), updated_at = now() \
+             WHERE id = $1 AND state = 'offboarding'",
+        )
+        .bind(tenant.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(q("marking the tenant offboarded"))?;
+        audit(
+            &mut tx,
+            "control-plane",
+            "tenant.offboarded",
+            serde_json::json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+fn next_step(step: Step) -> Step {
+    match step {
+        Step::Created => Step::Role,
+        Step::Role => Step::Secret,
+        Step::Secret => Step::Spec,
+        Step::Spec | Step::Done => Step::Done,
+    }
+}
+
+fn step_err(step: Step, err: impl std::fmt::Display) -> ProvisionError {
+    ProvisionError::Step {
+        step: step.as_str(),
+        message: err.to_string(),
+    }
+}
+
+/// The hash of everything a worker's launch depends on; a change replaces the worker.
+pub async fn spec_hash(tx: &mut TenantTx) -> Result<String, DbError> {
+    let row: (
+        String,
+        i64,
+        serde_json::Value,
+        serde_json::Value,
+        Option<i64>,
+    ) = sqlx::query_as(
+        "SELECT t.mode, t.spec_version, c.strategies, c.risk, s.version \
+         FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id \
+         LEFT JOIN tenant_secrets s ON s.tenant_id = t.id WHERE t.id = $1",
+    )
+    .bind(tx.tenant().as_uuid())
+    .fetch_one(&mut **tx)
+    .await
+    .map_err(q("reading the launch spec"))?;
+    let mut hash = Sha256::new();
+    hash.update(row.0.as_bytes());
+    hash.update(row.1.to_be_bytes());
+    hash.update(row.2.to_string().as_bytes());
+    hash.update(row.3.to_string().as_bytes());
+    hash.update(row.4.unwrap_or(0).to_be_bytes());
+    Ok(hex::encode(&hash.finalize()[..16]))
+}
+
+/// Records the launch spec the reconciler will start the worker with.
+async fn prepare_spec(tx: &mut TenantTx) -> Result<(), DbError> {
+    let hash = spec_hash(tx).await?;
+    sqlx::query(
+        "INSERT INTO tenant_runtime (tenant_id, desired, actual, spec_hash) VALUES ($1, 'running', 'pending', $2) \
+         ON CONFLICT (tenant_id) DO UPDATE SET spec_hash = EXCLUDED.spec_hash, observed_at = now()",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(hash)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("preparing the launch spec"))?;
+    Ok(())
+}
+
+/// Appends to the tenant's audit log (never key material).
+pub async fn audit(
+    tx: &mut TenantTx,
+    actor: &str,
+    action: &str,
+    details: serde_json::Value,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO audit_log (tenant_id, actor, action, details) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(actor)
+    .bind(action)
+    .bind(details)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("writing the audit log"))?;
+    Ok(())
+}

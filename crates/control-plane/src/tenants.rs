@@ -1,0 +1,847 @@
+//! The `/tenants` API.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use polybot_core::keys::{ExchangeKeys, parse_exchange_keys};
+use polybot_core::risk::{RiskLimits, parse_risk};
+use polybot_core::strategy::{StrategiesConfig, parse_strategies};
+use polybot_core::validation::{FieldError, unknown_field};
+use polybot_core::{Mode, TenantId};
+use polybot_secrets::TenantSecret;
+use polybot_store::{DbError, TenantTx};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{Caller, create_tenant_token};
+use crate::error::{ApiError, ApiResult};
+use crate::provision::audit;
+
+fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Query { context, source }
+}
+
+// ---------------------------------------------------------------------------
+// Views
+// ---------------------------------------------------------------------------
+
+/// Where onboarding stands.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProvisioningView {
+    /// The last step completed: created, role, secret, spec, done.
+    pub step: String,
+    /// Why onboarding failed, if it did.
+    pub last_error: Option<String>,
+}
+
+/// A tenant, as the API shows it. Exchange keys appear only as masked fingerprints.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub name: String,
+    /// paper or live.
+    pub mode: String,
+    /// provisioning, active, paused, failed, offboarding or offboarded.
+    pub state: String,
+    pub provisioning: ProvisioningView,
+    /// Venue → masked key fingerprint (`sha256:` and 12 hex digits).
+    #[schema(value_type = Object)]
+    pub exchange_keys: Value,
+    #[schema(value_type = Object)]
+    pub strategies: Value,
+    #[schema(value_type = Object)]
+    pub risk: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+type ViewRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<Value>,
+    Option<Value>,
+    Option<Value>,
+);
+
+const VIEW_SELECT: &str = "SELECT t.id, t.name, t.mode, t.state, t.provisioning_step, t.last_error, \
+        t.created_at, t.updated_at, c.strategies, c.risk, s.fingerprints \
+     FROM tenants t LEFT JOIN tenant_configs c ON c.tenant_id = t.id \
+     LEFT JOIN tenant_secrets s ON s.tenant_id = t.id";
+
+fn view_from(row: ViewRow) -> TenantView {
+    let (id, name, mode, state, step, last_error, created_at, updated_at, strategies, risk, fps) =
+        row;
+    TenantView {
+        id,
+        name,
+        mode,
+        state,
+        provisioning: ProvisioningView { step, last_error },
+        exchange_keys: fps.unwrap_or_else(|| json!({})),
+        strategies: strategies.unwrap_or_else(|| json!({})),
+        risk: risk.unwrap_or_else(|| json!({})),
+        created_at,
+        updated_at,
+    }
+}
+
+async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
+    let row: Option<ViewRow> = sqlx::query_as(&format!("{VIEW_SELECT} WHERE t.id = $1"))
+        .bind(tx.tenant().as_uuid())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(q("reading a tenant"))?;
+    Ok(row.map(view_from))
+}
+
+// ---------------------------------------------------------------------------
+// Request parsing: every bad field is reported, nothing is stored
+// ---------------------------------------------------------------------------
+
+fn parse_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body is not valid JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        )),
+    }
+}
+
+/// What an onboarding request or a PATCH carries, validated.
+#[derive(Debug, Default)]
+struct TenantInput {
+    name: Option<String>,
+    mode: Option<Mode>,
+    keys: Option<ExchangeKeys>,
+    strategies: Option<StrategiesConfig>,
+    risk: Option<RiskLimits>,
+}
+
+fn parse_input(
+    body: &Map<String, Value>,
+    allowed: &[&str],
+) -> Result<TenantInput, Vec<FieldError>> {
+    let mut input = TenantInput::default();
+    let mut errors = Vec::new();
+    for (field, value) in body {
+        if !allowed.contains(&field.as_str()) {
+            errors.push(unknown_field(field, field, allowed));
+            continue;
+        }
+        match field.as_str() {
+            "name" => match value.as_str().map(str::trim) {
+                Some(name) if !name.is_empty() && name.chars().count() <= 100 => {
+                    input.name = Some(name.to_owned());
+                }
+                Some(_) => errors.push(FieldError::new("name", "must have 1 to 100 characters")),
+                None => errors.push(FieldError::new("name", "expected a string")),
+            },
+            "mode" => match value.as_str().map(str::parse::<Mode>) {
+                Some(Ok(mode)) => input.mode = Some(mode),
+                Some(Err(message)) => errors.push(FieldError::new("mode", message)),
+                None => errors.push(FieldError::new("mode", "expected \"paper\" or \"live\"")),
+            },
+            "exchange_keys" => match parse_exchange_keys(value) {
+                Ok(keys) => input.keys = Some(keys),
+                Err(e) => errors.extend(e),
+            },
+            "strategies" => match parse_strategies(value) {
+                Ok(s) => input.strategies = Some(s),
+                Err(e) => errors.extend(e),
+            },
+            "risk" => match parse_risk(value) {
+                Ok(r) => input.risk = Some(r),
+                Err(e) => errors.extend(e),
+            },
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(input)
+    } else {
+        Err(errors)
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or_else(|_| json!({}))
+}
+
+fn request_hash(body: &Map<String, Value>) -> Vec<u8> {
+    // serde_json's map is ordered by key, so this text is canonical.
+    Sha256::digest(Value::Object(body.clone()).to_string().as_bytes()).to_vec()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(v) => {
+            let key = v.to_str().map_err(|_| {
+                ApiError::Validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must be visible ASCII",
+                )])
+            })?;
+            if key.is_empty() || key.len() > 200 {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "must have 1 to 200 characters",
+                )]));
+            }
+            Ok(Some(key.to_owned()))
+        }
+    }
+}
+
+fn found(caller: &Caller, id: Uuid) -> ApiResult<TenantId> {
+    let tenant = TenantId::from_uuid(id);
+    if caller.may_see(tenant) {
+        Ok(tenant)
+    } else {
+        Err(ApiError::NotFound("tenant"))
+    }
+}
+
+fn operator_only(caller: &Caller) -> ApiResult<()> {
+    match caller {
+        Caller::Operator => Ok(()),
+        Caller::Tenant(_) => Err(ApiError::Forbidden("only an operator token may do this")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+// ---------------------------------------------------------------------------
+
+/// The body of `POST /tenants` (documentation; the handler validates field by field).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CreateTenantRequest {
+    /// 1 to 100 characters.
+    name: String,
+    /// paper (default) or live.
+    mode: Option<String>,
+    /// Per venue, all optional: polymarket {private_key, api_key, secret, passphrase},
+    /// kalshi {key_id, private_key_pem}, binance_us {api_key, secret_key},
+    /// coinbase {api_key, secret, passphrase}, kraken {api_key, private_key},
+    /// alpaca {key_id, secret_key}, newsapi {api_key}, ibkr {username, password}.
+    #[schema(value_type = Object)]
+    exchange_keys: Option<Value>,
+    /// Strategy name → typed config: complement_arb, cross_venue_arb, crypto_15m, news_arb.
+    #[schema(value_type = Object)]
+    strategies: Option<Value>,
+    /// max_position_per_market, max_total_exposure, max_daily_loss, max_open_orders, kill_switch, …
+    #[schema(value_type = Object)]
+    risk: Option<Value>,
+}
+
+/// Onboard a tenant.
+#[utoipa::path(post, path = "/tenants", request_body = CreateTenantRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
+    responses((status = 201, body = TenantView), (status = 422, body = crate::error::Problem), (status = 401, body = crate::error::Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    operator_only(&caller)?;
+    let key = idempotency_key(&headers)?;
+    let body = parse_body(&body)?;
+    let input = parse_input(
+        &body,
+        &["name", "mode", "exchange_keys", "strategies", "risk"],
+    )
+    .and_then(|input| {
+        let mut errors = Vec::new();
+        if input.name.is_none() {
+            errors.push(FieldError::new("name", "is required"));
+        }
+        if input.mode == Some(Mode::Live) && input.keys.as_ref().is_none_or(ExchangeKeys::is_empty)
+        {
+            errors.push(FieldError::new(
+                "mode",
+                "live trading needs exchange keys for at least one venue",
+            ));
+        }
+        if errors.is_empty() {
+            Ok(input)
+        } else {
+            Err(errors)
+        }
+    })
+    .map_err(ApiError::Validation)?;
+
+    let tenant = TenantId::new();
+    let mut tx = state.db.tenant(tenant).await?;
+    if let Some(key) = &key {
+        let hash = request_hash(&body);
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(caller.scope())
+        .bind(key)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("recording the idempotency key"))?
+        .rows_affected();
+        if inserted == 0 {
+            let (stored_hash, status, response): (Vec<u8>, Option<i16>, Option<Value>) = sqlx::query_as(
+                "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
+            )
+            .bind(caller.scope())
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(q("reading the idempotency key"))?;
+            tx.rollback().await?;
+            if stored_hash != hash {
+                return Err(ApiError::IdempotencyMismatch);
+            }
+            let (Some(status), Some(response)) = (status, response) else {
+                return Err(ApiError::Conflict(
+                    "the first request with this Idempotency-Key is still in progress".into(),
+                ));
+            };
+            return Ok(created_response(
+                StatusCode::from_u16(u16::try_from(status).unwrap_or(201))
+                    .unwrap_or(StatusCode::CREATED),
+                response,
+            ));
+        }
+    }
+
+    let name = input.name.unwrap_or_default();
+    let mode = input.mode.unwrap_or_default();
+    polybot_store::repo::tenants::insert(&mut tx, &name, mode).await?;
+    sqlx::query("INSERT INTO tenant_configs (tenant_id, strategies, risk) VALUES ($1, $2, $3)")
+        .bind(tenant.as_uuid())
+        .bind(to_json(&input.strategies.unwrap_or_default()))
+        .bind(to_json(&input.risk.unwrap_or_default()))
+        .execute(&mut *tx)
+        .await
+        .map_err(q("storing the tenant's configuration"))?;
+    let keys = input.keys.unwrap_or_default();
+    state
+        .secrets
+        .put(
+            &mut tx,
+            &TenantSecret {
+                exchange_keys: keys.clone(),
+                database_url: None,
+            },
+        )
+        .await?;
+    audit(
+        &mut tx,
+        &caller.actor(),
+        "tenant.create",
+        json!({"name": name, "mode": mode.as_str(), "venues": keys.venues().collect::<Vec<_>>()}),
+    )
+    .await?;
+    let view = load_view(&mut tx)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("the new tenant vanished"))?;
+    let body = to_json(&view);
+    if let Some(key) = &key {
+        sqlx::query("UPDATE idempotency_keys SET response_status = 201, response_body = $3 WHERE scope = $1 AND key = $2")
+            .bind(caller.scope())
+            .bind(key)
+            .bind(&body)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("recording the idempotent response"))?;
+    }
+    tx.commit().await?;
+    state.start_provisioning(tenant);
+    Ok(created_response(StatusCode::CREATED, body))
+}
+
+fn created_response(status: StatusCode, body: Value) -> Response {
+    let location = body
+        .get("id")
+        .and_then(Value::as_str)
+        .map(|id| format!("/tenants/{id}"));
+    let mut response = (status, Json(body)).into_response();
+    if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// Only tenants in this state.
+    state: Option<String>,
+    /// At most this many (1 to 200, default 50).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TenantPage {
+    pub items: Vec<TenantView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const STATES: &[&str] = &[
+    "provisioning",
+    "active",
+    "paused",
+    "failed",
+    "offboarding",
+    "offboarded",
+];
+
+/// List tenants (an operator sees all; a tenant token, its own).
+#[utoipa::path(get, path = "/tenants", params(ListQuery), responses((status = 200, body = TenantPage)))]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<TenantPage>> {
+    let mut errors = Vec::new();
+    if let Some(s) = &query.state
+        && !STATES.contains(&s.as_str())
+    {
+        errors.push(FieldError::new(
+            "state",
+            format!("must be one of {}", STATES.join(", ")),
+        ));
+    }
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        errors.push(FieldError::new("limit", "must be between 1 and 200"));
+    }
+    let cursor = match &query.cursor {
+        None => None,
+        Some(c) => match decode_cursor(c) {
+            Some(c) => Some(c),
+            None => {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor this API returned",
+                ));
+                None
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    if let Caller::Tenant(own) = caller {
+        let mut tx = state.db.tenant(own).await?;
+        let view = load_view(&mut tx).await?;
+        tx.commit().await?;
+        let items = view
+            .into_iter()
+            .filter(|v| query.state.as_deref().is_none_or(|s| s == v.state))
+            .collect();
+        return Ok(Json(TenantPage {
+            items,
+            next_cursor: None,
+        }));
+    }
+    let (after_at, after_id) = cursor.unzip();
+    let mut op = state.db.operator().await?;
+    let rows: Vec<ViewRow> = sqlx::query_as(&format!(
+        "{VIEW_SELECT} WHERE ($1::text IS NULL OR t.state = $1) \
+           AND ($2::timestamptz IS NULL OR (t.created_at, t.id) > ($2, $3)) \
+         ORDER BY t.created_at, t.id LIMIT $4"
+    ))
+    .bind(&query.state)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit + 1)
+    .fetch_all(&mut *op)
+    .await
+    .map_err(q("listing tenants"))?;
+    op.commit().await?;
+    let mut items: Vec<TenantView> = rows.into_iter().map(view_from).collect();
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+        items.last().map(|v| encode_cursor(v.created_at, v.id))
+    } else {
+        None
+    };
+    Ok(Json(TenantPage { items, next_cursor }))
+}
+
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
+}
+
+fn decode_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (at, id) = raw.split_once('|')?;
+    Some((
+        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+        id.parse().ok()?,
+    ))
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/tenants/{id}", responses((status = 200, body = TenantView), (status = 404, body = crate::error::Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<TenantView>> {
+    let tenant = found(&caller, id)?;
+    let mut tx = state.db.tenant(tenant).await?;
+    let view = load_view(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+async fn lock_state(tx: &mut TenantTx) -> ApiResult<String> {
+    sqlx::query_scalar("SELECT state FROM tenants WHERE id = $1 FOR UPDATE")
+        .bind(tx.tenant().as_uuid())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(q("locking a tenant"))?
+        .ok_or(ApiError::NotFound("tenant"))
+}
+
+/// Change a tenant's name, mode, strategies or risk limits (validated like onboarding).
+#[utoipa::path(patch, path = "/tenants/{id}", request_body = Object, responses((status = 200, body = TenantView), (status = 422, body = crate::error::Problem)))]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> ApiResult<Json<TenantView>> {
+    let tenant = found(&caller, id)?;
+    let body = parse_body(&body)?;
+    let input = parse_input(&body, &["name", "mode", "strategies", "risk"])
+        .map_err(ApiError::Validation)?;
+    let mut tx = state.db.tenant(tenant).await?;
+    let current = lock_state(&mut tx).await?;
+    if current == "offboarding" || current == "offboarded" {
+        return Err(ApiError::Conflict(format!(
+            "tenant is {current}; it cannot be changed"
+        )));
+    }
+    if input.mode == Some(Mode::Live) {
+        let has_keys = polybot_secrets::fingerprints(&mut tx)
+            .await?
+            .as_object()
+            .is_some_and(|m| !m.is_empty());
+        if !has_keys {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "mode",
+                "live trading needs exchange keys for at least one venue",
+            )]));
+        }
+    }
+    let changed: Vec<&str> = body.keys().map(String::as_str).collect();
+    let spec_changed = input.mode.is_some() || input.strategies.is_some() || input.risk.is_some();
+    sqlx::query(
+        "UPDATE tenants SET name = coalesce($2, name), mode = coalesce($3, mode), \
+         spec_version = spec_version + CASE WHEN $4 THEN 1 ELSE 0 END, updated_at = now() WHERE id = $1",
+    )
+    .bind(tenant.as_uuid())
+    .bind(&input.name)
+    .bind(input.mode.map(|m| m.as_str()))
+    .bind(spec_changed)
+    .execute(&mut *tx)
+    .await
+    .map_err(q("updating a tenant"))?;
+    sqlx::query(
+        "UPDATE tenant_configs SET strategies = coalesce($2, strategies), risk = coalesce($3, risk), \
+         updated_at = now() WHERE tenant_id = $1",
+    )
+    .bind(tenant.as_uuid())
+    .bind(input.strategies.as_ref().map(to_json))
+    .bind(input.risk.as_ref().map(to_json))
+    .execute(&mut *tx)
+    .await
+    .map_err(q("updating a tenant's configuration"))?;
+    audit(
+        &mut tx,
+        &caller.actor(),
+        "tenant.update",
+        json!({"fields": changed}),
+    )
+    .await?;
+    let view = load_view(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    tx.commit().await?;
+    state.wake();
+    Ok(Json(view))
+}
+
+/// Replace a tenant's exchange keys (write-only: the response shows fingerprints).
+#[utoipa::path(put, path = "/tenants/{id}/exchange-keys", request_body = Object, responses((status = 200, body = TenantView), (status = 422, body = crate::error::Problem)))]
+pub async fn rotate_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> ApiResult<Json<TenantView>> {
+    let tenant = found(&caller, id)?;
+    let body = parse_body(&body)?;
+    let keys = parse_exchange_keys(&Value::Object(body)).map_err(ApiError::Validation)?;
+    let mut tx = state.db.tenant(tenant).await?;
+    let current = lock_state(&mut tx).await?;
+    if current == "offboarding" || current == "offboarded" {
+        return Err(ApiError::Conflict(format!(
+            "tenant is {current}; its keys cannot be changed"
+        )));
+    }
+    let mut secret = state.secrets.get(&mut tx).await?.unwrap_or_default();
+    secret.exchange_keys = keys.clone();
+    state.secrets.put(&mut tx, &secret).await?;
+    sqlx::query(
+        "UPDATE tenants SET spec_version = spec_version + 1, updated_at = now() WHERE id = $1",
+    )
+    .bind(tenant.as_uuid())
+    .execute(&mut *tx)
+    .await
+    .map_err(q("recording a key rotation"))?;
+    audit(
+        &mut tx,
+        &caller.actor(),
+        "tenant.rotate_keys",
+        json!({"venues": keys.venues().collect::<Vec<_>>(), "fingerprints": keys.fingerprints()}),
+    )
+    .await?;
+    let view = load_view(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    tx.commit().await?;
+    state.wake();
+    Ok(Json(view))
+}
+
+/// Stop a tenant's worker until resumed.
+#[utoipa::path(post, path = "/tenants/{id}/pause", responses((status = 200, body = TenantView), (status = 409, body = crate::error::Problem)))]
+pub async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<TenantView>> {
+    transition(&state, &caller, id, "pause").await
+}
+
+/// Start a paused tenant again; retry a failed onboarding; restore an
+/// offboarded tenant within its secret's recovery window.
+#[utoipa::path(post, path = "/tenants/{id}/resume", responses((status = 200, body = TenantView), (status = 409, body = crate::error::Problem)))]
+pub async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<TenantView>> {
+    transition(&state, &caller, id, "resume").await
+}
+
+async fn transition(
+    state: &AppState,
+    caller: &Caller,
+    id: Uuid,
+    action: &str,
+) -> ApiResult<Json<TenantView>> {
+    let tenant = found(caller, id)?;
+    let mut tx = state.db.tenant(tenant).await?;
+    let current = lock_state(&mut tx).await?;
+    let (next, step, provision) = match (action, current.as_str()) {
+        ("pause", "active" | "paused") => ("paused", None, false),
+        ("resume", "paused" | "active") => ("active", None, false),
+        ("resume", "failed") => ("provisioning", Some("created"), true),
+        ("resume", "offboarded") => {
+            if !state.secrets.restore(&mut tx).await? {
+                return Err(ApiError::Conflict(
+                    "the tenant's secret is past its recovery window; onboard it again".into(),
+                ));
+            }
+            ("provisioning", Some("created"), true)
+        }
+        (_, other) => {
+            return Err(ApiError::Conflict(format!(
+                "cannot {action} a tenant that is {other}"
+            )));
+        }
+    };
+    sqlx::query(
+        "UPDATE tenants SET state = $2, provisioning_step = coalesce($3, provisioning_step), \
+         offboarded_at = CASE WHEN $2 = 'provisioning' THEN NULL ELSE offboarded_at END, \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(tenant.as_uuid())
+    .bind(next)
+    .bind(step)
+    .execute(&mut *tx)
+    .await
+    .map_err(q("changing a tenant's state"))?;
+    if current != next {
+        audit(
+            &mut tx,
+            &caller.actor(),
+            &format!("tenant.{action}"),
+            json!({"from": current, "to": next}),
+        )
+        .await?;
+    }
+    let view = load_view(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    tx.commit().await?;
+    if provision {
+        state.start_provisioning(tenant);
+    }
+    state.wake();
+    Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Also erase every row of the tenant (GDPR).
+    purge: Option<bool>,
+}
+
+/// Offboard a tenant: worker stopped, secret scheduled for deletion, data
+/// kept; with `?purge=true` the tenant's rows are erased too.
+#[utoipa::path(delete, path = "/tenants/{id}", params(DeleteQuery), responses((status = 202, body = TenantView), (status = 204)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<DeleteQuery>,
+) -> ApiResult<Response> {
+    operator_only(&caller)?;
+    let tenant = found(&caller, id)?;
+    let mut tx = state.db.tenant(tenant).await?;
+    let current = lock_state(&mut tx).await?;
+    if current != "offboarded" {
+        sqlx::query("UPDATE tenants SET state = 'offboarding', updated_at = now() WHERE id = $1")
+            .bind(tenant.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(q("offboarding a tenant"))?;
+        audit(
+            &mut tx,
+            &caller.actor(),
+            "tenant.offboard",
+            json!({"purge": query.purge.unwrap_or(false)}),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.tokens.clear();
+    if current != "offboarded" {
+        state
+            .provisioner
+            .offboard(tenant)
+            .await
+            .map_err(|e| ApiError::Internal(e.into()))?;
+    }
+    if query.purge.unwrap_or(false) {
+        let mut tx = state.db.tenant(tenant).await?;
+        sqlx::query("DELETE FROM tenants WHERE id = $1")
+            .bind(tenant.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .map_err(q("purging a tenant"))?;
+        tx.commit().await?;
+        tracing::info!(%tenant, actor = caller.actor(), "tenant purged");
+        state.wake();
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let mut tx = state.db.tenant(tenant).await?;
+    let view = load_view(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    tx.commit().await?;
+    Ok((StatusCode::ACCEPTED, Json(view)).into_response())
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    /// Shown once; only its hash is stored.
+    pub token: String,
+}
+
+/// Create a bearer token for a tenant (operator, or the tenant itself).
+#[utoipa::path(post, path = "/tenants/{id}/tokens", responses((status = 201, body = TokenCreated)))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    let tenant = found(&caller, id)?;
+    let label = if body.is_empty() {
+        String::new()
+    } else {
+        let body = parse_body(&body)?;
+        let mut errors = Vec::new();
+        for key in body.keys().filter(|k| *k != "label") {
+            errors.push(unknown_field(key, key, &["label"]));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        body.get("label")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .chars()
+            .take(100)
+            .collect()
+    };
+    let mut tx = state.db.tenant(tenant).await?;
+    let current = lock_state(&mut tx).await?;
+    if current == "offboarding" || current == "offboarded" {
+        return Err(ApiError::Conflict(format!("tenant is {current}")));
+    }
+    let (token_id, token) = create_tenant_token(&mut tx, &label).await?;
+    audit(
+        &mut tx,
+        &caller.actor(),
+        "tenant.token_created",
+        json!({"token_id": token_id, "label": label}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenCreated {
+            id: token_id,
+            tenant_id: id,
+            token: secrecy::ExposeSecret::expose_secret(&token).to_owned(),
+        }),
+    ))
+}

@@ -1,0 +1,153 @@
+//! Venue fee formulas for takers (every order the engine sends takes liquidity).
+//!
+//! - Polymarket: `C × rate × p × (1 − p)`, takers only (VENUES.md §8); the rate
+//!   is the market category's (Crypto 0.07). Rounded down to 5 decimals, as
+//!   the venue's USDC accounting does (nautilus_trader [3P]).
+//! - Kalshi: `ceil_to_cent(0.07 × C × P × (1 − P))` (VENUES.md §2).
+//! - CEX (Binance US, Coinbase, Kraken): a percentage of the notional, rounded
+//!   up to 8 decimals so that a fee is never under-counted.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::{Deserialize, Serialize};
+
+use polybot_core::strategy::Venue;
+
+/// How one market charges a taker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "model", rename_all = "snake_case")]
+pub enum FeeModel {
+    /// `C·rate·p·(1−p)`, floored to 5 decimals.
+    Polymarket { rate: Decimal },
+    /// `ceil_to_cent(rate·C·p·(1−p))`.
+    Kalshi { rate: Decimal },
+    /// `rate × notional`.
+    Percentage { rate: Decimal },
+}
+
+/// Kalshi's published taker rate.
+pub const KALSHI_TAKER_RATE: Decimal = Decimal::from_parts(7, 0, 0, false, 2);
+/// Polymarket's Crypto-category taker rate.
+pub const POLYMARKET_CRYPTO_RATE: Decimal = Decimal::from_parts(7, 0, 0, false, 2);
+
+impl FeeModel {
+    /// The venue's taker model at `rate` (the market's category rate for
+    /// Polymarket, the account's tier for a CEX).
+    pub const fn for_venue(venue: Venue, rate: Decimal) -> Self {
+        match venue {
+            Venue::Polymarket => FeeModel::Polymarket { rate },
+            Venue::Kalshi => FeeModel::Kalshi { rate },
+            Venue::BinanceUs | Venue::Coinbase | Venue::Kraken => FeeModel::Percentage { rate },
+        }
+    }
+
+    /// The fee on one fill of `size` at `price`.
+    pub fn fee(&self, size: Decimal, price: Decimal) -> Decimal {
+        self.round(self.raw_fee(size, price))
+    }
+
+    /// The fee before the venue's rounding: what one level of a fill adds to
+    /// an order's total, which is rounded once with [`FeeModel::round`].
+    #[inline]
+    pub fn raw_fee(&self, size: Decimal, price: Decimal) -> Decimal {
+        match *self {
+            FeeModel::Polymarket { rate } | FeeModel::Kalshi { rate } => {
+                size * rate * price * (Decimal::ONE - price)
+            }
+            FeeModel::Percentage { rate } => size * price * rate,
+        }
+    }
+
+    /// The fee per share at `price`, before rounding (for edge estimates).
+    #[inline]
+    pub fn per_share(&self, price: Decimal) -> Decimal {
+        self.raw_fee(Decimal::ONE, price)
+    }
+
+    /// The venue's rounding of an order's total fee.
+    pub fn round(&self, raw: Decimal) -> Decimal {
+        match self {
+            FeeModel::Polymarket { .. } => raw.round_dp_with_strategy(5, RoundingStrategy::ToZero),
+            FeeModel::Kalshi { .. } => {
+                raw.round_dp_with_strategy(2, RoundingStrategy::AwayFromZero)
+            }
+            FeeModel::Percentage { .. } => {
+                raw.round_dp_with_strategy(8, RoundingStrategy::AwayFromZero)
+            }
+        }
+        .normalize()
+    }
+}
+
+/// Polymarket taker fee on `size` shares at `price` with the category `rate`.
+pub fn polymarket_taker_fee(size: Decimal, price: Decimal, rate: Decimal) -> Decimal {
+    FeeModel::Polymarket { rate }.fee(size, price)
+}
+
+/// Kalshi taker fee on `contracts` at `price`, rounded up to the cent.
+pub fn kalshi_taker_fee(contracts: Decimal, price: Decimal) -> Decimal {
+    FeeModel::Kalshi {
+        rate: KALSHI_TAKER_RATE,
+    }
+    .fee(contracts, price)
+}
+
+/// A CEX taker fee: `rate` (0.001 = 0.1 %) of the notional.
+pub fn cex_taker_fee(quantity: Decimal, price: Decimal, rate: Decimal) -> Decimal {
+    FeeModel::Percentage { rate }.fee(quantity, price)
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal_macros::dec;
+
+    use super::*;
+
+    #[test]
+    fn polymarket_charges_1_75_on_100_crypto_shares_at_0_50() {
+        assert_eq!(
+            polymarket_taker_fee(dec!(100), dec!(0.50), POLYMARKET_CRYPTO_RATE),
+            dec!(1.75)
+        );
+    }
+
+    #[test]
+    fn a_fee_free_polymarket_category_charges_nothing() {
+        assert_eq!(
+            polymarket_taker_fee(dec!(100), dec!(0.50), dec!(0)),
+            dec!(0)
+        );
+    }
+
+    #[test]
+    fn polymarket_fees_are_floored_to_five_decimals() {
+        // 3 × 0.07 × 0.33 × 0.67 = 0.0464310
+        assert_eq!(
+            polymarket_taker_fee(dec!(3), dec!(0.33), dec!(0.07)),
+            dec!(0.04643)
+        );
+    }
+
+    #[test]
+    fn kalshi_charges_1_75_on_100_contracts_at_0_50() {
+        assert_eq!(kalshi_taker_fee(dec!(100), dec!(0.50)), dec!(1.75));
+    }
+
+    #[test]
+    fn kalshi_rounds_every_published_example_up_to_the_cent() {
+        assert_eq!(kalshi_taker_fee(dec!(1), dec!(0.50)), dec!(0.02));
+        assert_eq!(kalshi_taker_fee(dec!(10), dec!(0.30)), dec!(0.15));
+        assert_eq!(kalshi_taker_fee(dec!(100), dec!(0.05)), dec!(0.34));
+    }
+
+    #[test]
+    fn a_cex_fee_is_a_percentage_of_the_notional() {
+        assert_eq!(
+            cex_taker_fee(dec!(0.5), dec!(65000), dec!(0.001)),
+            dec!(32.5)
+        );
+        assert_eq!(
+            FeeModel::for_venue(Venue::Kraken, dec!(0.0026)).fee(dec!(0.01), dec!(60000.10)),
+            dec!(1.5600026)
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! The embedded default: AES-256-GCM ciphertext in `tenant_secrets`.
+//!
+//! The master key comes from `POLYBOT_MASTER_KEY` (32 bytes, base64 or hex) or
+//! from a key file that is created with mode 0600 on first start. Each secret
+//! is sealed with a fresh random nonce, and the tenant id and version are the
+//! associated data, so a ciphertext copied to another tenant's row does not
+//! decrypt.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use async_trait::async_trait;
+use base64::Engine as _;
+use polybot_store::{DbError, TenantTx};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::{SecretError, SecretStore, TenantSecret};
+
+/// The 256-bit key that seals every tenant's secret.
+pub struct MasterKey {
+    key: SecretBox<[u8; 32]>,
+    id: String,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MasterKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        let id = hex::encode(&Sha256::digest(bytes)[..4]);
+        Self {
+            key: SecretBox::new(Box::new(bytes)),
+            id,
+        }
+    }
+
+    /// Parses 32 bytes given as base64 or hex.
+    pub fn parse(text: &SecretString) -> Result<Self, SecretError> {
+        let text = text.expose_secret().trim();
+        let bytes = hex::decode(text)
+            .ok()
+            .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
+            .ok_or_else(|| SecretError::MasterKey("is neither hex nor base64".into()))?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            SecretError::MasterKey(format!("must be 32 bytes, not {}", b.len()))
+        })?;
+        Ok(Self::from_bytes(bytes))
+    }
+
+    /// `POLYBOT_MASTER_KEY` if set, else the key file at `path`, created (mode
+    /// 0600) with a random key if it does not exist.
+    pub fn from_env_or_file(path: &Path) -> Result<Self, SecretError> {
+        if let Ok(text) = std::env::var("POLYBOT_MASTER_KEY") {
+            return Self::parse(&SecretString::from(text))
+                .map_err(|e| SecretError::MasterKey(format!("in POLYBOT_MASTER_KEY: {e}")));
+        }
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&SecretString::from(text))
+                .map_err(|e| SecretError::MasterKey(format!("in {}: {e}", path.display()))),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = [0u8; 32];
+                rand::rng().fill_bytes(&mut bytes);
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                    .map_err(|e| {
+                        SecretError::MasterKey(format!(
+                            "could not be created at {}: {e}",
+                            path.display()
+                        ))
+                    })?;
+                file.write_all(hex::encode(bytes).as_bytes()).map_err(|e| {
+                    SecretError::MasterKey(format!(
+                        "could not be written to {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                tracing::info!(path = %path.display(), "created a new master key for the local secret store");
+                Ok(Self::from_bytes(bytes))
+            }
+            Err(err) => Err(SecretError::MasterKey(format!(
+                "could not be read from {}: {err}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// A short identifier of the key (not the key), stored beside each ciphertext.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(self.key.expose_secret().into())
+    }
+}
+
+/// Secrets sealed under a [`MasterKey`] in `tenant_secrets`.
+#[derive(Debug)]
+pub struct LocalSecretStore {
+    key: MasterKey,
+}
+
+impl LocalSecretStore {
+    pub fn new(key: MasterKey) -> Self {
+        Self { key }
+    }
+}
+
+/// The associated data: the tenant's id and the secret's version.
+fn aad(tenant: [u8; 16], version: i64) -> Vec<u8> {
+    let mut aad = tenant.to_vec();
+    aad.extend_from_slice(&version.to_be_bytes());
+    aad
+}
+
+fn db_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> SecretError {
+    move |source| SecretError::Db(DbError::Query { context, source })
+}
+
+#[async_trait]
+impl SecretStore for LocalSecretStore {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn put(&self, tx: &mut TenantTx, secret: &TenantSecret) -> Result<(), SecretError> {
+        let tenant = tx.tenant();
+        let version: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(version), 0) + 1 FROM tenant_secrets WHERE tenant_id = $1",
+        )
+        .bind(tenant.as_uuid())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err("reading the secret version"))?;
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let plaintext = secret.to_json();
+        let ciphertext = self
+            .key
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext.expose_secret().as_bytes(),
+                    aad: &aad(*tenant.as_uuid().as_bytes(), version),
+                },
+            )
+            .map_err(|_| SecretError::Decrypt {
+                tenant,
+                reason: "encryption failed".into(),
+            })?;
+        let fingerprints =
+            serde_json::to_value(secret.exchange_keys.fingerprints()).unwrap_or(Value::Null);
+        sqlx::query(
+            "INSERT INTO tenant_secrets (tenant_id, store, reference, ciphertext, nonce, key_id, fingerprints, version) \
+             VALUES ($1, 'local', $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id) DO UPDATE SET store = 'local', reference = EXCLUDED.reference, \
+                ciphertext = EXCLUDED.ciphertext, nonce = EXCLUDED.nonce, key_id = EXCLUDED.key_id, \
+                fingerprints = EXCLUDED.fingerprints, version = EXCLUDED.version, updated_at = now(), \
+                deletion_scheduled_at = NULL",
+        )
+        .bind(tenant.as_uuid())
+        .bind(format!("local:{tenant}"))
+        .bind(ciphertext)
+        .bind(nonce.to_vec())
+        .bind(self.key.id())
+        .bind(fingerprints)
+        .bind(version)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("storing the tenant's secret"))?;
+        Ok(())
+    }
+
+    async fn get(&self, tx: &mut TenantTx) -> Result<Option<TenantSecret>, SecretError> {
+        let tenant = tx.tenant();
+        let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT ciphertext, nonce, key_id, version FROM tenant_secrets \
+             WHERE tenant_id = $1 AND deletion_scheduled_at IS NULL",
+        )
+        .bind(tenant.as_uuid())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err("reading the tenant's secret"))?;
+        let Some((Some(ciphertext), Some(nonce), key_id, version)) = row else {
+            return Ok(None);
+        };
+        if key_id.as_deref() != Some(self.key.id()) {
+            return Err(SecretError::Decrypt {
+                tenant,
+                reason: format!(
+                    "it was sealed with master key {}, this control plane has {}",
+                    key_id.as_deref().unwrap_or("(none)"),
+                    self.key.id()
+                ),
+            });
+        }
+        if nonce.len() != 12 {
+            return Err(SecretError::Decrypt {
+                tenant,
+                reason: "the stored nonce is malformed".into(),
+            });
+        }
+        let plaintext = self
+            .key
+            .cipher()
+            .decrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &ciphertext,
+                    aad: &aad(*tenant.as_uuid().as_bytes(), version),
+                },
+            )
+            .map_err(|_| SecretError::Decrypt {
+                tenant,
+                reason: "authentication failed (tampered, or sealed for another tenant)".into(),
+            })?;
+        let text = String::from_utf8(plaintext).map_err(|_| SecretError::Decrypt {
+            tenant,
+            reason: "the plaintext is not UTF-8".into(),
+        })?;
+        TenantSecret::from_json(&SecretString::from(text)).map(Some)
+    }
+
+    async fn schedule_deletion(
+        &self,
+        tx: &mut TenantTx,
+        recovery_days: u32,
+    ) -> Result<(), SecretError> {
+        sqlx::query(
+            "UPDATE tenant_secrets SET deletion_scheduled_at = now() + make_interval(days => $2) \
+             WHERE tenant_id = $1 AND deletion_scheduled_at IS NULL",
+        )
+        .bind(tx.tenant().as_uuid())
+        .bind(i32::try_from(recovery_days).unwrap_or(i32::MAX))
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("scheduling the secret's deletion"))?;
+        Ok(())
+    }
+
+    async fn restore(&self, tx: &mut TenantTx) -> Result<bool, SecretError> {
+        let done = sqlx::query(
+            "UPDATE tenant_secrets SET deletion_scheduled_at = NULL \
+             WHERE tenant_id = $1 AND deletion_scheduled_at > now()",
+        )
+        .bind(tx.tenant().as_uuid())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err("restoring the secret"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn reference(&self, tx: &mut TenantTx) -> Result<Option<String>, SecretError> {
+        sqlx::query_scalar("SELECT reference FROM tenant_secrets WHERE tenant_id = $1")
+            .bind(tx.tenant().as_uuid())
+            .fetch_optional(&mut **tx)
+            .await
+            .map(Option::flatten)
+            .map_err(db_err("reading the secret's reference"))
+    }
+}

@@ -1,0 +1,213 @@
+//! Base URLs of every venue, overridable from the environment.
+//!
+//! The same variables serve the worker and `polybot doctor`, and point the
+//! connectors at a venue's demo environment (Kalshi's demo API, Alpaca paper)
+//! or at a local recorded-response server in tests. Constructors take an
+//! explicit [`Endpoints`], so tests never mutate the process environment.
+
+use serde::Serialize;
+use url::Url;
+
+use crate::error::{ErrorKind, VenueError};
+use crate::model::Venue;
+
+/// Environment variable overriding the Polymarket gamma API.
+pub const ENV_POLYMARKET_GAMMA: &str = "POLYBOT_POLYMARKET_GAMMA_URL";
+/// Environment variable overriding the Polymarket CLOB API.
+pub const ENV_POLYMARKET_CLOB: &str = "POLYBOT_POLYMARKET_CLOB_URL";
+/// Environment variable overriding the Polymarket CLOB websocket host.
+pub const ENV_POLYMARKET_WS: &str = "POLYBOT_POLYMARKET_WS_URL";
+/// Environment variable overriding the Kalshi trade API (including `/trade-api/v2`).
+pub const ENV_KALSHI: &str = "POLYBOT_KALSHI_URL";
+/// Environment variable overriding Binance US.
+pub const ENV_BINANCE_US: &str = "POLYBOT_BINANCE_US_URL";
+/// Environment variable overriding Binance global (probed only to explain its geo-block).
+pub const ENV_BINANCE: &str = "POLYBOT_BINANCE_URL";
+/// Environment variable overriding Coinbase Exchange.
+pub const ENV_COINBASE: &str = "POLYBOT_COINBASE_URL";
+/// Environment variable overriding Kraken.
+pub const ENV_KRAKEN: &str = "POLYBOT_KRAKEN_URL";
+/// Environment variable overriding Alpaca market data.
+pub const ENV_ALPACA_DATA: &str = "POLYBOT_ALPACA_DATA_URL";
+/// Environment variable overriding the Alpaca trading API (live or paper).
+pub const ENV_ALPACA_TRADING: &str = "POLYBOT_ALPACA_TRADING_URL";
+
+/// Base URL of each venue (no trailing slash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Endpoints {
+    /// Polymarket gamma API.
+    pub polymarket_gamma: String,
+    /// Polymarket CLOB REST API.
+    pub polymarket_clob: String,
+    /// Polymarket CLOB websocket host (`/ws/market` is appended).
+    pub polymarket_ws: String,
+    /// Kalshi trade API, including `/trade-api/v2`.
+    pub kalshi: String,
+    /// Binance US.
+    pub binance_us: String,
+    /// Binance global.
+    pub binance: String,
+    /// Coinbase Exchange.
+    pub coinbase: String,
+    /// Kraken.
+    pub kraken: String,
+    /// Alpaca market data.
+    pub alpaca_data: String,
+    /// Alpaca trading (live by default; paper is `https://paper-api.alpaca.markets`).
+    pub alpaca_trading: String,
+}
+
+impl Default for Endpoints {
+    /// The venues' real production URLs.
+    fn default() -> Self {
+        Self {
+            polymarket_gamma: "https://gamma-api.polymarket.com".to_owned(),
+            polymarket_clob: "https://clob.polymarket.com".to_owned(),
+            polymarket_ws: "wss://ws-subscriptions-clob.polymarket.com".to_owned(),
+            kalshi: "https://external-api.kalshi.com/trade-api/v2".to_owned(),
+            binance_us: "https://api.binance.us".to_owned(),
+            binance: "https://api.binance.com".to_owned(),
+            coinbase: "https://api.exchange.coinbase.com".to_owned(),
+            kraken: "https://api.kraken.com".to_owned(),
+            alpaca_data: "https://data.alpaca.markets".to_owned(),
+            alpaca_trading: "https://api.alpaca.markets".to_owned(),
+        }
+    }
+}
+
+impl Endpoints {
+    /// Defaults, overridden by any `POLYBOT_*_URL` variable that is set.
+    pub fn from_env() -> Result<Self, VenueError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Defaults, overridden by whatever `lookup` returns for each variable
+    /// name (an empty value counts as unset). Invalid URLs are a
+    /// [`ErrorKind::Config`] error naming the variable.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, VenueError> {
+        let mut endpoints = Self::default();
+        for (venue, var, slot) in endpoints.slots_mut() {
+            if let Some(value) = lookup(var).filter(|v| !v.trim().is_empty()) {
+                *slot = validate(venue, var, &value)?;
+            }
+        }
+        Ok(endpoints)
+    }
+
+    /// Every endpoint pointed at one base URL (a local mock server in tests).
+    pub fn all_at(base: &str) -> Self {
+        let base = base.trim_end_matches('/').to_owned();
+        Self {
+            polymarket_gamma: base.clone(),
+            polymarket_clob: base.clone(),
+            polymarket_ws: base.replacen("http", "ws", 1),
+            kalshi: format!("{base}/trade-api/v2"),
+            binance_us: base.clone(),
+            binance: base.clone(),
+            coinbase: base.clone(),
+            kraken: base.clone(),
+            alpaca_data: base.clone(),
+            alpaca_trading: base,
+        }
+    }
+
+    /// The base URL of `venue` (`None` for the IBKR gateway, which is a TCP port).
+    pub fn base(&self, venue: Venue) -> Option<&str> {
+        Some(match venue {
+            Venue::PolymarketGamma => &self.polymarket_gamma,
+            Venue::PolymarketClob => &self.polymarket_clob,
+            Venue::Kalshi => &self.kalshi,
+            Venue::BinanceUs => &self.binance_us,
+            Venue::Binance => &self.binance,
+            Venue::Coinbase => &self.coinbase,
+            Venue::Kraken => &self.kraken,
+            Venue::AlpacaData => &self.alpaca_data,
+            Venue::AlpacaTrading => &self.alpaca_trading,
+            Venue::Ibkr => return None,
+        })
+    }
+
+    fn slots_mut(&mut self) -> [(Venue, &'static str, &mut String); 10] {
+        [
+            (
+                Venue::PolymarketGamma,
+                ENV_POLYMARKET_GAMMA,
+                &mut self.polymarket_gamma,
+            ),
+            (
+                Venue::PolymarketClob,
+                ENV_POLYMARKET_CLOB,
+                &mut self.polymarket_clob,
+            ),
+            (
+                Venue::PolymarketClob,
+                ENV_POLYMARKET_WS,
+                &mut self.polymarket_ws,
+            ),
+            (Venue::Kalshi, ENV_KALSHI, &mut self.kalshi),
+            (Venue::BinanceUs, ENV_BINANCE_US, &mut self.binance_us),
+            (Venue::Binance, ENV_BINANCE, &mut self.binance),
+            (Venue::Coinbase, ENV_COINBASE, &mut self.coinbase),
+            (Venue::Kraken, ENV_KRAKEN, &mut self.kraken),
+            (Venue::AlpacaData, ENV_ALPACA_DATA, &mut self.alpaca_data),
+            (
+                Venue::AlpacaTrading,
+                ENV_ALPACA_TRADING,
+                &mut self.alpaca_trading,
+            ),
+        ]
+    }
+}
+
+fn validate(venue: Venue, var: &str, value: &str) -> Result<String, VenueError> {
+    let trimmed = value.trim().trim_end_matches('/');
+    let ok = Url::parse(trimmed)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https" | "ws" | "wss") && u.has_host());
+    match ok {
+        Some(_) => Ok(trimmed.to_owned()),
+        None => Err(VenueError::new(
+            venue,
+            "",
+            ErrorKind::Config {
+                detail: format!("{var} is not an http(s) or ws(s) URL: {trimmed:?}"),
+            },
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_real_hosts() {
+        let e = Endpoints::default();
+        assert_eq!(e.binance_us, "https://api.binance.us");
+        assert_eq!(e.kalshi, "https://external-api.kalshi.com/trade-api/v2");
+        assert_eq!(e.base(Venue::Ibkr), None);
+        assert_eq!(e.base(Venue::Kraken), Some("https://api.kraken.com"));
+    }
+
+    #[test]
+    fn variables_override_their_venue_only_and_lose_trailing_slashes() {
+        let e = Endpoints::from_lookup(|name| match name {
+            ENV_KALSHI => Some("https://demo-api.kalshi.co/trade-api/v2/".to_owned()),
+            ENV_BINANCE_US => Some("  ".to_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.kalshi, "https://demo-api.kalshi.co/trade-api/v2");
+        assert_eq!(e.binance_us, "https://api.binance.us");
+        assert_eq!(e.coinbase, Endpoints::default().coinbase);
+    }
+
+    #[test]
+    fn an_invalid_url_names_the_variable() {
+        let err =
+            Endpoints::from_lookup(|name| (name == ENV_KRAKEN).then(|| "not a url".to_owned()))
+                .unwrap_err();
+        assert_eq!(err.venue(), Venue::Kraken);
+        assert!(err.to_string().contains(ENV_KRAKEN), "{err}");
+    }
+}

@@ -1,0 +1,13 @@
+//! Connector, doctor and streaming tests against local mock servers on
+//! 127.0.0.1, answering with recorded responses from `tests/fixtures/`.
+//! Nothing here reaches the internet.
+
+mod alpaca;
+mod binance;
+mod coinbase;
+mod common;
+mod doctor;
+mod kalshi;
+mod kraken;
+mod polymarket;
+mod stream;
