@@ -11,7 +11,9 @@ use sqlx::postgres::PgConnectOptions;
 
 use std::sync::Arc;
 
+use polybot_control_plane::reconcile::Reconciler;
 use polybot_control_plane::{App, AppState, Config, WorkerDatabase};
+use polybot_launcher::local::LocalLauncher;
 use polybot_secrets::SecretStore;
 use polybot_secrets::local::{LocalSecretStore, MasterKey};
 
@@ -39,6 +41,9 @@ pub enum Command {
     Postgres(PostgresArgs),
     /// Run the control plane against DATABASE_URL (the cloud deployment).
     ControlPlane(ControlPlaneArgs),
+    /// Run one tenant's worker (started by the launcher; reads TENANT_ID,
+    /// DATABASE_URL, EXCHANGE_KEYS and POLYBOT_MODE from the environment).
+    Worker,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(args).await,
         Command::Postgres(args) => postgres(args).await,
         Command::ControlPlane(args) => control_plane(args).await,
+        Command::Worker => worker().await,
     }
 }
 
@@ -231,13 +237,57 @@ async fn serve(
         operator_token: operator_token.cloned(),
         operator_token_file: Some(token_file.clone()),
     };
+    let launcher = Arc::new(LocalLauncher::new(
+        polybot_launcher::local::current_program()?,
+        polybot_launcher::local::workers_dir(data_dir),
+    )?);
+    let mut reconciler = Reconciler::new(
+        database.db.clone(),
+        launcher.clone(),
+        state.secrets.clone(),
+        state.reconcile.clone(),
+    );
+    reconciler.worker_env = worker_env();
     let app = App::build(&config, state).await?;
     let addr = app.local_addr()?;
+    let reconciling = tokio::spawn(reconciler.run(stop.clone()));
     tracing::info!(
         "PolyBot is up: http://{addr}/ (operator token in {}); press Ctrl-C to stop",
         token_file.display()
     );
-    app.run_until_stopped(stop).await
+    let served = app.run_until_stopped(stop).await;
+    if let Err(err) = reconciling.await {
+        tracing::warn!(%err, "the reconciler ended abnormally");
+    }
+    launcher.shutdown().await;
+    served
+}
+
+/// Plain settings every worker inherits: `POLYBOT_*` variables (endpoint
+/// overrides, heartbeat, replay data), never the control plane's secrets.
+fn worker_env() -> std::collections::BTreeMap<String, String> {
+    const PRIVATE: &[&str] = &[
+        "POLYBOT_MASTER_KEY",
+        "POLYBOT_OPERATOR_TOKEN",
+        "POLYBOT_DATA_DIR",
+        "POLYBOT_LISTEN",
+    ];
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("POLYBOT_") && !PRIVATE.contains(&k.as_str()))
+        .collect()
+}
+
+async fn worker() -> anyhow::Result<()> {
+    let stop = shutdown::on_signal()?;
+    let config = polybot_worker::WorkerConfig::from_env()?;
+    match polybot_worker::run(config, stop).await {
+        Ok(()) => Ok(()),
+        Err(polybot_worker::WorkerError::Fenced(err)) => {
+            eprintln!("error: {err}; exiting so that only the newer worker runs");
+            std::process::exit(polybot_worker::EXIT_FENCED);
+        }
+        Err(polybot_worker::WorkerError::Other(err)) => Err(err),
+    }
 }
 
 async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {

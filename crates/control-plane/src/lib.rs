@@ -28,6 +28,7 @@ use utoipa::OpenApi;
 pub mod auth;
 pub mod error;
 pub mod provision;
+pub mod reconcile;
 pub mod status;
 pub mod tenants;
 

@@ -389,6 +389,23 @@ fn step_err(step: Step, err: impl std::fmt::Display) -> ProvisionError {
 }
 
 /// The hash of everything a worker's launch depends on; a change replaces the worker.
+pub fn hash_spec(
+    mode: &str,
+    spec_version: i64,
+    strategies: &serde_json::Value,
+    risk: &serde_json::Value,
+    secret_version: Option<i64>,
+) -> String {
+    let mut hash = Sha256::new();
+    hash.update(mode.as_bytes());
+    hash.update(spec_version.to_be_bytes());
+    hash.update(strategies.to_string().as_bytes());
+    hash.update(risk.to_string().as_bytes());
+    hash.update(secret_version.unwrap_or(0).to_be_bytes());
+    hex::encode(&hash.finalize()[..16])
+}
+
+/// [`hash_spec`] of the transaction's tenant as stored.
 pub async fn spec_hash(tx: &mut TenantTx) -> Result<String, DbError> {
     let row: (
         String,
@@ -405,13 +422,7 @@ pub async fn spec_hash(tx: &mut TenantTx) -> Result<String, DbError> {
     .fetch_one(&mut **tx)
     .await
     .map_err(q("reading the launch spec"))?;
-    let mut hash = Sha256::new();
-    hash.update(row.0.as_bytes());
-    hash.update(row.1.to_be_bytes());
-    hash.update(row.2.to_string().as_bytes());
-    hash.update(row.3.to_string().as_bytes());
-    hash.update(row.4.unwrap_or(0).to_be_bytes());
-    Ok(hex::encode(&hash.finalize()[..16]))
+    Ok(hash_spec(&row.0, row.1, &row.2, &row.3, row.4))
 }
 
 /// Records the launch spec the reconciler will start the worker with.

@@ -335,3 +335,78 @@ impl DerefMut for OperatorTx {
         &mut self.tx
     }
 }
+
+/// Leadership among control-plane replicas: a session-level advisory lock
+/// held on one dedicated connection. It is released when the lock is
+/// dropped or the connection dies, so a standby takes over.
+#[derive(Debug)]
+pub struct LeaderLock {
+    conn: Option<sqlx::pool::PoolConnection<Postgres>>,
+    key: i64,
+}
+
+impl Db {
+    /// Tries to become the leader for `key`; `None` if another session is.
+    pub async fn try_lead(&self, key: i64) -> Result<Option<LeaderLock>, DbError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(DbError::query("acquiring the leader connection"))?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(DbError::query("taking the leader lock"))?;
+        if got {
+            Ok(Some(LeaderLock {
+                conn: Some(conn),
+                key,
+            }))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+impl LeaderLock {
+    /// Whether this session still holds the lock (its connection is alive).
+    pub async fn still_held(&mut self) -> bool {
+        let Some(conn) = self.conn.as_mut() else {
+            return false;
+        };
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
+             AND pid = pg_backend_pid() AND objid = ($1::bigint & x'FFFFFFFF'::bigint)::oid AND granted)",
+        )
+        .bind(self.key)
+        .fetch_one(&mut **conn)
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Gives up leadership.
+    pub async fn release(mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if let Err(err) = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.key)
+            .execute(&mut *conn)
+            .await
+        {
+            tracing::debug!(%err, "releasing the leader lock; closing its connection instead");
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl Drop for LeaderLock {
+    fn drop(&mut self) {
+        // Closing the session releases the lock.
+        if let Some(conn) = self.conn.take() {
+            let mut conn = conn;
+            conn.close_on_drop();
+        }
+    }
+}

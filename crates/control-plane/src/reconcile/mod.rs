@@ -1,0 +1,517 @@
+//! The reconciler: level-triggered, idempotent, one leader at a time.
+//!
+//! Each pass reads what should run (Postgres) and what runs (the launcher),
+//! decides with the pure [`plan::plan`], acts with bounded concurrency, and
+//! writes what it observed and did to `tenant_runtime` (and the timeline,
+//! `tenant_runtime_events`). It never learns why it runs: a timer, an API
+//! change ([`AppState::wake`](crate::AppState::wake)) or a new leadership all
+//! lead to the same full pass. Only the replica holding the Postgres advisory
+//! lock reconciles; the others stand by and take over within seconds of its
+//! death.
+
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use polybot_core::{Mode, TenantId};
+use polybot_launcher::{Instance, LaunchSpec, Launcher, Phase};
+use polybot_secrets::SecretStore;
+use polybot_store::{Db, DbError};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use self::plan::{Action, Backoff, Desired};
+
+/// The advisory-lock key of reconciler leadership.
+pub const LEADER_KEY: i64 = 0x706f_6c79_626f_7401;
+
+fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Query { context, source }
+}
+
+/// Drives the launcher towards the desired state.
+#[derive(Clone)]
+pub struct Reconciler {
+    db: Db,
+    launcher: Arc<dyn Launcher>,
+    secrets: Arc<dyn SecretStore>,
+    wake: Arc<Notify>,
+    /// The time between passes when nothing wakes it.
+    pub interval: Duration,
+    pub backoff: Backoff,
+    /// How many launcher calls run at once.
+    pub concurrency: usize,
+    /// Plain environment for every worker (endpoint overrides, replay data).
+    pub worker_env: BTreeMap<String, String>,
+    /// A heartbeat older than this makes a running worker `starting` again in status.
+    pub heartbeat_stale: Duration,
+}
+
+impl std::fmt::Debug for Reconciler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconciler")
+            .field("launcher", &self.launcher.kind())
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One tenant as a pass reads it.
+#[derive(Debug, Clone)]
+struct Row {
+    desired: Desired,
+    mode: Mode,
+    failed: bool,
+    last_heartbeat: Option<DateTime<Utc>>,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub tenants: usize,
+    pub instances: usize,
+    pub started: usize,
+    pub stopped: usize,
+    pub exits: usize,
+    pub errors: usize,
+}
+
+impl Reconciler {
+    pub fn new(
+        db: Db,
+        launcher: Arc<dyn Launcher>,
+        secrets: Arc<dyn SecretStore>,
+        wake: Arc<Notify>,
+    ) -> Self {
+        Self {
+            db,
+            launcher,
+            secrets,
+            wake,
+            interval: Duration::from_secs(2),
+            backoff: Backoff::default(),
+            concurrency: 8,
+            worker_env: BTreeMap::new(),
+            heartbeat_stale: Duration::from_secs(30),
+        }
+    }
+
+    /// Stands by until it holds leadership, then reconciles until `stop` (or
+    /// until the lock is lost, and then stands by again).
+    pub async fn run(self, stop: CancellationToken) {
+        loop {
+            let lock = tokio::select! {
+                _ = stop.cancelled() => return,
+                lock = self.db.try_lead(LEADER_KEY) => lock,
+            };
+            let mut lock = match lock {
+                Ok(Some(lock)) => lock,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot take the reconciler lock; retrying");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    }
+                }
+            };
+            tracing::info!("this control plane is the reconciler leader");
+            loop {
+                if !lock.still_held().await {
+                    tracing::warn!("lost the reconciler lock; standing by");
+                    break;
+                }
+                match self.pass().await {
+                    Ok(report)
+                        if report
+                            != PassReport {
+                                tenants: report.tenants,
+                                instances: report.instances,
+                                ..Default::default()
+                            } =>
+                    {
+                        tracing::info!(?report, "reconcile pass");
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::warn!(error = %err, "reconcile pass failed; next pass soon")
+                    }
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => {
+                        lock.release().await;
+                        return;
+                    }
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.interval) => {}
+                }
+            }
+        }
+    }
+
+    async fn read_desired(&self) -> Result<Vec<Row>, DbError> {
+        type DesiredRow = (
+            Uuid,
+            String,
+            String,
+            i64,
+            serde_json::Value,
+            serde_json::Value,
+            Option<i64>,
+            Option<i32>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let mut op = self.db.operator().await?;
+        let rows: Vec<DesiredRow> = sqlx::query_as(
+            "SELECT t.id, t.state, t.mode, t.spec_version, c.strategies, c.risk, s.version, \
+                    r.restarts, r.backoff_until, \
+                    (SELECT max(at) FROM worker_heartbeats h WHERE h.tenant_id = t.id) \
+             FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id \
+             LEFT JOIN tenant_secrets s ON s.tenant_id = t.id \
+             LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
+             WHERE t.state <> 'offboarded' OR r.actual NOT IN ('stopped')",
+        )
+        .fetch_all(&mut *op)
+        .await
+        .map_err(q("reading the desired state"))?;
+        op.commit().await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(
+                    id,
+                    state,
+                    mode,
+                    spec_version,
+                    strategies,
+                    risk,
+                    secret_version,
+                    restarts,
+                    backoff_until,
+                    hb,
+                )| {
+                    let mode: Mode = mode.parse().unwrap_or_default();
+                    Row {
+                        desired: Desired {
+                            tenant: TenantId::from_uuid(id),
+                            run: state == "active",
+                            spec_hash: crate::provision::hash_spec(
+                                mode.as_str(),
+                                spec_version,
+                                &strategies,
+                                &risk,
+                                secret_version,
+                            ),
+                            restarts: restarts.and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
+                            backoff_until,
+                        },
+                        mode,
+                        failed: state == "failed",
+                        last_heartbeat: hb,
+                    }
+                },
+            )
+            .collect())
+    }
+
+    /// One full pass.
+    pub async fn pass(&self) -> Result<PassReport, DbError> {
+        let rows = self.read_desired().await?;
+        let actual = match self.launcher.list().await {
+            Ok(actual) => actual,
+            Err(err) => {
+                // Without knowing what runs, do nothing but say why.
+                tracing::warn!(error = %err, "the launcher could not list workers");
+                return Ok(PassReport {
+                    tenants: rows.len(),
+                    errors: 1,
+                    ..Default::default()
+                });
+            }
+        };
+        let now = Utc::now();
+        let desired: Vec<Desired> = rows.iter().map(|r| r.desired.clone()).collect();
+        let actions = plan::plan(&desired, &actual, now, &self.backoff);
+        let mut report = PassReport {
+            tenants: rows.len(),
+            instances: actual.iter().filter(|i| i.phase.is_live()).count(),
+            ..Default::default()
+        };
+
+        // Record exits first (they decide back-off), then act.
+        let mut outcomes: HashMap<TenantId, Vec<Outcome>> = HashMap::new();
+        let by_tenant: HashMap<TenantId, &Row> =
+            rows.iter().map(|r| (r.desired.tenant, r)).collect();
+        let by_tenant = &by_tenant;
+        let results: Vec<(TenantId, Outcome)> = futures::stream::iter(actions)
+            .map(|action| async move {
+                let tenant = action.tenant();
+                (
+                    tenant,
+                    self.execute(action, by_tenant.get(&tenant).copied()).await,
+                )
+            })
+            .buffer_unordered(self.concurrency.max(1))
+            .collect()
+            .await;
+        for (tenant, outcome) in results {
+            match &outcome {
+                Outcome::Started(_) => report.started += 1,
+                Outcome::Stopped(..) => report.stopped += 1,
+                Outcome::Exited { .. } => report.exits += 1,
+                Outcome::Failed(_) => report.errors += 1,
+                Outcome::Reset => {}
+            }
+            outcomes.entry(tenant).or_default().push(outcome);
+        }
+
+        for row in &rows {
+            let tenant = row.desired.tenant;
+            let live: Vec<&Instance> = actual
+                .iter()
+                .filter(|i| i.tenant == tenant && i.phase.is_live())
+                .collect();
+            self.record(
+                row,
+                &live,
+                outcomes.remove(&tenant).unwrap_or_default(),
+                now,
+            )
+            .await?;
+        }
+        Ok(report)
+    }
+
+    async fn execute(&self, action: Action, row: Option<&Row>) -> Outcome {
+        match action {
+            Action::Start { tenant, spec_hash } => {
+                let Some(row) = row else {
+                    return Outcome::Failed("the tenant vanished".into());
+                };
+                match self.start(tenant, spec_hash, row.mode).await {
+                    Ok(instance) => Outcome::Started(instance),
+                    Err(message) => Outcome::Failed(message),
+                }
+            }
+            Action::Stop {
+                instance, reason, ..
+            } => match self.launcher.stop(&instance, &reason).await {
+                Ok(()) => Outcome::Stopped(instance.id, reason),
+                Err(err) => Outcome::Failed(err.to_string()),
+            },
+            Action::RecordExit {
+                instance_id,
+                exit,
+                crashed,
+                restarts,
+                backoff_until,
+                ..
+            } => Outcome::Exited {
+                instance_id,
+                reason: exit.reason,
+                crashed,
+                restarts,
+                backoff_until,
+            },
+            Action::ResetRestarts { .. } => Outcome::Reset,
+        }
+    }
+
+    async fn start(
+        &self,
+        tenant: TenantId,
+        spec_hash: String,
+        mode: Mode,
+    ) -> Result<Instance, String> {
+        let mut tx = self.db.tenant(tenant).await.map_err(|e| e.to_string())?;
+        let secret = self.secrets.get(&mut tx).await.map_err(|e| e.to_string())?;
+        let reference = self
+            .secrets
+            .reference(&mut tx)
+            .await
+            .map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())?;
+        let secret = secret.ok_or("the tenant has no secret (onboarding incomplete)")?;
+        let database_url = secret
+            .database_url
+            .clone()
+            .ok_or("the tenant's secret has no database credentials (onboarding incomplete)")?;
+        let mut secret_env = BTreeMap::new();
+        secret_env.insert("DATABASE_URL".to_owned(), database_url);
+        secret_env.insert(
+            "EXCHANGE_KEYS".to_owned(),
+            secret.exchange_keys.to_secret_json(),
+        );
+        let spec = LaunchSpec {
+            tenant,
+            spec_hash,
+            mode,
+            ibkr: secret.exchange_keys.get("ibkr", "username").is_some(),
+            secret_env,
+            secret_reference: reference,
+            env: self.worker_env.clone(),
+        };
+        self.launcher
+            .ensure_spec(&spec)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.launcher.start(&spec).await.map_err(|e| e.to_string())
+    }
+
+    /// Writes what this pass saw and did for one tenant.
+    async fn record(
+        &self,
+        row: &Row,
+        live: &[&Instance],
+        outcomes: Vec<Outcome>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let tenant = row.desired.tenant;
+        let mut restarts = row.desired.restarts;
+        let mut backoff_until = row.desired.backoff_until;
+        let mut last_exit: Option<String> = None;
+        let mut last_error: Option<String> = None;
+        let mut last_action: Option<String> = None;
+        let mut events: Vec<(&'static str, String)> = Vec::new();
+        let mut started: Option<&Instance> = None;
+        for outcome in &outcomes {
+            match outcome {
+                Outcome::Started(instance) => {
+                    started = Some(instance);
+                    last_action = Some(format!("started worker {}", instance.id));
+                    events.push((
+                        "started",
+                        format!(
+                            "worker {} started (spec {})",
+                            instance.id, instance.spec_hash
+                        ),
+                    ));
+                }
+                Outcome::Stopped(id, reason) => {
+                    last_action = Some(format!("stopping worker {id}: {reason}"));
+                    events.push(("stopping", format!("worker {id}: {reason}")));
+                }
+                Outcome::Exited {
+                    instance_id,
+                    reason,
+                    crashed,
+                    restarts: r,
+                    backoff_until: b,
+                } => {
+                    restarts = *r;
+                    backoff_until = *b;
+                    last_exit = Some(format!("worker {instance_id}: {reason}"));
+                    if *crashed {
+                        last_error = Some(format!("worker {instance_id} crashed: {reason}"));
+                    }
+                    events.push((
+                        if *crashed { "crashed" } else { "exited" },
+                        format!("worker {instance_id}: {reason}"),
+                    ));
+                }
+                Outcome::Failed(message) => {
+                    last_error = Some(format!("{} launcher: {message}", self.launcher.kind()));
+                    events.push(("error", message.clone()));
+                }
+                Outcome::Reset => {
+                    restarts = 0;
+                    backoff_until = None;
+                    events.push(("steady", "worker steady; restart count reset".into()));
+                }
+            }
+        }
+        let current = started.or_else(|| {
+            live.iter()
+                .copied()
+                .filter(|i| i.spec_hash == row.desired.spec_hash)
+                .max_by_key(|i| i.started_at)
+        });
+        let fresh_heartbeat = |instance: &Instance| {
+            row.last_heartbeat.is_some_and(|hb| {
+                hb >= instance.started_at - chrono::Duration::seconds(1)
+                    && now - hb
+                        < chrono::Duration::from_std(self.heartbeat_stale).unwrap_or_default()
+            })
+        };
+        let actual = if row.failed {
+            "failed"
+        } else if row.desired.run {
+            match current {
+                Some(i) if i.phase == Phase::Running && fresh_heartbeat(i) => "running",
+                Some(_) => "starting",
+                None if backoff_until.is_some_and(|u| u > now) => "crash_loop",
+                None => "pending",
+            }
+        } else if live.is_empty() {
+            "stopped"
+        } else {
+            "stopping"
+        };
+        let mut tx = self.db.tenant(tenant).await?;
+        sqlx::query(
+            "INSERT INTO tenant_runtime (tenant_id, desired, actual, instance_id, spec_hash, restarts, backoff_until, \
+                last_exit, last_error, last_action, last_action_at, observed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10 IS NULL THEN NULL ELSE now() END, now()) \
+             ON CONFLICT (tenant_id) DO UPDATE SET desired = EXCLUDED.desired, actual = EXCLUDED.actual, \
+                instance_id = EXCLUDED.instance_id, spec_hash = EXCLUDED.spec_hash, restarts = EXCLUDED.restarts, \
+                backoff_until = EXCLUDED.backoff_until, \
+                last_exit = coalesce(EXCLUDED.last_exit, tenant_runtime.last_exit), \
+                last_error = CASE WHEN EXCLUDED.actual = 'running' THEN NULL \
+                                  ELSE coalesce(EXCLUDED.last_error, tenant_runtime.last_error) END, \
+                last_action = coalesce(EXCLUDED.last_action, tenant_runtime.last_action), \
+                last_action_at = coalesce(EXCLUDED.last_action_at, tenant_runtime.last_action_at), \
+                observed_at = now()",
+        )
+        .bind(tenant.as_uuid())
+        .bind(if row.desired.run { "running" } else { "stopped" })
+        .bind(actual)
+        .bind(current.map(|i| i.id.clone()))
+        .bind(&row.desired.spec_hash)
+        .bind(i32::try_from(restarts).unwrap_or(i32::MAX))
+        .bind(backoff_until)
+        .bind(last_exit)
+        .bind(last_error)
+        .bind(last_action)
+        .execute(&mut *tx)
+        .await
+        .map_err(q("recording what the reconciler observed"))?;
+        for (kind, detail) in events {
+            sqlx::query(
+                "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, $2, $3)",
+            )
+            .bind(tenant.as_uuid())
+            .bind(kind)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await
+            .map_err(q("recording a reconciler event"))?;
+        }
+        tx.commit().await
+    }
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Started(Instance),
+    Stopped(String, String),
+    Exited {
+        instance_id: String,
+        reason: String,
+        crashed: bool,
+        restarts: u32,
+        backoff_until: Option<DateTime<Utc>>,
+    },
+    Failed(String),
+    Reset,
+}

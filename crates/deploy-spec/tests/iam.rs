@@ -1,0 +1,534 @@
+//! The IAM boundaries of `infra/`, read from the Terraform source itself.
+//!
+//! What these tests guard against: a policy edit that widens what a tenant's
+//! worker, or a compromised control plane, can reach: a wildcard action, a
+//! secret outside `polybot/tenants/*`, tasks outside this cluster, a role other
+//! than the two worker roles passed to ECS, or any permission at all on the
+//! worker's task role (DESIGN.md, "Secrets").
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use hcl::{Block, Body, Expression};
+use polybot_deploy_spec::template;
+use polybot_deploy_spec::worker::TENANT_SECRET_PREFIX;
+
+#[derive(Debug, Clone)]
+struct Condition {
+    test: String,
+    variable: String,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Statement {
+    document: String,
+    sid: String,
+    actions: Vec<String>,
+    resources: Vec<String>,
+    conditions: Vec<Condition>,
+}
+
+impl Statement {
+    fn has_action(&self, prefix: &str) -> bool {
+        self.actions.iter().any(|a| a.starts_with(prefix))
+    }
+
+    fn cluster_condition(&self) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.variable == "ecs:cluster")
+    }
+}
+
+struct Infra {
+    bodies: Vec<(PathBuf, Body)>,
+    locals: BTreeMap<String, String>,
+}
+
+fn infra_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra")
+}
+
+fn infra() -> Infra {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(infra_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "tf"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 5, "infra/ has too few .tf files: {paths:?}");
+    let bodies: Vec<(PathBuf, Body)> = paths
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let body = hcl::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, body)
+        })
+        .collect();
+    let mut locals = BTreeMap::new();
+    for (_, body) in &bodies {
+        for block in body.blocks().filter(|b| b.identifier() == "locals") {
+            for attr in block.body().attributes() {
+                locals.insert(attr.key().to_owned(), text(attr.expr()));
+            }
+        }
+    }
+    Infra { bodies, locals }
+}
+
+/// An expression as its source text (a string without quotes).
+fn text(expr: &Expression) -> String {
+    match expr {
+        Expression::String(s) => s.clone(),
+        Expression::TemplateExpr(t) => t.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn strings(expr: &Expression) -> Vec<String> {
+    match expr {
+        Expression::Array(items) => items.iter().map(text).collect(),
+        other => vec![text(other)],
+    }
+}
+
+fn attr(block: &Block, key: &str) -> Option<Expression> {
+    block
+        .body()
+        .attributes()
+        .find(|a| a.key() == key)
+        .map(|a| a.expr().clone())
+}
+
+fn labels(block: &Block) -> Vec<&str> {
+    block.labels().iter().map(|l| l.as_str()).collect()
+}
+
+impl Infra {
+    fn blocks<'a>(
+        &'a self,
+        kind: &'a str,
+        ty: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a Block)> {
+        self.bodies.iter().flat_map(move |(_, body)| {
+            body.blocks().filter_map(move |b| {
+                let l = labels(b);
+                (b.identifier() == kind && l.first() == Some(&ty)).then(|| (l[1], b))
+            })
+        })
+    }
+
+    /// `local.x` resolved to the local's source text, one level deep.
+    fn resolve(&self, s: &str) -> String {
+        s.strip_prefix("local.")
+            .and_then(|name| self.locals.get(name))
+            .cloned()
+            .unwrap_or_else(|| s.to_owned())
+    }
+
+    fn statements(&self) -> Vec<Statement> {
+        let mut out = Vec::new();
+        for (doc, block) in self.blocks("data", "aws_iam_policy_document") {
+            for st in block
+                .body()
+                .blocks()
+                .filter(|b| b.identifier() == "statement")
+            {
+                assert!(
+                    attr(st, "not_actions").is_none() && attr(st, "not_resources").is_none(),
+                    "{doc}: NotAction/NotResource widen a policy"
+                );
+                let effect = attr(st, "effect").map(|e| text(&e));
+                assert!(
+                    effect.is_none() || effect.as_deref() == Some("Allow"),
+                    "{doc}: only Allow statements are expected"
+                );
+                let conditions = st
+                    .body()
+                    .blocks()
+                    .filter(|b| b.identifier() == "condition")
+                    .map(|c| Condition {
+                        test: text(&attr(c, "test").unwrap()),
+                        variable: text(&attr(c, "variable").unwrap()),
+                        values: strings(&attr(c, "values").unwrap()),
+                    })
+                    .collect();
+                out.push(Statement {
+                    document: doc.to_owned(),
+                    sid: attr(st, "sid").map(|e| text(&e)).unwrap_or_default(),
+                    actions: attr(st, "actions").map(|e| strings(&e)).unwrap_or_default(),
+                    resources: attr(st, "resources")
+                        .map(|e| strings(&e))
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|r| self.resolve(r))
+                        .collect(),
+                    conditions,
+                });
+            }
+        }
+        out
+    }
+
+    fn document(&self, name: &str) -> Vec<Statement> {
+        let statements: Vec<Statement> = self
+            .statements()
+            .into_iter()
+            .filter(|s| s.document == name)
+            .collect();
+        assert!(!statements.is_empty(), "no policy document {name}");
+        statements
+    }
+
+    /// `aws_iam_role_policy` resources as (role expression, policy expression).
+    fn role_policies(&self) -> Vec<(String, String)> {
+        self.blocks("resource", "aws_iam_role_policy")
+            .map(|(_, b)| {
+                (
+                    text(&attr(b, "role").unwrap()),
+                    text(&attr(b, "policy").unwrap()),
+                )
+            })
+            .collect()
+    }
+}
+
+fn tenant_secret_pattern(infra: &Infra) -> String {
+    infra.resolve("local.tenant_secret_arn_pattern")
+}
+
+const CLUSTER_ARN: &str = "aws_ecs_cluster.main.arn";
+
+#[test]
+fn no_policy_grants_a_wildcard_action() {
+    let statements = infra().statements();
+    assert!(
+        statements.len() >= 15,
+        "too few statements found: {}",
+        statements.len()
+    );
+    for s in &statements {
+        assert!(
+            !s.actions.is_empty(),
+            "{}/{} has no actions",
+            s.document,
+            s.sid
+        );
+        for action in &s.actions {
+            assert!(
+                !action.contains('*'),
+                "{}/{} grants the wildcard action {action}",
+                s.document,
+                s.sid
+            );
+        }
+    }
+}
+
+#[test]
+fn the_tenant_secret_pattern_is_the_renderers_prefix() {
+    let infra = infra();
+    let pattern = tenant_secret_pattern(&infra);
+    assert_eq!(
+        pattern,
+        format!(
+            "arn:${{local.partition}}:secretsmanager:${{local.region}}:${{local.account_id}}:secret:{TENANT_SECRET_PREFIX}*"
+        )
+    );
+}
+
+#[test]
+fn task_roles_and_the_worker_execution_role_reach_only_tenant_secrets() {
+    let infra = infra();
+    let pattern = tenant_secret_pattern(&infra);
+    let mut seen = 0;
+    for s in infra.statements() {
+        if !s.has_action("secretsmanager:") || s.document == "control_plane_execution" {
+            continue;
+        }
+        assert!(
+            ["control_plane_task", "worker_execution"].contains(&s.document.as_str()),
+            "{} has Secrets Manager rights",
+            s.document
+        );
+        assert_eq!(
+            s.resources,
+            std::slice::from_ref(&pattern),
+            "{}/{}",
+            s.document,
+            s.sid
+        );
+        assert!(
+            s.actions.iter().all(|a| a.starts_with("secretsmanager:")),
+            "{}/{} mixes services; keep Secrets Manager statements apart",
+            s.document,
+            s.sid
+        );
+        seen += 1;
+    }
+    assert_eq!(
+        seen, 3,
+        "control plane: create + manage; worker execution: read"
+    );
+}
+
+#[test]
+fn the_worker_execution_role_may_only_read_tenant_secrets() {
+    let infra = infra();
+    let actions: BTreeSet<String> = infra
+        .document("worker_execution")
+        .into_iter()
+        .filter(|s| s.has_action("secretsmanager:"))
+        .flat_map(|s| s.actions)
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from(["secretsmanager:GetSecretValue".to_owned()])
+    );
+}
+
+#[test]
+fn the_control_plane_execution_role_reads_only_its_database_secret() {
+    let infra = infra();
+    let secret: Vec<Statement> = infra
+        .document("control_plane_execution")
+        .into_iter()
+        .filter(|s| s.has_action("secretsmanager:"))
+        .collect();
+    assert_eq!(secret.len(), 1);
+    assert_eq!(secret[0].actions, ["secretsmanager:GetSecretValue"]);
+    assert_eq!(
+        secret[0].resources,
+        [infra.resolve("local.database_secret_arn")]
+    );
+    // …and that secret is not a tenant's.
+    let (_, database) = infra
+        .blocks("resource", "aws_secretsmanager_secret")
+        .find(|(name, _)| *name == "database")
+        .unwrap();
+    let name = text(&attr(database, "name").unwrap());
+    assert_eq!(name, "polybot/control-plane/database");
+    assert!(!name.starts_with(TENANT_SECRET_PREFIX));
+}
+
+#[test]
+fn creating_a_tenant_secret_requires_its_tenant_id_tag() {
+    let infra = infra();
+    let create: Vec<Statement> = infra
+        .statements()
+        .into_iter()
+        .filter(|s| s.actions.iter().any(|a| a == "secretsmanager:CreateSecret"))
+        .collect();
+    assert_eq!(create.len(), 1);
+    let c = &create[0].conditions;
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (
+            c[0].test.as_str(),
+            c[0].variable.as_str(),
+            c[0].values.as_slice()
+        ),
+        (
+            "Null",
+            "aws:RequestTag/tenant_id",
+            ["false".to_owned()].as_slice()
+        )
+    );
+}
+
+#[test]
+fn ecs_task_actions_are_scoped_to_the_cluster() {
+    let infra = infra();
+    let scoped = [
+        "ecs:RunTask",
+        "ecs:StopTask",
+        "ecs:DescribeTasks",
+        "ecs:ListTasks",
+    ];
+    let mut covered = BTreeSet::new();
+    for s in infra.statements() {
+        let task_actions: Vec<&String> = s
+            .actions
+            .iter()
+            .filter(|a| scoped.contains(&a.as_str()))
+            .collect();
+        if task_actions.is_empty() {
+            continue;
+        }
+        assert_eq!(s.document, "control_plane_task", "{}/{}", s.document, s.sid);
+        let condition = s
+            .cluster_condition()
+            .unwrap_or_else(|| panic!("{}: no ecs:cluster condition", s.sid));
+        assert_eq!(condition.test, "ArnEquals", "{}", s.sid);
+        assert_eq!(condition.values, [CLUSTER_ARN], "{}", s.sid);
+        for action in task_actions {
+            covered.insert(action.clone());
+            if action == "ecs:RunTask" {
+                assert_eq!(
+                    s.resources,
+                    [infra.resolve("local.worker_task_definition_arn_pattern")]
+                );
+                assert!(s.resources[0].ends_with(":task-definition/polybot-worker-*:*"));
+            } else if action != "ecs:ListTasks" {
+                assert_eq!(
+                    s.resources,
+                    [infra.resolve("local.cluster_task_arn_pattern")]
+                );
+                assert!(s.resources[0].ends_with(":task/${aws_ecs_cluster.main.name}/*"));
+            }
+        }
+    }
+    assert_eq!(covered.len(), scoped.len(), "missing: {covered:?}");
+}
+
+#[test]
+fn wildcard_resources_are_only_for_actions_aws_cannot_scope() {
+    let unscopable = [
+        "ecr:GetAuthorizationToken",
+        "ecs:RegisterTaskDefinition",
+        "ecs:DeregisterTaskDefinition",
+        "ecs:DescribeTaskDefinition",
+        "ecs:ListTaskDefinitions",
+        // Scoped by its ecs:cluster condition instead (checked above).
+        "ecs:ListTasks",
+    ];
+    for s in infra().statements() {
+        if s.resources.iter().any(|r| r == "*") {
+            for action in &s.actions {
+                assert!(
+                    unscopable.contains(&action.as_str()),
+                    "{}/{} grants {action} on every resource",
+                    s.document,
+                    s.sid
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn pass_role_is_limited_to_the_two_worker_roles() {
+    let passes: Vec<Statement> = infra()
+        .statements()
+        .into_iter()
+        .filter(|s| s.has_action("iam:"))
+        .collect();
+    assert_eq!(passes.len(), 1);
+    let s = &passes[0];
+    assert_eq!(s.document, "control_plane_task");
+    assert_eq!(s.actions, ["iam:PassRole"]);
+    assert_eq!(
+        s.resources.iter().collect::<BTreeSet<_>>(),
+        BTreeSet::from([
+            &"aws_iam_role.worker_execution.arn".to_owned(),
+            &"aws_iam_role.worker_task.arn".to_owned()
+        ])
+    );
+    assert_eq!(s.conditions.len(), 1);
+    assert_eq!(s.conditions[0].variable, "iam:PassedToService");
+    assert_eq!(s.conditions[0].values, ["ecs-tasks.amazonaws.com"]);
+}
+
+#[test]
+fn each_role_gets_only_the_policy_meant_for_it() {
+    let infra = infra();
+    let attached: BTreeSet<(String, String)> = infra.role_policies().into_iter().collect();
+    let expected: BTreeSet<(String, String)> = [
+        "control_plane_execution",
+        "control_plane_task",
+        "worker_execution",
+    ]
+    .into_iter()
+    .map(|r| {
+        (
+            format!("aws_iam_role.{r}.id"),
+            format!("data.aws_iam_policy_document.{r}.json"),
+        )
+    })
+    .collect();
+    assert_eq!(attached, expected);
+    // Managed policies only for RDS enhanced monitoring.
+    for (_, b) in infra.blocks("resource", "aws_iam_role_policy_attachment") {
+        assert_eq!(
+            text(&attr(b, "role").unwrap()),
+            "aws_iam_role.rds_monitoring[0].name"
+        );
+    }
+}
+
+#[test]
+fn the_worker_task_role_has_no_permissions_at_all() {
+    let infra = infra();
+    let (_, role) = infra
+        .blocks("resource", "aws_iam_role")
+        .find(|(name, _)| *name == "worker_task")
+        .expect("aws_iam_role.worker_task");
+    assert!(attr(role, "managed_policy_arns").is_none());
+    assert!(
+        role.body()
+            .blocks()
+            .all(|b| b.identifier() != "inline_policy")
+    );
+    for (_, b) in infra
+        .bodies
+        .iter()
+        .flat_map(|(p, body)| body.blocks().map(move |b| (p, b)))
+    {
+        let l = labels(b);
+        let attaches = matches!(
+            l.first().copied(),
+            Some(
+                "aws_iam_role_policy"
+                    | "aws_iam_role_policy_attachment"
+                    | "aws_iam_role_policies_exclusive"
+                    | "aws_iam_role_policy_attachments_exclusive"
+                    | "aws_iam_policy_attachment"
+            )
+        );
+        if b.identifier() == "resource" && attaches {
+            let source = format!("{:?}", b.body());
+            assert!(
+                !source.contains("worker_task"),
+                "{l:?} attaches a policy to the worker task role"
+            );
+        }
+    }
+}
+
+#[test]
+fn terraform_fills_every_placeholder_of_the_control_plane_task_definition() {
+    let infra = infra();
+    let template_text = std::fs::read_to_string(
+        infra_dir().join("../deploy/ecs/control-plane.task-definition.json"),
+    )
+    .unwrap();
+    let wanted: BTreeSet<String> = template::placeholders(&template_text)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(wanted.contains("database_secret_arn"));
+
+    let (_, locals) = infra
+        .bodies
+        .iter()
+        .flat_map(|(p, b)| b.blocks().map(move |b| (p, b)))
+        .find(|(_, b)| {
+            b.identifier() == "locals"
+                && b.body()
+                    .attributes()
+                    .any(|a| a.key() == "control_plane_task")
+        })
+        .expect("the locals block of control_plane.tf");
+    let expr = attr(locals, "control_plane_task").unwrap();
+    let Expression::FuncCall(jsondecode) = expr else {
+        panic!("jsondecode(…) expected")
+    };
+    let Expression::FuncCall(templatestring) = &jsondecode.args[0] else {
+        panic!("templatestring(…) expected")
+    };
+    assert_eq!(templatestring.name.name.as_str(), "templatestring");
+    let Expression::Object(vars) = &templatestring.args[1] else {
+        panic!("an object of vars")
+    };
+    let given: BTreeSet<String> = vars.keys().map(|k| k.to_string()).collect();
+    assert_eq!(given, wanted);
+}

@@ -1,0 +1,139 @@
+//! Where workers run.
+//!
+//! [`Launcher`] is what the reconciler drives: prepare a tenant's launch spec,
+//! list what runs, start, stop. [`local::LocalLauncher`] runs `polybot worker`
+//! processes on this machine (the embedded default and the tests); the ECS
+//! Fargate launcher runs one task per tenant. Both give a worker the same
+//! environment contract: `TENANT_ID`, `DATABASE_URL` (the tenant's own
+//! database role), `EXCHANGE_KEYS` (JSON), `POLYBOT_MODE`, and
+//! `POLYBOT_SPEC_HASH`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use polybot_core::{Mode, TenantId};
+use secrecy::SecretString;
+
+pub mod local;
+
+/// Everything a worker of one tenant is started with. Its `spec_hash` names
+/// it: when the hash changes, the running worker is replaced.
+#[derive(Clone)]
+pub struct LaunchSpec {
+    pub tenant: TenantId,
+    pub spec_hash: String,
+    pub mode: Mode,
+    /// Environment holding secrets (`DATABASE_URL`, `EXCHANGE_KEYS`), for
+    /// launchers that pass secrets themselves (local processes). ECS injects
+    /// them from the secret named by `secret_reference` instead.
+    pub secret_env: BTreeMap<String, SecretString>,
+    /// The secret's reference (an ARN for Secrets Manager).
+    pub secret_reference: Option<String>,
+    /// Extra plain environment (endpoint overrides, replay files, log level).
+    pub env: BTreeMap<String, String>,
+    /// Whether the tenant runs an IBKR gateway beside its worker.
+    pub ibkr: bool,
+}
+
+impl fmt::Debug for LaunchSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaunchSpec")
+            .field("tenant", &self.tenant)
+            .field("spec_hash", &self.spec_hash)
+            .field("mode", &self.mode)
+            .field("secret_env", &self.secret_env.keys().collect::<Vec<_>>())
+            .field("secret_reference", &self.secret_reference)
+            .field("env", &self.env)
+            .field("ibkr", &self.ibkr)
+            .finish()
+    }
+}
+
+/// What a launcher reports of one worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    /// The launcher's id: a pid, a task ARN.
+    pub id: String,
+    pub tenant: TenantId,
+    pub spec_hash: String,
+    pub phase: Phase,
+    pub started_at: DateTime<Utc>,
+}
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Launched, not yet running (ECS: PROVISIONING/PENDING).
+    Starting,
+    Running,
+    /// Asked to stop, still there.
+    Stopping,
+    /// Gone; reported once so that the reconciler can record why.
+    Exited(Exit),
+}
+
+impl Phase {
+    /// Whether the instance still occupies the tenant's one worker slot.
+    pub fn is_live(&self) -> bool {
+        !matches!(self, Phase::Exited(_))
+    }
+}
+
+/// How an instance ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exit {
+    /// The process exit code or the container's.
+    pub code: Option<i32>,
+    /// Why, in words: `exit code 1`, `killed by SIGKILL`,
+    /// `CannotPullContainerError: …`, `stopped by the reconciler: paused`.
+    pub reason: String,
+    /// Whether the launcher was asked to stop it (not a crash).
+    pub requested: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// A launcher failure, with the operation and, where there is one, the API's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error("{launcher} launcher: {operation} failed: {message}")]
+    Failed {
+        launcher: &'static str,
+        operation: &'static str,
+        message: String,
+    },
+    /// The API throttled the call; the reconciler retries on its next pass.
+    #[error("{launcher} launcher: {operation} was throttled: {message}")]
+    Throttled {
+        launcher: &'static str,
+        operation: &'static str,
+        message: String,
+    },
+    #[error("{launcher} launcher: invalid spec: {message}")]
+    InvalidSpec {
+        launcher: &'static str,
+        message: String,
+    },
+}
+
+/// Runs workers.
+#[async_trait]
+pub trait Launcher: Send + Sync + fmt::Debug {
+    /// `local` or `ecs`.
+    fn kind(&self) -> &'static str;
+
+    /// Prepares whatever starting `spec` needs (a task definition revision on
+    /// ECS; nothing locally). Idempotent: an unchanged spec changes nothing.
+    async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError>;
+
+    /// Every instance the launcher knows of, live ones and those that exited
+    /// since the last call.
+    async fn list(&self) -> Result<Vec<Instance>, LaunchError>;
+
+    /// Starts one worker for `spec.tenant`.
+    async fn start(&self, spec: &LaunchSpec) -> Result<Instance, LaunchError>;
+
+    /// Asks `instance` to stop, with the reason recorded where the platform allows.
+    async fn stop(&self, instance: &Instance, reason: &str) -> Result<(), LaunchError>;
+}

@@ -1,0 +1,397 @@
+//! Workers as local processes: `polybot worker` children of the control plane.
+//!
+//! Each worker gets a clean environment (never the control plane's own
+//! `DATABASE_URL`): the contract of [`crate::LaunchSpec`], plus `PATH`, `HOME`
+//! and `POLYBOT_LOG`. Its output is appended to `<dir>/<tenant>.log`, and a
+//! `<dir>/<tenant>.pid` file records `pid spec_hash started_at`.
+//!
+//! **Surviving a control-plane restart:** a new launcher adopts the workers
+//! that an earlier control plane left running (pid file present, process
+//! alive and still a `polybot worker`), so a restart does not cut trading
+//! short. An adopted worker is not its child, so when it ends its exit status
+//! is unknown and reported as such. Stale pid files are removed.
+//!
+//! Workers run in their own process group, so a Ctrl-C in the terminal reaches
+//! the control plane, which stops them in order ([`LocalLauncher::shutdown`]).
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use polybot_core::TenantId;
+use secrecy::ExposeSecret;
+use tokio::process::{Child, Command};
+
+use crate::{Exit, Instance, LaunchError, LaunchSpec, Launcher, Phase};
+
+/// How long a worker has to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(35);
+
+struct Worker {
+    instance: Instance,
+    child: Option<Child>,
+    pid: Pid,
+    stop: Option<(String, Instant)>,
+}
+
+/// Runs each tenant's worker as a child process.
+#[derive(Debug)]
+pub struct LocalLauncher {
+    program: PathBuf,
+    dir: PathBuf,
+    workers: Mutex<HashMap<TenantId, Vec<Worker>>>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("instance", &self.instance)
+            .field("child", &self.child.is_some())
+            .finish()
+    }
+}
+
+fn failed(operation: &'static str, message: impl ToString) -> LaunchError {
+    LaunchError::Failed {
+        launcher: "local",
+        operation,
+        message: message.to_string(),
+    }
+}
+
+impl LocalLauncher {
+    /// `program` is the `polybot` binary; `dir` holds the workers' logs and pid files.
+    pub fn new(program: PathBuf, dir: PathBuf) -> Result<Self, LaunchError> {
+        fs::create_dir_all(&dir)
+            .map_err(|e| failed("creating the worker dir", format!("{}: {e}", dir.display())))?;
+        let launcher = Self {
+            program,
+            dir,
+            workers: Mutex::new(HashMap::new()),
+        };
+        launcher.adopt();
+        Ok(launcher)
+    }
+
+    /// The log file of `tenant`'s workers.
+    pub fn log_path(&self, tenant: TenantId) -> PathBuf {
+        self.dir.join(format!("{tenant}.log"))
+    }
+
+    fn pid_path(&self, tenant: TenantId) -> PathBuf {
+        self.dir.join(format!("{tenant}.pid"))
+    }
+
+    /// Takes over the workers an earlier control plane left running.
+    fn adopt(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("pid") {
+                continue;
+            }
+            let Some(tenant) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<TenantId>().ok())
+            else {
+                continue;
+            };
+            let parsed = fs::read_to_string(&path).ok().and_then(|text| {
+                let mut parts = text.split_whitespace();
+                let pid: i32 = parts.next()?.parse().ok()?;
+                let spec_hash = parts.next()?.to_owned();
+                let started_at = parts.next()?.parse::<DateTime<Utc>>().ok()?;
+                Some((Pid::from_raw(pid), spec_hash, started_at))
+            });
+            match parsed {
+                Some((pid, spec_hash, started_at)) if is_our_worker(pid) => {
+                    tracing::info!(%tenant, %pid, "adopting a worker left running by an earlier control plane");
+                    workers.entry(tenant).or_default().push(Worker {
+                        instance: Instance {
+                            id: pid.to_string(),
+                            tenant,
+                            spec_hash,
+                            phase: Phase::Running,
+                            started_at,
+                        },
+                        child: None,
+                        pid,
+                        stop: None,
+                    });
+                }
+                _ => {
+                    if let Err(err) = fs::remove_file(&path) {
+                        tracing::warn!(path = %path.display(), %err, "could not remove a stale pid file");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops every worker (SIGTERM, then SIGKILL after the grace period) and
+    /// waits for them: the end of `polybot up`.
+    pub async fn shutdown(&self) {
+        let mut children = Vec::new();
+        {
+            let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+            for (tenant, list) in workers.drain() {
+                for mut worker in list {
+                    send(worker.pid, Signal::SIGTERM);
+                    if let Err(err) = fs::remove_file(self.pid_path(tenant)) {
+                        tracing::debug!(%err, "no pid file to remove");
+                    }
+                    children.push((worker.pid, worker.child.take()));
+                }
+            }
+        }
+        for (pid, child) in children {
+            match child {
+                Some(mut child) => {
+                    if tokio::time::timeout(STOP_GRACE, child.wait())
+                        .await
+                        .is_err()
+                    {
+                        send(pid, Signal::SIGKILL);
+                        if let Err(err) = child.wait().await {
+                            tracing::warn!(%pid, %err, "could not reap a worker");
+                        }
+                    }
+                }
+                None => {
+                    let deadline = Instant::now() + STOP_GRACE;
+                    while alive(pid) && Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    if alive(pid) {
+                        send(pid, Signal::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn alive(pid: Pid) -> bool {
+    signal::kill(pid, None).is_ok()
+}
+
+fn send(pid: Pid, sig: Signal) {
+    if let Err(err) = signal::kill(pid, sig) {
+        tracing::debug!(%pid, %err, "signal not delivered");
+    }
+}
+
+/// Whether `pid` is a live `polybot worker` process.
+fn is_our_worker(pid: Pid) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.iter().any(|a| *a == b"worker") && alive(pid)
+}
+
+fn describe(status: std::process::ExitStatus) -> (Option<i32>, String) {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => (Some(code), format!("exit code {code}")),
+        (None, Some(sig)) => {
+            let name = Signal::try_from(sig)
+                .map(|s| s.as_str())
+                .unwrap_or("an unknown signal");
+            (None, format!("killed by {name}"))
+        }
+        (None, None) => (None, "ended for an unknown reason".to_owned()),
+    }
+}
+
+#[async_trait]
+impl Launcher for LocalLauncher {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    async fn ensure_spec(&self, _spec: &LaunchSpec) -> Result<(), LaunchError> {
+        // A local process needs nothing prepared: the spec travels with start().
+        Ok(())
+    }
+
+    async fn list(&self) -> Result<Vec<Instance>, LaunchError> {
+        let mut out = Vec::new();
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        for (tenant, list) in workers.iter_mut() {
+            list.retain_mut(|worker| {
+                let ended = match worker.child.as_mut() {
+                    Some(child) => match child.try_wait() {
+                        Ok(Some(status)) => Some(describe(status)),
+                        Ok(None) => None,
+                        Err(err) => Some((None, format!("lost track of the process: {err}"))),
+                    },
+                    None if alive(worker.pid) => None,
+                    None => Some((
+                        None,
+                        "exited (adopted from an earlier control plane; exit status unknown)"
+                            .to_owned(),
+                    )),
+                };
+                match ended {
+                    Some((code, mut reason)) => {
+                        if let Some((why, _)) = &worker.stop {
+                            reason = format!("{reason} after a stop request ({why})");
+                        }
+                        let mut instance = worker.instance.clone();
+                        instance.phase = Phase::Exited(Exit {
+                            code,
+                            reason,
+                            requested: worker.stop.is_some(),
+                            at: Utc::now(),
+                        });
+                        out.push(instance);
+                        let pid_path = self.dir.join(format!("{tenant}.pid"));
+                        if fs::read_to_string(&pid_path).is_ok_and(|t| {
+                            t.split_whitespace().next() == Some(&worker.pid.to_string())
+                        }) && let Err(err) = fs::remove_file(&pid_path)
+                        {
+                            tracing::debug!(%err, "no pid file to remove");
+                        }
+                        false
+                    }
+                    None => {
+                        if let Some((_, at)) = &worker.stop
+                            && at.elapsed() > STOP_GRACE
+                        {
+                            send(worker.pid, Signal::SIGKILL);
+                        }
+                        out.push(worker.instance.clone());
+                        true
+                    }
+                }
+            });
+        }
+        workers.retain(|_, list| !list.is_empty());
+        Ok(out)
+    }
+
+    async fn start(&self, spec: &LaunchSpec) -> Result<Instance, LaunchError> {
+        let log_path = self.log_path(spec.tenant);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| {
+                failed(
+                    "opening the worker log",
+                    format!("{}: {e}", log_path.display()),
+                )
+            })?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| failed("opening the worker log", e))?;
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("worker")
+            .env_clear()
+            .env("TENANT_ID", spec.tenant.to_string())
+            .env("POLYBOT_MODE", spec.mode.as_str())
+            .env("POLYBOT_SPEC_HASH", &spec.spec_hash);
+        for key in ["PATH", "HOME", "LANG", "TMPDIR", "POLYBOT_LOG"] {
+            if let Some(value) = std::env::var_os(key) {
+                cmd.env(key, value);
+            }
+        }
+        for (key, value) in &spec.env {
+            cmd.env(key, value);
+        }
+        for (key, value) in &spec.secret_env {
+            cmd.env(key, value.expose_secret());
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .kill_on_drop(false);
+        let child = cmd.spawn().map_err(|e| {
+            failed(
+                "starting a worker",
+                format!("{}: {e}", self.program.display()),
+            )
+        })?;
+        let pid = Pid::from_raw(
+            child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .ok_or_else(|| failed("starting a worker", "the process has no pid"))?,
+        );
+        let started_at = Utc::now();
+        let pid_path = self.pid_path(spec.tenant);
+        fs::write(
+            &pid_path,
+            format!("{pid} {} {}", spec.spec_hash, started_at.to_rfc3339()),
+        )
+        .map_err(|e| {
+            failed(
+                "writing the pid file",
+                format!("{}: {e}", pid_path.display()),
+            )
+        })?;
+        let instance = Instance {
+            id: pid.to_string(),
+            tenant: spec.tenant,
+            spec_hash: spec.spec_hash.clone(),
+            phase: Phase::Running,
+            started_at,
+        };
+        tracing::info!(tenant = %spec.tenant, %pid, log = %log_path.display(), "worker started");
+        self.workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(spec.tenant)
+            .or_default()
+            .push(Worker {
+                instance: instance.clone(),
+                child: Some(child),
+                pid,
+                stop: None,
+            });
+        Ok(instance)
+    }
+
+    async fn stop(&self, instance: &Instance, reason: &str) -> Result<(), LaunchError> {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let worker = workers
+            .get_mut(&instance.tenant)
+            .and_then(|list| list.iter_mut().find(|w| w.instance.id == instance.id))
+            .ok_or_else(|| {
+                failed(
+                    "stopping a worker",
+                    format!("no worker {} for tenant {}", instance.id, instance.tenant),
+                )
+            })?;
+        if worker.stop.is_none() {
+            tracing::info!(tenant = %instance.tenant, pid = %worker.pid, reason, "stopping a worker");
+            send(worker.pid, Signal::SIGTERM);
+            worker.stop = Some((reason.to_owned(), Instant::now()));
+            worker.instance.phase = Phase::Stopping;
+        }
+        Ok(())
+    }
+}
+
+/// The path of the `polybot` binary to launch workers with: this executable.
+pub fn current_program() -> Result<PathBuf, LaunchError> {
+    std::env::current_exe().map_err(|e| failed("finding the polybot binary", e))
+}
+
+/// Where workers' logs and pid files live under a data dir.
+pub fn workers_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("workers")
+}

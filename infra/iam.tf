@@ -1,0 +1,253 @@
+# IAM, least privilege. Four roles:
+#
+#   control_plane_execution  ECS pulls the image, writes logs, injects DATABASE_URL
+#   control_plane_task       the control plane itself: runs/stops/observes worker
+#                            tasks in this cluster, registers their task
+#                            definitions, passes the two worker roles, manages
+#                            secrets under polybot/tenants/*
+#   worker_execution         ECS pulls the image, writes logs, injects the
+#                            tenant's secret (polybot/tenants/* only)
+#   worker_task              the worker itself: no permissions at all; it never
+#                            calls Secrets Manager or any other AWS API
+#
+# crates/deploy-spec/tests/iam.rs parses this file and asserts these boundaries.
+
+data "aws_iam_policy_document" "ecs_tasks_assume" {
+  statement {
+    sid     = "EcsTasksOfThisAccount"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["ecs-tasks.amazonaws.com"]
+    }
+
+    # Confused-deputy protection: only tasks of this account and region.
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "aws:SourceArn"
+      values   = ["arn:${local.partition}:ecs:${local.region}:${local.account_id}:*"]
+    }
+  }
+}
+
+# --- control plane: execution role ---
+
+resource "aws_iam_role" "control_plane_execution" {
+  name               = "${var.name}-control-plane-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "control_plane_execution" {
+  statement {
+    sid       = "PullAuth"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"] # GetAuthorizationToken has no resource-level permissions
+  }
+
+  statement {
+    sid = "PullImage"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:GetDownloadUrlForLayer",
+    ]
+    resources = [aws_ecr_repository.polybot.arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.control_plane.arn}:*"]
+  }
+
+  statement {
+    sid       = "InjectDatabaseUrl"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.database_secret_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "control_plane_execution" {
+  name   = "execution"
+  role   = aws_iam_role.control_plane_execution.id
+  policy = data.aws_iam_policy_document.control_plane_execution.json
+}
+
+# --- control plane: task role ---
+
+resource "aws_iam_role" "control_plane_task" {
+  name               = "${var.name}-control-plane-task"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "control_plane_task" {
+  statement {
+    sid       = "RunWorkerTasksInThisCluster"
+    actions   = ["ecs:RunTask"]
+    resources = [local.worker_task_definition_arn_pattern]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.main.arn]
+    }
+  }
+
+  statement {
+    sid       = "StopAndDescribeTasksInThisCluster"
+    actions   = ["ecs:StopTask", "ecs:DescribeTasks"]
+    resources = [local.cluster_task_arn_pattern]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.main.arn]
+    }
+  }
+
+  # ListTasks is authorized on the cluster through the ecs:cluster condition.
+  statement {
+    sid       = "ListTasksInThisCluster"
+    actions   = ["ecs:ListTasks"]
+    resources = ["*"]
+
+    condition {
+      test     = "ArnEquals"
+      variable = "ecs:cluster"
+      values   = [aws_ecs_cluster.main.arn]
+    }
+  }
+
+  # RunTask and RegisterTaskDefinition with tags (tenant_id) also need
+  # TagResource, allowed only as part of those two calls.
+  statement {
+    sid       = "TagWorkersOnCreate"
+    actions   = ["ecs:TagResource"]
+    resources = [local.worker_task_definition_arn_pattern, local.cluster_task_arn_pattern]
+
+    condition {
+      test     = "StringEquals"
+      variable = "ecs:CreateAction"
+      values   = ["RunTask", "RegisterTaskDefinition"]
+    }
+  }
+
+  # AWS offers no resource-level permissions for these actions: they cannot be
+  # scoped to the worker families. What a registered task definition may do is
+  # bounded instead by iam:PassRole below (only the two worker roles), and the
+  # tasks it runs by the cluster-scoped RunTask above.
+  statement {
+    sid = "WorkerTaskDefinitions"
+    actions = [
+      "ecs:RegisterTaskDefinition",
+      "ecs:DeregisterTaskDefinition",
+      "ecs:DescribeTaskDefinition",
+      "ecs:ListTaskDefinitions",
+    ]
+    resources = ["*"]
+  }
+
+  statement {
+    sid       = "PassOnlyTheWorkerRoles"
+    actions   = ["iam:PassRole"]
+    resources = [aws_iam_role.worker_execution.arn, aws_iam_role.worker_task.arn]
+
+    condition {
+      test     = "StringEquals"
+      variable = "iam:PassedToService"
+      values   = ["ecs-tasks.amazonaws.com"]
+    }
+  }
+
+  # A tenant's secret must carry its tenant_id tag from the start.
+  statement {
+    sid       = "CreateTaggedTenantSecrets"
+    actions   = ["secretsmanager:CreateSecret", "secretsmanager:TagResource"]
+    resources = [local.tenant_secret_arn_pattern]
+
+    condition {
+      test     = "Null"
+      variable = "aws:RequestTag/tenant_id"
+      values   = ["false"]
+    }
+  }
+
+  # Read-modify-write on key rotation, and offboarding (scheduled deletion
+  # with a recovery window, or restore within it).
+  statement {
+    sid = "ManageTenantSecrets"
+    actions = [
+      "secretsmanager:DescribeSecret",
+      "secretsmanager:GetSecretValue",
+      "secretsmanager:PutSecretValue",
+      "secretsmanager:UpdateSecret",
+      "secretsmanager:DeleteSecret",
+      "secretsmanager:RestoreSecret",
+    ]
+    resources = [local.tenant_secret_arn_pattern]
+  }
+}
+
+resource "aws_iam_role_policy" "control_plane_task" {
+  name   = "control-plane"
+  role   = aws_iam_role.control_plane_task.id
+  policy = data.aws_iam_policy_document.control_plane_task.json
+}
+
+# --- workers: execution role (shared by every tenant; see docs/security.md) ---
+
+resource "aws_iam_role" "worker_execution" {
+  name               = "${var.name}-worker-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "worker_execution" {
+  statement {
+    sid       = "PullAuth"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"] # GetAuthorizationToken has no resource-level permissions
+  }
+
+  statement {
+    sid = "PullImage"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:GetDownloadUrlForLayer",
+    ]
+    resources = [aws_ecr_repository.polybot.arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.workers.arn}:*"]
+  }
+
+  statement {
+    sid       = "InjectTenantSecrets"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.tenant_secret_arn_pattern]
+  }
+}
+
+resource "aws_iam_role_policy" "worker_execution" {
+  name   = "execution"
+  role   = aws_iam_role.worker_execution.id
+  policy = data.aws_iam_policy_document.worker_execution.json
+}
+
+# --- workers: task role, deliberately without any policy ---
+
+resource "aws_iam_role" "worker_task" {
+  name               = "${var.name}-worker-task"
+  description        = "PolyBot worker tasks: no permissions; the worker calls no AWS API"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
