@@ -44,6 +44,11 @@ pub enum Command {
     /// Run one tenant's worker (started by the launcher; reads TENANT_ID,
     /// DATABASE_URL, EXCHANGE_KEYS and POLYBOT_MODE from the environment).
     Worker,
+    /// Check which venues this host can reach, and the database, secret
+    /// store and launcher the control plane would use.
+    Doctor(crate::ops::DoctorArgs),
+    /// Estimate the monthly AWS cost for N tenants, by component.
+    Cost(crate::ops::CostArgs),
 }
 
 #[derive(Debug, Args)]
@@ -134,6 +139,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Postgres(args) => postgres(args).await,
         Command::ControlPlane(args) => control_plane(args).await,
         Command::Worker => worker().await,
+        Command::Doctor(args) => crate::ops::doctor(args).await,
+        Command::Cost(args) => crate::ops::cost(args),
     }
 }
 

@@ -11,11 +11,14 @@ pub fn on_signal() -> anyhow::Result<CancellationToken> {
     let mut int = signal(SignalKind::interrupt())?;
     let cancel = token.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-            _ = int.recv() => tracing::info!("interrupted, shutting down"),
-        }
+        // Cancel first: logging can fail (a closed stderr pipe) and must not
+        // keep the process from stopping.
+        let what = tokio::select! {
+            _ = term.recv() => "SIGTERM received",
+            _ = int.recv() => "interrupted",
+        };
         cancel.cancel();
+        tracing::info!("{what}, shutting down");
     });
     Ok(token)
 }

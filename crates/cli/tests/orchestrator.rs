@@ -302,6 +302,44 @@ async fn every_active_tenant_has_exactly_one_worker_through_pause_crash_and_twin
             Duration::from_secs(30),
             || running(&cp.status(&tenants[2])).is_some(),
         );
+        // The fleet view shows desired against actual for every tenant.
+        let (code, fleet) = cp.request("GET", "/fleet", None);
+        assert_eq!(code, 200);
+        let mut seen: Vec<(String, String, String)> = fleet["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["tenant_id"].as_str().unwrap().to_owned(),
+                    s["desired"].as_str().unwrap().to_owned(),
+                    s["worker"]["state"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        seen.sort();
+        let mut expected = vec![
+            (
+                tenants[0].clone(),
+                "stopped".to_owned(),
+                "stopped".to_owned(),
+            ),
+            (
+                tenants[1].clone(),
+                "running".to_owned(),
+                "running".to_owned(),
+            ),
+            (
+                tenants[2].clone(),
+                "running".to_owned(),
+                "running".to_owned(),
+            ),
+        ];
+        expected.sort();
+        assert_eq!(seen, expected);
+        let (_, page) = cp.request("GET", "/fleet?worker=running&limit=1", None);
+        assert_eq!(page["items"].as_array().unwrap().len(), 1);
+        assert!(page["next_cursor"].is_string());
         cp.stop();
     })
     .await

@@ -91,12 +91,12 @@ impl AppState {
     info(title = "PolyBot Cloud control plane", description = "Tenants, their workers, and their status."),
     paths(
         tenants::create, tenants::list, tenants::get, tenants::patch, tenants::rotate_keys,
-        tenants::pause, tenants::resume, tenants::delete, tenants::create_token, status::get,
+        tenants::pause, tenants::resume, tenants::delete, tenants::create_token, status::get, status::fleet,
         healthz, readyz
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated,
-        tenants::CreateTenantRequest, status::StatusView, status::WorkerView, status::HeartbeatView,
+        tenants::CreateTenantRequest, status::StatusView, status::FleetPage, status::WorkerView, status::HeartbeatView,
         error::Problem
     )),
     modifiers(&BearerAuth),
@@ -161,6 +161,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(tenants::delete),
         )
         .route("/tenants/{id}/status", get(status::get))
+        .route("/fleet", get(status::fleet))
         .route("/tenants/{id}/exchange-keys", put(tenants::rotate_keys))
         .route("/tenants/{id}/pause", post(tenants::pause))
         .route("/tenants/{id}/resume", post(tenants::resume))

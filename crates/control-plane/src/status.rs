@@ -73,25 +73,24 @@ type StatusRow = (
     Option<Value>,
 );
 
+const STATUS_SELECT: &str = "SELECT t.id, t.state, t.provisioning_step, t.last_error, \
+        r.actual, r.instance_id, r.restarts, r.backoff_until, r.last_exit, r.last_error, r.observed_at, \
+        h.at, h.epoch, h.health \
+     FROM tenants t \
+     LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
+     LEFT JOIN LATERAL (SELECT at, epoch, health FROM worker_heartbeats \
+                        WHERE tenant_id = t.id ORDER BY at DESC LIMIT 1) h ON true";
+
 /// Reads one tenant's status in one statement.
 pub async fn load(tx: &mut TenantTx) -> Result<Option<StatusView>, DbError> {
-    let row: Option<StatusRow> = sqlx::query_as(
-        "SELECT t.id, t.state, t.provisioning_step, t.last_error, \
-                r.actual, r.instance_id, r.restarts, r.backoff_until, r.last_exit, r.last_error, r.observed_at, \
-                h.at, h.epoch, h.health \
-         FROM tenants t \
-         LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
-         LEFT JOIN LATERAL (SELECT at, epoch, health FROM worker_heartbeats \
-                            WHERE tenant_id = t.id ORDER BY at DESC LIMIT 1) h ON true \
-         WHERE t.id = $1",
-    )
-    .bind(tx.tenant().as_uuid())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(|source| DbError::Query {
-        context: "reading a tenant's status",
-        source,
-    })?;
+    let row: Option<StatusRow> = sqlx::query_as(&format!("{STATUS_SELECT} WHERE t.id = $1"))
+        .bind(tx.tenant().as_uuid())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|source| DbError::Query {
+            context: "reading a tenant's status",
+            source,
+        })?;
     Ok(row.map(view_from))
 }
 
@@ -168,4 +167,85 @@ pub async fn get(
     let view = load(&mut tx).await?.ok_or(ApiError::NotFound("tenant"))?;
     tx.commit().await?;
     Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FleetQuery {
+    /// Only tenants in this lifecycle state.
+    state: Option<String>,
+    /// Only tenants whose worker is in this state (running, crash_loop, …).
+    worker: Option<String>,
+    /// At most this many (1 to 500, default 100).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page (a tenant id).
+    cursor: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FleetPage {
+    pub items: Vec<StatusView>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// Every tenant's status at once (an operator sees the fleet; a tenant token, itself).
+#[utoipa::path(get, path = "/fleet", params(FleetQuery), responses((status = 200, body = FleetPage)))]
+pub async fn fleet(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(query): axum::extract::Query<FleetQuery>,
+) -> ApiResult<Json<FleetPage>> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::Validation(vec![
+            polybot_core::validation::FieldError::new("limit", "must be between 1 and 500"),
+        ]));
+    }
+    let rows: Vec<StatusRow> = match caller {
+        Caller::Tenant(own) => {
+            let mut tx = state.db.tenant(own).await?;
+            let row = load_row(&mut tx).await?;
+            tx.commit().await?;
+            row.into_iter().collect()
+        }
+        Caller::Operator => {
+            let mut op = state.db.operator().await?;
+            let rows = sqlx::query_as(&format!(
+                "{STATUS_SELECT} WHERE ($1::text IS NULL OR t.state = $1) \
+                   AND ($2::text IS NULL OR coalesce(r.actual, 'pending') = $2) \
+                   AND ($3::uuid IS NULL OR t.id > $3) ORDER BY t.id LIMIT $4"
+            ))
+            .bind(&query.state)
+            .bind(&query.worker)
+            .bind(query.cursor)
+            .bind(limit + 1)
+            .fetch_all(&mut *op)
+            .await
+            .map_err(|source| DbError::Query {
+                context: "reading the fleet's status",
+                source,
+            })?;
+            op.commit().await?;
+            rows
+        }
+    };
+    let mut items: Vec<StatusView> = rows.into_iter().map(view_from).collect();
+    let next_cursor = if items.len() as i64 > limit {
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+        items.last().map(|s| s.tenant_id)
+    } else {
+        None
+    };
+    Ok(Json(FleetPage { items, next_cursor }))
+}
+
+async fn load_row(tx: &mut TenantTx) -> Result<Option<StatusRow>, DbError> {
+    sqlx::query_as(&format!("{STATUS_SELECT} WHERE t.id = $1"))
+        .bind(tx.tenant().as_uuid())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(|source| DbError::Query {
+            context: "reading a tenant's status",
+            source,
+        })
 }

@@ -1,0 +1,267 @@
+//! Operator commands that inspect rather than run: `polybot doctor` and `polybot cost`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use polybot_deploy_spec::cost::{Architecture, Assumptions, Estimate, PriceTable, estimate};
+use polybot_venues::doctor::{DoctorOptions, probe_all};
+use polybot_venues::endpoints::Endpoints;
+use rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds each probe may take.
+    #[arg(long, default_value_t = 3)]
+    pub timeout: u64,
+    /// The data dir whose local secret store and workers to check.
+    #[arg(long, env = "POLYBOT_DATA_DIR", default_value = ".polybot")]
+    pub data_dir: PathBuf,
+    /// The database the control plane would use (default: the data dir's private one).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+}
+
+/// One platform check beside the venue rows.
+#[derive(Debug, Serialize)]
+struct Check {
+    component: &'static str,
+    status: &'static str,
+    notes: String,
+    fix: String,
+}
+
+fn check(component: &'static str, ok: bool, notes: String, fix: &str) -> Check {
+    Check {
+        component,
+        status: if ok { "ok" } else { "problem" },
+        notes,
+        fix: if ok { String::new() } else { fix.to_owned() },
+    }
+}
+
+async fn platform_checks(args: &DoctorArgs) -> Vec<Check> {
+    let mut checks = Vec::new();
+    // Database.
+    match &args.database_url {
+        Some(url) => {
+            let result = async {
+                let options: PgConnectOptions = url
+                    .expose_secret()
+                    .parse()
+                    .context("DATABASE_URL is not a postgres:// URL")?;
+                let mut conn =
+                    tokio::time::timeout(Duration::from_secs(args.timeout), options.connect())
+                        .await
+                        .context("no answer within the timeout")??;
+                let applied: i64 = sqlx::query_scalar(
+                    "SELECT CASE WHEN to_regclass('public._sqlx_migrations') IS NULL THEN 0 \
+                     ELSE (SELECT count(*) FROM _sqlx_migrations WHERE success) END",
+                )
+                .fetch_one(&mut conn)
+                .await?;
+                conn.close().await?;
+                anyhow::Ok(applied)
+            }
+            .await;
+            let expected = polybot_store::MIGRATOR.iter().count() as i64;
+            checks.push(match result {
+                Ok(n) if n >= expected => check(
+                    "database",
+                    true,
+                    format!("reachable; {n} migrations applied"),
+                    "",
+                ),
+                Ok(n) => check(
+                    "database",
+                    false,
+                    format!("reachable; {n} of {expected} migrations applied"),
+                    "run `polybot migrate`",
+                ),
+                Err(err) => check(
+                    "database",
+                    false,
+                    format!("{err:#}"),
+                    "check DATABASE_URL and that the server accepts connections",
+                ),
+            });
+        }
+        None => {
+            let found = polybot_store::embedded::Binaries::locate();
+            checks.push(match found {
+                Ok(b) => check(
+                    "database",
+                    true,
+                    format!("private PostgreSQL from {}", b.postgres.display()),
+                    "",
+                ),
+                Err(err) => check(
+                    "database",
+                    false,
+                    err.to_string(),
+                    "apt-get install postgresql, or set DATABASE_URL",
+                ),
+            });
+        }
+    }
+    // Secret store (local): the master key.
+    let key_file = args.data_dir.join("master.key");
+    checks.push(if std::env::var_os("POLYBOT_MASTER_KEY").is_some() {
+        match polybot_secrets::local::MasterKey::parse(&SecretString::from(
+            std::env::var("POLYBOT_MASTER_KEY").unwrap_or_default(),
+        )) {
+            Ok(key) => check(
+                "secret store",
+                true,
+                format!("local, master key {} from POLYBOT_MASTER_KEY", key.id()),
+                "",
+            ),
+            Err(err) => check(
+                "secret store",
+                false,
+                err.to_string(),
+                "set POLYBOT_MASTER_KEY to 32 bytes in hex or base64",
+            ),
+        }
+    } else if key_file.exists() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file)
+            .map(|m| m.permissions().mode() & 0o777)
+            .unwrap_or(0);
+        check(
+            "secret store",
+            mode & 0o077 == 0,
+            format!(
+                "local, master key in {} (mode {mode:o})",
+                key_file.display()
+            ),
+            "chmod 600 the key file",
+        )
+    } else {
+        check(
+            "secret store",
+            true,
+            format!(
+                "local; a master key will be created in {}",
+                key_file.display()
+            ),
+            "",
+        )
+    });
+    // Launcher (local): the binary that workers run.
+    checks.push(match std::env::current_exe() {
+        Ok(path) => check(
+            "launcher",
+            true,
+            format!("local processes running {} worker", path.display()),
+            "",
+        ),
+        Err(err) => check(
+            "launcher",
+            false,
+            err.to_string(),
+            "run polybot from a readable path",
+        ),
+    });
+    checks
+}
+
+pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
+    let mut options = DoctorOptions::from_env();
+    options.timeout = Duration::from_secs(args.timeout);
+    let endpoints = Endpoints::from_env().context("a venue endpoint variable is invalid")?;
+    let (venues, platform) = tokio::join!(probe_all(&endpoints, options), platform_checks(&args));
+    if args.json {
+        let doc = serde_json::json!({"venues": venues, "platform": platform});
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        println!("{}", venues.render_table());
+        println!();
+        let width = platform
+            .iter()
+            .map(|c| c.notes.len())
+            .max()
+            .unwrap_or(5)
+            .min(80);
+        println!(
+            "{:<14} {:<8} {:<width$} FIX",
+            "COMPONENT", "STATUS", "NOTES"
+        );
+        for c in &platform {
+            println!(
+                "{:<14} {:<8} {:<width$} {}",
+                c.component, c.status, c.notes, c.fix
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Arch {
+    Arm64,
+    #[value(name = "x86-64")]
+    X86_64,
+}
+
+#[derive(Debug, Args)]
+pub struct CostArgs {
+    /// Tenant counts to estimate (repeatable).
+    #[arg(long = "tenants", default_values_t = vec![25u32, 50, 100, 1000])]
+    pub tenants: Vec<u32>,
+    /// CPU units per worker (1024 = 1 vCPU).
+    #[arg(long)]
+    pub worker_cpu: Option<u32>,
+    /// MiB per worker.
+    #[arg(long)]
+    pub worker_memory: Option<u32>,
+    /// Worker architecture.
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Share of workers on Fargate Spot, 0 to 1.
+    #[arg(long)]
+    pub spot_share: Option<Decimal>,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn cost(args: CostArgs) -> anyhow::Result<()> {
+    let prices = PriceTable::us_east_1()?;
+    let mut estimates: Vec<Estimate> = Vec::new();
+    for tenants in &args.tenants {
+        let mut a = Assumptions::for_tenants(*tenants);
+        if let Some(cpu) = args.worker_cpu {
+            a.worker_cpu = cpu;
+        }
+        if let Some(memory) = args.worker_memory {
+            a.worker_memory = memory;
+        }
+        if let Some(arch) = args.arch {
+            a.architecture = match arch {
+                Arch::Arm64 => Architecture::Arm64,
+                Arch::X86_64 => Architecture::X86_64,
+            };
+        }
+        if let Some(share) = args.spot_share {
+            a.spot_share = share;
+        }
+        estimates.push(estimate(&prices, &a)?);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&estimates)?);
+    } else {
+        for e in &estimates {
+            println!("{}", e.render_table());
+        }
+    }
+    Ok(())
+}
