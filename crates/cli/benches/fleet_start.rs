@@ -87,7 +87,16 @@ async fn main() {
             break rest.split('/').next().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || lines.by_ref().for_each(drop));
+    // Keep the warnings, to explain a run that does not converge.
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = warnings.clone();
+    std::thread::spawn(move || {
+        for line in lines.by_ref().map_while(Result::ok) {
+            if line.contains("WARN") || line.contains("ERROR") {
+                sink.lock().unwrap().push(line);
+            }
+        }
+    });
 
     let started = Instant::now();
     for i in 0..tenants {
@@ -116,6 +125,26 @@ async fn main() {
         all_running.as_secs_f64()
     );
 
+    if running < tenants {
+        let warnings = warnings.lock().unwrap();
+        println!("not all running; the control plane's first warnings:");
+        for line in warnings.iter().take(10) {
+            println!("  {line}");
+        }
+        let (_, page) = request(&addr, "GET", "/fleet?limit=500", "");
+        for s in page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["worker"]["state"] != "running")
+            .take(5)
+        {
+            println!(
+                "  {} {} {}",
+                s["tenant_id"], s["worker"]["state"], s["last_error"]
+            );
+        }
+    }
     let pid = nix::unistd::Pid::from_raw(i32::try_from(cp.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let stopping = Instant::now();
