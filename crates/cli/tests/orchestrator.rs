@@ -234,6 +234,24 @@ async fn every_active_tenant_has_exactly_one_worker_through_pause_crash_and_twin
             "{status}"
         );
         assert_eq!(status["worker"]["restarts"], 1);
+
+        // A changed configuration replaces the worker: stop, then start.
+        let replaced = running(&status).unwrap();
+        let (code, body) = cp.request(
+            "PATCH",
+            &format!("/tenants/{}", tenants[1]),
+            Some(json!({"risk": {"max_daily_loss": "75"}})),
+        );
+        assert_eq!(code, 200, "{body}");
+        eventually(
+            "the reconfigured tenant runs a new worker",
+            Duration::from_secs(30),
+            || running(&cp.status(&tenants[1])).is_some_and(|p| p != replaced),
+        );
+        assert!(
+            !alive(replaced),
+            "the worker with the old configuration is gone"
+        );
         (cp, tenants, pids)
     })
     .await
