@@ -52,8 +52,8 @@ locals {
   # and of the worker execution role.
   tenant_secret_arn_pattern = "arn:${local.partition}:secretsmanager:${local.region}:${local.account_id}:secret:polybot/tenants/*"
 
-  # Worker task-definition families are `polybot-worker-<tenant id>`
+  # Worker task-definition families are `polybot-t-<tenant id>`
   # (deploy/ecs/worker.task-definition.template.json).
-  worker_task_definition_arn_pattern = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task-definition/polybot-worker-*:*"
+  worker_task_definition_arn_pattern = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task-definition/polybot-t-*:*"
   cluster_task_arn_pattern           = "arn:${local.partition}:ecs:${local.region}:${local.account_id}:task/${aws_ecs_cluster.main.name}/*"
 }

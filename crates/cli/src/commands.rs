@@ -40,7 +40,7 @@ pub enum Command {
     /// Run only the private PostgreSQL cluster of a data dir, until stopped.
     Postgres(PostgresArgs),
     /// Run the control plane against DATABASE_URL (the cloud deployment).
-    ControlPlane(ControlPlaneArgs),
+    ControlPlane(Box<ControlPlaneArgs>),
     /// Run one tenant's worker (started by the launcher; reads TENANT_ID,
     /// DATABASE_URL, EXCHANGE_KEYS and POLYBOT_MODE from the environment).
     Worker,
@@ -62,6 +62,16 @@ pub struct ServeArgs {
 pub enum SecretsKind {
     /// AES-256-GCM ciphertext in Postgres under POLYBOT_MASTER_KEY or <data-dir>/master.key.
     Local,
+    /// AWS Secrets Manager, one secret per tenant under polybot/tenants/.
+    Aws,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LauncherKind {
+    /// `polybot worker` processes on this machine.
+    Local,
+    /// One ECS Fargate task per tenant.
+    Ecs,
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +83,15 @@ pub struct ControlPlaneArgs {
     /// Where tenants' secrets are kept.
     #[arg(long, env = "POLYBOT_SECRETS", value_enum, default_value = "local")]
     pub secrets: SecretsKind,
+    /// Where workers run.
+    #[arg(long, env = "POLYBOT_LAUNCHER", value_enum, default_value = "local")]
+    pub launcher: LauncherKind,
+    #[command(flatten)]
+    pub ecs: polybot_launcher::EcsArgs,
+    /// The database host as workers reach it, when it differs from the
+    /// control plane's (e.g. an RDS endpoint behind a proxy).
+    #[arg(long, env = "POLYBOT_WORKER_DATABASE_HOST")]
+    pub worker_database_host: Option<String>,
     /// The operator's bearer token (starts with pbo_); without it one is
     /// created in <data-dir>/operator-token.
     #[arg(
@@ -137,7 +156,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => up(args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Postgres(args) => postgres(args).await,
-        Command::ControlPlane(args) => control_plane(args).await,
+        Command::ControlPlane(args) => control_plane(*args).await,
         Command::Worker => worker().await,
         Command::Doctor(args) => crate::ops::doctor(args).await,
         Command::Cost(args) => crate::ops::cost(args),
@@ -200,7 +219,15 @@ async fn migrate_and_report(db: &Db) -> anyhow::Result<()> {
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let stop = shutdown::on_signal()?;
     let database = Database::open(&args.db).await?;
-    let result = serve(&database, &args.db.data_dir, &args.serve, None, stop).await;
+    let result = serve(
+        &database,
+        &args.db.data_dir,
+        &args.serve,
+        None,
+        Backends::default(),
+        stop,
+    )
+    .await;
     database.close().await?;
     result
 }
@@ -208,16 +235,43 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
 async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
     let stop = shutdown::on_signal()?;
     let database = Database::open(&args.db).await?;
+    let backends = Backends {
+        secrets: args.secrets,
+        launcher: args.launcher,
+        ecs: Some(args.ecs),
+        worker_database_host: args.worker_database_host,
+    };
     let result = serve(
         &database,
         &args.db.data_dir,
         &args.serve,
         args.operator_token.as_ref(),
+        backends,
         stop,
     )
     .await;
     database.close().await?;
     result
+}
+
+/// Which secret store and launcher the control plane uses.
+#[derive(Debug)]
+struct Backends {
+    secrets: SecretsKind,
+    launcher: LauncherKind,
+    ecs: Option<polybot_launcher::EcsArgs>,
+    worker_database_host: Option<String>,
+}
+
+impl Default for Backends {
+    fn default() -> Self {
+        Self {
+            secrets: SecretsKind::Local,
+            launcher: LauncherKind::Local,
+            ecs: None,
+            worker_database_host: None,
+        }
+    }
 }
 
 /// Migrates, then runs the control plane until `stop`.
@@ -226,35 +280,66 @@ async fn serve(
     data_dir: &std::path::Path,
     serve: &ServeArgs,
     operator_token: Option<&SecretString>,
+    backends: Backends,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     migrate_and_report(&database.db).await?;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
-    let key = MasterKey::from_env_or_file(&data_dir.join("master.key"))?;
-    let secrets: Arc<dyn SecretStore> = Arc::new(LocalSecretStore::new(key));
-    let state = AppState::new(
-        database.db.clone(),
-        secrets,
-        WorkerDatabase::from_options(&database.options),
-    );
+    let aws = match (backends.secrets, backends.launcher) {
+        (SecretsKind::Aws, _) | (_, LauncherKind::Ecs) => {
+            Some(polybot_launcher::load_aws_config().await)
+        }
+        _ => None,
+    };
+    let secrets: Arc<dyn SecretStore> = match (&backends.secrets, &aws) {
+        (SecretsKind::Aws, Some(aws)) => Arc::new(polybot_secrets::aws::AwsSecretStore::new(aws)),
+        _ => {
+            let key = MasterKey::from_env_or_file(&data_dir.join("master.key"))?;
+            Arc::new(LocalSecretStore::new(key))
+        }
+    };
+    let mut worker_db = WorkerDatabase::from_options(&database.options);
+    if let Some(host) = backends.worker_database_host {
+        worker_db.host = host;
+    }
+    let state = AppState::new(database.db.clone(), secrets, worker_db);
     let token_file = data_dir.join("operator-token");
     let config = Config {
         listen: serve.listen,
         operator_token: operator_token.cloned(),
         operator_token_file: Some(token_file.clone()),
     };
-    let launcher = Arc::new(LocalLauncher::new(
-        polybot_launcher::local::current_program()?,
-        polybot_launcher::local::workers_dir(data_dir),
-    )?);
+    let mut local: Option<Arc<LocalLauncher>> = None;
+    let (launcher, spec_salt): (Arc<dyn polybot_launcher::Launcher>, String) =
+        match (backends.launcher, backends.ecs, &aws) {
+            (LauncherKind::Ecs, Some(args), Some(aws)) => {
+                let config = args.into_config(aws)?;
+                // A new worker image replaces every worker.
+                let image = config.worker_image.clone();
+                (
+                    Arc::new(polybot_launcher::EcsLauncher::new(config, aws)?),
+                    image,
+                )
+            }
+            (LauncherKind::Ecs, _, _) => anyhow::bail!("--launcher ecs needs the ECS settings"),
+            (LauncherKind::Local, _, _) => {
+                let launcher = Arc::new(LocalLauncher::new(
+                    polybot_launcher::local::current_program()?,
+                    polybot_launcher::local::workers_dir(data_dir),
+                )?);
+                local = Some(launcher.clone());
+                (launcher, String::new())
+            }
+        };
     let mut reconciler = Reconciler::new(
         database.db.clone(),
-        launcher.clone(),
+        launcher,
         state.secrets.clone(),
         state.reconcile.clone(),
     );
     reconciler.worker_env = worker_env();
+    reconciler.spec_salt = spec_salt;
     let app = App::build(&config, state).await?;
     let addr = app.local_addr()?;
     let reconciling = tokio::spawn(reconciler.run(stop.clone()));
@@ -266,7 +351,11 @@ async fn serve(
     if let Err(err) = reconciling.await {
         tracing::warn!(%err, "the reconciler ended abnormally");
     }
-    launcher.shutdown().await;
+    // Local workers stop with `polybot up`; ECS tasks keep trading, and the
+    // next leader finds them.
+    if let Some(local) = local {
+        local.shutdown().await;
+    }
     served
 }
 

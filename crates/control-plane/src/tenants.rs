@@ -189,8 +189,42 @@ fn to_json<T: Serialize>(value: &T) -> Value {
 }
 
 fn request_hash(body: &Map<String, Value>) -> Vec<u8> {
-    // serde_json's map is ordered by key, so this text is canonical.
-    Sha256::digest(Value::Object(body.clone()).to_string().as_bytes()).to_vec()
+    let mut text = String::new();
+    canonical(&Value::Object(body.clone()), &mut text);
+    Sha256::digest(text.as_bytes()).to_vec()
+}
+
+/// JSON text with object keys sorted at every level, so that the same body
+/// hashes the same whatever its key order (and whether or not serde_json
+/// preserves insertion order).
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {

@@ -363,7 +363,10 @@ mod tests {
             "polymarket": {"private_key": "0x1234", "api_key": "only-this"},
         }))
         .unwrap_err();
-        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        // Errors follow the request's key order, which depends on serde_json's
+        // `preserve_order`; compare them sorted.
+        let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
         assert_eq!(
             fields,
             vec![
@@ -371,14 +374,18 @@ mod tests {
                 "exchange_keys.binance_us.secret_key",
                 "exchange_keys.bitmex",
                 "exchange_keys.kalshi.private_key_pem",
-                "exchange_keys.polymarket.private_key",
                 "exchange_keys.polymarket",
+                "exchange_keys.polymarket.private_key",
             ]
         );
+        let secret = errors
+            .iter()
+            .find(|e| e.field == "exchange_keys.binance_us.secret")
+            .unwrap();
         assert!(
-            errors[0].message.contains("`secret_key`"),
+            secret.message.contains("`secret_key`"),
             "{}",
-            errors[0].message
+            secret.message
         );
         assert!(errors.iter().all(|e| !e.message.contains("SECRETVALUE")));
     }

@@ -3,7 +3,7 @@
 //! A template is valid JSON whose string values may hold placeholders. A
 //! string that is exactly one placeholder (`"{{cpu}}"`) becomes the variable's
 //! JSON value, whatever its type; a placeholder inside a longer string
-//! (`"polybot-worker-{{tenant_id}}"`) is replaced by the variable's text.
+//! (`"polybot-t-{{tenant_id}}"`) is replaced by the variable's text.
 //! Rendering works on the parsed JSON tree, never on the text, so a variable
 //! cannot inject JSON, and an unknown or left-over placeholder is an error
 //! rather than a task definition that AWS rejects (or, worse, accepts).

@@ -3,7 +3,7 @@
 //! The templates are compiled in with `include_str!`, so the JSON an operator
 //! reads in `deploy/ecs/` is byte for byte what the ECS launcher registers:
 //! the two cannot drift. Each tenant gets its own task-definition family,
-//! `polybot-worker-<tenant id>`, whose container `secrets` point at that
+//! `polybot-t-<tenant id>`, whose container `secrets` point at that
 //! tenant's secret only; ECS injects them with the execution role, and the
 //! worker itself never calls Secrets Manager.
 
@@ -144,9 +144,9 @@ pub enum SpecError {
 }
 
 impl WorkerTaskSpec {
-    /// The task-definition family, `polybot-worker-<tenant id>`.
+    /// The task-definition family, `polybot-t-<tenant id>`.
     pub fn family(&self) -> String {
-        format!("polybot-worker-{}", self.tenant_id)
+        format!("polybot-t-{}", self.tenant_id)
     }
 
     /// The validated size.

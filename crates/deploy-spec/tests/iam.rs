@@ -367,7 +367,7 @@ fn ecs_task_actions_are_scoped_to_the_cluster() {
                     s.resources,
                     [infra.resolve("local.worker_task_definition_arn_pattern")]
                 );
-                assert!(s.resources[0].ends_with(":task-definition/polybot-worker-*:*"));
+                assert!(s.resources[0].ends_with(":task-definition/polybot-t-*:*"));
             } else if action != "ecs:ListTasks" {
                 assert_eq!(
                     s.resources,

@@ -76,7 +76,7 @@ fn the_renderer_embeds_the_files_in_deploy_ecs() {
 #[test]
 fn a_worker_without_ibkr_is_one_arm64_fargate_container_reading_its_tenants_secret() {
     let task = render_worker_task_definition(&spec()).unwrap();
-    assert_eq!(task["family"], format!("polybot-worker-{TENANT}"));
+    assert_eq!(task["family"], format!("polybot-t-{TENANT}"));
     assert_eq!(task["requiresCompatibilities"], json!(["FARGATE"]));
     assert_eq!(task["networkMode"], "awsvpc");
     assert_eq!(task["cpu"], "256");
@@ -347,6 +347,6 @@ fn the_spec_round_trips_through_json() {
     let text = serde_json::to_string(&spec).unwrap();
     let back: WorkerTaskSpec = serde_json::from_str(&text).unwrap();
     assert_eq!(back, spec);
-    assert_eq!(spec.family(), format!("polybot-worker-{TENANT}"));
+    assert_eq!(spec.family(), format!("polybot-t-{TENANT}"));
     assert_eq!(spec.size(), FargateSize::new(256, 2048));
 }

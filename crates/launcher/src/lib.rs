@@ -16,7 +16,10 @@ use chrono::{DateTime, Utc};
 use polybot_core::{Mode, TenantId};
 use secrecy::SecretString;
 
+pub mod ecs;
 pub mod local;
+
+pub use ecs::{EcsArgs, EcsConfig, EcsLauncher, load_aws_config};
 
 /// Everything a worker of one tenant is started with. Its `spec_hash` names
 /// it: when the hash changes, the running worker is replaced.

@@ -16,6 +16,7 @@ use polybot_store::{DbError, TenantTx};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 
+pub mod aws;
 pub mod local;
 
 /// What a tenant's secret holds.

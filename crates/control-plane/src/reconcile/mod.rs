@@ -50,6 +50,9 @@ pub struct Reconciler {
     pub worker_env: BTreeMap<String, String>,
     /// A heartbeat older than this makes a running worker `starting` again in status.
     pub heartbeat_stale: Duration,
+    /// Mixed into every spec hash: what the launcher runs (the worker image
+    /// on ECS), so that a new image replaces every worker.
+    pub spec_salt: String,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -98,6 +101,7 @@ impl Reconciler {
             concurrency: 8,
             worker_env: BTreeMap::new(),
             heartbeat_stale: Duration::from_secs(30),
+            spec_salt: String::new(),
         }
     }
 
@@ -206,12 +210,15 @@ impl Reconciler {
                         desired: Desired {
                             tenant: TenantId::from_uuid(id),
                             run: state == "active",
-                            spec_hash: crate::provision::hash_spec(
-                                mode.as_str(),
-                                spec_version,
-                                &strategies,
-                                &risk,
-                                secret_version,
+                            spec_hash: salted(
+                                crate::provision::hash_spec(
+                                    mode.as_str(),
+                                    spec_version,
+                                    &strategies,
+                                    &risk,
+                                    secret_version,
+                                ),
+                                &self.spec_salt,
                             ),
                             restarts: restarts.and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
                             backoff_until,
@@ -335,29 +342,40 @@ impl Reconciler {
         mode: Mode,
     ) -> Result<Instance, String> {
         let mut tx = self.db.tenant(tenant).await.map_err(|e| e.to_string())?;
-        let secret = self.secrets.get(&mut tx).await.map_err(|e| e.to_string())?;
         let reference = self
             .secrets
             .reference(&mut tx)
             .await
             .map_err(|e| e.to_string())?;
+        let venues = polybot_secrets::fingerprints(&mut tx)
+            .await
+            .map_err(|e| e.to_string())?;
+        // A launcher that injects secrets itself (ECS, from the secret's ARN)
+        // never gets them in plaintext; local processes get them as env.
+        let secret = if self.launcher.kind() == "local" {
+            let secret = self.secrets.get(&mut tx).await.map_err(|e| e.to_string())?;
+            Some(secret.ok_or("the tenant has no secret (onboarding incomplete)")?)
+        } else {
+            None
+        };
         tx.commit().await.map_err(|e| e.to_string())?;
-        let secret = secret.ok_or("the tenant has no secret (onboarding incomplete)")?;
-        let database_url = secret
-            .database_url
-            .clone()
-            .ok_or("the tenant's secret has no database credentials (onboarding incomplete)")?;
         let mut secret_env = BTreeMap::new();
-        secret_env.insert("DATABASE_URL".to_owned(), database_url);
-        secret_env.insert(
-            "EXCHANGE_KEYS".to_owned(),
-            secret.exchange_keys.to_secret_json(),
-        );
+        if let Some(secret) = &secret {
+            let database_url = secret
+                .database_url
+                .clone()
+                .ok_or("the tenant's secret has no database credentials (onboarding incomplete)")?;
+            secret_env.insert("DATABASE_URL".to_owned(), database_url);
+            secret_env.insert(
+                "EXCHANGE_KEYS".to_owned(),
+                secret.exchange_keys.to_secret_json(),
+            );
+        }
         let spec = LaunchSpec {
             tenant,
             spec_hash,
             mode,
-            ibkr: secret.exchange_keys.get("ibkr", "username").is_some(),
+            ibkr: venues.get("ibkr").is_some(),
             secret_env,
             secret_reference: reference,
             env: self.worker_env.clone(),
@@ -499,6 +517,15 @@ impl Reconciler {
         }
         tx.commit().await
     }
+}
+
+/// `hash` with `salt` mixed in (unchanged when there is no salt).
+fn salted(hash: String, salt: &str) -> String {
+    if salt.is_empty() {
+        return hash;
+    }
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(format!("{hash}:{salt}").as_bytes())[..16])
 }
 
 #[derive(Debug)]

@@ -208,12 +208,15 @@ mod tests {
             ..NewsArbConfig::default()
         };
         let value = serde_json::to_value(full).unwrap();
-        let keys: Vec<&str> = value
+        let mut keys: Vec<&str> = value
             .as_object()
             .unwrap()
             .keys()
             .map(String::as_str)
             .collect();
+        // Key order depends on serde_json's `preserve_order`, which other
+        // crates in the workspace may turn on.
+        keys.sort_unstable();
         let mut fields = NewsArbConfig::FIELDS.to_vec();
         fields.sort_unstable();
         assert_eq!(keys, fields);
@@ -222,12 +225,15 @@ mod tests {
             ..NewsRule::default()
         };
         let value = serde_json::to_value(rule).unwrap();
-        let keys: Vec<&str> = value
+        let mut keys: Vec<&str> = value
             .as_object()
             .unwrap()
             .keys()
             .map(String::as_str)
             .collect();
+        // Key order depends on serde_json's `preserve_order`, which other
+        // crates in the workspace may turn on.
+        keys.sort_unstable();
         let mut fields = NewsRule::FIELDS.to_vec();
         fields.sort_unstable();
         assert_eq!(keys, fields);
