@@ -123,6 +123,10 @@ pub struct UpArgs {
     pub db: DatabaseArgs,
     #[command(flatten)]
     pub serve: ServeArgs,
+    /// Also onboard a demo tenant (paper mode, every strategy on) trading on
+    /// the bundled market recording: opportunities within seconds, offline.
+    #[arg(long)]
+    pub demo: bool,
 }
 
 #[derive(Debug, Args)]
@@ -218,13 +222,20 @@ async fn migrate_and_report(db: &Db) -> anyhow::Result<()> {
 
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let stop = shutdown::on_signal()?;
+    let demo = match args.demo {
+        true => Some(crate::demo::Demo::prepare(&args.db.data_dir)?),
+        false => None,
+    };
     let database = Database::open(&args.db).await?;
     let result = serve(
         &database,
         &args.db.data_dir,
         &args.serve,
         None,
-        Backends::default(),
+        Backends {
+            demo,
+            ..Backends::default()
+        },
         stop,
     )
     .await;
@@ -240,6 +251,7 @@ async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
         launcher: args.launcher,
         ecs: Some(args.ecs),
         worker_database_host: args.worker_database_host,
+        demo: None,
     };
     let result = serve(
         &database,
@@ -261,6 +273,8 @@ struct Backends {
     launcher: LauncherKind,
     ecs: Option<polybot_launcher::EcsArgs>,
     worker_database_host: Option<String>,
+    /// `polybot up --demo`: the recording the workers play.
+    demo: Option<crate::demo::Demo>,
 }
 
 impl Default for Backends {
@@ -270,6 +284,7 @@ impl Default for Backends {
             launcher: LauncherKind::Local,
             ecs: None,
             worker_database_host: None,
+            demo: None,
         }
     }
 }
@@ -339,10 +354,27 @@ async fn serve(
         state.reconcile.clone(),
     );
     reconciler.worker_env = worker_env();
+    if let Some(demo) = &backends.demo {
+        reconciler.worker_env.extend(demo.worker_env());
+    }
     reconciler.spec_salt = spec_salt;
     let app = App::build(&config, state).await?;
     let addr = app.local_addr()?;
     let reconciling = tokio::spawn(reconciler.run(stop.clone()));
+    if backends.demo.is_some() {
+        let token_file = token_file.clone();
+        tokio::spawn(async move {
+            match crate::demo::onboard(addr, &token_file).await {
+                Ok(id) => tracing::info!(
+                    "demo tenant {id}: opportunities at http://{addr}/tenants/{id}/opportunities"
+                ),
+                Err(err) => tracing::error!(
+                    error = format!("{err:#}"),
+                    "the demo tenant was not onboarded"
+                ),
+            }
+        });
+    }
     tracing::info!(
         "PolyBot is up: http://{addr}/ (operator token in {}); press Ctrl-C to stop",
         token_file.display()

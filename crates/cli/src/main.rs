@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 mod commands;
+mod demo;
 mod ops;
 mod shutdown;
 

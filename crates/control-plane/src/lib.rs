@@ -26,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use utoipa::OpenApi;
 
 pub mod auth;
+pub mod data;
 pub mod error;
 pub mod provision;
 pub mod reconcile;
@@ -92,11 +93,14 @@ impl AppState {
     paths(
         tenants::create, tenants::list, tenants::get, tenants::patch, tenants::rotate_keys,
         tenants::pause, tenants::resume, tenants::delete, tenants::create_token, status::get, status::fleet,
-        healthz, readyz
+        healthz, readyz,
+        data::opportunities, data::trades, data::balances, data::pnl
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated,
         tenants::CreateTenantRequest, status::StatusView, status::FleetPage, status::WorkerView, status::HeartbeatView,
+        data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
+        data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl,
         error::Problem
     )),
     modifiers(&BearerAuth),
@@ -161,6 +165,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(tenants::delete),
         )
         .route("/tenants/{id}/status", get(status::get))
+        .route("/tenants/{id}/opportunities", get(data::opportunities))
+        .route("/tenants/{id}/trades", get(data::trades))
+        .route("/tenants/{id}/balances", get(data::balances))
+        .route("/tenants/{id}/pnl", get(data::pnl))
         .route("/fleet", get(status::fleet))
         .route("/tenants/{id}/exchange-keys", put(tenants::rotate_keys))
         .route("/tenants/{id}/pause", post(tenants::pause))

@@ -2,27 +2,44 @@
 //!
 //! Environment contract (the same for local processes and ECS tasks):
 //! `TENANT_ID`, `DATABASE_URL` (the tenant's own login role), `EXCHANGE_KEYS`
-//! (JSON, optional), `POLYBOT_MODE` (`paper`/`live`), `POLYBOT_SPEC_HASH`.
+//! (JSON, optional), `POLYBOT_MODE` (`paper`/`live`), `POLYBOT_SPEC_HASH`,
+//! and optionally `POLYBOT_HEARTBEAT_SECS`, `POLYBOT_REPLAY` (a recorded
+//! JSONL file to trade on instead of live data), `POLYBOT_REPLAY_SPEED`
+//! (`max`, or a factor: 1 is real time), `POLYBOT_REPLAY_EXIT` (`1`: exit 0
+//! once the recording is played out), `POLYBOT_PAPER_BALANCES` (starting
+//! cash, `polymarket=1000,kalshi=1000` by default), `POLYBOT_FLUSH_MS` and
+//! `POLYBOT_FLUSH_ROWS` (batching of writes, 250 ms / 500 rows).
 //!
 //! Life: take the tenant's lease with a new epoch → load the configuration
-//! through row level security → heartbeat with per-strategy health, renewing
-//! the lease, every `POLYBOT_HEARTBEAT_SECS` → on SIGTERM, a final heartbeat
-//! and exit 0 well within ECS's 30 s. Every write goes through a fenced
-//! transaction: when another worker has taken the lease, the write fails and
-//! this worker exits with [`EXIT_FENCED`].
+//! through row level security → run the engine over the event source
+//! ([`source`]), turning its decisions into rows ([`persist`]) written in
+//! batches → heartbeat with per-strategy health and PnL, renewing the lease,
+//! every `POLYBOT_HEARTBEAT_SECS` → on SIGTERM, stop taking events, flush, a
+//! final heartbeat and exit 0 well within ECS's 30 s. Every write goes
+//! through a fenced transaction: when another worker has taken the lease,
+//! the write fails and this worker exits with [`EXIT_FENCED`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use polybot_core::TenantId;
 use polybot_core::keys::ExchangeKeys;
 use polybot_core::risk::{RiskLimits, parse_risk};
-use polybot_core::strategy::{StrategiesConfig, StrategyKind, parse_strategies};
-use polybot_store::{Db, DbError, Scope};
+use polybot_core::strategy::{StrategiesConfig, Venue, parse_strategies};
+use polybot_store::{Db, DbError};
+use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
-use tokio_util::sync::CancellationToken;
+
+pub mod demo;
+pub mod persist;
+pub mod run;
+pub mod source;
+
+pub use run::run;
+pub use source::{EventSource, Pace, ReplaySettings, ReplaySource, SystemClock, TickSource};
 
 /// The exit code of a worker that lost its lease to another.
 pub const EXIT_FENCED: i32 = 3;
@@ -36,6 +53,49 @@ pub struct WorkerConfig {
     pub mode: polybot_core::Mode,
     pub spec_hash: String,
     pub heartbeat: Duration,
+    /// `POLYBOT_REPLAY`: trade on a recording instead of live data.
+    pub replay: Option<ReplaySettings>,
+    /// Starting paper cash per venue.
+    pub paper_balances: Vec<(Venue, Decimal)>,
+    /// Write the batch at least this often while decisions are waiting.
+    pub flush_every: Duration,
+    /// Write the batch as soon as this many rows are waiting.
+    pub flush_rows: usize,
+}
+
+/// Starting paper cash when `POLYBOT_PAPER_BALANCES` is not set.
+pub fn default_paper_balances() -> Vec<(Venue, Decimal)> {
+    vec![
+        (Venue::Polymarket, Decimal::ONE_THOUSAND),
+        (Venue::Kalshi, Decimal::ONE_THOUSAND),
+    ]
+}
+
+/// Parses `polymarket=1000,kalshi=500`.
+pub fn parse_balances(text: &str) -> Result<Vec<(Venue, Decimal)>, String> {
+    let mut out: Vec<(Venue, Decimal)> = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (venue, amount) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?} is not venue=amount"))?;
+        let venue: Venue = venue.trim().parse()?;
+        let amount: Decimal = amount.trim().parse().map_err(|_| {
+            format!(
+                "{venue} balance {:?} is not a decimal number",
+                amount.trim()
+            )
+        })?;
+        if amount.is_sign_negative() {
+            return Err(format!(
+                "{venue} balance must not be negative, got {amount}"
+            ));
+        }
+        if out.iter().any(|(v, _)| *v == venue) {
+            return Err(format!("{venue} is listed twice"));
+        }
+        out.push((venue, amount));
+    }
+    Ok(out)
 }
 
 impl WorkerConfig {
@@ -81,6 +141,36 @@ impl WorkerConfig {
             .transpose()?
             .map(Duration::from_secs_f64)
             .unwrap_or(Duration::from_secs(5));
+        let replay = match std::env::var("POLYBOT_REPLAY") {
+            Ok(path) if !path.trim().is_empty() => Some(ReplaySettings {
+                path: PathBuf::from(path),
+                pace: match std::env::var("POLYBOT_REPLAY_SPEED") {
+                    Ok(speed) => speed
+                        .parse()
+                        .map_err(|e: String| anyhow::anyhow!("POLYBOT_REPLAY_SPEED: {e}"))?,
+                    Err(_) => Pace::Speed(Decimal::ONE),
+                },
+                exit_at_end: std::env::var("POLYBOT_REPLAY_EXIT").is_ok_and(|v| v == "1"),
+            }),
+            _ => None,
+        };
+        let paper_balances = match std::env::var("POLYBOT_PAPER_BALANCES") {
+            Ok(text) => {
+                parse_balances(&text).map_err(|e| anyhow::anyhow!("POLYBOT_PAPER_BALANCES: {e}"))?
+            }
+            Err(_) => default_paper_balances(),
+        };
+        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
+            match std::env::var(name) {
+                Ok(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .with_context(|| format!("{name} must be a positive whole number, got {v:?}")),
+                Err(_) => Ok(default),
+            }
+        };
         Ok(Self {
             tenant,
             database,
@@ -88,6 +178,10 @@ impl WorkerConfig {
             mode,
             spec_hash: std::env::var("POLYBOT_SPEC_HASH").unwrap_or_default(),
             heartbeat,
+            replay,
+            paper_balances,
+            flush_every: Duration::from_millis(number("POLYBOT_FLUSH_MS", 250)?),
+            flush_rows: usize::try_from(number("POLYBOT_FLUSH_ROWS", 500)?).unwrap_or(500),
         })
     }
 }
@@ -190,31 +284,6 @@ pub async fn load_config(db: &Db, tenant: TenantId) -> Result<TenantConfig, Work
     })
 }
 
-/// Per-strategy health for the heartbeat.
-fn health(config: &TenantConfig, spec_hash: &str, phase: &str) -> Value {
-    let mut strategies = serde_json::Map::new();
-    for kind in [
-        StrategyKind::ComplementArb,
-        StrategyKind::CrossVenueArb,
-        StrategyKind::Crypto15m,
-        StrategyKind::NewsArb,
-    ] {
-        if config.strategies.is_enabled(kind) {
-            strategies.insert(
-                kind.as_str().to_owned(),
-                json!({"status": "ok", "breaker": "closed"}),
-            );
-        }
-    }
-    json!({
-        "phase": phase,
-        "spec_hash": spec_hash,
-        "pid": std::process::id(),
-        "kill_switch": config.risk.kill_switch,
-        "strategies": strategies,
-    })
-}
-
 /// Renews the lease and records a heartbeat, fenced by `epoch`.
 pub async fn heartbeat(
     db: &Db,
@@ -242,49 +311,4 @@ pub async fn heartbeat(
         .await
         .map_err(q("recording a heartbeat"))?;
     tx.commit().await
-}
-
-/// Runs the worker until `stop` or until it is fenced.
-pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), WorkerError> {
-    let tenant = config.tenant;
-    let db = Db::connect(config.database.clone(), Scope::Worker(tenant), 2)
-        .await
-        .context("connecting to the database as the tenant's role")?;
-    let ttl = config.heartbeat * 3;
-    let epoch = take_lease(&db, tenant, ttl).await?;
-    tracing::info!(%tenant, epoch, mode = %config.mode, venues = ?config.keys.venues().collect::<Vec<_>>(), "worker holds the lease");
-    let tenant_config = load_config(&db, tenant).await?;
-    tracing::info!(%tenant, name = %tenant_config.name, "configuration loaded");
-
-    let result = loop {
-        if let Err(err) = heartbeat(
-            &db,
-            tenant,
-            epoch,
-            ttl,
-            health(&tenant_config, &config.spec_hash, "running"),
-        )
-        .await
-        {
-            break Err(WorkerError::from(err));
-        }
-        tokio::select! {
-            _ = stop.cancelled() => break Ok(()),
-            _ = tokio::time::sleep(config.heartbeat) => {}
-        }
-    };
-    if result.is_ok() {
-        // The final heartbeat says the worker stopped on purpose.
-        heartbeat(
-            &db,
-            tenant,
-            epoch,
-            ttl,
-            health(&tenant_config, &config.spec_hash, "stopped"),
-        )
-        .await?;
-        tracing::info!(%tenant, "worker stopped");
-    }
-    db.close().await;
-    result
 }

@@ -1,0 +1,632 @@
+//! What a tenant's worker recorded, tenant-scoped and paginated:
+//! `GET /tenants/{id}/opportunities`, `/trades`, `/balances` and `/pnl`.
+//!
+//! Every read runs in the tenant's transaction, so row level security is the
+//! last word on what is visible; an operator token or the tenant's own token
+//! may read, any other tenant's token gets 404 as if the tenant did not
+//! exist. Lists are newest first with an opaque keyset cursor (like
+//! `GET /tenants`). Money is `Decimal` end to end and sent as strings.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use polybot_core::TenantId;
+use polybot_core::validation::FieldError;
+use polybot_store::{DbError, TenantTx};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+
+fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Query { context, source }
+}
+
+fn money(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+fn money_opt(d: Option<Decimal>) -> Option<String> {
+    d.map(money)
+}
+
+// ---------------------------------------------------------------------------
+// Paging
+// ---------------------------------------------------------------------------
+
+const DEFAULT_LIMIT: i64 = 50;
+const MAX_LIMIT: i64 = 200;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// At most this many (1 to 200, default 50).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Only this strategy's rows (complement_arb, cross_venue_arb, crypto_15m, news_arb).
+    strategy: Option<String>,
+}
+
+/// A keyset position: a timestamp and a row id (newest first).
+fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
+}
+
+fn decode_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (at, id) = raw.split_once('|')?;
+    Some((
+        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
+        id.parse().ok()?,
+    ))
+}
+
+struct Page {
+    limit: i64,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    strategy: Option<String>,
+}
+
+fn page(query: &PageQuery) -> ApiResult<Page> {
+    let mut errors = Vec::new();
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = match &query.cursor {
+        None => None,
+        Some(c) => {
+            let decoded = decode_cursor(c);
+            if decoded.is_none() {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor this API returned",
+                ));
+            }
+            decoded
+        }
+    };
+    if let Some(s) = &query.strategy
+        && s.parse::<polybot_core::strategy::StrategyKind>().is_err()
+    {
+        errors.push(FieldError::new(
+            "strategy",
+            "must be one of complement_arb, cross_venue_arb, crypto_15m, news_arb",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    Ok(Page {
+        limit,
+        after,
+        strategy: query.strategy.clone(),
+    })
+}
+
+/// Keeps `limit` items and the cursor of the last one if there were more.
+fn split_page<T>(
+    mut items: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if items.len() as i64 > limit {
+        items.truncate(usize::try_from(limit).unwrap_or(0));
+        let next = items.last().map(key);
+        (items, next)
+    } else {
+        (items, None)
+    }
+}
+
+/// The tenant's transaction, once the caller may see the tenant and it exists.
+async fn open(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<TenantTx> {
+    let tenant = TenantId::from_uuid(id);
+    if !caller.may_see(tenant) {
+        return Err(ApiError::NotFound("tenant"));
+    }
+    let mut tx = state.db.tenant(tenant).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(q("checking the tenant exists"))?;
+    if !exists {
+        tx.rollback().await?;
+        return Err(ApiError::NotFound("tenant"));
+    }
+    Ok(tx)
+}
+
+// ---------------------------------------------------------------------------
+// Opportunities
+// ---------------------------------------------------------------------------
+
+/// An opportunity a strategy found; `executed_at` is set when it was acted on.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpportunityView {
+    pub id: Uuid,
+    pub strategy: String,
+    /// The venue, or venues joined with `+` for a cross-venue pair.
+    pub venue: String,
+    /// The market, or markets joined with ` / `.
+    pub market: String,
+    pub description: String,
+    /// Profit per unit after fees (a decimal string).
+    pub edge: Option<String>,
+    /// `edge × size` (a decimal string).
+    pub expected_profit: Option<String>,
+    /// Shares or contracts per leg (a decimal string).
+    pub size: Option<String>,
+    /// Legs as planned; `not_executed` says why an opportunity was not acted on.
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub detected_at: DateTime<Utc>,
+    pub executed_at: Option<DateTime<Utc>>,
+    /// The lease epoch of the worker that wrote it.
+    pub epoch: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct OpportunityPage {
+    pub items: Vec<OpportunityView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+type OpportunityRow = (
+    Uuid,
+    String,
+    String,
+    String,
+    String,
+    Option<Decimal>,
+    Option<Decimal>,
+    Option<Decimal>,
+    Value,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+);
+
+/// A tenant's opportunities, newest first.
+#[utoipa::path(get, path = "/tenants/{id}/opportunities", params(("id" = Uuid, Path, description = "tenant id"), PageQuery),
+    responses((status = 200, body = OpportunityPage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn opportunities(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<OpportunityPage>> {
+    let page = page(&query)?;
+    let mut tx = open(&state, &caller, id).await?;
+    let (after_at, after_id) = page.after.unzip();
+    let rows: Vec<OpportunityRow> = sqlx::query_as(
+        "SELECT id, strategy, venue, market, description, edge, expected_profit, size, details, \
+                detected_at, executed_at, epoch \
+         FROM opportunities \
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR strategy = $2) \
+           AND ($3::timestamptz IS NULL OR (detected_at, id) < ($3, $4)) \
+         ORDER BY detected_at DESC, id DESC LIMIT $5",
+    )
+    .bind(id)
+    .bind(&page.strategy)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(page.limit + 1)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(q("listing opportunities"))?;
+    tx.commit().await?;
+    let items = rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                strategy,
+                venue,
+                market,
+                description,
+                edge,
+                profit,
+                size,
+                details,
+                detected_at,
+                executed_at,
+                epoch,
+            )| {
+                OpportunityView {
+                    id,
+                    strategy,
+                    venue,
+                    market,
+                    description,
+                    edge: money_opt(edge),
+                    expected_profit: money_opt(profit),
+                    size: money_opt(size),
+                    details,
+                    detected_at,
+                    executed_at,
+                    epoch,
+                }
+            },
+        )
+        .collect();
+    let (items, next_cursor) = split_page(items, page.limit, |o: &OpportunityView| {
+        encode_cursor(o.detected_at, o.id)
+    });
+    Ok(Json(OpportunityPage { items, next_cursor }))
+}
+
+// ---------------------------------------------------------------------------
+// Trades
+// ---------------------------------------------------------------------------
+
+/// A fill (paper or live), or a settlement (`side` = `settle`) that paid out
+/// a resolved market.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TradeView {
+    pub id: Uuid,
+    pub opportunity_id: Option<Uuid>,
+    pub strategy: String,
+    pub venue: String,
+    pub market: String,
+    /// buy, sell or settle.
+    pub side: String,
+    pub outcome: Option<String>,
+    /// Average price per share (a decimal string).
+    pub price: String,
+    pub size: String,
+    pub fee: String,
+    /// PnL this row realised: the fee (negative) for a buy, payout minus cost for a settlement.
+    pub realized_pnl: Option<String>,
+    /// paper or live.
+    pub mode: String,
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub executed_at: DateTime<Utc>,
+    pub epoch: Option<i64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TradePage {
+    pub items: Vec<TradeView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+type TradeRow = (
+    Uuid,
+    Option<Uuid>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Decimal,
+    Decimal,
+    Decimal,
+    Option<Decimal>,
+    String,
+    Value,
+    DateTime<Utc>,
+    Option<i64>,
+);
+
+/// A tenant's trades, newest first.
+#[utoipa::path(get, path = "/tenants/{id}/trades", params(("id" = Uuid, Path, description = "tenant id"), PageQuery),
+    responses((status = 200, body = TradePage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn trades(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<Json<TradePage>> {
+    let page = page(&query)?;
+    let mut tx = open(&state, &caller, id).await?;
+    let (after_at, after_id) = page.after.unzip();
+    let rows: Vec<TradeRow> = sqlx::query_as(
+        "SELECT id, opportunity_id, strategy, venue, market, side, outcome, price, size, fee, \
+                realized_pnl, mode, details, executed_at, epoch \
+         FROM trades \
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR strategy = $2) \
+           AND ($3::timestamptz IS NULL OR (executed_at, id) < ($3, $4)) \
+         ORDER BY executed_at DESC, id DESC LIMIT $5",
+    )
+    .bind(id)
+    .bind(&page.strategy)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(page.limit + 1)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(q("listing trades"))?;
+    tx.commit().await?;
+    let items = rows
+        .into_iter()
+        .map(
+            |(
+                id,
+                opportunity_id,
+                strategy,
+                venue,
+                market,
+                side,
+                outcome,
+                price,
+                size,
+                fee,
+                pnl,
+                mode,
+                details,
+                executed_at,
+                epoch,
+            )| {
+                TradeView {
+                    id,
+                    opportunity_id,
+                    strategy,
+                    venue,
+                    market,
+                    side,
+                    outcome,
+                    price: money(price),
+                    size: money(size),
+                    fee: money(fee),
+                    realized_pnl: money_opt(pnl),
+                    mode,
+                    details,
+                    executed_at,
+                    epoch,
+                }
+            },
+        )
+        .collect();
+    let (items, next_cursor) = split_page(items, page.limit, |t: &TradeView| {
+        encode_cursor(t.executed_at, t.id)
+    });
+    Ok(Json(TradePage { items, next_cursor }))
+}
+
+// ---------------------------------------------------------------------------
+// Balances
+// ---------------------------------------------------------------------------
+
+/// Cash at one venue, as the worker last wrote it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BalanceView {
+    pub venue: String,
+    /// USDC on Polymarket, USD elsewhere.
+    pub asset: String,
+    /// A decimal string.
+    pub amount: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BalancePage {
+    pub items: Vec<BalanceView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BalanceQuery {
+    /// At most this many (1 to 200, default 50).
+    limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn encode_balance_cursor(venue: &str, asset: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{venue}|{asset}"))
+}
+
+fn decode_balance_cursor(text: &str) -> Option<(String, String)> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    let raw = String::from_utf8(raw).ok()?;
+    let (venue, asset) = raw.split_once('|')?;
+    Some((venue.to_owned(), asset.to_owned()))
+}
+
+/// A tenant's balances by venue and asset.
+#[utoipa::path(get, path = "/tenants/{id}/balances", params(("id" = Uuid, Path, description = "tenant id"), BalanceQuery),
+    responses((status = 200, body = BalancePage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+pub async fn balances(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<BalanceQuery>,
+) -> ApiResult<Json<BalancePage>> {
+    let mut errors = Vec::new();
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = match &query.cursor {
+        None => None,
+        Some(c) => {
+            let decoded = decode_balance_cursor(c);
+            if decoded.is_none() {
+                errors.push(FieldError::new(
+                    "cursor",
+                    "is not a cursor this API returned",
+                ));
+            }
+            decoded
+        }
+    };
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let mut tx = open(&state, &caller, id).await?;
+    let (after_venue, after_asset) = after.unzip();
+    let rows: Vec<(String, String, Decimal, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT venue, asset, amount, updated_at FROM balances \
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR (venue, asset) > ($2, $3)) \
+         ORDER BY venue, asset LIMIT $4",
+    )
+    .bind(id)
+    .bind(after_venue)
+    .bind(after_asset)
+    .bind(limit + 1)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(q("listing balances"))?;
+    tx.commit().await?;
+    let items = rows
+        .into_iter()
+        .map(|(venue, asset, amount, updated_at)| BalanceView {
+            venue,
+            asset,
+            amount: money(amount),
+            updated_at,
+        })
+        .collect();
+    let (items, next_cursor) = split_page(items, limit, |b: &BalanceView| {
+        encode_balance_cursor(&b.venue, &b.asset)
+    });
+    Ok(Json(BalancePage { items, next_cursor }))
+}
+
+// ---------------------------------------------------------------------------
+// PnL
+// ---------------------------------------------------------------------------
+
+/// PnL of one strategy, from its trades.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StrategyPnl {
+    pub strategy: String,
+    pub trades: i64,
+    pub realized: String,
+    pub fees: String,
+}
+
+/// A tenant's PnL. `realized`, `unrealized` and `daily` come from the newest
+/// heartbeat (the engine marks open positions to market); without one,
+/// `realized` is the sum over the trades and the others are absent.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PnlView {
+    pub tenant_id: Uuid,
+    /// Realised PnL (fees included), a decimal string.
+    pub realized: String,
+    /// Open positions marked at the best bid minus their cost.
+    pub unrealized: Option<String>,
+    /// Today's (UTC) PnL, marked to market.
+    pub daily: Option<String>,
+    pub fees: String,
+    /// Cash plus positions at their marks.
+    pub equity: Option<String>,
+    /// When the engine reported these figures (the heartbeat's time).
+    pub as_of: Option<DateTime<Utc>>,
+    /// `heartbeat` or `trades`: where `realized` comes from.
+    pub source: String,
+    /// Realised PnL summed over the stored trades (equals `realized` once
+    /// every decision is written).
+    pub trades_realized: String,
+    pub trades: i64,
+    pub by_strategy: Vec<StrategyPnl>,
+}
+
+fn heartbeat_decimal(pnl: Option<&Value>, key: &str) -> Option<Decimal> {
+    pnl?.get(key)?.as_str()?.parse().ok()
+}
+
+/// A tenant's realised and unrealised PnL.
+#[utoipa::path(get, path = "/tenants/{id}/pnl", params(("id" = Uuid, Path, description = "tenant id")),
+    responses((status = 200, body = PnlView), (status = 404, body = crate::error::Problem)))]
+pub async fn pnl(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<PnlView>> {
+    let mut tx = open(&state, &caller, id).await?;
+    let by_strategy: Vec<(String, i64, Decimal, Decimal)> = sqlx::query_as(
+        "SELECT strategy, count(*), coalesce(sum(realized_pnl), 0), coalesce(sum(fee), 0) \
+         FROM trades WHERE tenant_id = $1 GROUP BY strategy ORDER BY strategy",
+    )
+    .bind(id)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(q("summing trades"))?;
+    let heartbeat: Option<(DateTime<Utc>, Option<Value>)> = sqlx::query_as(
+        "SELECT at, health->'pnl' FROM worker_heartbeats WHERE tenant_id = $1 \
+         AND health ? 'pnl' ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(q("reading the newest heartbeat's PnL"))?;
+    tx.commit().await?;
+    let trades: i64 = by_strategy.iter().map(|r| r.1).sum();
+    let trades_realized: Decimal = by_strategy.iter().map(|r| r.2).sum();
+    let trades_fees: Decimal = by_strategy.iter().map(|r| r.3).sum();
+    let (as_of, reported) = heartbeat.unzip();
+    let reported = reported.flatten();
+    let reported = reported.as_ref();
+    let realized = heartbeat_decimal(reported, "realized");
+    Ok(Json(PnlView {
+        tenant_id: id,
+        source: if realized.is_some() {
+            "heartbeat"
+        } else {
+            "trades"
+        }
+        .to_owned(),
+        realized: money(realized.unwrap_or(trades_realized)),
+        unrealized: money_opt(heartbeat_decimal(reported, "unrealized")),
+        daily: money_opt(heartbeat_decimal(reported, "daily")),
+        fees: money(heartbeat_decimal(reported, "fees").unwrap_or(trades_fees)),
+        equity: money_opt(heartbeat_decimal(reported, "equity")),
+        as_of: if realized.is_some() { as_of } else { None },
+        trades_realized: money(trades_realized),
+        trades,
+        by_strategy: by_strategy
+            .into_iter()
+            .map(|(strategy, trades, realized, fees)| StrategyPnl {
+                strategy,
+                trades,
+                realized: money(realized),
+                fees: money(fees),
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_garbage_is_not_a_cursor() {
+        let at = DateTime::parse_from_rfc3339("2026-04-29T13:00:02.300123Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let id = Uuid::new_v4();
+        assert_eq!(decode_cursor(&encode_cursor(at, id)), Some((at, id)));
+        assert_eq!(decode_cursor("not a cursor"), None);
+        assert_eq!(
+            decode_balance_cursor(&encode_balance_cursor("kalshi", "USD")),
+            Some(("kalshi".to_owned(), "USD".to_owned()))
+        );
+    }
+}

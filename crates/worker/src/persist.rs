@@ -1,0 +1,462 @@
+//! What the worker writes: the engine's decisions as rows, kept in a batch and
+//! written in one fenced tenant transaction per flush.
+//!
+//! - an `Opportunity` becomes an `opportunities` row (`executed_at` set when
+//!   it was acted on; a risk rejection or an unfilled order is in `details`);
+//! - a `Fill` becomes a `trades` row (paper fill: average price, size, fee,
+//!   realised PnL — the fee, since fees are booked as realised — and mode);
+//! - a `Settlement` becomes a `trades` row with side `settle` carrying the
+//!   PnL the resolution realised, so that the trades' realised PnL adds up to
+//!   the portfolio's;
+//! - balances are upserted per venue from the portfolio.
+//!
+//! Row ids are derived from the run's key and the engine's sequence numbers,
+//! so a worker that replays the same recording again after a restart writes
+//! nothing twice (`ON CONFLICT DO NOTHING`). Every write checks the lease
+//! epoch: a fenced worker's flush fails and writes nothing.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use polybot_core::strategy::{StrategyKind, Venue};
+use polybot_engine::{Clock, Decision, Engine, Fill, Opportunity, Settlement, Side, Timestamp};
+use polybot_store::{Db, DbError, TenantTx};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    move |source| DbError::Query { context, source }
+}
+
+/// The currency a venue's cash is held in.
+pub fn cash_asset(venue: Venue) -> &'static str {
+    match venue {
+        Venue::Polymarket => "USDC",
+        _ => "USD",
+    }
+}
+
+fn time(ts: Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ts.millis()).unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// An opportunity row waiting to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpportunityRow {
+    pub id: Uuid,
+    pub strategy: &'static str,
+    pub venue: String,
+    pub market: String,
+    pub description: String,
+    pub edge: Decimal,
+    pub expected_profit: Decimal,
+    pub size: Decimal,
+    pub details: Value,
+    pub detected_at: DateTime<Utc>,
+    pub executed_at: Option<DateTime<Utc>>,
+}
+
+/// A trade row waiting to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TradeRow {
+    pub id: Uuid,
+    pub opportunity_id: Option<Uuid>,
+    pub strategy: &'static str,
+    pub venue: &'static str,
+    pub market: String,
+    pub side: &'static str,
+    pub outcome: String,
+    pub price: Decimal,
+    pub size: Decimal,
+    pub fee: Decimal,
+    pub realized_pnl: Decimal,
+    pub details: Value,
+    pub executed_at: DateTime<Utc>,
+}
+
+/// What one flush wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Written {
+    pub opportunities: u64,
+    pub trades: u64,
+    pub balances: u64,
+}
+
+/// Decisions turned into rows, waiting for the next flush.
+#[derive(Debug)]
+pub struct Recorder {
+    /// Makes row ids unique per run and stable across replays of one recording.
+    run_key: [u8; 32],
+    mode: &'static str,
+    opportunities: Vec<OpportunityRow>,
+    trades: Vec<TradeRow>,
+    /// The first strategy that traded each market (settlements carry none).
+    traded_by: HashMap<String, StrategyKind>,
+    /// Balances as last written, to skip unchanged upserts.
+    written_balances: Vec<(Venue, Decimal)>,
+    pub totals: Written,
+}
+
+impl Recorder {
+    /// `run_key` names the run: the recording's content hash for a replay, a
+    /// random value for a live stream. Trades are paper fills: the engine
+    /// never sends orders, so `mode` is what the rows say about execution.
+    pub fn new(run_key: [u8; 32], mode: &'static str) -> Self {
+        Self {
+            run_key,
+            mode,
+            opportunities: Vec::new(),
+            trades: Vec::new(),
+            traded_by: HashMap::new(),
+            written_balances: Vec::new(),
+            totals: Written::default(),
+        }
+    }
+
+    /// Rows waiting to be written.
+    pub fn pending(&self) -> usize {
+        self.opportunities.len() + self.trades.len()
+    }
+
+    fn id(&self, kind: &[u8], seq: u64, extra: &[u8]) -> Uuid {
+        let mut hash = Sha256::new();
+        hash.update(self.run_key);
+        hash.update(kind);
+        hash.update(seq.to_be_bytes());
+        hash.update(extra);
+        let digest = hash.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        uuid::Builder::from_custom_bytes(bytes).into_uuid()
+    }
+
+    fn opportunity_id(&self, seq: u64) -> Uuid {
+        self.id(b"opportunity", seq, &[])
+    }
+
+    /// Turns one event's decisions into rows.
+    pub fn record<C: Clock>(&mut self, engine: &Engine<C>, decisions: &[Decision]) {
+        for decision in decisions {
+            match decision {
+                Decision::Opportunity(o) => {
+                    let row = self.opportunity_row(o);
+                    self.opportunities.push(row);
+                }
+                Decision::Fill(f) => {
+                    let row = self.fill_row(engine, f);
+                    self.traded_by
+                        .entry(f.market.as_str().to_owned())
+                        .or_insert(f.strategy);
+                    self.trades.push(row);
+                }
+                Decision::Settlement(s) => {
+                    let row = self.settlement_row(engine, s);
+                    self.trades.push(row);
+                }
+                // Orders and cancels are in the opportunity's and the
+                // trade's details; rejections in the opportunity's.
+                Decision::Order(_)
+                | Decision::Cancel(_)
+                | Decision::Rejected(_)
+                | Decision::PairBlocked(_) => {}
+            }
+        }
+    }
+
+    fn opportunity_row(&self, o: &Opportunity) -> OpportunityRow {
+        let mut venues: Vec<&str> = Vec::with_capacity(2);
+        let mut markets: Vec<&str> = Vec::with_capacity(2);
+        for leg in &o.legs {
+            if !venues.contains(&leg.venue.as_str()) {
+                venues.push(leg.venue.as_str());
+            }
+            if !markets.contains(&leg.market.as_str()) {
+                markets.push(leg.market.as_str());
+            }
+        }
+        let legs: Vec<Value> = o
+            .legs
+            .iter()
+            .map(|l| {
+                json!({
+                    "venue": l.venue,
+                    "market": l.market,
+                    "outcome": l.outcome,
+                    "side": l.side,
+                    "limit_price": l.limit_price.normalize().to_string(),
+                    "size": l.size.normalize().to_string(),
+                    "expected_avg_price": l.expected_avg_price.normalize().to_string(),
+                    "expected_fee": l.expected_fee.normalize().to_string(),
+                })
+            })
+            .collect();
+        let mut details = json!({ "sequence": o.id.0, "legs": legs });
+        if let Some(reason) = &o.rejection {
+            details["not_executed"] = Value::String(reason.clone());
+        }
+        OpportunityRow {
+            id: self.opportunity_id(o.id.0),
+            strategy: o.strategy.as_str(),
+            venue: venues.join("+"),
+            market: markets.join(" / "),
+            description: o.summary.clone(),
+            edge: o.edge.normalize(),
+            expected_profit: o.expected_profit.normalize(),
+            size: o.legs.first().map(|l| l.size).unwrap_or_default(),
+            details,
+            detected_at: time(o.detected_at),
+            executed_at: o.executed_at.map(time),
+        }
+    }
+
+    fn fill_row<C: Clock>(&self, engine: &Engine<C>, f: &Fill) -> TradeRow {
+        TradeRow {
+            id: self.id(b"fill", f.order.0, &[]),
+            opportunity_id: Some(self.opportunity_id(f.opportunity.0)),
+            strategy: f.strategy.as_str(),
+            venue: f.venue.as_str(),
+            market: f.market.as_str().to_owned(),
+            side: match f.side {
+                Side::Buy => "buy",
+                Side::Sell => "sell",
+            },
+            outcome: outcome_name(engine, f.market.as_str(), f.outcome),
+            price: f.avg_price.normalize(),
+            size: f.size.normalize(),
+            fee: f.fee.normalize(),
+            // Fees are realised when paid; a buy realises nothing else (the
+            // strategies only buy; resolutions realise the rest).
+            realized_pnl: (-f.fee).normalize(),
+            details: json!({
+                "order": f.order.0,
+                "notional": f.notional.normalize().to_string(),
+                "mode": self.mode,
+            }),
+            executed_at: time(f.ts),
+        }
+    }
+
+    fn settlement_row<C: Clock>(&self, engine: &Engine<C>, s: &Settlement) -> TradeRow {
+        let strategy = self
+            .traded_by
+            .get(s.market.as_str())
+            .map_or("settlement", StrategyKind::as_str);
+        let venue = engine
+            .market(s.market.as_str())
+            .map_or("unknown", |m| m.def.venue.as_str());
+        TradeRow {
+            id: self.id(b"settlement", 0, s.market.as_str().as_bytes()),
+            opportunity_id: None,
+            strategy,
+            venue,
+            market: s.market.as_str().to_owned(),
+            side: "settle",
+            outcome: outcome_name(engine, s.market.as_str(), s.winning_outcome),
+            price: Decimal::ONE,
+            size: s.payout.normalize(),
+            fee: Decimal::ZERO,
+            realized_pnl: s.realised_pnl.normalize(),
+            details: json!({ "payout": s.payout.normalize().to_string() }),
+            executed_at: time(s.ts),
+        }
+    }
+
+    /// Writes the batch and any changed balance in one transaction fenced by
+    /// `epoch`. On failure the batch is kept for the next attempt.
+    pub async fn flush(
+        &mut self,
+        db: &Db,
+        tenant: polybot_core::TenantId,
+        epoch: i64,
+        balances: &[(Venue, Decimal)],
+    ) -> Result<Written, DbError> {
+        let balances_changed = balances != self.written_balances.as_slice();
+        if self.pending() == 0 && !balances_changed {
+            return Ok(Written::default());
+        }
+        let mut tx = db.fenced(tenant, epoch).await?;
+        let written = Written {
+            opportunities: insert_opportunities(&mut tx, &self.opportunities).await?,
+            trades: insert_trades(&mut tx, &self.trades, self.mode).await?,
+            balances: if balances_changed {
+                upsert_balances(&mut tx, balances).await?
+            } else {
+                0
+            },
+        };
+        tx.commit().await?;
+        self.opportunities.clear();
+        self.trades.clear();
+        if balances_changed {
+            self.written_balances = balances.to_vec();
+        }
+        self.totals.opportunities += written.opportunities;
+        self.totals.trades += written.trades;
+        self.totals.balances += written.balances;
+        Ok(written)
+    }
+}
+
+fn outcome_name<C: Clock>(engine: &Engine<C>, market: &str, outcome: usize) -> String {
+    engine
+        .market(market)
+        .and_then(|m| m.def.outcomes.get(outcome).cloned())
+        .unwrap_or_else(|| outcome.to_string())
+}
+
+/// Inserts opportunities in one statement; ids already stored are skipped.
+pub async fn insert_opportunities(
+    tx: &mut TenantTx,
+    rows: &[OpportunityRow],
+) -> Result<u64, DbError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut strategies = Vec::with_capacity(rows.len());
+    let mut venues = Vec::with_capacity(rows.len());
+    let mut markets = Vec::with_capacity(rows.len());
+    let mut descriptions = Vec::with_capacity(rows.len());
+    let mut edges = Vec::with_capacity(rows.len());
+    let mut profits = Vec::with_capacity(rows.len());
+    let mut sizes = Vec::with_capacity(rows.len());
+    let mut details = Vec::with_capacity(rows.len());
+    let mut detected = Vec::with_capacity(rows.len());
+    let mut executed = Vec::with_capacity(rows.len());
+    for o in rows {
+        ids.push(o.id);
+        strategies.push(o.strategy);
+        venues.push(o.venue.as_str());
+        markets.push(o.market.as_str());
+        descriptions.push(o.description.as_str());
+        edges.push(o.edge);
+        profits.push(o.expected_profit);
+        sizes.push(o.size);
+        details.push(&o.details);
+        detected.push(o.detected_at);
+        executed.push(o.executed_at);
+    }
+    let result = sqlx::query(
+        "INSERT INTO opportunities \
+           (tenant_id, epoch, id, strategy, venue, market, description, edge, expected_profit, size, \
+            details, detected_at, executed_at) \
+         SELECT $1, $2, * FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
+            $8::numeric[], $9::numeric[], $10::numeric[], $11::jsonb[], $12::timestamptz[], $13::timestamptz[]) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(tx.epoch())
+    .bind(&ids)
+    .bind(&strategies)
+    .bind(&venues)
+    .bind(&markets)
+    .bind(&descriptions)
+    .bind(&edges)
+    .bind(&profits)
+    .bind(&sizes)
+    .bind(&details)
+    .bind(&detected)
+    .bind(&executed)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("inserting opportunities"))?;
+    Ok(result.rows_affected())
+}
+
+/// Inserts trades in one statement; ids already stored are skipped.
+pub async fn insert_trades(
+    tx: &mut TenantTx,
+    rows: &[TradeRow],
+    mode: &str,
+) -> Result<u64, DbError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut opportunities = Vec::with_capacity(rows.len());
+    let mut strategies = Vec::with_capacity(rows.len());
+    let mut venues = Vec::with_capacity(rows.len());
+    let mut markets = Vec::with_capacity(rows.len());
+    let mut sides = Vec::with_capacity(rows.len());
+    let mut outcomes = Vec::with_capacity(rows.len());
+    let mut prices = Vec::with_capacity(rows.len());
+    let mut sizes = Vec::with_capacity(rows.len());
+    let mut fees = Vec::with_capacity(rows.len());
+    let mut pnls = Vec::with_capacity(rows.len());
+    let mut details = Vec::with_capacity(rows.len());
+    let mut executed = Vec::with_capacity(rows.len());
+    for t in rows {
+        ids.push(t.id);
+        opportunities.push(t.opportunity_id);
+        strategies.push(t.strategy);
+        venues.push(t.venue);
+        markets.push(t.market.as_str());
+        sides.push(t.side);
+        outcomes.push(t.outcome.as_str());
+        prices.push(t.price);
+        sizes.push(t.size);
+        fees.push(t.fee);
+        pnls.push(t.realized_pnl);
+        details.push(&t.details);
+        executed.push(t.executed_at);
+    }
+    let result = sqlx::query(
+        "INSERT INTO trades \
+           (tenant_id, epoch, mode, id, opportunity_id, strategy, venue, market, side, outcome, \
+            price, size, fee, realized_pnl, details, executed_at) \
+         SELECT $1, $2, $3, * FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], \
+            $9::text[], $10::text[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[], \
+            $15::jsonb[], $16::timestamptz[]) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(tx.epoch())
+    .bind(mode)
+    .bind(&ids)
+    .bind(&opportunities)
+    .bind(&strategies)
+    .bind(&venues)
+    .bind(&markets)
+    .bind(&sides)
+    .bind(&outcomes)
+    .bind(&prices)
+    .bind(&sizes)
+    .bind(&fees)
+    .bind(&pnls)
+    .bind(&details)
+    .bind(&executed)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("inserting trades"))?;
+    Ok(result.rows_affected())
+}
+
+/// Sets each venue's cash balance.
+pub async fn upsert_balances(
+    tx: &mut TenantTx,
+    balances: &[(Venue, Decimal)],
+) -> Result<u64, DbError> {
+    if balances.is_empty() {
+        return Ok(0);
+    }
+    let venues: Vec<&str> = balances.iter().map(|(v, _)| v.as_str()).collect();
+    let assets: Vec<&str> = balances.iter().map(|(v, _)| cash_asset(*v)).collect();
+    let amounts: Vec<Decimal> = balances.iter().map(|(_, a)| a.normalize()).collect();
+    let result = sqlx::query(
+        "INSERT INTO balances (tenant_id, epoch, venue, asset, amount) \
+         SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::numeric[]) \
+         ON CONFLICT (tenant_id, venue, asset) DO UPDATE \
+           SET amount = EXCLUDED.amount, epoch = EXCLUDED.epoch, updated_at = now()",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(tx.epoch())
+    .bind(&venues)
+    .bind(&assets)
+    .bind(&amounts)
+    .execute(&mut **tx)
+    .await
+    .map_err(q("updating balances"))?;
+    Ok(result.rows_affected())
+}

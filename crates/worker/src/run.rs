@@ -1,0 +1,422 @@
+//! The worker's main loop: events from the source into the engine, decisions
+//! into the batch, the batch into the database, health into heartbeats.
+//!
+//! One task, one `select!`, in priority order: SIGTERM (the cancellation
+//! token) first, then the heartbeat, then the batch's flush timer, then the
+//! next event. The source is paused while the batch is backed up (the
+//! database is down), so memory stays bounded whatever the feed does.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use polybot_core::TenantId;
+use polybot_engine::{
+    BreakerState, Clock, Engine, EngineConfig, EventClock, HealthStatus, PortfolioSnapshot,
+};
+use polybot_store::{Db, Scope};
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+
+use crate::persist::Recorder;
+use crate::source::{EventSource, ReplaySource, SystemClock, TickSource};
+use crate::{TenantConfig, WorkerConfig, WorkerError, heartbeat, load_config, take_lease};
+
+/// Rows waiting to be written above which the source is paused.
+const BACKLOG_LIMIT: usize = 20_000;
+/// How long SIGTERM's final flush may take (ECS kills at 30 s).
+const FINAL_FLUSH: Duration = Duration::from_secs(20);
+/// How long the final heartbeat may take.
+const FINAL_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Why the engine sees no market data, when no recording is given.
+pub const NO_FEED: &str = "no market data feed: the venues' live feeds are not wired into the \
+     worker yet; set POLYBOT_REPLAY to trade on a recording";
+
+/// Runs the worker until `stop`, until it is fenced, or (with
+/// `POLYBOT_REPLAY_EXIT=1`) until its recording is played out.
+pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), WorkerError> {
+    let tenant = config.tenant;
+    let db = Db::connect(config.database.clone(), Scope::Worker(tenant), 2)
+        .await
+        .context("connecting to the database as the tenant's role")?;
+    let ttl = config.heartbeat * 3;
+    let epoch = take_lease(&db, tenant, ttl).await?;
+    tracing::info!(%tenant, epoch, mode = %config.mode, venues = ?config.keys.venues().collect::<Vec<_>>(), "worker holds the lease");
+    let tenant_config = load_config(&db, tenant).await?;
+    tracing::info!(%tenant, name = %tenant_config.name, "configuration loaded");
+    let mut ctx = Ctx {
+        db,
+        tenant,
+        epoch,
+        ttl,
+        spec_hash: config.spec_hash.clone(),
+        mode: config.mode,
+        kill_switch: tenant_config.risk.kill_switch,
+        heartbeat: config.heartbeat,
+        flush_every: config.flush_every,
+        flush_rows: config.flush_rows,
+        last_error: None,
+        errors: 0,
+    };
+    let engine_config = EngineConfig {
+        strategies: tenant_config.strategies.clone(),
+        risk: tenant_config.risk.clone(),
+        balances: config.paper_balances.clone(),
+    };
+    let result = match &config.replay {
+        Some(replay) => {
+            let opened = ReplaySource::open(&replay.path, replay.pace)
+                .map_err(|e| e.message)
+                .and_then(|source| {
+                    replay_key(tenant, &replay.path, &engine_config).map(|key| (source, key))
+                });
+            match opened {
+                Ok((source, key)) => {
+                    let recorder = Recorder::new(key, "paper");
+                    match Engine::new(engine_config, EventClock::default()) {
+                        Ok(engine) => {
+                            drive(
+                                &mut ctx,
+                                engine,
+                                source,
+                                recorder,
+                                replay.exit_at_end,
+                                &stop,
+                            )
+                            .await
+                        }
+                        Err(e) => ctx.fail(&tenant_config, format!("{e}")).await,
+                    }
+                }
+                Err(message) => ctx.fail(&tenant_config, message).await,
+            }
+        }
+        None => {
+            let recorder = Recorder::new(live_key(tenant), "paper");
+            match Engine::new(engine_config, SystemClock) {
+                Ok(engine) => {
+                    let source = TickSource::every(Duration::from_secs(1));
+                    drive(&mut ctx, engine, source, recorder, false, &stop).await
+                }
+                Err(e) => ctx.fail(&tenant_config, format!("{e}")).await,
+            }
+        }
+    };
+    ctx.db.close().await;
+    result
+}
+
+/// Row ids of a replay depend on the tenant, the recording and the settings
+/// (so that a restart replaying the same recording writes nothing twice, and
+/// two tenants on one recording never share an id).
+fn replay_key(
+    tenant: TenantId,
+    path: &std::path::Path,
+    config: &EngineConfig,
+) -> Result<[u8; 32], String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)
+        .map_err(|e| format!("opening the replay {}: {e}", path.display()))?;
+    let mut hash = Sha256::new();
+    hash.update(tenant.as_uuid().as_bytes());
+    hash.update(format!("{config:?}").as_bytes());
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| format!("reading the replay {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    Ok(hash.finalize().into())
+}
+
+fn live_key(tenant: TenantId) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(tenant.as_uuid().as_bytes());
+    hash.update(uuid::Uuid::new_v4().as_bytes());
+    hash.finalize().into()
+}
+
+/// What the loop needs besides the engine and the source.
+struct Ctx {
+    db: Db,
+    tenant: TenantId,
+    epoch: i64,
+    ttl: Duration,
+    spec_hash: String,
+    mode: polybot_core::Mode,
+    kill_switch: bool,
+    heartbeat: Duration,
+    flush_every: Duration,
+    flush_rows: usize,
+    /// The newest failure, with its context, for the heartbeat.
+    last_error: Option<String>,
+    errors: u64,
+}
+
+impl Ctx {
+    fn note_error(&mut self, message: String) {
+        debug_assert!(!message.is_empty(), "an empty error message is a bug");
+        tracing::warn!(tenant = %self.tenant, error = %message, "worker error");
+        self.errors += 1;
+        self.last_error = Some(message);
+    }
+
+    /// Writes the batch; a fenced worker stops, any other failure is kept
+    /// in health and the batch is retried at the next flush.
+    async fn flush<C: Clock>(
+        &mut self,
+        recorder: &mut Recorder,
+        engine: &Engine<C>,
+    ) -> Result<(), WorkerError> {
+        let balances = engine.portfolio().balances;
+        match recorder
+            .flush(&self.db, self.tenant, self.epoch, &balances)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => match WorkerError::from(err) {
+                fenced @ WorkerError::Fenced(_) => Err(fenced),
+                WorkerError::Other(err) => {
+                    self.note_error(format!("writing {} decisions: {err:#}", recorder.pending()));
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    async fn beat(&mut self, health: Value) -> Result<(), WorkerError> {
+        heartbeat(&self.db, self.tenant, self.epoch, self.ttl, health)
+            .await
+            .map_err(WorkerError::from)
+    }
+
+    fn health<C: Clock>(
+        &self,
+        engine: &Engine<C>,
+        phase: &str,
+        source: &str,
+        source_finished: bool,
+        recorder: &Recorder,
+    ) -> Value {
+        let mut strategies = Map::new();
+        for h in engine.health() {
+            let (breaker, until) = match h.breaker {
+                BreakerState::Closed => ("closed", None),
+                BreakerState::Open { until } => ("open", Some(until.0)),
+                BreakerState::HalfOpen => ("half_open", None),
+            };
+            strategies.insert(
+                h.strategy.as_str().to_owned(),
+                json!({
+                    "status": h.status,
+                    "breaker": breaker,
+                    "breaker_open_until": until,
+                    "reason": h.reason,
+                    "consecutive_failures": h.consecutive_failures,
+                }),
+            );
+        }
+        let portfolio = engine.portfolio();
+        let stats = engine.stats();
+        json!({
+            "phase": phase,
+            "spec_hash": self.spec_hash,
+            "pid": std::process::id(),
+            "mode": self.mode.as_str(),
+            "execution": "paper",
+            "kill_switch": self.kill_switch,
+            "strategies": strategies,
+            "pnl": pnl(&portfolio, engine.daily_pnl()),
+            "balances": balances(&portfolio),
+            "engine": {
+                "clock": engine.now().0,
+                "events": stats.events,
+                "opportunities": stats.opportunities,
+                "orders": stats.orders,
+                "fills": stats.fills,
+                "cancels": stats.cancels,
+                "rejections": stats.rejections,
+                "data_errors": stats.data_errors,
+            },
+            "source": {"description": source, "finished": source_finished},
+            "written": {
+                "opportunities": recorder.totals.opportunities,
+                "trades": recorder.totals.trades,
+                "pending": recorder.pending(),
+            },
+            "errors": self.errors,
+            "last_error": self.last_error,
+        })
+    }
+
+    /// The worker cannot run its engine: say why in a heartbeat, then stop
+    /// with the same error (the reconciler restarts it with back-off).
+    async fn fail(&mut self, config: &TenantConfig, message: String) -> Result<(), WorkerError> {
+        let message = format!("the engine cannot start: {message}");
+        self.note_error(message.clone());
+        let mut strategies = Map::new();
+        for kind in polybot_core::strategy::StrategyKind::ALL {
+            if config.strategies.is_enabled(kind) {
+                strategies.insert(
+                    kind.as_str().to_owned(),
+                    json!({"status": HealthStatus::Degraded, "breaker": "closed", "reason": message}),
+                );
+            }
+        }
+        let health = json!({
+            "phase": "failed",
+            "spec_hash": self.spec_hash,
+            "pid": std::process::id(),
+            "mode": self.mode.as_str(),
+            "kill_switch": self.kill_switch,
+            "strategies": strategies,
+            "errors": self.errors,
+            "last_error": message,
+        });
+        self.beat(health).await?;
+        Err(WorkerError::Other(anyhow::anyhow!(message)))
+    }
+}
+
+fn dec(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+fn pnl(p: &PortfolioSnapshot, daily: Decimal) -> Value {
+    json!({
+        "realized": dec(p.realised_pnl),
+        "unrealized": dec(p.unrealised_pnl),
+        "daily": dec(daily),
+        "fees": dec(p.fees_paid),
+        "equity": dec(p.equity),
+        "exposure": dec(p.exposure),
+    })
+}
+
+fn balances(p: &PortfolioSnapshot) -> Value {
+    let mut map = Map::new();
+    for (venue, amount) in &p.balances {
+        map.insert(venue.as_str().to_owned(), Value::String(dec(*amount)));
+    }
+    Value::Object(map)
+}
+
+async fn drive<C, S>(
+    ctx: &mut Ctx,
+    mut engine: Engine<C>,
+    mut source: S,
+    mut recorder: Recorder,
+    exit_at_end: bool,
+    stop: &CancellationToken,
+) -> Result<(), WorkerError>
+where
+    C: Clock + Send,
+    S: EventSource,
+{
+    if !source.is_replay() {
+        for kind in polybot_core::strategy::StrategyKind::ALL {
+            if engine.is_enabled(kind) {
+                engine.set_degraded(kind, Some(NO_FEED.to_owned()));
+            }
+        }
+    }
+    let description = source.describe();
+    tracing::info!(tenant = %ctx.tenant, source = %description, "engine running");
+    let mut decisions = Vec::with_capacity(32);
+    let mut finished = false;
+    let mut heartbeats = tokio::time::interval(ctx.heartbeat);
+    heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut flushes = tokio::time::interval(ctx.flush_every);
+    flushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let outcome: Result<(), WorkerError> = loop {
+        let phase = if finished {
+            "replay_finished"
+        } else {
+            "running"
+        };
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => break Ok(()),
+            _ = heartbeats.tick() => {
+                if let Err(e) = ctx.flush(&mut recorder, &engine).await {
+                    break Err(e);
+                }
+                let health = ctx.health(&engine, phase, &description, finished, &recorder);
+                if let Err(e) = ctx.beat(health).await {
+                    break Err(e);
+                }
+            }
+            _ = flushes.tick(), if recorder.pending() > 0 => {
+                if let Err(e) = ctx.flush(&mut recorder, &engine).await {
+                    break Err(e);
+                }
+            }
+            next = source.next_event(), if !finished && recorder.pending() < BACKLOG_LIMIT => {
+                match next {
+                    Ok(Some(event)) => {
+                        decisions.clear();
+                        if let Err(e) = engine.on_event(&event, &mut decisions) {
+                            ctx.note_error(format!("{description}: event at {}: {e}", event.ts.0));
+                        }
+                        if !decisions.is_empty() {
+                            recorder.record(&engine, &decisions);
+                            if recorder.pending() >= ctx.flush_rows
+                                && let Err(e) = ctx.flush(&mut recorder, &engine).await
+                            {
+                                break Err(e);
+                            }
+                        }
+                    }
+                    Ok(None) => {
+                        finished = true;
+                        tracing::info!(tenant = %ctx.tenant, source = %description, events = engine.stats().events, "the recording is played out");
+                        if let Err(e) = ctx.flush(&mut recorder, &engine).await {
+                            break Err(e);
+                        }
+                        let health = ctx.health(&engine, "replay_finished", &description, true, &recorder);
+                        if let Err(e) = ctx.beat(health).await {
+                            break Err(e);
+                        }
+                        if exit_at_end {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) if e.fatal => {
+                        finished = true;
+                        ctx.note_error(e.message);
+                    }
+                    Err(e) => ctx.note_error(e.message),
+                }
+            }
+        }
+    };
+    // Fenced: stop at once, write nothing more.
+    outcome?;
+    // Stopping: no more events; write what is waiting, then say so.
+    match tokio::time::timeout(FINAL_FLUSH, ctx.flush(&mut recorder, &engine)).await {
+        Ok(result) => result?,
+        Err(_) => ctx.note_error(format!(
+            "the final write of {} decisions did not finish within {}s",
+            recorder.pending(),
+            FINAL_FLUSH.as_secs()
+        )),
+    }
+    let health = ctx.health(&engine, "stopped", &description, finished, &recorder);
+    match tokio::time::timeout(FINAL_HEARTBEAT, ctx.beat(health)).await {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!(tenant = %ctx.tenant, "the final heartbeat timed out"),
+    }
+    tracing::info!(
+        tenant = %ctx.tenant,
+        opportunities = recorder.totals.opportunities,
+        trades = recorder.totals.trades,
+        "worker stopped"
+    );
+    Ok(())
+}

@@ -1,0 +1,500 @@
+//! The worker on a real database: tenant A's worker plays a small recording
+//! and writes opportunities, trades and balances that only A can read; a
+//! worker whose lease was taken by a twin writes nothing more and stops.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use polybot_core::strategy::Venue;
+use polybot_core::{Mode, TenantId};
+use polybot_engine::{Engine, EngineConfig, EventClock, Replay};
+use polybot_store::testing::{create_tenant, tenant_login};
+use polybot_store::{Db, DbError, Scope};
+use polybot_worker::persist::Recorder;
+use polybot_worker::{Pace, ReplaySettings, WorkerConfig, WorkerError, load_config, take_lease};
+use rust_decimal::Decimal;
+use rust_decimal_macros::dec;
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgConnection};
+use tokio_util::sync::CancellationToken;
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/replay_small.jsonl")
+}
+
+/// The settings under which the recording makes one trade per strategy.
+fn strategies() -> Value {
+    json!({
+        "complement_arb": {},
+        "cross_venue_arb": {"min_edge": "0.01"},
+        "crypto_15m": {
+            "assets": ["BTC"], "spot_venues": ["coinbase"],
+            "min_volatility_samples": 5, "volatility_window_secs": 600
+        },
+        "news_arb": {"rules": [{
+            "market": "fed-cut-dec", "outcome": "Yes",
+            "keywords": ["fed", "cuts"], "entities": ["powell", "fomc"],
+            "fair_price": "0.90", "max_size": "40"
+        }]}
+    })
+}
+
+async fn tenant_with_config(db: &Db, name: &str) -> TenantId {
+    let tenant = create_tenant(db, name).await.unwrap();
+    let mut tx = db.tenant(tenant).await.unwrap();
+    sqlx::query("INSERT INTO tenant_configs (tenant_id, strategies, risk) VALUES ($1, $2, '{}')")
+        .bind(tenant.as_uuid())
+        .bind(strategies())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    tenant
+}
+
+fn worker_config(tenant: TenantId, login: PgConnectOptions, pace: Pace) -> WorkerConfig {
+    WorkerConfig {
+        tenant,
+        database: login,
+        keys: Default::default(),
+        mode: Mode::Paper,
+        spec_hash: "test-spec".into(),
+        heartbeat: Duration::from_millis(200),
+        replay: Some(ReplaySettings {
+            path: fixture(),
+            pace,
+            exit_at_end: true,
+        }),
+        paper_balances: vec![(Venue::Polymarket, dec!(1000)), (Venue::Kalshi, dec!(1000))],
+        flush_every: Duration::from_millis(250),
+        flush_rows: 500,
+    }
+}
+
+type TradeRow = (
+    String,
+    String,
+    String,
+    String,
+    Decimal,
+    Decimal,
+    Decimal,
+    Decimal,
+    String,
+);
+
+async fn trades(conn: &mut PgConnection) -> Vec<TradeRow> {
+    sqlx::query_as(
+        "SELECT strategy, market, side, outcome, price, size, fee, realized_pnl, mode FROM trades \
+         ORDER BY executed_at, side, market COLLATE \"C\", outcome DESC",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap()
+}
+
+async fn count(conn: &mut PgConnection, table: &str) -> i64 {
+    // Table names are literals of this test.
+    sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+fn s(x: &str) -> String {
+    x.to_owned()
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let pool = pool_opts.connect_with(base.clone()).await.unwrap();
+    let control = Db::from_pool(pool, Scope::Control);
+    let a = tenant_with_config(&control, "tenant-a").await;
+    let b = tenant_with_config(&control, "tenant-b").await;
+    let a_login = tenant_login(&control, &base, a).await.unwrap();
+    let b_login = tenant_login(&control, &base, b).await.unwrap();
+
+    polybot_worker::run(
+        worker_config(a, a_login.clone(), Pace::AsFastAsPossible),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+
+    let mut a_conn = a_login.connect().await.unwrap();
+    let opportunities: Vec<(String, String, String, Decimal, Decimal, bool, i64)> = sqlx::query_as(
+        "SELECT strategy, venue, market, edge, size, executed_at IS NOT NULL, epoch \
+             FROM opportunities ORDER BY detected_at, strategy",
+    )
+    .fetch_all(&mut a_conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        opportunities,
+        vec![
+            (
+                s("complement_arb"),
+                s("polymarket"),
+                s("pm-eth-5k"),
+                dec!(0.0158750),
+                dec!(100),
+                true,
+                1
+            ),
+            (
+                s("cross_venue_arb"),
+                s("polymarket+kalshi"),
+                s("pm-btc-100k / KXBTC-100K"),
+                dec!(0.0158750),
+                dec!(100),
+                true,
+                1
+            ),
+            (
+                s("crypto_15m"),
+                s("polymarket"),
+                s("btc-updown-15m-1777467600"),
+                opportunities[2].3,
+                dec!(30),
+                true,
+                1
+            ),
+            (
+                s("news_arb"),
+                s("polymarket"),
+                s("fed-cut-dec"),
+                dec!(0.051),
+                dec!(40),
+                true,
+                1
+            ),
+        ]
+    );
+    assert!(opportunities[2].3 > dec!(0.03), "{}", opportunities[2].3);
+
+    let paper = || s("paper");
+    assert_eq!(
+        trades(&mut a_conn).await,
+        vec![
+            (
+                s("complement_arb"),
+                s("pm-eth-5k"),
+                s("buy"),
+                s("Yes"),
+                dec!(0.40),
+                dec!(100),
+                dec!(1.68),
+                dec!(-1.68),
+                paper()
+            ),
+            (
+                s("complement_arb"),
+                s("pm-eth-5k"),
+                s("buy"),
+                s("No"),
+                dec!(0.55),
+                dec!(100),
+                dec!(1.7325),
+                dec!(-1.7325),
+                paper()
+            ),
+            (
+                s("cross_venue_arb"),
+                s("KXBTC-100K"),
+                s("buy"),
+                s("No"),
+                dec!(0.40),
+                dec!(100),
+                dec!(1.68),
+                dec!(-1.68),
+                paper()
+            ),
+            (
+                s("cross_venue_arb"),
+                s("pm-btc-100k"),
+                s("buy"),
+                s("Yes"),
+                dec!(0.55),
+                dec!(100),
+                dec!(1.7325),
+                dec!(-1.7325),
+                paper()
+            ),
+            (
+                s("crypto_15m"),
+                s("btc-updown-15m-1777467600"),
+                s("buy"),
+                s("Down"),
+                dec!(0.70),
+                dec!(30),
+                dec!(0.441),
+                dec!(-0.441),
+                paper()
+            ),
+            (
+                s("news_arb"),
+                s("fed-cut-dec"),
+                s("buy"),
+                s("Yes"),
+                dec!(0.849),
+                dec!(40),
+                dec!(0),
+                dec!(0),
+                paper()
+            ),
+            (
+                s("cross_venue_arb"),
+                s("KXBTC-100K"),
+                s("settle"),
+                s("Yes"),
+                dec!(1),
+                dec!(0),
+                dec!(0),
+                dec!(-40),
+                paper()
+            ),
+            (
+                s("crypto_15m"),
+                s("btc-updown-15m-1777467600"),
+                s("settle"),
+                s("Down"),
+                dec!(1),
+                dec!(30),
+                dec!(0),
+                dec!(9),
+                paper()
+            ),
+            (
+                s("cross_venue_arb"),
+                s("pm-btc-100k"),
+                s("settle"),
+                s("Yes"),
+                dec!(1),
+                dec!(100),
+                dec!(0),
+                dec!(45),
+                paper()
+            ),
+            (
+                s("complement_arb"),
+                s("pm-eth-5k"),
+                s("settle"),
+                s("Yes"),
+                dec!(1),
+                dec!(100),
+                dec!(0),
+                dec!(5),
+                paper()
+            ),
+            (
+                s("news_arb"),
+                s("fed-cut-dec"),
+                s("settle"),
+                s("Yes"),
+                dec!(1),
+                dec!(40),
+                dec!(0),
+                dec!(6.04),
+                paper()
+            ),
+        ]
+    );
+    let realized: Decimal = sqlx::query_scalar("SELECT sum(realized_pnl) FROM trades")
+        .fetch_one(&mut a_conn)
+        .await
+        .unwrap();
+    assert_eq!(realized, dec!(17.774));
+    // Every fill points at its opportunity.
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM trades t WHERE side <> 'settle' AND NOT EXISTS \
+         (SELECT 1 FROM opportunities o WHERE o.id = t.opportunity_id)",
+    )
+    .fetch_one(&mut a_conn)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+
+    let balances: Vec<(String, String, Decimal)> =
+        sqlx::query_as("SELECT venue, asset, amount FROM balances ORDER BY venue")
+            .fetch_all(&mut a_conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        balances,
+        vec![
+            (s("kalshi"), s("USD"), dec!(958.32)),
+            (s("polymarket"), s("USDC"), dec!(1059.454)),
+        ]
+    );
+
+    let (phase, health): (String, Value) = sqlx::query_as(
+        "SELECT health->>'phase', health FROM worker_heartbeats ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .fetch_one(&mut a_conn)
+    .await
+    .unwrap();
+    assert_eq!(phase, "stopped");
+    assert_eq!(
+        health["pnl"],
+        json!({"realized": "17.774", "unrealized": "0", "daily": "17.774", "fees": "7.266",
+               "equity": "2017.774", "exposure": "0"})
+    );
+    assert_eq!(
+        health["strategies"]["complement_arb"],
+        json!({"status": "ok", "breaker": "closed", "breaker_open_until": null, "reason": null,
+               "consecutive_failures": 0})
+    );
+    assert_eq!(
+        health["strategies"].as_object().unwrap().len(),
+        4,
+        "{health}"
+    );
+    assert_eq!(health["written"]["trades"], 11);
+    assert_eq!(health["last_error"], Value::Null);
+
+    // B's own role and the control plane scoped to B see none of it.
+    let mut b_conn = b_login.connect().await.unwrap();
+    for table in ["opportunities", "trades", "balances", "worker_heartbeats"] {
+        assert_eq!(
+            count(&mut b_conn, table).await,
+            0,
+            "B's role reads A's {table}"
+        );
+        let mut tx = control.tenant(b).await.unwrap();
+        assert_eq!(
+            count(&mut tx, table).await,
+            0,
+            "control plane scoped to B reads A's {table}"
+        );
+        tx.commit().await.unwrap();
+        let mut tx = control.tenant(a).await.unwrap();
+        assert!(
+            count(&mut tx, table).await > 0,
+            "control plane scoped to A reads A's {table}"
+        );
+        tx.commit().await.unwrap();
+    }
+
+    // A second run over the same recording writes nothing twice.
+    polybot_worker::run(
+        worker_config(a, a_login.clone(), Pace::AsFastAsPossible),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(count(&mut a_conn, "opportunities").await, 4);
+    assert_eq!(count(&mut a_conn, "trades").await, 11);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_fenced_workers_writes_are_refused_and_it_stops(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let pool = pool_opts.connect_with(base.clone()).await.unwrap();
+    let control = Db::from_pool(pool, Scope::Control);
+    let a = tenant_with_config(&control, "tenant-a").await;
+    let a_login = tenant_login(&control, &base, a).await.unwrap();
+    let worker_db = Db::connect(a_login.clone(), Scope::Worker(a), 2)
+        .await
+        .unwrap();
+
+    // A batch of real decisions, held by a worker at epoch 1 ...
+    let stale = take_lease(&worker_db, a, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(stale, 1);
+    let tenant_config = load_config(&worker_db, a).await.unwrap();
+    let mut engine = Engine::new(
+        EngineConfig {
+            strategies: tenant_config.strategies,
+            risk: tenant_config.risk,
+            balances: vec![(Venue::Polymarket, dec!(1000)), (Venue::Kalshi, dec!(1000))],
+        },
+        EventClock::default(),
+    )
+    .unwrap();
+    let mut recorder = Recorder::new([7u8; 32], "paper");
+    let text = std::fs::read_to_string(fixture()).unwrap();
+    let events: Vec<_> = Replay::new(text.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut decisions = Vec::new();
+    for event in &events {
+        decisions.clear();
+        engine.on_event(event, &mut decisions).unwrap();
+        recorder.record(&engine, &decisions);
+    }
+    assert_eq!(recorder.pending(), 4 + 11);
+    // ... whose lease a twin takes (epoch 2): its flush is refused, nothing is written.
+    assert_eq!(
+        take_lease(&worker_db, a, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        2
+    );
+    let err = recorder
+        .flush(&worker_db, a, stale, &engine.portfolio().balances)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DbError::Fenced {
+                mine: 1,
+                current: 2,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(recorder.pending(), 15, "the batch is kept, not lost");
+    let mut a_conn = a_login.connect().await.unwrap();
+    for table in ["opportunities", "trades", "balances"] {
+        assert_eq!(count(&mut a_conn, table).await, 0, "{table}");
+    }
+
+    // A running worker whose lease is taken stops with the fenced error.
+    let worker = tokio::spawn(polybot_worker::run(
+        worker_config(a, a_login.clone(), Pace::Speed(Decimal::ONE)),
+        CancellationToken::new(),
+    ));
+    let mut epoch = 0;
+    for _ in 0..100 {
+        epoch =
+            sqlx::query_scalar::<_, i64>("SELECT coalesce(max(epoch), 0) FROM worker_heartbeats")
+                .fetch_one(&mut a_conn)
+                .await
+                .unwrap();
+        if epoch == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(epoch, 3, "the worker's first heartbeat");
+    assert_eq!(
+        take_lease(&worker_db, a, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        4
+    );
+    let stopped = tokio::time::timeout(Duration::from_secs(10), worker)
+        .await
+        .expect("the fenced worker stops")
+        .unwrap();
+    match stopped {
+        Err(WorkerError::Fenced(DbError::Fenced {
+            mine: 3,
+            current: 4,
+            ..
+        })) => {}
+        other => panic!("expected the worker to be fenced, got {other:?}"),
+    }
+    // It was fenced before its first opportunity: nothing of epoch 3 but heartbeats.
+    assert_eq!(count(&mut a_conn, "opportunities").await, 0);
+    worker_db.close().await;
+}
