@@ -144,7 +144,7 @@ fn a_worker_with_ibkr_starts_after_a_healthy_gateway_on_port_4002() {
     );
     assert_eq!(
         names(&worker["environment"]),
-        ["TENANT_ID", "POLYBOT_MODE", "IBKR_GATEWAY_ADDR"]
+        ["TENANT_ID", "POLYBOT_MODE", "POLYBOT_IBKR_GATEWAY_ADDR"]
     );
     assert_eq!(worker["environment"][2]["value"], "127.0.0.1:4002");
 

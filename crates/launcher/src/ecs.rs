@@ -600,7 +600,15 @@ impl EcsLauncher {
                 spec.tenant
             ))
         })?;
-        let size = self.size_of(spec.tenant)?;
+        let mut size = self.size_of(spec.tenant)?;
+        if spec.ibkr && size.memory() < polybot_deploy_spec::worker::IBKR_MIN_TASK_MEMORY {
+            // The gateway needs room of its own: the smallest size that fits both.
+            size = FargateSize::smallest_fitting(
+                size.cpu(),
+                polybot_deploy_spec::worker::IBKR_MIN_TASK_MEMORY,
+            )
+            .ok_or_else(|| invalid("no Fargate size fits the IB Gateway sidecar".to_owned()))?;
+        }
         let ibkr = if spec.ibkr {
             let image = self.config.ibkr_gateway_image.clone().ok_or_else(|| {
                 invalid(format!(

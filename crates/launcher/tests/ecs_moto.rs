@@ -395,3 +395,131 @@ async fn a_tenant_without_a_secret_reference_cannot_run_on_ecs() {
     assert!(err.to_string().contains("--secrets aws"), "{err}");
     assert!(revisions(&f, tenant).await.is_empty());
 }
+
+/// The definition the emulator accepted is exactly what the launcher
+/// rendered from deploy/ecs, with and without the IB Gateway sidecar.
+#[tokio::test]
+async fn the_rendered_definition_is_accepted_as_is_with_and_without_the_ibkr_sidecar() {
+    let mut f = fixture().await;
+    f.config.ibkr_gateway_image = Some("ghcr.io/gnzsnz/ib-gateway:stable".into());
+    let launcher = EcsLauncher::new(f.config.clone(), &f.aws).unwrap();
+    for ibkr in [false, true] {
+        let tenant = TenantId::new();
+        let mut spec = spec(tenant, "h1");
+        spec.ibkr = ibkr;
+        let (rendered, _) = launcher.task_definition(&spec).unwrap();
+        launcher.ensure_spec(&spec).await.unwrap();
+        let described = f
+            .client
+            .describe_task_definition()
+            .task_definition(family(tenant))
+            .send()
+            .await
+            .unwrap();
+        let td = described.task_definition().unwrap();
+        assert_eq!(td.family(), rendered["family"].as_str());
+        assert_eq!(td.cpu(), rendered["cpu"].as_str());
+        assert_eq!(td.memory(), rendered["memory"].as_str());
+        let containers = rendered["containerDefinitions"].as_array().unwrap();
+        let names: Vec<&str> = td
+            .container_definitions()
+            .iter()
+            .filter_map(|c| c.name())
+            .collect();
+        let expected: Vec<&str> = containers
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, expected);
+        assert_eq!(
+            names,
+            if ibkr {
+                vec!["worker", "ibkr-gateway"]
+            } else {
+                vec!["worker"]
+            }
+        );
+        for (registered, wanted) in td.container_definitions().iter().zip(containers) {
+            assert_eq!(registered.image(), wanted["image"].as_str());
+            assert_eq!(registered.essential(), wanted["essential"].as_bool());
+            let env: Vec<(String, String)> = registered
+                .environment()
+                .iter()
+                .map(|e| {
+                    (
+                        e.name().unwrap_or_default().to_owned(),
+                        e.value().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            let want_env: Vec<(String, String)> = wanted["environment"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    (
+                        e["name"].as_str().unwrap().to_owned(),
+                        e["value"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            assert_eq!(env, want_env);
+            let secrets: Vec<(String, String)> = registered
+                .secrets()
+                .iter()
+                .map(|s| (s.name().to_owned(), s.value_from().to_owned()))
+                .collect();
+            let want_secrets: Vec<(String, String)> = wanted["secrets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap().to_owned(),
+                        s["valueFrom"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            assert_eq!(secrets, want_secrets);
+            let depends: Vec<(String, String)> = registered
+                .depends_on()
+                .iter()
+                .map(|d| {
+                    (
+                        d.container_name().to_owned(),
+                        d.condition().as_str().to_owned(),
+                    )
+                })
+                .collect();
+            let want_depends: Vec<(String, String)> = wanted["dependsOn"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    (
+                        d["containerName"].as_str().unwrap().to_owned(),
+                        d["condition"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            assert_eq!(depends, want_depends);
+        }
+        if ibkr {
+            assert_eq!(
+                td.memory(),
+                Some("2048"),
+                "the sidecar gets a task big enough for it"
+            );
+            let worker = &td.container_definitions()[0];
+            assert!(worker.depends_on().iter().any(
+                |d| d.container_name() == "ibkr-gateway" && d.condition().as_str() == "HEALTHY"
+            ));
+            assert!(
+                worker
+                    .environment()
+                    .iter()
+                    .any(|e| e.name() == Some("POLYBOT_IBKR_GATEWAY_ADDR"))
+            );
+        }
+    }
+}
