@@ -49,6 +49,9 @@ pub enum Command {
     Doctor(crate::ops::DoctorArgs),
     /// Estimate the monthly AWS cost for N tenants, by component.
     Cost(crate::ops::CostArgs),
+    /// Manage tenants through the control plane's API (list, show, create,
+    /// pause, resume, delete, token).
+    Tenants(crate::tenants_cli::TenantsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -164,6 +167,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => worker().await,
         Command::Doctor(args) => crate::ops::doctor(args).await,
         Command::Cost(args) => crate::ops::cost(args),
+        Command::Tenants(args) => crate::tenants_cli::run(args).await,
     }
 }
 
@@ -358,9 +362,13 @@ async fn serve(
         reconciler.worker_env.extend(demo.worker_env());
     }
     reconciler.spec_salt = spec_salt;
+    // Operator views: reconciler metrics, and the alert evaluator.
+    let reconciler = reconciler.with_metrics(state.metrics.clone());
+    let alerting = polybot_control_plane::alerts::Evaluator::new(state.clone());
     let app = App::build(&config, state).await?;
     let addr = app.local_addr()?;
     let reconciling = tokio::spawn(reconciler.run(stop.clone()));
+    let alerting = tokio::spawn(alerting.run(stop.clone()));
     if backends.demo.is_some() {
         let token_file = token_file.clone();
         tokio::spawn(async move {
@@ -382,6 +390,9 @@ async fn serve(
     let served = app.run_until_stopped(stop).await;
     if let Err(err) = reconciling.await {
         tracing::warn!(%err, "the reconciler ended abnormally");
+    }
+    if let Err(err) = alerting.await {
+        tracing::warn!(%err, "the alert evaluator ended abnormally");
     }
     // Local workers stop with `polybot up`; ECS tasks keep trading, and the
     // next leader finds them.

@@ -8,6 +8,7 @@ mod commands;
 mod demo;
 mod ops;
 mod shutdown;
+mod tenants_cli;
 
 #[tokio::main]
 async fn main() -> ExitCode {

@@ -25,11 +25,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use utoipa::OpenApi;
 
+pub mod alerts;
 pub mod auth;
+pub mod dashboard;
 pub mod data;
 pub mod error;
+pub mod metrics;
 pub mod provision;
 pub mod reconcile;
+pub mod settings;
 pub mod status;
 pub mod tenants;
 
@@ -45,6 +49,10 @@ pub struct AppState {
     /// Wakes the reconciler early after a change.
     pub reconcile: Arc<Notify>,
     pub tasks: TaskTracker,
+    /// In-process metrics (HTTP, reconciler, launcher, alerts) for `/metrics`.
+    pub metrics: metrics::Metrics,
+    /// Dashboard, `/metrics` and alerting settings.
+    pub settings: Arc<settings::Settings>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,6 +75,8 @@ impl AppState {
             tokens: auth::TokenCache::default(),
             reconcile,
             tasks: TaskTracker::new(),
+            metrics: metrics::Metrics::default(),
+            settings: Arc::new(settings::Settings::from_env()),
         }
     }
 
@@ -93,12 +103,14 @@ impl AppState {
     paths(
         tenants::create, tenants::list, tenants::get, tenants::patch, tenants::rotate_keys,
         tenants::pause, tenants::resume, tenants::delete, tenants::create_token, status::get, status::fleet,
-        healthz, readyz,
-        data::opportunities, data::trades, data::balances, data::pnl
+        healthz, readyz, metrics::metrics,
+        data::opportunities, data::trades, data::balances, data::pnl,
+        alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated,
         tenants::CreateTenantRequest, status::StatusView, status::FleetPage, status::WorkerView, status::HeartbeatView,
+        alerts::ChannelsView, alerts::ChannelView, alerts::ChannelsRequest,
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl,
         error::Problem
@@ -174,7 +186,21 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{id}/pause", post(tenants::pause))
         .route("/tenants/{id}/resume", post(tenants::resume))
         .route("/tenants/{id}/tokens", post(tenants::create_token))
+        .route("/metrics", get(metrics::metrics))
+        .route(
+            "/tenants/{id}/alert-channels",
+            get(alerts::get_tenant_channels).put(alerts::put_tenant_channels),
+        )
+        .route(
+            "/alert-channels",
+            get(alerts::get_operator_channels).put(alerts::put_operator_channels),
+        )
+        .merge(dashboard::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track_http,
+        ))
         .with_state(state)
 }
 

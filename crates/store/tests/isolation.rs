@@ -58,6 +58,22 @@ const SEED: &[(&str, &str)] = &[
         "audit_log",
         "INSERT INTO audit_log (tenant_id, actor, action) VALUES ($1, 'seed', 'seed')",
     ),
+    // Operator views (issue 9).
+    (
+        "alert_channels",
+        "INSERT INTO alert_channels (id, tenant_id, kind, target, secret) \
+         VALUES (gen_random_uuid(), $1, 'webhook', 'http://127.0.0.1:9/hook', 'seed-secret')",
+    ),
+    (
+        "alert_states",
+        "INSERT INTO alert_states (tenant_id, alert, firing, summary, fired_at) \
+         VALUES ($1, 'heartbeat_stale', true, 'seed', now())",
+    ),
+    (
+        "worker_availability",
+        "INSERT INTO worker_availability (tenant_id, minute, desired_ms, up_ms) \
+         VALUES ($1, date_trunc('minute', now()), 1000, 500)",
+    ),
 ];
 
 /// Every table whose rows belong to a tenant, from the catalog: `tenants`

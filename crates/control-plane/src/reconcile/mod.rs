@@ -53,6 +53,8 @@ pub struct Reconciler {
     /// Mixed into every spec hash: what the launcher runs (the worker image
     /// on ECS), so that a new image replaces every worker.
     pub spec_salt: String,
+    /// Where pass durations and actions are counted (see [`Reconciler::with_metrics`]).
+    metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -102,7 +104,16 @@ impl Reconciler {
             worker_env: BTreeMap::new(),
             heartbeat_stale: Duration::from_secs(30),
             spec_salt: String::new(),
+            metrics: crate::metrics::Metrics::default(),
         }
+    }
+
+    /// Counts passes, actions and launcher calls in `metrics` (the
+    /// `AppState`'s, so that `/metrics` shows them).
+    pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
+        self.launcher = crate::metrics::InstrumentedLauncher::wrap(self.launcher, metrics.clone());
+        self.metrics = metrics;
+        self
     }
 
     /// Stands by until it holds leadership, then reconciles until `stop` (or
@@ -135,7 +146,21 @@ impl Reconciler {
                     tracing::warn!("lost the reconciler lock; standing by");
                     break;
                 }
-                match self.pass().await {
+                let started = std::time::Instant::now();
+                let result = self.pass().await;
+                match &result {
+                    Ok(r) => self.metrics.observe_reconcile(
+                        started.elapsed(),
+                        &[
+                            ("started", r.started),
+                            ("stopped", r.stopped),
+                            ("exits", r.exits),
+                            ("errors", r.errors),
+                        ],
+                    ),
+                    Err(_) => self.metrics.reconcile_failed(),
+                }
+                match result {
                     Ok(report)
                         if report
                             != PassReport {

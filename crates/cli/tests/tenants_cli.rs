@@ -1,0 +1,217 @@
+//! `polybot tenants …` against a real control plane process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+const OPERATOR: &str = "pbo_cli-operator-token-0123456789abcdef";
+
+struct ControlPlane {
+    child: Child,
+    addr: String,
+}
+
+impl ControlPlane {
+    fn start(database_url: &str, data_dir: &std::path::Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_polybot"))
+            .args(["control-plane", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("DATABASE_URL", database_url)
+            .env("POLYBOT_OPERATOR_TOKEN", OPERATOR)
+            .env("POLYBOT_MASTER_KEY", "6a".repeat(32))
+            .env("POLYBOT_HEARTBEAT_SECS", "0.3")
+            .env("POLYBOT_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let addr = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the control plane never came up");
+            if let Some(rest) = line.split("PolyBot is up: http://").nth(1) {
+                break rest.split('/').next().unwrap().to_owned();
+            }
+        };
+        std::thread::spawn(move || for _ in rx {});
+        Self { child, addr }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        if signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).is_ok() {
+            let deadline = Instant::now() + Duration::from_secs(40);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn url_for(options: &PgConnectOptions) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)");
+    let (server, _) = base.rsplit_once('/').unwrap();
+    format!("{server}/{}", options.get_database().unwrap())
+}
+
+/// Runs `polybot tenants <args>` against `cp` with `token` from the environment.
+fn tenants(cp: &ControlPlane, token: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_polybot"));
+    cmd.arg("tenants")
+        .args(args)
+        .env("POLYBOT_URL", format!("http://{}", cp.addr))
+        .env_remove("POLYBOT_TOKEN")
+        .env("POLYBOT_LOG", "warn");
+    if let Some(token) = token {
+        cmd.env("POLYBOT_TOKEN", token);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_tenants_commands_drive_the_api_with_tables_and_json(
+    _pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url_for(&options);
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let cp = ControlPlane::start(&url, &path);
+        let t = Some(OPERATOR);
+
+        // create: validation errors come back with their fields, non-zero exit.
+        let bad = tenants(
+            &cp,
+            t,
+            &["create", "--name", "x", "--strategies", r#"{"nope": {}}"#],
+        );
+        assert!(!bad.status.success());
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(stderr.contains("POST /tenants failed (422)"), "{stderr}");
+        assert!(stderr.contains("strategies.nope"), "{stderr}");
+
+        let created: Value = serde_json::from_str(&ok(&tenants(
+            &cp,
+            t,
+            &[
+                "create",
+                "--name",
+                "acme",
+                "--strategies",
+                r#"{"complement_arb": {}}"#,
+                "--json",
+            ],
+        )))
+        .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        assert_eq!(created["name"], "acme");
+        let human = ok(&tenants(&cp, t, &["create", "--name", "bolt"]));
+        assert!(human.starts_with("created tenant "), "{human}");
+
+        // list: a table with both, and their worker state once running.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let table = loop {
+            let table = ok(&tenants(&cp, t, &["list"]));
+            let running = table.lines().filter(|l| l.contains(" running ")).count();
+            if running == 2 {
+                break table;
+            }
+            assert!(Instant::now() < deadline, "never both running:\n{table}");
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        let header = table.lines().next().unwrap();
+        assert!(
+            header.starts_with("ID") && header.contains("NAME") && header.contains("WORKER"),
+            "{header}"
+        );
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&id) && l.contains("acme") && l.contains("active"))
+        );
+        let json: Value = serde_json::from_str(&ok(&tenants(&cp, t, &["list", "--json"]))).unwrap();
+        assert_eq!(json["items"].as_array().unwrap().len(), 2);
+
+        // show, by name or id.
+        let shown = ok(&tenants(&cp, t, &["show", "acme"]));
+        assert!(shown.contains(&id), "{shown}");
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("worker") && l.contains("running")),
+            "{shown}"
+        );
+        assert!(shown.contains("strategy complement_arb"), "{shown}");
+        let shown: Value =
+            serde_json::from_str(&ok(&tenants(&cp, t, &["show", &id, "--json"]))).unwrap();
+        assert_eq!(shown["tenant"]["id"], id.as_str());
+        assert_eq!(shown["status"]["desired"], "running");
+
+        // pause, resume.
+        assert_eq!(
+            ok(&tenants(&cp, t, &["pause", "acme"])).trim(),
+            format!("tenant {id} is paused")
+        );
+        let resumed: Value =
+            serde_json::from_str(&ok(&tenants(&cp, t, &["resume", &id, "--json"]))).unwrap();
+        assert_eq!(resumed["state"], "active");
+
+        // token: a tenant token that sees only its own tenant.
+        let token = ok(&tenants(&cp, t, &["token", "acme", "--label", "cli"]))
+            .trim()
+            .to_owned();
+        assert!(token.starts_with("pbt_"), "{token}");
+        let own = ok(&tenants(&cp, Some(&token), &["list"]));
+        assert_eq!(own.lines().count(), 2, "header and its own row:\n{own}");
+        assert!(own.contains("acme") && !own.contains("bolt"));
+        let denied = tenants(&cp, Some(&token), &["delete", "bolt"]);
+        assert!(!denied.status.success());
+
+        // Without a token: the data dir's operator-token file.
+        let none = tenants(&cp, None, &["list", "--data-dir", "/nonexistent"]);
+        assert!(!none.status.success());
+        assert!(String::from_utf8_lossy(&none.stderr).contains("no token"));
+        let token_dir = tempfile::tempdir().unwrap();
+        std::fs::write(token_dir.path().join("operator-token"), OPERATOR).unwrap();
+        let listed = ok(&tenants(
+            &cp,
+            None,
+            &["list", "--data-dir", token_dir.path().to_str().unwrap()],
+        ));
+        assert!(listed.contains("bolt"));
+
+        // delete.
+        let deleted = ok(&tenants(&cp, t, &["delete", "bolt"]));
+        assert!(deleted.contains(" is offboard"), "{deleted}");
+        drop(cp);
+    })
+    .await
+    .unwrap();
+}

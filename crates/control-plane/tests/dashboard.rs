@@ -1,0 +1,641 @@
+//! The dashboard on the real router and database: sign-in and sessions,
+//! CSRF, every page, the onboarding form's validation, the actions, and a
+//! tenant session's confinement to its own tenant.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use common::{Harness, OPERATOR, Reply, TEST_PEM};
+use polybot_control_plane::dashboard::escape;
+use polybot_core::TenantId;
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use uuid::Uuid;
+
+fn encode(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The value of `name=…` in the reply's Set-Cookie headers.
+fn set_cookie(reply: &Reply, name: &str) -> Option<(String, String)> {
+    reply
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(|v| {
+            let value = v[name.len() + 1..].split(';').next().unwrap().to_owned();
+            (value, v.to_owned())
+        })
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF field");
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// A user agent with one session cookie.
+struct Agent<'a> {
+    h: &'a Harness,
+    cookie: String,
+}
+
+impl<'a> Agent<'a> {
+    async fn sign_in(h: &'a Harness, token: &str) -> Agent<'a> {
+        let page = h.call(Method::GET, "/ui/login", None, None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let (login_cookie, _) = set_cookie(&page, "pb_login").expect("a login cookie");
+        let reply = h
+            .raw(
+                Request::post("/ui/login")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .header("cookie", format!("pb_login={login_cookie}"))
+                    .body(Body::from(form(&[
+                        ("csrf", &csrf_of(&page.text)),
+                        ("token", token),
+                    ])))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+        let (session, header) = set_cookie(&reply, "pb_session").expect("a session cookie");
+        assert!(header.contains("HttpOnly"), "{header}");
+        assert!(header.contains("SameSite=Strict"), "{header}");
+        assert!(header.contains("Path=/"), "{header}");
+        Agent {
+            h,
+            cookie: format!("pb_session={session}"),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.h
+            .raw(
+                Request::get(path)
+                    .header("cookie", &self.cookie)
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+    }
+
+    async fn post(&self, path: &str, fields: &[(&str, &str)]) -> Reply {
+        self.h
+            .raw(
+                Request::post(path)
+                    .header("cookie", &self.cookie)
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(form(fields)))
+                    .unwrap(),
+            )
+            .await
+    }
+
+    async fn csrf(&self) -> String {
+        csrf_of(&self.get("/ui/fleet").await.text)
+    }
+}
+
+fn location(reply: &Reply) -> String {
+    reply.headers["location"].to_str().unwrap().to_owned()
+}
+
+async fn seed_activity(h: &Harness, tenant: &str) {
+    let id: Uuid = tenant.parse().unwrap();
+    let mut tx = h.state.db.tenant(TenantId::from_uuid(id)).await.unwrap();
+    for sql in [
+        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'started', 'worker 4242 started (spec abc)')",
+        "INSERT INTO worker_heartbeats (tenant_id, epoch, health) VALUES ($1, 1, \
+            '{\"strategies\": {\"complement_arb\": {\"status\": \"ok\", \"breaker\": \"open\"}}, \"venues\": {\"polymarket\": \"reachable\", \"binance\": \"geo_blocked\"}}')",
+        "INSERT INTO opportunities (id, tenant_id, strategy, venue, market, description, edge, executed_at) \
+            VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'will-it-rain', 'YES+NO < 1', 0.031, '2026-01-02 03:04:05+00')",
+        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl, executed_at) \
+            VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'will-it-rain', 'buy', 0.48, 10, 1.25, now() - interval '2 hours')",
+        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl, executed_at) \
+            VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'will-it-rain', 'sell', 0.51, 10, -0.5, now() - interval '1 hour')",
+        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
+            VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'will-it-rain', 'buy', 0.47, 10, 2)",
+        "INSERT INTO balances (tenant_id, venue, asset, amount) VALUES ($1, 'polymarket', 'USDC', 1002.75)",
+    ] {
+        sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn signing_in_needs_a_valid_token_and_the_login_forms_csrf_cookie(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    // Not signed in: every page sends to the sign-in page.
+    for path in [
+        "/",
+        "/ui/fleet",
+        "/ui/tenants/new",
+        "/ui/tenants/00000000-0000-0000-0000-000000000001",
+    ] {
+        let reply = h.call(Method::GET, path, None, None).await;
+        assert_eq!(reply.status, StatusCode::SEE_OTHER, "{path}");
+        let to = location(&reply);
+        assert!(to == "/ui/login" || to == "/ui/fleet", "{path} → {to}");
+    }
+    let page = h.call(Method::GET, "/ui/login", None, None).await;
+    let csrf = csrf_of(&page.text);
+    let (cookie, header) = set_cookie(&page, "pb_login").unwrap();
+    assert!(header.contains("HttpOnly") && header.contains("SameSite=Strict"));
+    assert!(!header.contains("Secure"), "Secure only when configured");
+    let post = |fields: Vec<(&'static str, String)>, cookie: Option<String>| {
+        let mut request =
+            Request::post("/ui/login").header("content-type", "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            request = request.header("cookie", format!("pb_login={c}"));
+        }
+        let body = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        request.body(Body::from(body)).unwrap()
+    };
+    // Without the double-submit cookie, or with another value: refused.
+    let reply = h
+        .raw(post(
+            vec![("csrf", csrf.clone()), ("token", OPERATOR.into())],
+            None,
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(set_cookie(&reply, "pb_session").is_none());
+    let reply = h
+        .raw(post(
+            vec![("csrf", "forged".into()), ("token", OPERATOR.into())],
+            Some(cookie.clone()),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // A wrong token: 401 and the message, no session.
+    let reply = h
+        .raw(post(
+            vec![
+                ("csrf", csrf.clone()),
+                ("token", "pbo_wrong-token-0123456789abcdefgh".into()),
+            ],
+            Some(cookie.clone()),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        reply.text.contains("That token is not valid"),
+        "{}",
+        reply.text
+    );
+    assert!(set_cookie(&reply, "pb_session").is_none());
+    // The session row stores hashes only.
+    let agent = Agent::sign_in(&h, OPERATOR).await;
+    let session_value = agent.cookie.trim_start_matches("pb_session=").to_owned();
+    let stored: i64 = h
+        .count(&format!(
+            "SELECT count(*) FROM dashboard_sessions WHERE id_hash = sha256('{session_value}'::bytea) \
+             AND token_hash = sha256('{OPERATOR}'::bytea) AND position('{session_value}'::bytea in id_hash) = 0"
+        ))
+        .await;
+    assert_eq!(stored, 1);
+    // Signing out needs the session's CSRF token, then ends the session.
+    let reply = agent.post("/ui/logout", &[("csrf", "nope")]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let csrf = agent.csrf().await;
+    let reply = agent.post("/ui/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&agent.get("/ui/fleet").await), "/ui/login");
+    assert_eq!(h.count("SELECT count(*) FROM dashboard_sessions").await, 0);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_fleet_page_shows_every_tenant_with_worker_health_and_filters(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h
+        .onboard(json!({"name": "alpha <b>&", "strategies": {"complement_arb": {}}}))
+        .await;
+    let beta = h.onboard(json!({"name": "beta"})).await;
+    seed_activity(&h, &alpha).await;
+    let agent = Agent::sign_in(&h, OPERATOR).await;
+    let page = agent.get("/ui/fleet").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert_eq!(page.headers["cache-control"], "no-store");
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    let html = &page.text;
+    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+    // Names are escaped, never markup.
+    assert!(html.contains("alpha &lt;b&gt;&amp;"), "{html}");
+    assert!(!html.contains("alpha <b>"));
+    assert!(html.contains(&format!("data-tenant=\"{alpha}\"")));
+    assert!(html.contains(&format!("data-tenant=\"{beta}\"")));
+    assert!(html.contains("<strong id=\"count-tenants\">2</strong>"));
+    assert!(html.contains("<strong id=\"count-desired\">2</strong>"));
+    // Per-strategy health, the open breaker, today's PnL (2 today; 1.25 and
+    // −0.5 earlier today or yesterday depending on the hour, so check total).
+    assert!(html.contains("complement_arb: ok"), "{html}");
+    assert!(html.contains("<span class=\"badge open\">complement_arb</span>"));
+    // The tenant selector lists both.
+    assert!(html.contains(&format!("<option value=\"{alpha}\">")));
+    // Filters.
+    let filtered = agent.get("/ui/fleet?q=beta").await.text;
+    assert!(filtered.contains(&format!("data-tenant=\"{beta}\"")));
+    assert!(!filtered.contains(&format!("data-tenant=\"{alpha}\"")));
+    let none = agent.get("/ui/fleet?state=paused").await.text;
+    assert!(none.contains("No tenant matches."));
+    // The selector's target.
+    let reply = agent.get(&format!("/ui/go?tenant={beta}")).await;
+    assert_eq!(location(&reply), format!("/ui/tenants/{beta}"));
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_tenant_page_shows_timeline_trading_data_pnl_chart_and_audit_and_its_buttons_work(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h
+        .onboard(json!({"name": "alpha", "strategies": {"complement_arb": {}},
+            "exchange_keys": {"kalshi": {"key_id": "kalshi-key-id-0001", "private_key_pem": TEST_PEM}}}))
+        .await;
+    seed_activity(&h, &alpha).await;
+    let agent = Agent::sign_in(&h, OPERATOR).await;
+    let page = agent.get(&format!("/ui/tenants/{alpha}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let html = &page.text;
+    for needle in [
+        "<h1 id=\"tenant-name\">alpha</h1>",
+        "worker 4242 started (spec abc)", // timeline
+        "YES+NO &lt; 1",                  // opportunity, escaped
+        "2026-01-02 03:04:05",            // its executed_at
+        "<td>0.48</td>",                  // a trade
+        "<td>1002.75</td>",               // balance
+        "<svg id=\"pnl-chart\"",          // the chart
+        "<polyline",
+        "last 2.75",                                                    // cumulative PnL
+        "tenant.create",                                                // audit log
+        "polymarket</td><td><span class=\"badge reachable\">reachable", // venues
+        "geo_blocked",
+        "id=\"action-pause\"",
+        "id=\"action-resume\"",
+        "id=\"action-offboard\"",
+    ] {
+        assert!(
+            html.contains(needle),
+            "no {needle:?} in the tenant page:\n{html}"
+        );
+    }
+    // Keys: a fingerprint, never the key.
+    assert!(html.contains("kalshi sha256:"));
+    assert!(!html.contains("kalshi-key-id-0001"));
+    assert!(!html.contains("PRIVATE KEY"));
+
+    // Pause, through the form: the CSRF token is required.
+    let path = format!("/ui/tenants/{alpha}/pause");
+    let reply = agent.post(&path, &[]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert!(reply.text.contains("This form has expired"));
+    let csrf = csrf_of(html);
+    let reply = agent.post(&path, &[("csrf", &csrf)]).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    assert!(location(&reply).starts_with(&format!("/ui/tenants/{alpha}?notice=Paused")));
+    let page = agent.get(&location(&reply)).await;
+    assert!(
+        page.text
+            .contains("<p class=\"notice\" id=\"notice\">Paused (state paused)"),
+        "{}",
+        page.text
+    );
+    let state = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(state.body["state"], "paused");
+    // Pausing twice is fine; resuming a paused tenant activates it.
+    let reply = agent
+        .post(&format!("/ui/tenants/{alpha}/resume"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let state = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(state.body["state"], "active");
+    let audit = h
+        .count(&format!(
+            "SELECT count(*) FROM audit_log WHERE tenant_id = '{alpha}' AND action IN ('tenant.pause', 'tenant.resume') AND actor = 'operator'"
+        ))
+        .await;
+    assert_eq!(audit, 2);
+    // Offboard.
+    let reply = agent
+        .post(&format!("/ui/tenants/{alpha}/offboard"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    let state = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert!(matches!(
+        state.body["state"].as_str(),
+        Some("offboarding" | "offboarded")
+    ));
+    // A conflict renders the API's message.
+    let reply = agent
+        .post(&format!("/ui/tenants/{alpha}/pause"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply
+            .text
+            .contains("cannot pause a tenant that is offboard"),
+        "{}",
+        reply.text
+    );
+    // An unknown action or tenant.
+    let reply = agent
+        .post(&format!("/ui/tenants/{alpha}/explode"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let reply = agent.get(&format!("/ui/tenants/{}", Uuid::new_v4())).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let agent = Agent::sign_in(&h, OPERATOR).await;
+    let page = agent.get("/ui/tenants/new").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = csrf_of(&page.text);
+    let strategies = r#"{"complement_arb": {"min_edge": "lots"}, "nope": {}}"#;
+    let risk = r#"{"max_daily_loss": -5}"#;
+    let keys = r#"{"kalshi": {"key_id": "visible-key-id-77"}}"#;
+    let reply = agent
+        .post(
+            "/ui/tenants/new",
+            &[
+                ("csrf", &csrf),
+                ("name", ""),
+                ("mode", "live"),
+                ("strategies", strategies),
+                ("risk", risk),
+                ("exchange_keys", keys),
+            ],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    // The API's answer to the same body: every one of its messages is on the page.
+    let api = h
+        .call(
+            Method::POST,
+            "/tenants",
+            Some(OPERATOR),
+            Some(json!({
+                "name": "", "mode": "live",
+                "strategies": serde_json::from_str::<Value>(strategies).unwrap(),
+                "risk": serde_json::from_str::<Value>(risk).unwrap(),
+                "exchange_keys": serde_json::from_str::<Value>(keys).unwrap(),
+            })),
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let errors = api.body["errors"].as_array().unwrap();
+    assert!(errors.len() >= 4, "{}", api.text);
+    for e in errors {
+        let line = format!(
+            "{}: {}",
+            e["field"].as_str().unwrap(),
+            e["message"].as_str().unwrap()
+        );
+        assert!(
+            reply.text.contains(&escape(&line)),
+            "the form does not show `{line}`:\n{}",
+            reply.text
+        );
+    }
+    assert!(reply.text.contains("data-field=\"name\""));
+    // What was typed comes back, except the keys.
+    assert!(reply.text.contains(&escape(strategies)));
+    assert!(!reply.text.contains("visible-key-id-77"));
+    assert!(reply.text.contains("Exchange keys are never shown again"));
+    assert_eq!(
+        h.count("SELECT count(*) FROM tenants").await,
+        0,
+        "nothing created"
+    );
+
+    // Malformed JSON in a text area is a field error of the form.
+    let reply = agent
+        .post(
+            "/ui/tenants/new",
+            &[
+                ("csrf", &csrf),
+                ("name", "x"),
+                ("mode", "paper"),
+                ("strategies", "{oops"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .text
+            .contains("strategies: is not valid JSON (line 1, column 2)"),
+        "{}",
+        reply.text
+    );
+
+    // Without the CSRF token: refused, nothing created.
+    let reply = agent.post("/ui/tenants/new", &[("name", "sneaky")]).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    // A valid form: created, onboarding runs, the page shows fingerprints only.
+    let reply = agent
+        .post(
+            "/ui/tenants/new",
+            &[
+                ("csrf", &csrf),
+                ("idempotency_key", "form-1"),
+                ("name", "gamma"),
+                ("mode", "paper"),
+                ("strategies", r#"{"complement_arb": {}}"#),
+                ("risk", ""),
+                ("exchange_keys", &json!({"kalshi": {"key_id": "visible-key-id-77", "private_key_pem": TEST_PEM}}).to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let to = location(&reply);
+    let id = to
+        .trim_start_matches("/ui/tenants/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    h.wait_for_state(&id, "active").await;
+    let page = agent.get(&to).await;
+    assert!(
+        page.text
+            .contains("Created: onboarding runs in the background.")
+    );
+    assert!(page.text.contains("kalshi sha256:"));
+    assert!(!page.text.contains("visible-key-id-77"));
+    // The same form posted twice (a double click) creates one tenant.
+    let again = agent
+        .post(
+            "/ui/tenants/new",
+            &[
+                ("csrf", &csrf),
+                ("idempotency_key", "form-1"),
+                ("name", "gamma"),
+                ("mode", "paper"),
+                ("strategies", r#"{"complement_arb": {}}"#),
+                ("risk", ""),
+                ("exchange_keys", &json!({"kalshi": {"key_id": "visible-key-id-77", "private_key_pem": TEST_PEM}}).to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(location(&again).split('?').next(), to.split('?').next());
+    assert_eq!(h.count("SELECT count(*) FROM tenants").await, 1);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_tenant_session_sees_only_its_own_tenant(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    let beta = h.onboard(json!({"name": "beta-secret-name"})).await;
+    seed_activity(&h, &beta).await;
+    let token = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = Agent::sign_in(&h, &token).await;
+    // Its own page.
+    let own = agent.get(&format!("/ui/tenants/{alpha}")).await;
+    assert_eq!(own.status, StatusCode::OK);
+    assert!(
+        !own.text.contains("id=\"action-offboard\""),
+        "offboarding is for operators"
+    );
+    // Another tenant's page, by path or selector: 404, as if it did not exist.
+    for path in [
+        format!("/ui/tenants/{beta}"),
+        format!("/ui/go?tenant={beta}"),
+    ] {
+        let reply = agent.get(&path).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!reply.text.contains("beta-secret-name"));
+    }
+    let csrf = csrf_of(&own.text);
+    let reply = agent
+        .post(&format!("/ui/tenants/{beta}/pause"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    let beta_state = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{beta}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(beta_state.body["state"], "active");
+    // The fleet is just itself.
+    let fleet = agent.get("/ui/fleet").await.text;
+    assert!(fleet.contains(&format!("data-tenant=\"{alpha}\"")));
+    assert!(!fleet.contains(&beta));
+    assert!(!fleet.contains("beta-secret-name"));
+    // Onboarding is for operators.
+    assert_eq!(
+        agent.get("/ui/tenants/new").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // The API agrees: beta's data is a 404 for this token.
+    for path in [
+        format!("/tenants/{beta}"),
+        format!("/tenants/{beta}/status"),
+        format!("/tenants/{beta}/alert-channels"),
+    ] {
+        let reply = h.call(Method::GET, &path, Some(&token), None).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+    }
+    // Pausing its own tenant works.
+    let reply = agent
+        .post(&format!("/ui/tenants/{alpha}/pause"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER);
+    // Offboarding the tenant ends its sessions.
+    let reply = h
+        .call(
+            Method::DELETE,
+            &format!("/tenants/{alpha}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED);
+    assert_eq!(location(&agent.get("/ui/fleet").await), "/ui/login");
+}
