@@ -31,6 +31,12 @@ pub const ENV_KRAKEN: &str = "POLYBOT_KRAKEN_URL";
 pub const ENV_ALPACA_DATA: &str = "POLYBOT_ALPACA_DATA_URL";
 /// Environment variable overriding the Alpaca trading API (live or paper).
 pub const ENV_ALPACA_TRADING: &str = "POLYBOT_ALPACA_TRADING_URL";
+/// Environment variable overriding the Binance US market-stream host.
+pub const ENV_BINANCE_US_WS: &str = "POLYBOT_BINANCE_US_WS_URL";
+/// Environment variable overriding the Coinbase Exchange websocket feed.
+pub const ENV_COINBASE_WS: &str = "POLYBOT_COINBASE_WS_URL";
+/// Environment variable overriding the Kraken websocket v2 URL.
+pub const ENV_KRAKEN_WS: &str = "POLYBOT_KRAKEN_WS_URL";
 
 /// Base URL of each venue (no trailing slash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,6 +61,12 @@ pub struct Endpoints {
     pub alpaca_data: String,
     /// Alpaca trading (live by default; paper is `https://paper-api.alpaca.markets`).
     pub alpaca_trading: String,
+    /// Binance US market-stream host (`/stream?streams=…` is appended).
+    pub binance_us_ws: String,
+    /// Coinbase Exchange websocket feed (used as is).
+    pub coinbase_ws: String,
+    /// Kraken websocket v2 (used as is, so it includes `/v2`).
+    pub kraken_ws: String,
 }
 
 impl Default for Endpoints {
@@ -71,6 +83,9 @@ impl Default for Endpoints {
             kraken: "https://api.kraken.com".to_owned(),
             alpaca_data: "https://data.alpaca.markets".to_owned(),
             alpaca_trading: "https://api.alpaca.markets".to_owned(),
+            binance_us_ws: "wss://stream.binance.us:9443".to_owned(),
+            coinbase_ws: "wss://ws-feed.exchange.coinbase.com".to_owned(),
+            kraken_ws: "wss://ws.kraken.com/v2".to_owned(),
         }
     }
 }
@@ -97,10 +112,11 @@ impl Endpoints {
     /// Every endpoint pointed at one base URL (a local mock server in tests).
     pub fn all_at(base: &str) -> Self {
         let base = base.trim_end_matches('/').to_owned();
+        let ws = base.replacen("http", "ws", 1);
         Self {
             polymarket_gamma: base.clone(),
             polymarket_clob: base.clone(),
-            polymarket_ws: base.replacen("http", "ws", 1),
+            polymarket_ws: ws.clone(),
             kalshi: format!("{base}/trade-api/v2"),
             binance_us: base.clone(),
             binance: base.clone(),
@@ -108,6 +124,9 @@ impl Endpoints {
             kraken: base.clone(),
             alpaca_data: base.clone(),
             alpaca_trading: base,
+            binance_us_ws: ws.clone(),
+            coinbase_ws: ws.clone(),
+            kraken_ws: ws,
         }
     }
 
@@ -127,7 +146,7 @@ impl Endpoints {
         })
     }
 
-    fn slots_mut(&mut self) -> [(Venue, &'static str, &mut String); 10] {
+    fn slots_mut(&mut self) -> [(Venue, &'static str, &mut String); 13] {
         [
             (
                 Venue::PolymarketGamma,
@@ -155,6 +174,9 @@ impl Endpoints {
                 ENV_ALPACA_TRADING,
                 &mut self.alpaca_trading,
             ),
+            (Venue::BinanceUs, ENV_BINANCE_US_WS, &mut self.binance_us_ws),
+            (Venue::Coinbase, ENV_COINBASE_WS, &mut self.coinbase_ws),
+            (Venue::Kraken, ENV_KRAKEN_WS, &mut self.kraken_ws),
         ]
     }
 }
@@ -200,6 +222,36 @@ mod tests {
         assert_eq!(e.kalshi, "https://demo-api.kalshi.co/trade-api/v2");
         assert_eq!(e.binance_us, "https://api.binance.us");
         assert_eq!(e.coinbase, Endpoints::default().coinbase);
+    }
+
+    #[test]
+    fn websocket_variables_override_the_stream_urls() {
+        let e = Endpoints::from_lookup(|name| match name {
+            ENV_BINANCE_US_WS => Some("ws://127.0.0.1:9001/".to_owned()),
+            ENV_COINBASE_WS => {
+                Some("wss://ws-feed-public.sandbox.exchange.coinbase.com".to_owned())
+            }
+            ENV_KRAKEN_WS => Some("wss://beta-ws.kraken.com/v2".to_owned()),
+            _ => None,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.binance_us_ws, "ws://127.0.0.1:9001");
+        assert_eq!(
+            e.coinbase_ws,
+            "wss://ws-feed-public.sandbox.exchange.coinbase.com"
+        );
+        assert_eq!(e.kraken_ws, "wss://beta-ws.kraken.com/v2");
+        assert_eq!(e.binance_us, Endpoints::default().binance_us);
+        let defaults = Endpoints::default();
+        assert_eq!(defaults.binance_us_ws, "wss://stream.binance.us:9443");
+        assert_eq!(defaults.coinbase_ws, "wss://ws-feed.exchange.coinbase.com");
+        assert_eq!(defaults.kraken_ws, "wss://ws.kraken.com/v2");
+        let err = Endpoints::from_lookup(|name| {
+            (name == ENV_KRAKEN_WS).then(|| "ws.kraken.com/v2".to_owned())
+        })
+        .unwrap_err();
+        assert_eq!(err.venue(), Venue::Kraken);
+        assert!(err.to_string().contains(ENV_KRAKEN_WS), "{err}");
     }
 
     #[test]

@@ -9,6 +9,22 @@
 //! for every asset. It stops when its cancellation token fires or when the
 //! receiver is dropped. Venues without a stream are polled over REST by the
 //! caller with the connectors.
+//!
+//! The crypto venues' streams live in submodules and share this module's
+//! [`MarketEvent`], [`StreamHandle`] and [`StreamOptions`]: [`binance_us`]
+//! (partial-depth snapshots and trades), [`coinbase`] (`level2_batch`
+//! snapshot + deltas kept in a local book, `matches`) and [`kraken`]
+//! (websocket v2 `book` with CRC32 checksums, `trade`). Their connection
+//! loop is in `driver`; each venue file is only its protocol.
+
+pub mod binance_us;
+pub mod coinbase;
+mod driver;
+pub mod kraken;
+
+pub use binance_us::{BinanceUsStreamConfig, spawn_binance_us_stream};
+pub use coinbase::{CoinbaseStreamConfig, spawn_coinbase_stream};
+pub use kraken::{KrakenStreamConfig, spawn_kraken_stream};
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -24,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connectors::polymarket::{BookWire, millis_string};
 use crate::endpoints::Endpoints;
+use crate::error::VenueError;
 use crate::model::{OrderBook, Side, Trade, Venue};
 use crate::num::{Dec, OptDec};
 
@@ -79,6 +96,11 @@ pub enum MarketEvent {
     },
     /// A trade print.
     Trade(Trade),
+    /// Something went wrong on the stream but it keeps running: a malformed
+    /// or unexpected message (skipped), an error the venue sent, a sequence
+    /// gap or checksum mismatch (the instrument is resubscribed), or a lost
+    /// connection (reconnecting). Always names the venue and endpoint.
+    Error(VenueError),
 }
 
 /// Handle of a running stream.

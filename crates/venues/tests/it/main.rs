@@ -11,3 +11,4 @@ mod kalshi;
 mod kraken;
 mod polymarket;
 mod stream;
+mod stream_venues;
