@@ -52,6 +52,9 @@ pub enum Command {
     /// Manage tenants through the control plane's API (list, show, create,
     /// pause, resume, delete, token).
     Tenants(crate::tenants_cli::TenantsArgs),
+    /// Record the venues' live public market data into the engine's JSONL
+    /// replay format (what POLYBOT_REPLAY and `up --demo` play).
+    Record(crate::record::RecordArgs),
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +133,10 @@ pub struct UpArgs {
     /// the bundled market recording: opportunities within seconds, offline.
     #[arg(long)]
     pub demo: bool,
+    /// Workers trade (on paper) on the venues' live public market data
+    /// (POLYBOT_LIVE_DATA=1); the --demo recording takes precedence.
+    #[arg(long)]
+    pub live_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +175,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => crate::ops::doctor(args).await,
         Command::Cost(args) => crate::ops::cost(args),
         Command::Tenants(args) => crate::tenants_cli::run(args).await,
+        Command::Record(args) => crate::record::run(args).await,
     }
 }
 
@@ -238,6 +246,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         None,
         Backends {
             demo,
+            live_data: args.live_data,
             ..Backends::default()
         },
         stop,
@@ -256,6 +265,7 @@ async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
         ecs: Some(args.ecs),
         worker_database_host: args.worker_database_host,
         demo: None,
+        live_data: false,
     };
     let result = serve(
         &database,
@@ -279,6 +289,8 @@ struct Backends {
     worker_database_host: Option<String>,
     /// `polybot up --demo`: the recording the workers play.
     demo: Option<crate::demo::Demo>,
+    /// `polybot up --live-data`: workers read the venues' live public data.
+    live_data: bool,
 }
 
 impl Default for Backends {
@@ -289,6 +301,7 @@ impl Default for Backends {
             ecs: None,
             worker_database_host: None,
             demo: None,
+            live_data: false,
         }
     }
 }
@@ -358,6 +371,12 @@ async fn serve(
         state.reconcile.clone(),
     );
     reconciler.worker_env = worker_env();
+    if backends.live_data {
+        reconciler.worker_env.insert(
+            polybot_worker::live::ENV_LIVE_DATA.to_owned(),
+            "1".to_owned(),
+        );
+    }
     if let Some(demo) = &backends.demo {
         reconciler.worker_env.extend(demo.worker_env());
     }

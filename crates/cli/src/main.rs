@@ -7,6 +7,7 @@ use clap::Parser;
 mod commands;
 mod demo;
 mod ops;
+mod record;
 mod shutdown;
 mod tenants_cli;
 

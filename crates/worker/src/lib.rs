@@ -8,7 +8,10 @@
 //! (`max`, or a factor: 1 is real time), `POLYBOT_REPLAY_EXIT` (`1`: exit 0
 //! once the recording is played out), `POLYBOT_PAPER_BALANCES` (starting
 //! cash, `polymarket=1000,kalshi=1000` by default), `POLYBOT_FLUSH_MS` and
-//! `POLYBOT_FLUSH_ROWS` (batching of writes, 250 ms / 500 rows).
+//! `POLYBOT_FLUSH_ROWS` (batching of writes, 250 ms / 500 rows),
+//! `POLYBOT_LIVE_DATA` (`1`: trade on the venues' live public data, see
+//! [`live`]; a `POLYBOT_REPLAY` takes precedence) with the venues'
+//! `POLYBOT_*_URL` endpoint overrides and `POLYBOT_NEWSAPI_URL`.
 //!
 //! Life: take the tenant's lease with a new epoch → load the configuration
 //! through row level security → run the engine over the event source
@@ -34,10 +37,12 @@ use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 
 pub mod demo;
+pub mod live;
 pub mod persist;
 pub mod run;
 pub mod source;
 
+pub use live::{LiveSettings, LiveSource};
 pub use run::run;
 pub use source::{EventSource, Pace, ReplaySettings, ReplaySource, SystemClock, TickSource};
 
@@ -55,6 +60,9 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// `POLYBOT_REPLAY`: trade on a recording instead of live data.
     pub replay: Option<ReplaySettings>,
+    /// `POLYBOT_LIVE_DATA`: trade on the venues' live public data (when no
+    /// replay is given).
+    pub live: Option<LiveSettings>,
     /// Starting paper cash per venue.
     pub paper_balances: Vec<(Venue, Decimal)>,
     /// Write the batch at least this often while decisions are waiting.
@@ -154,6 +162,15 @@ impl WorkerConfig {
             }),
             _ => None,
         };
+        let live = match &replay {
+            None if live::live_data_requested(
+                std::env::var(live::ENV_LIVE_DATA).ok().as_deref(),
+            ) =>
+            {
+                Some(LiveSettings::from_env()?)
+            }
+            _ => None,
+        };
         let paper_balances = match std::env::var("POLYBOT_PAPER_BALANCES") {
             Ok(text) => {
                 parse_balances(&text).map_err(|e| anyhow::anyhow!("POLYBOT_PAPER_BALANCES: {e}"))?
@@ -179,6 +196,7 @@ impl WorkerConfig {
             spec_hash: std::env::var("POLYBOT_SPEC_HASH").unwrap_or_default(),
             heartbeat,
             replay,
+            live,
             paper_balances,
             flush_every: Duration::from_millis(number("POLYBOT_FLUSH_MS", 250)?),
             flush_rows: usize::try_from(number("POLYBOT_FLUSH_ROWS", 500)?).unwrap_or(500),

@@ -19,6 +19,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::live::LiveSource;
 use crate::persist::Recorder;
 use crate::source::{EventSource, ReplaySource, SystemClock, TickSource};
 use crate::{TenantConfig, WorkerConfig, WorkerError, heartbeat, load_config, take_lease};
@@ -31,8 +32,8 @@ const FINAL_FLUSH: Duration = Duration::from_secs(20);
 const FINAL_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Why the engine sees no market data, when no recording is given.
-pub const NO_FEED: &str = "no market data feed: the venues' live feeds are not wired into the \
-     worker yet; set POLYBOT_REPLAY to trade on a recording";
+pub const NO_FEED: &str = "no market data feed: set POLYBOT_LIVE_DATA=1 (polybot up --live-data) \
+     to trade on the venues' live public data, or POLYBOT_REPLAY to trade on a recording";
 
 /// Runs the worker until `stop`, until it is fenced, or (with
 /// `POLYBOT_REPLAY_EXIT=1`) until its recording is played out.
@@ -96,10 +97,24 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
         None => {
             let recorder = Recorder::new(live_key(tenant), "paper");
             match Engine::new(engine_config, SystemClock) {
-                Ok(engine) => {
-                    let source = TickSource::every(Duration::from_secs(1));
-                    drive(&mut ctx, engine, source, recorder, false, &stop).await
-                }
+                Ok(engine) => match &config.live {
+                    Some(settings) => {
+                        match LiveSource::start(
+                            settings.clone(),
+                            &tenant_config.strategies,
+                            &config.keys,
+                        ) {
+                            Ok(source) => {
+                                drive(&mut ctx, engine, source, recorder, false, &stop).await
+                            }
+                            Err(e) => ctx.fail(&tenant_config, e.message).await,
+                        }
+                    }
+                    None => {
+                        let source = TickSource::every(Duration::from_secs(1));
+                        drive(&mut ctx, engine, source, recorder, false, &stop).await
+                    }
+                },
                 Err(e) => ctx.fail(&tenant_config, format!("{e}")).await,
             }
         }
@@ -202,6 +217,7 @@ impl Ctx {
         phase: &str,
         source: &str,
         source_finished: bool,
+        venues: Option<Value>,
         recorder: &Recorder,
     ) -> Value {
         let mut strategies = Map::new();
@@ -224,7 +240,7 @@ impl Ctx {
         }
         let portfolio = engine.portfolio();
         let stats = engine.stats();
-        json!({
+        let mut health = json!({
             "phase": phase,
             "spec_hash": self.spec_hash,
             "pid": std::process::id(),
@@ -252,7 +268,11 @@ impl Ctx {
             },
             "errors": self.errors,
             "last_error": self.last_error,
-        })
+        });
+        if let (Some(venues), Some(map)) = (venues, health.as_object_mut()) {
+            map.insert("venues".to_owned(), venues);
+        }
+        health
     }
 
     /// The worker cannot run its engine: say why in a heartbeat, then stop
@@ -319,7 +339,7 @@ where
     C: Clock + Send,
     S: EventSource,
 {
-    if !source.is_replay() {
+    if !source.has_market_data() {
         for kind in polybot_core::strategy::StrategyKind::ALL {
             if engine.is_enabled(kind) {
                 engine.set_degraded(kind, Some(NO_FEED.to_owned()));
@@ -347,7 +367,8 @@ where
                 if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                     break Err(e);
                 }
-                let health = ctx.health(&engine, phase, &description, finished, &recorder);
+                source.update_engine(&mut engine);
+                let health = ctx.health(&engine, phase, &description, finished, source.health(), &recorder);
                 if let Err(e) = ctx.beat(health).await {
                     break Err(e);
                 }
@@ -360,6 +381,7 @@ where
             next = source.next_event(), if !finished && recorder.pending() < BACKLOG_LIMIT => {
                 match next {
                     Ok(Some(event)) => {
+                        source.update_engine(&mut engine);
                         decisions.clear();
                         if let Err(e) = engine.on_event(&event, &mut decisions) {
                             ctx.note_error(format!("{description}: event at {}: {e}", event.ts.0));
@@ -379,7 +401,7 @@ where
                         if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                             break Err(e);
                         }
-                        let health = ctx.health(&engine, "replay_finished", &description, true, &recorder);
+                        let health = ctx.health(&engine, "replay_finished", &description, true, source.health(), &recorder);
                         if let Err(e) = ctx.beat(health).await {
                             break Err(e);
                         }
@@ -407,7 +429,15 @@ where
             FINAL_FLUSH.as_secs()
         )),
     }
-    let health = ctx.health(&engine, "stopped", &description, finished, &recorder);
+    source.update_engine(&mut engine);
+    let health = ctx.health(
+        &engine,
+        "stopped",
+        &description,
+        finished,
+        source.health(),
+        &recorder,
+    );
     match tokio::time::timeout(FINAL_HEARTBEAT, ctx.beat(health)).await {
         Ok(result) => result?,
         Err(_) => tracing::warn!(tenant = %ctx.tenant, "the final heartbeat timed out"),

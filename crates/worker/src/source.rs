@@ -5,7 +5,7 @@
 //! streamed line by line and paced by the events' timestamps or played as
 //! fast as possible, and [`TickSource`], the clock ticks a live engine needs
 //! between market events. The venues' live feeds (crate `polybot-venues`)
-//! plug in behind the same trait.
+//! plug in behind the same trait ([`crate::live::LiveSource`]).
 //!
 //! [`SystemClock`] is the engine's clock for live streams; a replay runs on
 //! the engine's `EventClock`, so that recorded time is the engine's time.
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use polybot_engine::{Clock, Event, EventKind, ReplayParser, Timestamp};
+use polybot_engine::{Clock, Engine, Event, EventKind, ReplayParser, Timestamp};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use tokio::time::Instant;
@@ -62,6 +62,21 @@ pub trait EventSource: Send {
 
     /// Whether time comes from the events (a recording) rather than the wall clock.
     fn is_replay(&self) -> bool;
+
+    /// Whether market data flows at all (clock ticks alone are not market data).
+    fn has_market_data(&self) -> bool {
+        true
+    }
+
+    /// Per-venue health for heartbeats (a live feed's venues); none for a recording.
+    fn health(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Tells the engine what the source knows about its strategies' data (a
+    /// rate-limited news API, a venue that is down). Called by the run loop
+    /// after each event and before each heartbeat; cheap when nothing changed.
+    fn update_engine<C: Clock>(&mut self, _engine: &mut Engine<C>) {}
 }
 
 /// How fast a recording is played.
@@ -251,6 +266,10 @@ impl EventSource for TickSource {
     }
 
     fn is_replay(&self) -> bool {
+        false
+    }
+
+    fn has_market_data(&self) -> bool {
         false
     }
 }

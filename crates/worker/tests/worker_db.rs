@@ -66,6 +66,7 @@ fn worker_config(tenant: TenantId, login: PgConnectOptions, pace: Pace) -> Worke
             pace,
             exit_at_end: true,
         }),
+        live: None,
         paper_balances: vec![(Venue::Polymarket, dec!(1000)), (Venue::Kalshi, dec!(1000))],
         flush_every: Duration::from_millis(250),
         flush_rows: 500,

@@ -27,6 +27,9 @@ use uuid::Uuid;
 
 use self::plan::{Action, Backoff, Desired};
 
+/// How often the leader prunes old heartbeats and idempotency records.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
 /// The advisory-lock key of reconciler leadership.
 pub const LEADER_KEY: i64 = 0x706f_6c79_626f_7401;
 
@@ -141,7 +144,18 @@ impl Reconciler {
                 }
             };
             tracing::info!("this control plane is the reconciler leader");
+            let mut next_prune = tokio::time::Instant::now();
             loop {
+                if tokio::time::Instant::now() >= next_prune {
+                    match self.prune().await {
+                        Ok((0, 0)) => {}
+                        Ok((heartbeats, idempotency_keys)) => {
+                            tracing::info!(heartbeats, idempotency_keys, "pruned old rows");
+                        }
+                        Err(err) => tracing::warn!(error = %err, "pruning old rows failed"),
+                    }
+                    next_prune += PRUNE_EVERY;
+                }
                 if !lock.still_held().await {
                     tracing::warn!("lost the reconciler lock; standing by");
                     break;
@@ -255,6 +269,25 @@ impl Reconciler {
                 },
             )
             .collect())
+    }
+
+    /// Deletes heartbeats older than a day (each tenant keeps its newest) and
+    /// idempotency records older than a day, in bounded batches. Returns
+    /// (heartbeats, idempotency records) deleted.
+    pub async fn prune(&self) -> Result<(u64, u64), DbError> {
+        let mut op = self.db.operator().await?;
+        let (heartbeats, keys): (i64, i64) = sqlx::query_as(
+            "SELECT heartbeats, idempotency_keys FROM \
+             polybot.prune_history(interval '1 day', interval '1 day', 50000)",
+        )
+        .fetch_one(&mut *op)
+        .await
+        .map_err(q("pruning old rows"))?;
+        op.commit().await?;
+        Ok((
+            u64::try_from(heartbeats).unwrap_or(0),
+            u64::try_from(keys).unwrap_or(0),
+        ))
     }
 
     /// One full pass.

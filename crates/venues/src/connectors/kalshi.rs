@@ -229,6 +229,17 @@ impl Kalshi {
     }
 
     /// The order book of `ticker`, as YES and NO books with derived asks.
+    /// `GET /markets/{ticker}`: one market by its ticker.
+    pub async fn market(&self, ticker: &str) -> Result<KalshiMarket, VenueError> {
+        #[derive(Deserialize)]
+        struct OneMarketWire {
+            market: MarketWire,
+        }
+        let req = Request::get(format!("/markets/{ticker}")).limit(&self.read, 1);
+        let wire: OneMarketWire = self.http.json(&req).await?;
+        Ok(KalshiMarket::from(wire.market))
+    }
+
     pub async fn orderbook(&self, ticker: &str) -> Result<BinaryBook, VenueError> {
         let req = Request::get(format!("/markets/{ticker}/orderbook")).limit(&self.read, 1);
         let wire: OrderbookWire = self.http.json(&req).await?;

@@ -146,3 +146,28 @@ async fn malformed_json_is_a_decode_error_with_a_body_excerpt() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn one_market_is_read_by_its_ticker() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/trade-api/v2/markets/KXFED-26JUN-T4.25"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string(
+            r#"{"market":{"ticker":"KXFED-26JUN-T4.25","event_ticker":"KXFED-26JUN","title":"Fed rate above 4.25%?","status":"active","yes_bid_dollars":"0.1200","close_time":"2026-06-17T18:00:00Z","rules_primary":"If the upper bound of the federal funds target range is above 4.25%"}}"#,
+        ))
+        .mount(&server)
+        .await;
+    let (opts, _) = options();
+    let kalshi = Kalshi::with_options(&endpoints(&server), &opts).unwrap_or_else(|e| panic!("{e}"));
+    let market = kalshi
+        .market("KXFED-26JUN-T4.25")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(market.ticker, "KXFED-26JUN-T4.25");
+    assert_eq!(market.event_ticker, "KXFED-26JUN");
+    assert_eq!(market.yes_bid, Some(dec!(0.12)));
+    assert_eq!(
+        market.close_time.map(|t| t.timestamp()),
+        Some(1_781_719_200)
+    );
+}
