@@ -360,6 +360,23 @@ pub mod decimal {
     }
 }
 
+/// Tests: `section` serialized has exactly the fields `fields` lists (in any
+/// order: serde_json's `preserve_order` may be on in the workspace).
+#[cfg(test)]
+pub(crate) fn assert_fields_match<T: Serialize>(section: &T, fields: &[&str]) {
+    let value = serde_json::to_value(section).expect("a section serializes");
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .expect("a section serializes to an object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    let mut fields = fields.to_vec();
+    fields.sort_unstable();
+    assert_eq!(keys, fields);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

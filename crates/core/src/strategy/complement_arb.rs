@@ -101,19 +101,10 @@ mod tests {
 
     #[test]
     fn the_field_list_matches_the_struct() {
-        let value = serde_json::to_value(ComplementArbConfig::default()).unwrap();
-        let mut keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        // Key order depends on serde_json's `preserve_order`, which other
-        // crates in the workspace may turn on.
-        keys.sort_unstable();
-        let mut fields = ComplementArbConfig::FIELDS.to_vec();
-        fields.sort_unstable();
-        assert_eq!(keys, fields);
+        crate::validation::assert_fields_match(
+            &ComplementArbConfig::default(),
+            ComplementArbConfig::FIELDS,
+        );
     }
 
     #[test]

@@ -173,36 +173,15 @@ mod tests {
 
     #[test]
     fn the_field_lists_match_the_structs() {
-        let value = serde_json::to_value(CrossVenueArbConfig::default()).unwrap();
-        let mut keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        // Key order depends on serde_json's `preserve_order`, which other
-        // crates in the workspace may turn on.
-        keys.sort_unstable();
-        let mut fields = CrossVenueArbConfig::FIELDS.to_vec();
-        fields.sort_unstable();
-        assert_eq!(keys, fields);
+        crate::validation::assert_fields_match(
+            &CrossVenueArbConfig::default(),
+            CrossVenueArbConfig::FIELDS,
+        );
         let pair = CuratedPair {
             note: Some(String::new()),
             ..CuratedPair::default()
         };
-        let value = serde_json::to_value(pair).unwrap();
-        let mut keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        // Key order depends on serde_json's `preserve_order`, which other
-        // crates in the workspace may turn on.
-        keys.sort_unstable();
-        let mut fields = CuratedPair::FIELDS.to_vec();
-        fields.sort_unstable();
-        assert_eq!(keys, fields);
+        crate::validation::assert_fields_match(&pair, CuratedPair::FIELDS);
     }
 
     #[test]

@@ -207,36 +207,12 @@ mod tests {
             newsapi_query: Some("bitcoin".into()),
             ..NewsArbConfig::default()
         };
-        let value = serde_json::to_value(full).unwrap();
-        let mut keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        // Key order depends on serde_json's `preserve_order`, which other
-        // crates in the workspace may turn on.
-        keys.sort_unstable();
-        let mut fields = NewsArbConfig::FIELDS.to_vec();
-        fields.sort_unstable();
-        assert_eq!(keys, fields);
+        crate::validation::assert_fields_match(&full, NewsArbConfig::FIELDS);
         let rule = NewsRule {
             max_size: Some(Decimal::ONE),
             ..NewsRule::default()
         };
-        let value = serde_json::to_value(rule).unwrap();
-        let mut keys: Vec<&str> = value
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        // Key order depends on serde_json's `preserve_order`, which other
-        // crates in the workspace may turn on.
-        keys.sort_unstable();
-        let mut fields = NewsRule::FIELDS.to_vec();
-        fields.sort_unstable();
-        assert_eq!(keys, fields);
+        crate::validation::assert_fields_match(&rule, NewsRule::FIELDS);
     }
 
     #[test]
