@@ -155,6 +155,55 @@ fn redact_url(url: &str) -> String {
     }
 }
 
+/// Whether `url` names a host outside loopback, private, link-local and
+/// other non-public ranges (by IP literal or a local-only name). Names are
+/// not resolved here: DNS that points a public name inside is not caught.
+fn is_public_url(url: &str) -> bool {
+    use std::net::IpAddr;
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => is_public_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_public_ip(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            !(name == "localhost"
+                || name.ends_with(".localhost")
+                || name.ends_with(".local")
+                || name.ends_with(".internal")
+                || !name.contains('.'))
+        }
+        None => false,
+    }
+}
+
+fn is_public_ip(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        std::net::IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| !is_public_ip(std::net::IpAddr::V4(v4))))
+        }
+    }
+}
+
 fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON ({e})")))?;
@@ -365,6 +414,24 @@ pub async fn put_tenant_channels(
 ) -> ApiResult<Json<ChannelsView>> {
     let tenant = visible(&caller, id)?;
     let channels = parse_channels(&body)?;
+    if matches!(caller, Caller::Tenant(_)) {
+        // A tenant must not point the control plane at the platform's own
+        // network (metadata service, database, other services).
+        let errors: Vec<FieldError> = channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.kind == "webhook" && !is_public_url(&c.target))
+            .map(|(i, _)| {
+                FieldError::new(
+                    format!("channels[{i}].url"),
+                    "must be a public address: a tenant's webhook cannot target loopback, private or link-local hosts",
+                )
+            })
+            .collect();
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+    }
     let mut tx = state.db.tenant(tenant).await?;
     tenant_exists(&mut tx).await?;
     sqlx::query("DELETE FROM alert_channels WHERE tenant_id = $1")
@@ -1171,4 +1238,32 @@ pub async fn firing(
     .fetch_all(&mut **tx)
     .await
     .map_err(q("reading firing alerts"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public_url;
+
+    #[test]
+    fn webhooks_into_the_platforms_own_network_are_not_public() {
+        for url in [
+            "http://127.0.0.1/hook",
+            "http://localhost:8080/",
+            "http://169.254.169.254/latest/meta-data/",
+            "http://10.0.0.5/",
+            "http://192.168.1.1/",
+            "http://172.16.0.1/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://metadata.google.internal/",
+            "http://db/",
+            "http://100.64.0.1/",
+        ] {
+            assert!(!is_public_url(url), "{url}");
+        }
+        for url in ["https://hooks.example.com/polybot", "https://8.8.8.8/x"] {
+            assert!(is_public_url(url), "{url}");
+        }
+    }
 }

@@ -221,6 +221,31 @@ async fn channels_are_validated_and_their_secrets_are_write_only(
         )
         .await;
     assert_eq!(reply.status, StatusCode::OK);
+    // A tenant cannot aim the control plane at the platform's own network.
+    let reply = h
+        .call(
+            Method::PUT,
+            &format!("/tenants/{beta}/alert-channels"),
+            Some(&token),
+            Some(json!({"channels": [
+                {"kind": "webhook", "url": "https://hooks.example.com/polybot", "secret": HOOK_SECRET},
+                {"kind": "webhook", "url": "http://169.254.169.254/latest/meta-data/", "secret": HOOK_SECRET},
+            ]})),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    let fields: Vec<&str> = reply.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["channels[1].url"]);
     let reply = h
         .call(Method::GET, "/alert-channels", Some(&token), None)
         .await;
