@@ -313,6 +313,15 @@ async fn every_active_tenant_has_exactly_one_worker_through_pause_crash_and_twin
         "interleaved epochs: {epochs:?}"
     );
     assert!(epochs.last().unwrap() > &1);
+    // The managed worker the twin displaced was recorded as fenced, not as a crash.
+    let fenced: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tenant_runtime_events WHERE tenant_id = $1::uuid AND kind = 'fenced'",
+    )
+    .bind(&tenants[2])
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(fenced >= 1, "no fenced event for the displaced worker");
 
     tokio::task::spawn_blocking(move || {
         eventually(

@@ -819,7 +819,7 @@ impl Evaluator {
                     AND x.executed_at >= date_trunc('day', now(), 'UTC')), \
                 c.risk->>'max_daily_loss', \
                 (SELECT e.detail FROM tenant_runtime_events e WHERE e.tenant_id = t.id \
-                    AND e.kind IN ('crashed', 'exited') AND e.detail ~ $1 \
+                    AND (e.kind = 'fenced' OR (e.kind IN ('crashed', 'exited') AND e.detail ~ $1)) \
                     AND e.at > now() - make_interval(secs => $2) ORDER BY e.at DESC LIMIT 1) \
              FROM tenants t \
              LEFT JOIN tenant_configs c ON c.tenant_id = t.id \

@@ -550,7 +550,7 @@ const FIGURES_SELECT: &str = "SELECT t.id, t.name, t.state, r.desired, r.actual,
         (SELECT coalesce(sum(x.realized_pnl), 0) FROM trades x WHERE x.tenant_id = t.id) AS pnl_total, \
         (SELECT coalesce(sum(x.realized_pnl), 0) FROM trades x WHERE x.tenant_id = t.id \
             AND x.executed_at >= date_trunc('day', now(), 'UTC')) AS pnl_today, \
-        (SELECT count(*) FROM tenant_runtime_events e WHERE e.tenant_id = t.id AND e.kind IN ('crashed', 'error')) AS errors, \
+        (SELECT count(*) FROM tenant_runtime_events e WHERE e.tenant_id = t.id AND e.kind IN ('crashed', 'fenced', 'error')) AS errors, \
         (SELECT sum(a.up_ms)::float8 / nullif(sum(a.desired_ms), 0) FROM worker_availability a \
             WHERE a.tenant_id = t.id AND a.minute >= now() - interval '1 hour') AS availability_1h, \
         (SELECT sum(a.up_ms)::float8 / nullif(sum(a.desired_ms), 0) FROM worker_availability a \

@@ -27,6 +27,9 @@ use uuid::Uuid;
 
 use self::plan::{Action, Backoff, Desired};
 
+/// The exit code of a worker fenced off by a newer one (`polybot_worker::EXIT_FENCED`).
+const EXIT_FENCED: i32 = 3;
+
 /// How often the leader prunes old heartbeats and idempotency records.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
@@ -384,6 +387,7 @@ impl Reconciler {
                 ..
             } => Outcome::Exited {
                 instance_id,
+                fenced: exit.code == Some(EXIT_FENCED),
                 reason: exit.reason,
                 crashed,
                 restarts,
@@ -482,6 +486,7 @@ impl Reconciler {
                     instance_id,
                     reason,
                     crashed,
+                    fenced,
                     restarts: r,
                     backoff_until: b,
                 } => {
@@ -491,10 +496,12 @@ impl Reconciler {
                     if *crashed {
                         last_error = Some(format!("worker {instance_id} crashed: {reason}"));
                     }
-                    events.push((
-                        if *crashed { "crashed" } else { "exited" },
-                        format!("worker {instance_id}: {reason}"),
-                    ));
+                    let kind = match (fenced, crashed) {
+                        (true, _) => "fenced",
+                        (false, true) => "crashed",
+                        (false, false) => "exited",
+                    };
+                    events.push((kind, format!("worker {instance_id}: {reason}")));
                 }
                 Outcome::Failed(message) => {
                     last_error = Some(format!("{} launcher: {message}", self.launcher.kind()));
@@ -594,6 +601,8 @@ enum Outcome {
         instance_id: String,
         reason: String,
         crashed: bool,
+        /// It exited because a newer worker took its lease.
+        fenced: bool,
         restarts: u32,
         backoff_until: Option<DateTime<Utc>>,
     },
