@@ -667,6 +667,7 @@ impl LiveSource {
                 client,
                 assets.clone(),
                 plan.spot_every,
+                settings.clone(),
             ));
         }
         if plan.needs_news() {
@@ -1169,33 +1170,142 @@ impl SpotClient {
     }
 }
 
-async fn spot_feed(ctx: Ctx, client: SpotClient, assets: Vec<String>, every: Duration) {
+/// The venue's stream symbol for `asset` against USD.
+fn spot_stream_symbol(venue: CoreVenue, asset: &str) -> String {
+    let asset = asset.to_ascii_uppercase();
+    match venue {
+        CoreVenue::Coinbase => format!("{asset}-USD"),
+        CoreVenue::Kraken => format!("{asset}/USD"),
+        _ => format!("{asset}USD").to_ascii_lowercase(),
+    }
+}
+
+/// A symbol reduced to letters and digits, upper case: `btcusd`, `BTC-USD`
+/// and `BTC/USD` all read `BTCUSD`.
+fn symbol_key(symbol: &str) -> String {
+    symbol
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
+
+/// Spot prices: the venue's trade stream when `stream` is on, and REST
+/// polling for any asset the stream has not priced within `every` (the
+/// stream is down, reconnecting, or quiet).
+async fn spot_feed(
+    ctx: Ctx,
+    client: SpotClient,
+    assets: Vec<String>,
+    every: Duration,
+    settings: LiveSettings,
+) {
     let venue = client.venue();
     let key = spot_key(venue);
+    let mut fresh: HashMap<String, Instant> = HashMap::new();
+    let by_symbol: HashMap<String, String> = assets
+        .iter()
+        .map(|a| (symbol_key(&format!("{a}USD")), a.clone()))
+        .collect();
+    let stream_cancel = ctx.cancel.child_token();
+    let mut stream = settings.stream.then(|| {
+        let symbols: Vec<String> = assets
+            .iter()
+            .map(|a| spot_stream_symbol(venue, a))
+            .collect();
+        let options = polybot_venues::stream::StreamOptions::default();
+        let e = &settings.endpoints;
+        let (handle, rx) = match venue {
+            CoreVenue::Coinbase => polybot_venues::stream::spawn_coinbase_stream(
+                e,
+                symbols,
+                Default::default(),
+                options,
+                stream_cancel.clone(),
+            ),
+            CoreVenue::Kraken => polybot_venues::stream::spawn_kraken_stream(
+                e,
+                symbols,
+                Default::default(),
+                options,
+                stream_cancel.clone(),
+            ),
+            _ => polybot_venues::stream::spawn_binance_us_stream(
+                e,
+                symbols,
+                Default::default(),
+                options,
+                stream_cancel.clone(),
+            ),
+        };
+        (handle, rx)
+    });
+    let mut next_poll = Instant::now();
     loop {
-        for asset in &assets {
-            match client.price(asset).await {
-                Ok(price) => {
+        let wait = next_poll.saturating_duration_since(Instant::now());
+        let message = async {
+            match stream.as_mut() {
+                Some((_, rx)) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            message = message => match message {
+                Some(MarketEvent::Trade(trade)) => {
+                    let Some(asset) = by_symbol.get(&symbol_key(&trade.symbol)) else {
+                        continue;
+                    };
                     ctx.shared.ok(key);
+                    fresh.insert(asset.clone(), Instant::now());
                     let event = Event::new(
                         SystemClock.now(),
                         EventKind::Spot(SpotPrice {
                             venue,
                             asset: polybot_engine::Asset::new(asset),
-                            price,
+                            price: trade.price,
                         }),
                     );
                     if !ctx.emit(event).await {
-                        return;
+                        break;
                     }
                 }
-                Err(e) => ctx.shared.venue_error(key, &e),
+                Some(MarketEvent::Error(err)) => {
+                    tracing::debug!(error = %err, "spot stream");
+                }
+                Some(_) => {}
+                // The stream ended: polling carries on alone.
+                None => stream = None,
+            },
+            _ = tokio::time::sleep(wait) => {
+                for asset in &assets {
+                    if fresh.get(asset).is_some_and(|at| at.elapsed() < every) {
+                        continue;
+                    }
+                    match client.price(asset).await {
+                        Ok(price) => {
+                            ctx.shared.ok(key);
+                            let event = Event::new(
+                                SystemClock.now(),
+                                EventKind::Spot(SpotPrice {
+                                    venue,
+                                    asset: polybot_engine::Asset::new(asset),
+                                    price,
+                                }),
+                            );
+                            if !ctx.emit(event).await {
+                                stream_cancel.cancel();
+                                return;
+                            }
+                        }
+                        Err(e) => ctx.shared.venue_error(key, &e),
+                    }
+                }
+                next_poll = Instant::now() + every;
             }
         }
-        if !ctx.pause(every).await {
-            return;
-        }
     }
+    stream_cancel.cancel();
 }
 
 // ---------------------------------------------------------------------------
