@@ -28,7 +28,12 @@ async fn pruning_keeps_each_tenants_newest_heartbeat_and_recent_records(
            ('{b}', 1, now() - interval '25 hours');
          INSERT INTO idempotency_keys (scope, key, request_hash, created_at) VALUES
            ('operator', 'old', '\\x00', now() - interval '2 days'),
-           ('operator', 'new', '\\x00', now());"
+           ('operator', 'new', '\\x00', now());
+         INSERT INTO worker_availability (tenant_id, minute, desired_ms, up_ms) VALUES
+           ('{a}', date_trunc('minute', now() - interval '40 days'), 60000, 60000),
+           ('{a}', date_trunc('minute', now() - interval '29 days'), 60000, 60000);
+         INSERT INTO tenant_runtime_events (tenant_id, at, kind, detail) VALUES
+           ('{b}', now() - interval '100 days', 'started', 'long ago');"
     ))
     .execute(&h.pool)
     .await
@@ -43,7 +48,16 @@ async fn pruning_keeps_each_tenants_newest_heartbeat_and_recent_records(
         h.state.secrets.clone(),
         h.state.reconcile.clone(),
     );
-    assert_eq!(reconciler.prune().await.unwrap(), (5, 1));
+    let pruned = reconciler.prune().await.unwrap();
+    assert_eq!(
+        (
+            pruned.heartbeats,
+            pruned.idempotency_keys,
+            pruned.availability_minutes,
+            pruned.timeline_events
+        ),
+        (5, 1, 1, 1)
+    );
 
     let left: Vec<(String, i64)> = sqlx::query_as(
         "SELECT tenant_id::text, epoch FROM worker_heartbeats ORDER BY tenant_id = $1::uuid DESC",
@@ -58,6 +72,11 @@ async fn pruning_keeps_each_tenants_newest_heartbeat_and_recent_records(
         .await
         .unwrap();
     assert_eq!(keys, vec!["new".to_owned()]);
+    let minutes: i64 = sqlx::query_scalar("SELECT count(*) FROM worker_availability")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(minutes, 1, "the minute inside the SLO window stays");
     // Nothing more to do the second time.
-    assert_eq!(reconciler.prune().await.unwrap(), (0, 0));
+    assert_eq!(reconciler.prune().await.unwrap(), Default::default());
 }

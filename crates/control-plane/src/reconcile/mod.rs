@@ -81,6 +81,15 @@ struct Row {
     last_heartbeat: Option<DateTime<Utc>>,
 }
 
+/// What one round of housekeeping deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub heartbeats: u64,
+    pub idempotency_keys: u64,
+    pub availability_minutes: u64,
+    pub timeline_events: u64,
+}
+
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassReport {
@@ -151,10 +160,8 @@ impl Reconciler {
             loop {
                 if tokio::time::Instant::now() >= next_prune {
                     match self.prune().await {
-                        Ok((0, 0)) => {}
-                        Ok((heartbeats, idempotency_keys)) => {
-                            tracing::info!(heartbeats, idempotency_keys, "pruned old rows");
-                        }
+                        Ok(pruned) if pruned == Pruned::default() => {}
+                        Ok(pruned) => tracing::info!(?pruned, "pruned old rows"),
                         Err(err) => tracing::warn!(error = %err, "pruning old rows failed"),
                     }
                     next_prune += PRUNE_EVERY;
@@ -274,23 +281,34 @@ impl Reconciler {
             .collect())
     }
 
-    /// Deletes heartbeats older than a day (each tenant keeps its newest) and
-    /// idempotency records older than a day, in bounded batches. Returns
-    /// (heartbeats, idempotency records) deleted.
-    pub async fn prune(&self) -> Result<(u64, u64), DbError> {
+    /// Housekeeping, in bounded batches: heartbeats older than a day (each
+    /// tenant keeps its newest), idempotency records older than a day,
+    /// availability minutes older than 35 days (the SLO looks back 30) and
+    /// timeline events older than 90 days.
+    pub async fn prune(&self) -> Result<Pruned, DbError> {
         let mut op = self.db.operator().await?;
-        let (heartbeats, keys): (i64, i64) = sqlx::query_as(
+        let (heartbeats, idempotency_keys): (i64, i64) = sqlx::query_as(
             "SELECT heartbeats, idempotency_keys FROM \
              polybot.prune_history(interval '1 day', interval '1 day', 50000)",
         )
         .fetch_one(&mut *op)
         .await
-        .map_err(q("pruning old rows"))?;
+        .map_err(q("pruning old heartbeats"))?;
+        let (availability, events): (i64, i64) = sqlx::query_as(
+            "SELECT availability, events FROM \
+             polybot.prune_timeline(interval '35 days', interval '90 days', 50000)",
+        )
+        .fetch_one(&mut *op)
+        .await
+        .map_err(q("pruning old availability and timeline rows"))?;
         op.commit().await?;
-        Ok((
-            u64::try_from(heartbeats).unwrap_or(0),
-            u64::try_from(keys).unwrap_or(0),
-        ))
+        let n = |x: i64| u64::try_from(x).unwrap_or(0);
+        Ok(Pruned {
+            heartbeats: n(heartbeats),
+            idempotency_keys: n(idempotency_keys),
+            availability_minutes: n(availability),
+            timeline_events: n(events),
+        })
     }
 
     /// One full pass.
