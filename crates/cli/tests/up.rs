@@ -18,8 +18,51 @@ fn running_postmaster(data_dir: &Path) -> Option<Pid> {
     signal::kill(pid, None).ok().map(|_| pid)
 }
 
+/// A started `polybot`, interrupted and reaped when dropped: a failing
+/// assertion must not leave it (and its PostgreSQL) running.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        if let Err(err) = signal::kill(Pid::from_raw(self.0.id() as i32), Signal::SIGINT) {
+            eprintln!("could not interrupt polybot: {err}");
+        }
+        for _ in 0..600 {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Err(err) = self.0.kill() {
+            eprintln!("could not kill polybot: {err}");
+        }
+        if let Err(err) = self.0.wait() {
+            eprintln!("could not reap polybot: {err}");
+        }
+    }
+}
+
 /// Starts `command`, returns it once its output shows `ready`, with all output so far.
-fn start_until(mut command: Command, ready: &str) -> (Child, Vec<String>, mpsc::Receiver<String>) {
+fn start_until(
+    mut command: Command,
+    ready: &str,
+) -> (Running, Vec<String>, mpsc::Receiver<String>) {
     let mut child = command
         .env_remove("DATABASE_URL")
         .env("POLYBOT_LOG", "info")
@@ -43,7 +86,7 @@ fn start_until(mut command: Command, ready: &str) -> (Child, Vec<String>, mpsc::
                 let done = line.contains(ready);
                 seen.push(line);
                 if done {
-                    return (child, seen, rx);
+                    return (Running(child), seen, rx);
                 }
             }
             Err(_) => {
