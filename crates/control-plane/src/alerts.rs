@@ -65,10 +65,6 @@ const EXIT_FENCED: i32 = 3;
 /// The header carrying a webhook body's signature.
 pub const SIGNATURE_HEADER: &str = "x-polybot-signature";
 
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
-
 // ---------------------------------------------------------------------------
 // Channels: API
 // ---------------------------------------------------------------------------
@@ -349,7 +345,7 @@ pub async fn tenant_channels(tx: &mut TenantTx) -> Result<Vec<Channel>, DbError>
     .bind(tx.tenant().as_uuid())
     .fetch_all(&mut **tx)
     .await
-    .map_err(q("reading alert channels"))?;
+    .map_err(DbError::query("reading alert channels"))?;
     Ok(rows.into_iter().map(channel_from).collect())
 }
 
@@ -360,7 +356,7 @@ async fn operator_channels(state: &AppState) -> Result<Vec<Channel>, DbError> {
     )
     .fetch_all(&mut *op)
     .await
-    .map_err(q("reading operator alert channels"))?;
+    .map_err(DbError::query("reading operator alert channels"))?;
     op.commit().await?;
     Ok(rows.into_iter().map(channel_from).collect())
 }
@@ -385,7 +381,7 @@ async fn tenant_exists(tx: &mut TenantTx) -> ApiResult<()> {
         .bind(tx.tenant().as_uuid())
         .fetch_optional(&mut **tx)
         .await
-        .map_err(q("reading a tenant"))?;
+        .map_err(DbError::query("reading a tenant"))?;
     found.map(|_| ()).ok_or(ApiError::NotFound("tenant"))
 }
 
@@ -438,7 +434,7 @@ pub async fn put_tenant_channels(
         .bind(tenant.as_uuid())
         .execute(&mut *tx)
         .await
-        .map_err(q("replacing alert channels"))?;
+        .map_err(DbError::query("replacing alert channels"))?;
     for (i, c) in channels.iter().enumerate() {
         sqlx::query(
             "INSERT INTO alert_channels (id, tenant_id, kind, target, secret, created_at) \
@@ -452,7 +448,7 @@ pub async fn put_tenant_channels(
         .bind(i32::try_from(i).unwrap_or(0))
         .execute(&mut *tx)
         .await
-        .map_err(q("storing an alert channel"))?;
+        .map_err(DbError::query("storing an alert channel"))?;
     }
     let view = views(&channels);
     audit(
@@ -497,7 +493,7 @@ pub async fn put_operator_channels(
     sqlx::query("DELETE FROM operator_alert_channels")
         .execute(&mut *op)
         .await
-        .map_err(q("replacing operator alert channels"))?;
+        .map_err(DbError::query("replacing operator alert channels"))?;
     for (i, c) in channels.iter().enumerate() {
         sqlx::query(
             "INSERT INTO operator_alert_channels (id, kind, target, secret, created_at) \
@@ -510,7 +506,7 @@ pub async fn put_operator_channels(
         .bind(i32::try_from(i).unwrap_or(0))
         .execute(&mut *op)
         .await
-        .map_err(q("storing an operator alert channel"))?;
+        .map_err(DbError::query("storing an operator alert channel"))?;
     }
     op.commit().await?;
     tracing::info!(
@@ -832,7 +828,7 @@ impl Evaluator {
         .bind(self.state.settings.alerts.fenced_window.as_secs_f64())
         .fetch_all(&mut *op)
         .await
-        .map_err(q("reading what alerts watch"))?;
+        .map_err(DbError::query("reading what alerts watch"))?;
         op.commit().await?;
         Ok(rows
             .into_iter()
@@ -964,7 +960,7 @@ impl Evaluator {
         )
         .fetch_all(&mut *op)
         .await
-        .map_err(q("reading alert states"))?;
+        .map_err(DbError::query("reading alert states"))?;
         op.commit().await?;
         Ok(rows
             .into_iter()
@@ -1038,7 +1034,7 @@ impl Evaluator {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(q("raising an alert"))?;
+                .map_err(DbError::query("raising an alert"))?;
                 outbox.push((
                     o.tenant,
                     Notification {
@@ -1062,7 +1058,7 @@ impl Evaluator {
                 .bind(&r.subject)
                 .execute(&mut *tx)
                 .await
-                .map_err(q("keeping an alert"))?;
+                .map_err(DbError::query("keeping an alert"))?;
             }
             for r in &clearing {
                 sqlx::query(
@@ -1074,7 +1070,7 @@ impl Evaluator {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err(q("clearing an alert"))?;
+                .map_err(DbError::query("clearing an alert"))?;
             }
             for r in &resolve {
                 let summary: String = sqlx::query_scalar(
@@ -1088,7 +1084,7 @@ impl Evaluator {
                 .bind(now)
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(q("resolving an alert"))?;
+                .map_err(DbError::query("resolving an alert"))?;
                 outbox.push((
                     o.tenant,
                     Notification {
@@ -1218,7 +1214,7 @@ impl Evaluator {
                 .bind(up.min(desired))
                 .execute(&mut *tx)
                 .await;
-                written.map_err(q("recording worker availability"))?;
+                written.map_err(DbError::query("recording worker availability"))?;
             }
             tx.commit().await?;
         }
@@ -1237,7 +1233,7 @@ pub async fn firing(
     .bind(tx.tenant().as_uuid())
     .fetch_all(&mut **tx)
     .await
-    .map_err(q("reading firing alerts"))
+    .map_err(DbError::query("reading firing alerts"))
 }
 
 #[cfg(test)]

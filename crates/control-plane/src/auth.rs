@@ -122,7 +122,7 @@ pub async fn authenticate(db: &Db, cache: &TokenCache, token: &str) -> Result<Ca
         .bind(&hash)
         .fetch_optional(&mut *tx)
         .await
-        .map_err(db_err("looking up an operator token"))?;
+        .map_err(DbError::query("looking up an operator token"))?;
         tx.commit().await?;
         found.map(|_| Caller::Operator)
     } else if token.starts_with(TENANT_PREFIX) {
@@ -131,7 +131,7 @@ pub async fn authenticate(db: &Db, cache: &TokenCache, token: &str) -> Result<Ca
             .bind(&hash)
             .fetch_one(&mut *tx)
             .await
-            .map_err(db_err("looking up a tenant token"))?;
+            .map_err(DbError::query("looking up a tenant token"))?;
         tx.commit().await?;
         found.map(|id| Caller::Tenant(TenantId::from_uuid(id)))
     } else {
@@ -140,10 +140,6 @@ pub async fn authenticate(db: &Db, cache: &TokenCache, token: &str) -> Result<Ca
     let caller = caller.ok_or(ApiError::Unauthorized)?;
     cache.put(hash, caller);
     Ok(caller)
-}
-
-fn db_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -201,7 +197,7 @@ pub async fn ensure_operator_token(
     .bind(hash_token(token.expose_secret()))
     .execute(&mut *tx)
     .await
-    .map_err(db_err("registering the operator token"))?;
+    .map_err(DbError::query("registering the operator token"))?;
     tx.commit().await?;
     Ok(Some(token))
 }
@@ -234,6 +230,6 @@ pub async fn create_tenant_token(
     .bind(label)
     .execute(&mut **tx)
     .await
-    .map_err(db_err("creating a tenant token"))?;
+    .map_err(DbError::query("creating a tenant token"))?;
     Ok((id, token))
 }

@@ -23,10 +23,7 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
-
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
+use crate::paging::{decode_cursor, encode_cursor};
 
 fn money(d: Decimal) -> String {
     d.normalize().to_string()
@@ -52,23 +49,6 @@ pub struct PageQuery {
     cursor: Option<String>,
     /// Only this strategy's rows (complement_arb, cross_venue_arb, crypto_15m, news_arb).
     strategy: Option<String>,
-}
-
-/// A keyset position: a timestamp and a row id (newest first).
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
-}
-
-fn decode_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let (at, id) = raw.split_once('|')?;
-    Some((
-        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-        id.parse().ok()?,
-    ))
 }
 
 struct Page {
@@ -143,7 +123,7 @@ async fn open(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<TenantTx
         .bind(id)
         .fetch_one(&mut *tx)
         .await
-        .map_err(q("checking the tenant exists"))?;
+        .map_err(DbError::query("checking the tenant exists"))?;
     if !exists {
         tx.rollback().await?;
         return Err(ApiError::NotFound("tenant"));
@@ -229,7 +209,7 @@ pub async fn opportunities(
     .bind(page.limit + 1)
     .fetch_all(&mut *tx)
     .await
-    .map_err(q("listing opportunities"))?;
+    .map_err(DbError::query("listing opportunities"))?;
     tx.commit().await?;
     let items = rows
         .into_iter()
@@ -353,7 +333,7 @@ pub async fn trades(
     .bind(page.limit + 1)
     .fetch_all(&mut *tx)
     .await
-    .map_err(q("listing trades"))?;
+    .map_err(DbError::query("listing trades"))?;
     tx.commit().await?;
     let items = rows
         .into_iter()
@@ -491,7 +471,7 @@ pub async fn balances(
     .bind(limit + 1)
     .fetch_all(&mut *tx)
     .await
-    .map_err(q("listing balances"))?;
+    .map_err(DbError::query("listing balances"))?;
     tx.commit().await?;
     let items = rows
         .into_iter()
@@ -567,7 +547,7 @@ pub async fn pnl(
     .bind(id)
     .fetch_all(&mut *tx)
     .await
-    .map_err(q("summing trades"))?;
+    .map_err(DbError::query("summing trades"))?;
     let heartbeat: Option<(DateTime<Utc>, Option<Value>)> = sqlx::query_as(
         "SELECT at, health->'pnl' FROM worker_heartbeats WHERE tenant_id = $1 \
          AND health ? 'pnl' ORDER BY at DESC, id DESC LIMIT 1",
@@ -575,7 +555,7 @@ pub async fn pnl(
     .bind(id)
     .fetch_optional(&mut *tx)
     .await
-    .map_err(q("reading the newest heartbeat's PnL"))?;
+    .map_err(DbError::query("reading the newest heartbeat's PnL"))?;
     tx.commit().await?;
     let trades: i64 = by_strategy.iter().map(|r| r.1).sum();
     let trades_realized: Decimal = by_strategy.iter().map(|r| r.2).sum();

@@ -31,6 +31,7 @@ pub mod dashboard;
 pub mod data;
 pub mod error;
 pub mod metrics;
+pub mod paging;
 pub mod provision;
 pub mod reconcile;
 pub mod settings;

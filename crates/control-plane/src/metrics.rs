@@ -614,10 +614,6 @@ fn figures_from(row: FiguresRow) -> TenantFigures {
     }
 }
 
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
-
 /// Every tenant's figures (operator scope), or only `only`'s (its own scope).
 pub async fn load_figures(
     state: &AppState,
@@ -630,7 +626,7 @@ pub async fn load_figures(
                 .bind(tenant.as_uuid())
                 .fetch_all(&mut *tx)
                 .await
-                .map_err(q("reading a tenant's figures"))?;
+                .map_err(DbError::query("reading a tenant's figures"))?;
             tx.commit().await?;
             rows
         }
@@ -641,7 +637,7 @@ pub async fn load_figures(
             ))
             .fetch_all(&mut *op)
             .await
-            .map_err(q("reading the fleet's figures"))?;
+            .map_err(DbError::query("reading the fleet's figures"))?;
             op.commit().await?;
             rows
         }
@@ -654,7 +650,7 @@ async fn tenants_by_state(state: &AppState) -> Result<Vec<(String, i64)>, DbErro
     let rows = sqlx::query_as("SELECT state, count(*) FROM tenants GROUP BY state")
         .fetch_all(&mut *op)
         .await
-        .map_err(q("counting tenants by state"))?;
+        .map_err(DbError::query("counting tenants by state"))?;
     op.commit().await?;
     Ok(rows)
 }

@@ -144,10 +144,6 @@ fn random_password() -> String {
     hex::encode(bytes)
 }
 
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
-
 impl Provisioner {
     pub fn new(
         db: Db,
@@ -179,7 +175,7 @@ impl Provisioner {
         )
         .fetch_all(&mut *op)
         .await
-        .map_err(q("listing unfinished onboardings"))?;
+        .map_err(DbError::query("listing unfinished onboardings"))?;
         op.commit().await?;
         let count = pending.len();
         for id in pending {
@@ -201,7 +197,7 @@ impl Provisioner {
             .bind(tenant.as_uuid())
             .fetch_optional(&mut *tx)
             .await
-            .map_err(q("reading the tenant's onboarding state"))?;
+            .map_err(DbError::query("reading the tenant's onboarding state"))?;
             let Some((state, step)) = row else {
                 return Ok(());
             };
@@ -233,7 +229,7 @@ impl Provisioner {
                     .bind(next.as_str())
                     .execute(&mut *tx)
                     .await
-                    .map_err(q("recording an onboarding step"))?;
+                    .map_err(DbError::query("recording an onboarding step"))?;
                     audit(
                         &mut tx,
                         "control-plane",
@@ -319,7 +315,7 @@ impl Provisioner {
             .bind(tenant.as_uuid())
             .execute(&mut *tx)
             .await
-            .map_err(q("removing the launch spec"))?;
+            .map_err(DbError::query("removing the launch spec"))?;
         sqlx::query(
             "UPDATE tenants SET state = 'failed', provisioning_step = 'created', last_error = $2, \
              updated_at = now() WHERE id = $1",
@@ -328,7 +324,7 @@ impl Provisioner {
         .bind(err.to_string())
         .execute(&mut *tx)
         .await
-        .map_err(q("marking the tenant failed"))?;
+        .map_err(DbError::query("marking the tenant failed"))?;
         audit(
             &mut tx,
             "control-plane",
@@ -358,7 +354,7 @@ impl Provisioner {
         .bind(tenant.as_uuid())
         .execute(&mut *tx)
         .await
-        .map_err(q("marking the tenant offboarded"))?;
+        .map_err(DbError::query("marking the tenant offboarded"))?;
         audit(
             &mut tx,
             "control-plane",
@@ -421,7 +417,7 @@ pub async fn spec_hash(tx: &mut TenantTx) -> Result<String, DbError> {
     .bind(tx.tenant().as_uuid())
     .fetch_one(&mut **tx)
     .await
-    .map_err(q("reading the launch spec"))?;
+    .map_err(DbError::query("reading the launch spec"))?;
     Ok(hash_spec(&row.0, row.1, &row.2, &row.3, row.4))
 }
 
@@ -436,7 +432,7 @@ async fn prepare_spec(tx: &mut TenantTx) -> Result<(), DbError> {
     .bind(hash)
     .execute(&mut **tx)
     .await
-    .map_err(q("preparing the launch spec"))?;
+    .map_err(DbError::query("preparing the launch spec"))?;
     Ok(())
 }
 
@@ -456,6 +452,6 @@ pub async fn audit(
     .bind(details)
     .execute(&mut **tx)
     .await
-    .map_err(q("writing the audit log"))?;
+    .map_err(DbError::query("writing the audit log"))?;
     Ok(())
 }

@@ -83,15 +83,7 @@ const STATUS_SELECT: &str = "SELECT t.id, t.state, t.provisioning_step, t.last_e
 
 /// Reads one tenant's status in one statement.
 pub async fn load(tx: &mut TenantTx) -> Result<Option<StatusView>, DbError> {
-    let row: Option<StatusRow> = sqlx::query_as(&format!("{STATUS_SELECT} WHERE t.id = $1"))
-        .bind(tx.tenant().as_uuid())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(|source| DbError::Query {
-            context: "reading a tenant's status",
-            source,
-        })?;
-    Ok(row.map(view_from))
+    Ok(load_row(tx).await?.map(view_from))
 }
 
 fn view_from(row: StatusRow) -> StatusView {

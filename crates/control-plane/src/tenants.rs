@@ -5,7 +5,6 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use polybot_core::keys::{ExchangeKeys, parse_exchange_keys};
 use polybot_core::risk::{RiskLimits, parse_risk};
@@ -23,11 +22,8 @@ use uuid::Uuid;
 use crate::AppState;
 use crate::auth::{Caller, create_tenant_token};
 use crate::error::{ApiError, ApiResult};
+use crate::paging::{decode_cursor, encode_cursor};
 use crate::provision::audit;
-
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
 
 // ---------------------------------------------------------------------------
 // Views
@@ -104,7 +100,7 @@ async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
         .bind(tx.tenant().as_uuid())
         .fetch_optional(&mut **tx)
         .await
-        .map_err(q("reading a tenant"))?;
+        .map_err(DbError::query("reading a tenant"))?;
     Ok(row.map(view_from))
 }
 
@@ -339,7 +335,7 @@ pub async fn create(
         .bind(&hash)
         .execute(&mut *tx)
         .await
-        .map_err(q("recording the idempotency key"))?
+        .map_err(DbError::query("recording the idempotency key"))?
         .rows_affected();
         if inserted == 0 {
             let (stored_hash, status, response): (Vec<u8>, Option<i16>, Option<Value>) = sqlx::query_as(
@@ -349,7 +345,7 @@ pub async fn create(
             .bind(key)
             .fetch_one(&mut *tx)
             .await
-            .map_err(q("reading the idempotency key"))?;
+            .map_err(DbError::query("reading the idempotency key"))?;
             tx.rollback().await?;
             if stored_hash != hash {
                 return Err(ApiError::IdempotencyMismatch);
@@ -376,7 +372,7 @@ pub async fn create(
         .bind(to_json(&input.risk.unwrap_or_default()))
         .execute(&mut *tx)
         .await
-        .map_err(q("storing the tenant's configuration"))?;
+        .map_err(DbError::query("storing the tenant's configuration"))?;
     let keys = input.keys.unwrap_or_default();
     state
         .secrets
@@ -406,7 +402,7 @@ pub async fn create(
             .bind(&body)
             .execute(&mut *tx)
             .await
-            .map_err(q("recording the idempotent response"))?;
+            .map_err(DbError::query("recording the idempotent response"))?;
     }
     tx.commit().await?;
     state.start_provisioning(tenant);
@@ -514,7 +510,7 @@ pub async fn list(
     .bind(limit + 1)
     .fetch_all(&mut *op)
     .await
-    .map_err(q("listing tenants"))?;
+    .map_err(DbError::query("listing tenants"))?;
     op.commit().await?;
     let mut items: Vec<TenantView> = rows.into_iter().map(view_from).collect();
     let next_cursor = if items.len() as i64 > limit {
@@ -524,22 +520,6 @@ pub async fn list(
         None
     };
     Ok(Json(TenantPage { items, next_cursor }))
-}
-
-fn encode_cursor(at: DateTime<Utc>, id: Uuid) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", at.to_rfc3339()))
-}
-
-fn decode_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let (at, id) = raw.split_once('|')?;
-    Some((
-        DateTime::parse_from_rfc3339(at).ok()?.with_timezone(&Utc),
-        id.parse().ok()?,
-    ))
 }
 
 /// One tenant.
@@ -563,7 +543,7 @@ async fn lock_state(tx: &mut TenantTx) -> ApiResult<String> {
         .bind(tx.tenant().as_uuid())
         .fetch_optional(&mut **tx)
         .await
-        .map_err(q("locking a tenant"))?
+        .map_err(DbError::query("locking a tenant"))?
         .ok_or(ApiError::NotFound("tenant"))
 }
 
@@ -610,7 +590,7 @@ pub async fn patch(
     .bind(spec_changed)
     .execute(&mut *tx)
     .await
-    .map_err(q("updating a tenant"))?;
+    .map_err(DbError::query("updating a tenant"))?;
     sqlx::query(
         "UPDATE tenant_configs SET strategies = coalesce($2, strategies), risk = coalesce($3, risk), \
          updated_at = now() WHERE tenant_id = $1",
@@ -620,7 +600,7 @@ pub async fn patch(
     .bind(input.risk.as_ref().map(to_json))
     .execute(&mut *tx)
     .await
-    .map_err(q("updating a tenant's configuration"))?;
+    .map_err(DbError::query("updating a tenant's configuration"))?;
     audit(
         &mut tx,
         &caller.actor(),
@@ -663,7 +643,7 @@ pub async fn rotate_keys(
     .bind(tenant.as_uuid())
     .execute(&mut *tx)
     .await
-    .map_err(q("recording a key rotation"))?;
+    .map_err(DbError::query("recording a key rotation"))?;
     audit(
         &mut tx,
         &caller.actor(),
@@ -737,7 +717,7 @@ async fn transition(
     .bind(step)
     .execute(&mut *tx)
     .await
-    .map_err(q("changing a tenant's state"))?;
+    .map_err(DbError::query("changing a tenant's state"))?;
     if current != next {
         audit(
             &mut tx,
@@ -783,7 +763,7 @@ pub async fn delete(
             .bind(tenant.as_uuid())
             .execute(&mut *tx)
             .await
-            .map_err(q("offboarding a tenant"))?;
+            .map_err(DbError::query("offboarding a tenant"))?;
         audit(
             &mut tx,
             &caller.actor(),
@@ -807,7 +787,7 @@ pub async fn delete(
             .bind(tenant.as_uuid())
             .execute(&mut *tx)
             .await
-            .map_err(q("purging a tenant"))?;
+            .map_err(DbError::query("purging a tenant"))?;
         tx.commit().await?;
         tracing::info!(%tenant, actor = caller.actor(), "tenant purged");
         state.wake();

@@ -37,7 +37,8 @@ pub enum DbError {
 }
 
 impl DbError {
-    pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
+    /// Wraps a sqlx error with what was being done: `.map_err(DbError::query("reading x"))`.
+    pub fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
         move |source| DbError::Query { context, source }
     }
 

@@ -222,10 +222,6 @@ impl From<DbError> for WorkerError {
     }
 }
 
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
-
 /// The tenant's configuration, read through row level security.
 #[derive(Debug)]
 pub struct TenantConfig {
@@ -250,7 +246,7 @@ pub async fn take_lease(db: &Db, tenant: TenantId, ttl: Duration) -> Result<i64,
     .bind(ttl.as_secs_f64())
     .fetch_one(&mut *tx)
     .await
-    .map_err(q("taking the worker lease"))?;
+    .map_err(DbError::query("taking the worker lease"))?;
     tx.commit().await?;
     Ok(epoch)
 }
@@ -270,7 +266,7 @@ pub async fn load_config(db: &Db, tenant: TenantId) -> Result<TenantConfig, Work
     .bind(tenant.as_uuid())
     .fetch_optional(&mut *tx)
     .await
-    .map_err(q("loading the tenant's configuration"))?;
+    .map_err(DbError::query("loading the tenant's configuration"))?;
     tx.commit().await?;
     let (name, strategies, risk) = row.ok_or_else(|| {
         anyhow::anyhow!("tenant {tenant} has no configuration this role can read")
@@ -320,13 +316,13 @@ pub async fn heartbeat(
     .bind(ttl.as_secs_f64())
     .execute(&mut *tx)
     .await
-    .map_err(q("renewing the worker lease"))?;
+    .map_err(DbError::query("renewing the worker lease"))?;
     sqlx::query("INSERT INTO worker_heartbeats (tenant_id, epoch, health) VALUES ($1, $2, $3)")
         .bind(tenant.as_uuid())
         .bind(epoch)
         .bind(health)
         .execute(&mut *tx)
         .await
-        .map_err(q("recording a heartbeat"))?;
+        .map_err(DbError::query("recording a heartbeat"))?;
     tx.commit().await
 }

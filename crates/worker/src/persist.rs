@@ -20,15 +20,12 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use polybot_core::strategy::{StrategyKind, Venue};
 use polybot_engine::{Clock, Decision, Engine, Fill, Opportunity, Settlement, Side, Timestamp};
+use polybot_store::repo::opportunities::NewOpportunity;
 use polybot_store::{Db, DbError, TenantTx};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
 
 /// The currency a venue's cash is held in.
 pub fn cash_asset(venue: Venue) -> &'static str {
@@ -306,63 +303,29 @@ fn outcome_name<C: Clock>(engine: &Engine<C>, market: &str, outcome: usize) -> S
         .unwrap_or_else(|| outcome.to_string())
 }
 
-/// Inserts opportunities in one statement; ids already stored are skipped.
+/// Inserts opportunities through the store's batch insert; ids already
+/// stored are skipped.
 pub async fn insert_opportunities(
     tx: &mut TenantTx,
     rows: &[OpportunityRow],
 ) -> Result<u64, DbError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut strategies = Vec::with_capacity(rows.len());
-    let mut venues = Vec::with_capacity(rows.len());
-    let mut markets = Vec::with_capacity(rows.len());
-    let mut descriptions = Vec::with_capacity(rows.len());
-    let mut edges = Vec::with_capacity(rows.len());
-    let mut profits = Vec::with_capacity(rows.len());
-    let mut sizes = Vec::with_capacity(rows.len());
-    let mut details = Vec::with_capacity(rows.len());
-    let mut detected = Vec::with_capacity(rows.len());
-    let mut executed = Vec::with_capacity(rows.len());
-    for o in rows {
-        ids.push(o.id);
-        strategies.push(o.strategy);
-        venues.push(o.venue.as_str());
-        markets.push(o.market.as_str());
-        descriptions.push(o.description.as_str());
-        edges.push(o.edge);
-        profits.push(o.expected_profit);
-        sizes.push(o.size);
-        details.push(&o.details);
-        detected.push(o.detected_at);
-        executed.push(o.executed_at);
-    }
-    let result = sqlx::query(
-        "INSERT INTO opportunities \
-           (tenant_id, epoch, id, strategy, venue, market, description, edge, expected_profit, size, \
-            details, detected_at, executed_at) \
-         SELECT $1, $2, * FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
-            $8::numeric[], $9::numeric[], $10::numeric[], $11::jsonb[], $12::timestamptz[], $13::timestamptz[]) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(tx.tenant().as_uuid())
-    .bind(tx.epoch())
-    .bind(&ids)
-    .bind(&strategies)
-    .bind(&venues)
-    .bind(&markets)
-    .bind(&descriptions)
-    .bind(&edges)
-    .bind(&profits)
-    .bind(&sizes)
-    .bind(&details)
-    .bind(&detected)
-    .bind(&executed)
-    .execute(&mut **tx)
-    .await
-    .map_err(q("inserting opportunities"))?;
-    Ok(result.rows_affected())
+    let batch: Vec<NewOpportunity> = rows
+        .iter()
+        .map(|o| NewOpportunity {
+            id: o.id,
+            strategy: o.strategy.to_owned(),
+            venue: o.venue.clone(),
+            market: o.market.clone(),
+            description: o.description.clone(),
+            edge: Some(o.edge),
+            expected_profit: Some(o.expected_profit),
+            size: Some(o.size),
+            details: o.details.clone(),
+            detected_at: o.detected_at,
+            executed_at: o.executed_at,
+        })
+        .collect();
+    polybot_store::repo::opportunities::insert_batch(tx, &batch).await
 }
 
 /// Inserts trades in one statement; ids already stored are skipped.
@@ -429,7 +392,7 @@ pub async fn insert_trades(
     .bind(&executed)
     .execute(&mut **tx)
     .await
-    .map_err(q("inserting trades"))?;
+    .map_err(DbError::query("inserting trades"))?;
     Ok(result.rows_affected())
 }
 
@@ -457,6 +420,6 @@ pub async fn upsert_balances(
     .bind(&amounts)
     .execute(&mut **tx)
     .await
-    .map_err(q("updating balances"))?;
+    .map_err(DbError::query("updating balances"))?;
     Ok(result.rows_affected())
 }

@@ -193,10 +193,6 @@ fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: u6
     .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
 }
 
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
-
 /// The session of this request, if its cookie names a live one whose token still works.
 pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>, DbError> {
     let Some(id) = cookie(headers, SESSION_COOKIE) else {
@@ -213,7 +209,7 @@ pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
     .bind(&id_hash)
     .fetch_optional(&mut *op)
     .await
-    .map_err(q("reading a dashboard session"))?;
+    .map_err(DbError::query("reading a dashboard session"))?;
     op.commit().await?;
     Ok(row.and_then(|(csrf, operator, tenant)| {
         let caller = match (operator, tenant) {
@@ -300,7 +296,7 @@ async fn login(
     sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at < now()")
         .execute(&mut *op)
         .await
-        .map_err(q("expiring dashboard sessions"))?;
+        .map_err(DbError::query("expiring dashboard sessions"))?;
     sqlx::query(
         "INSERT INTO dashboard_sessions (id_hash, token_hash, csrf_token, expires_at) \
          VALUES ($1, $2, $3, now() + $4 * interval '1 second')",
@@ -311,7 +307,7 @@ async fn login(
     .bind(i32::try_from(ttl.as_secs()).unwrap_or(i32::MAX))
     .execute(&mut *op)
     .await
-    .map_err(q("opening a dashboard session"))?;
+    .map_err(DbError::query("opening a dashboard session"))?;
     op.commit().await?;
     tracing::info!(actor = caller.actor(), "dashboard sign-in");
     let to = match caller {
@@ -343,7 +339,7 @@ async fn logout(
         .bind(&session.id_hash)
         .execute(&mut *op)
         .await
-        .map_err(q("closing a dashboard session"))?;
+        .map_err(DbError::query("closing a dashboard session"))?;
     op.commit().await?;
     let mut response = redirect("/ui/login");
     response

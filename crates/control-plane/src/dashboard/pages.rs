@@ -361,10 +361,6 @@ pub async fn go(
 // Tenant
 // ---------------------------------------------------------------------------
 
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
-
 type OpportunityRow = (
     DateTime<Utc>,
     String,
@@ -410,7 +406,7 @@ async fn tenant_data(tx: &mut TenantTx) -> Result<TenantData, DbError> {
     .bind(id)
     .fetch_all(&mut **tx)
     .await
-    .map_err(q("reading the tenant's timeline"))?;
+    .map_err(DbError::query("reading the tenant's timeline"))?;
     let opportunities = sqlx::query_as(
         "SELECT detected_at, strategy, venue, market, description, edge, expected_profit, size, executed_at \
          FROM opportunities WHERE tenant_id = $1 ORDER BY detected_at DESC LIMIT 50",
@@ -418,7 +414,7 @@ async fn tenant_data(tx: &mut TenantTx) -> Result<TenantData, DbError> {
     .bind(id)
     .fetch_all(&mut **tx)
     .await
-    .map_err(q("reading the tenant's opportunities"))?;
+    .map_err(DbError::query("reading the tenant's opportunities"))?;
     let trades = sqlx::query_as(
         "SELECT executed_at, strategy, venue, market, side, outcome, price, size, fee, realized_pnl, mode \
          FROM trades WHERE tenant_id = $1 ORDER BY executed_at DESC LIMIT 50",
@@ -426,14 +422,14 @@ async fn tenant_data(tx: &mut TenantTx) -> Result<TenantData, DbError> {
     .bind(id)
     .fetch_all(&mut **tx)
     .await
-    .map_err(q("reading the tenant's trades"))?;
+    .map_err(DbError::query("reading the tenant's trades"))?;
     let balances = sqlx::query_as(
         "SELECT venue, asset, amount, updated_at FROM balances WHERE tenant_id = $1 ORDER BY venue, asset",
     )
     .bind(id)
     .fetch_all(&mut **tx)
     .await
-    .map_err(q("reading the tenant's balances"))?;
+    .map_err(DbError::query("reading the tenant's balances"))?;
     // Cumulative realized PnL, at most ~300 points over the last 30 days.
     let pnl = sqlx::query_as(
         "WITH c AS (SELECT executed_at, sum(coalesce(realized_pnl, 0)) OVER (ORDER BY executed_at, id) AS total, \
@@ -444,14 +440,14 @@ async fn tenant_data(tx: &mut TenantTx) -> Result<TenantData, DbError> {
     .bind(id)
     .fetch_all(&mut **tx)
     .await
-    .map_err(q("reading the tenant's PnL"))?;
+    .map_err(DbError::query("reading the tenant's PnL"))?;
     let audit = sqlx::query_as(
         "SELECT at, actor, action, details FROM audit_log WHERE tenant_id = $1 ORDER BY at DESC, id DESC LIMIT 50",
     )
     .bind(id)
     .fetch_all(&mut **tx)
     .await
-    .map_err(q("reading the tenant's audit log"))?;
+    .map_err(DbError::query("reading the tenant's audit log"))?;
     let firing = crate::alerts::firing(tx).await?;
     let channels = crate::alerts::tenant_channels(tx)
         .await?

@@ -30,15 +30,15 @@ use self::plan::{Action, Backoff, Desired};
 /// The exit code of a worker fenced off by a newer one (`polybot_worker::EXIT_FENCED`).
 const EXIT_FENCED: i32 = 3;
 
+/// How stale `tenant_runtime.observed_at` may get before an unchanged
+/// tenant's row is written again.
+const OBSERVED_REFRESH: Duration = Duration::from_secs(30);
+
 /// How often the leader prunes old heartbeats and idempotency records.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// The advisory-lock key of reconciler leadership.
 pub const LEADER_KEY: i64 = 0x706f_6c79_626f_7401;
-
-fn q(context: &'static str) -> impl FnOnce(sqlx::Error) -> DbError {
-    move |source| DbError::Query { context, source }
-}
 
 /// Drives the launcher towards the desired state.
 #[derive(Clone)]
@@ -79,6 +79,17 @@ struct Row {
     mode: Mode,
     failed: bool,
     last_heartbeat: Option<DateTime<Utc>>,
+    /// What `tenant_runtime` holds now, to skip writing it again unchanged.
+    stored: Option<Stored>,
+}
+
+/// The observed part of a `tenant_runtime` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    actual: String,
+    instance_id: Option<String>,
+    spec_hash: Option<String>,
+    observed_at: DateTime<Utc>,
 }
 
 /// What one round of housekeeping deleted.
@@ -224,12 +235,17 @@ impl Reconciler {
             Option<i32>,
             Option<DateTime<Utc>>,
             Option<DateTime<Utc>>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<DateTime<Utc>>,
         );
         let mut op = self.db.operator().await?;
         let rows: Vec<DesiredRow> = sqlx::query_as(
             "SELECT t.id, t.state, t.mode, t.spec_version, c.strategies, c.risk, s.version, \
                     r.restarts, r.backoff_until, \
-                    (SELECT max(at) FROM worker_heartbeats h WHERE h.tenant_id = t.id) \
+                    (SELECT max(at) FROM worker_heartbeats h WHERE h.tenant_id = t.id), \
+                    r.actual, r.instance_id, r.spec_hash, r.observed_at \
              FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id \
              LEFT JOIN tenant_secrets s ON s.tenant_id = t.id \
              LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
@@ -237,7 +253,7 @@ impl Reconciler {
         )
         .fetch_all(&mut *op)
         .await
-        .map_err(q("reading the desired state"))?;
+        .map_err(DbError::query("reading the desired state"))?;
         op.commit().await?;
         Ok(rows
             .into_iter()
@@ -253,6 +269,10 @@ impl Reconciler {
                     restarts,
                     backoff_until,
                     hb,
+                    actual,
+                    instance_id,
+                    stored_hash,
+                    observed_at,
                 )| {
                     let mode: Mode = mode.parse().unwrap_or_default();
                     Row {
@@ -275,6 +295,12 @@ impl Reconciler {
                         mode,
                         failed: state == "failed",
                         last_heartbeat: hb,
+                        stored: actual.zip(observed_at).map(|(actual, observed_at)| Stored {
+                            actual,
+                            instance_id,
+                            spec_hash: stored_hash,
+                            observed_at,
+                        }),
                     }
                 },
             )
@@ -293,14 +319,14 @@ impl Reconciler {
         )
         .fetch_one(&mut *op)
         .await
-        .map_err(q("pruning old heartbeats"))?;
+        .map_err(DbError::query("pruning old heartbeats"))?;
         let (availability, events): (i64, i64) = sqlx::query_as(
             "SELECT availability, events FROM \
              polybot.prune_timeline(interval '35 days', interval '90 days', 50000)",
         )
         .fetch_one(&mut *op)
         .await
-        .map_err(q("pruning old availability and timeline rows"))?;
+        .map_err(DbError::query("pruning old availability and timeline rows"))?;
         op.commit().await?;
         let n = |x: i64| u64::try_from(x).unwrap_or(0);
         Ok(Pruned {
@@ -559,6 +585,20 @@ impl Reconciler {
         } else {
             "stopping"
         };
+        // Nothing happened and nothing changed: no write (one transaction per
+        // tenant per pass would cost the database more than the pass itself),
+        // except to refresh `observed_at` now and then.
+        let unchanged = outcomes.is_empty()
+            && row.stored.as_ref().is_some_and(|s| {
+                s.actual == actual
+                    && s.instance_id == current.map(|i| i.id.clone())
+                    && s.spec_hash.as_deref() == Some(row.desired.spec_hash.as_str())
+                    && now - s.observed_at
+                        < chrono::Duration::from_std(OBSERVED_REFRESH).unwrap_or_default()
+            });
+        if unchanged {
+            return Ok(());
+        }
         let mut tx = self.db.tenant(tenant).await?;
         sqlx::query(
             "INSERT INTO tenant_runtime (tenant_id, desired, actual, instance_id, spec_hash, restarts, backoff_until, \
@@ -586,7 +626,7 @@ impl Reconciler {
         .bind(last_action)
         .execute(&mut *tx)
         .await
-        .map_err(q("recording what the reconciler observed"))?;
+        .map_err(DbError::query("recording what the reconciler observed"))?;
         for (kind, detail) in events {
             sqlx::query(
                 "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, $2, $3)",
@@ -596,7 +636,7 @@ impl Reconciler {
             .bind(detail)
             .execute(&mut *tx)
             .await
-            .map_err(q("recording a reconciler event"))?;
+            .map_err(DbError::query("recording a reconciler event"))?;
         }
         tx.commit().await
     }

@@ -40,7 +40,8 @@ pub struct Opportunity {
     pub epoch: Option<i64>,
 }
 
-/// Inserts a batch in one statement (arrays unnested server-side). Returns the
+/// Inserts a batch in one statement (arrays unnested server-side); ids already
+/// stored are skipped, so a replayed batch writes nothing twice. Returns the
 /// number of rows written.
 pub async fn insert_batch(tx: &mut TenantTx, batch: &[NewOpportunity]) -> Result<u64, DbError> {
     if batch.is_empty() {
@@ -77,7 +78,8 @@ pub async fn insert_batch(tx: &mut TenantTx, batch: &[NewOpportunity]) -> Result
            (tenant_id, epoch, id, strategy, venue, market, description, edge, expected_profit, size, \
             details, detected_at, executed_at) \
          SELECT $1, $2, * FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
-            $8::numeric[], $9::numeric[], $10::numeric[], $11::jsonb[], $12::timestamptz[], $13::timestamptz[])",
+            $8::numeric[], $9::numeric[], $10::numeric[], $11::jsonb[], $12::timestamptz[], $13::timestamptz[]) \
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(tenant)
     .bind(epoch)
