@@ -60,8 +60,6 @@ use crate::provision::audit;
 
 /// The advisory-lock key of the alert evaluator.
 pub const EVALUATOR_KEY: i64 = 0x706f_6c79_626f_7402;
-/// The exit code of a fenced worker (`polybot_worker::EXIT_FENCED`).
-const EXIT_FENCED: i32 = 3;
 /// The header carrying a webhook body's signature.
 pub const SIGNATURE_HEADER: &str = "x-polybot-signature";
 
@@ -815,8 +813,8 @@ impl Evaluator {
                     AND x.executed_at >= date_trunc('day', now(), 'UTC')), \
                 c.risk->>'max_daily_loss', \
                 (SELECT e.detail FROM tenant_runtime_events e WHERE e.tenant_id = t.id \
-                    AND (e.kind = 'fenced' OR (e.kind IN ('crashed', 'exited') AND e.detail ~ $1)) \
-                    AND e.at > now() - make_interval(secs => $2) ORDER BY e.at DESC LIMIT 1) \
+                    AND e.kind = 'fenced' \
+                    AND e.at > now() - make_interval(secs => $1) ORDER BY e.at DESC LIMIT 1) \
              FROM tenants t \
              LEFT JOIN tenant_configs c ON c.tenant_id = t.id \
              LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
@@ -824,7 +822,6 @@ impl Evaluator {
                                 WHERE tenant_id = t.id ORDER BY at DESC LIMIT 1) h ON true \
              WHERE t.state NOT IN ('offboarded')",
         )
-        .bind(format!("exit code {EXIT_FENCED}\\M"))
         .bind(self.state.settings.alerts.fenced_window.as_secs_f64())
         .fetch_all(&mut *op)
         .await

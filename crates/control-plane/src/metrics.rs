@@ -431,6 +431,10 @@ impl Launcher for InstrumentedLauncher {
         self.inner.kind()
     }
 
+    fn injects_secrets(&self) -> bool {
+        self.inner.injects_secrets()
+    }
+
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
         let result = self.inner.ensure_spec(spec).await;
         self.count("ensure_spec", &result);

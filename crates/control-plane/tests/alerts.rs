@@ -382,7 +382,7 @@ async fn breakers_daily_loss_and_fencing_alert_and_a_flapping_condition_does_not
     for sql in [
         "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
          VALUES (gen_random_uuid(), $1, 'news_arb', 'kalshi', 'm', 'buy', 0.5, 30, -12.5)",
-        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'crashed', 'worker 77: exit code 3')",
+        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'fenced', 'worker 77: exit code 3')",
     ] {
         sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap();
     }

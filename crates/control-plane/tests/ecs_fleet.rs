@@ -113,12 +113,20 @@ async fn the_reconciler_runs_one_ecs_task_per_active_tenant_and_replaces_a_stopp
         )
         .unwrap(),
     );
+    // The production path: the launcher wrapped for metrics, which must keep
+    // saying that ECS injects the secrets itself.
+    let instrumented = polybot_control_plane::metrics::InstrumentedLauncher::wrap(
+        launcher.clone(),
+        h.state.metrics.clone(),
+    );
+    assert!(instrumented.injects_secrets());
     let mut reconciler = Reconciler::new(
         h.state.db.clone(),
         launcher.clone(),
         store,
         h.state.reconcile.clone(),
-    );
+    )
+    .with_metrics(h.state.metrics.clone());
     reconciler.backoff.base = Duration::from_millis(50);
     reconciler.spec_salt = image.into();
 

@@ -1170,6 +1170,10 @@ impl Launcher for EcsLauncher {
         LAUNCHER
     }
 
+    fn injects_secrets(&self) -> bool {
+        true
+    }
+
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
         self.ensure_definition(spec).await.map(|_| ())
     }

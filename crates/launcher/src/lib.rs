@@ -126,6 +126,13 @@ pub trait Launcher: Send + Sync + fmt::Debug {
     /// `local` or `ecs`.
     fn kind(&self) -> &'static str;
 
+    /// Whether the platform injects the tenant's secrets into the worker
+    /// itself (ECS, from the secret's ARN), so that `LaunchSpec::secret_env`
+    /// stays empty and the control plane never reads them in plaintext.
+    fn injects_secrets(&self) -> bool {
+        false
+    }
+
     /// Prepares whatever starting `spec` needs (a task definition revision on
     /// ECS; nothing locally). Idempotent: an unchanged spec changes nothing.
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError>;

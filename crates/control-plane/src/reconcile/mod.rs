@@ -458,7 +458,7 @@ impl Reconciler {
             .map_err(|e| e.to_string())?;
         // A launcher that injects secrets itself (ECS, from the secret's ARN)
         // never gets them in plaintext; local processes get them as env.
-        let secret = if self.launcher.kind() == "local" {
+        let secret = if !self.launcher.injects_secrets() {
             let secret = self.secrets.get(&mut tx).await.map_err(|e| e.to_string())?;
             Some(secret.ok_or("the tenant has no secret (onboarding incomplete)")?)
         } else {
