@@ -5,9 +5,12 @@
 //! the crates that depend on this one.
 
 pub mod keys;
+pub mod lifecycle;
 pub mod risk;
 pub mod strategy;
 pub mod tenant;
 pub mod validation;
+pub mod worker;
 
+pub use lifecycle::{TenantAction, TenantState};
 pub use tenant::{Mode, TenantId, TenantIdError};
