@@ -39,7 +39,8 @@ use aws_sdk_secretsmanager::operation::restore_secret::RestoreSecretError;
 use aws_sdk_secretsmanager::types::Tag;
 use chrono::{DateTime, Utc};
 use polybot_core::TenantId;
-use polybot_store::{DbError, TenantTx};
+use polybot_store::TenantTx;
+use polybot_store::repo::tenant_secrets;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
@@ -257,10 +258,6 @@ where
     }
 }
 
-fn db_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> SecretError {
-    move |source| SecretError::Db(DbError::Query { context, source })
-}
-
 /// The tenant's row in `tenant_secrets`.
 struct Row {
     /// The ARN, if the row is the AWS store's.
@@ -271,30 +268,14 @@ struct Row {
 }
 
 async fn row(tx: &mut TenantTx) -> Result<Option<Row>, SecretError> {
-    let row: Option<(String, Option<String>, bool, bool)> = sqlx::query_as(
-        "SELECT store, reference, deletion_scheduled_at IS NOT NULL, \
-                coalesce(deletion_scheduled_at > now(), false) \
-         FROM tenant_secrets WHERE tenant_id = $1",
-    )
-    .bind(tx.tenant().as_uuid())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(db_err("reading the tenant's secret reference"))?;
-    Ok(row.map(|(store, reference, scheduled, restorable)| Row {
-        arn: reference.filter(|r| store == "aws" && r.starts_with("arn:")),
-        scheduled,
-        restorable,
+    let row = tenant_secrets::reference(tx).await?;
+    Ok(row.map(|r| Row {
+        arn: r
+            .reference
+            .filter(|reference| r.store == "aws" && reference.starts_with("arn:")),
+        scheduled: r.scheduled,
+        restorable: r.restorable,
     }))
-}
-
-async fn mark_scheduled(tx: &mut TenantTx, at: DateTime<Utc>) -> Result<(), SecretError> {
-    sqlx::query("UPDATE tenant_secrets SET deletion_scheduled_at = $2 WHERE tenant_id = $1")
-        .bind(tx.tenant().as_uuid())
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err("recording the secret's scheduled deletion"))?;
-    Ok(())
 }
 
 #[async_trait]
@@ -321,30 +302,10 @@ impl SecretStore for AwsSecretStore {
             }
             None => self.create(tenant, &doc).await?,
         };
-        let version: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(version), 0) + 1 FROM tenant_secrets WHERE tenant_id = $1",
-        )
-        .bind(tenant.as_uuid())
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db_err("reading the secret version"))?;
+        let version = tenant_secrets::next_version(tx).await?;
         let fingerprints =
             serde_json::to_value(secret.exchange_keys.fingerprints()).unwrap_or(Value::Null);
-        sqlx::query(
-            "INSERT INTO tenant_secrets (tenant_id, store, reference, fingerprints, version) \
-             VALUES ($1, 'aws', $2, $3, $4) \
-             ON CONFLICT (tenant_id) DO UPDATE SET store = 'aws', reference = EXCLUDED.reference, \
-                ciphertext = NULL, nonce = NULL, key_id = NULL, \
-                fingerprints = EXCLUDED.fingerprints, version = EXCLUDED.version, updated_at = now(), \
-                deletion_scheduled_at = NULL",
-        )
-        .bind(tenant.as_uuid())
-        .bind(&arn)
-        .bind(fingerprints)
-        .bind(version)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err("recording the tenant's secret"))?;
+        tenant_secrets::put_reference(tx, "aws", &arn, &fingerprints, version).await?;
         tracing::info!(%tenant, secret = %arn, version, "stored the tenant's secret in Secrets Manager");
         Ok(())
     }
@@ -435,7 +396,7 @@ impl SecretStore for AwsSecretStore {
                 _ => return Err(remote("DeleteSecret", &err)),
             },
         };
-        mark_scheduled(tx, at).await?;
+        tenant_secrets::mark_deletion_scheduled(tx, at).await?;
         tracing::info!(tenant = %tx.tenant(), secret = %arn, %at, "scheduled the tenant's secret for deletion");
         Ok(())
     }
@@ -452,11 +413,7 @@ impl SecretStore for AwsSecretStore {
         if !self.restore_remote(&arn).await? {
             return Ok(false);
         }
-        sqlx::query("UPDATE tenant_secrets SET deletion_scheduled_at = NULL WHERE tenant_id = $1")
-            .bind(tx.tenant().as_uuid())
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err("restoring the secret"))?;
+        tenant_secrets::clear_deletion(tx).await?;
         tracing::info!(tenant = %tx.tenant(), secret = %arn, "restored the tenant's secret");
         Ok(true)
     }

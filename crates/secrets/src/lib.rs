@@ -135,15 +135,5 @@ pub trait SecretStore: Send + Sync + fmt::Debug {
 
 /// The masked fingerprints stored beside the secret, for API responses.
 pub async fn fingerprints(tx: &mut TenantTx) -> Result<Value, DbError> {
-    let tenant = tx.tenant().as_uuid();
-    let value: Option<Value> =
-        sqlx::query_scalar("SELECT fingerprints FROM tenant_secrets WHERE tenant_id = $1")
-            .bind(tenant)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(|source| DbError::Query {
-                context: "reading key fingerprints",
-                source,
-            })?;
-    Ok(value.unwrap_or(Value::Object(Map::new())))
+    polybot_store::repo::tenant_secrets::fingerprints(tx).await
 }

@@ -15,7 +15,8 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::Engine as _;
-use polybot_store::{DbError, TenantTx};
+use polybot_store::TenantTx;
+use polybot_store::repo::tenant_secrets;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde_json::Value;
@@ -128,10 +129,6 @@ fn aad(tenant: [u8; 16], version: i64) -> Vec<u8> {
     aad
 }
 
-fn db_err(context: &'static str) -> impl FnOnce(sqlx::Error) -> SecretError {
-    move |source| SecretError::Db(DbError::Query { context, source })
-}
-
 #[async_trait]
 impl SecretStore for LocalSecretStore {
     fn kind(&self) -> &'static str {
@@ -140,13 +137,7 @@ impl SecretStore for LocalSecretStore {
 
     async fn put(&self, tx: &mut TenantTx, secret: &TenantSecret) -> Result<(), SecretError> {
         let tenant = tx.tenant();
-        let version: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(version), 0) + 1 FROM tenant_secrets WHERE tenant_id = $1",
-        )
-        .bind(tenant.as_uuid())
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db_err("reading the secret version"))?;
+        let version = tenant_secrets::next_version(tx).await?;
         let mut nonce = [0u8; 12];
         rand::rng().fill_bytes(&mut nonce);
         let plaintext = secret.to_json();
@@ -166,38 +157,30 @@ impl SecretStore for LocalSecretStore {
             })?;
         let fingerprints =
             serde_json::to_value(secret.exchange_keys.fingerprints()).unwrap_or(Value::Null);
-        sqlx::query(
-            "INSERT INTO tenant_secrets (tenant_id, store, reference, ciphertext, nonce, key_id, fingerprints, version) \
-             VALUES ($1, 'local', $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (tenant_id) DO UPDATE SET store = 'local', reference = EXCLUDED.reference, \
-                ciphertext = EXCLUDED.ciphertext, nonce = EXCLUDED.nonce, key_id = EXCLUDED.key_id, \
-                fingerprints = EXCLUDED.fingerprints, version = EXCLUDED.version, updated_at = now(), \
-                deletion_scheduled_at = NULL",
+        tenant_secrets::put_sealed(
+            tx,
+            &tenant_secrets::Sealed {
+                reference: format!("local:{tenant}"),
+                ciphertext,
+                nonce: nonce.to_vec(),
+                key_id: self.key.id().to_owned(),
+                fingerprints,
+                version,
+            },
         )
-        .bind(tenant.as_uuid())
-        .bind(format!("local:{tenant}"))
-        .bind(ciphertext)
-        .bind(nonce.to_vec())
-        .bind(self.key.id())
-        .bind(fingerprints)
-        .bind(version)
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err("storing the tenant's secret"))?;
+        .await?;
         Ok(())
     }
 
     async fn get(&self, tx: &mut TenantTx) -> Result<Option<TenantSecret>, SecretError> {
         let tenant = tx.tenant();
-        let row: Option<(Option<Vec<u8>>, Option<Vec<u8>>, Option<String>, i64)> = sqlx::query_as(
-            "SELECT ciphertext, nonce, key_id, version FROM tenant_secrets \
-             WHERE tenant_id = $1 AND deletion_scheduled_at IS NULL",
-        )
-        .bind(tenant.as_uuid())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(db_err("reading the tenant's secret"))?;
-        let Some((Some(ciphertext), Some(nonce), key_id, version)) = row else {
+        let Some(tenant_secrets::SealedRow {
+            ciphertext: Some(ciphertext),
+            nonce: Some(nonce),
+            key_id,
+            version,
+        }) = tenant_secrets::sealed(tx).await?
+        else {
             return Ok(None);
         };
         if key_id.as_deref() != Some(self.key.id()) {
@@ -242,36 +225,17 @@ impl SecretStore for LocalSecretStore {
         tx: &mut TenantTx,
         recovery_days: u32,
     ) -> Result<(), SecretError> {
-        sqlx::query(
-            "UPDATE tenant_secrets SET deletion_scheduled_at = now() + make_interval(days => $2) \
-             WHERE tenant_id = $1 AND deletion_scheduled_at IS NULL",
-        )
-        .bind(tx.tenant().as_uuid())
-        .bind(i32::try_from(recovery_days).unwrap_or(i32::MAX))
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err("scheduling the secret's deletion"))?;
+        tenant_secrets::schedule_deletion_in(tx, recovery_days).await?;
         Ok(())
     }
 
     async fn restore(&self, tx: &mut TenantTx) -> Result<bool, SecretError> {
-        let done = sqlx::query(
-            "UPDATE tenant_secrets SET deletion_scheduled_at = NULL \
-             WHERE tenant_id = $1 AND deletion_scheduled_at > now()",
-        )
-        .bind(tx.tenant().as_uuid())
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err("restoring the secret"))?;
-        Ok(done.rows_affected() == 1)
+        Ok(tenant_secrets::restore_within_window(tx).await?)
     }
 
     async fn reference(&self, tx: &mut TenantTx) -> Result<Option<String>, SecretError> {
-        sqlx::query_scalar("SELECT reference FROM tenant_secrets WHERE tenant_id = $1")
-            .bind(tx.tenant().as_uuid())
-            .fetch_optional(&mut **tx)
-            .await
-            .map(Option::flatten)
-            .map_err(db_err("reading the secret's reference"))
+        Ok(tenant_secrets::reference(tx)
+            .await?
+            .and_then(|r| r.reference))
     }
 }

@@ -2,4 +2,5 @@
 //! commits.
 
 pub mod opportunities;
+pub mod tenant_secrets;
 pub mod tenants;
