@@ -62,17 +62,12 @@ async fn platform_checks(args: &DoctorArgs) -> Vec<Check> {
                     tokio::time::timeout(Duration::from_secs(args.timeout), options.connect())
                         .await
                         .context("no answer within the timeout")??;
-                let applied: i64 = sqlx::query_scalar(
-                    "SELECT CASE WHEN to_regclass('public._sqlx_migrations') IS NULL THEN 0 \
-                     ELSE (SELECT count(*) FROM _sqlx_migrations WHERE success) END",
-                )
-                .fetch_one(&mut conn)
-                .await?;
+                let applied = polybot_store::applied_migrations(&mut conn).await?;
                 conn.close().await?;
                 anyhow::Ok(applied)
             }
             .await;
-            let expected = polybot_store::MIGRATOR.iter().count() as i64;
+            let expected = polybot_store::MIGRATOR.iter().count();
             checks.push(match result {
                 Ok(n) if n >= expected => check(
                     "database",

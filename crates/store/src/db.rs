@@ -119,19 +119,12 @@ impl Db {
     }
 
     async fn applied_migrations(&self) -> Result<usize, DbError> {
-        let exists: bool =
-            sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(DbError::query("reading the migration history"))?;
-        if !exists {
-            return Ok(0);
-        }
-        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&self.pool)
+        let mut conn = self
+            .pool
+            .acquire()
             .await
-            .map_err(DbError::query("reading the migration history"))?;
-        Ok(usize::try_from(count).unwrap_or(0))
+            .map_err(DbError::query("connecting"))?;
+        applied_migrations(&mut conn).await
     }
 
     /// Whether every embedded migration has been applied (for `/readyz`).
@@ -410,4 +403,17 @@ impl Drop for LeaderLock {
             conn.close_on_drop();
         }
     }
+}
+
+/// How many migrations the database behind `conn` has applied (0 for a
+/// database never migrated); `polybot doctor` compares it with [`MIGRATOR`].
+pub async fn applied_migrations(conn: &mut sqlx::PgConnection) -> Result<usize, DbError> {
+    let count: i64 = sqlx::query_scalar(
+        "SELECT CASE WHEN to_regclass('public._sqlx_migrations') IS NULL THEN 0 \
+         ELSE (SELECT count(*) FROM _sqlx_migrations WHERE success) END",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(DbError::query("reading the migration history"))?;
+    Ok(usize::try_from(count).unwrap_or(0))
 }

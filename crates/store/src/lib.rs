@@ -19,4 +19,4 @@ pub mod roles;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-pub use db::{Db, DbError, LeaderLock, MIGRATOR, OperatorTx, Scope, TenantTx};
+pub use db::{Db, DbError, LeaderLock, MIGRATOR, OperatorTx, Scope, TenantTx, applied_migrations};
