@@ -1,5 +1,13 @@
 //! Repositories. Every function takes the transaction it runs in; the caller
 //! commits.
 
+pub mod audit;
+pub mod balances;
+pub mod configs;
+pub mod idempotency;
 pub mod opportunities;
+pub mod runtime;
+pub mod sessions;
 pub mod tenants;
+pub mod tokens;
+pub mod trades;
