@@ -1,8 +1,13 @@
 //! Bearer tokens: one operator token (or more), and per-tenant tokens.
 //!
-//! Tokens are random, shown once, and stored as SHA-256 hashes. A tenant
-//! token sees and changes only its own tenant; any other tenant's id answers
-//! 404, exactly as if it did not exist.
+//! Tokens are random, shown once, and stored as SHA-256 hashes (the rows are
+//! `polybot_store::repo::tokens`'). A tenant token sees and changes only its
+//! own tenant; any other tenant's id answers 404, exactly as if it did not
+//! exist.
+//!
+//! Handlers ask through extractors: [`Caller`] (who, or 401), [`Operator`]
+//! (an operator, or 403) and [`TenantAccess`] (the `{id}` tenant, if the
+//! caller may see it, or 404).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -12,8 +17,10 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use polybot_core::TenantId;
+use polybot_store::repo::tokens;
 use polybot_store::{Db, DbError};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -115,25 +122,15 @@ pub async fn authenticate(db: &Db, cache: &TokenCache, token: &str) -> Result<Ca
         return Ok(caller);
     }
     let caller = if token.starts_with(OPERATOR_PREFIX) {
-        let mut tx = db.operator().await?;
-        let found: Option<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM operator_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
-        )
-        .bind(&hash)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(DbError::query("looking up an operator token"))?;
-        tx.commit().await?;
-        found.map(|_| Caller::Operator)
+        let mut op = db.operator().await?;
+        let found = tokens::is_operator(&mut op, &hash).await?;
+        op.commit().await?;
+        found.then_some(Caller::Operator)
     } else if token.starts_with(TENANT_PREFIX) {
-        let mut tx = db.operator().await?;
-        let found: Option<Uuid> = sqlx::query_scalar("SELECT polybot.tenant_for_token($1)")
-            .bind(&hash)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(DbError::query("looking up a tenant token"))?;
-        tx.commit().await?;
-        found.map(|id| Caller::Tenant(TenantId::from_uuid(id)))
+        let mut op = db.operator().await?;
+        let found = tokens::tenant_for(&mut op, &hash).await?;
+        op.commit().await?;
+        found.map(Caller::Tenant)
     } else {
         None
     };
@@ -146,6 +143,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Several extractors of one request may ask (`Operator`, `TenantAccess`).
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(*caller);
+        }
         let token = parts
             .headers
             .get(AUTHORIZATION)
@@ -154,7 +155,72 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        authenticate(&state.db, &state.tokens, token).await
+        let caller = authenticate(&state.db, &state.tokens, token).await?;
+        parts.extensions.insert(caller);
+        Ok(caller)
+    }
+}
+
+/// An operator's request: any other caller is refused with 403.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Operator;
+
+impl Operator {
+    /// The check itself, for callers that already hold a [`Caller`] (the dashboard).
+    pub fn check(caller: Caller) -> Result<Self, ApiError> {
+        match caller {
+            Caller::Operator => Ok(Operator),
+            Caller::Tenant(_) => Err(ApiError::Forbidden("only an operator token may do this")),
+        }
+    }
+
+    pub fn caller(self) -> Caller {
+        Caller::Operator
+    }
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Operator::check(Caller::from_request_parts(parts, state).await?)
+    }
+}
+
+/// The tenant of the `{id}` path parameter, once the caller may see it: an
+/// operator sees every tenant, a tenant token only its own; any other id
+/// answers 404, exactly as if the tenant did not exist. Whether the tenant
+/// exists is the handler's to find out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantAccess {
+    pub caller: Caller,
+    pub tenant: TenantId,
+}
+
+impl TenantAccess {
+    /// The check itself, for callers that already hold a [`Caller`] (the dashboard).
+    pub fn check(caller: Caller, id: Uuid) -> Result<Self, ApiError> {
+        let tenant = TenantId::from_uuid(id);
+        if caller.may_see(tenant) {
+            Ok(TenantAccess { caller, tenant })
+        } else {
+            Err(ApiError::NotFound("tenant"))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for TenantAccess {
+    /// A bad `{id}` keeps axum's own rejection (400), as with `Path<Uuid>`.
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let caller = Caller::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let axum::extract::Path(id) = axum::extract::Path::<Uuid>::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        TenantAccess::check(caller, id).map_err(IntoResponse::into_response)
     }
 }
 
@@ -188,17 +254,15 @@ pub async fn ensure_operator_token(
             "the operator token must start with {OPERATOR_PREFIX} and have at least 24 characters"
         );
     }
-    let mut tx = db.operator().await?;
-    sqlx::query(
-        "INSERT INTO operator_tokens (id, token_hash, label) VALUES ($1, $2, 'operator') \
-         ON CONFLICT (token_hash) DO NOTHING",
+    let mut op = db.operator().await?;
+    tokens::register_operator(
+        &mut op,
+        Uuid::new_v4(),
+        &hash_token(token.expose_secret()),
+        "operator",
     )
-    .bind(Uuid::new_v4())
-    .bind(hash_token(token.expose_secret()))
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::query("registering the operator token"))?;
-    tx.commit().await?;
+    .await?;
+    op.commit().await?;
     Ok(Some(token))
 }
 
@@ -221,15 +285,6 @@ pub async fn create_tenant_token(
 ) -> Result<(Uuid, SecretString), DbError> {
     let token = new_token(TENANT_PREFIX);
     let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO api_tokens (id, tenant_id, token_hash, label) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(id)
-    .bind(tx.tenant().as_uuid())
-    .bind(hash_token(token.expose_secret()))
-    .bind(label)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::query("creating a tenant token"))?;
+    tokens::insert_tenant_token(tx, id, &hash_token(token.expose_secret()), label).await?;
     Ok((id, token))
 }

@@ -8,12 +8,14 @@
 //! `GET /tenants`). Money is `Decimal` end to end and sent as strings.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use polybot_core::TenantId;
 use polybot_core::validation::FieldError;
-use polybot_store::{DbError, TenantTx};
+use polybot_store::TenantTx;
+use polybot_store::repo::opportunities::{self, Opportunity};
+use polybot_store::repo::trades::{self, Trade};
+use polybot_store::repo::{balances, tenants};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,7 +23,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::TenantAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
 
@@ -112,19 +114,10 @@ fn split_page<T>(
     }
 }
 
-/// The tenant's transaction, once the caller may see the tenant and it exists.
-async fn open(state: &AppState, caller: &Caller, id: Uuid) -> ApiResult<TenantTx> {
-    let tenant = TenantId::from_uuid(id);
-    if !caller.may_see(tenant) {
-        return Err(ApiError::NotFound("tenant"));
-    }
-    let mut tx = state.db.tenant(tenant).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)")
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(DbError::query("checking the tenant exists"))?;
-    if !exists {
+/// The tenant's transaction, once it exists (the caller may see it: [`TenantAccess`]).
+async fn open(state: &AppState, access: TenantAccess) -> ApiResult<TenantTx> {
+    let mut tx = state.db.tenant(access.tenant).await?;
+    if !tenants::exists(&mut tx).await? {
         tx.rollback().await?;
         return Err(ApiError::NotFound("tenant"));
     }
@@ -167,84 +160,44 @@ pub struct OpportunityPage {
     pub next_cursor: Option<String>,
 }
 
-type OpportunityRow = (
-    Uuid,
-    String,
-    String,
-    String,
-    String,
-    Option<Decimal>,
-    Option<Decimal>,
-    Option<Decimal>,
-    Value,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-    Option<i64>,
-);
+impl From<Opportunity> for OpportunityView {
+    fn from(row: Opportunity) -> Self {
+        OpportunityView {
+            id: row.id,
+            strategy: row.strategy,
+            venue: row.venue,
+            market: row.market,
+            description: row.description,
+            edge: money_opt(row.edge),
+            expected_profit: money_opt(row.expected_profit),
+            size: money_opt(row.size),
+            details: row.details,
+            detected_at: row.detected_at,
+            executed_at: row.executed_at,
+            epoch: row.epoch,
+        }
+    }
+}
 
 /// A tenant's opportunities, newest first.
 #[utoipa::path(get, path = "/tenants/{id}/opportunities", params(("id" = Uuid, Path, description = "tenant id"), PageQuery),
     responses((status = 200, body = OpportunityPage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn opportunities(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    access: TenantAccess,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<OpportunityPage>> {
     let page = page(&query)?;
-    let mut tx = open(&state, &caller, id).await?;
-    let (after_at, after_id) = page.after.unzip();
-    let rows: Vec<OpportunityRow> = sqlx::query_as(
-        "SELECT id, strategy, venue, market, description, edge, expected_profit, size, details, \
-                detected_at, executed_at, epoch \
-         FROM opportunities \
-         WHERE tenant_id = $1 AND ($2::text IS NULL OR strategy = $2) \
-           AND ($3::timestamptz IS NULL OR (detected_at, id) < ($3, $4)) \
-         ORDER BY detected_at DESC, id DESC LIMIT $5",
+    let mut tx = open(&state, access).await?;
+    let rows = opportunities::page(
+        &mut tx,
+        page.strategy.as_deref(),
+        page.after,
+        page.limit + 1,
     )
-    .bind(id)
-    .bind(&page.strategy)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(page.limit + 1)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(DbError::query("listing opportunities"))?;
+    .await?;
     tx.commit().await?;
-    let items = rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                strategy,
-                venue,
-                market,
-                description,
-                edge,
-                profit,
-                size,
-                details,
-                detected_at,
-                executed_at,
-                epoch,
-            )| {
-                OpportunityView {
-                    id,
-                    strategy,
-                    venue,
-                    market,
-                    description,
-                    edge: money_opt(edge),
-                    expected_profit: money_opt(profit),
-                    size: money_opt(size),
-                    details,
-                    detected_at,
-                    executed_at,
-                    epoch,
-                }
-            },
-        )
-        .collect();
+    let items = rows.into_iter().map(OpportunityView::from).collect();
     let (items, next_cursor) = split_page(items, page.limit, |o: &OpportunityView| {
         encode_cursor(o.detected_at, o.id)
     });
@@ -288,93 +241,47 @@ pub struct TradePage {
     pub next_cursor: Option<String>,
 }
 
-type TradeRow = (
-    Uuid,
-    Option<Uuid>,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    Decimal,
-    Decimal,
-    Decimal,
-    Option<Decimal>,
-    String,
-    Value,
-    DateTime<Utc>,
-    Option<i64>,
-);
+impl From<Trade> for TradeView {
+    fn from(row: Trade) -> Self {
+        TradeView {
+            id: row.id,
+            opportunity_id: row.opportunity_id,
+            strategy: row.strategy,
+            venue: row.venue,
+            market: row.market,
+            side: row.side,
+            outcome: row.outcome,
+            price: money(row.price),
+            size: money(row.size),
+            fee: money(row.fee),
+            realized_pnl: money_opt(row.realized_pnl),
+            mode: row.mode,
+            details: row.details,
+            executed_at: row.executed_at,
+            epoch: row.epoch,
+        }
+    }
+}
 
 /// A tenant's trades, newest first.
 #[utoipa::path(get, path = "/tenants/{id}/trades", params(("id" = Uuid, Path, description = "tenant id"), PageQuery),
     responses((status = 200, body = TradePage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn trades(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    access: TenantAccess,
     Query(query): Query<PageQuery>,
 ) -> ApiResult<Json<TradePage>> {
     let page = page(&query)?;
-    let mut tx = open(&state, &caller, id).await?;
-    let (after_at, after_id) = page.after.unzip();
-    let rows: Vec<TradeRow> = sqlx::query_as(
-        "SELECT id, opportunity_id, strategy, venue, market, side, outcome, price, size, fee, \
-                realized_pnl, mode, details, executed_at, epoch \
-         FROM trades \
-         WHERE tenant_id = $1 AND ($2::text IS NULL OR strategy = $2) \
-           AND ($3::timestamptz IS NULL OR (executed_at, id) < ($3, $4)) \
-         ORDER BY executed_at DESC, id DESC LIMIT $5",
+    let mut tx = open(&state, access).await?;
+    let rows = trades::page(
+        &mut tx,
+        page.strategy.as_deref(),
+        page.after,
+        page.limit + 1,
     )
-    .bind(id)
-    .bind(&page.strategy)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(page.limit + 1)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(DbError::query("listing trades"))?;
+    .await?;
     tx.commit().await?;
-    let items = rows
-        .into_iter()
-        .map(
-            |(
-                id,
-                opportunity_id,
-                strategy,
-                venue,
-                market,
-                side,
-                outcome,
-                price,
-                size,
-                fee,
-                pnl,
-                mode,
-                details,
-                executed_at,
-                epoch,
-            )| {
-                TradeView {
-                    id,
-                    opportunity_id,
-                    strategy,
-                    venue,
-                    market,
-                    side,
-                    outcome,
-                    price: money(price),
-                    size: money(size),
-                    fee: money(fee),
-                    realized_pnl: money_opt(pnl),
-                    mode,
-                    details,
-                    executed_at,
-                    epoch,
-                }
-            },
-        )
-        .collect();
+    let items = rows.into_iter().map(TradeView::from).collect();
     let (items, next_cursor) = split_page(items, page.limit, |t: &TradeView| {
         encode_cursor(t.executed_at, t.id)
     });
@@ -430,8 +337,7 @@ fn decode_balance_cursor(text: &str) -> Option<(String, String)> {
     responses((status = 200, body = BalancePage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn balances(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    access: TenantAccess,
     Query(query): Query<BalanceQuery>,
 ) -> ApiResult<Json<BalancePage>> {
     let mut errors = Vec::new();
@@ -458,28 +364,21 @@ pub async fn balances(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let mut tx = open(&state, &caller, id).await?;
-    let (after_venue, after_asset) = after.unzip();
-    let rows: Vec<(String, String, Decimal, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT venue, asset, amount, updated_at FROM balances \
-         WHERE tenant_id = $1 AND ($2::text IS NULL OR (venue, asset) > ($2, $3)) \
-         ORDER BY venue, asset LIMIT $4",
+    let mut tx = open(&state, access).await?;
+    let rows = balances::page(
+        &mut tx,
+        after.as_ref().map(|(v, a)| (v.as_str(), a.as_str())),
+        limit + 1,
     )
-    .bind(id)
-    .bind(after_venue)
-    .bind(after_asset)
-    .bind(limit + 1)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(DbError::query("listing balances"))?;
+    .await?;
     tx.commit().await?;
     let items = rows
         .into_iter()
-        .map(|(venue, asset, amount, updated_at)| BalanceView {
-            venue,
-            asset,
-            amount: money(amount),
-            updated_at,
+        .map(|b| BalanceView {
+            venue: b.venue,
+            asset: b.asset,
+            amount: money(b.amount),
+            updated_at: b.updated_at,
         })
         .collect();
     let (items, next_cursor) = split_page(items, limit, |b: &BalanceView| {
@@ -534,33 +433,16 @@ fn heartbeat_decimal(pnl: Option<&Value>, key: &str) -> Option<Decimal> {
 /// A tenant's realised and unrealised PnL.
 #[utoipa::path(get, path = "/tenants/{id}/pnl", params(("id" = Uuid, Path, description = "tenant id")),
     responses((status = 200, body = PnlView), (status = 404, body = crate::error::Problem)))]
-pub async fn pnl(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
-) -> ApiResult<Json<PnlView>> {
-    let mut tx = open(&state, &caller, id).await?;
-    let by_strategy: Vec<(String, i64, Decimal, Decimal)> = sqlx::query_as(
-        "SELECT strategy, count(*), coalesce(sum(realized_pnl), 0), coalesce(sum(fee), 0) \
-         FROM trades WHERE tenant_id = $1 GROUP BY strategy ORDER BY strategy",
-    )
-    .bind(id)
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(DbError::query("summing trades"))?;
-    let heartbeat: Option<(DateTime<Utc>, Option<Value>)> = sqlx::query_as(
-        "SELECT at, health->'pnl' FROM worker_heartbeats WHERE tenant_id = $1 \
-         AND health ? 'pnl' ORDER BY at DESC, id DESC LIMIT 1",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(DbError::query("reading the newest heartbeat's PnL"))?;
+pub async fn pnl(State(state): State<AppState>, access: TenantAccess) -> ApiResult<Json<PnlView>> {
+    let id = access.tenant.as_uuid();
+    let mut tx = open(&state, access).await?;
+    let by_strategy = trades::totals_by_strategy(&mut tx).await?;
+    let heartbeat = trades::reported_pnl(&mut tx).await?;
     tx.commit().await?;
-    let trades: i64 = by_strategy.iter().map(|r| r.1).sum();
-    let trades_realized: Decimal = by_strategy.iter().map(|r| r.2).sum();
-    let trades_fees: Decimal = by_strategy.iter().map(|r| r.3).sum();
-    let (as_of, reported) = heartbeat.unzip();
+    let trades: i64 = by_strategy.iter().map(|r| r.trades).sum();
+    let trades_realized: Decimal = by_strategy.iter().map(|r| r.realized).sum();
+    let trades_fees: Decimal = by_strategy.iter().map(|r| r.fees).sum();
+    let (as_of, reported) = heartbeat.map(|h| (h.at, h.pnl)).unzip();
     let reported = reported.flatten();
     let reported = reported.as_ref();
     let realized = heartbeat_decimal(reported, "realized");
@@ -582,11 +464,11 @@ pub async fn pnl(
         trades,
         by_strategy: by_strategy
             .into_iter()
-            .map(|(strategy, trades, realized, fees)| StrategyPnl {
-                strategy,
-                trades,
-                realized: money(realized),
-                fees: money(fees),
+            .map(|t| StrategyPnl {
+                strategy: t.strategy,
+                trades: t.trades,
+                realized: money(t.realized),
+                fees: money(t.fees),
             })
             .collect(),
     }))

@@ -23,14 +23,15 @@
 use std::sync::Arc;
 
 use polybot_core::TenantId;
+use polybot_core::lifecycle::{TenantAction, TenantState};
 use polybot_secrets::{SecretStore, TenantSecret};
+use polybot_store::repo::{configs, runtime, tenants};
 use polybot_store::{Db, DbError, TenantTx};
 use rand::RngCore;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Notify;
-use uuid::Uuid;
 
 /// One onboarding step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,16 +171,10 @@ impl Provisioner {
     /// Completes the onboarding of every tenant left mid-way (at start-up).
     pub async fn resume_all(&self) -> Result<usize, ProvisionError> {
         let mut op = self.db.operator().await?;
-        let pending: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM tenants WHERE state IN ('provisioning', 'offboarding') ORDER BY created_at",
-        )
-        .fetch_all(&mut *op)
-        .await
-        .map_err(DbError::query("listing unfinished onboardings"))?;
+        let pending = tenants::with_pending_steps(&mut op).await?;
         op.commit().await?;
         let count = pending.len();
-        for id in pending {
-            let tenant = TenantId::from_uuid(id);
+        for tenant in pending {
             if let Err(err) = self.run(tenant).await {
                 tracing::warn!(%tenant, error = %err, "resuming a tenant's onboarding failed");
             }
@@ -191,25 +186,19 @@ impl Provisioner {
     pub async fn run(&self, tenant: TenantId) -> Result<(), ProvisionError> {
         loop {
             let mut tx = self.db.tenant(tenant).await?;
-            let row: Option<(String, String)> = sqlx::query_as(
-                "SELECT state, provisioning_step FROM tenants WHERE id = $1 FOR UPDATE",
-            )
-            .bind(tenant.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(DbError::query("reading the tenant's onboarding state"))?;
-            let Some((state, step)) = row else {
+            let Some(onboarding) = tenants::lock_onboarding(&mut tx).await? else {
                 return Ok(());
             };
-            match state.as_str() {
-                "provisioning" => {}
-                "offboarding" => {
+            let state = onboarding.state;
+            match state {
+                TenantState::Provisioning => {}
+                TenantState::Offboarding => {
                     tx.commit().await?;
                     return self.offboard(tenant).await;
                 }
                 _ => return Ok(()),
             }
-            let step = Step::parse(&step).unwrap_or(Step::Created);
+            let step = Step::parse(&onboarding.provisioning_step).unwrap_or(Step::Created);
             let fault = self.fault.as_ref().and_then(|hook| hook(step));
             let next = match fault {
                 Some(Fault::Fail) => Err(ProvisionError::Step {
@@ -220,16 +209,15 @@ impl Provisioner {
             };
             match next {
                 Ok(next) => {
-                    sqlx::query(
-                        "UPDATE tenants SET provisioning_step = $2, updated_at = now(), \
-                         state = CASE WHEN $2 = 'done' THEN 'active' ELSE state END, last_error = NULL \
-                         WHERE id = $1",
-                    )
-                    .bind(tenant.as_uuid())
-                    .bind(next.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(DbError::query("recording an onboarding step"))?;
+                    let state = if next == Step::Done {
+                        state
+                            .apply(TenantAction::OnboardingDone)
+                            .map_err(|refused| step_err(next, refused))?
+                            .to
+                    } else {
+                        state
+                    };
+                    tenants::record_onboarding_step(&mut tx, next.as_str(), state).await?;
                     audit(
                         &mut tx,
                         "control-plane",
@@ -311,20 +299,8 @@ impl Provisioner {
     async fn fail(&self, tenant: TenantId, err: &ProvisionError) -> Result<(), ProvisionError> {
         let mut tx = self.db.tenant(tenant).await?;
         polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
-        sqlx::query("DELETE FROM tenant_runtime WHERE tenant_id = $1")
-            .bind(tenant.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(DbError::query("removing the launch spec"))?;
-        sqlx::query(
-            "UPDATE tenants SET state = 'failed', provisioning_step = 'created', last_error = $2, \
-             updated_at = now() WHERE id = $1",
-        )
-        .bind(tenant.as_uuid())
-        .bind(err.to_string())
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query("marking the tenant failed"))?;
+        runtime::remove(&mut tx).await?;
+        tenants::mark_failed(&mut tx, &err.to_string()).await?;
         audit(
             &mut tx,
             "control-plane",
@@ -347,14 +323,7 @@ impl Provisioner {
             .await
             .map_err(|e| step_err(Step::Done, e))?;
         polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
-        sqlx::query(
-            "UPDATE tenants SET state = 'offboarded', offboarded_at = now(), updated_at = now() \
-             WHERE id = $1 AND state = 'offboarding'",
-        )
-        .bind(tenant.as_uuid())
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query("marking the tenant offboarded"))?;
+        tenants::mark_offboarded(&mut tx).await?;
         audit(
             &mut tx,
             "control-plane",
@@ -403,55 +372,22 @@ pub fn hash_spec(
 
 /// [`hash_spec`] of the transaction's tenant as stored.
 pub async fn spec_hash(tx: &mut TenantTx) -> Result<String, DbError> {
-    let row: (
-        String,
-        i64,
-        serde_json::Value,
-        serde_json::Value,
-        Option<i64>,
-    ) = sqlx::query_as(
-        "SELECT t.mode, t.spec_version, c.strategies, c.risk, s.version \
-         FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id \
-         LEFT JOIN tenant_secrets s ON s.tenant_id = t.id WHERE t.id = $1",
-    )
-    .bind(tx.tenant().as_uuid())
-    .fetch_one(&mut **tx)
-    .await
-    .map_err(DbError::query("reading the launch spec"))?;
-    Ok(hash_spec(&row.0, row.1, &row.2, &row.3, row.4))
+    let spec = configs::launch_spec(tx).await?;
+    Ok(hash_spec(
+        &spec.mode,
+        spec.spec_version,
+        &spec.strategies,
+        &spec.risk,
+        spec.secret_version,
+    ))
 }
 
 /// Records the launch spec the reconciler will start the worker with.
 async fn prepare_spec(tx: &mut TenantTx) -> Result<(), DbError> {
     let hash = spec_hash(tx).await?;
-    sqlx::query(
-        "INSERT INTO tenant_runtime (tenant_id, desired, actual, spec_hash) VALUES ($1, 'running', 'pending', $2) \
-         ON CONFLICT (tenant_id) DO UPDATE SET spec_hash = EXCLUDED.spec_hash, observed_at = now()",
-    )
-    .bind(tx.tenant().as_uuid())
-    .bind(hash)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::query("preparing the launch spec"))?;
-    Ok(())
+    runtime::prepare_launch(tx, &hash).await
 }
 
-/// Appends to the tenant's audit log (never key material).
-pub async fn audit(
-    tx: &mut TenantTx,
-    actor: &str,
-    action: &str,
-    details: serde_json::Value,
-) -> Result<(), DbError> {
-    sqlx::query(
-        "INSERT INTO audit_log (tenant_id, actor, action, details) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tx.tenant().as_uuid())
-    .bind(actor)
-    .bind(action)
-    .bind(details)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::query("writing the audit log"))?;
-    Ok(())
-}
+/// Appends to the tenant's audit log (never key material). Kept under this
+/// name for the handlers that audit their changes.
+pub use polybot_store::repo::audit::append as audit;

@@ -2,16 +2,20 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use polybot_core::Mode;
+use polybot_core::TenantId;
 use polybot_core::keys::{ExchangeKeys, parse_exchange_keys};
+use polybot_core::lifecycle::{TenantAction, TenantState};
 use polybot_core::risk::{RiskLimits, parse_risk};
 use polybot_core::strategy::{StrategiesConfig, parse_strategies};
 use polybot_core::validation::{FieldError, unknown_field};
-use polybot_core::{Mode, TenantId};
 use polybot_secrets::TenantSecret;
+use polybot_store::repo::tenants::TenantDetail;
+use polybot_store::repo::{configs, idempotency, tenants};
 use polybot_store::{DbError, TenantTx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -20,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Caller, create_tenant_token};
+use crate::auth::{Caller, Operator, TenantAccess, create_tenant_token};
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
 use crate::provision::audit;
@@ -59,49 +63,28 @@ pub struct TenantView {
     pub updated_at: DateTime<Utc>,
 }
 
-type ViewRow = (
-    Uuid,
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<Value>,
-    Option<Value>,
-    Option<Value>,
-);
-
-const VIEW_SELECT: &str = "SELECT t.id, t.name, t.mode, t.state, t.provisioning_step, t.last_error, \
-        t.created_at, t.updated_at, c.strategies, c.risk, s.fingerprints \
-     FROM tenants t LEFT JOIN tenant_configs c ON c.tenant_id = t.id \
-     LEFT JOIN tenant_secrets s ON s.tenant_id = t.id";
-
-fn view_from(row: ViewRow) -> TenantView {
-    let (id, name, mode, state, step, last_error, created_at, updated_at, strategies, risk, fps) =
-        row;
-    TenantView {
-        id,
-        name,
-        mode,
-        state,
-        provisioning: ProvisioningView { step, last_error },
-        exchange_keys: fps.unwrap_or_else(|| json!({})),
-        strategies: strategies.unwrap_or_else(|| json!({})),
-        risk: risk.unwrap_or_else(|| json!({})),
-        created_at,
-        updated_at,
+impl From<TenantDetail> for TenantView {
+    fn from(row: TenantDetail) -> Self {
+        TenantView {
+            id: row.id,
+            name: row.name,
+            mode: row.mode,
+            state: row.state.as_str().to_owned(),
+            provisioning: ProvisioningView {
+                step: row.provisioning_step,
+                last_error: row.last_error,
+            },
+            exchange_keys: row.fingerprints.unwrap_or_else(|| json!({})),
+            strategies: row.strategies.unwrap_or_else(|| json!({})),
+            risk: row.risk.unwrap_or_else(|| json!({})),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
     }
 }
 
 async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
-    let row: Option<ViewRow> = sqlx::query_as(&format!("{VIEW_SELECT} WHERE t.id = $1"))
-        .bind(tx.tenant().as_uuid())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(DbError::query("reading a tenant"))?;
-    Ok(row.map(view_from))
+    Ok(tenants::detail(tx).await?.map(TenantView::from))
 }
 
 // ---------------------------------------------------------------------------
@@ -244,22 +227,6 @@ fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
-fn found(caller: &Caller, id: Uuid) -> ApiResult<TenantId> {
-    let tenant = TenantId::from_uuid(id);
-    if caller.may_see(tenant) {
-        Ok(tenant)
-    } else {
-        Err(ApiError::NotFound("tenant"))
-    }
-}
-
-fn operator_only(caller: &Caller) -> ApiResult<()> {
-    match caller {
-        Caller::Operator => Ok(()),
-        Caller::Tenant(_) => Err(ApiError::Forbidden("only an operator token may do this")),
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------
@@ -292,11 +259,11 @@ pub struct CreateTenantRequest {
     responses((status = 201, body = TenantView), (status = 422, body = crate::error::Problem), (status = 401, body = crate::error::Problem)))]
 pub async fn create(
     State(state): State<AppState>,
-    caller: Caller,
+    operator: Operator,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
-    operator_only(&caller)?;
+    let caller = operator.caller();
     let key = idempotency_key(&headers)?;
     let body = parse_body(&body)?;
     let input = parse_input(
@@ -327,30 +294,16 @@ pub async fn create(
     let mut tx = state.db.tenant(tenant).await?;
     if let Some(key) = &key {
         let hash = request_hash(&body);
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(caller.scope())
-        .bind(key)
-        .bind(&hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query("recording the idempotency key"))?
-        .rows_affected();
-        if inserted == 0 {
-            let (stored_hash, status, response): (Vec<u8>, Option<i16>, Option<Value>) = sqlx::query_as(
-                "SELECT request_hash, response_status, response_body FROM idempotency_keys WHERE scope = $1 AND key = $2",
-            )
-            .bind(caller.scope())
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(DbError::query("reading the idempotency key"))?;
+        if !idempotency::claim(&mut tx, &caller.scope(), key, &hash).await? {
+            let stored = idempotency::get(&mut tx, &caller.scope(), key)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the idempotency key vanished"))?;
             tx.rollback().await?;
-            if stored_hash != hash {
+            if stored.request_hash != hash {
                 return Err(ApiError::IdempotencyMismatch);
             }
-            let (Some(status), Some(response)) = (status, response) else {
+            let (Some(status), Some(response)) = (stored.response_status, stored.response_body)
+            else {
                 return Err(ApiError::Conflict(
                     "the first request with this Idempotency-Key is still in progress".into(),
                 ));
@@ -365,14 +318,13 @@ pub async fn create(
 
     let name = input.name.unwrap_or_default();
     let mode = input.mode.unwrap_or_default();
-    polybot_store::repo::tenants::insert(&mut tx, &name, mode).await?;
-    sqlx::query("INSERT INTO tenant_configs (tenant_id, strategies, risk) VALUES ($1, $2, $3)")
-        .bind(tenant.as_uuid())
-        .bind(to_json(&input.strategies.unwrap_or_default()))
-        .bind(to_json(&input.risk.unwrap_or_default()))
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query("storing the tenant's configuration"))?;
+    tenants::insert(&mut tx, &name, mode).await?;
+    configs::insert(
+        &mut tx,
+        &to_json(&input.strategies.unwrap_or_default()),
+        &to_json(&input.risk.unwrap_or_default()),
+    )
+    .await?;
     let keys = input.keys.unwrap_or_default();
     state
         .secrets
@@ -396,13 +348,14 @@ pub async fn create(
         .ok_or_else(|| anyhow::anyhow!("the new tenant vanished"))?;
     let body = to_json(&view);
     if let Some(key) = &key {
-        sqlx::query("UPDATE idempotency_keys SET response_status = 201, response_body = $3 WHERE scope = $1 AND key = $2")
-            .bind(caller.scope())
-            .bind(key)
-            .bind(&body)
-            .execute(&mut *tx)
-            .await
-            .map_err(DbError::query("recording the idempotent response"))?;
+        idempotency::record_response(
+            &mut tx,
+            &caller.scope(),
+            key,
+            StatusCode::CREATED.as_u16() as i16,
+            &body,
+        )
+        .await?;
     }
     tx.commit().await?;
     state.start_provisioning(tenant);
@@ -439,15 +392,6 @@ pub struct TenantPage {
     pub next_cursor: Option<String>,
 }
 
-const STATES: &[&str] = &[
-    "provisioning",
-    "active",
-    "paused",
-    "failed",
-    "offboarding",
-    "offboarded",
-];
-
 /// List tenants (an operator sees all; a tenant token, its own).
 #[utoipa::path(get, path = "/tenants", params(ListQuery), responses((status = 200, body = TenantPage)))]
 pub async fn list(
@@ -456,14 +400,21 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<TenantPage>> {
     let mut errors = Vec::new();
-    if let Some(s) = &query.state
-        && !STATES.contains(&s.as_str())
-    {
-        errors.push(FieldError::new(
-            "state",
-            format!("must be one of {}", STATES.join(", ")),
-        ));
-    }
+    let wanted = match query.state.as_deref().map(str::parse::<TenantState>) {
+        None => None,
+        Some(Ok(state)) => Some(state),
+        Some(Err(_)) => {
+            let states: Vec<&str> = TenantState::ALL
+                .into_iter()
+                .map(TenantState::as_str)
+                .collect();
+            errors.push(FieldError::new(
+                "state",
+                format!("must be one of {}", states.join(", ")),
+            ));
+            None
+        }
+    };
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         errors.push(FieldError::new("limit", "must be between 1 and 200"));
@@ -490,29 +441,17 @@ pub async fn list(
         tx.commit().await?;
         let items = view
             .into_iter()
-            .filter(|v| query.state.as_deref().is_none_or(|s| s == v.state))
+            .filter(|v| wanted.is_none_or(|s| s.as_str() == v.state))
             .collect();
         return Ok(Json(TenantPage {
             items,
             next_cursor: None,
         }));
     }
-    let (after_at, after_id) = cursor.unzip();
     let mut op = state.db.operator().await?;
-    let rows: Vec<ViewRow> = sqlx::query_as(&format!(
-        "{VIEW_SELECT} WHERE ($1::text IS NULL OR t.state = $1) \
-           AND ($2::timestamptz IS NULL OR (t.created_at, t.id) > ($2, $3)) \
-         ORDER BY t.created_at, t.id LIMIT $4"
-    ))
-    .bind(&query.state)
-    .bind(after_at)
-    .bind(after_id)
-    .bind(limit + 1)
-    .fetch_all(&mut *op)
-    .await
-    .map_err(DbError::query("listing tenants"))?;
+    let rows = tenants::list_details(&mut op, wanted, cursor, limit + 1).await?;
     op.commit().await?;
-    let mut items: Vec<TenantView> = rows.into_iter().map(view_from).collect();
+    let mut items: Vec<TenantView> = rows.into_iter().map(TenantView::from).collect();
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(usize::try_from(limit).unwrap_or(0));
         items.last().map(|v| encode_cursor(v.created_at, v.id))
@@ -526,10 +465,8 @@ pub async fn list(
 #[utoipa::path(get, path = "/tenants/{id}", responses((status = 200, body = TenantView), (status = 404, body = crate::error::Problem)))]
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    TenantAccess { tenant, .. }: TenantAccess,
 ) -> ApiResult<Json<TenantView>> {
-    let tenant = found(&caller, id)?;
     let mut tx = state.db.tenant(tenant).await?;
     let view = load_view(&mut tx)
         .await?
@@ -538,12 +475,9 @@ pub async fn get(
     Ok(Json(view))
 }
 
-async fn lock_state(tx: &mut TenantTx) -> ApiResult<String> {
-    sqlx::query_scalar("SELECT state FROM tenants WHERE id = $1 FOR UPDATE")
-        .bind(tx.tenant().as_uuid())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(DbError::query("locking a tenant"))?
+async fn lock_state(tx: &mut TenantTx) -> ApiResult<TenantState> {
+    tenants::lock_state(tx)
+        .await?
         .ok_or(ApiError::NotFound("tenant"))
 }
 
@@ -551,17 +485,15 @@ async fn lock_state(tx: &mut TenantTx) -> ApiResult<String> {
 #[utoipa::path(patch, path = "/tenants/{id}", request_body = Object, responses((status = 200, body = TenantView), (status = 422, body = crate::error::Problem)))]
 pub async fn patch(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    TenantAccess { caller, tenant }: TenantAccess,
     body: Bytes,
 ) -> ApiResult<Json<TenantView>> {
-    let tenant = found(&caller, id)?;
     let body = parse_body(&body)?;
     let input = parse_input(&body, &["name", "mode", "strategies", "risk"])
         .map_err(ApiError::Validation)?;
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
-    if current == "offboarding" || current == "offboarded" {
+    if !current.is_editable() {
         return Err(ApiError::Conflict(format!(
             "tenant is {current}; it cannot be changed"
         )));
@@ -580,27 +512,13 @@ pub async fn patch(
     }
     let changed: Vec<&str> = body.keys().map(String::as_str).collect();
     let spec_changed = input.mode.is_some() || input.strategies.is_some() || input.risk.is_some();
-    sqlx::query(
-        "UPDATE tenants SET name = coalesce($2, name), mode = coalesce($3, mode), \
-         spec_version = spec_version + CASE WHEN $4 THEN 1 ELSE 0 END, updated_at = now() WHERE id = $1",
+    tenants::update(&mut tx, input.name.as_deref(), input.mode, spec_changed).await?;
+    configs::update(
+        &mut tx,
+        input.strategies.as_ref().map(to_json).as_ref(),
+        input.risk.as_ref().map(to_json).as_ref(),
     )
-    .bind(tenant.as_uuid())
-    .bind(&input.name)
-    .bind(input.mode.map(|m| m.as_str()))
-    .bind(spec_changed)
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::query("updating a tenant"))?;
-    sqlx::query(
-        "UPDATE tenant_configs SET strategies = coalesce($2, strategies), risk = coalesce($3, risk), \
-         updated_at = now() WHERE tenant_id = $1",
-    )
-    .bind(tenant.as_uuid())
-    .bind(input.strategies.as_ref().map(to_json))
-    .bind(input.risk.as_ref().map(to_json))
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::query("updating a tenant's configuration"))?;
+    .await?;
     audit(
         &mut tx,
         &caller.actor(),
@@ -620,16 +538,14 @@ pub async fn patch(
 #[utoipa::path(put, path = "/tenants/{id}/exchange-keys", request_body = Object, responses((status = 200, body = TenantView), (status = 422, body = crate::error::Problem)))]
 pub async fn rotate_keys(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    TenantAccess { caller, tenant }: TenantAccess,
     body: Bytes,
 ) -> ApiResult<Json<TenantView>> {
-    let tenant = found(&caller, id)?;
     let body = parse_body(&body)?;
     let keys = parse_exchange_keys(&Value::Object(body)).map_err(ApiError::Validation)?;
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
-    if current == "offboarding" || current == "offboarded" {
+    if !current.is_editable() {
         return Err(ApiError::Conflict(format!(
             "tenant is {current}; its keys cannot be changed"
         )));
@@ -637,13 +553,7 @@ pub async fn rotate_keys(
     let mut secret = state.secrets.get(&mut tx).await?.unwrap_or_default();
     secret.exchange_keys = keys.clone();
     state.secrets.put(&mut tx, &secret).await?;
-    sqlx::query(
-        "UPDATE tenants SET spec_version = spec_version + 1, updated_at = now() WHERE id = $1",
-    )
-    .bind(tenant.as_uuid())
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::query("recording a key rotation"))?;
+    tenants::bump_spec_version(&mut tx).await?;
     audit(
         &mut tx,
         &caller.actor(),
@@ -663,10 +573,9 @@ pub async fn rotate_keys(
 #[utoipa::path(post, path = "/tenants/{id}/pause", responses((status = 200, body = TenantView), (status = 409, body = crate::error::Problem)))]
 pub async fn pause(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    access: TenantAccess,
 ) -> ApiResult<Json<TenantView>> {
-    transition(&state, &caller, id, "pause").await
+    transition(&state, access, TenantAction::Pause).await
 }
 
 /// Start a paused tenant again; retry a failed onboarding; restore an
@@ -674,56 +583,36 @@ pub async fn pause(
 #[utoipa::path(post, path = "/tenants/{id}/resume", responses((status = 200, body = TenantView), (status = 409, body = crate::error::Problem)))]
 pub async fn resume(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    access: TenantAccess,
 ) -> ApiResult<Json<TenantView>> {
-    transition(&state, &caller, id, "resume").await
+    transition(&state, access, TenantAction::Resume).await
 }
 
 async fn transition(
     state: &AppState,
-    caller: &Caller,
-    id: Uuid,
-    action: &str,
+    TenantAccess { caller, tenant }: TenantAccess,
+    action: TenantAction,
 ) -> ApiResult<Json<TenantView>> {
-    let tenant = found(caller, id)?;
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
-    let (next, step, provision) = match (action, current.as_str()) {
-        ("pause", "active" | "paused") => ("paused", None, false),
-        ("resume", "paused" | "active") => ("active", None, false),
-        ("resume", "failed") => ("provisioning", Some("created"), true),
-        ("resume", "offboarded") => {
-            if !state.secrets.restore(&mut tx).await? {
-                return Err(ApiError::Conflict(
-                    "the tenant's secret is past its recovery window; onboard it again".into(),
-                ));
-            }
-            ("provisioning", Some("created"), true)
-        }
-        (_, other) => {
-            return Err(ApiError::Conflict(format!(
-                "cannot {action} a tenant that is {other}"
-            )));
-        }
-    };
-    sqlx::query(
-        "UPDATE tenants SET state = $2, provisioning_step = coalesce($3, provisioning_step), \
-         offboarded_at = CASE WHEN $2 = 'provisioning' THEN NULL ELSE offboarded_at END, \
-         updated_at = now() WHERE id = $1",
-    )
-    .bind(tenant.as_uuid())
-    .bind(next)
-    .bind(step)
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::query("changing a tenant's state"))?;
-    if current != next {
+    let step = current
+        .apply(action)
+        .map_err(|refused| ApiError::Conflict(refused.to_string()))?;
+    if step.restarts_onboarding
+        && step.from == TenantState::Offboarded
+        && !state.secrets.restore(&mut tx).await?
+    {
+        return Err(ApiError::Conflict(
+            "the tenant's secret is past its recovery window; onboard it again".into(),
+        ));
+    }
+    tenants::set_state(&mut tx, step.to, step.restarts_onboarding).await?;
+    if step.changes() {
         audit(
             &mut tx,
             &caller.actor(),
-            &format!("tenant.{action}"),
-            json!({"from": current, "to": next}),
+            &format!("tenant.{}", action.verb()),
+            json!({"from": step.from, "to": step.to}),
         )
         .await?;
     }
@@ -731,7 +620,7 @@ async fn transition(
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
     tx.commit().await?;
-    if provision {
+    if step.restarts_onboarding {
         state.start_provisioning(tenant);
     }
     state.wake();
@@ -750,20 +639,16 @@ pub struct DeleteQuery {
 #[utoipa::path(delete, path = "/tenants/{id}", params(DeleteQuery), responses((status = 202, body = TenantView), (status = 204)))]
 pub async fn delete(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    _: Operator,
+    TenantAccess { caller, tenant }: TenantAccess,
     Query(query): Query<DeleteQuery>,
 ) -> ApiResult<Response> {
-    operator_only(&caller)?;
-    let tenant = found(&caller, id)?;
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
-    if current != "offboarded" {
-        sqlx::query("UPDATE tenants SET state = 'offboarding', updated_at = now() WHERE id = $1")
-            .bind(tenant.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(DbError::query("offboarding a tenant"))?;
+    // Deleting an offboarded tenant is not an error: it only purges (if asked).
+    let offboard = current.apply(TenantAction::Offboard).ok();
+    if let Some(step) = offboard {
+        tenants::set_state(&mut tx, step.to, false).await?;
         audit(
             &mut tx,
             &caller.actor(),
@@ -774,7 +659,7 @@ pub async fn delete(
     }
     tx.commit().await?;
     state.tokens.clear();
-    if current != "offboarded" {
+    if offboard.is_some() {
         state
             .provisioner
             .offboard(tenant)
@@ -783,11 +668,7 @@ pub async fn delete(
     }
     if query.purge.unwrap_or(false) {
         let mut tx = state.db.tenant(tenant).await?;
-        sqlx::query("DELETE FROM tenants WHERE id = $1")
-            .bind(tenant.as_uuid())
-            .execute(&mut *tx)
-            .await
-            .map_err(DbError::query("purging a tenant"))?;
+        tenants::purge(&mut tx).await?;
         tx.commit().await?;
         tracing::info!(%tenant, actor = caller.actor(), "tenant purged");
         state.wake();
@@ -813,11 +694,9 @@ pub struct TokenCreated {
 #[utoipa::path(post, path = "/tenants/{id}/tokens", responses((status = 201, body = TokenCreated)))]
 pub async fn create_token(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    TenantAccess { caller, tenant }: TenantAccess,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
-    let tenant = found(&caller, id)?;
     let label = if body.is_empty() {
         String::new()
     } else {
@@ -838,7 +717,7 @@ pub async fn create_token(
     };
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
-    if current == "offboarding" || current == "offboarded" {
+    if !current.is_editable() {
         return Err(ApiError::Conflict(format!("tenant is {current}")));
     }
     let (token_id, token) = create_tenant_token(&mut tx, &label).await?;
@@ -854,7 +733,7 @@ pub async fn create_token(
         StatusCode::CREATED,
         Json(TokenCreated {
             id: token_id,
-            tenant_id: id,
+            tenant_id: tenant.as_uuid(),
             token: secrecy::ExposeSecret::expose_secret(&token).to_owned(),
         }),
     ))

@@ -323,6 +323,23 @@ async fn a_tenant_token_sees_and_changes_only_its_own_tenant(
         )
         .await;
     assert_eq!(create.status, StatusCode::FORBIDDEN);
+    // Offboarding is the operator's, even of the token's own tenant; the
+    // operator check comes first, so another tenant's id is a 403 too.
+    for id in [&a, &b] {
+        let delete = h
+            .call(
+                Method::DELETE,
+                &format!("/tenants/{id}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(delete.status, StatusCode::FORBIDDEN, "DELETE /tenants/{id}");
+        assert_eq!(
+            delete.body["detail"].as_str(),
+            Some("only an operator token may do this")
+        );
+    }
     let b_now = h
         .call(Method::GET, &format!("/tenants/{b}"), Some(OPERATOR), None)
         .await;

@@ -184,6 +184,15 @@ impl FromStr for TenantState {
     }
 }
 
+/// For decoding `tenants.state` (`#[sqlx(try_from = "String")]` in the store).
+impl TryFrom<String> for TenantState {
+    type Error = UnknownState;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

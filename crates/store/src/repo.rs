@@ -1,6 +1,14 @@
 //! Repositories. Every function takes the transaction it runs in; the caller
 //! commits.
 
+pub mod audit;
+pub mod balances;
+pub mod configs;
+pub mod idempotency;
 pub mod opportunities;
+pub mod runtime;
+pub mod sessions;
 pub mod tenant_secrets;
 pub mod tenants;
+pub mod tokens;
+pub mod trades;

@@ -35,6 +35,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use polybot_core::TenantId;
 use polybot_store::DbError;
+use polybot_store::repo::sessions;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -42,7 +43,7 @@ use uuid::Uuid;
 pub use html::{Html, escape};
 
 use crate::AppState;
-use crate::auth::{Caller, authenticate, hash_token};
+use crate::auth::{Caller, TenantAccess, authenticate, hash_token};
 use crate::error::ApiError;
 use crate::metrics::constant_time_eq;
 
@@ -200,26 +201,17 @@ pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
     };
     let id_hash = Sha256::digest(id.as_bytes()).to_vec();
     let mut op = state.db.operator().await?;
-    let row: Option<(String, Option<Uuid>, Option<Uuid>)> = sqlx::query_as(
-        "SELECT s.csrf_token, \
-            (SELECT o.id FROM operator_tokens o WHERE o.token_hash = s.token_hash AND o.revoked_at IS NULL), \
-            polybot.tenant_for_token(s.token_hash) \
-         FROM dashboard_sessions s WHERE s.id_hash = $1 AND s.expires_at > now()",
-    )
-    .bind(&id_hash)
-    .fetch_optional(&mut *op)
-    .await
-    .map_err(DbError::query("reading a dashboard session"))?;
+    let row = sessions::find(&mut op, &id_hash).await?;
     op.commit().await?;
-    Ok(row.and_then(|(csrf, operator, tenant)| {
-        let caller = match (operator, tenant) {
+    Ok(row.and_then(|row| {
+        let caller = match (row.operator_token, row.tenant_id()) {
             (Some(_), _) => Caller::Operator,
-            (None, Some(t)) => Caller::Tenant(TenantId::from_uuid(t)),
+            (None, Some(tenant)) => Caller::Tenant(tenant),
             (None, None) => return None,
         };
         Some(Session {
             caller,
-            csrf,
+            csrf: row.csrf_token,
             id_hash,
         })
     }))
@@ -293,21 +285,15 @@ async fn login(
     let id = random_token();
     let ttl = state.settings.session_ttl;
     let mut op = state.db.operator().await?;
-    sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at < now()")
-        .execute(&mut *op)
-        .await
-        .map_err(DbError::query("expiring dashboard sessions"))?;
-    sqlx::query(
-        "INSERT INTO dashboard_sessions (id_hash, token_hash, csrf_token, expires_at) \
-         VALUES ($1, $2, $3, now() + $4 * interval '1 second')",
+    sessions::delete_expired(&mut op).await?;
+    sessions::open(
+        &mut op,
+        &Sha256::digest(id.as_bytes()),
+        &hash_token(token),
+        &random_token(),
+        ttl,
     )
-    .bind(Sha256::digest(id.as_bytes()).to_vec())
-    .bind(hash_token(token))
-    .bind(random_token())
-    .bind(i32::try_from(ttl.as_secs()).unwrap_or(i32::MAX))
-    .execute(&mut *op)
-    .await
-    .map_err(DbError::query("opening a dashboard session"))?;
+    .await?;
     op.commit().await?;
     tracing::info!(actor = caller.actor(), "dashboard sign-in");
     let to = match caller {
@@ -335,11 +321,7 @@ async fn logout(
     let session = require(&state, &headers).await?;
     check_csrf(&session, &form)?;
     let mut op = state.db.operator().await?;
-    sqlx::query("DELETE FROM dashboard_sessions WHERE id_hash = $1")
-        .bind(&session.id_hash)
-        .execute(&mut *op)
-        .await
-        .map_err(DbError::query("closing a dashboard session"))?;
+    sessions::close(&mut op, &session.id_hash).await?;
     op.commit().await?;
     let mut response = redirect("/ui/login");
     response
@@ -358,12 +340,7 @@ pub struct Notice {
 /// only its own; anything else is a 404.
 pub fn visible(session: &Session, id: &str) -> UiResult<TenantId> {
     let id: Uuid = id.parse().map_err(|_| UiError::NotFound)?;
-    let tenant = TenantId::from_uuid(id);
-    if session.caller.may_see(tenant) {
-        Ok(tenant)
-    } else {
-        Err(UiError::NotFound)
-    }
+    Ok(TenantAccess::check(session.caller, id)?.tenant)
 }
 
 pub(crate) type PathId = Path<String>;

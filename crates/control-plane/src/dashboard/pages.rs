@@ -19,7 +19,7 @@ use super::{
     redirect, require, visible,
 };
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Operator, TenantAccess};
 use crate::error::ApiError;
 use crate::metrics::{AVAILABILITY_OBJECTIVE, TenantFigures, load_figures};
 
@@ -558,9 +558,8 @@ pub async fn tenant(
         .into_iter()
         .next()
         .ok_or(UiError::NotFound)?;
-    let view = crate::tenants::get(State(state.clone()), session.caller, Path(tenant.as_uuid()))
-        .await?
-        .0;
+    let access = TenantAccess::check(session.caller, tenant.as_uuid())?;
+    let view = crate::tenants::get(State(state.clone()), access).await?.0;
     let mut tx = state.db.tenant(tenant).await?;
     let data = tenant_data(&mut tx).await?;
     tx.commit().await?;
@@ -788,19 +787,17 @@ pub async fn act(
     let session = require(&state, &headers).await?;
     check_csrf(&session, &form)?;
     let tenant = visible(&session, &id)?;
-    let id = tenant.as_uuid();
+    let access = TenantAccess::check(session.caller, tenant.as_uuid())?;
     let notice = match action.as_str() {
         "pause" => {
-            let view =
-                crate::tenants::pause(State(state.clone()), session.caller, Path(id)).await?;
+            let view = crate::tenants::pause(State(state.clone()), access).await?;
             format!(
                 "Paused (state {}): the worker is being stopped.",
                 view.0.state
             )
         }
         "resume" => {
-            let view =
-                crate::tenants::resume(State(state.clone()), session.caller, Path(id)).await?;
+            let view = crate::tenants::resume(State(state.clone()), access).await?;
             format!(
                 "Resumed (state {}): a worker is being started.",
                 view.0.state
@@ -812,8 +809,8 @@ pub async fn act(
                     .map_err(|e| ApiError::Internal(e.into()))?;
             let response = crate::tenants::delete(
                 State(state.clone()),
-                session.caller,
-                Path(id),
+                Operator::check(session.caller)?,
+                access,
                 Query(query),
             )
             .await?;
@@ -1001,7 +998,8 @@ pub async fn onboard(
         api_headers.insert("idempotency-key", key);
     }
     let bytes = Bytes::from(Value::Object(body).to_string());
-    match crate::tenants::create(State(state.clone()), session.caller, api_headers, bytes).await {
+    let operator = Operator::check(session.caller)?;
+    match crate::tenants::create(State(state.clone()), operator, api_headers, bytes).await {
         Ok(response) => {
             let raw = axum::body::to_bytes(response.into_body(), 1 << 20)
                 .await

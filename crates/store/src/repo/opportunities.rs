@@ -138,3 +138,31 @@ pub async fn mark_executed(
     .map_err(DbError::query("marking an opportunity executed"))?;
     Ok(result.rows_affected() == 1)
 }
+
+/// A page of opportunities for the API: newest first, only `strategy`'s if
+/// given, strictly after the keyset position `after` (detection time, id)
+/// in that order, at most `limit`.
+pub async fn page(
+    tx: &mut TenantTx,
+    strategy: Option<&str>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Opportunity>, DbError> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as::<_, Opportunity>(
+        "SELECT id, tenant_id, strategy, venue, market, description, edge, expected_profit, size, \
+                details, detected_at, executed_at, epoch \
+         FROM opportunities \
+         WHERE tenant_id = $1 AND ($2::text IS NULL OR strategy = $2) \
+           AND ($3::timestamptz IS NULL OR (detected_at, id) < ($3, $4)) \
+         ORDER BY detected_at DESC, id DESC LIMIT $5",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(strategy)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::query("listing opportunities"))
+}
