@@ -81,15 +81,20 @@ impl ControlPlane {
                 }
             }
         });
+        // Owned before it is up, so that a failed start still stops it (Drop).
+        let mut cp = Self {
+            child,
+            addr: String::new(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut log = Vec::new();
         while Instant::now() < deadline {
             if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
                 if let Some(rest) = line.split("PolyBot is up: http://").nth(1) {
-                    let addr = rest.split('/').next().unwrap_or_default().to_owned();
+                    cp.addr = rest.split('/').next().unwrap_or_default().to_owned();
                     // Keep reading, so that a full pipe never blocks the process.
                     std::thread::spawn(move || while lines.recv().is_ok() {});
-                    return Self { child, addr };
+                    return cp;
                 }
                 log.push(line);
             }

@@ -107,11 +107,15 @@ impl Settings {
 
 /// The operator views' settings, as flags or environment variables.
 #[derive(Debug, Clone, clap::Args)]
-#[command(next_help_heading = "Operator views")]
 pub struct SettingsArgs {
     /// A bearer token that may scrape /metrics (and nothing else); give it to
     /// Prometheus instead of the operator token.
-    #[arg(long, env = "POLYBOT_METRICS_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "POLYBOT_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub metrics_token: Option<SecretString>,
     /// Mark the dashboard's session cookie Secure (set it behind TLS).
     #[arg(long, env = "POLYBOT_COOKIE_SECURE", value_parser = Named(switch))]
