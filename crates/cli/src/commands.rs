@@ -62,6 +62,8 @@ pub struct ServeArgs {
     /// Address the API listens on.
     #[arg(long, env = "POLYBOT_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub settings: polybot_control_plane::settings::SettingsArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -335,7 +337,8 @@ async fn serve(
     if let Some(host) = backends.worker_database_host {
         worker_db.host = host;
     }
-    let state = AppState::new(database.db.clone(), secrets, worker_db);
+    let mut state = AppState::new(database.db.clone(), secrets, worker_db);
+    state.settings = Arc::new(serve.settings.clone().into());
     let token_file = data_dir.join("operator-token");
     let config = Config {
         listen: serve.listen,

@@ -180,8 +180,15 @@ impl From<Opportunity> for OpportunityView {
 }
 
 /// A tenant's opportunities, newest first.
-#[utoipa::path(get, path = "/tenants/{id}/opportunities", params(("id" = Uuid, Path, description = "tenant id"), PageQuery),
-    responses((status = 200, body = OpportunityPage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/tenants/{id}/opportunities", operation_id = "list_opportunities", tag = "data",
+    params(("id" = Uuid, Path, description = "the tenant's id"), PageQuery),
+    responses(
+        (status = 200, description = "a page of the tenant's opportunities, newest first", body = OpportunityPage),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn opportunities(
     State(state): State<AppState>,
     access: TenantAccess,
@@ -264,8 +271,15 @@ impl From<Trade> for TradeView {
 }
 
 /// A tenant's trades, newest first.
-#[utoipa::path(get, path = "/tenants/{id}/trades", params(("id" = Uuid, Path, description = "tenant id"), PageQuery),
-    responses((status = 200, body = TradePage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/tenants/{id}/trades", operation_id = "list_trades", tag = "data",
+    params(("id" = Uuid, Path, description = "the tenant's id"), PageQuery),
+    responses(
+        (status = 200, description = "a page of the tenant's trades, newest first", body = TradePage),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn trades(
     State(state): State<AppState>,
     access: TenantAccess,
@@ -333,8 +347,15 @@ fn decode_balance_cursor(text: &str) -> Option<(String, String)> {
 }
 
 /// A tenant's balances by venue and asset.
-#[utoipa::path(get, path = "/tenants/{id}/balances", params(("id" = Uuid, Path, description = "tenant id"), BalanceQuery),
-    responses((status = 200, body = BalancePage), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/tenants/{id}/balances", operation_id = "list_balances", tag = "data",
+    params(("id" = Uuid, Path, description = "the tenant's id"), BalanceQuery),
+    responses(
+        (status = 200, description = "a page of the tenant's balance snapshots", body = BalancePage),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn balances(
     State(state): State<AppState>,
     access: TenantAccess,
@@ -431,8 +452,14 @@ fn heartbeat_decimal(pnl: Option<&Value>, key: &str) -> Option<Decimal> {
 }
 
 /// A tenant's realised and unrealised PnL.
-#[utoipa::path(get, path = "/tenants/{id}/pnl", params(("id" = Uuid, Path, description = "tenant id")),
-    responses((status = 200, body = PnlView), (status = 404, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/tenants/{id}/pnl", operation_id = "get_pnl", tag = "data",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the tenant's realized profit and loss by strategy", body = PnlView),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn pnl(State(state): State<AppState>, access: TenantAccess) -> ApiResult<Json<PnlView>> {
     let id = access.tenant.as_uuid();
     let mut tx = open(&state, access).await?;

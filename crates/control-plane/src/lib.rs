@@ -77,7 +77,7 @@ impl AppState {
             reconcile,
             tasks: TaskTracker::new(),
             metrics: metrics::Metrics::default(),
-            settings: Arc::new(settings::Settings::from_env()),
+            settings: Arc::new(settings::Settings::default()),
         }
     }
 
@@ -116,6 +116,13 @@ impl AppState {
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl,
         error::Problem
     )),
+    tags(
+        (name = "tenants", description = "Onboarding, configuration, lifecycle and tokens of tenants."),
+        (name = "status", description = "Each tenant's desired and actual worker state."),
+        (name = "data", description = "A tenant's opportunities, trades, balances and profit."),
+        (name = "alerts", description = "Where alerts are sent: a tenant's channels and the operator's."),
+        (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
+    ),
     modifiers(&BearerAuth),
     security(("bearer" = []))
 )]
@@ -136,13 +143,24 @@ impl utoipa::Modify for BearerAuth {
 }
 
 /// Liveness: the process serves requests.
-#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", operation_id = "get_liveness", tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "alive", body = String, content_type = "text/plain"),
+    )
+)]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Readiness: the database answers and its migrations are current.
-#[utoipa::path(get, path = "/readyz", security(()), responses((status = 200, description = "ready"), (status = 503, body = error::Problem)))]
+#[utoipa::path(get, path = "/readyz", operation_id = "get_readiness", tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "ready: the database answers and its migrations are current", body = String, content_type = "text/plain"),
+        (status = 503, description = "the database is unreachable or its migrations are not current", body = error::Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Response {
     match state.db.migrations_current().await {
         Ok(true) => (StatusCode::OK, "ready").into_response(),

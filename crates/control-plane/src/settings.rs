@@ -1,20 +1,31 @@
 //! Settings of the operator views (dashboard sessions, `/metrics` access,
-//! alerting), read once from the environment when the state is built.
+//! alerting): [`SettingsArgs`] is what `polybot up` and `polybot
+//! control-plane` read from their flags and the environment (the doc comments
+//! are the `--help`); [`Settings`] is what the running control plane keeps.
+//! A value that does not parse stops the start with an error naming its
+//! variable — nothing falls back to a default silently.
 //!
-//! | variable | default | what |
-//! |---|---|---|
-//! | `POLYBOT_METRICS_TOKEN` | none | a bearer token that may scrape `/metrics` (and nothing else) |
-//! | `POLYBOT_COOKIE_SECURE` | `false` | mark the dashboard cookie `Secure` (set it behind TLS) |
-//! | `POLYBOT_SESSION_HOURS` | `12` | dashboard session lifetime |
-//! | `POLYBOT_ALERT_INTERVAL_SECS` | `10` | time between alert evaluations |
-//! | `POLYBOT_ALERT_HEARTBEAT_SECS` | `60` | a desired worker silent this long alerts |
-//! | `POLYBOT_ALERT_CRASH_LOOP_RESTARTS` | `3` | restarts in a row before `crash_loop` alerts |
-//! | `POLYBOT_ALERT_RESOLVE_SECS` | `30` | a condition clear this long sends the resolved message |
-//! | `POLYBOT_ALERT_RATE_PER_MINUTE` | `20` | notifications per channel and minute, at most |
-//! | `POLYBOT_TELEGRAM_API_BASE` | `https://api.telegram.org` | the Telegram Bot API (tests point it at a mock) |
+//! | variable | flag | default | what |
+//! |---|---|---|---|
+//! | `POLYBOT_METRICS_TOKEN` | `--metrics-token` | none | a bearer token that may scrape `/metrics` (and nothing else) |
+//! | `POLYBOT_COOKIE_SECURE` | `--cookie-secure` | `false` | mark the dashboard cookie `Secure` (set it behind TLS) |
+//! | `POLYBOT_SESSION_HOURS` | `--session-hours` | `12` | dashboard session lifetime, in hours |
+//! | `POLYBOT_ALERT_INTERVAL_SECS` | `--alert-interval-secs` | `10` | time between alert evaluations |
+//! | `POLYBOT_ALERT_HEARTBEAT_SECS` | `--alert-heartbeat-secs` | `60` | a desired worker silent this long alerts |
+//! | `POLYBOT_ALERT_CRASH_LOOP_RESTARTS` | `--alert-crash-loop-restarts` | `3` | restarts in a row before `crash_loop` alerts |
+//! | `POLYBOT_ALERT_RESOLVE_SECS` | `--alert-resolve-secs` | `30` | a condition clear this long sends the resolved message |
+//! | `POLYBOT_ALERT_RATE_PER_MINUTE` | `--alert-rate-per-minute` | `20` | notifications per channel and minute, at most |
+//! | `POLYBOT_AVAILABILITY_FLUSH_SECS` | `--availability-flush-secs` | `30` | how often worker availability is written to the database |
+//! | `POLYBOT_TELEGRAM_API_BASE` | `--telegram-api-base` | `https://api.telegram.org` | the Telegram Bot API (tests point it at a mock) |
+//!
+//! Durations take seconds, fractions allowed (`0.5`); switches take
+//! `true`/`false`, `yes`/`no`, `on`/`off` or `1`/`0`.
 
+use std::ffi::OsStr;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -86,70 +97,263 @@ impl Default for Settings {
     }
 }
 
-fn secs(name: &str, default: Duration) -> Duration {
-    match std::env::var(name) {
-        Ok(v) => match v.trim().parse::<f64>() {
-            Ok(s) if s.is_finite() && s >= 0.0 => Duration::from_secs_f64(s),
-            _ => {
-                tracing::warn!(variable = name, value = %v, "not a number of seconds; using the default");
-                default
-            }
-        },
-        Err(_) => default,
-    }
-}
-
-fn number<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| {
-            tracing::warn!(variable = name, value = %v, "not a number; using the default");
-            default
-        }),
-        Err(_) => default,
-    }
-}
-
 impl Settings {
-    /// From the environment (see the module's table); unset means the default.
-    pub fn from_env() -> Self {
-        let d = AlertSettings::default();
-        let metrics_token = std::env::var("POLYBOT_METRICS_TOKEN")
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .map(SecretString::from);
-        Self {
-            metrics_token_hash: metrics_token
-                .map(|t| Sha256::digest(t.expose_secret().trim().as_bytes()).to_vec()),
-            secure_cookies: matches!(
-                std::env::var("POLYBOT_COOKIE_SECURE").as_deref(),
-                Ok("1" | "true" | "yes" | "on")
-            ),
-            session_ttl: Duration::from_secs(3600 * number("POLYBOT_SESSION_HOURS", 12u64)),
-            alerts: AlertSettings {
-                interval: secs("POLYBOT_ALERT_INTERVAL_SECS", d.interval),
-                heartbeat_stale: secs("POLYBOT_ALERT_HEARTBEAT_SECS", d.heartbeat_stale),
-                crash_loop_restarts: number(
-                    "POLYBOT_ALERT_CRASH_LOOP_RESTARTS",
-                    d.crash_loop_restarts,
-                ),
-                resolve_hold: secs("POLYBOT_ALERT_RESOLVE_SECS", d.resolve_hold),
-                rate_per_minute: number("POLYBOT_ALERT_RATE_PER_MINUTE", d.rate_per_minute),
-                fenced_window: d.fenced_window,
-                availability_stale: d.availability_stale,
-                availability_flush: secs("POLYBOT_AVAILABILITY_FLUSH_SECS", d.availability_flush),
-                telegram_api_base: std::env::var("POLYBOT_TELEGRAM_API_BASE")
-                    .ok()
-                    .filter(|v| !v.trim().is_empty())
-                    .map(|v| v.trim().trim_end_matches('/').to_owned())
-                    .unwrap_or(d.telegram_api_base),
-                send_timeout: d.send_timeout,
-            },
-        }
-    }
-
     /// Sets the metrics token (tests, embedding).
     pub fn with_metrics_token(mut self, token: &str) -> Self {
         self.metrics_token_hash = Some(Sha256::digest(token.as_bytes()).to_vec());
         self
+    }
+}
+
+/// The operator views' settings, as flags or environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SettingsArgs {
+    /// A bearer token that may scrape /metrics (and nothing else); give it to
+    /// Prometheus instead of the operator token.
+    #[arg(
+        long,
+        env = "POLYBOT_METRICS_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<SecretString>,
+    /// Mark the dashboard's session cookie Secure (set it behind TLS).
+    #[arg(long, env = "POLYBOT_COOKIE_SECURE", value_parser = Named(switch))]
+    pub cookie_secure: bool,
+    /// How long a dashboard sign-in lasts, in hours.
+    #[arg(long, env = "POLYBOT_SESSION_HOURS", value_name = "HOURS", default_value = "12", value_parser = Named(hours))]
+    pub session_hours: Duration,
+    /// Seconds between alert evaluations.
+    #[arg(long, env = "POLYBOT_ALERT_INTERVAL_SECS", value_name = "SECS", default_value = "10", value_parser = Named(seconds))]
+    pub alert_interval_secs: Duration,
+    /// A desired worker whose heartbeat is this many seconds old alerts
+    /// (`heartbeat_stale`).
+    #[arg(long, env = "POLYBOT_ALERT_HEARTBEAT_SECS", value_name = "SECS", default_value = "60", value_parser = Named(seconds))]
+    pub alert_heartbeat_secs: Duration,
+    /// Crashes in a row before `crash_loop` alerts.
+    #[arg(long, env = "POLYBOT_ALERT_CRASH_LOOP_RESTARTS", value_name = "N", default_value = "3", value_parser = Named(positive::<i32>))]
+    pub alert_crash_loop_restarts: i32,
+    /// A condition clear for this many seconds sends the resolved message
+    /// (one that flaps stays one alert).
+    #[arg(long, env = "POLYBOT_ALERT_RESOLVE_SECS", value_name = "SECS", default_value = "30", value_parser = Named(seconds))]
+    pub alert_resolve_secs: Duration,
+    /// Notifications per channel and minute, at most.
+    #[arg(long, env = "POLYBOT_ALERT_RATE_PER_MINUTE", value_name = "N", default_value = "20", value_parser = Named(positive::<usize>))]
+    pub alert_rate_per_minute: usize,
+    /// Seconds between writes of the workers' accumulated availability (the
+    /// SLO's data) to the database.
+    #[arg(long, env = "POLYBOT_AVAILABILITY_FLUSH_SECS", value_name = "SECS", default_value = "30", value_parser = Named(seconds))]
+    pub availability_flush_secs: Duration,
+    /// The Telegram Bot API that telegram channels send through.
+    #[arg(long, env = "POLYBOT_TELEGRAM_API_BASE", value_name = "URL", default_value = "https://api.telegram.org", value_parser = Named(http_base))]
+    pub telegram_api_base: String,
+}
+
+impl From<SettingsArgs> for Settings {
+    fn from(args: SettingsArgs) -> Self {
+        let defaults = AlertSettings::default();
+        Self {
+            // An empty variable means no token, as an unset one does.
+            metrics_token_hash: args
+                .metrics_token
+                .map(|token| token.expose_secret().trim().to_owned())
+                .filter(|token| !token.is_empty())
+                .map(|token| Sha256::digest(token.as_bytes()).to_vec()),
+            secure_cookies: args.cookie_secure,
+            session_ttl: args.session_hours,
+            alerts: AlertSettings {
+                interval: args.alert_interval_secs,
+                heartbeat_stale: args.alert_heartbeat_secs,
+                crash_loop_restarts: args.alert_crash_loop_restarts,
+                resolve_hold: args.alert_resolve_secs,
+                rate_per_minute: args.alert_rate_per_minute,
+                availability_flush: args.availability_flush_secs,
+                telegram_api_base: args.telegram_api_base,
+                ..defaults
+            },
+        }
+    }
+}
+
+/// A value parser whose error names the environment variable as well as the
+/// flag: clap's own names only the flag, which misleads whoever set the
+/// variable in a task definition.
+#[derive(Clone, Copy)]
+struct Named<T>(fn(&str) -> Result<T, String>);
+
+impl<T: Clone + Send + Sync + 'static> TypedValueParser for Named<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<T, clap::Error> {
+        let text = value.to_string_lossy();
+        (self.0)(text.trim()).map_err(|why| {
+            let flag = arg
+                .and_then(clap::Arg::get_long)
+                .map(|long| format!("--{long}"))
+                .unwrap_or_else(|| "the value".to_owned());
+            let source = match arg.and_then(clap::Arg::get_env) {
+                Some(var) => format!("{} (or {flag})", var.to_string_lossy()),
+                None => flag,
+            };
+            cmd.clone().error(
+                ErrorKind::ValueValidation,
+                format!("{source} is {text:?}: {why}"),
+            )
+        })
+    }
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+        _ => Err("expected a number of seconds, such as 30 or 0.5".to_owned()),
+    }
+}
+
+fn hours(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(hours) if (1..=24 * 366).contains(&hours) => Ok(Duration::from_secs(hours * 3600)),
+        _ => Err("expected a whole number of hours between 1 and 8784".to_owned()),
+    }
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(text: &str) -> Result<T, String> {
+    match text.parse::<T>() {
+        Ok(n) if n > T::default() => Ok(n),
+        _ => Err("expected a whole number greater than 0".to_owned()),
+    }
+}
+
+fn switch(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false (also yes/no, on/off, 1/0)".to_owned()),
+    }
+}
+
+/// An http(s) URL, kept without its trailing slash (paths are appended).
+fn http_base(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+            Ok(text.trim_end_matches('/').to_owned())
+        }
+        _ => Err("expected an http(s) URL, such as https://api.telegram.org".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: SettingsArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Cli::try_parse_from(std::iter::once("polybot").chain(args.iter().copied()))
+            .map(|cli| cli.settings.into())
+    }
+
+    #[test]
+    fn no_flags_give_the_documented_defaults() {
+        let settings = parse(&[]).expect("the defaults parse");
+        let defaults = Settings::default();
+        assert_eq!(settings.metrics_token_hash, None);
+        assert!(!settings.secure_cookies);
+        assert_eq!(settings.session_ttl, defaults.session_ttl);
+        assert_eq!(settings.alerts.interval, defaults.alerts.interval);
+        assert_eq!(settings.alerts.heartbeat_stale, Duration::from_secs(60));
+        assert_eq!(settings.alerts.crash_loop_restarts, 3);
+        assert_eq!(settings.alerts.resolve_hold, Duration::from_secs(30));
+        assert_eq!(settings.alerts.rate_per_minute, 20);
+        assert_eq!(settings.alerts.availability_flush, Duration::from_secs(30));
+        assert_eq!(
+            settings.alerts.telegram_api_base,
+            "https://api.telegram.org"
+        );
+    }
+
+    #[test]
+    fn flags_set_every_setting() {
+        let settings = parse(&[
+            "--metrics-token",
+            "scrape-me",
+            "--cookie-secure",
+            "--session-hours",
+            "2",
+            "--alert-interval-secs",
+            "0.5",
+            "--alert-heartbeat-secs",
+            "5",
+            "--alert-crash-loop-restarts",
+            "7",
+            "--alert-resolve-secs",
+            "1",
+            "--alert-rate-per-minute",
+            "3",
+            "--availability-flush-secs",
+            "4",
+            "--telegram-api-base",
+            "http://127.0.0.1:9/bot/",
+        ])
+        .expect("valid flags parse");
+        assert_eq!(
+            settings.metrics_token_hash,
+            Some(Sha256::digest(b"scrape-me").to_vec())
+        );
+        assert!(settings.secure_cookies);
+        assert_eq!(settings.session_ttl, Duration::from_secs(7200));
+        assert_eq!(settings.alerts.interval, Duration::from_millis(500));
+        assert_eq!(settings.alerts.heartbeat_stale, Duration::from_secs(5));
+        assert_eq!(settings.alerts.crash_loop_restarts, 7);
+        assert_eq!(settings.alerts.resolve_hold, Duration::from_secs(1));
+        assert_eq!(settings.alerts.rate_per_minute, 3);
+        assert_eq!(settings.alerts.availability_flush, Duration::from_secs(4));
+        assert_eq!(settings.alerts.telegram_api_base, "http://127.0.0.1:9/bot");
+    }
+
+    #[test]
+    fn a_bad_duration_names_its_variable() {
+        let err = parse(&["--alert-interval-secs", "ten"]).expect_err("not a number");
+        let message = err.to_string();
+        assert!(
+            message.contains("POLYBOT_ALERT_INTERVAL_SECS (or --alert-interval-secs) is \"ten\""),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn switches_read_the_usual_spellings() {
+        let err = switch("maybe").expect_err("not a switch");
+        assert_eq!(err, "expected true or false (also yes/no, on/off, 1/0)");
+        assert_eq!(switch("YES"), Ok(true));
+        assert_eq!(switch("off"), Ok(false));
+    }
+
+    #[test]
+    fn a_zero_rate_limit_is_refused() {
+        let err = parse(&["--alert-rate-per-minute", "0"]).expect_err("zero");
+        let message = err.to_string();
+        assert!(
+            message.contains("POLYBOT_ALERT_RATE_PER_MINUTE"),
+            "{message}"
+        );
+        assert!(message.contains("greater than 0"), "{message}");
+    }
+
+    #[test]
+    fn an_empty_metrics_token_means_none() {
+        let settings = parse(&["--metrics-token", "  "]).expect("an empty token parses");
+        assert_eq!(settings.metrics_token_hash, None);
     }
 }

@@ -145,7 +145,14 @@ fn view_from(row: StatusRow) -> StatusView {
 }
 
 /// A tenant's status: desired vs actual worker, heartbeat, strategy health, last error.
-#[utoipa::path(get, path = "/tenants/{id}/status", responses((status = 200, body = StatusView), (status = 404, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/tenants/{id}/status", operation_id = "get_tenant_status", tag = "status",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the tenant's desired and actual worker state and its last heartbeat", body = StatusView),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -181,7 +188,14 @@ pub struct FleetPage {
 }
 
 /// Every tenant's status at once (an operator sees the fleet; a tenant token, itself).
-#[utoipa::path(get, path = "/fleet", params(FleetQuery), responses((status = 200, body = FleetPage)))]
+#[utoipa::path(get, path = "/fleet", operation_id = "list_fleet", tag = "status",
+    params(FleetQuery),
+    responses(
+        (status = 200, description = "a page of every visible tenant's worker state", body = FleetPage),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn fleet(
     State(state): State<AppState>,
     caller: Caller,

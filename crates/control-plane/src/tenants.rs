@@ -243,20 +243,28 @@ pub struct CreateTenantRequest {
     /// kalshi {key_id, private_key_pem}, binance_us {api_key, secret_key},
     /// coinbase {api_key, secret, passphrase}, kraken {api_key, private_key},
     /// alpaca {key_id, secret_key}, newsapi {api_key}, ibkr {username, password}.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     exchange_keys: Option<Value>,
     /// Strategy name → typed config: complement_arb, cross_venue_arb, crypto_15m, news_arb.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     strategies: Option<Value>,
     /// max_position_per_market, max_total_exposure, max_daily_loss, max_open_orders, kill_switch, …
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     risk: Option<Value>,
 }
 
 /// Onboard a tenant.
-#[utoipa::path(post, path = "/tenants", request_body = CreateTenantRequest,
+#[utoipa::path(post, path = "/tenants", operation_id = "create_tenant", tag = "tenants",
+    request_body = CreateTenantRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for the same key and body")),
-    responses((status = 201, body = TenantView), (status = 422, body = crate::error::Problem), (status = 401, body = crate::error::Problem)))]
+    responses(
+        (status = 201, description = "the tenant; onboarding continues in the background", body = TenantView),
+        (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token is a tenant's; only an operator token may do this", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     operator: Operator,
@@ -393,7 +401,14 @@ pub struct TenantPage {
 }
 
 /// List tenants (an operator sees all; a tenant token, its own).
-#[utoipa::path(get, path = "/tenants", params(ListQuery), responses((status = 200, body = TenantPage)))]
+#[utoipa::path(get, path = "/tenants", operation_id = "list_tenants", tag = "tenants",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "a page of the tenants this token may see", body = TenantPage),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -462,7 +477,14 @@ pub async fn list(
 }
 
 /// One tenant.
-#[utoipa::path(get, path = "/tenants/{id}", responses((status = 200, body = TenantView), (status = 404, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/tenants/{id}", operation_id = "get_tenant", tag = "tenants",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the tenant", body = TenantView),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     TenantAccess { tenant, .. }: TenantAccess,
@@ -482,7 +504,18 @@ async fn lock_state(tx: &mut TenantTx) -> ApiResult<TenantState> {
 }
 
 /// Change a tenant's name, mode, strategies or risk limits (validated like onboarding).
-#[utoipa::path(patch, path = "/tenants/{id}", request_body = Object, responses((status = 200, body = TenantView), (status = 422, body = crate::error::Problem)))]
+#[utoipa::path(patch, path = "/tenants/{id}", operation_id = "update_tenant", tag = "tenants",
+    request_body = Object,
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the updated tenant", body = TenantView),
+        (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn patch(
     State(state): State<AppState>,
     TenantAccess { caller, tenant }: TenantAccess,
@@ -535,7 +568,18 @@ pub async fn patch(
 }
 
 /// Replace a tenant's exchange keys (write-only: the response shows fingerprints).
-#[utoipa::path(put, path = "/tenants/{id}/exchange-keys", request_body = Object, responses((status = 200, body = TenantView), (status = 422, body = crate::error::Problem)))]
+#[utoipa::path(put, path = "/tenants/{id}/exchange-keys", operation_id = "rotate_exchange_keys", tag = "tenants",
+    request_body = Object,
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the tenant, whose worker restarts with the new keys", body = TenantView),
+        (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn rotate_keys(
     State(state): State<AppState>,
     TenantAccess { caller, tenant }: TenantAccess,
@@ -570,7 +614,15 @@ pub async fn rotate_keys(
 }
 
 /// Stop a tenant's worker until resumed.
-#[utoipa::path(post, path = "/tenants/{id}/pause", responses((status = 200, body = TenantView), (status = 409, body = crate::error::Problem)))]
+#[utoipa::path(post, path = "/tenants/{id}/pause", operation_id = "pause_tenant", tag = "tenants",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the paused tenant", body = TenantView),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn pause(
     State(state): State<AppState>,
     access: TenantAccess,
@@ -580,7 +632,15 @@ pub async fn pause(
 
 /// Start a paused tenant again; retry a failed onboarding; restore an
 /// offboarded tenant within its secret's recovery window.
-#[utoipa::path(post, path = "/tenants/{id}/resume", responses((status = 200, body = TenantView), (status = 409, body = crate::error::Problem)))]
+#[utoipa::path(post, path = "/tenants/{id}/resume", operation_id = "resume_tenant", tag = "tenants",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the resumed tenant", body = TenantView),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn resume(
     State(state): State<AppState>,
     access: TenantAccess,
@@ -636,7 +696,16 @@ pub struct DeleteQuery {
 
 /// Offboard a tenant: worker stopped, secret scheduled for deletion, data
 /// kept; with `?purge=true` the tenant's rows are erased too.
-#[utoipa::path(delete, path = "/tenants/{id}", params(DeleteQuery), responses((status = 202, body = TenantView), (status = 204)))]
+#[utoipa::path(delete, path = "/tenants/{id}", operation_id = "delete_tenant", tag = "tenants",
+    params(("id" = Uuid, Path, description = "the tenant's id"), DeleteQuery),
+    responses(
+        (status = 202, description = "offboarding started; the tenant as it is now", body = TenantView),
+        (status = 204, description = "the tenant was already offboarded"),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token is a tenant's; only an operator token may do this", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     _: Operator,
@@ -691,7 +760,16 @@ pub struct TokenCreated {
 }
 
 /// Create a bearer token for a tenant (operator, or the tenant itself).
-#[utoipa::path(post, path = "/tenants/{id}/tokens", responses((status = 201, body = TokenCreated)))]
+#[utoipa::path(post, path = "/tenants/{id}/tokens", operation_id = "create_tenant_token", tag = "tenants",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 201, description = "a new bearer token for the tenant, shown only this once", body = TokenCreated),
+        (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create_token(
     State(state): State<AppState>,
     TenantAccess { caller, tenant }: TenantAccess,
