@@ -3,9 +3,8 @@
 //! idempotent clientToken, stops tasks, and lists them.
 //!
 //! What does not live here: the definition's content
-//! ([`task_definition`](super::task_definition)), rate limits and retries
-//! ([`throttle`](super::throttle)), and reading tasks
-//! ([`observe`](super::observe)).
+//! ([`super::task_definition`]), rate limits and retries
+//! ([`super::throttle`]), and reading tasks ([`super::observe`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;

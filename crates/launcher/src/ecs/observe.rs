@@ -1,6 +1,6 @@
 //! What runs on ECS, and how it ended: ListTasks and DescribeTasks of the
-//! launcher's tasks ([`tasks`]), and a task in the launcher's terms
-//! ([`instance`], [`phase`], [`exit`]).
+//! launcher's tasks, and a task in the launcher's terms (an
+//! [`crate::Instance`], its [`phase`], its [`exit`]).
 //!
 //! What does not live here: remembering which stopped tasks were already
 //! reported (the launcher's state), and starting or stopping tasks.

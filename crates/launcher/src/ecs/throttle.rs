@@ -1,7 +1,7 @@
 //! Client-side throttling of ECS calls: a token bucket per API class, sized
 //! from ECS's documented account limits ([`RateLimits`]), and retries of
 //! throttling, 5xx and transport errors with jittered exponential backoff
-//! ([`RetryPolicy`]). [`Throttle::call`] is the one way the launcher calls
+//! ([`RetryPolicy`]). `Throttle::call` is the one way the launcher calls
 //! ECS.
 //!
 //! What does not live here: which call is made and what its answer means
