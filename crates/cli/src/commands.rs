@@ -95,7 +95,7 @@ pub struct ControlPlaneArgs {
     #[arg(long, env = "POLYBOT_LAUNCHER", value_enum, default_value = "local")]
     pub launcher: LauncherKind,
     #[command(flatten)]
-    pub ecs: polybot_launcher::EcsArgs,
+    pub ecs: crate::ecs_args::EcsArgs,
     /// The database host as workers reach it, when it differs from the
     /// control plane's (e.g. an RDS endpoint behind a proxy).
     #[arg(long, env = "POLYBOT_WORKER_DATABASE_HOST")]
@@ -287,7 +287,7 @@ async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
 struct Backends {
     secrets: SecretsKind,
     launcher: LauncherKind,
-    ecs: Option<polybot_launcher::EcsArgs>,
+    ecs: Option<crate::ecs_args::EcsArgs>,
     worker_database_host: Option<String>,
     /// `polybot up --demo`: the recording the workers play.
     demo: Option<crate::demo::Demo>,
@@ -349,7 +349,7 @@ async fn serve(
     let (launcher, spec_salt): (Arc<dyn polybot_launcher::Launcher>, String) =
         match (backends.launcher, backends.ecs, &aws) {
             (LauncherKind::Ecs, Some(args), Some(aws)) => {
-                let config = args.into_config(aws)?;
+                let config = args.into_config(aws.region().map(ToString::to_string))?;
                 // A new worker image replaces every worker.
                 let image = config.worker_image.clone();
                 (

@@ -6,6 +6,7 @@ use clap::Parser;
 
 mod commands;
 mod demo;
+mod ecs_args;
 mod ops;
 mod record;
 mod shutdown;

@@ -3,10 +3,14 @@
 //! [`Launcher`] is what the reconciler drives: prepare a tenant's launch spec,
 //! list what runs, start, stop. [`local::LocalLauncher`] runs `polybot worker`
 //! processes on this machine (the embedded default and the tests); the ECS
-//! Fargate launcher runs one task per tenant. Both give a worker the same
-//! environment contract: `TENANT_ID`, `DATABASE_URL` (the tenant's own
-//! database role), `EXCHANGE_KEYS` (JSON), `POLYBOT_MODE`, and
-//! `POLYBOT_SPEC_HASH`.
+//! Fargate launcher ([`ecs::EcsLauncher`]) runs one task per tenant. Both give
+//! a worker the same environment contract, named in
+//! [`polybot_core::worker::env`]: the tenant id, its database URL (the
+//! tenant's own database role), its exchange keys (JSON), the mode, and the
+//! spec hash.
+//!
+//! What does not live here: command-line flags (the CLI turns them into
+//! [`ecs::EcsConfig`]) and deciding what should run (the reconciler).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,7 +23,7 @@ use secrecy::SecretString;
 pub mod ecs;
 pub mod local;
 
-pub use ecs::{EcsArgs, EcsConfig, EcsLauncher, load_aws_config};
+pub use ecs::{EcsConfig, EcsLauncher, load_aws_config};
 
 /// Everything a worker of one tenant is started with. Its `spec_hash` names
 /// it: when the hash changes, the running worker is replaced.
@@ -28,7 +32,7 @@ pub struct LaunchSpec {
     pub tenant: TenantId,
     pub spec_hash: String,
     pub mode: Mode,
-    /// Environment holding secrets (`DATABASE_URL`, `EXCHANGE_KEYS`), for
+    /// Environment holding secrets (the database URL and exchange keys), for
     /// launchers that pass secrets themselves (local processes). ECS injects
     /// them from the secret named by `secret_reference` instead.
     pub secret_env: BTreeMap<String, SecretString>,

@@ -1,8 +1,8 @@
 //! Workers as local processes: `polybot worker` children of the control plane.
 //!
 //! Each worker gets a clean environment (never the control plane's own
-//! `DATABASE_URL`): the contract of [`crate::LaunchSpec`], plus `PATH`, `HOME`
-//! and `POLYBOT_LOG`. Its output is appended to `<dir>/<tenant>.log`, and a
+//! database URL): the contract of [`crate::LaunchSpec`], plus `PATH`, `HOME`
+//! and the log filter ([`env::LOG`]). Its output is appended to `<dir>/<tenant>.log`, and a
 //! `<dir>/<tenant>.pid` file records `pid spec_hash started_at`.
 //!
 //! **Surviving a control-plane restart:** a new launcher adopts the workers
@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use polybot_core::TenantId;
+use polybot_core::worker::env;
 use secrecy::ExposeSecret;
 use tokio::process::{Child, Command};
 
@@ -300,10 +301,10 @@ impl Launcher for LocalLauncher {
         let mut cmd = Command::new(&self.program);
         cmd.arg("worker")
             .env_clear()
-            .env("TENANT_ID", spec.tenant.to_string())
-            .env("POLYBOT_MODE", spec.mode.as_str())
-            .env("POLYBOT_SPEC_HASH", &spec.spec_hash);
-        for key in ["PATH", "HOME", "LANG", "TMPDIR", "POLYBOT_LOG"] {
+            .env(env::TENANT_ID, spec.tenant.to_string())
+            .env(env::MODE, spec.mode.as_str())
+            .env(env::SPEC_HASH, &spec.spec_hash);
+        for key in ["PATH", "HOME", "LANG", "TMPDIR", env::LOG] {
             if let Some(value) = std::env::var_os(key) {
                 cmd.env(key, value);
             }

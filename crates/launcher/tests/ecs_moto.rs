@@ -417,19 +417,16 @@ async fn the_rendered_definition_is_accepted_as_is_with_and_without_the_ibkr_sid
             .await
             .unwrap();
         let td = described.task_definition().unwrap();
-        assert_eq!(td.family(), rendered["family"].as_str());
-        assert_eq!(td.cpu(), rendered["cpu"].as_str());
-        assert_eq!(td.memory(), rendered["memory"].as_str());
-        let containers = rendered["containerDefinitions"].as_array().unwrap();
+        assert_eq!(td.family(), Some(rendered.family.as_str()));
+        assert_eq!(td.cpu(), rendered.cpu.as_deref());
+        assert_eq!(td.memory(), rendered.memory.as_deref());
+        let containers = &rendered.container_definitions;
         let names: Vec<&str> = td
             .container_definitions()
             .iter()
             .filter_map(|c| c.name())
             .collect();
-        let expected: Vec<&str> = containers
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect();
+        let expected: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, expected);
         assert_eq!(
             names,
@@ -440,8 +437,8 @@ async fn the_rendered_definition_is_accepted_as_is_with_and_without_the_ibkr_sid
             }
         );
         for (registered, wanted) in td.container_definitions().iter().zip(containers) {
-            assert_eq!(registered.image(), wanted["image"].as_str());
-            assert_eq!(registered.essential(), wanted["essential"].as_bool());
+            assert_eq!(registered.image(), Some(wanted.image.as_str()));
+            assert_eq!(registered.essential(), wanted.essential);
             let env: Vec<(String, String)> = registered
                 .environment()
                 .iter()
@@ -452,16 +449,10 @@ async fn the_rendered_definition_is_accepted_as_is_with_and_without_the_ibkr_sid
                     )
                 })
                 .collect();
-            let want_env: Vec<(String, String)> = wanted["environment"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| {
-                    (
-                        e["name"].as_str().unwrap().to_owned(),
-                        e["value"].as_str().unwrap().to_owned(),
-                    )
-                })
+            let want_env: Vec<(String, String)> = wanted
+                .environment
+                .iter()
+                .map(|e| (e.name.clone(), e.value.clone()))
                 .collect();
             assert_eq!(env, want_env);
             let secrets: Vec<(String, String)> = registered
@@ -469,16 +460,10 @@ async fn the_rendered_definition_is_accepted_as_is_with_and_without_the_ibkr_sid
                 .iter()
                 .map(|s| (s.name().to_owned(), s.value_from().to_owned()))
                 .collect();
-            let want_secrets: Vec<(String, String)> = wanted["secrets"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| {
-                    (
-                        s["name"].as_str().unwrap().to_owned(),
-                        s["valueFrom"].as_str().unwrap().to_owned(),
-                    )
-                })
+            let want_secrets: Vec<(String, String)> = wanted
+                .secrets
+                .iter()
+                .map(|s| (s.name.clone(), s.value_from.clone()))
                 .collect();
             assert_eq!(secrets, want_secrets);
             let depends: Vec<(String, String)> = registered
@@ -491,16 +476,10 @@ async fn the_rendered_definition_is_accepted_as_is_with_and_without_the_ibkr_sid
                     )
                 })
                 .collect();
-            let want_depends: Vec<(String, String)> = wanted["dependsOn"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|d| {
-                    (
-                        d["containerName"].as_str().unwrap().to_owned(),
-                        d["condition"].as_str().unwrap().to_owned(),
-                    )
-                })
+            let want_depends: Vec<(String, String)> = wanted
+                .depends_on
+                .iter()
+                .map(|d| (d.container_name.clone(), d.condition.clone()))
                 .collect();
             assert_eq!(depends, want_depends);
         }
