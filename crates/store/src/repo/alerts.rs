@@ -153,25 +153,21 @@ pub struct Watch {
     pub tenants: Vec<WatchRow>,
 }
 
-/// Reads every tenant not offboarded in one set-wise query (no per-tenant
-/// subqueries), with fencing events no older than `fenced_window_secs`.
+/// Reads every tenant not offboarded in one statement, with fencing events
+/// no older than `fenced_window_secs`.
+///
+/// The newest heartbeat, today's trades and the newest fencing are joined
+/// as `LATERAL` probes of the `(tenant_id, at DESC)`-style indexes, not as
+/// set-wise `DISTINCT ON`/`GROUP BY`: heartbeats are kept a day (17 million
+/// rows at 1,000 tenants), and over 1,000 tenants × 1,000 heartbeats the
+/// set-wise newest-per-tenant took 10 s where the probes took 50 ms.
 pub async fn watch(op: &mut OperatorTx, fenced_window_secs: f64) -> Result<Watch, DbError> {
     let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
         .fetch_one(&mut **op)
         .await
         .map_err(DbError::query("reading the database clock"))?;
     let tenants = sqlx::query_as(
-        "WITH newest AS ( \
-             SELECT DISTINCT ON (tenant_id) tenant_id, at, health FROM worker_heartbeats \
-             ORDER BY tenant_id, at DESC), \
-         today AS ( \
-             SELECT tenant_id, sum(realized_pnl) AS pnl FROM trades \
-             WHERE executed_at >= date_trunc('day', now(), 'UTC') GROUP BY tenant_id), \
-         fenced AS ( \
-             SELECT DISTINCT ON (tenant_id) tenant_id, detail FROM tenant_runtime_events \
-             WHERE kind = 'fenced' AND at > now() - make_interval(secs => $1) \
-             ORDER BY tenant_id, at DESC) \
-         SELECT t.id AS tenant_id, t.name, t.state, t.updated_at, \
+        "SELECT t.id AS tenant_id, t.name, t.state, t.updated_at, \
                 r.actual, r.restarts, r.last_exit, \
                 h.at AS heartbeat_at, h.health, \
                 coalesce(d.pnl, 0) AS pnl_today, \
@@ -180,9 +176,17 @@ pub async fn watch(op: &mut OperatorTx, fenced_window_secs: f64) -> Result<Watch
          FROM tenants t \
          LEFT JOIN tenant_configs c ON c.tenant_id = t.id \
          LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
-         LEFT JOIN newest h ON h.tenant_id = t.id \
-         LEFT JOIN today d ON d.tenant_id = t.id \
-         LEFT JOIN fenced f ON f.tenant_id = t.id \
+         LEFT JOIN LATERAL ( \
+             SELECT w.at, w.health FROM worker_heartbeats w \
+             WHERE w.tenant_id = t.id ORDER BY w.at DESC LIMIT 1) h ON true \
+         LEFT JOIN LATERAL ( \
+             SELECT sum(x.realized_pnl) AS pnl FROM trades x \
+             WHERE x.tenant_id = t.id AND x.executed_at >= date_trunc('day', now(), 'UTC')) d ON true \
+         LEFT JOIN LATERAL ( \
+             SELECT e.detail FROM tenant_runtime_events e \
+             WHERE e.tenant_id = t.id AND e.kind = 'fenced' \
+               AND e.at > now() - make_interval(secs => $1) \
+             ORDER BY e.at DESC LIMIT 1) f ON true \
          WHERE t.state <> 'offboarded' \
          ORDER BY t.id",
     )
