@@ -15,6 +15,9 @@ use polybot_control_plane::alerts::{Evaluator, SIGNATURE_HEADER, sign};
 use polybot_control_plane::reconcile::Reconciler;
 use polybot_control_plane::settings::{AlertSettings, Settings};
 use polybot_core::TenantId;
+use polybot_core::worker::{
+    BreakerPosition, StrategyHealth, StrategyStatus, WorkerHealth, WorkerPhase,
+};
 use polybot_launcher::local::LocalLauncher;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -86,7 +89,35 @@ fn with_alerts(h: &Harness, alerts: AlertSettings) -> polybot_control_plane::App
     state
 }
 
-async fn heartbeat(h: &Harness, tenant: &str, health: Value) {
+/// A running worker's heartbeat with these strategies.
+fn health(strategies: &[(&str, StrategyHealth)]) -> WorkerHealth {
+    WorkerHealth {
+        version: WorkerHealth::VERSION,
+        phase: WorkerPhase::Running,
+        strategies: strategies
+            .iter()
+            .map(|(name, s)| ((*name).to_owned(), s.clone()))
+            .collect(),
+        ..WorkerHealth::default()
+    }
+}
+
+fn breaker(position: BreakerPosition, reason: Option<&str>) -> StrategyHealth {
+    StrategyHealth {
+        status: if position == BreakerPosition::Open {
+            StrategyStatus::BreakerOpen
+        } else {
+            StrategyStatus::Ok
+        },
+        breaker: position,
+        reason: reason.map(str::to_owned),
+        ..StrategyHealth::default()
+    }
+}
+
+/// Writes `health` as the tenant's newest heartbeat, as the worker does.
+async fn heartbeat(h: &Harness, tenant: &str, health: &WorkerHealth) {
+    let health = health.to_json();
     let id: Uuid = tenant.parse().unwrap();
     let mut tx = h.state.db.tenant(TenantId::from_uuid(id)).await.unwrap();
     sqlx::query("INSERT INTO worker_heartbeats (tenant_id, epoch, health) VALUES ($1, 1, $2)")
@@ -276,7 +307,7 @@ async fn a_silent_worker_alerts_once_per_channel_and_resolves_once_with_signed_w
         },
     );
     let mut evaluator = Evaluator::new(state);
-    heartbeat(&h, &alpha, json!({"strategies": {}})).await;
+    heartbeat(&h, &alpha, &health(&[])).await;
     assert_eq!(evaluator.evaluate().await.unwrap().fired, 0);
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let report = evaluator.evaluate().await.unwrap();
@@ -289,7 +320,7 @@ async fn a_silent_worker_alerts_once_per_channel_and_resolves_once_with_signed_w
             (0, 0, 0)
         );
     }
-    heartbeat(&h, &alpha, json!({"strategies": {}})).await;
+    heartbeat(&h, &alpha, &health(&[])).await;
     let report = evaluator.evaluate().await.unwrap();
     assert_eq!(
         (report.resolved, report.notifications),
@@ -372,12 +403,11 @@ async fn breakers_daily_loss_and_fencing_alert_and_a_flapping_condition_does_not
         },
     );
     let id: Uuid = alpha.parse().unwrap();
-    heartbeat(
-        &h,
-        &alpha,
-        json!({"strategies": {"news_arb": {"status": "degraded", "breaker": "open"}}}),
-    )
-    .await;
+    let open = health(&[(
+        "news_arb",
+        breaker(BreakerPosition::Open, Some("NewsAPI 500 on /v2/everything")),
+    )]);
+    heartbeat(&h, &alpha, &open).await;
     let mut tx = h.state.db.tenant(TenantId::from_uuid(id)).await.unwrap();
     for sql in [
         "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
@@ -403,6 +433,24 @@ async fn breakers_daily_loss_and_fencing_alert_and_a_flapping_condition_does_not
             ("fenced".into(), String::new()),
         ]
     );
+    // The breaker alert says why the breaker opened, in the state and the message.
+    let summary: String = sqlx::query_scalar(
+        "SELECT summary FROM alert_states WHERE alert = 'breaker_open' AND subject = 'news_arb'",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        summary,
+        "strategy news_arb's circuit breaker is open: NewsAPI 500 on /v2/everything"
+    );
+    let sent: Vec<Value> = mock.at("/tenant-hook").iter().map(Received::json).collect();
+    let breaker_message = sent
+        .iter()
+        .find(|n| n["alert"] == "breaker_open")
+        .expect("a breaker notification");
+    assert_eq!(breaker_message["subject"], "news_arb");
+    assert_eq!(breaker_message["summary"], summary.as_str());
     // Three alerts × two tenant channels and one operator channel: the per
     // channel limit of 3 a minute lets every channel's three through.
     assert_eq!(mock.at("/tenant-hook").len(), 3);
@@ -411,16 +459,11 @@ async fn breakers_daily_loss_and_fencing_alert_and_a_flapping_condition_does_not
     heartbeat(
         &h,
         &alpha,
-        json!({"strategies": {"news_arb": {"status": "ok", "breaker": "closed"}}}),
+        &health(&[("news_arb", breaker(BreakerPosition::Closed, None))]),
     )
     .await;
     assert_eq!(evaluator.evaluate().await.unwrap().resolved, 0);
-    heartbeat(
-        &h,
-        &alpha,
-        json!({"strategies": {"news_arb": {"status": "degraded", "breaker": "open"}}}),
-    )
-    .await;
+    heartbeat(&h, &alpha, &open).await;
     let report = evaluator.evaluate().await.unwrap();
     assert_eq!(
         (report.fired, report.resolved, report.notifications),

@@ -1,0 +1,402 @@
+//! The alerting repository (`repo::alerts`): channels, alert state,
+//! availability and the fleet read the evaluator decides on, each against a
+//! fresh database.
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use polybot_core::TenantId;
+use polybot_store::repo::alerts::{self, ChannelRow, FiringAlert};
+use polybot_store::testing::create_tenant;
+use polybot_store::{Db, Scope};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn channel(n: u128, kind: &str, target: &str) -> ChannelRow {
+    ChannelRow {
+        id: Uuid::from_u128(n),
+        kind: kind.into(),
+        target: target.into(),
+        secret: format!("secret-{n}-0123456789abcdef"),
+    }
+}
+
+/// Runs `sql` for `tenant` (bound as $1) in its transaction.
+async fn exec(db: &Db, tenant: TenantId, sql: &str) {
+    let mut tx = db.tenant(tenant).await.unwrap();
+    sqlx::query(sql)
+        .bind(tenant.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    tx.commit().await.unwrap();
+}
+
+async fn now(db: &Db) -> DateTime<Utc> {
+    let mut op = db.operator().await.unwrap();
+    let now = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *op)
+        .await
+        .unwrap();
+    op.commit().await.unwrap();
+    now
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn tenant_channels_are_replaced_whole_and_read_back_in_order(pool: PgPool) {
+    let db = Db::from_pool(pool, Scope::Control);
+    let a = create_tenant(&db, "a").await.unwrap();
+    let b = create_tenant(&db, "b").await.unwrap();
+    let first = vec![
+        channel(1, "webhook", "https://hooks.example.com/a"),
+        channel(2, "telegram", "-1001"),
+    ];
+    // Ids in descending order: the read must keep the given order, not sort by id.
+    let second = vec![
+        channel(9, "telegram", "@alerts"),
+        channel(8, "webhook", "https://hooks.example.com/b"),
+        channel(7, "webhook", "https://hooks.example.com/c"),
+    ];
+    let mut tx = db.tenant(a).await.unwrap();
+    alerts::replace_tenant_channels(&mut tx, &first)
+        .await
+        .unwrap();
+    assert_eq!(alerts::tenant_channels(&mut tx).await.unwrap(), first);
+    alerts::replace_tenant_channels(&mut tx, &second)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = db.tenant(a).await.unwrap();
+    assert_eq!(alerts::tenant_channels(&mut tx).await.unwrap(), second);
+    tx.commit().await.unwrap();
+    let mut tx = db.tenant(b).await.unwrap();
+    assert_eq!(alerts::tenant_channels(&mut tx).await.unwrap(), vec![]);
+    alerts::replace_tenant_channels(&mut tx, &[channel(20, "telegram", "-2")])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // Replacing b's list left a's alone.
+    let mut tx = db.tenant(a).await.unwrap();
+    assert_eq!(alerts::tenant_channels(&mut tx).await.unwrap().len(), 3);
+    alerts::replace_tenant_channels(&mut tx, &[]).await.unwrap();
+    assert_eq!(alerts::tenant_channels(&mut tx).await.unwrap(), vec![]);
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn operator_channels_are_replaced_whole_and_read_back_in_order(pool: PgPool) {
+    let db = Db::from_pool(pool, Scope::Control);
+    let mut op = db.operator().await.unwrap();
+    assert_eq!(alerts::operator_channels(&mut op).await.unwrap(), vec![]);
+    let list = vec![
+        channel(5, "webhook", "https://ops.example.com/hook"),
+        channel(3, "telegram", "-42"),
+    ];
+    alerts::replace_operator_channels(&mut op, &list)
+        .await
+        .unwrap();
+    op.commit().await.unwrap();
+    let mut op = db.operator().await.unwrap();
+    assert_eq!(alerts::operator_channels(&mut op).await.unwrap(), list);
+    alerts::replace_operator_channels(&mut op, &list[1..])
+        .await
+        .unwrap();
+    assert_eq!(
+        alerts::operator_channels(&mut op).await.unwrap(),
+        &list[1..]
+    );
+    op.commit().await.unwrap();
+}
+
+#[test]
+fn a_channel_row_never_shows_its_secret_or_target() {
+    let row = channel(1, "webhook", "https://hooks.example.com/a?token=t0k3n");
+    let debug = format!("{row:?}");
+    assert!(debug.contains("webhook"), "{debug}");
+    assert!(
+        !debug.contains("secret-1") && !debug.contains("t0k3n"),
+        "{debug}"
+    );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_watch_reads_each_tenants_newest_heartbeat_todays_pnl_and_recent_fencing(pool: PgPool) {
+    let db = Db::from_pool(pool, Scope::Control);
+    let a = create_tenant(&db, "alpha").await.unwrap();
+    let b = create_tenant(&db, "beta").await.unwrap();
+    let gone = create_tenant(&db, "gone").await.unwrap();
+    exec(&db, a, "UPDATE tenants SET state = 'active' WHERE id = $1").await;
+    exec(
+        &db,
+        gone,
+        "UPDATE tenants SET state = 'offboarded' WHERE id = $1",
+    )
+    .await;
+    for sql in [
+        "INSERT INTO tenant_configs (tenant_id, risk) VALUES ($1, '{\"max_daily_loss\": \"10\"}')",
+        "INSERT INTO tenant_runtime (tenant_id, actual, restarts, last_exit) \
+         VALUES ($1, 'crash_loop', 4, 'exit code 1')",
+        "INSERT INTO worker_heartbeats (tenant_id, epoch, at, health) \
+         VALUES ($1, 1, now() - interval '1 minute', '{\"phase\": \"starting\"}')",
+        "INSERT INTO worker_heartbeats (tenant_id, epoch, at, health) \
+         VALUES ($1, 2, now() - interval '5 seconds', '{\"phase\": \"running\"}')",
+        // Today's trades count, yesterday's do not.
+        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
+         VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, -7.25)",
+        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
+         VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, 2)",
+        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl, executed_at) \
+         VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, -100, \
+                 date_trunc('day', now(), 'UTC') - interval '1 second')",
+        // The newest fencing inside the window; one outside it and another kind do not count.
+        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+         VALUES ($1, 'fenced', 'worker 1: exit code 3', now() - interval '2 minutes')",
+        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+         VALUES ($1, 'fenced', 'worker 2: exit code 3', now() - interval '1 minute')",
+        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+         VALUES ($1, 'fenced', 'worker 0: exit code 3', now() - interval '1 hour')",
+        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'crashed', 'x')",
+    ] {
+        exec(&db, a, sql).await;
+    }
+    // b's old fencing is outside the window; b has nothing else.
+    exec(
+        &db,
+        b,
+        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+         VALUES ($1, 'fenced', 'old', now() - interval '1 hour')",
+    )
+    .await;
+    let before = now(&db).await;
+    let mut op = db.operator().await.unwrap();
+    let watch = alerts::watch(&mut op, 600.0).await.unwrap();
+    op.commit().await.unwrap();
+    assert!(watch.now >= before, "{} < {before}", watch.now);
+
+    let mut ids: Vec<Uuid> = watch.tenants.iter().map(|t| t.tenant_id).collect();
+    ids.sort();
+    let mut expected = vec![a.as_uuid(), b.as_uuid()];
+    expected.sort();
+    assert_eq!(ids, expected, "the offboarded tenant is not watched");
+
+    let alpha = watch
+        .tenants
+        .iter()
+        .find(|t| t.tenant_id == a.as_uuid())
+        .unwrap();
+    assert_eq!(alpha.name, "alpha");
+    assert_eq!(alpha.state, "active");
+    assert_eq!(alpha.actual.as_deref(), Some("crash_loop"));
+    assert_eq!(alpha.restarts, Some(4));
+    assert_eq!(alpha.last_exit.as_deref(), Some("exit code 1"));
+    assert_eq!(alpha.health, Some(json!({"phase": "running"})));
+    let age = watch.now - alpha.heartbeat_at.unwrap();
+    assert!(
+        age >= Duration::seconds(5) && age < Duration::seconds(6),
+        "{age}"
+    );
+    assert_eq!(alpha.pnl_today, Decimal::new(-525, 2));
+    assert_eq!(alpha.max_daily_loss.as_deref(), Some("10"));
+    assert_eq!(alpha.fenced.as_deref(), Some("worker 2: exit code 3"));
+
+    let beta = watch
+        .tenants
+        .iter()
+        .find(|t| t.tenant_id == b.as_uuid())
+        .unwrap();
+    assert_eq!(beta.state, "provisioning");
+    assert_eq!(
+        (
+            &beta.actual,
+            beta.restarts,
+            &beta.heartbeat_at,
+            &beta.health,
+            beta.pnl_today,
+            &beta.max_daily_loss,
+            &beta.fenced,
+        ),
+        (&None, None, &None, &None, Decimal::ZERO, &None, &None)
+    );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn an_alert_is_raised_held_cleared_resolved_and_raised_again(pool: PgPool) {
+    let db = Db::from_pool(pool, Scope::Control);
+    let a = create_tenant(&db, "a").await.unwrap();
+    let b = create_tenant(&db, "b").await.unwrap();
+    let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let mut tx = db.tenant(a).await.unwrap();
+    alerts::raise(&mut tx, "breaker_open", "news_arb", "open: 500", t0)
+        .await
+        .unwrap();
+    alerts::raise(
+        &mut tx,
+        "fenced",
+        "",
+        "fenced off",
+        t0 + Duration::seconds(1),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.tenant(b).await.unwrap();
+    alerts::raise(&mut tx, "heartbeat_stale", "", "silent", t0)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let states = |db: Db| async move {
+        let mut op = db.operator().await.unwrap();
+        let rows = alerts::firing_states(&mut op).await.unwrap();
+        op.commit().await.unwrap();
+        rows
+    };
+    let rows = states(db.clone()).await;
+    let mine: Vec<(&str, &str, &str, Option<DateTime<Utc>>)> = rows
+        .iter()
+        .filter(|r| r.tenant_id == a.as_uuid())
+        .map(|r| {
+            assert!(r.firing);
+            (
+                r.alert.as_str(),
+                r.subject.as_str(),
+                r.summary.as_str(),
+                r.clear_since,
+            )
+        })
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            ("breaker_open", "news_arb", "open: 500", None),
+            ("fenced", "", "fenced off", None)
+        ]
+    );
+    assert_eq!(rows.len(), 3, "b's alert is read too");
+
+    // The hold starts, is called off, starts again; then the alert resolves.
+    let t1 = t0 + Duration::seconds(60);
+    let mut tx = db.tenant(a).await.unwrap();
+    alerts::set_clear_since(&mut tx, "breaker_open", "news_arb", Some(t1))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let row = |rows: Vec<alerts::AlertStateRow>| {
+        rows.into_iter()
+            .find(|r| r.tenant_id == a.as_uuid() && r.alert == "breaker_open")
+    };
+    assert_eq!(row(states(db.clone()).await).unwrap().clear_since, Some(t1));
+    let mut tx = db.tenant(a).await.unwrap();
+    alerts::set_clear_since(&mut tx, "breaker_open", "news_arb", None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(row(states(db.clone()).await).unwrap().clear_since, None);
+    let mut tx = db.tenant(a).await.unwrap();
+    alerts::set_clear_since(&mut tx, "breaker_open", "news_arb", Some(t1))
+        .await
+        .unwrap();
+    alerts::resolve(
+        &mut tx,
+        "breaker_open",
+        "news_arb",
+        t1 + Duration::seconds(30),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(row(states(db.clone()).await), None, "resolved: not firing");
+    let mut tx = db.tenant(a).await.unwrap();
+    let firing = alerts::firing(&mut tx).await.unwrap();
+    assert_eq!(
+        firing,
+        vec![FiringAlert {
+            alert: "fenced".into(),
+            subject: String::new(),
+            summary: "fenced off".into(),
+            fired_at: t0 + Duration::seconds(1),
+        }]
+    );
+    let resolved: (bool, Option<DateTime<Utc>>, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT firing, clear_since, resolved_at FROM alert_states \
+         WHERE tenant_id = $1 AND alert = 'breaker_open'",
+    )
+    .bind(a.as_uuid())
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(resolved, (false, None, Some(t1 + Duration::seconds(30))));
+
+    // Raised again: firing from the new time, with the new summary.
+    let t2 = t1 + Duration::seconds(600);
+    alerts::raise(&mut tx, "breaker_open", "news_arb", "open: 502", t2)
+        .await
+        .unwrap();
+    let firing = alerts::firing(&mut tx).await.unwrap();
+    assert_eq!(
+        firing
+            .iter()
+            .map(|f| (f.alert.as_str(), f.summary.as_str(), f.fired_at))
+            .collect::<Vec<_>>(),
+        vec![
+            ("fenced", "fenced off", t0 + Duration::seconds(1)),
+            ("breaker_open", "open: 502", t2),
+        ]
+    );
+    let again: (bool, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT firing, resolved_at FROM alert_states WHERE tenant_id = $1 AND alert = 'breaker_open'",
+    )
+    .bind(a.as_uuid())
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(again, (true, None));
+    tx.commit().await.unwrap();
+    // b's tenant transaction sees only b's alert.
+    let mut tx = db.tenant(b).await.unwrap();
+    let firing = alerts::firing(&mut tx).await.unwrap();
+    assert_eq!(
+        firing.iter().map(|f| f.alert.as_str()).collect::<Vec<_>>(),
+        vec!["heartbeat_stale"]
+    );
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn availability_adds_up_per_minute_with_up_capped_at_desired(pool: PgPool) {
+    let db = Db::from_pool(pool, Scope::Control);
+    let a = create_tenant(&db, "a").await.unwrap();
+    let minute = now(&db).await.duration_trunc(Duration::minutes(1)).unwrap();
+    let mut tx = db.tenant(a).await.unwrap();
+    assert!(
+        alerts::add_availability(&mut tx, minute, 1000, 400)
+            .await
+            .unwrap()
+    );
+    assert!(
+        alerts::add_availability(&mut tx, minute, 500, 900)
+            .await
+            .unwrap()
+    );
+    let row: (i64, i64) = sqlx::query_as(
+        "SELECT desired_ms, up_ms FROM worker_availability WHERE tenant_id = $1 AND minute = $2",
+    )
+    .bind(a.as_uuid())
+    .bind(minute)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(row, (1500, 900));
+    tx.commit().await.unwrap();
+
+    // A tenant deleted meanwhile: nothing written, no error.
+    let deleted = TenantId::new();
+    let mut tx = db.tenant(deleted).await.unwrap();
+    assert!(
+        !alerts::add_availability(&mut tx, minute, 1000, 1000)
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+}
