@@ -104,7 +104,7 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
         }
     }
     out.flush().map_err(write_err)?;
-    let health = source.health().unwrap_or(Value::Null);
+    let health = source.health();
     source.shutdown().await;
     let total: u64 = counts.values().sum();
     eprintln!(
@@ -116,19 +116,17 @@ pub async fn run(args: RecordArgs) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    if let Some(venues) = health.as_object() {
-        for (venue, h) in venues {
-            if h["status"] != "ok" {
-                eprintln!(
-                    "  {venue}: {} — {}{}",
-                    h["status"].as_str().unwrap_or("unknown"),
-                    h["last_error"].as_str().unwrap_or("no answer yet"),
-                    h["fix"]
-                        .as_str()
-                        .map(|f| format!(" (fix: {f})"))
-                        .unwrap_or_default()
-                );
-            }
+    for (venue, h) in &health {
+        if !h.status.is_healthy() {
+            eprintln!(
+                "  {venue}: {} — {}{}",
+                h.status.as_str(),
+                h.last_error.as_deref().unwrap_or("no answer yet"),
+                h.fix
+                    .as_deref()
+                    .map(|f| format!(" (fix: {f})"))
+                    .unwrap_or_default()
+            );
         }
     }
     Ok(())
@@ -244,6 +242,19 @@ impl LineWriter {
                 m.insert("outcome".into(), self.outcome(&r.market, r.outcome));
                 "resolved"
             }
+            EventKind::FeedHealth(h) => {
+                m.insert("strategy".into(), json!(h.strategy.as_str()));
+                if let Some(reason) = &h.degraded {
+                    m.insert("degraded".into(), json!(reason));
+                }
+                if let Some(limit) = &h.rate_limited {
+                    m.insert("rate_limited".into(), json!(limit.reason));
+                    if let Some(until) = limit.until {
+                        m.insert("rate_limited_until".into(), json!(until.0));
+                    }
+                }
+                "feed_health"
+            }
             EventKind::Tick => "tick",
         };
         let mut line = Map::new();
@@ -280,6 +291,10 @@ mod tests {
             r#"{"type":"resolved","ts":7,"market":"KX-1","outcome":"Yes"}"#,
             "\n",
             r#"{"type":"tick","ts":8}"#,
+            "\n",
+            r#"{"type":"feed_health","ts":9,"strategy":"news_arb","degraded":"rss error: HTTP 500","rate_limited":"NewsAPI 429","rate_limited_until":60009}"#,
+            "\n",
+            r#"{"type":"feed_health","ts":10,"strategy":"crypto_15m"}"#,
             "\n"
         );
         let events = polybot_engine::parse_jsonl(text).unwrap();
@@ -306,7 +321,9 @@ mod tests {
                 "spot",
                 "headline",
                 "resolved",
-                "tick"
+                "tick",
+                "feed_health",
+                "feed_health"
             ]
         );
         assert_eq!(events[8].ts, Timestamp(8));

@@ -207,25 +207,9 @@ impl<C: Clock> Engine<C> {
         self.breakers[kind.index()].record_success();
     }
 
-    /// The worker hit a source's rate limit (NewsAPI's 429): health says so
-    /// until `until` (or until cleared).
-    pub fn set_rate_limited(
-        &mut self,
-        kind: StrategyKind,
-        until: Option<Timestamp>,
-        reason: impl Into<String>,
-    ) {
-        self.rate_limits[kind.index()] = Some(RateLimit {
-            until,
-            reason: reason.into(),
-        });
-    }
-
-    pub fn clear_rate_limited(&mut self, kind: StrategyKind) {
-        self.rate_limits[kind.index()] = None;
-    }
-
-    /// The worker marks a strategy degraded (a feed down, a venue geo-blocked).
+    /// Marks a strategy degraded outside the event stream: only for a worker
+    /// that has no market data feed at all (nothing to record or replay).
+    /// Live feeds report through [`EventKind::FeedHealth`] events.
     pub fn set_degraded(&mut self, kind: StrategyKind, reason: Option<String>) {
         self.degraded[kind.index()] = reason;
     }
@@ -416,6 +400,11 @@ impl<C: Clock> Engine<C> {
                 if let Some(s) = self.news.as_mut() {
                     s.on_market_listed(idx, def);
                 }
+            }
+            EventKind::FeedHealth(health) => {
+                let idx = health.strategy.index();
+                self.degraded[idx] = health.degraded.clone();
+                self.rate_limits[idx] = health.rate_limited.clone();
             }
             EventKind::Resolved(resolution) => {
                 let idx = self

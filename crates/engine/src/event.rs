@@ -7,6 +7,7 @@ use polybot_core::strategy::Venue;
 
 use crate::clock::Timestamp;
 use crate::fees::FeeModel;
+use crate::health::FeedHealth;
 use crate::types::{Asset, BookSide, Level, MarketId, OutcomeIdx, Side};
 
 /// One event with the time it happened at its source.
@@ -38,6 +39,9 @@ pub enum EventKind {
     Headline(Box<Headline>),
     /// A market resolved to one outcome.
     Resolved(Resolution),
+    /// The worker's feeds for one strategy changed health (a venue is down
+    /// or back, a source rate limits the worker).
+    FeedHealth(Box<FeedHealth>),
     /// Time passed; nothing else happened.
     Tick,
 }

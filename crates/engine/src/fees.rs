@@ -26,8 +26,12 @@ pub enum FeeModel {
 
 /// Kalshi's published taker rate.
 pub const KALSHI_TAKER_RATE: Decimal = Decimal::from_parts(7, 0, 0, false, 2);
-/// Polymarket's Crypto-category taker rate.
+/// Polymarket's Crypto-category taker rate (the 15-minute markets).
 pub const POLYMARKET_CRYPTO_RATE: Decimal = Decimal::from_parts(7, 0, 0, false, 2);
+/// The rate for a Polymarket market whose category is unknown: gamma's market
+/// listing does not carry it, and the highest published rate keeps arbitrage
+/// edges conservative.
+pub const POLYMARKET_UNKNOWN_CATEGORY_RATE: Decimal = POLYMARKET_CRYPTO_RATE;
 
 impl FeeModel {
     /// The venue's taker model at `rate` (the market's category rate for

@@ -38,6 +38,7 @@
 //! | `spot` | `venue` (a CEX), `asset` (`"BTC"`), `price` |
 //! | `headline` | `id` (for de-duplication), `source`, `title`; optional `summary`, `published` (ms, defaults to `ts`) |
 //! | `resolved` | `market`, `outcome` (the winner): positions are paid 1 per winning share |
+//! | `feed_health` | `strategy` (`complement_arb`, …); optional `degraded` (why its feeds fail; absent when they deliver), `rate_limited` (why a source refuses the worker) and `rate_limited_until` (ms): replaces what the strategy's previous `feed_health` said |
 //! | `tick` | nothing else: time passed |
 //!
 //! ```text
@@ -75,7 +76,7 @@ pub use event::{
     Resolution, SpotPrice, TradePrint,
 };
 pub use fees::{FeeModel, cex_taker_fee, kalshi_taker_fee, polymarket_taker_fee};
-pub use health::{HealthStatus, StrategyHealth};
+pub use health::{FeedHealth, HealthStatus, RateLimit, StrategyHealth};
 pub use portfolio::{PortfolioSnapshot, PositionView};
 pub use replay::{Replay, ReplayError, ReplayParser, parse_jsonl};
 pub use risk::RiskViolation;

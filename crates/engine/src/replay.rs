@@ -7,13 +7,14 @@ use std::io::BufRead;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use polybot_core::strategy::Venue;
+use polybot_core::strategy::{StrategyKind, Venue};
 
 use crate::clock::Timestamp;
 use crate::event::{
     BookDelta, BookSnapshot, Direction, Event, EventKind, Headline, MarketDef, RecurringSpec,
     Resolution, SpotPrice, TradePrint,
 };
+use crate::health::{FeedHealth, RateLimit};
 use crate::types::{Asset, BookSide, FxHashMap, Level, MarketId, OutcomeIdx, Side};
 
 /// A line that is not a valid event, with its 1-based line number.
@@ -105,6 +106,16 @@ enum Line {
     },
     Tick {
         ts: i64,
+    },
+    FeedHealth {
+        ts: i64,
+        strategy: StrategyKind,
+        #[serde(default)]
+        degraded: Option<String>,
+        #[serde(default)]
+        rate_limited: Option<String>,
+        #[serde(default)]
+        rate_limited_until: Option<i64>,
     },
 }
 
@@ -314,6 +325,33 @@ impl ReplayParser {
                 (ts, EventKind::Resolved(Resolution { market, outcome }))
             }
             Line::Tick { ts } => (ts, EventKind::Tick),
+            Line::FeedHealth {
+                ts,
+                strategy,
+                degraded,
+                rate_limited,
+                rate_limited_until,
+            } => {
+                let rate_limited = match (rate_limited, rate_limited_until) {
+                    (Some(reason), until) => Some(RateLimit {
+                        until: until.map(Timestamp),
+                        reason,
+                    }),
+                    (None, None) => None,
+                    (None, Some(_)) => {
+                        return Err(self
+                            .error("\"rate_limited_until\" needs \"rate_limited\" (the reason)"));
+                    }
+                };
+                (
+                    ts,
+                    EventKind::FeedHealth(Box::new(FeedHealth {
+                        strategy,
+                        degraded,
+                        rate_limited,
+                    })),
+                )
+            }
         };
         Ok(Event::new(Timestamp(ts), kind))
     }
@@ -419,6 +457,48 @@ mod tests {
         assert_eq!(
             err.to_string(),
             r#"replay line 2: market m has no outcome "Maybe" (it has ["Yes", "No"])"#
+        );
+    }
+
+    #[test]
+    fn a_feed_health_line_names_its_strategy_and_the_reasons() {
+        let events = parse_jsonl(concat!(
+            r#"{"type":"feed_health","ts":5,"strategy":"news_arb","rate_limited":"NewsAPI 429","rate_limited_until":65}"#,
+            "\n",
+            r#"{"type":"feed_health","ts":6,"strategy":"crypto_15m","degraded":"binance_us geo-blocked"}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            events,
+            vec![
+                Event::new(
+                    Timestamp(5),
+                    EventKind::FeedHealth(Box::new(FeedHealth {
+                        strategy: StrategyKind::NewsArb,
+                        degraded: None,
+                        rate_limited: Some(RateLimit {
+                            until: Some(Timestamp(65)),
+                            reason: "NewsAPI 429".into(),
+                        }),
+                    }))
+                ),
+                Event::new(
+                    Timestamp(6),
+                    EventKind::FeedHealth(Box::new(FeedHealth {
+                        strategy: StrategyKind::Crypto15m,
+                        degraded: Some("binance_us geo-blocked".into()),
+                        rate_limited: None,
+                    }))
+                ),
+            ]
+        );
+        let err = parse_jsonl(
+            r#"{"type":"feed_health","ts":5,"strategy":"news_arb","rate_limited_until":65}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"replay line 1: "rate_limited_until" needs "rate_limited" (the reason)"#
         );
     }
 

@@ -13,7 +13,7 @@ use polybot_core::strategy::{
     StrategiesConfig, StrategyKind, Venue,
 };
 use polybot_engine::{
-    Decision, Engine, EngineConfig, Event, EventClock, HealthStatus, Replay, Timestamp,
+    Decision, Engine, EngineConfig, Event, EventClock, HealthStatus, Replay, Timestamp, parse_jsonl,
 };
 
 const FIXTURE: &str = "tests/fixtures/replay_small.jsonl";
@@ -236,4 +236,67 @@ fn every_strategy_ends_the_replay_healthy() {
         );
     }
     assert_eq!(engine.now(), Timestamp(1_777_468_502_000));
+}
+
+#[test]
+fn a_replay_with_feed_health_reproduces_the_degraded_and_rate_limited_strategies() {
+    let mut events = events();
+    let end = events.last().map(|e| e.ts.0).unwrap();
+    events.extend(
+        parse_jsonl(&format!(
+            concat!(
+                r#"{{"type":"feed_health","ts":{a},"strategy":"crypto_15m","degraded":"binance_us geo-blocked: HTTP 451"}}"#,
+                "\n",
+                r#"{{"type":"feed_health","ts":{a},"strategy":"news_arb","rate_limited":"NewsAPI 429","rate_limited_until":{until}}}"#,
+                "\n",
+                r#"{{"type":"tick","ts":{b}}}"#,
+                "\n",
+            ),
+            a = end + 1,
+            b = end + 2,
+            until = end + 60_000,
+        ))
+        .unwrap(),
+    );
+    let mut engine = Engine::new(config(), EventClock::default()).unwrap();
+    engine.run(events.iter().cloned(), |_| {});
+    let health: Vec<_> = engine
+        .health()
+        .into_iter()
+        .map(|h| (h.strategy, h.status, h.reason))
+        .collect();
+    assert_eq!(
+        health,
+        vec![
+            (StrategyKind::ComplementArb, HealthStatus::Ok, None),
+            (StrategyKind::CrossVenueArb, HealthStatus::Ok, None),
+            (
+                StrategyKind::Crypto15m,
+                HealthStatus::Degraded,
+                Some("binance_us geo-blocked: HTTP 451".to_owned())
+            ),
+            (
+                StrategyKind::NewsArb,
+                HealthStatus::RateLimited,
+                Some("NewsAPI 429".to_owned())
+            ),
+        ]
+    );
+
+    // A later feed_health saying the feeds deliver again clears both.
+    let recovered = parse_jsonl(&format!(
+        concat!(
+            r#"{{"type":"feed_health","ts":{t},"strategy":"crypto_15m"}}"#,
+            "\n",
+            r#"{{"type":"feed_health","ts":{t},"strategy":"news_arb"}}"#,
+        ),
+        t = end + 3,
+    ))
+    .unwrap();
+    engine.run(recovered, |_| {});
+    assert!(
+        engine.health().iter().all(|h| h.status == HealthStatus::Ok),
+        "{:?}",
+        engine.health()
+    );
 }

@@ -18,7 +18,7 @@ use crate::endpoints::{
     ENV_KRAKEN, ENV_POLYMARKET_CLOB, ENV_POLYMARKET_GAMMA, Endpoints,
 };
 use crate::error::geo_block_fix;
-use crate::model::Venue;
+use crate::model::Api;
 
 /// Environment variable with the IBKR gateway's `host:port`.
 pub const ENV_IBKR_GATEWAY: &str = "POLYBOT_IBKR_GATEWAY_ADDR";
@@ -89,9 +89,10 @@ impl ProbeStatus {
 /// One row of the report.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DoctorRow {
-    /// Venue id.
-    pub venue: Venue,
-    /// Venue name as shown in the table.
+    /// The API probed (`venue` in the JSON report, as before [`Api`] had its name).
+    #[serde(rename = "venue")]
+    pub api: Api,
+    /// Its name as shown in the table.
     pub venue_name: String,
     /// What was probed (URL, or `tcp://host:port`).
     pub endpoint: String,
@@ -107,7 +108,7 @@ pub struct DoctorRow {
     pub latency_ms: u64,
 }
 
-/// The report: one row per venue, in [`Venue::ALL`] order.
+/// The report: one row per API, in [`Api::ALL`] order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DoctorReport {
     /// The rows.
@@ -115,9 +116,9 @@ pub struct DoctorReport {
 }
 
 impl DoctorReport {
-    /// The row of `venue`.
-    pub fn row(&self, venue: Venue) -> Option<&DoctorRow> {
-        self.rows.iter().find(|r| r.venue == venue)
+    /// The row of `api`.
+    pub fn row(&self, api: Api) -> Option<&DoctorRow> {
+        self.rows.iter().find(|r| r.api == api)
     }
 
     /// Whether every row is ok.
@@ -173,21 +174,21 @@ impl DoctorReport {
 }
 
 /// The public endpoint probed for each HTTP venue, and its override variable.
-fn probe_target(venue: Venue) -> Option<(&'static str, &'static str)> {
-    Some(match venue {
-        Venue::PolymarketGamma => ("/markets?limit=1", ENV_POLYMARKET_GAMMA),
-        Venue::PolymarketClob => ("/time", ENV_POLYMARKET_CLOB),
-        Venue::Kalshi => ("/exchange/status", ENV_KALSHI),
-        Venue::BinanceUs => ("/api/v3/ping", ENV_BINANCE_US),
-        Venue::Binance => ("/api/v3/ping", ENV_BINANCE),
-        Venue::Coinbase => ("/time", ENV_COINBASE),
-        Venue::Kraken => ("/0/public/SystemStatus", ENV_KRAKEN),
-        Venue::AlpacaData => (
+fn probe_target(api: Api) -> Option<(&'static str, &'static str)> {
+    Some(match api {
+        Api::PolymarketGamma => ("/markets?limit=1", ENV_POLYMARKET_GAMMA),
+        Api::PolymarketClob => ("/time", ENV_POLYMARKET_CLOB),
+        Api::Kalshi => ("/exchange/status", ENV_KALSHI),
+        Api::BinanceUs => ("/api/v3/ping", ENV_BINANCE_US),
+        Api::Binance => ("/api/v3/ping", ENV_BINANCE),
+        Api::Coinbase => ("/time", ENV_COINBASE),
+        Api::Kraken => ("/0/public/SystemStatus", ENV_KRAKEN),
+        Api::AlpacaData => (
             "/v1beta3/crypto/us/latest/orderbooks?symbols=BTC/USD",
             ENV_ALPACA_DATA,
         ),
-        Venue::AlpacaTrading => ("/v2/clock", ENV_ALPACA_TRADING),
-        Venue::Ibkr => return None,
+        Api::AlpacaTrading => ("/v2/clock", ENV_ALPACA_TRADING),
+        Api::Ibkr => return None,
     })
 }
 
@@ -202,18 +203,18 @@ pub async fn probe_all(endpoints: &Endpoints, opts: DoctorOptions) -> DoctorRepo
         .connect_timeout(opts.timeout)
         .user_agent(concat!("polybot-doctor/", env!("CARGO_PKG_VERSION")))
         .build();
-    let probes = Venue::ALL.into_iter().map(|venue| {
+    let probes = Api::ALL.into_iter().map(|api| {
         let client = client.as_ref().ok();
         let opts = &opts;
         async move {
-            match (venue, endpoints.base(venue), probe_target(venue)) {
-                (Venue::Ibkr, _, _) | (_, None, _) | (_, _, None) => {
+            match (api, endpoints.base(api), probe_target(api)) {
+                (Api::Ibkr, _, _) | (_, None, _) | (_, _, None) => {
                     probe_ibkr(&opts.ibkr_gateway, opts.timeout).await
                 }
                 (_, Some(base), Some((path, var))) => match client {
-                    Some(client) => probe_http(client, venue, base, path, var, opts.timeout).await,
+                    Some(client) => probe_http(client, api, base, path, var, opts.timeout).await,
                     None => row(
-                        venue,
+                        api,
                         format!("{base}{path}"),
                         ProbeStatus::Error,
                         None,
@@ -231,7 +232,7 @@ pub async fn probe_all(endpoints: &Endpoints, opts: DoctorOptions) -> DoctorRepo
 }
 
 fn row(
-    venue: Venue,
+    api: Api,
     endpoint: String,
     status: ProbeStatus,
     http_status: Option<u16>,
@@ -240,8 +241,8 @@ fn row(
     took: Duration,
 ) -> DoctorRow {
     DoctorRow {
-        venue,
-        venue_name: venue.name().to_owned(),
+        api,
+        venue_name: api.name().to_owned(),
         endpoint,
         status,
         http_status,
@@ -265,7 +266,7 @@ fn short(body: &[u8]) -> String {
 
 async fn probe_http(
     client: &reqwest::Client,
-    venue: Venue,
+    api: Api,
     base: &str,
     path: &str,
     var: &str,
@@ -275,7 +276,7 @@ async fn probe_http(
     let started = Instant::now();
     let unreachable_fix = format!(
         "check this host's network, DNS, firewall or proxy for {}; or point {var} at a reachable URL",
-        venue.name()
+        api.name()
     );
     // The client has its own timeouts; this outer bound also covers a
     // response body that trickles in forever.
@@ -290,7 +291,7 @@ async fn probe_http(
     let (status, body) = match answer {
         Err(_) => {
             return row(
-                venue,
+                api,
                 url,
                 ProbeStatus::Unreachable,
                 None,
@@ -306,7 +307,7 @@ async fn probe_http(
                 transport_reason(&e)
             };
             return row(
-                venue,
+                api,
                 url,
                 ProbeStatus::Unreachable,
                 None,
@@ -318,7 +319,7 @@ async fn probe_http(
         Ok(Ok(answer)) => answer,
     };
     let (probe_status, notes, fix) = match status {
-        200..=299 => kraken_envelope(venue, &body)
+        200..=299 => kraken_envelope(api, &body)
             .unwrap_or_else(|| (ProbeStatus::Ok, format!("reachable (HTTP {status})"), None)),
         451 => (
             ProbeStatus::GeoBlocked,
@@ -326,14 +327,14 @@ async fn probe_http(
                 "HTTP 451: geo-blocked from this host's location: {}",
                 short(&body)
             ),
-            Some(geo_block_fix(venue)),
+            Some(geo_block_fix(api)),
         ),
         401 | 403 => (
             ProbeStatus::NeedsKeys,
             format!("HTTP {status}: reachable, but this endpoint needs API keys"),
             Some(format!(
                 "add {} API keys to the tenant's secret (a 403 may also be a WAF block of this host)",
-                venue.name()
+                api.name()
             )),
         ),
         429 | 418 => (
@@ -352,12 +353,12 @@ async fn probe_http(
             Some(format!("check that {var} points at the venue's API root")),
         ),
     };
-    row(venue, url, probe_status, Some(status), notes, fix, took)
+    row(api, url, probe_status, Some(status), notes, fix, took)
 }
 
 /// Kraken answers errors with HTTP 200; report them, and a non-online status.
-fn kraken_envelope(venue: Venue, body: &[u8]) -> Option<(ProbeStatus, String, Option<String>)> {
-    if venue != Venue::Kraken {
+fn kraken_envelope(api: Api, body: &[u8]) -> Option<(ProbeStatus, String, Option<String>)> {
+    if api != Api::Kraken {
         return None;
     }
     #[derive(serde::Deserialize)]
@@ -427,7 +428,7 @@ async fn probe_ibkr(addr: &str, limit: Duration) -> DoctorRow {
     );
     match timeout(limit, TcpStream::connect(addr)).await {
         Ok(Ok(_stream)) => row(
-            Venue::Ibkr,
+            Api::Ibkr,
             endpoint,
             ProbeStatus::Ok,
             None,
@@ -436,7 +437,7 @@ async fn probe_ibkr(addr: &str, limit: Duration) -> DoctorRow {
             started.elapsed(),
         ),
         Ok(Err(e)) => row(
-            Venue::Ibkr,
+            Api::Ibkr,
             endpoint,
             ProbeStatus::Unreachable,
             None,
@@ -445,7 +446,7 @@ async fn probe_ibkr(addr: &str, limit: Duration) -> DoctorRow {
             started.elapsed(),
         ),
         Err(_) => row(
-            Venue::Ibkr,
+            Api::Ibkr,
             endpoint,
             ProbeStatus::Unreachable,
             None,
@@ -465,7 +466,7 @@ mod tests {
         let report = DoctorReport {
             rows: vec![
                 row(
-                    Venue::Binance,
+                    Api::Binance,
                     "https://api.binance.com/api/v3/ping".to_owned(),
                     ProbeStatus::GeoBlocked,
                     Some(451),
@@ -474,7 +475,7 @@ mod tests {
                     Duration::ZERO,
                 ),
                 row(
-                    Venue::Kraken,
+                    Api::Kraken,
                     "https://api.kraken.com/0/public/SystemStatus".to_owned(),
                     ProbeStatus::Ok,
                     Some(200),

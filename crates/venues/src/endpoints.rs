@@ -9,7 +9,7 @@ use serde::Serialize;
 use url::Url;
 
 use crate::error::{ErrorKind, VenueError};
-use crate::model::Venue;
+use crate::model::Api;
 
 /// Environment variable overriding the Polymarket gamma API.
 pub const ENV_POLYMARKET_GAMMA: &str = "POLYBOT_POLYMARKET_GAMMA_URL";
@@ -101,9 +101,9 @@ impl Endpoints {
     /// [`ErrorKind::Config`] error naming the variable.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, VenueError> {
         let mut endpoints = Self::default();
-        for (venue, var, slot) in endpoints.slots_mut() {
+        for (api, var, slot) in endpoints.slots_mut() {
             if let Some(value) = lookup(var).filter(|v| !v.trim().is_empty()) {
-                *slot = validate(venue, var, &value)?;
+                *slot = validate(api, var, &value)?;
             }
         }
         Ok(endpoints)
@@ -131,57 +131,57 @@ impl Endpoints {
     }
 
     /// The base URL of `venue` (`None` for the IBKR gateway, which is a TCP port).
-    pub fn base(&self, venue: Venue) -> Option<&str> {
-        Some(match venue {
-            Venue::PolymarketGamma => &self.polymarket_gamma,
-            Venue::PolymarketClob => &self.polymarket_clob,
-            Venue::Kalshi => &self.kalshi,
-            Venue::BinanceUs => &self.binance_us,
-            Venue::Binance => &self.binance,
-            Venue::Coinbase => &self.coinbase,
-            Venue::Kraken => &self.kraken,
-            Venue::AlpacaData => &self.alpaca_data,
-            Venue::AlpacaTrading => &self.alpaca_trading,
-            Venue::Ibkr => return None,
+    pub fn base(&self, api: Api) -> Option<&str> {
+        Some(match api {
+            Api::PolymarketGamma => &self.polymarket_gamma,
+            Api::PolymarketClob => &self.polymarket_clob,
+            Api::Kalshi => &self.kalshi,
+            Api::BinanceUs => &self.binance_us,
+            Api::Binance => &self.binance,
+            Api::Coinbase => &self.coinbase,
+            Api::Kraken => &self.kraken,
+            Api::AlpacaData => &self.alpaca_data,
+            Api::AlpacaTrading => &self.alpaca_trading,
+            Api::Ibkr => return None,
         })
     }
 
-    fn slots_mut(&mut self) -> [(Venue, &'static str, &mut String); 13] {
+    fn slots_mut(&mut self) -> [(Api, &'static str, &mut String); 13] {
         [
             (
-                Venue::PolymarketGamma,
+                Api::PolymarketGamma,
                 ENV_POLYMARKET_GAMMA,
                 &mut self.polymarket_gamma,
             ),
             (
-                Venue::PolymarketClob,
+                Api::PolymarketClob,
                 ENV_POLYMARKET_CLOB,
                 &mut self.polymarket_clob,
             ),
             (
-                Venue::PolymarketClob,
+                Api::PolymarketClob,
                 ENV_POLYMARKET_WS,
                 &mut self.polymarket_ws,
             ),
-            (Venue::Kalshi, ENV_KALSHI, &mut self.kalshi),
-            (Venue::BinanceUs, ENV_BINANCE_US, &mut self.binance_us),
-            (Venue::Binance, ENV_BINANCE, &mut self.binance),
-            (Venue::Coinbase, ENV_COINBASE, &mut self.coinbase),
-            (Venue::Kraken, ENV_KRAKEN, &mut self.kraken),
-            (Venue::AlpacaData, ENV_ALPACA_DATA, &mut self.alpaca_data),
+            (Api::Kalshi, ENV_KALSHI, &mut self.kalshi),
+            (Api::BinanceUs, ENV_BINANCE_US, &mut self.binance_us),
+            (Api::Binance, ENV_BINANCE, &mut self.binance),
+            (Api::Coinbase, ENV_COINBASE, &mut self.coinbase),
+            (Api::Kraken, ENV_KRAKEN, &mut self.kraken),
+            (Api::AlpacaData, ENV_ALPACA_DATA, &mut self.alpaca_data),
             (
-                Venue::AlpacaTrading,
+                Api::AlpacaTrading,
                 ENV_ALPACA_TRADING,
                 &mut self.alpaca_trading,
             ),
-            (Venue::BinanceUs, ENV_BINANCE_US_WS, &mut self.binance_us_ws),
-            (Venue::Coinbase, ENV_COINBASE_WS, &mut self.coinbase_ws),
-            (Venue::Kraken, ENV_KRAKEN_WS, &mut self.kraken_ws),
+            (Api::BinanceUs, ENV_BINANCE_US_WS, &mut self.binance_us_ws),
+            (Api::Coinbase, ENV_COINBASE_WS, &mut self.coinbase_ws),
+            (Api::Kraken, ENV_KRAKEN_WS, &mut self.kraken_ws),
         ]
     }
 }
 
-fn validate(venue: Venue, var: &str, value: &str) -> Result<String, VenueError> {
+fn validate(api: Api, var: &str, value: &str) -> Result<String, VenueError> {
     let trimmed = value.trim().trim_end_matches('/');
     let ok = Url::parse(trimmed)
         .ok()
@@ -189,7 +189,7 @@ fn validate(venue: Venue, var: &str, value: &str) -> Result<String, VenueError> 
     match ok {
         Some(_) => Ok(trimmed.to_owned()),
         None => Err(VenueError::new(
-            venue,
+            api,
             "",
             ErrorKind::Config {
                 detail: format!("{var} is not an http(s) or ws(s) URL: {trimmed:?}"),
@@ -207,8 +207,8 @@ mod tests {
         let e = Endpoints::default();
         assert_eq!(e.binance_us, "https://api.binance.us");
         assert_eq!(e.kalshi, "https://external-api.kalshi.com/trade-api/v2");
-        assert_eq!(e.base(Venue::Ibkr), None);
-        assert_eq!(e.base(Venue::Kraken), Some("https://api.kraken.com"));
+        assert_eq!(e.base(Api::Ibkr), None);
+        assert_eq!(e.base(Api::Kraken), Some("https://api.kraken.com"));
     }
 
     #[test]
@@ -250,7 +250,7 @@ mod tests {
             (name == ENV_KRAKEN_WS).then(|| "ws.kraken.com/v2".to_owned())
         })
         .unwrap_err();
-        assert_eq!(err.venue(), Venue::Kraken);
+        assert_eq!(err.api(), Api::Kraken);
         assert!(err.to_string().contains(ENV_KRAKEN_WS), "{err}");
     }
 
@@ -259,7 +259,7 @@ mod tests {
         let err =
             Endpoints::from_lookup(|name| (name == ENV_KRAKEN).then(|| "not a url".to_owned()))
                 .unwrap_err();
-        assert_eq!(err.venue(), Venue::Kraken);
+        assert_eq!(err.api(), Api::Kraken);
         assert!(err.to_string().contains(ENV_KRAKEN), "{err}");
     }
 }

@@ -10,7 +10,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::model::Venue;
+use crate::model::Api;
 
 /// Longest body excerpt kept, in characters.
 pub const EXCERPT_MAX_CHARS: usize = 200;
@@ -81,7 +81,7 @@ pub enum ErrorKind {
 /// An error talking to a venue, with its context.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VenueError {
-    venue: Venue,
+    api: Api,
     endpoint: String,
     status: Option<u16>,
     excerpt: Option<String>,
@@ -90,9 +90,9 @@ pub struct VenueError {
 
 impl VenueError {
     /// An error for `venue` at `endpoint` (e.g. `GET /api/v3/depth`).
-    pub fn new(venue: Venue, endpoint: impl Into<String>, kind: ErrorKind) -> Self {
+    pub fn new(api: Api, endpoint: impl Into<String>, kind: ErrorKind) -> Self {
         Self {
-            venue,
+            api,
             endpoint: endpoint.into(),
             status: None,
             excerpt: None,
@@ -128,8 +128,8 @@ impl VenueError {
     }
 
     /// The venue.
-    pub fn venue(&self) -> Venue {
-        self.venue
+    pub fn api(&self) -> Api {
+        self.api
     }
 
     /// Method and path, without the query string.
@@ -155,17 +155,17 @@ impl VenueError {
     /// The recommended fix for an operator, when there is a known one.
     pub fn fix(&self) -> Option<String> {
         match &self.kind {
-            ErrorKind::GeoBlocked => Some(geo_block_fix(self.venue)),
+            ErrorKind::GeoBlocked => Some(geo_block_fix(self.api)),
             ErrorKind::Unauthorized => Some(format!(
                 "{} needs API keys for this endpoint: add them to the tenant's secret",
-                self.venue
+                self.api
             )),
             ErrorKind::Banned { .. } => {
                 Some("wait for the ban to end and lower the request rate".to_owned())
             }
             ErrorKind::Unreachable { .. } | ErrorKind::Timeout { .. } => Some(format!(
                 "check network access to {} and its endpoint variable",
-                self.venue
+                self.api
             )),
             _ => None,
         }
@@ -173,9 +173,9 @@ impl VenueError {
 }
 
 /// The fix for a 451 from `venue`.
-pub fn geo_block_fix(venue: Venue) -> String {
-    match venue {
-        Venue::Binance => "use Binance US instead of Binance global: set POLYBOT_BINANCE_US_URL \
+pub fn geo_block_fix(api: Api) -> String {
+    match api {
+        Api::Binance => "use Binance US instead of Binance global: set POLYBOT_BINANCE_US_URL \
              (default https://api.binance.us) and trade the US venue"
             .to_owned(),
         other => format!(
@@ -226,7 +226,7 @@ impl fmt::Display for ErrorKind {
 
 impl fmt::Display for VenueError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.venue)?;
+        write!(f, "{}", self.api)?;
         if !self.endpoint.is_empty() {
             write!(f, " {}", self.endpoint)?;
         }
@@ -235,7 +235,7 @@ impl fmt::Display for VenueError {
             write!(f, " (HTTP {status})")?;
         }
         if let ErrorKind::GeoBlocked = self.kind {
-            write!(f, "; fix: {}", geo_block_fix(self.venue))?;
+            write!(f, "; fix: {}", geo_block_fix(self.api))?;
         }
         if let Some(excerpt) = &self.excerpt {
             write!(f, "; body: {excerpt}")?;
@@ -316,20 +316,20 @@ mod tests {
 
     #[test]
     fn every_error_kind_for_every_venue_has_a_message_naming_the_venue() {
-        for venue in Venue::ALL {
+        for api in Api::ALL {
             for kind in every_kind() {
                 // Even with an empty endpoint and empty details.
                 for err in [
-                    VenueError::new(venue, "", kind.clone()),
-                    VenueError::new(venue, "GET /x", kind.clone())
+                    VenueError::new(api, "", kind.clone()),
+                    VenueError::new(api, "GET /x", kind.clone())
                         .with_status(500)
                         .with_body(b""),
                 ] {
                     let kind_text = err.kind().to_string();
                     assert!(!kind_text.trim().is_empty(), "{kind:?}");
                     let text = err.to_string();
-                    assert!(text.contains(venue.name()), "{text}");
-                    assert!(text.len() > venue.name().len() + 4, "{text}");
+                    assert!(text.contains(api.name()), "{text}");
+                    assert!(text.len() > api.name().len() + 4, "{text}");
                 }
             }
         }
@@ -337,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_binance_global_geo_block_names_binance_us_as_the_fix() {
-        let err = VenueError::new(Venue::Binance, "GET /api/v3/ping", ErrorKind::GeoBlocked)
+        let err = VenueError::new(Api::Binance, "GET /api/v3/ping", ErrorKind::GeoBlocked)
             .with_status(451);
         let text = err.to_string();
         assert!(text.contains("geo-blocked"), "{text}");
@@ -348,7 +348,7 @@ mod tests {
     #[test]
     fn a_long_body_is_cut_to_a_bounded_one_line_excerpt() {
         let body = format!("line one\n\n   line two {}", "x".repeat(5000));
-        let err = VenueError::new(Venue::Kraken, "GET /0/public/Depth", ErrorKind::Status)
+        let err = VenueError::new(Api::Kraken, "GET /0/public/Depth", ErrorKind::Status)
             .with_body(body.as_bytes());
         let excerpt = err.body_excerpt().unwrap_or_default();
         assert!(excerpt.starts_with("line one line two xxx"), "{excerpt}");
@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn echoed_secrets_are_redacted_from_the_excerpt() {
-        let err = VenueError::new(Venue::AlpacaTrading, "GET /v2/account", ErrorKind::Status)
+        let err = VenueError::new(Api::AlpacaTrading, "GET /v2/account", ErrorKind::Status)
             .with_body(b"{\"echo\":\"APCA-API-SECRET-KEY: s3cr3t-value\"}")
             .redact(&["s3cr3t-value".to_owned()]);
         let text = err.to_string();

@@ -28,7 +28,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::error::{ErrorKind, VenueError};
-use crate::model::Venue;
+use crate::model::Api;
 use crate::ratelimit::RateLimiter;
 use crate::signing::AuthHeaders;
 
@@ -266,7 +266,7 @@ pub(crate) struct Response {
 /// A venue's HTTP client.
 #[derive(Debug)]
 pub(crate) struct HttpClient {
-    venue: Venue,
+    api: Api,
     base: String,
     client: reqwest::Client,
     gate: Gate,
@@ -285,7 +285,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 impl HttpClient {
-    pub fn new(venue: Venue, base: &str, options: &ClientOptions) -> Result<Self, VenueError> {
+    pub fn new(api: Api, base: &str, options: &ClientOptions) -> Result<Self, VenueError> {
         let client = reqwest::Client::builder()
             .timeout(options.timeout)
             .connect_timeout(options.connect_timeout)
@@ -293,7 +293,7 @@ impl HttpClient {
             .build()
             .map_err(|e| {
                 VenueError::new(
-                    venue,
+                    api,
                     "",
                     ErrorKind::Config {
                         detail: format!("cannot build the HTTP client: {e}"),
@@ -301,7 +301,7 @@ impl HttpClient {
                 )
             })?;
         Ok(Self {
-            venue,
+            api,
             base: base.trim_end_matches('/').to_owned(),
             client,
             gate: Gate::default(),
@@ -309,8 +309,8 @@ impl HttpClient {
         })
     }
 
-    pub fn venue(&self) -> Venue {
-        self.venue
+    pub fn api(&self) -> Api {
+        self.api
     }
 
     pub fn base(&self) -> &str {
@@ -318,7 +318,7 @@ impl HttpClient {
     }
 
     pub fn err(&self, endpoint: impl Into<String>, kind: ErrorKind) -> VenueError {
-        VenueError::new(self.venue, endpoint, kind)
+        VenueError::new(self.api, endpoint, kind)
     }
 
     /// Checks the gate; waits out a `Retry-After` pause.
@@ -384,7 +384,7 @@ impl HttpClient {
                         }
                     };
                     if attempt < max_attempts {
-                        tracing::warn!(venue = %self.venue, endpoint, attempt, "transport error, retrying");
+                        tracing::warn!(venue = %self.api, endpoint, attempt, "transport error, retrying");
                         clock.sleep(policy.backoff(attempt)).await;
                         continue;
                     }
@@ -419,7 +419,7 @@ impl HttpClient {
                     let wait = retry_after.unwrap_or(Duration::from_secs(1));
                     self.gate.lock().paused_until = Some(clock.now() + wait);
                     if attempt < max_attempts && wait <= policy.max_retry_after {
-                        tracing::warn!(venue = %self.venue, endpoint, ?wait, "429: waiting Retry-After");
+                        tracing::warn!(venue = %self.api, endpoint, ?wait, "429: waiting Retry-After");
                         continue;
                     }
                     return Err(fail(ErrorKind::RateLimited { retry_after }));
@@ -427,12 +427,12 @@ impl HttpClient {
                 s if s.as_u16() == 418 => {
                     let ban = retry_after.unwrap_or(policy.default_ban);
                     self.gate.lock().banned_until = Some(clock.now() + ban);
-                    tracing::error!(venue = %self.venue, endpoint, ?ban, "418: IP banned");
+                    tracing::error!(venue = %self.api, endpoint, ?ban, "418: IP banned");
                     return Err(fail(ErrorKind::Banned { remaining: ban }));
                 }
                 StatusCode::UNAVAILABLE_FOR_LEGAL_REASONS => {
                     self.gate.lock().geo_blocked = true;
-                    tracing::error!(venue = %self.venue, endpoint, "451: geo-blocked");
+                    tracing::error!(venue = %self.api, endpoint, "451: geo-blocked");
                     return Err(fail(ErrorKind::GeoBlocked));
                 }
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
@@ -440,7 +440,7 @@ impl HttpClient {
                 }
                 s if s.is_server_error() => {
                     if attempt < max_attempts {
-                        tracing::warn!(venue = %self.venue, endpoint, status = s.as_u16(), attempt, "server error, retrying");
+                        tracing::warn!(venue = %self.api, endpoint, status = s.as_u16(), attempt, "server error, retrying");
                         clock.sleep(policy.backoff(attempt)).await;
                         continue;
                     }

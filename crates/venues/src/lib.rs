@@ -1,7 +1,8 @@
 //! PolyBot's exchange connectors: public market data for Polymarket (gamma
-//! and CLOB), Kalshi, Binance US, Coinbase, Kraken and Alpaca; request
-//! signing for each venue's private API; per-venue rate limits and retry
-//! policy; configurable endpoints; and the `doctor` probes.
+//! and CLOB), Kalshi, Binance US, Coinbase, Kraken and Alpaca; news headlines
+//! from NewsAPI and RSS/Atom feeds ([`news`]); request signing for each
+//! venue's private API; per-API rate limits and retry policy; configurable
+//! endpoints; and the `doctor` probes.
 //!
 //! What does not live here: strategy logic and the engine's event types
 //! (crate `polybot-engine`), persistence, and the CLI. Everything here speaks
@@ -9,11 +10,12 @@
 
 pub mod error;
 pub mod model;
+pub mod news;
 pub mod signing;
 pub mod stream;
 
 pub use error::{ErrorKind, VenueError};
-pub use model::Venue;
+pub use model::Api;
 pub mod endpoints;
 pub mod http;
 mod num;

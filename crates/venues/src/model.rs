@@ -5,17 +5,24 @@
 //! ascending) whatever order the venue sent. These are plain data types: the
 //! engine crate has its own event types and the worker converts these into
 //! them. No I/O lives here.
+//!
+//! [`Api`] names an API this crate talks to (Polymarket has two, Binance
+//! global and Alpaca are not trading venues of the platform); the trading
+//! venue is `polybot_core::strategy::Venue`, reached with [`Api::venue`].
 
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use polybot_core::strategy::Venue;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-/// A venue this crate talks to.
+/// An API this crate talks to: what a connector, a rate limit, an endpoint
+/// override and a `doctor` row are per. Serialised as before the rename
+/// (`polymarket_gamma`, …), so `polybot doctor --json` is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Venue {
+pub enum Api {
     /// Polymarket gamma API (market and event metadata).
     PolymarketGamma,
     /// Polymarket CLOB API (order books, prices, orders).
@@ -38,39 +45,52 @@ pub enum Venue {
     Ibkr,
 }
 
-impl Venue {
-    /// Every venue, in the order `doctor` reports them.
-    pub const ALL: [Venue; 10] = [
-        Venue::PolymarketGamma,
-        Venue::PolymarketClob,
-        Venue::Kalshi,
-        Venue::BinanceUs,
-        Venue::Binance,
-        Venue::Coinbase,
-        Venue::Kraken,
-        Venue::AlpacaData,
-        Venue::AlpacaTrading,
-        Venue::Ibkr,
+impl Api {
+    /// Every API, in the order `doctor` reports them.
+    pub const ALL: [Api; 10] = [
+        Api::PolymarketGamma,
+        Api::PolymarketClob,
+        Api::Kalshi,
+        Api::BinanceUs,
+        Api::Binance,
+        Api::Coinbase,
+        Api::Kraken,
+        Api::AlpacaData,
+        Api::AlpacaTrading,
+        Api::Ibkr,
     ];
 
     /// Human-readable name used in errors and tables.
     pub fn name(self) -> &'static str {
         match self {
-            Venue::PolymarketGamma => "Polymarket gamma",
-            Venue::PolymarketClob => "Polymarket CLOB",
-            Venue::Kalshi => "Kalshi",
-            Venue::BinanceUs => "Binance US",
-            Venue::Binance => "Binance global",
-            Venue::Coinbase => "Coinbase",
-            Venue::Kraken => "Kraken",
-            Venue::AlpacaData => "Alpaca data",
-            Venue::AlpacaTrading => "Alpaca trading",
-            Venue::Ibkr => "IBKR gateway",
+            Api::PolymarketGamma => "Polymarket gamma",
+            Api::PolymarketClob => "Polymarket CLOB",
+            Api::Kalshi => "Kalshi",
+            Api::BinanceUs => "Binance US",
+            Api::Binance => "Binance global",
+            Api::Coinbase => "Coinbase",
+            Api::Kraken => "Kraken",
+            Api::AlpacaData => "Alpaca data",
+            Api::AlpacaTrading => "Alpaca trading",
+            Api::Ibkr => "IBKR gateway",
+        }
+    }
+
+    /// The trading venue this API belongs to; none for an API the platform
+    /// does not trade on (Binance global, Alpaca, IBKR).
+    pub const fn venue(self) -> Option<Venue> {
+        match self {
+            Api::PolymarketGamma | Api::PolymarketClob => Some(Venue::Polymarket),
+            Api::Kalshi => Some(Venue::Kalshi),
+            Api::BinanceUs => Some(Venue::BinanceUs),
+            Api::Coinbase => Some(Venue::Coinbase),
+            Api::Kraken => Some(Venue::Kraken),
+            Api::Binance | Api::AlpacaData | Api::AlpacaTrading | Api::Ibkr => None,
         }
     }
 }
 
-impl fmt::Display for Venue {
+impl fmt::Display for Api {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -105,8 +125,8 @@ impl Level {
 /// An order book snapshot, bids and asks sorted best-first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderBook {
-    /// Venue the book came from.
-    pub venue: Venue,
+    /// The API the book came from.
+    pub api: Api,
     /// Instrument identifier as the venue names it (token id, ticker, symbol, pair).
     pub instrument: String,
     /// Bids, highest price first.
@@ -122,13 +142,13 @@ pub struct OrderBook {
 impl OrderBook {
     /// Builds a book, sorting both sides best-first and dropping zero-size levels.
     pub fn new(
-        venue: Venue,
+        api: Api,
         instrument: impl Into<String>,
         bids: Vec<Level>,
         asks: Vec<Level>,
     ) -> Self {
         let mut book = Self {
-            venue,
+            api,
             instrument: instrument.into(),
             bids,
             asks,
@@ -289,8 +309,8 @@ pub struct KalshiMarket {
 /// Last price of a spot instrument.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ticker {
-    /// Venue.
-    pub venue: Venue,
+    /// The API it came from.
+    pub api: Api,
     /// Symbol as the venue names it.
     pub symbol: String,
     /// Last traded price.
@@ -306,8 +326,8 @@ pub struct Ticker {
 /// A public trade print.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trade {
-    /// Venue.
-    pub venue: Venue,
+    /// The API it came from.
+    pub api: Api,
     /// Symbol as the venue names it.
     pub symbol: String,
     /// Venue trade id, when sent.
@@ -330,7 +350,7 @@ mod tests {
     #[test]
     fn a_book_sent_in_venue_order_is_sorted_best_first() {
         let book = OrderBook::new(
-            Venue::PolymarketClob,
+            Api::PolymarketClob,
             "100",
             vec![
                 Level::new(dec!(0.3), dec!(100)),
@@ -346,5 +366,18 @@ mod tests {
         assert_eq!(book.best_ask(), Some(Level::new(dec!(0.6), dec!(10))));
         assert_eq!(book.bids.len(), 2);
         assert_eq!(book.mid(), Some(dec!(0.5)));
+    }
+
+    #[test]
+    fn both_polymarket_apis_belong_to_the_polymarket_venue_and_alpaca_to_none() {
+        assert_eq!(Api::PolymarketGamma.venue(), Some(Venue::Polymarket));
+        assert_eq!(Api::PolymarketClob.venue(), Some(Venue::Polymarket));
+        assert_eq!(Api::BinanceUs.venue(), Some(Venue::BinanceUs));
+        assert_eq!(Api::Binance.venue(), None);
+        assert_eq!(Api::AlpacaData.venue(), None);
+        // Every trading venue is reached by some API.
+        for venue in Venue::ALL {
+            assert!(Api::ALL.iter().any(|a| a.venue() == Some(venue)), "{venue}");
+        }
     }
 }

@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connectors::polymarket::{BookWire, millis_string};
 use crate::endpoints::Endpoints;
 use crate::error::VenueError;
-use crate::model::{OrderBook, Side, Trade, Venue};
+use crate::model::{Api, OrderBook, Side, Trade};
 use crate::num::{Dec, OptDec};
 
 /// Reconnect and keep-alive settings.
@@ -213,7 +213,7 @@ pub fn parse_market_message(text: &str) -> Result<Vec<MarketEvent>, String> {
                     return Err("last_trade_price without price or size".to_owned());
                 };
                 out.push(MarketEvent::Trade(Trade {
-                    venue: Venue::PolymarketClob,
+                    api: Api::PolymarketClob,
                     symbol: event.asset_id.unwrap_or_default(),
                     trade_id: None,
                     price,

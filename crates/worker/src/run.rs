@@ -6,10 +6,12 @@
 //! next event. The source is paused while the batch is backed up (the
 //! database is down), so memory stays bounded whatever the feed does.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
 use polybot_core::TenantId;
+use polybot_core::worker::FeedStatus;
 use polybot_engine::{
     BreakerState, Clock, Engine, EngineConfig, EventClock, HealthStatus, PortfolioSnapshot,
 };
@@ -217,7 +219,7 @@ impl Ctx {
         phase: &str,
         source: &str,
         source_finished: bool,
-        venues: Option<Value>,
+        venues: BTreeMap<String, FeedStatus>,
         recorder: &Recorder,
     ) -> Value {
         let mut strategies = Map::new();
@@ -269,8 +271,10 @@ impl Ctx {
             "errors": self.errors,
             "last_error": self.last_error,
         });
-        if let (Some(venues), Some(map)) = (venues, health.as_object_mut()) {
-            map.insert("venues".to_owned(), venues);
+        if !venues.is_empty()
+            && let Some(map) = health.as_object_mut()
+        {
+            map.insert("venues".to_owned(), json!(venues));
         }
         health
     }
@@ -367,7 +371,6 @@ where
                 if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                     break Err(e);
                 }
-                source.update_engine(&mut engine);
                 let health = ctx.health(&engine, phase, &description, finished, source.health(), &recorder);
                 if let Err(e) = ctx.beat(health).await {
                     break Err(e);
@@ -381,7 +384,6 @@ where
             next = source.next_event(), if !finished && recorder.pending() < BACKLOG_LIMIT => {
                 match next {
                     Ok(Some(event)) => {
-                        source.update_engine(&mut engine);
                         decisions.clear();
                         if let Err(e) = engine.on_event(&event, &mut decisions) {
                             ctx.note_error(format!("{description}: event at {}: {e}", event.ts.0));
@@ -429,7 +431,6 @@ where
             FINAL_FLUSH.as_secs()
         )),
     }
-    source.update_engine(&mut engine);
     let health = ctx.health(
         &engine,
         "stopped",

@@ -10,6 +10,7 @@
 //! [`SystemClock`] is the engine's clock for live streams; a replay runs on
 //! the engine's `EventClock`, so that recorded time is the engine's time.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
 use std::io::{BufRead, BufReader};
@@ -17,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use polybot_engine::{Clock, Engine, Event, EventKind, ReplayParser, Timestamp};
+use polybot_core::worker::FeedStatus;
+use polybot_engine::{Clock, Event, EventKind, ReplayParser, Timestamp};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 use tokio::time::Instant;
@@ -68,15 +70,13 @@ pub trait EventSource: Send {
         true
     }
 
-    /// Per-venue health for heartbeats (a live feed's venues); none for a recording.
-    fn health(&self) -> Option<serde_json::Value> {
-        None
+    /// Each live feed's health for heartbeats, by feed (`polymarket_clob`,
+    /// `binance_us`, `newsapi`, …); empty for a recording. What a failing
+    /// feed means for the strategies reaches the engine in the stream itself,
+    /// as `EventKind::FeedHealth` events.
+    fn health(&self) -> BTreeMap<String, FeedStatus> {
+        BTreeMap::new()
     }
-
-    /// Tells the engine what the source knows about its strategies' data (a
-    /// rate-limited news API, a venue that is down). Called by the run loop
-    /// after each event and before each heartbeat; cheap when nothing changed.
-    fn update_engine<C: Clock>(&mut self, _engine: &mut Engine<C>) {}
 }
 
 /// How fast a recording is played.

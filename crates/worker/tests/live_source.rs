@@ -1,7 +1,8 @@
 //! The live source against a local mock of every venue: it discovers the
 //! markets the strategies need, turns books, spot prices and headlines into
 //! the engine's events, reports a geo-blocked venue (451) in health while
-//! the others keep flowing, and marks news_arb rate limited on NewsAPI's 429.
+//! the others keep flowing, and marks news_arb rate limited on NewsAPI's 429
+//! with events in its stream, so that replaying the stream reproduces it.
 
 #[path = "common/live_mock.rs"]
 mod live_mock;
@@ -11,9 +12,10 @@ use std::time::Duration;
 
 use live_mock::{ARB_MARKET, KALSHI_TICKER};
 use polybot_core::strategy::{StrategyKind, Venue, parse_strategies};
+use polybot_core::worker::FeedState;
 use polybot_engine::{
-    Asset, BookSnapshot, Decision, Direction, Engine, EngineConfig, Event, EventKind, HealthStatus,
-    Level, MarketDef, RecurringSpec, SpotPrice, Timestamp,
+    Asset, BookSnapshot, Clock, Decision, Direction, Engine, EngineConfig, Event, EventClock,
+    EventKind, HealthStatus, Level, MarketDef, RecurringSpec, SpotPrice, Timestamp,
 };
 use polybot_worker::{EventSource, LiveSource, SystemClock};
 use rust_decimal_macros::dec;
@@ -30,6 +32,8 @@ struct Seen {
     spots: BTreeMap<Venue, SpotPrice>,
     headlines: Vec<String>,
     opportunities: Vec<(String, rust_decimal::Decimal)>,
+    /// Everything the source produced, in order: a recording of the stream.
+    recording: Vec<Event>,
 }
 
 impl Seen {
@@ -45,6 +49,25 @@ impl Seen {
                 .count()
                 >= 2
     }
+}
+
+/// Strategy → (status, reason), as the engine reports its health.
+fn health_of<C: Clock>(
+    engine: &Engine<C>,
+) -> BTreeMap<StrategyKind, (HealthStatus, Option<String>)> {
+    engine
+        .health()
+        .into_iter()
+        .map(|h| (h.strategy, (h.status, h.reason)))
+        .collect()
+}
+
+/// The engine has heard that NewsAPI rate limits news_arb and that the
+/// geo-blocked Binance US degrades crypto_15m.
+fn heard_of_the_failures<C: Clock>(engine: &Engine<C>) -> bool {
+    let health = health_of(engine);
+    health[&StrategyKind::NewsArb].0 == HealthStatus::RateLimited
+        && health[&StrategyKind::Crypto15m].0 == HealthStatus::Degraded
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,13 +94,13 @@ async fn live_data_becomes_engine_events_and_venue_failures_become_health() {
     let mut decisions: Vec<Decision> = Vec::new();
     // A deadline so that a broken source fails the test instead of hanging it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !seen.complete() {
+    while !(seen.complete() && heard_of_the_failures(&engine)) {
         let event: Event = tokio::time::timeout_at(deadline, source.next_event())
             .await
             .expect("the live source produced every expected event before the deadline")
             .unwrap()
             .unwrap();
-        source.update_engine(&mut engine);
+        seen.recording.push(event.clone());
         decisions.clear();
         engine.on_event(&event, &mut decisions).unwrap();
         for d in &decisions {
@@ -99,6 +122,7 @@ async fn live_data_becomes_engine_events_and_venue_failures_become_health() {
                 seen.spots.insert(spot.venue, spot);
             }
             EventKind::Headline(h) => seen.headlines.push(h.title),
+            EventKind::FeedHealth(_) => {}
             other => panic!("unexpected event {other:?}"),
         }
     }
@@ -196,22 +220,24 @@ async fn live_data_becomes_engine_events_and_venue_failures_become_health() {
     );
 
     // Health: Binance US geo-blocked with the fix, NewsAPI rate limited, the rest ok.
-    let health = source.health().unwrap();
+    let health = source.health();
     let binance = &health["binance_us"];
-    assert_eq!(binance["status"], "geo_blocked");
-    let error = binance["last_error"].as_str().unwrap();
+    assert_eq!(binance.status, FeedState::GeoBlocked);
+    let error = binance.last_error.as_deref().unwrap();
     assert!(
         error.starts_with("Binance US GET /api/v3/ticker/price: geo-blocked"),
         "{error}"
     );
     assert!(error.contains("(HTTP 451)"), "{error}");
     assert_eq!(
-        binance["fix"],
-        "Binance US refuses this host's location: run the worker in a region the venue serves"
+        binance.fix.as_deref(),
+        Some(
+            "Binance US refuses this host's location: run the worker in a region the venue serves"
+        )
     );
-    assert!(binance["errors"].as_u64().unwrap() >= 1);
-    assert_eq!(health["newsapi"]["status"], "rate_limited");
-    let news_error = health["newsapi"]["last_error"].as_str().unwrap();
+    assert!(binance.errors >= 1);
+    assert_eq!(health["newsapi"].status, FeedState::RateLimited);
+    let news_error = health["newsapi"].last_error.as_deref().unwrap();
     assert!(
         news_error
             .starts_with("NewsAPI GET /v2/everything: rate limited (HTTP 429), Retry-After 120s"),
@@ -226,17 +252,13 @@ async fn live_data_becomes_engine_events_and_venue_failures_become_health() {
         "polymarket_clob",
         "rss",
     ] {
-        assert_eq!(health[ok]["status"], "ok", "{ok}: {}", health[ok]);
+        assert_eq!(health[ok].status, FeedState::Ok, "{ok}: {:?}", health[ok]);
     }
 
-    // The engine hears it: news_arb rate limited, crypto_15m degraded by the geo-block.
-    source.update_engine(&mut engine);
-    let by_kind: BTreeMap<&str, (HealthStatus, Option<String>)> = engine
-        .health()
-        .into_iter()
-        .map(|h| (h.strategy.as_str(), (h.status, h.reason)))
-        .collect();
-    let (status, reason) = &by_kind[StrategyKind::NewsArb.as_str()];
+    // The engine heard it from the stream: news_arb rate limited, crypto_15m
+    // degraded by the geo-block.
+    let by_kind = health_of(&engine);
+    let (status, reason) = &by_kind[&StrategyKind::NewsArb];
     assert_eq!(*status, HealthStatus::RateLimited);
     let reason = reason.as_deref().unwrap();
     assert!(
@@ -247,7 +269,7 @@ async fn live_data_becomes_engine_events_and_venue_failures_become_health() {
         reason.ends_with("NewsAPI is not asked again for 120s"),
         "{reason}"
     );
-    let (status, reason) = &by_kind[StrategyKind::Crypto15m.as_str()];
+    let (status, reason) = &by_kind[&StrategyKind::Crypto15m];
     assert_eq!(*status, HealthStatus::Degraded);
     assert!(
         reason
@@ -256,10 +278,24 @@ async fn live_data_becomes_engine_events_and_venue_failures_become_health() {
             .starts_with("binance_us geo-blocked: Binance US GET /api/v3/ticker/price"),
         "{reason:?}"
     );
-    assert_eq!(
-        by_kind[StrategyKind::ComplementArb.as_str()].0,
-        HealthStatus::Ok
-    );
+    assert_eq!(by_kind[&StrategyKind::ComplementArb].0, HealthStatus::Ok);
+
+    // A replay of the recorded stream, on the recording's clock, reproduces
+    // what the feeds did to the strategies' health.
+    let mut replayed = Engine::new(
+        EngineConfig {
+            strategies,
+            risk: Default::default(),
+            balances: vec![(Venue::Polymarket, dec!(1000)), (Venue::Kalshi, dec!(1000))],
+        },
+        EventClock::default(),
+    )
+    .unwrap();
+    replayed.run(seen.recording.iter().cloned(), |_| {});
+    let replayed = health_of(&replayed);
+    for kind in [StrategyKind::NewsArb, StrategyKind::Crypto15m] {
+        assert_eq!(replayed[&kind], by_kind[&kind], "{kind}");
+    }
 
     source.shutdown().await;
 }

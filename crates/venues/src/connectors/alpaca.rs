@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::endpoints::Endpoints;
 use crate::error::VenueError;
 use crate::http::{ClientOptions, HttpClient, Request};
-use crate::model::{Level, OrderBook, Side, Trade, Venue};
+use crate::model::{Api, Level, OrderBook, Side, Trade};
 use crate::num::Dec;
 use crate::ratelimit::{RateLimiter, limits};
 use crate::signing::alpaca::{AlpacaCredentials, headers};
@@ -65,8 +65,8 @@ impl Alpaca {
     /// A client on `endpoints.alpaca_data` and `endpoints.alpaca_trading`.
     pub fn new(endpoints: &Endpoints, options: &ClientOptions) -> Result<Self, VenueError> {
         Ok(Self {
-            data: HttpClient::new(Venue::AlpacaData, &endpoints.alpaca_data, options)?,
-            trading: HttpClient::new(Venue::AlpacaTrading, &endpoints.alpaca_trading, options)?,
+            data: HttpClient::new(Api::AlpacaData, &endpoints.alpaca_data, options)?,
+            trading: HttpClient::new(Api::AlpacaTrading, &endpoints.alpaca_trading, options)?,
             limiter: limits::alpaca(),
         })
     }
@@ -91,7 +91,7 @@ impl Alpaca {
             .orderbooks
             .into_iter()
             .map(|(symbol, b)| {
-                let mut book = OrderBook::new(Venue::AlpacaData, symbol, levels(b.b), levels(b.a));
+                let mut book = OrderBook::new(Api::AlpacaData, symbol, levels(b.b), levels(b.a));
                 book.timestamp = b.t;
                 book
             })
@@ -113,7 +113,7 @@ impl Alpaca {
             .trades
             .into_iter()
             .map(|(symbol, t)| Trade {
-                venue: Venue::AlpacaData,
+                api: Api::AlpacaData,
                 symbol,
                 trade_id: t.i.map(|i| i.to_string()),
                 price: t.p.0,

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::endpoints::Endpoints;
 use crate::error::VenueError;
 use crate::http::{ClientOptions, HttpClient, Request};
-use crate::model::{Level, OrderBook, Ticker, Venue};
+use crate::model::{Api, Level, OrderBook, Ticker};
 use crate::num::Dec;
 use crate::ratelimit::{RateLimiter, limits};
 use crate::signing::binance::{BinanceCredentials, headers, signed_query};
@@ -159,17 +159,17 @@ pub struct Binance {
 impl Binance {
     /// Binance US on `endpoints.binance_us`.
     pub fn us(endpoints: &Endpoints, options: &ClientOptions) -> Result<Self, VenueError> {
-        Self::at(Venue::BinanceUs, &endpoints.binance_us, options)
+        Self::at(Api::BinanceUs, &endpoints.binance_us, options)
     }
 
     /// Binance global on `endpoints.binance`; from US hosts it answers 451.
     pub fn global(endpoints: &Endpoints, options: &ClientOptions) -> Result<Self, VenueError> {
-        Self::at(Venue::Binance, &endpoints.binance, options)
+        Self::at(Api::Binance, &endpoints.binance, options)
     }
 
-    fn at(venue: Venue, base: &str, options: &ClientOptions) -> Result<Self, VenueError> {
+    fn at(api: Api, base: &str, options: &ClientOptions) -> Result<Self, VenueError> {
         Ok(Self {
-            http: HttpClient::new(venue, base, options)?,
+            http: HttpClient::new(api, base, options)?,
             weight: limits::binance_weight(),
             orders: limits::binance_orders(),
             recv_window_ms: 5_000,
@@ -249,7 +249,7 @@ impl Binance {
                 .collect::<Vec<_>>()
         };
         let mut book = OrderBook::new(
-            self.http.venue(),
+            self.http.api(),
             symbol,
             levels(wire.bids),
             levels(wire.asks),
@@ -265,7 +265,7 @@ impl Binance {
             .limit(&self.weight, 1);
         let wire: PriceWire = self.call(&req).await?;
         Ok(Ticker {
-            venue: self.http.venue(),
+            api: self.http.api(),
             symbol: wire.symbol,
             last: wire.price.0,
             bid: None,

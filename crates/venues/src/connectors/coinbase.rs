@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use crate::endpoints::Endpoints;
 use crate::error::VenueError;
 use crate::http::{ClientOptions, HttpClient, Request};
-use crate::model::{Level, OrderBook, Side, Ticker, Trade, Venue};
+use crate::model::{Api, Level, OrderBook, Side, Ticker, Trade};
 use crate::num::{Dec, OptDec};
 use crate::ratelimit::{RateLimiter, limits};
 
@@ -55,7 +55,7 @@ impl Coinbase {
     /// A client on `endpoints.coinbase`.
     pub fn new(endpoints: &Endpoints, options: &ClientOptions) -> Result<Self, VenueError> {
         Ok(Self {
-            http: HttpClient::new(Venue::Coinbase, &endpoints.coinbase, options)?,
+            http: HttpClient::new(Api::Coinbase, &endpoints.coinbase, options)?,
             public: limits::coinbase_public(),
         })
     }
@@ -65,7 +65,7 @@ impl Coinbase {
         let req = Request::get(format!("/products/{product_id}/ticker")).limit(&self.public, 1);
         let wire: TickerWire = self.http.json(&req).await?;
         Ok(Ticker {
-            venue: Venue::Coinbase,
+            api: Api::Coinbase,
             symbol: product_id.to_owned(),
             last: wire.price.0,
             bid: wire.bid.0,
@@ -86,7 +86,7 @@ impl Coinbase {
                 .collect::<Vec<_>>()
         };
         let mut book = OrderBook::new(
-            Venue::Coinbase,
+            Api::Coinbase,
             product_id,
             levels(wire.bids),
             levels(wire.asks),
@@ -104,7 +104,7 @@ impl Coinbase {
         Ok(wire
             .into_iter()
             .map(|t| Trade {
-                venue: Venue::Coinbase,
+                api: Api::Coinbase,
                 symbol: product_id.to_owned(),
                 trade_id: t.trade_id.map(|id| id.to_string()),
                 price: t.price.0,

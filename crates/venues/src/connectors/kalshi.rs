@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::endpoints::Endpoints;
 use crate::error::{ErrorKind, VenueError};
 use crate::http::{ClientOptions, HttpClient, Request};
-use crate::model::{BinaryBook, KalshiMarket, Level, OrderBook, Venue};
+use crate::model::{Api, BinaryBook, KalshiMarket, Level, OrderBook};
 use crate::num::{Dec, OptDec};
 use crate::ratelimit::{RateLimiter, limits};
 use crate::signing::kalshi::KalshiSigner;
@@ -144,8 +144,8 @@ pub fn binary_book_from_bids(
     let yes_asks = complement(&no_bids);
     let no_asks = complement(&yes_bids);
     BinaryBook {
-        yes: OrderBook::new(Venue::Kalshi, format!("{ticker}:yes"), yes_bids, yes_asks),
-        no: OrderBook::new(Venue::Kalshi, format!("{ticker}:no"), no_bids, no_asks),
+        yes: OrderBook::new(Api::Kalshi, format!("{ticker}:yes"), yes_bids, yes_asks),
+        no: OrderBook::new(Api::Kalshi, format!("{ticker}:no"), no_bids, no_asks),
     }
 }
 
@@ -169,7 +169,7 @@ impl Kalshi {
         options: &ClientOptions,
     ) -> Result<Self, VenueError> {
         Ok(Self {
-            http: HttpClient::new(Venue::Kalshi, &endpoints.kalshi, options)?,
+            http: HttpClient::new(Api::Kalshi, &endpoints.kalshi, options)?,
             read: limits::kalshi_read(),
             max_pages: 10_000,
         })

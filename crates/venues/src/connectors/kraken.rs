@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use crate::endpoints::Endpoints;
 use crate::error::{ErrorKind, VenueError};
 use crate::http::{Body, ClientOptions, HttpClient, Request};
-use crate::model::{Level, OrderBook, Ticker, Venue};
+use crate::model::{Api, Level, OrderBook, Ticker};
 use crate::num::Dec;
 use crate::ratelimit::{RateLimiter, limits};
 use crate::signing::kraken::{KrakenCredentials, headers};
@@ -56,7 +56,7 @@ impl Kraken {
     /// A client on `endpoints.kraken`.
     pub fn new(endpoints: &Endpoints, options: &ClientOptions) -> Result<Self, VenueError> {
         Ok(Self {
-            http: HttpClient::new(Venue::Kraken, &endpoints.kraken, options)?,
+            http: HttpClient::new(Api::Kraken, &endpoints.kraken, options)?,
             public: limits::kraken_public(),
             private: limits::kraken_private(),
             last_nonce: AtomicU64::new(0),
@@ -120,7 +120,7 @@ impl Kraken {
                 .collect::<Vec<_>>()
         };
         Ok(OrderBook::new(
-            Venue::Kraken,
+            Api::Kraken,
             name,
             levels(wire.bids),
             levels(wire.asks),
@@ -153,7 +153,7 @@ impl Kraken {
             })
         };
         Ok(Ticker {
-            venue: Venue::Kraken,
+            api: Api::Kraken,
             symbol: name,
             last: first(&wire.c, "c")?,
             bid: Some(first(&wire.b, "b")?),

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::endpoints::Endpoints;
 use crate::error::{ErrorKind, VenueError};
 use crate::http::{Body, ClientOptions, HttpClient, Request};
-use crate::model::{Level, OrderBook, PolymarketEvent, PolymarketMarket, Side, Venue};
+use crate::model::{Api, Level, OrderBook, PolymarketEvent, PolymarketMarket, Side};
 use crate::num::{Dec, OptDec, parse_decimal};
 use crate::ratelimit::{RateLimiter, limits};
 
@@ -263,7 +263,7 @@ impl BookWire {
                 .collect::<Vec<_>>()
         };
         let mut book = OrderBook::new(
-            Venue::PolymarketClob,
+            Api::PolymarketClob,
             self.asset_id,
             levels(self.bids),
             levels(self.asks),
@@ -310,8 +310,8 @@ impl Polymarket {
         options: &ClientOptions,
     ) -> Result<Self, VenueError> {
         Ok(Self {
-            gamma: HttpClient::new(Venue::PolymarketGamma, &endpoints.polymarket_gamma, options)?,
-            clob: HttpClient::new(Venue::PolymarketClob, &endpoints.polymarket_clob, options)?,
+            gamma: HttpClient::new(Api::PolymarketGamma, &endpoints.polymarket_gamma, options)?,
+            clob: HttpClient::new(Api::PolymarketClob, &endpoints.polymarket_clob, options)?,
             global: limits::polymarket_global(),
             gamma_general: limits::gamma_general(),
             gamma_events: limits::gamma_events(),

@@ -13,7 +13,7 @@ use sha2::Sha256;
 
 use super::AuthHeaders;
 use crate::error::{ErrorKind, VenueError};
-use crate::model::Venue;
+use crate::model::Api;
 
 /// Coinbase Exchange API key.
 #[derive(Debug, Clone)]
@@ -38,7 +38,7 @@ pub fn signature(
         .decode(secret_b64.expose_secret().trim())
         .map_err(|_| {
             VenueError::new(
-                Venue::Coinbase,
+                Api::Coinbase,
                 format!("{method} {request_path}"),
                 ErrorKind::Signing {
                     detail: "the Coinbase secret is not valid base64".to_owned(),

@@ -17,7 +17,7 @@ use sha2::Sha256;
 
 use super::AuthHeaders;
 use crate::error::{ErrorKind, VenueError};
-use crate::model::Venue;
+use crate::model::Api;
 
 /// A Kalshi API key: its id and RSA private key.
 pub struct KalshiSigner {
@@ -41,7 +41,7 @@ impl KalshiSigner {
             .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
             .map_err(|_| {
                 VenueError::new(
-                    Venue::Kalshi,
+                    Api::Kalshi,
                     "",
                     ErrorKind::Signing {
                         detail: "the Kalshi private key is not a PKCS#8 or PKCS#1 RSA PEM"

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 use super::AuthHeaders;
 use crate::error::{ErrorKind, VenueError};
-use crate::model::Venue;
+use crate::model::Api;
 
 /// Kraken API key pair.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub fn api_sign(
         .decode(private_key_b64.expose_secret().trim())
         .map_err(|_| {
             VenueError::new(
-                Venue::Kraken,
+                Api::Kraken,
                 format!("POST {uri_path}"),
                 ErrorKind::Signing {
                     detail: "the Kraken private key is not valid base64".to_owned(),

@@ -22,7 +22,7 @@ use sha3::{Digest, Keccak256};
 
 use super::AuthHeaders;
 use crate::error::{ErrorKind, VenueError};
-use crate::model::Venue;
+use crate::model::Api;
 
 /// Polygon mainnet chain id.
 pub const POLYGON: u64 = 137;
@@ -63,7 +63,7 @@ fn encode_engine() -> GeneralPurpose {
 
 fn signing_error(endpoint: &str, detail: &str) -> VenueError {
     VenueError::new(
-        Venue::PolymarketClob,
+        Api::PolymarketClob,
         endpoint,
         ErrorKind::Signing {
             detail: detail.to_owned(),

@@ -20,7 +20,7 @@ use super::driver::{self, Output, Protocol};
 use super::{MarketEvent, StreamHandle, StreamOptions};
 use crate::endpoints::Endpoints;
 use crate::error::{ErrorKind, VenueError};
-use crate::model::{Level, OrderBook, Side, Trade, Venue};
+use crate::model::{Api, Level, OrderBook, Side, Trade};
 use crate::num::Dec;
 
 /// Levels per partial-depth snapshot (Binance offers 5, 10 and 20).
@@ -168,7 +168,7 @@ impl BinanceUsProtocol {
         if let Ok(err) = serde_json::from_value::<VenueErrorWire>(value) {
             return Ok(vec![MarketEvent::Error(
                 VenueError::new(
-                    Venue::BinanceUs,
+                    Api::BinanceUs,
                     self.endpoint.clone(),
                     ErrorKind::Api {
                         message: format!("{} (code {})", err.msg, err.code),
@@ -193,7 +193,7 @@ impl BinanceUsProtocol {
                     .collect::<Vec<_>>()
             };
             let mut book = OrderBook::new(
-                Venue::BinanceUs,
+                Api::BinanceUs,
                 symbol,
                 levels(&wire.bids),
                 levels(&wire.asks),
@@ -205,7 +205,7 @@ impl BinanceUsProtocol {
             let wire: TradeWire =
                 serde_json::from_str(envelope.data.get()).map_err(|e| e.to_string())?;
             return Ok(vec![MarketEvent::Trade(Trade {
-                venue: Venue::BinanceUs,
+                api: Api::BinanceUs,
                 symbol: wire.symbol.unwrap_or(symbol),
                 trade_id: wire.trade_id.map(|id| id.to_string()),
                 price: wire.price.0,
@@ -221,8 +221,8 @@ impl BinanceUsProtocol {
 }
 
 impl Protocol for BinanceUsProtocol {
-    fn venue(&self) -> Venue {
-        Venue::BinanceUs
+    fn api(&self) -> Api {
+        Api::BinanceUs
     }
 
     fn normalise(&self, symbol: &str) -> String {
@@ -272,7 +272,7 @@ impl Protocol for BinanceUsProtocol {
                 self.malformed += 1;
                 Output {
                     events: vec![MarketEvent::Error(driver::malformed(
-                        Venue::BinanceUs,
+                        Api::BinanceUs,
                         &self.endpoint,
                         self.malformed,
                         &detail,

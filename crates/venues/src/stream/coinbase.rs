@@ -28,7 +28,7 @@ use super::driver::{self, Output, Protocol, book};
 use super::{MarketEvent, StreamHandle, StreamOptions};
 use crate::endpoints::Endpoints;
 use crate::error::{ErrorKind, VenueError};
-use crate::model::{OrderBook, Side, Trade, Venue};
+use crate::model::{Api, OrderBook, Side, Trade};
 use crate::num::Dec;
 
 /// The Coinbase book channel to subscribe to.
@@ -179,7 +179,7 @@ impl CoinbaseProtocol {
         let local = self.books.get(product)?;
         let depth = self.config.publish_depth;
         let mut book = OrderBook::new(
-            Venue::Coinbase,
+            Api::Coinbase,
             product,
             local.bids.best(depth, true),
             local.asks.best(depth, false),
@@ -246,7 +246,7 @@ impl CoinbaseProtocol {
                 let wire: MatchWire = serde_json::from_str(text).map_err(parse_err)?;
                 let maker = side(&wire.side)?;
                 out.events.push(MarketEvent::Trade(Trade {
-                    venue: Venue::Coinbase,
+                    api: Api::Coinbase,
                     symbol: wire.product_id,
                     trade_id: wire.trade_id.map(|id| id.to_string()),
                     price: wire.price.0,
@@ -266,7 +266,7 @@ impl CoinbaseProtocol {
                 };
                 out.events.push(MarketEvent::Error(
                     VenueError::new(
-                        Venue::Coinbase,
+                        Api::Coinbase,
                         self.endpoint.clone(),
                         ErrorKind::Api { message },
                     )
@@ -284,7 +284,7 @@ impl CoinbaseProtocol {
         self.books.remove(product);
         let channel = self.config.channel.name();
         let err = driver::stream_error(
-            Venue::Coinbase,
+            Api::Coinbase,
             &self.endpoint,
             format!(
                 "sequence gap on {product}: expected {expected}, got {got}; \
@@ -310,8 +310,8 @@ impl CoinbaseProtocol {
 }
 
 impl Protocol for CoinbaseProtocol {
-    fn venue(&self) -> Venue {
-        Venue::Coinbase
+    fn api(&self) -> Api {
+        Api::Coinbase
     }
 
     fn normalise(&self, symbol: &str) -> String {
@@ -338,7 +338,7 @@ impl Protocol for CoinbaseProtocol {
             self.malformed += 1;
             Output {
                 events: vec![MarketEvent::Error(driver::malformed(
-                    Venue::Coinbase,
+                    Api::Coinbase,
                     &self.endpoint,
                     self.malformed,
                     &detail,

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{MarketEvent, StreamHandle, StreamOptions, backoff};
 use crate::error::{ErrorKind, VenueError};
-use crate::model::Venue;
+use crate::model::Api;
 
 /// What one text frame asked for.
 #[derive(Debug, Default)]
@@ -41,7 +41,7 @@ pub(crate) struct Output {
 /// One venue's wire protocol, without I/O.
 pub(crate) trait Protocol: Send + 'static {
     /// The venue, for errors and books.
-    fn venue(&self) -> Venue;
+    fn api(&self) -> Api;
 
     /// The symbol as the venue wants it (case), so duplicates collapse.
     fn normalise(&self, symbol: &str) -> String {
@@ -79,13 +79,13 @@ pub(crate) trait Protocol: Send + 'static {
 
 /// A stream error with the venue, the endpoint and a body excerpt.
 pub(crate) fn stream_error(
-    venue: Venue,
+    api: Api,
     endpoint: &str,
     detail: impl Into<String>,
     body: Option<&str>,
 ) -> VenueError {
     let err = VenueError::new(
-        venue,
+        api,
         endpoint,
         ErrorKind::Stream {
             detail: detail.into(),
@@ -99,15 +99,15 @@ pub(crate) fn stream_error(
 
 /// A skipped malformed message (the stream keeps running).
 pub(crate) fn malformed(
-    venue: Venue,
+    api: Api,
     endpoint: &str,
     count: u64,
     detail: &str,
     body: &str,
 ) -> VenueError {
-    tracing::warn!(%venue, endpoint, count, detail, "market stream: skipped a malformed message");
+    tracing::warn!(venue = %api, endpoint, count, detail, "market stream: skipped a malformed message");
     VenueError::new(
-        venue,
+        api,
         endpoint,
         ErrorKind::Decode {
             detail: format!("malformed stream message #{count} skipped: {detail}"),
@@ -167,7 +167,7 @@ async fn run<P: Protocol>(
     events: mpsc::Sender<MarketEvent>,
     mut subs: mpsc::UnboundedReceiver<Vec<String>>,
 ) {
-    let venue = protocol.venue();
+    let api = protocol.api();
     let mut connections = 0u32;
     let mut failures = 0u32;
     loop {
@@ -189,7 +189,7 @@ async fn run<P: Protocol>(
             Ok((ws, _)) => {
                 connections += 1;
                 failures = 0;
-                tracing::info!(%venue, endpoint, connections, symbols = symbols.len(), "market stream connected");
+                tracing::info!(venue = %api, endpoint, connections, symbols = symbols.len(), "market stream connected");
                 let ended = session(
                     ws,
                     &mut protocol,
@@ -207,7 +207,7 @@ async fn run<P: Protocol>(
                 }
             }
             Err(e) => {
-                let err = stream_error(venue, &endpoint, format!("connect failed: {e}"), None);
+                let err = stream_error(api, &endpoint, format!("connect failed: {e}"), None);
                 tracing::warn!(error = %err, "market stream: connect failed");
                 if events.send(MarketEvent::Error(err)).await.is_err() {
                     return;
@@ -246,7 +246,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     P: Protocol,
 {
-    let venue = protocol.venue();
+    let api = protocol.api();
     let (mut sink, mut source) = ws.split();
     for frame in protocol.on_connect(symbols) {
         if sink.send(Message::Text(frame.into())).await.is_err() {
@@ -271,7 +271,7 @@ where
     let mut idle_deadline = idle.map(|d| Instant::now() + d);
     let age_deadline = protocol.max_connection_age().map(|d| Instant::now() + d);
 
-    let lost = |reason: String| stream_error(venue, endpoint, reason, None);
+    let lost = |reason: String| stream_error(api, endpoint, reason, None);
     loop {
         let idle_armed = if symbols.is_empty() {
             None
@@ -321,7 +321,7 @@ where
                 return report_then_reconnect(events, err).await;
             }
             () = sleep_until_or_forever(age_deadline) => {
-                tracing::info!(%venue, endpoint, "market stream: rotating a long-lived connection");
+                tracing::info!(venue = %api, endpoint, "market stream: rotating a long-lived connection");
                 if let Err(e) = sink.send(Message::Close(None)).await {
                     tracing::debug!(error = %e, "market stream: close frame not sent");
                 }

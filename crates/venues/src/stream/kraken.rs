@@ -32,7 +32,7 @@ use super::driver::{self, Output, Protocol, book};
 use super::{MarketEvent, StreamHandle, StreamOptions};
 use crate::endpoints::Endpoints;
 use crate::error::{ErrorKind, VenueError};
-use crate::model::{Level, OrderBook, Side, Trade, Venue};
+use crate::model::{Api, Level, OrderBook, Side, Trade};
 use crate::num::Dec;
 
 /// Levels per side of the `book` subscription (the depths Kraken offers).
@@ -284,7 +284,7 @@ impl KrakenProtocol {
                             other => return Err(format!("unknown trade side {other:?}")),
                         };
                         Ok(MarketEvent::Trade(Trade {
-                            venue: Venue::Kraken,
+                            api: Api::Kraken,
                             symbol: t.symbol,
                             trade_id: t.trade_id.map(|id| id.to_string()),
                             price: t.price.0,
@@ -312,7 +312,7 @@ impl KrakenProtocol {
                     );
                     out.events.push(MarketEvent::Error(
                         VenueError::new(
-                            Venue::Kraken,
+                            Api::Kraken,
                             self.endpoint.clone(),
                             ErrorKind::Api { message },
                         )
@@ -352,7 +352,7 @@ impl KrakenProtocol {
             }
         }
         self.checksum_failures.remove(&data.symbol);
-        let mut book = OrderBook::new(Venue::Kraken, data.symbol, bids, asks);
+        let mut book = OrderBook::new(Api::Kraken, data.symbol, bids, asks);
         book.timestamp = data.timestamp;
         out.events.push(MarketEvent::Book(book));
     }
@@ -376,7 +376,7 @@ impl KrakenProtocol {
             "resubscribing for a fresh snapshot"
         };
         let err = driver::stream_error(
-            Venue::Kraken,
+            Api::Kraken,
             &self.endpoint,
             format!(
                 "book checksum mismatch on {symbol}: venue {venue_sum}, local {local_sum} \
@@ -399,8 +399,8 @@ impl KrakenProtocol {
 }
 
 impl Protocol for KrakenProtocol {
-    fn venue(&self) -> Venue {
-        Venue::Kraken
+    fn api(&self) -> Api {
+        Api::Kraken
     }
 
     fn normalise(&self, symbol: &str) -> String {
@@ -427,7 +427,7 @@ impl Protocol for KrakenProtocol {
             self.malformed += 1;
             Output {
                 events: vec![MarketEvent::Error(driver::malformed(
-                    Venue::Kraken,
+                    Api::Kraken,
                     &self.endpoint,
                     self.malformed,
                     &detail,

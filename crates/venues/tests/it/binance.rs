@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use polybot_venues::model::{Level, Venue};
+use polybot_venues::model::{Api, Level};
 use polybot_venues::signing::binance::BinanceCredentials;
 use polybot_venues::{Binance, ErrorKind};
 use rust_decimal_macros::dec;
@@ -26,7 +26,7 @@ async fn depth_is_sorted_best_first_and_records_the_used_weight() {
         .depth("LTCBTC", 5)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(book.venue, Venue::BinanceUs);
+    assert_eq!(book.api, Api::BinanceUs);
     assert_eq!(book.sequence, Some(1027024));
     assert_eq!(
         book.best_bid(),
@@ -159,7 +159,7 @@ async fn binance_global_451_marks_it_geo_blocked_with_the_binance_us_fix() {
     let global = Binance::global(&endpoints(&server), &opts).unwrap_or_else(|e| panic!("{e}"));
     let err = global.ping().await.unwrap_err();
     assert_eq!(err.kind(), &ErrorKind::GeoBlocked);
-    assert_eq!(err.venue(), Venue::Binance);
+    assert_eq!(err.api(), Api::Binance);
     let text = err.to_string();
     assert!(text.contains("geo-blocked"), "{text}");
     assert!(text.contains("use Binance US"), "{text}");

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use polybot_venues::endpoints::*;
-use polybot_venues::model::Venue;
+use polybot_venues::model::Api;
 use polybot_venues::{DoctorOptions, Endpoints, ProbeStatus, probe_all};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -76,21 +76,21 @@ async fn doctor_reports_ok_geo_blocked_needs_keys_and_unreachable_rows() {
     )
     .await;
 
-    assert_eq!(report.rows.len(), Venue::ALL.len());
+    assert_eq!(report.rows.len(), Api::ALL.len());
     let status = |v| report.row(v).map(|r| r.status);
     for v in [
-        Venue::PolymarketGamma,
-        Venue::PolymarketClob,
-        Venue::Kalshi,
-        Venue::BinanceUs,
-        Venue::Coinbase,
-        Venue::AlpacaData,
+        Api::PolymarketGamma,
+        Api::PolymarketClob,
+        Api::Kalshi,
+        Api::BinanceUs,
+        Api::Coinbase,
+        Api::AlpacaData,
     ] {
         assert_eq!(status(v), Some(ProbeStatus::Ok), "{v}");
     }
     assert!(!report.all_ok());
 
-    let binance = report.row(Venue::Binance).unwrap_or_else(|| panic!("row"));
+    let binance = report.row(Api::Binance).unwrap_or_else(|| panic!("row"));
     assert_eq!(binance.status, ProbeStatus::GeoBlocked);
     assert_eq!(binance.http_status, Some(451));
     assert!(binance.notes.contains("geo-blocked"), "{}", binance.notes);
@@ -103,12 +103,12 @@ async fn doctor_reports_ok_geo_blocked_needs_keys_and_unreachable_rows() {
     );
 
     let alpaca = report
-        .row(Venue::AlpacaTrading)
+        .row(Api::AlpacaTrading)
         .unwrap_or_else(|| panic!("row"));
     assert_eq!(alpaca.status, ProbeStatus::NeedsKeys);
     assert!(alpaca.notes.contains("needs API keys"), "{}", alpaca.notes);
 
-    let kraken = report.row(Venue::Kraken).unwrap_or_else(|| panic!("row"));
+    let kraken = report.row(Api::Kraken).unwrap_or_else(|| panic!("row"));
     assert_eq!(kraken.status, ProbeStatus::Unreachable);
     assert!(kraken.notes.starts_with("unreachable"), "{}", kraken.notes);
     assert!(
@@ -124,7 +124,7 @@ async fn doctor_reports_ok_geo_blocked_needs_keys_and_unreachable_rows() {
             .contains(ENV_KRAKEN)
     );
 
-    let ibkr = report.row(Venue::Ibkr).unwrap_or_else(|| panic!("row"));
+    let ibkr = report.row(Api::Ibkr).unwrap_or_else(|| panic!("row"));
     assert_eq!(ibkr.status, ProbeStatus::Unreachable);
     assert_eq!(ibkr.endpoint, format!("tcp://127.0.0.1:{gateway}"));
     assert!(
@@ -137,7 +137,7 @@ async fn doctor_reports_ok_geo_blocked_needs_keys_and_unreachable_rows() {
     // The table: a header, a rule, and one aligned line per venue.
     let table = report.render_table();
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 2 + Venue::ALL.len(), "{table}");
+    assert_eq!(lines.len(), 2 + Api::ALL.len(), "{table}");
     let status_col = lines[0].find("STATUS").unwrap_or_else(|| panic!("{table}"));
     let line_of = |name: &str| {
         lines
@@ -201,7 +201,7 @@ async fn with_nothing_reachable_every_row_is_unreachable_with_a_reason() {
         },
     )
     .await;
-    assert_eq!(report.rows.len(), Venue::ALL.len());
+    assert_eq!(report.rows.len(), Api::ALL.len());
     for row in &report.rows {
         assert_eq!(row.status, ProbeStatus::Unreachable, "{row:?}");
         assert!(row.notes.starts_with("unreachable: "), "{row:?}");
@@ -236,12 +236,12 @@ async fn a_server_that_accepts_but_never_answers_is_unreachable_after_the_timeou
     )
     .await;
     holder.abort();
-    let kalshi = report.row(Venue::Kalshi).unwrap_or_else(|| panic!("row"));
+    let kalshi = report.row(Api::Kalshi).unwrap_or_else(|| panic!("row"));
     assert_eq!(kalshi.status, ProbeStatus::Unreachable);
     assert_eq!(kalshi.notes, "unreachable: no answer within 300 ms");
     // The gateway port itself accepted the TCP connection.
     assert_eq!(
-        report.row(Venue::Ibkr).map(|r| r.status),
+        report.row(Api::Ibkr).map(|r| r.status),
         Some(ProbeStatus::Ok)
     );
 }

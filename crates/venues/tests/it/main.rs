@@ -1,4 +1,4 @@
-//! Connector, doctor and streaming tests against local mock servers on
+//! Connector, news, doctor and streaming tests against local mock servers on
 //! 127.0.0.1, answering with recorded responses from `tests/fixtures/`.
 //! Nothing here reaches the internet.
 
@@ -9,6 +9,7 @@ mod common;
 mod doctor;
 mod kalshi;
 mod kraken;
+mod news;
 mod polymarket;
 mod stream;
 mod stream_venues;

@@ -1,6 +1,6 @@
 use chrono::{TimeZone, Utc};
 use polybot_venues::connectors::polymarket::GammaQuery;
-use polybot_venues::model::{Level, Side, Venue};
+use polybot_venues::model::{Api, Level, Side};
 use polybot_venues::{ErrorKind, Polymarket};
 use rust_decimal_macros::dec;
 use wiremock::matchers::{body_json, method, path, query_param};
@@ -96,7 +96,7 @@ async fn a_clob_book_sent_ascending_comes_back_best_first() {
     let (opts, _) = options();
     let pm = Polymarket::with_options(&endpoints(&server), &opts).unwrap_or_else(|e| panic!("{e}"));
     let book = pm.book("100").await.unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(book.venue, Venue::PolymarketClob);
+    assert_eq!(book.api, Api::PolymarketClob);
     assert_eq!(book.instrument, "100");
     assert_eq!(
         book.bids,
@@ -164,6 +164,6 @@ async fn a_market_with_a_broken_json_in_string_field_is_a_decode_error_naming_th
     let pm = Polymarket::with_options(&endpoints(&server), &opts).unwrap_or_else(|e| panic!("{e}"));
     let err = pm.markets(&GammaQuery::default()).await.unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Decode { .. }), "{err}");
-    assert_eq!(err.venue(), Venue::PolymarketGamma);
+    assert_eq!(err.api(), Api::PolymarketGamma);
     assert!(err.to_string().contains("outcomes"), "{err}");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use polybot_venues::Endpoints;
-use polybot_venues::model::{Level, OrderBook, Side, Trade, Venue};
+use polybot_venues::model::{Api, Level, OrderBook, Side, Trade};
 use polybot_venues::stream::{
     BinanceUsStreamConfig, CoinbaseStreamConfig, KrakenStreamConfig, MarketEvent, StreamOptions,
     spawn_binance_us_stream, spawn_coinbase_stream, spawn_kraken_stream,
@@ -116,9 +116,9 @@ async fn expect_connected(rx: &mut mpsc::Receiver<MarketEvent>, connection: u32)
 }
 
 /// The error the client reports when the server drops it, then the reconnect.
-async fn expect_drop_and_reconnect(rx: &mut mpsc::Receiver<MarketEvent>, venue: Venue) {
+async fn expect_drop_and_reconnect(rx: &mut mpsc::Receiver<MarketEvent>, api: Api) {
     let err = next_error(rx).await;
-    assert_eq!(err.venue(), venue);
+    assert_eq!(err.api(), api);
     assert!(matches!(err.kind(), ErrorKind::Stream { .. }), "{err}");
     assert!(err.to_string().contains("reconnecting"), "{err}");
     expect_connected(rx, 2).await;
@@ -188,7 +188,7 @@ async fn binance_us_books_and_trades_survive_junk_and_a_drop_resubscribes_every_
 
     expect_connected(&mut events, 1).await;
     let book = next_book(&mut events).await;
-    assert_eq!(book.venue, Venue::BinanceUs);
+    assert_eq!(book.api, Api::BinanceUs);
     assert_eq!(book.instrument, "BTCUSD");
     assert_eq!(book.sequence, Some(160));
     assert_eq!(
@@ -209,7 +209,7 @@ async fn binance_us_books_and_trades_survive_junk_and_a_drop_resubscribes_every_
     assert_eq!(
         trade,
         Trade {
-            venue: Venue::BinanceUs,
+            api: Api::BinanceUs,
             symbol: "BTCUSD".to_owned(),
             trade_id: Some("7".to_owned()),
             price: dec!(65001.50),
@@ -232,7 +232,7 @@ async fn binance_us_books_and_trades_survive_junk_and_a_drop_resubscribes_every_
     assert_eq!(book.asks, vec![level(dec!(65002.00), dec!(1))]);
 
     assert!(handle.subscribe(vec!["ETHUSD".to_owned(), "btcusd".to_owned()]));
-    expect_drop_and_reconnect(&mut events, Venue::BinanceUs).await;
+    expect_drop_and_reconnect(&mut events, Api::BinanceUs).await;
     let book = next_book(&mut events).await;
     assert_eq!(book.instrument, "ETHUSD");
     assert_eq!(book.best_bid(), Some(level(dec!(3000.10), dec!(2))));
@@ -333,7 +333,7 @@ async fn coinbase_keeps_a_local_book_resyncs_on_a_sequence_gap_and_resubscribes_
 
     expect_connected(&mut events, 1).await;
     let book = next_book(&mut events).await;
-    assert_eq!(book.venue, Venue::Coinbase);
+    assert_eq!(book.api, Api::Coinbase);
     assert_eq!(book.instrument, "BTC-USD");
     assert_eq!(book.best_bid(), Some(level(dec!(100.00), dec!(1.5))));
     let book = next_book(&mut events).await;
@@ -365,7 +365,7 @@ async fn coinbase_keeps_a_local_book_resyncs_on_a_sequence_gap_and_resubscribes_
     assert_eq!(book.asks, vec![level(dec!(99.10), dec!(6))]);
 
     assert!(handle.subscribe(vec!["ETH-USD".to_owned()]));
-    expect_drop_and_reconnect(&mut events, Venue::Coinbase).await;
+    expect_drop_and_reconnect(&mut events, Api::Coinbase).await;
     let book = next_book(&mut events).await;
     assert_eq!(book.instrument, "ETH-USD");
     assert_eq!(book.best_ask(), Some(level(dec!(2000.02), dec!(5))));
@@ -474,7 +474,7 @@ async fn kraken_verifies_checksums_resubscribes_on_a_mismatch_and_after_a_drop()
 
     expect_connected(&mut events, 1).await;
     let book = next_book(&mut events).await;
-    assert_eq!(book.venue, Venue::Kraken);
+    assert_eq!(book.api, Api::Kraken);
     assert_eq!(book.instrument, "BTC/USD");
     assert_eq!(book.best_bid(), Some(level(dec!(45283.5), dec!(0.5))));
     let book = next_book(&mut events).await;
@@ -510,7 +510,7 @@ async fn kraken_verifies_checksums_resubscribes_on_a_mismatch_and_after_a_drop()
     assert_eq!(book.asks, vec![level(dec!(45290.0), dec!(1))]);
 
     assert!(handle.subscribe(vec!["eth/usd".to_owned()]));
-    expect_drop_and_reconnect(&mut events, Venue::Kraken).await;
+    expect_drop_and_reconnect(&mut events, Api::Kraken).await;
     let book = next_book(&mut events).await;
     assert_eq!(book.instrument, "ETH/USD");
     assert_eq!(book.best_bid(), Some(level(dec!(2000.10), dec!(5))));

@@ -5,7 +5,7 @@
 //! whenever its ask plus fee is below the rule's fair price minus `min_edge`.
 //!
 //! Polling NewsAPI and feeds, and respecting NewsAPI's rate limit, is the
-//! worker's job; it reports a limit hit with `Engine::set_rate_limited`.
+//! worker's job; it reports a limit hit with an `EventKind::FeedHealth` event.
 
 #[cfg(test)]
 mod tests;

@@ -9,7 +9,7 @@ use polybot_core::strategy::{NewsArbConfig, NewsRule, StrategiesConfig, Strategy
 use super::contains_word;
 use crate::clock::Timestamp;
 use crate::event::{Event, EventKind, Headline};
-use crate::health::HealthStatus;
+use crate::health::{FeedHealth, HealthStatus, RateLimit};
 use crate::strategies::testkit::{book, engine, feed, fills, listed, market, opportunities};
 
 fn config(min_edge: Decimal) -> StrategiesConfig {
@@ -139,10 +139,19 @@ fn an_excluded_word_a_missing_entity_a_repeat_and_an_old_headline_do_not_trade()
 fn a_rate_limit_reported_by_the_worker_shows_in_health_until_it_expires() {
     let mut e = engine(config(dec!(0.05)), RiskLimits::default());
     feed(&mut e, market_with_ask("0.88"));
-    e.set_rate_limited(
-        StrategyKind::NewsArb,
-        Some(Timestamp(61_000)),
-        "NewsAPI 429: retry after 60 s",
+    feed(
+        &mut e,
+        vec![Event::new(
+            Timestamp(1_000),
+            EventKind::FeedHealth(Box::new(FeedHealth {
+                strategy: StrategyKind::NewsArb,
+                degraded: None,
+                rate_limited: Some(RateLimit {
+                    until: Some(Timestamp(61_000)),
+                    reason: "NewsAPI 429: retry after 60 s".into(),
+                }),
+            })),
+        )],
     );
     let h = &e.health()[0];
     assert_eq!(
