@@ -1,8 +1,6 @@
 //! Repositories. Every function takes the transaction it runs in; the caller
 //! commits.
 
-<<<<<<< HEAD
-
 pub mod alerts;
 pub mod audit;
 pub mod balances;
