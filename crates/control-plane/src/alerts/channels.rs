@@ -298,7 +298,14 @@ async fn tenant_exists(tx: &mut TenantTx) -> ApiResult<()> {
 }
 
 /// A tenant's alert channels (secrets shown as fingerprints).
-#[utoipa::path(get, path = "/tenants/{id}/alert-channels", responses((status = 200, body = ChannelsView), (status = 404, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/tenants/{id}/alert-channels", operation_id = "get_tenant_alert_channels", tag = "alerts",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the tenant's alert channels (secrets as fingerprints)", body = ChannelsView),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_tenant_channels(
     State(state): State<AppState>,
     caller: Caller,
@@ -313,7 +320,17 @@ pub async fn get_tenant_channels(
 }
 
 /// Replace a tenant's alert channels (operator, or the tenant itself).
-#[utoipa::path(put, path = "/tenants/{id}/alert-channels", request_body = ChannelsRequest, responses((status = 200, body = ChannelsView), (status = 422, body = crate::error::Problem)))]
+#[utoipa::path(put, path = "/tenants/{id}/alert-channels", operation_id = "replace_tenant_alert_channels", tag = "alerts",
+    request_body = ChannelsRequest,
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the tenant's alert channels as stored", body = ChannelsView),
+        (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn put_tenant_channels(
     State(state): State<AppState>,
     caller: Caller,
@@ -363,7 +380,13 @@ fn operator_only(caller: &Caller) -> ApiResult<()> {
 }
 
 /// The operator-wide alert channels (every tenant's alerts).
-#[utoipa::path(get, path = "/alert-channels", responses((status = 200, body = ChannelsView), (status = 403, body = crate::error::Problem)))]
+#[utoipa::path(get, path = "/alert-channels", operation_id = "get_operator_alert_channels", tag = "alerts",
+    responses(
+        (status = 200, description = "the operator-wide alert channels (secrets as fingerprints)", body = ChannelsView),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token is a tenant's; only an operator token may do this", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get_operator_channels(
     State(state): State<AppState>,
     caller: Caller,
@@ -376,7 +399,16 @@ pub async fn get_operator_channels(
 }
 
 /// Replace the operator-wide alert channels.
-#[utoipa::path(put, path = "/alert-channels", request_body = ChannelsRequest, responses((status = 200, body = ChannelsView), (status = 422, body = crate::error::Problem)))]
+#[utoipa::path(put, path = "/alert-channels", operation_id = "replace_operator_alert_channels", tag = "alerts",
+    request_body = ChannelsRequest,
+    responses(
+        (status = 200, description = "the operator-wide alert channels as stored", body = ChannelsView),
+        (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the token is a tenant's; only an operator token may do this", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn put_operator_channels(
     State(state): State<AppState>,
     caller: Caller,
