@@ -408,12 +408,19 @@ impl Drop for LeaderLock {
 /// How many migrations the database behind `conn` has applied (0 for a
 /// database never migrated); `polybot doctor` compares it with [`MIGRATOR`].
 pub async fn applied_migrations(conn: &mut sqlx::PgConnection) -> Result<usize, DbError> {
-    let count: i64 = sqlx::query_scalar(
-        "SELECT CASE WHEN to_regclass('public._sqlx_migrations') IS NULL THEN 0 \
-         ELSE (SELECT count(*) FROM _sqlx_migrations WHERE success) END",
-    )
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(DbError::query("reading the migration history"))?;
+    // Two statements: a subquery naming a missing table fails at parse time,
+    // whatever a CASE around it says.
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(DbError::query("reading the migration history"))?;
+    if !exists {
+        return Ok(0);
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(DbError::query("reading the migration history"))?;
     Ok(usize::try_from(count).unwrap_or(0))
 }
