@@ -64,6 +64,9 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// The worker failed; the reconciler restarts it with back-off.
     pub const FAILED: i32 = 1;
+    /// A setting is missing or malformed (clap's usage error, naming the
+    /// variable); restarted with back-off like [`FAILED`].
+    pub const BAD_SETTINGS: i32 = 2;
     /// The worker lost its lease to a newer worker of the same tenant and
     /// stopped without writing; not a crash of the tenant's bot.
     pub const FENCED: i32 = 3;

@@ -26,9 +26,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::builder::{
-    BoolishValueParser, OsStringValueParser, RangedU64ValueParser, TypedValueParser,
-};
+use clap::builder::{OsStringValueParser, RangedU64ValueParser, TypedValueParser};
 use polybot_core::TenantId;
 use polybot_core::keys::ExchangeKeys;
 use polybot_core::risk::{RiskLimits, parse_risk};
@@ -85,7 +83,7 @@ pub struct WorkerArgs {
     #[arg(long, env = env::REPLAY_SPEED, value_name = env::REPLAY_SPEED, default_value = "1")]
     pub replay_speed: Pace,
     /// Exit 0 once the recording is played out, instead of idling until stopped.
-    #[arg(long, env = env::REPLAY_EXIT, value_name = env::REPLAY_EXIT, value_parser = BoolishValueParser::new())]
+    #[arg(long, env = env::REPLAY_EXIT, value_name = env::REPLAY_EXIT, value_parser = parse_replay_exit)]
     pub replay_exit: bool,
     /// Starting paper cash per venue, `venue=amount,…`.
     #[arg(long, env = env::PAPER_BALANCES, value_name = env::PAPER_BALANCES, default_value = DEFAULT_PAPER_BALANCES)]
@@ -96,6 +94,16 @@ pub struct WorkerArgs {
     /// Most decisions buffered before they are written.
     #[arg(long, env = env::FLUSH_ROWS, value_name = env::FLUSH_ROWS, default_value = "500", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub flush_rows: usize,
+}
+
+/// `1`/`0` and the other usual spellings of a switch. Clap's own parser
+/// would not name the variable: a flag shows no value name.
+fn parse_replay_exit(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("{} must be 1 or 0, got {text:?}", env::REPLAY_EXIT)),
+    }
 }
 
 /// A positive, finite number of seconds.
@@ -465,6 +473,18 @@ mod tests {
         assert!(err.contains(env::REPLAY_SPEED), "{err}");
         let empty = WorkerConfig::from_args(parse(&["--replay", ""]).unwrap()).unwrap();
         assert_eq!(empty.replay, None, "an empty POLYBOT_REPLAY means none");
+    }
+
+    #[test]
+    fn the_replay_exit_switch_reads_the_usual_spellings_and_refuses_others() {
+        for on in ["1", "true", "YES", "on"] {
+            assert_eq!(parse_replay_exit(on), Ok(true), "{on}");
+        }
+        for off in ["0", "false", "no", "off", ""] {
+            assert_eq!(parse_replay_exit(off), Ok(false), "{off}");
+        }
+        let err = parse_replay_exit("maybe").unwrap_err();
+        assert!(err.contains(env::REPLAY_EXIT), "{err}");
     }
 
     #[test]
