@@ -2,7 +2,7 @@
 //!
 //! Three things cross that process boundary, and each is defined once, here:
 //!
-//! - the **environment** a launcher gives a worker ([`env`]);
+//! - the **environment** a launcher gives a worker ([`env`](mod@env));
 //! - the worker's **exit codes** ([`exit`]), which the reconciler reads to tell a
 //!   fenced twin from a crash;
 //! - the **heartbeat** the worker writes into `worker_heartbeats.health`

@@ -3,14 +3,14 @@
 //! Settings ([`WorkerArgs`], the same for local processes and ECS tasks):
 //! each has a flag and the environment variable a launcher sets, named in
 //! [`polybot_core::worker::env`]. The live-data settings (`POLYBOT_LIVE_DATA`,
-//! the venues' `POLYBOT_*_URL` overrides, `POLYBOT_NEWSAPI_URL`) are
-//! [`LiveSettings`]'. A malformed value stops the worker at startup, naming
-//! the variable.
+//! the venues' `POLYBOT_*_URL` overrides, `POLYBOT_NEWSAPI_URL`) are read
+//! by [`LiveSettings::from_env`]. A malformed value stops the worker at
+//! startup, naming the variable.
 //!
 //! Life: take the tenant's lease with a new epoch → load the configuration
 //! through row level security → run the engine over the event source
 //! ([`source`]), turning its decisions into rows ([`persist`]) written in
-//! batches → heartbeat ([`WorkerHealth`](polybot_core::worker::WorkerHealth))
+//! batches → heartbeat ([`WorkerHealth`])
 //! with per-strategy health and PnL, renewing the lease, every
 //! `POLYBOT_HEARTBEAT_SECS` → on SIGTERM, stop taking events, flush, a final
 //! heartbeat that releases the lease, and exit 0 well within ECS's 30 s.
