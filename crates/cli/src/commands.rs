@@ -41,9 +41,9 @@ pub enum Command {
     Postgres(PostgresArgs),
     /// Run the control plane against DATABASE_URL (the cloud deployment).
     ControlPlane(Box<ControlPlaneArgs>),
-    /// Run one tenant's worker (started by the launcher; reads TENANT_ID,
-    /// DATABASE_URL, EXCHANGE_KEYS and POLYBOT_MODE from the environment).
-    Worker,
+    /// Run one tenant's worker (started by the launcher, which sets
+    /// TENANT_ID, DATABASE_URL, EXCHANGE_KEYS, POLYBOT_MODE and the rest).
+    Worker(Box<polybot_worker::WorkerArgs>),
     /// Check which venues this host can reach, and the database, secret
     /// store and launcher the control plane would use.
     Doctor(crate::ops::DoctorArgs),
@@ -173,7 +173,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate(args) => migrate(args).await,
         Command::Postgres(args) => postgres(args).await,
         Command::ControlPlane(args) => control_plane(*args).await,
-        Command::Worker => worker().await,
+        Command::Worker(args) => worker(*args).await,
         Command::Doctor(args) => crate::ops::doctor(args).await,
         Command::Cost(args) => crate::ops::cost(args),
         Command::Tenants(args) => crate::tenants_cli::run(args).await,
@@ -438,14 +438,14 @@ fn worker_env() -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-async fn worker() -> anyhow::Result<()> {
+async fn worker(args: polybot_worker::WorkerArgs) -> anyhow::Result<()> {
+    let config = polybot_worker::WorkerConfig::from_args(args)?;
     let stop = shutdown::on_signal()?;
-    let config = polybot_worker::WorkerConfig::from_env()?;
     match polybot_worker::run(config, stop).await {
         Ok(()) => Ok(()),
         Err(polybot_worker::WorkerError::Fenced(err)) => {
             eprintln!("error: {err}; exiting so that only the newer worker runs");
-            std::process::exit(polybot_worker::EXIT_FENCED);
+            std::process::exit(polybot_core::worker::exit::FENCED);
         }
         Err(polybot_worker::WorkerError::Other(err)) => Err(err),
     }

@@ -2,7 +2,7 @@
 //!
 //! Three things cross that process boundary, and each is defined once, here:
 //!
-//! - the **environment** a launcher gives a worker ([`env`]);
+//! - the **environment** a launcher gives a worker ([`env`](mod@env));
 //! - the worker's **exit codes** ([`exit`]), which the reconciler reads to tell a
 //!   fenced twin from a crash;
 //! - the **heartbeat** the worker writes into `worker_heartbeats.health`
@@ -64,6 +64,9 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// The worker failed; the reconciler restarts it with back-off.
     pub const FAILED: i32 = 1;
+    /// A setting is missing or malformed (clap's usage error, naming the
+    /// variable); restarted with back-off like [`FAILED`].
+    pub const BAD_SETTINGS: i32 = 2;
     /// The worker lost its lease to a newer worker of the same tenant and
     /// stopped without writing; not a crash of the tenant's bot.
     pub const FENCED: i32 = 3;
@@ -79,8 +82,12 @@ pub enum WorkerPhase {
     /// The engine is taking decisions.
     Running,
     /// The data source ended (a recording ran out); the worker idles.
+    /// Written as `replay_finished`, the name workers have always used.
+    #[serde(rename = "replay_finished")]
     Finished,
-    /// SIGTERM: decisions stopped, the final flush is done.
+    /// SIGTERM: decisions stopped, the final flush is done (the worker's
+    /// last heartbeat). Written as `stopped`, the name workers have always used.
+    #[serde(rename = "stopped")]
     Stopping,
     /// The engine cannot run; `last_error` says why.
     Failed,
@@ -91,8 +98,8 @@ impl WorkerPhase {
         match self {
             WorkerPhase::Starting => "starting",
             WorkerPhase::Running => "running",
-            WorkerPhase::Finished => "finished",
-            WorkerPhase::Stopping => "stopping",
+            WorkerPhase::Finished => "replay_finished",
+            WorkerPhase::Stopping => "stopped",
             WorkerPhase::Failed => "failed",
         }
     }
@@ -221,29 +228,39 @@ pub struct WrittenCounters {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FeedState {
-    /// No request has completed yet.
+    /// No request has completed yet. Written as `starting`, the name
+    /// workers have always used.
     #[default]
+    #[serde(rename = "starting")]
     Connecting,
     Ok,
     /// Requests fail; `last_error` says why.
     Error,
     /// The venue refuses this host's region; `fix` says what to do.
     GeoBlocked,
-    /// The venue is rate limiting the worker.
+    /// The venue is rate limiting (or has banned) the worker.
     RateLimited,
-    /// The venue needs keys the tenant has not given.
+    /// The venue refuses the worker's credentials.
+    Unauthorized,
+    /// The venue does not answer (connection refused, timeouts).
+    Unreachable,
+    /// The venue needs keys the tenant has not given. Written as
+    /// `not_configured`, the name workers have always used.
+    #[serde(rename = "not_configured")]
     NeedsKeys,
 }
 
 impl FeedState {
     pub const fn as_str(self) -> &'static str {
         match self {
-            FeedState::Connecting => "connecting",
+            FeedState::Connecting => "starting",
             FeedState::Ok => "ok",
             FeedState::Error => "error",
             FeedState::GeoBlocked => "geo_blocked",
             FeedState::RateLimited => "rate_limited",
-            FeedState::NeedsKeys => "needs_keys",
+            FeedState::Unauthorized => "unauthorized",
+            FeedState::Unreachable => "unreachable",
+            FeedState::NeedsKeys => "not_configured",
         }
     }
 
@@ -460,6 +477,45 @@ mod tests {
         assert_eq!(health.phase, WorkerPhase::Starting);
         assert_eq!(health.version, 0);
         assert!(health.strategies.is_empty());
+    }
+
+    #[test]
+    fn every_phase_and_feed_state_is_written_as_its_name() {
+        for phase in [
+            WorkerPhase::Starting,
+            WorkerPhase::Running,
+            WorkerPhase::Finished,
+            WorkerPhase::Stopping,
+            WorkerPhase::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(phase).unwrap(), json!(phase.as_str()));
+        }
+        for state in [
+            FeedState::Connecting,
+            FeedState::Ok,
+            FeedState::Error,
+            FeedState::GeoBlocked,
+            FeedState::RateLimited,
+            FeedState::Unauthorized,
+            FeedState::Unreachable,
+            FeedState::NeedsKeys,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), json!(state.as_str()));
+        }
+    }
+
+    #[test]
+    fn the_phases_and_feed_states_workers_have_always_written_still_read() {
+        let health = WorkerHealth::from_json(&json!({
+            "phase": "replay_finished",
+            "venues": {"kalshi": {"status": "starting"}, "binance_us": {"status": "unreachable"}},
+        }))
+        .expect("reads");
+        assert_eq!(health.phase, WorkerPhase::Finished);
+        assert_eq!(health.venues["kalshi"].status, FeedState::Connecting);
+        assert_eq!(health.venues["binance_us"].status, FeedState::Unreachable);
+        let stopped = WorkerHealth::from_json(&json!({"phase": "stopped"})).expect("reads");
+        assert_eq!(stopped.phase, WorkerPhase::Stopping);
     }
 
     #[test]

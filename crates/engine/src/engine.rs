@@ -164,6 +164,12 @@ impl<C: Clock> Engine<C> {
         self.risk.daily_pnl(&self.portfolio, &self.markets)
     }
 
+    /// Whether the daily-loss limit refuses new orders now.
+    pub fn daily_loss_limit_hit(&self) -> bool {
+        self.risk
+            .daily_loss_limit_hit(&self.portfolio, &self.markets)
+    }
+
     /// The 15-minute model's view of `market` now (none if it is not a live
     /// window or its inputs are missing).
     pub fn crypto_fair_value(

@@ -8,17 +8,9 @@ use polybot_core::strategy::StrategyKind;
 use crate::breaker::BreakerState;
 use crate::clock::Timestamp;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthStatus {
-    Ok,
-    /// Working, but something needs attention (see the reason).
-    Degraded,
-    /// The circuit breaker is open: the strategy takes no decisions.
-    BreakerOpen,
-    /// A data source (the news API) is rate limiting the worker.
-    RateLimited,
-}
+/// A strategy's status is the heartbeat's: one type, defined with the worker
+/// contract in core.
+pub use polybot_core::worker::StrategyStatus as HealthStatus;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StrategyHealth {

@@ -103,6 +103,12 @@ impl RiskManager {
         portfolio.equity(markets) - self.day_start_equity
     }
 
+    /// Whether today's loss has reached `max_daily_loss`: while it has,
+    /// [`check`](Self::check) refuses every new order.
+    pub fn daily_loss_limit_hit(&self, portfolio: &Portfolio, markets: &Markets) -> bool {
+        -self.daily_pnl(portfolio, markets) >= self.limits.max_daily_loss
+    }
+
     /// Checks a batch of legs against every limit.
     pub fn check(
         &self,

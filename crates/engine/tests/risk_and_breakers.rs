@@ -184,6 +184,7 @@ fn once_todays_marked_loss_reaches_the_limit_new_orders_stop_until_the_next_day(
         balances: vec![(Venue::Polymarket, dec!(1000))],
     };
     let mut e = Engine::new(config, EventClock::default()).unwrap();
+    assert!(!e.daily_loss_limit_hit());
     // News buys 50 YES at 0.80 (max_size 50); then the YES bid collapses to 0.30.
     let news = concat!(
         r#"{"type":"market","ts":1000,"market":"n1","venue":"polymarket","outcomes":["Yes","No"],"fee_rate":"0"}"#,
@@ -200,6 +201,7 @@ fn once_todays_marked_loss_reaches_the_limit_new_orders_stop_until_the_next_day(
     let out = run(&mut e, news);
     assert_eq!(fill_count(&out), 1);
     assert_eq!(e.daily_pnl(), dec!(-25)); // 50 × (0.30 − 0.80)
+    assert!(e.daily_loss_limit_hit());
     let out = run(&mut e, &arb(2_000, "m1"));
     assert_eq!(
         rejections(&out),
@@ -212,6 +214,7 @@ fn once_todays_marked_loss_reaches_the_limit_new_orders_stop_until_the_next_day(
     let out = run(&mut e, &arb(86_400_000, "m2"));
     assert_eq!(fill_count(&out), 2);
     assert_eq!(e.daily_pnl(), dec!(10));
+    assert!(!e.daily_loss_limit_hit());
 }
 
 #[test]

@@ -196,13 +196,7 @@ impl Db {
     /// worker has taken the lease since, so a stale twin cannot write.
     pub async fn fenced(&self, tenant: TenantId, epoch: i64) -> Result<TenantTx, DbError> {
         let mut tx = self.tenant(tenant).await?;
-        let current: Option<i64> =
-            sqlx::query_scalar("SELECT epoch FROM worker_leases WHERE tenant_id = $1 FOR SHARE")
-                .bind(tenant.as_uuid())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(DbError::query("checking the worker lease"))?;
-        match current {
+        match crate::repo::lease::epoch_for_share(&mut tx).await? {
             Some(current) if current == epoch => {
                 tx.epoch = Some(epoch);
                 Ok(tx)

@@ -13,6 +13,7 @@
 use std::time::{Duration, Instant};
 
 use polybot_core::TenantId;
+use polybot_core::worker::env;
 use polybot_store::{Db, Scope};
 use polybot_worker::demo::{DEMO_PAPER_BALANCES, DEMO_REPLAY, demo_tenant_request};
 use secrecy::SecretString;
@@ -106,14 +107,14 @@ async fn parent() {
     let started = Instant::now();
     let output = tokio::process::Command::new(std::env::current_exe().unwrap())
         .env(CHILD, "1")
-        .env("TENANT_ID", tenant.to_string())
-        .env("DATABASE_URL", worker_url)
-        .env("POLYBOT_REPLAY", replay.path())
-        .env("POLYBOT_REPLAY_SPEED", "max")
-        .env("POLYBOT_REPLAY_EXIT", "1")
-        .env("POLYBOT_PAPER_BALANCES", DEMO_PAPER_BALANCES)
-        .env("POLYBOT_HEARTBEAT_SECS", "1")
-        .env_remove("EXCHANGE_KEYS")
+        .env(env::TENANT_ID, tenant.to_string())
+        .env(env::DATABASE_URL, worker_url)
+        .env(env::REPLAY, replay.path())
+        .env(env::REPLAY_SPEED, "max")
+        .env(env::REPLAY_EXIT, "1")
+        .env(env::PAPER_BALANCES, DEMO_PAPER_BALANCES)
+        .env(env::HEARTBEAT_SECS, "1")
+        .env_remove(env::EXCHANGE_KEYS)
         .output()
         .await
         .expect("the worker child runs");

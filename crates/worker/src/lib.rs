@@ -1,39 +1,41 @@
 //! The per-tenant worker: `polybot worker`.
 //!
-//! Environment contract (the same for local processes and ECS tasks):
-//! `TENANT_ID`, `DATABASE_URL` (the tenant's own login role), `EXCHANGE_KEYS`
-//! (JSON, optional), `POLYBOT_MODE` (`paper`/`live`), `POLYBOT_SPEC_HASH`,
-//! and optionally `POLYBOT_HEARTBEAT_SECS`, `POLYBOT_REPLAY` (a recorded
-//! JSONL file to trade on instead of live data), `POLYBOT_REPLAY_SPEED`
-//! (`max`, or a factor: 1 is real time), `POLYBOT_REPLAY_EXIT` (`1`: exit 0
-//! once the recording is played out), `POLYBOT_PAPER_BALANCES` (starting
-//! cash, `polymarket=1000,kalshi=1000` by default), `POLYBOT_FLUSH_MS` and
-//! `POLYBOT_FLUSH_ROWS` (batching of writes, 250 ms / 500 rows),
-//! `POLYBOT_LIVE_DATA` (`1`: trade on the venues' live public data, see
-//! [`live`]; a `POLYBOT_REPLAY` takes precedence) with the venues'
-//! `POLYBOT_*_URL` endpoint overrides and `POLYBOT_NEWSAPI_URL`.
+//! Settings ([`WorkerArgs`], the same for local processes and ECS tasks):
+//! each has a flag and the environment variable a launcher sets, named in
+//! [`polybot_core::worker::env`]. The live-data settings (`POLYBOT_LIVE_DATA`,
+//! the venues' `POLYBOT_*_URL` overrides, `POLYBOT_NEWSAPI_URL`) are read
+//! by [`LiveSettings::from_env`]. A malformed value stops the worker at
+//! startup, naming the variable.
 //!
 //! Life: take the tenant's lease with a new epoch → load the configuration
 //! through row level security → run the engine over the event source
 //! ([`source`]), turning its decisions into rows ([`persist`]) written in
-//! batches → heartbeat with per-strategy health and PnL, renewing the lease,
-//! every `POLYBOT_HEARTBEAT_SECS` → on SIGTERM, stop taking events, flush, a
-//! final heartbeat and exit 0 well within ECS's 30 s. Every write goes
-//! through a fenced transaction: when another worker has taken the lease,
-//! the write fails and this worker exits with [`EXIT_FENCED`].
+//! batches → heartbeat ([`WorkerHealth`])
+//! with per-strategy health and PnL, renewing the lease, every
+//! `POLYBOT_HEARTBEAT_SECS` → on SIGTERM, stop taking events, flush, a final
+//! heartbeat that releases the lease, and exit 0 well within ECS's 30 s.
+//! Every write goes through a fenced transaction: when another worker has
+//! taken the lease, the write fails and this worker exits with
+//! [`exit::FENCED`](polybot_core::worker::exit::FENCED).
+//!
+//! The SQL is the store's ([`polybot_store::repo`]); this crate decides what
+//! to write and when.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::Context;
+use clap::builder::{OsStringValueParser, RangedU64ValueParser, TypedValueParser};
 use polybot_core::TenantId;
 use polybot_core::keys::ExchangeKeys;
 use polybot_core::risk::{RiskLimits, parse_risk};
 use polybot_core::strategy::{StrategiesConfig, Venue, parse_strategies};
+use polybot_core::worker::{WorkerHealth, env};
+use polybot_store::repo::{configs, heartbeats, lease};
 use polybot_store::{Db, DbError};
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::Value;
 use sqlx::postgres::PgConnectOptions;
 
 pub mod demo;
@@ -46,11 +48,79 @@ pub use live::{LiveSettings, LiveSource};
 pub use run::run;
 pub use source::{EventSource, Pace, ReplaySettings, ReplaySource, SystemClock, TickSource};
 
-/// The exit code of a worker that lost its lease to another.
-pub const EXIT_FENCED: i32 = 3;
+/// Runs one tenant's trading engine. A launcher starts it with the
+/// environment; every setting can also be given as a flag.
+//
+// Each value name is its environment variable's, so that clap's errors name
+// the variable a launcher set. The secrets are parsed after clap, never by a
+// value parser: clap repeats a value it cannot parse in its error.
+#[derive(Debug, clap::Parser)]
+#[command(name = "polybot worker")]
+pub struct WorkerArgs {
+    /// The tenant this worker serves (a UUID).
+    #[arg(long, env = env::TENANT_ID, value_name = env::TENANT_ID)]
+    pub tenant_id: TenantId,
+    /// The tenant's own database login (postgres://polybot_t_…@host/db).
+    #[arg(long, env = env::DATABASE_URL, value_name = env::DATABASE_URL, hide_env_values = true)]
+    pub database_url: SecretString,
+    /// The tenant's exchange keys, the JSON object onboarding accepted;
+    /// without them the worker paper-trades on public data.
+    #[arg(long, env = env::EXCHANGE_KEYS, value_name = env::EXCHANGE_KEYS, hide_env_values = true)]
+    pub exchange_keys: Option<SecretString>,
+    /// `paper` or `live`.
+    #[arg(long, env = env::MODE, value_name = env::MODE, default_value = "paper")]
+    pub mode: polybot_core::Mode,
+    /// The hash of the spec the worker was started from; echoed in heartbeats.
+    #[arg(long, env = env::SPEC_HASH, value_name = env::SPEC_HASH, default_value = "")]
+    pub spec_hash: String,
+    /// Seconds between heartbeats (fractions allowed); the lease lasts three.
+    #[arg(long, env = env::HEARTBEAT_SECS, value_name = env::HEARTBEAT_SECS, default_value = "5", value_parser = parse_seconds)]
+    pub heartbeat_secs: Duration,
+    /// A JSONL market recording to trade on instead of live data (empty: none).
+    #[arg(long, env = env::REPLAY, value_name = env::REPLAY, value_parser = OsStringValueParser::new().map(PathBuf::from))]
+    pub replay: Option<PathBuf>,
+    /// How fast to replay: `max`, or a multiple of recorded time (1 is real time).
+    #[arg(long, env = env::REPLAY_SPEED, value_name = env::REPLAY_SPEED, default_value = "1")]
+    pub replay_speed: Pace,
+    /// Exit 0 once the recording is played out, instead of idling until stopped.
+    #[arg(long, env = env::REPLAY_EXIT, value_name = env::REPLAY_EXIT, value_parser = parse_replay_exit)]
+    pub replay_exit: bool,
+    /// Starting paper cash per venue, `venue=amount,…`.
+    #[arg(long, env = env::PAPER_BALANCES, value_name = env::PAPER_BALANCES, default_value = DEFAULT_PAPER_BALANCES)]
+    pub paper_balances: PaperBalances,
+    /// Longest time decisions wait before they are written, in milliseconds.
+    #[arg(long, env = env::FLUSH_MS, value_name = env::FLUSH_MS, default_value = "250", value_parser = RangedU64ValueParser::<u64>::new().range(1..))]
+    pub flush_ms: u64,
+    /// Most decisions buffered before they are written.
+    #[arg(long, env = env::FLUSH_ROWS, value_name = env::FLUSH_ROWS, default_value = "500", value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub flush_rows: usize,
+}
+
+/// `1`/`0` and the other usual spellings of a switch. Clap's own parser
+/// would not name the variable: a flag shows no value name.
+fn parse_replay_exit(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!("{} must be 1 or 0, got {text:?}", env::REPLAY_EXIT)),
+    }
+}
+
+/// A positive, finite number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!(
+            "must be a positive number of seconds, got {text:?}"
+        ));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("{text:?} seconds: {e}"))
+}
 
 /// What the worker is started with.
-#[derive(Debug)]
 pub struct WorkerConfig {
     pub tenant: TenantId,
     pub database: PgConnectOptions,
@@ -71,12 +141,54 @@ pub struct WorkerConfig {
     pub flush_rows: usize,
 }
 
+/// Without the database password (`PgConnectOptions`' own Debug prints it)
+/// and the exchange keys' values.
+impl fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let database = format!(
+            "postgres://{}:<redacted>@{}:{}/{}",
+            self.database.get_username(),
+            self.database.get_host(),
+            self.database.get_port(),
+            self.database.get_database().unwrap_or("")
+        );
+        f.debug_struct("WorkerConfig")
+            .field("tenant", &self.tenant)
+            .field("database", &database)
+            .field("keys", &self.keys)
+            .field("mode", &self.mode)
+            .field("spec_hash", &self.spec_hash)
+            .field("heartbeat", &self.heartbeat)
+            .field("replay", &self.replay)
+            .field("live", &self.live)
+            .field("paper_balances", &self.paper_balances)
+            .field("flush_every", &self.flush_every)
+            .field("flush_rows", &self.flush_rows)
+            .finish()
+    }
+}
+
+/// Starting paper cash when `POLYBOT_PAPER_BALANCES` is not set.
+const DEFAULT_PAPER_BALANCES: &str = "polymarket=1000,kalshi=1000";
+
 /// Starting paper cash when `POLYBOT_PAPER_BALANCES` is not set.
 pub fn default_paper_balances() -> Vec<(Venue, Decimal)> {
     vec![
         (Venue::Polymarket, Decimal::ONE_THOUSAND),
         (Venue::Kalshi, Decimal::ONE_THOUSAND),
     ]
+}
+
+/// Starting paper cash per venue, parsed from `polymarket=1000,kalshi=500`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaperBalances(pub Vec<(Venue, Decimal)>);
+
+impl FromStr for PaperBalances {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        parse_balances(text).map(PaperBalances)
+    }
 }
 
 /// Parses `polymarket=1000,kalshi=500`.
@@ -107,25 +219,28 @@ pub fn parse_balances(text: &str) -> Result<Vec<(Venue, Decimal)>, String> {
 }
 
 impl WorkerConfig {
-    /// Reads the environment contract; each missing or bad variable is named.
+    /// Reads the settings from the environment alone (no flags): what a
+    /// launched worker does.
     pub fn from_env() -> anyhow::Result<Self> {
-        let tenant: TenantId = std::env::var("TENANT_ID")
-            .context("TENANT_ID is not set: the launcher passes it to every worker")?
-            .parse()
-            .context("TENANT_ID")?;
-        let url = SecretString::from(
-            std::env::var("DATABASE_URL")
-                .context("DATABASE_URL is not set: the worker connects as its tenant's role")?,
-        );
-        let database: PgConnectOptions = url
-            .expose_secret()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid postgres:// URL"))?;
-        let keys = match std::env::var("EXCHANGE_KEYS") {
-            Ok(json) if !json.trim().is_empty() => {
-                ExchangeKeys::from_secret_json(&SecretString::from(json)).map_err(|errors| {
+        use clap::Parser;
+        let args = WorkerArgs::try_parse_from(["polybot worker"])
+            .map_err(|e| anyhow::anyhow!("{}", e.render().to_string().trim_end()))?;
+        Self::from_args(args)
+    }
+
+    /// Checks what clap cannot (the secrets, which clap must never echo) and
+    /// adds the live-data settings; each error names its variable.
+    pub fn from_args(args: WorkerArgs) -> anyhow::Result<Self> {
+        let database: PgConnectOptions =
+            args.database_url.expose_secret().parse().map_err(|_| {
+                anyhow::anyhow!("{} is not a valid postgres:// URL", env::DATABASE_URL)
+            })?;
+        let keys = match &args.exchange_keys {
+            Some(json) if !json.expose_secret().trim().is_empty() => {
+                ExchangeKeys::from_secret_json(json).map_err(|errors| {
                     anyhow::anyhow!(
-                        "EXCHANGE_KEYS does not validate: {}",
+                        "{} does not validate: {}",
+                        env::EXCHANGE_KEYS,
                         errors
                             .iter()
                             .map(ToString::to_string)
@@ -136,32 +251,14 @@ impl WorkerConfig {
             }
             _ => ExchangeKeys::default(),
         };
-        let mode = std::env::var("POLYBOT_MODE")
-            .unwrap_or_else(|_| "paper".into())
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("POLYBOT_MODE: {e}"))?;
-        let heartbeat = std::env::var("POLYBOT_HEARTBEAT_SECS")
-            .ok()
-            .map(|s| {
-                s.parse::<f64>()
-                    .context("POLYBOT_HEARTBEAT_SECS must be a number of seconds")
-            })
-            .transpose()?
-            .map(Duration::from_secs_f64)
-            .unwrap_or(Duration::from_secs(5));
-        let replay = match std::env::var("POLYBOT_REPLAY") {
-            Ok(path) if !path.trim().is_empty() => Some(ReplaySettings {
-                path: PathBuf::from(path),
-                pace: match std::env::var("POLYBOT_REPLAY_SPEED") {
-                    Ok(speed) => speed
-                        .parse()
-                        .map_err(|e: String| anyhow::anyhow!("POLYBOT_REPLAY_SPEED: {e}"))?,
-                    Err(_) => Pace::Speed(Decimal::ONE),
-                },
-                exit_at_end: std::env::var("POLYBOT_REPLAY_EXIT").is_ok_and(|v| v == "1"),
-            }),
-            _ => None,
-        };
+        let replay = args
+            .replay
+            .filter(|path| !path.as_os_str().is_empty())
+            .map(|path| ReplaySettings {
+                path,
+                pace: args.replay_speed,
+                exit_at_end: args.replay_exit,
+            });
         let live = match &replay {
             None if live::live_data_requested(
                 std::env::var(live::ENV_LIVE_DATA).ok().as_deref(),
@@ -171,35 +268,18 @@ impl WorkerConfig {
             }
             _ => None,
         };
-        let paper_balances = match std::env::var("POLYBOT_PAPER_BALANCES") {
-            Ok(text) => {
-                parse_balances(&text).map_err(|e| anyhow::anyhow!("POLYBOT_PAPER_BALANCES: {e}"))?
-            }
-            Err(_) => default_paper_balances(),
-        };
-        let number = |name: &str, default: u64| -> anyhow::Result<u64> {
-            match std::env::var(name) {
-                Ok(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .with_context(|| format!("{name} must be a positive whole number, got {v:?}")),
-                Err(_) => Ok(default),
-            }
-        };
         Ok(Self {
-            tenant,
+            tenant: args.tenant_id,
             database,
             keys,
-            mode,
-            spec_hash: std::env::var("POLYBOT_SPEC_HASH").unwrap_or_default(),
-            heartbeat,
+            mode: args.mode,
+            spec_hash: args.spec_hash,
+            heartbeat: args.heartbeat_secs,
             replay,
             live,
-            paper_balances,
-            flush_every: Duration::from_millis(number("POLYBOT_FLUSH_MS", 250)?),
-            flush_rows: usize::try_from(number("POLYBOT_FLUSH_ROWS", 500)?).unwrap_or(500),
+            paper_balances: args.paper_balances.0,
+            flush_every: Duration::from_millis(args.flush_ms),
+            flush_rows: args.flush_rows,
         })
     }
 }
@@ -234,19 +314,7 @@ pub struct TenantConfig {
 pub async fn take_lease(db: &Db, tenant: TenantId, ttl: Duration) -> Result<i64, DbError> {
     let holder = format!("pid {} on {}", std::process::id(), hostname());
     let mut tx = db.tenant(tenant).await?;
-    let epoch: i64 = sqlx::query_scalar(
-        "INSERT INTO worker_leases (tenant_id, epoch, holder, expires_at) \
-         VALUES ($1, 1, $2, now() + make_interval(secs => $3)) \
-         ON CONFLICT (tenant_id) DO UPDATE SET epoch = worker_leases.epoch + 1, holder = EXCLUDED.holder, \
-            acquired_at = now(), renewed_at = now(), expires_at = EXCLUDED.expires_at \
-         RETURNING epoch",
-    )
-    .bind(tenant.as_uuid())
-    .bind(holder)
-    .bind(ttl.as_secs_f64())
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(DbError::query("taking the worker lease"))?;
+    let epoch = lease::take(&mut tx, &holder, ttl).await?;
     tx.commit().await?;
     Ok(epoch)
 }
@@ -260,18 +328,12 @@ fn hostname() -> String {
 /// Loads and validates the tenant's configuration.
 pub async fn load_config(db: &Db, tenant: TenantId) -> Result<TenantConfig, WorkerError> {
     let mut tx = db.tenant(tenant).await?;
-    let row: Option<(String, Value, Value)> = sqlx::query_as(
-        "SELECT t.name, c.strategies, c.risk FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id WHERE t.id = $1",
-    )
-    .bind(tenant.as_uuid())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(DbError::query("loading the tenant's configuration"))?;
+    let row = configs::for_worker(&mut tx).await?;
     tx.commit().await?;
-    let (name, strategies, risk) = row.ok_or_else(|| {
+    let row = row.ok_or_else(|| {
         anyhow::anyhow!("tenant {tenant} has no configuration this role can read")
     })?;
-    let strategies = parse_strategies(&strategies).map_err(|errors| {
+    let strategies = parse_strategies(&row.strategies).map_err(|errors| {
         anyhow::anyhow!(
             "the stored strategies do not validate: {}",
             errors
@@ -281,7 +343,7 @@ pub async fn load_config(db: &Db, tenant: TenantId) -> Result<TenantConfig, Work
                 .join("; ")
         )
     })?;
-    let risk = parse_risk(&risk).map_err(|errors| {
+    let risk = parse_risk(&row.risk).map_err(|errors| {
         anyhow::anyhow!(
             "the stored risk limits do not validate: {}",
             errors
@@ -292,7 +354,7 @@ pub async fn load_config(db: &Db, tenant: TenantId) -> Result<TenantConfig, Work
         )
     })?;
     Ok(TenantConfig {
-        name,
+        name: row.name,
         strategies,
         risk,
     })
@@ -304,25 +366,206 @@ pub async fn heartbeat(
     tenant: TenantId,
     epoch: i64,
     ttl: Duration,
-    health: Value,
+    health: &WorkerHealth,
 ) -> Result<(), DbError> {
     let mut tx = db.fenced(tenant, epoch).await?;
-    sqlx::query(
-        "UPDATE worker_leases SET renewed_at = now(), expires_at = now() + make_interval(secs => $3) \
-         WHERE tenant_id = $1 AND epoch = $2",
-    )
-    .bind(tenant.as_uuid())
-    .bind(epoch)
-    .bind(ttl.as_secs_f64())
-    .execute(&mut *tx)
-    .await
-    .map_err(DbError::query("renewing the worker lease"))?;
-    sqlx::query("INSERT INTO worker_heartbeats (tenant_id, epoch, health) VALUES ($1, $2, $3)")
-        .bind(tenant.as_uuid())
-        .bind(epoch)
-        .bind(health)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query("recording a heartbeat"))?;
+    lease::renew(&mut tx, ttl).await?;
+    heartbeats::insert(&mut tx, health).await?;
     tx.commit().await
+}
+
+/// Records a stopping worker's last heartbeat and lets its lease expire,
+/// fenced by `epoch`.
+pub async fn final_heartbeat(
+    db: &Db,
+    tenant: TenantId,
+    epoch: i64,
+    health: &WorkerHealth,
+) -> Result<(), DbError> {
+    let mut tx = db.fenced(tenant, epoch).await?;
+    heartbeats::insert(&mut tx, health).await?;
+    lease::release(&mut tx).await?;
+    tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The settings a launcher gives, as flags (clap reads the environment
+    /// the same way, and the tests must not change the process's).
+    fn parse(extra: &[&str]) -> Result<WorkerArgs, String> {
+        let mut argv = vec![
+            "polybot worker",
+            "--tenant-id",
+            "6f1c0c9e-3b7a-4a55-9d0e-2f4f7f6f1a2b",
+            "--database-url",
+            "postgres://polybot_t_x:s3cret-password@db.example:5433/polybot",
+        ];
+        argv.extend_from_slice(extra);
+        WorkerArgs::try_parse_from(argv).map_err(|e| e.render().to_string())
+    }
+
+    #[test]
+    fn unset_settings_take_their_documented_defaults() {
+        let config = WorkerConfig::from_args(parse(&[]).unwrap()).unwrap();
+        assert_eq!(config.mode, polybot_core::Mode::Paper);
+        assert_eq!(config.heartbeat, Duration::from_secs(5));
+        assert_eq!(config.replay, None);
+        assert_eq!(config.paper_balances, default_paper_balances());
+        assert_eq!(config.flush_every, Duration::from_millis(250));
+        assert_eq!(config.flush_rows, 500);
+        assert_eq!(config.spec_hash, "");
+        assert!(config.keys.is_empty());
+    }
+
+    #[test]
+    fn a_bad_heartbeat_interval_is_refused_naming_its_variable() {
+        for bad in ["soon", "0", "-1", "NaN"] {
+            let err = parse(&[&format!("--heartbeat-secs={bad}")]).unwrap_err();
+            assert!(err.contains(env::HEARTBEAT_SECS), "{bad}: {err}");
+        }
+        let args = parse(&["--heartbeat-secs", "0.2"]).unwrap();
+        assert_eq!(args.heartbeat_secs, Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_bad_mode_is_refused_naming_its_variable() {
+        let err = parse(&["--mode", "yolo"]).unwrap_err();
+        assert!(err.contains(env::MODE), "{err}");
+        assert_eq!(
+            parse(&["--mode", "live"]).unwrap().mode,
+            polybot_core::Mode::Live
+        );
+    }
+
+    #[test]
+    fn a_bad_flush_size_is_refused_naming_its_variable() {
+        for bad in ["0", "-5", "many"] {
+            let err = parse(&[&format!("--flush-rows={bad}")]).unwrap_err();
+            assert!(err.contains(env::FLUSH_ROWS), "{bad}: {err}");
+        }
+        let err = parse(&["--flush-ms", "0"]).unwrap_err();
+        assert!(err.contains(env::FLUSH_MS), "{err}");
+    }
+
+    #[test]
+    fn a_replay_takes_its_speed_and_exit_settings() {
+        let args = parse(&[
+            "--replay",
+            "/tmp/r.jsonl",
+            "--replay-speed",
+            "max",
+            "--replay-exit",
+        ])
+        .unwrap();
+        let config = WorkerConfig::from_args(args).unwrap();
+        assert_eq!(
+            config.replay,
+            Some(ReplaySettings {
+                path: PathBuf::from("/tmp/r.jsonl"),
+                pace: Pace::AsFastAsPossible,
+                exit_at_end: true,
+            })
+        );
+        let err = parse(&["--replay-speed", "fast"]).unwrap_err();
+        assert!(err.contains(env::REPLAY_SPEED), "{err}");
+        let empty = WorkerConfig::from_args(parse(&["--replay", ""]).unwrap()).unwrap();
+        assert_eq!(empty.replay, None, "an empty POLYBOT_REPLAY means none");
+    }
+
+    #[test]
+    fn the_replay_exit_switch_reads_the_usual_spellings_and_refuses_others() {
+        for on in ["1", "true", "YES", "on"] {
+            assert_eq!(parse_replay_exit(on), Ok(true), "{on}");
+        }
+        for off in ["0", "false", "no", "off", ""] {
+            assert_eq!(parse_replay_exit(off), Ok(false), "{off}");
+        }
+        let err = parse_replay_exit("maybe").unwrap_err();
+        assert!(err.contains(env::REPLAY_EXIT), "{err}");
+    }
+
+    #[test]
+    fn bad_paper_balances_are_refused_naming_their_variable() {
+        let err = parse(&["--paper-balances", "polymarket=lots"]).unwrap_err();
+        assert!(err.contains(env::PAPER_BALANCES), "{err}");
+        let args = parse(&["--paper-balances", "kalshi=5"]).unwrap();
+        assert_eq!(
+            args.paper_balances.0,
+            vec![(Venue::Kalshi, Decimal::from(5))]
+        );
+    }
+
+    #[test]
+    fn a_bad_database_url_or_tenant_is_refused_without_echoing_the_url() {
+        let argv = [
+            "polybot worker",
+            "--tenant-id",
+            "6f1c0c9e-3b7a-4a55-9d0e-2f4f7f6f1a2b",
+            "--database-url",
+            "postgres://root:hunter2-hunter2@x:port/db",
+        ];
+        let err = WorkerConfig::from_args(WorkerArgs::try_parse_from(argv).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(env::DATABASE_URL), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let err = WorkerArgs::try_parse_from(["polybot worker", "--tenant-id", "t1"])
+            .unwrap_err()
+            .render()
+            .to_string();
+        assert!(err.contains(env::TENANT_ID), "{err}");
+    }
+
+    #[test]
+    fn bad_exchange_keys_are_refused_without_echoing_them() {
+        let args = parse(&["--exchange-keys", "{\"kalshi\": \"hunter2-hunter2\"}"]).unwrap();
+        let err = WorkerConfig::from_args(args).unwrap_err().to_string();
+        assert!(err.contains(env::EXCHANGE_KEYS), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_password_and_the_keys() {
+        let args = parse(&[
+            "--exchange-keys",
+            r#"{"newsapi": {"api_key": "hunter2-hunter2"}}"#,
+        ]);
+        let text = format!("{args:?}");
+        assert!(!text.contains("s3cret-password"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let config = WorkerConfig::from_args(args.unwrap());
+        let text = format!("{config:?}");
+        assert!(!text.contains("s3cret-password"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("db.example:5433/polybot"), "{text}");
+    }
+
+    #[test]
+    fn the_help_names_every_variable_and_shows_no_secret() {
+        use clap::CommandFactory;
+        let help = WorkerArgs::command().render_long_help().to_string();
+        for name in [
+            env::TENANT_ID,
+            env::DATABASE_URL,
+            env::EXCHANGE_KEYS,
+            env::MODE,
+            env::SPEC_HASH,
+            env::HEARTBEAT_SECS,
+            env::REPLAY,
+            env::REPLAY_SPEED,
+            env::REPLAY_EXIT,
+            env::PAPER_BALANCES,
+            env::FLUSH_MS,
+            env::FLUSH_ROWS,
+        ] {
+            assert!(help.contains(&format!("[env: {name}")), "{name} in\n{help}");
+        }
+        assert_eq!(
+            PaperBalances::from_str(DEFAULT_PAPER_BALANCES).unwrap().0,
+            default_paper_balances()
+        );
+    }
 }

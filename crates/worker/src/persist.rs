@@ -13,15 +13,19 @@
 //! Row ids are derived from the run's key and the engine's sequence numbers,
 //! so a worker that replays the same recording again after a restart writes
 //! nothing twice (`ON CONFLICT DO NOTHING`). Every write checks the lease
-//! epoch: a fenced worker's flush fails and writes nothing.
+//! epoch: a fenced worker's flush fails and writes nothing. The statements
+//! are the store's ([`polybot_store::repo`]); this module decides the rows.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use polybot_core::Mode;
 use polybot_core::strategy::{StrategyKind, Venue};
 use polybot_engine::{Clock, Decision, Engine, Fill, Opportunity, Settlement, Side, Timestamp};
-use polybot_store::repo::opportunities::NewOpportunity;
-use polybot_store::{Db, DbError, TenantTx};
+use polybot_store::repo::balances::{self, NewBalance};
+use polybot_store::repo::opportunities::{self, NewOpportunity};
+use polybot_store::repo::trades::{self, NewTrade};
+use polybot_store::{Db, DbError};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -39,40 +43,6 @@ fn time(ts: Timestamp) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ts.millis()).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
-/// An opportunity row waiting to be written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct OpportunityRow {
-    pub id: Uuid,
-    pub strategy: &'static str,
-    pub venue: String,
-    pub market: String,
-    pub description: String,
-    pub edge: Decimal,
-    pub expected_profit: Decimal,
-    pub size: Decimal,
-    pub details: Value,
-    pub detected_at: DateTime<Utc>,
-    pub executed_at: Option<DateTime<Utc>>,
-}
-
-/// A trade row waiting to be written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TradeRow {
-    pub id: Uuid,
-    pub opportunity_id: Option<Uuid>,
-    pub strategy: &'static str,
-    pub venue: &'static str,
-    pub market: String,
-    pub side: &'static str,
-    pub outcome: String,
-    pub price: Decimal,
-    pub size: Decimal,
-    pub fee: Decimal,
-    pub realized_pnl: Decimal,
-    pub details: Value,
-    pub executed_at: DateTime<Utc>,
-}
-
 /// What one flush wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Written {
@@ -86,9 +56,9 @@ pub struct Written {
 pub struct Recorder {
     /// Makes row ids unique per run and stable across replays of one recording.
     run_key: [u8; 32],
-    mode: &'static str,
-    opportunities: Vec<OpportunityRow>,
-    trades: Vec<TradeRow>,
+    mode: Mode,
+    opportunities: Vec<NewOpportunity>,
+    trades: Vec<NewTrade>,
     /// The first strategy that traded each market (settlements carry none).
     traded_by: HashMap<String, StrategyKind>,
     /// Balances as last written, to skip unchanged upserts.
@@ -100,7 +70,7 @@ impl Recorder {
     /// `run_key` names the run: the recording's content hash for a replay, a
     /// random value for a live stream. Trades are paper fills: the engine
     /// never sends orders, so `mode` is what the rows say about execution.
-    pub fn new(run_key: [u8; 32], mode: &'static str) -> Self {
+    pub fn new(run_key: [u8; 32], mode: Mode) -> Self {
         Self {
             run_key,
             mode,
@@ -162,7 +132,7 @@ impl Recorder {
         }
     }
 
-    fn opportunity_row(&self, o: &Opportunity) -> OpportunityRow {
+    fn opportunity_row(&self, o: &Opportunity) -> NewOpportunity {
         let mut venues: Vec<&str> = Vec::with_capacity(2);
         let mut markets: Vec<&str> = Vec::with_capacity(2);
         for leg in &o.legs {
@@ -193,32 +163,33 @@ impl Recorder {
         if let Some(reason) = &o.rejection {
             details["not_executed"] = Value::String(reason.clone());
         }
-        OpportunityRow {
+        NewOpportunity {
             id: self.opportunity_id(o.id.0),
-            strategy: o.strategy.as_str(),
+            strategy: o.strategy.as_str().to_owned(),
             venue: venues.join("+"),
             market: markets.join(" / "),
             description: o.summary.clone(),
-            edge: o.edge.normalize(),
-            expected_profit: o.expected_profit.normalize(),
-            size: o.legs.first().map(|l| l.size).unwrap_or_default(),
+            edge: Some(o.edge.normalize()),
+            expected_profit: Some(o.expected_profit.normalize()),
+            size: Some(o.legs.first().map(|l| l.size).unwrap_or_default()),
             details,
             detected_at: time(o.detected_at),
             executed_at: o.executed_at.map(time),
         }
     }
 
-    fn fill_row<C: Clock>(&self, engine: &Engine<C>, f: &Fill) -> TradeRow {
-        TradeRow {
+    fn fill_row<C: Clock>(&self, engine: &Engine<C>, f: &Fill) -> NewTrade {
+        NewTrade {
             id: self.id(b"fill", f.order.0, &[]),
             opportunity_id: Some(self.opportunity_id(f.opportunity.0)),
-            strategy: f.strategy.as_str(),
-            venue: f.venue.as_str(),
+            strategy: f.strategy.as_str().to_owned(),
+            venue: f.venue.as_str().to_owned(),
             market: f.market.as_str().to_owned(),
             side: match f.side {
                 Side::Buy => "buy",
                 Side::Sell => "sell",
-            },
+            }
+            .to_owned(),
             outcome: outcome_name(engine, f.market.as_str(), f.outcome),
             price: f.avg_price.normalize(),
             size: f.size.normalize(),
@@ -235,7 +206,7 @@ impl Recorder {
         }
     }
 
-    fn settlement_row<C: Clock>(&self, engine: &Engine<C>, s: &Settlement) -> TradeRow {
+    fn settlement_row<C: Clock>(&self, engine: &Engine<C>, s: &Settlement) -> NewTrade {
         let strategy = self
             .traded_by
             .get(s.market.as_str())
@@ -243,13 +214,13 @@ impl Recorder {
         let venue = engine
             .market(s.market.as_str())
             .map_or("unknown", |m| m.def.venue.as_str());
-        TradeRow {
+        NewTrade {
             id: self.id(b"settlement", 0, s.market.as_str().as_bytes()),
             opportunity_id: None,
-            strategy,
-            venue,
+            strategy: strategy.to_owned(),
+            venue: venue.to_owned(),
             market: s.market.as_str().to_owned(),
-            side: "settle",
+            side: "settle".to_owned(),
             outcome: outcome_name(engine, s.market.as_str(), s.winning_outcome),
             price: Decimal::ONE,
             size: s.payout.normalize(),
@@ -275,10 +246,10 @@ impl Recorder {
         }
         let mut tx = db.fenced(tenant, epoch).await?;
         let written = Written {
-            opportunities: insert_opportunities(&mut tx, &self.opportunities).await?,
-            trades: insert_trades(&mut tx, &self.trades, self.mode).await?,
+            opportunities: opportunities::insert_batch(&mut tx, &self.opportunities).await?,
+            trades: trades::insert_batch(&mut tx, &self.trades, self.mode).await?,
             balances: if balances_changed {
-                upsert_balances(&mut tx, balances).await?
+                balances::upsert(&mut tx, &cash_balances(balances)).await?
             } else {
                 0
             },
@@ -303,123 +274,14 @@ fn outcome_name<C: Clock>(engine: &Engine<C>, market: &str, outcome: usize) -> S
         .unwrap_or_else(|| outcome.to_string())
 }
 
-/// Inserts opportunities through the store's batch insert; ids already
-/// stored are skipped.
-pub async fn insert_opportunities(
-    tx: &mut TenantTx,
-    rows: &[OpportunityRow],
-) -> Result<u64, DbError> {
-    let batch: Vec<NewOpportunity> = rows
+/// The portfolio's cash per venue, as balance rows.
+fn cash_balances(balances: &[(Venue, Decimal)]) -> Vec<NewBalance> {
+    balances
         .iter()
-        .map(|o| NewOpportunity {
-            id: o.id,
-            strategy: o.strategy.to_owned(),
-            venue: o.venue.clone(),
-            market: o.market.clone(),
-            description: o.description.clone(),
-            edge: Some(o.edge),
-            expected_profit: Some(o.expected_profit),
-            size: Some(o.size),
-            details: o.details.clone(),
-            detected_at: o.detected_at,
-            executed_at: o.executed_at,
+        .map(|(venue, amount)| NewBalance {
+            venue: venue.as_str().to_owned(),
+            asset: cash_asset(*venue).to_owned(),
+            amount: amount.normalize(),
         })
-        .collect();
-    polybot_store::repo::opportunities::insert_batch(tx, &batch).await
-}
-
-/// Inserts trades in one statement; ids already stored are skipped.
-pub async fn insert_trades(
-    tx: &mut TenantTx,
-    rows: &[TradeRow],
-    mode: &str,
-) -> Result<u64, DbError> {
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut opportunities = Vec::with_capacity(rows.len());
-    let mut strategies = Vec::with_capacity(rows.len());
-    let mut venues = Vec::with_capacity(rows.len());
-    let mut markets = Vec::with_capacity(rows.len());
-    let mut sides = Vec::with_capacity(rows.len());
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut prices = Vec::with_capacity(rows.len());
-    let mut sizes = Vec::with_capacity(rows.len());
-    let mut fees = Vec::with_capacity(rows.len());
-    let mut pnls = Vec::with_capacity(rows.len());
-    let mut details = Vec::with_capacity(rows.len());
-    let mut executed = Vec::with_capacity(rows.len());
-    for t in rows {
-        ids.push(t.id);
-        opportunities.push(t.opportunity_id);
-        strategies.push(t.strategy);
-        venues.push(t.venue);
-        markets.push(t.market.as_str());
-        sides.push(t.side);
-        outcomes.push(t.outcome.as_str());
-        prices.push(t.price);
-        sizes.push(t.size);
-        fees.push(t.fee);
-        pnls.push(t.realized_pnl);
-        details.push(&t.details);
-        executed.push(t.executed_at);
-    }
-    let result = sqlx::query(
-        "INSERT INTO trades \
-           (tenant_id, epoch, mode, id, opportunity_id, strategy, venue, market, side, outcome, \
-            price, size, fee, realized_pnl, details, executed_at) \
-         SELECT $1, $2, $3, * FROM unnest($4::uuid[], $5::uuid[], $6::text[], $7::text[], $8::text[], \
-            $9::text[], $10::text[], $11::numeric[], $12::numeric[], $13::numeric[], $14::numeric[], \
-            $15::jsonb[], $16::timestamptz[]) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(tx.tenant().as_uuid())
-    .bind(tx.epoch())
-    .bind(mode)
-    .bind(&ids)
-    .bind(&opportunities)
-    .bind(&strategies)
-    .bind(&venues)
-    .bind(&markets)
-    .bind(&sides)
-    .bind(&outcomes)
-    .bind(&prices)
-    .bind(&sizes)
-    .bind(&fees)
-    .bind(&pnls)
-    .bind(&details)
-    .bind(&executed)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::query("inserting trades"))?;
-    Ok(result.rows_affected())
-}
-
-/// Sets each venue's cash balance.
-pub async fn upsert_balances(
-    tx: &mut TenantTx,
-    balances: &[(Venue, Decimal)],
-) -> Result<u64, DbError> {
-    if balances.is_empty() {
-        return Ok(0);
-    }
-    let venues: Vec<&str> = balances.iter().map(|(v, _)| v.as_str()).collect();
-    let assets: Vec<&str> = balances.iter().map(|(v, _)| cash_asset(*v)).collect();
-    let amounts: Vec<Decimal> = balances.iter().map(|(_, a)| a.normalize()).collect();
-    let result = sqlx::query(
-        "INSERT INTO balances (tenant_id, epoch, venue, asset, amount) \
-         SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::numeric[]) \
-         ON CONFLICT (tenant_id, venue, asset) DO UPDATE \
-           SET amount = EXCLUDED.amount, epoch = EXCLUDED.epoch, updated_at = now()",
-    )
-    .bind(tx.tenant().as_uuid())
-    .bind(tx.epoch())
-    .bind(&venues)
-    .bind(&assets)
-    .bind(&amounts)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::query("updating balances"))?;
-    Ok(result.rows_affected())
+        .collect()
 }

@@ -10,21 +10,22 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use polybot_core::TenantId;
-use polybot_core::worker::FeedStatus;
-use polybot_engine::{
-    BreakerState, Clock, Engine, EngineConfig, EventClock, HealthStatus, PortfolioSnapshot,
+use polybot_core::worker::{
+    BreakerPosition, EngineCounters, FeedStatus, PnlSummary, SourceStatus, StrategyHealth,
+    StrategyStatus, WorkerHealth, WorkerPhase, WrittenCounters,
 };
+use polybot_core::{Mode, TenantId};
+use polybot_engine::{BreakerState, Clock, Engine, EngineConfig, EventClock, PortfolioSnapshot};
 use polybot_store::{Db, Scope};
-use rust_decimal::Decimal;
-use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::live::LiveSource;
 use crate::persist::Recorder;
 use crate::source::{EventSource, ReplaySource, SystemClock, TickSource};
-use crate::{TenantConfig, WorkerConfig, WorkerError, heartbeat, load_config, take_lease};
+use crate::{
+    TenantConfig, WorkerConfig, WorkerError, final_heartbeat, heartbeat, load_config, take_lease,
+};
 
 /// Rows waiting to be written above which the source is paused.
 const BACKLOG_LIMIT: usize = 20_000;
@@ -77,7 +78,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
                 });
             match opened {
                 Ok((source, key)) => {
-                    let recorder = Recorder::new(key, "paper");
+                    let recorder = Recorder::new(key, Mode::Paper);
                     match Engine::new(engine_config, EventClock::default()) {
                         Ok(engine) => {
                             drive(
@@ -97,7 +98,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
             }
         }
         None => {
-            let recorder = Recorder::new(live_key(tenant), "paper");
+            let recorder = Recorder::new(live_key(tenant), Mode::Paper);
             match Engine::new(engine_config, SystemClock) {
                 Ok(engine) => match &config.live {
                     Some(settings) => {
@@ -207,76 +208,88 @@ impl Ctx {
         }
     }
 
-    async fn beat(&mut self, health: Value) -> Result<(), WorkerError> {
+    async fn beat(&mut self, health: &WorkerHealth) -> Result<(), WorkerError> {
         heartbeat(&self.db, self.tenant, self.epoch, self.ttl, health)
             .await
             .map_err(WorkerError::from)
     }
 
+    /// The heartbeat's fields every phase writes.
+    fn base_health(&self, phase: WorkerPhase) -> WorkerHealth {
+        WorkerHealth {
+            version: WorkerHealth::VERSION,
+            phase,
+            spec_hash: self.spec_hash.clone(),
+            pid: std::process::id(),
+            mode: self.mode,
+            kill_switch: self.kill_switch,
+            errors: self.errors,
+            last_error: self.last_error.clone(),
+            ..WorkerHealth::default()
+        }
+    }
+
     fn health<C: Clock>(
         &self,
         engine: &Engine<C>,
-        phase: &str,
+        phase: WorkerPhase,
         source: &str,
         source_finished: bool,
         venues: BTreeMap<String, FeedStatus>,
         recorder: &Recorder,
-    ) -> Value {
-        let mut strategies = Map::new();
-        for h in engine.health() {
-            let (breaker, until) = match h.breaker {
-                BreakerState::Closed => ("closed", None),
-                BreakerState::Open { until } => ("open", Some(until.0)),
-                BreakerState::HalfOpen => ("half_open", None),
-            };
-            strategies.insert(
-                h.strategy.as_str().to_owned(),
-                json!({
-                    "status": h.status,
-                    "breaker": breaker,
-                    "breaker_open_until": until,
-                    "reason": h.reason,
-                    "consecutive_failures": h.consecutive_failures,
-                }),
-            );
-        }
+    ) -> WorkerHealth {
+        let strategies = engine
+            .health()
+            .into_iter()
+            .map(|h| {
+                let (breaker, breaker_open_until) = match h.breaker {
+                    BreakerState::Closed => (BreakerPosition::Closed, None),
+                    BreakerState::Open { until } => (BreakerPosition::Open, Some(until.0)),
+                    BreakerState::HalfOpen => (BreakerPosition::HalfOpen, None),
+                };
+                let health = StrategyHealth {
+                    status: h.status,
+                    breaker,
+                    breaker_open_until,
+                    reason: h.reason,
+                    consecutive_failures: h.consecutive_failures,
+                };
+                (h.strategy.as_str().to_owned(), health)
+            })
+            .collect();
         let portfolio = engine.portfolio();
         let stats = engine.stats();
-        let mut health = json!({
-            "phase": phase,
-            "spec_hash": self.spec_hash,
-            "pid": std::process::id(),
-            "mode": self.mode.as_str(),
-            "execution": "paper",
-            "kill_switch": self.kill_switch,
-            "strategies": strategies,
-            "pnl": pnl(&portfolio, engine.daily_pnl()),
-            "balances": balances(&portfolio),
-            "engine": {
-                "clock": engine.now().0,
-                "events": stats.events,
-                "opportunities": stats.opportunities,
-                "orders": stats.orders,
-                "fills": stats.fills,
-                "cancels": stats.cancels,
-                "rejections": stats.rejections,
-                "data_errors": stats.data_errors,
-            },
-            "source": {"description": source, "finished": source_finished},
-            "written": {
-                "opportunities": recorder.totals.opportunities,
-                "trades": recorder.totals.trades,
-                "pending": recorder.pending(),
-            },
-            "errors": self.errors,
-            "last_error": self.last_error,
-        });
-        if !venues.is_empty()
-            && let Some(map) = health.as_object_mut()
-        {
-            map.insert("venues".to_owned(), json!(venues));
+        WorkerHealth {
+            execution: Some("paper".to_owned()),
+            strategies,
+            pnl: Some(pnl(&portfolio, engine)),
+            balances: portfolio
+                .balances
+                .iter()
+                .map(|(venue, amount)| (venue.as_str().to_owned(), *amount))
+                .collect(),
+            engine: Some(EngineCounters {
+                clock: engine.now().0,
+                events: stats.events,
+                opportunities: stats.opportunities,
+                orders: stats.orders,
+                fills: stats.fills,
+                cancels: stats.cancels,
+                rejections: stats.rejections,
+                data_errors: stats.data_errors,
+            }),
+            source: Some(SourceStatus {
+                description: source.to_owned(),
+                finished: source_finished,
+            }),
+            written: Some(WrittenCounters {
+                opportunities: recorder.totals.opportunities,
+                trades: recorder.totals.trades,
+                pending: recorder.pending() as u64,
+            }),
+            venues,
+            ..self.base_health(phase)
         }
-        health
     }
 
     /// The worker cannot run its engine: say why in a heartbeat, then stop
@@ -284,51 +297,38 @@ impl Ctx {
     async fn fail(&mut self, config: &TenantConfig, message: String) -> Result<(), WorkerError> {
         let message = format!("the engine cannot start: {message}");
         self.note_error(message.clone());
-        let mut strategies = Map::new();
-        for kind in polybot_core::strategy::StrategyKind::ALL {
-            if config.strategies.is_enabled(kind) {
-                strategies.insert(
-                    kind.as_str().to_owned(),
-                    json!({"status": HealthStatus::Degraded, "breaker": "closed", "reason": message}),
-                );
-            }
-        }
-        let health = json!({
-            "phase": "failed",
-            "spec_hash": self.spec_hash,
-            "pid": std::process::id(),
-            "mode": self.mode.as_str(),
-            "kill_switch": self.kill_switch,
-            "strategies": strategies,
-            "errors": self.errors,
-            "last_error": message,
-        });
-        self.beat(health).await?;
+        let strategies = polybot_core::strategy::StrategyKind::ALL
+            .into_iter()
+            .filter(|kind| config.strategies.is_enabled(*kind))
+            .map(|kind| {
+                let health = StrategyHealth {
+                    status: StrategyStatus::Degraded,
+                    breaker: BreakerPosition::Closed,
+                    reason: Some(message.clone()),
+                    ..StrategyHealth::default()
+                };
+                (kind.as_str().to_owned(), health)
+            })
+            .collect();
+        let health = WorkerHealth {
+            strategies,
+            ..self.base_health(WorkerPhase::Failed)
+        };
+        self.beat(&health).await?;
         Err(WorkerError::Other(anyhow::anyhow!(message)))
     }
 }
 
-fn dec(d: Decimal) -> String {
-    d.normalize().to_string()
-}
-
-fn pnl(p: &PortfolioSnapshot, daily: Decimal) -> Value {
-    json!({
-        "realized": dec(p.realised_pnl),
-        "unrealized": dec(p.unrealised_pnl),
-        "daily": dec(daily),
-        "fees": dec(p.fees_paid),
-        "equity": dec(p.equity),
-        "exposure": dec(p.exposure),
-    })
-}
-
-fn balances(p: &PortfolioSnapshot) -> Value {
-    let mut map = Map::new();
-    for (venue, amount) in &p.balances {
-        map.insert(venue.as_str().to_owned(), Value::String(dec(*amount)));
+fn pnl<C: Clock>(p: &PortfolioSnapshot, engine: &Engine<C>) -> PnlSummary {
+    PnlSummary {
+        realized: p.realised_pnl.normalize(),
+        unrealized: p.unrealised_pnl.normalize(),
+        daily: engine.daily_pnl().normalize(),
+        fees: p.fees_paid.normalize(),
+        equity: p.equity.normalize(),
+        exposure: p.exposure.normalize(),
+        daily_loss_limit_hit: engine.daily_loss_limit_hit(),
     }
-    Value::Object(map)
 }
 
 async fn drive<C, S>(
@@ -360,9 +360,9 @@ where
     flushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let outcome: Result<(), WorkerError> = loop {
         let phase = if finished {
-            "replay_finished"
+            WorkerPhase::Finished
         } else {
-            "running"
+            WorkerPhase::Running
         };
         tokio::select! {
             biased;
@@ -372,7 +372,7 @@ where
                     break Err(e);
                 }
                 let health = ctx.health(&engine, phase, &description, finished, source.health(), &recorder);
-                if let Err(e) = ctx.beat(health).await {
+                if let Err(e) = ctx.beat(&health).await {
                     break Err(e);
                 }
             }
@@ -403,8 +403,8 @@ where
                         if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                             break Err(e);
                         }
-                        let health = ctx.health(&engine, "replay_finished", &description, true, source.health(), &recorder);
-                        if let Err(e) = ctx.beat(health).await {
+                        let health = ctx.health(&engine, WorkerPhase::Finished, &description, true, source.health(), &recorder);
+                        if let Err(e) = ctx.beat(&health).await {
                             break Err(e);
                         }
                         if exit_at_end {
@@ -433,13 +433,14 @@ where
     }
     let health = ctx.health(
         &engine,
-        "stopped",
+        WorkerPhase::Stopping,
         &description,
         finished,
         source.health(),
         &recorder,
     );
-    match tokio::time::timeout(FINAL_HEARTBEAT, ctx.beat(health)).await {
+    let last = final_heartbeat(&ctx.db, ctx.tenant, ctx.epoch, &health);
+    match tokio::time::timeout(FINAL_HEARTBEAT, last).await {
         Ok(result) => result?,
         Err(_) => tracing::warn!(tenant = %ctx.tenant, "the final heartbeat timed out"),
     }

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use polybot_core::strategy::Venue;
+use polybot_core::worker::{WorkerHealth, WorkerPhase};
 use polybot_core::{Mode, TenantId};
 use polybot_engine::{Engine, EngineConfig, EventClock, Replay};
+use polybot_store::repo::{heartbeats, lease};
 use polybot_store::testing::{create_tenant, tenant_login};
 use polybot_store::{Db, DbError, Scope};
 use polybot_worker::persist::Recorder;
@@ -342,7 +344,7 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
     assert_eq!(
         health["pnl"],
         json!({"realized": "17.774", "unrealized": "0", "daily": "17.774", "fees": "7.266",
-               "equity": "2017.774", "exposure": "0"})
+               "equity": "2017.774", "exposure": "0", "daily_loss_limit_hit": false})
     );
     assert_eq!(
         health["strategies"]["complement_arb"],
@@ -356,6 +358,30 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
     );
     assert_eq!(health["written"]["trades"], 11);
     assert_eq!(health["last_error"], Value::Null);
+    // The same heartbeat, as the control plane reads it: the contract's type.
+    let mut tx = control.tenant(a).await.unwrap();
+    let newest = heartbeats::newest(&mut tx)
+        .await
+        .unwrap()
+        .expect("a heartbeat");
+    let lease = lease::get(&mut tx).await.unwrap().expect("a lease");
+    tx.commit().await.unwrap();
+    let typed = newest
+        .health()
+        .expect("the heartbeat reads as WorkerHealth");
+    assert_eq!(typed.version, WorkerHealth::VERSION);
+    assert_eq!(typed.phase, WorkerPhase::Stopping);
+    assert_eq!(typed.spec_hash, "test-spec");
+    assert_eq!(typed.open_breakers().count(), 0);
+    assert!(!typed.daily_loss_limit_hit());
+    assert_eq!(
+        typed.balances.get("kalshi").copied(),
+        Some(dec!(958.32)),
+        "{health}"
+    );
+    // A clean stop lets the lease expire, keeping its epoch.
+    assert_eq!(lease.epoch, 1);
+    assert!(lease.expires_at <= chrono::Utc::now(), "{lease:?}");
 
     // B's own role and the control plane scoped to B see none of it.
     let mut b_conn = b_login.connect().await.unwrap();
@@ -419,7 +445,7 @@ async fn a_fenced_workers_writes_are_refused_and_it_stops(
         EventClock::default(),
     )
     .unwrap();
-    let mut recorder = Recorder::new([7u8; 32], "paper");
+    let mut recorder = Recorder::new([7u8; 32], Mode::Paper);
     let text = std::fs::read_to_string(fixture()).unwrap();
     let events: Vec<_> = Replay::new(text.as_bytes())
         .collect::<Result<_, _>>()

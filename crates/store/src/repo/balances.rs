@@ -1,7 +1,6 @@
 //! A tenant's cash per venue and asset, as its worker last wrote it.
 //!
-//! The reads the API serves live here; the worker's writes join them in this
-//! module.
+//! The reads the API serves and the worker's writes.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -37,4 +36,39 @@ pub async fn page(
     .fetch_all(&mut **tx)
     .await
     .map_err(DbError::query("listing balances"))
+}
+
+/// A balance to set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewBalance {
+    pub venue: String,
+    /// The currency the venue holds the cash in (`USDC`, `USD`).
+    pub asset: String,
+    pub amount: Decimal,
+}
+
+/// Sets each balance in one statement, with the fenced transaction's epoch.
+/// Returns the number of rows written.
+pub async fn upsert(tx: &mut TenantTx, balances: &[NewBalance]) -> Result<u64, DbError> {
+    if balances.is_empty() {
+        return Ok(0);
+    }
+    let venues: Vec<&str> = balances.iter().map(|b| b.venue.as_str()).collect();
+    let assets: Vec<&str> = balances.iter().map(|b| b.asset.as_str()).collect();
+    let amounts: Vec<Decimal> = balances.iter().map(|b| b.amount).collect();
+    let result = sqlx::query(
+        "INSERT INTO balances (tenant_id, epoch, venue, asset, amount) \
+         SELECT $1, $2, * FROM unnest($3::text[], $4::text[], $5::numeric[]) \
+         ON CONFLICT (tenant_id, venue, asset) DO UPDATE \
+           SET amount = EXCLUDED.amount, epoch = EXCLUDED.epoch, updated_at = now()",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(tx.epoch())
+    .bind(&venues)
+    .bind(&assets)
+    .bind(&amounts)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::query("updating balances"))?;
+    Ok(result.rows_affected())
 }

@@ -112,7 +112,8 @@ impl Shared {
         let status = match err.kind() {
             ErrorKind::GeoBlocked => FeedState::GeoBlocked,
             ErrorKind::RateLimited { .. } | ErrorKind::Banned { .. } => FeedState::RateLimited,
-            ErrorKind::Unauthorized => FeedState::NeedsKeys,
+            ErrorKind::Unauthorized => FeedState::Unauthorized,
+            ErrorKind::Unreachable { .. } | ErrorKind::Timeout { .. } => FeedState::Unreachable,
             _ => FeedState::Error,
         };
         self.fail(key, status, err.to_string(), err.fix());
