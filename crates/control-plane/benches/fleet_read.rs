@@ -298,6 +298,20 @@ async fn main() {
     sample.print("GET /ui/fleet (operator)", bytes);
     println!("  goal: <= 100 ms each");
 
+    // The store's read alone (query and decoding), without encoding or rendering.
+    let mut sample = Vec::new();
+    for round in 0..rounds + 2 {
+        let started = Instant::now();
+        let mut op = db.operator().await.unwrap();
+        let figures = polybot_store::repo::fleet::figures(&mut op).await.unwrap();
+        op.commit().await.unwrap();
+        assert_eq!(figures.len(), usize::try_from(tenants).unwrap());
+        if round >= 2 {
+            sample.push(started.elapsed());
+        }
+    }
+    Sample(sample).print("fleet::figures (store read)", 0);
+
     // The newest heartbeat per tenant alone, in its two forms.
     time_sql(
         &mut bench,
@@ -318,6 +332,10 @@ async fn main() {
 
     bench.close().await.unwrap();
     db.close().await;
+    if std::env::var_os("POLYBOT_BENCH_KEEP").is_some() {
+        println!("  kept database {name}");
+        return;
+    }
     sqlx::query(&format!("DROP DATABASE {name}"))
         .execute(&mut conn)
         .await

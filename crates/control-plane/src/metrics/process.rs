@@ -200,7 +200,7 @@ impl Metrics {
         for (action, n) in actions {
             self.inner
                 .reconcile_actions
-                .get_or_create(&ActionLabels { action: *action })
+                .get_or_create(&ActionLabels { action })
                 .inc_by(u64::try_from(*n).unwrap_or(0));
         }
     }
