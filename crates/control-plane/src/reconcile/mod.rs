@@ -1,9 +1,10 @@
 //! The reconciler: level-triggered, idempotent, one leader at a time.
 //!
-//! Each pass reads what should run (Postgres) and what runs (the launcher),
-//! decides with the pure [`plan::plan`], acts with bounded concurrency, and
-//! writes what it observed and did to `tenant_runtime` (and the timeline,
-//! `tenant_runtime_events`). It never learns why it runs: a timer, an API
+//! Each pass reads what should run (the store's fleet read model,
+//! `repo::fleet::desired`) and what runs (the launcher), decides with the
+//! pure [`plan::plan`], acts with bounded concurrency, and writes what it
+//! observed and did through `repo::runtime` (the `tenant_runtime` row and the
+//! tenant's timeline). No SQL is written here. It never learns why it runs: a timer, an API
 //! change ([`AppState::wake`](crate::AppState::wake)) or a new leadership all
 //! lead to the same full pass. Only the replica holding the Postgres advisory
 //! lock reconciles; the others stand by and take over within seconds of its
