@@ -465,3 +465,37 @@ async fn the_desired_state_joins_config_secret_runtime_and_heartbeat(pool: PgPoo
     op.commit().await.unwrap();
     assert_eq!(ids, [busy.as_uuid()]);
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn what_alerts_watch_is_each_tenants_pnl_loss_limit_and_recent_fencing(pool: PgPool) {
+    let (db, busy, idle) = two_tenants(pool).await;
+    exec(
+        &db,
+        busy,
+        &[
+            "UPDATE tenant_configs SET risk = '{\"max_daily_loss\": \"50\"}' WHERE tenant_id = $1",
+            "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+             VALUES ($1, 'fenced', 'worker i-0: fenced long ago', now() - interval '1 hour')",
+            "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'fenced', 'worker i-1: fenced')",
+        ],
+    )
+    .await;
+    let mut op = db.operator().await.unwrap();
+    let mut watched = fleet::watched(&mut op, std::time::Duration::from_secs(300))
+        .await
+        .unwrap();
+    op.commit().await.unwrap();
+    watched.sort_by_key(|w| w.status.name.clone());
+    assert_eq!(watched.len(), 2);
+    let (b, i) = (&watched[0], &watched[1]);
+    assert_eq!(b.status.tenant_id(), busy);
+    assert_eq!(b.pnl_today, Decimal::new(125, 2));
+    assert_eq!(b.max_daily_loss, Some(Decimal::new(50, 0)));
+    assert_eq!(b.fenced.as_deref(), Some("worker i-1: fenced"));
+    assert_eq!(b.status.heartbeat.as_ref().map(|h| h.epoch), Some(2));
+    assert_eq!(i.status.tenant_id(), idle);
+    assert_eq!(
+        (i.pnl_today, i.max_daily_loss, i.fenced.as_deref()),
+        (Decimal::ZERO, None, None)
+    );
+}

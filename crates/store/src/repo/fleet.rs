@@ -2,8 +2,9 @@
 //! heartbeat (decoded into [`WorkerHealth`]) and, for operator views, its
 //! figures (opportunities, trades, PnL, errors, availability, firing alerts).
 //!
-//! Status, `/metrics`, the dashboard and the reconciler read the fleet
-//! through this module, so the join of tenant, runtime and newest heartbeat
+//! Status ([`status`], [`statuses`]), `/metrics` and the dashboard
+//! ([`figures`], [`tenant_figures`]), the reconciler ([`desired`]) and the
+//! alert evaluator ([`watched`]) read the fleet through this module, so the join of tenant, runtime and newest heartbeat
 //! is written once (`tenant_runtime_heartbeat!`). Figures are aggregated
 //! set-wise: one `GROUP BY` per table over the whole fleet, joined by tenant,
 //! never a subquery per tenant.
@@ -507,6 +508,63 @@ pub async fn desired(op: &mut OperatorTx) -> Result<Vec<DesiredRow>, DbError> {
                 _ => None,
             },
             last_heartbeat: row.heartbeat_at,
+        })
+        .collect())
+}
+
+/// One tenant as the alert evaluator watches it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    pub status: TenantStatus,
+    /// Realized PnL since midnight UTC.
+    pub pnl_today: Decimal,
+    /// The tenant's daily loss limit (`risk.max_daily_loss`), if set and a number.
+    pub max_daily_loss: Option<Decimal>,
+    /// The newest `fenced` timeline event within the window, if any.
+    pub fenced: Option<String>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct WatchedRow {
+    #[sqlx(flatten)]
+    status: StatusRow,
+    pnl_today: Decimal,
+    max_daily_loss: Option<String>,
+    fenced: Option<String>,
+}
+
+/// Every tenant but the offboarded ones, with what alerts are raised on
+/// (operator scope): status, today's PnL, the daily loss limit, and the
+/// newest fencing of the last `fenced_within`.
+pub async fn watched(
+    op: &mut OperatorTx,
+    fenced_within: std::time::Duration,
+) -> Result<Vec<Watched>, DbError> {
+    let rows: Vec<WatchedRow> = sqlx::query_as(concat!(
+        "WITH x AS (SELECT tenant_id, sum(realized_pnl) AS pnl_today FROM trades \
+                    WHERE executed_at >= date_trunc('day', now(), 'UTC') GROUP BY tenant_id), \
+              f AS (SELECT DISTINCT ON (tenant_id) tenant_id, detail FROM tenant_runtime_events \
+                    WHERE kind = 'fenced' AND at > now() - make_interval(secs => $1) \
+                    ORDER BY tenant_id, at DESC) ",
+        status_columns!(),
+        ", coalesce(x.pnl_today, 0) AS pnl_today, c.risk->>'max_daily_loss' AS max_daily_loss, \
+           f.detail AS fenced ",
+        tenant_runtime_heartbeat!(),
+        "LEFT JOIN tenant_configs c ON c.tenant_id = t.id \
+         LEFT JOIN x ON x.tenant_id = t.id LEFT JOIN f ON f.tenant_id = t.id \
+         WHERE t.state <> 'offboarded' ORDER BY t.id"
+    ))
+    .bind(fenced_within.as_secs_f64())
+    .fetch_all(&mut **op)
+    .await
+    .map_err(DbError::query("reading what alerts watch"))?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Watched {
+            status: row.status.into(),
+            pnl_today: row.pnl_today.normalize(),
+            max_daily_loss: row.max_daily_loss.and_then(|m| m.parse().ok()),
+            fenced: row.fenced,
         })
         .collect())
 }
