@@ -1,8 +1,11 @@
-//! `GET /tenants/{id}/status`: desired vs actual, heartbeat, strategy health, errors.
+//! `GET /tenants/{id}/status` and `GET /fleet`: desired vs actual, heartbeat,
+//! strategy health, errors. The reads are the store's fleet read model
+//! (`polybot_store::repo::fleet`); this module only shapes them for the API.
 
 use axum::Json;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
+use polybot_store::repo::fleet::{self, StatusFilter, TenantStatus};
 use polybot_store::{DbError, TenantTx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -56,92 +59,50 @@ pub struct StatusView {
     pub last_error: Option<String>,
 }
 
-type StatusRow = (
-    Uuid,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<i32>,
-    Option<DateTime<Utc>>,
-    Option<String>,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<i64>,
-    Option<Value>,
-);
-
-const STATUS_SELECT: &str = "SELECT t.id, t.state, t.provisioning_step, t.last_error, \
-        r.actual, r.instance_id, r.restarts, r.backoff_until, r.last_exit, r.last_error, r.observed_at, \
-        h.at, h.epoch, h.health \
-     FROM tenants t \
-     LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
-     LEFT JOIN LATERAL (SELECT at, epoch, health FROM worker_heartbeats \
-                        WHERE tenant_id = t.id ORDER BY at DESC LIMIT 1) h ON true";
-
-/// Reads one tenant's status in one statement.
-pub async fn load(tx: &mut TenantTx) -> Result<Option<StatusView>, DbError> {
-    Ok(load_row(tx).await?.map(view_from))
+impl StatusView {
+    /// The API's view of the store's status read.
+    pub fn from_status(status: TenantStatus) -> Self {
+        let runtime = status.runtime.as_ref();
+        let last_heartbeat = status.heartbeat.as_ref().map(|h| HeartbeatView {
+            at: h.at,
+            age_seconds: h.age_seconds(),
+            epoch: h.epoch,
+        });
+        let health = status.health();
+        let strategies = health
+            .and_then(|h| serde_json::to_value(&h.strategies).ok())
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let worker_error = health.and_then(|h| h.last_error.clone());
+        let last_error = runtime
+            .and_then(|r| r.last_error.clone())
+            .or(worker_error)
+            .or_else(|| status.tenant_error.clone());
+        StatusView {
+            tenant_id: status.id,
+            desired: status.desired().to_owned(),
+            worker: WorkerView {
+                state: status.actual().to_owned(),
+                instance_id: runtime.and_then(|r| r.instance_id.clone()),
+                restarts: status.restarts(),
+                backoff_until: runtime.and_then(|r| r.backoff_until),
+                last_exit: runtime.and_then(|r| r.last_exit.clone()),
+                observed_at: runtime.map(|r| r.observed_at),
+            },
+            last_heartbeat,
+            strategies,
+            last_error,
+            provisioning: ProvisioningView {
+                step: status.provisioning_step,
+                last_error: status.tenant_error,
+            },
+            state: status.state,
+        }
+    }
 }
 
-fn view_from(row: StatusRow) -> StatusView {
-    let (
-        id,
-        state,
-        step,
-        tenant_error,
-        actual,
-        instance_id,
-        restarts,
-        backoff_until,
-        last_exit,
-        runtime_error,
-        observed_at,
-        hb_at,
-        hb_epoch,
-        health,
-    ) = row;
-    let desired = if state == "active" {
-        "running"
-    } else {
-        "stopped"
-    };
-    let last_heartbeat = hb_at.zip(hb_epoch).map(|(at, epoch)| HeartbeatView {
-        at,
-        age_seconds: (Utc::now() - at).num_seconds().max(0),
-        epoch,
-    });
-    let strategies = health
-        .as_ref()
-        .and_then(|h| h.get("strategies").cloned())
-        .unwrap_or_else(|| Value::Object(Default::default()));
-    let worker_error = health
-        .as_ref()
-        .and_then(|h| h.get("last_error"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    StatusView {
-        tenant_id: id,
-        provisioning: ProvisioningView {
-            step,
-            last_error: tenant_error.clone(),
-        },
-        desired: desired.to_owned(),
-        worker: WorkerView {
-            state: actual.unwrap_or_else(|| "pending".to_owned()),
-            instance_id,
-            restarts: restarts.unwrap_or(0),
-            backoff_until,
-            last_exit,
-            observed_at,
-        },
-        last_heartbeat,
-        strategies,
-        last_error: runtime_error.or(worker_error).or(tenant_error),
-        state,
-    }
+/// Reads the transaction's tenant's status.
+pub async fn load(tx: &mut TenantTx) -> Result<Option<StatusView>, DbError> {
+    Ok(fleet::status(tx).await?.map(StatusView::from_status))
 }
 
 /// A tenant's status: desired vs actual worker, heartbeat, strategy health, last error.
@@ -207,35 +168,27 @@ pub async fn fleet(
             polybot_core::validation::FieldError::new("limit", "must be between 1 and 500"),
         ]));
     }
-    let rows: Vec<StatusRow> = match caller {
+    let rows: Vec<TenantStatus> = match caller {
         Caller::Tenant(own) => {
             let mut tx = state.db.tenant(own).await?;
-            let row = load_row(&mut tx).await?;
+            let row = fleet::status(&mut tx).await?;
             tx.commit().await?;
             row.into_iter().collect()
         }
         Caller::Operator => {
             let mut op = state.db.operator().await?;
-            let rows = sqlx::query_as(&format!(
-                "{STATUS_SELECT} WHERE ($1::text IS NULL OR t.state = $1) \
-                   AND ($2::text IS NULL OR coalesce(r.actual, 'pending') = $2) \
-                   AND ($3::uuid IS NULL OR t.id > $3) ORDER BY t.id LIMIT $4"
-            ))
-            .bind(&query.state)
-            .bind(&query.worker)
-            .bind(query.cursor)
-            .bind(limit + 1)
-            .fetch_all(&mut *op)
-            .await
-            .map_err(|source| DbError::Query {
-                context: "reading the fleet's status",
-                source,
-            })?;
+            let filter = StatusFilter {
+                state: query.state,
+                worker: query.worker,
+                after: query.cursor,
+                limit: limit + 1,
+            };
+            let rows = fleet::statuses(&mut op, &filter).await?;
             op.commit().await?;
             rows
         }
     };
-    let mut items: Vec<StatusView> = rows.into_iter().map(view_from).collect();
+    let mut items: Vec<StatusView> = rows.into_iter().map(StatusView::from_status).collect();
     let next_cursor = if items.len() as i64 > limit {
         items.truncate(usize::try_from(limit).unwrap_or(0));
         items.last().map(|s| s.tenant_id)
@@ -243,15 +196,4 @@ pub async fn fleet(
         None
     };
     Ok(Json(FleetPage { items, next_cursor }))
-}
-
-async fn load_row(tx: &mut TenantTx) -> Result<Option<StatusRow>, DbError> {
-    sqlx::query_as(&format!("{STATUS_SELECT} WHERE t.id = $1"))
-        .bind(tx.tenant().as_uuid())
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(|source| DbError::Query {
-            context: "reading a tenant's status",
-            source,
-        })
 }

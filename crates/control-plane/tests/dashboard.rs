@@ -127,7 +127,7 @@ async fn seed_activity(h: &Harness, tenant: &str) {
     for sql in [
         "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'started', 'worker 4242 started (spec abc)')",
         "INSERT INTO worker_heartbeats (tenant_id, epoch, health) VALUES ($1, 1, \
-            '{\"strategies\": {\"complement_arb\": {\"status\": \"ok\", \"breaker\": \"open\"}}, \"venues\": {\"polymarket\": \"reachable\", \"binance\": \"geo_blocked\"}}')",
+            '{\"phase\": \"running\", \"strategies\": {\"complement_arb\": {\"status\": \"ok\", \"breaker\": \"open\"}}, \"venues\": {\"polymarket\": {\"status\": \"ok\"}, \"binance\": {\"status\": \"geo_blocked\"}}}')",
         "INSERT INTO opportunities (id, tenant_id, strategy, venue, market, description, edge, executed_at) \
             VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'will-it-rain', 'YES+NO < 1', 0.031, '2026-01-02 03:04:05+00')",
         "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl, executed_at) \
@@ -303,9 +303,9 @@ async fn the_tenant_page_shows_timeline_trading_data_pnl_chart_and_audit_and_its
         "<td>1002.75</td>",               // balance
         "<svg id=\"pnl-chart\"",          // the chart
         "<polyline",
-        "last 2.75",                                                    // cumulative PnL
-        "tenant.create",                                                // audit log
-        "polymarket</td><td><span class=\"badge reachable\">reachable", // venues
+        "last 2.75",                                      // cumulative PnL
+        "tenant.create",                                  // audit log
+        "polymarket</td><td><span class=\"badge ok\">ok", // venues
         "geo_blocked",
         "id=\"action-pause\"",
         "id=\"action-resume\"",

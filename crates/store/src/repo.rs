@@ -1,11 +1,14 @@
 //! Repositories. Every function takes the transaction it runs in; the caller
 //! commits.
 
+pub mod activity;
 pub mod alerts;
 pub mod audit;
 pub mod balances;
 pub mod configs;
+pub mod fleet;
 pub mod heartbeats;
+pub mod housekeeping;
 pub mod idempotency;
 pub mod lease;
 pub mod opportunities;

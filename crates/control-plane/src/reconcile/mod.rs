@@ -1,9 +1,10 @@
 //! The reconciler: level-triggered, idempotent, one leader at a time.
 //!
-//! Each pass reads what should run (Postgres) and what runs (the launcher),
-//! decides with the pure [`plan::plan`], acts with bounded concurrency, and
-//! writes what it observed and did to `tenant_runtime` (and the timeline,
-//! `tenant_runtime_events`). It never learns why it runs: a timer, an API
+//! Each pass reads what should run (the store's fleet read model,
+//! `repo::fleet::desired`) and what runs (the launcher), decides with the
+//! pure [`plan::plan`], acts with bounded concurrency, and writes what it
+//! observed and did through `repo::runtime` (the `tenant_runtime` row and the
+//! tenant's timeline). No SQL is written here. It never learns why it runs: a timer, an API
 //! change ([`AppState::wake`](crate::AppState::wake)) or a new leadership all
 //! lead to the same full pass. Only the replica holding the Postgres advisory
 //! lock reconciles; the others stand by and take over within seconds of its
@@ -17,18 +18,17 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use polybot_core::{Mode, TenantId};
+use polybot_core::{Mode, TenantId, worker};
 use polybot_launcher::{Instance, LaunchSpec, Launcher, Phase};
 use polybot_secrets::SecretStore;
+use polybot_store::repo::fleet::{self, DesiredRow};
+use polybot_store::repo::housekeeping;
+use polybot_store::repo::runtime::{self, Observation};
 use polybot_store::{Db, DbError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use self::plan::{Action, Backoff, Desired};
-
-/// The exit code of a worker fenced off by a newer one (`polybot_worker::EXIT_FENCED`).
-const EXIT_FENCED: i32 = 3;
 
 /// How stale `tenant_runtime.observed_at` may get before an unchanged
 /// tenant's row is written again.
@@ -93,13 +93,10 @@ struct Stored {
 }
 
 /// What one round of housekeeping deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Pruned {
-    pub heartbeats: u64,
-    pub idempotency_keys: u64,
-    pub availability_minutes: u64,
-    pub timeline_events: u64,
-}
+pub use polybot_store::repo::housekeeping::Pruned;
+
+/// Rows of each kind one round of housekeeping deletes at most.
+const PRUNE_BATCH: i32 = 50_000;
 
 /// What one pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -224,87 +221,46 @@ impl Reconciler {
     }
 
     async fn read_desired(&self) -> Result<Vec<Row>, DbError> {
-        type DesiredRow = (
-            Uuid,
-            String,
-            String,
-            i64,
-            serde_json::Value,
-            serde_json::Value,
-            Option<i64>,
-            Option<i32>,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<DateTime<Utc>>,
-        );
         let mut op = self.db.operator().await?;
-        let rows: Vec<DesiredRow> = sqlx::query_as(
-            "SELECT t.id, t.state, t.mode, t.spec_version, c.strategies, c.risk, s.version, \
-                    r.restarts, r.backoff_until, \
-                    (SELECT max(at) FROM worker_heartbeats h WHERE h.tenant_id = t.id), \
-                    r.actual, r.instance_id, r.spec_hash, r.observed_at \
-             FROM tenants t JOIN tenant_configs c ON c.tenant_id = t.id \
-             LEFT JOIN tenant_secrets s ON s.tenant_id = t.id \
-             LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
-             WHERE t.state <> 'offboarded' OR r.actual NOT IN ('stopped')",
-        )
-        .fetch_all(&mut *op)
-        .await
-        .map_err(DbError::query("reading the desired state"))?;
+        let rows = fleet::desired(&mut op).await?;
         op.commit().await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    state,
-                    mode,
-                    spec_version,
-                    strategies,
-                    risk,
-                    secret_version,
-                    restarts,
-                    backoff_until,
-                    hb,
-                    actual,
-                    instance_id,
-                    stored_hash,
-                    observed_at,
-                )| {
-                    let mode: Mode = mode.parse().unwrap_or_default();
-                    Row {
-                        desired: Desired {
-                            tenant: TenantId::from_uuid(id),
-                            run: state == "active",
-                            spec_hash: salted(
-                                crate::provision::hash_spec(
-                                    mode.as_str(),
-                                    spec_version,
-                                    &strategies,
-                                    &risk,
-                                    secret_version,
-                                ),
-                                &self.spec_salt,
-                            ),
-                            restarts: restarts.and_then(|r| u32::try_from(r).ok()).unwrap_or(0),
-                            backoff_until,
-                        },
-                        mode,
-                        failed: state == "failed",
-                        last_heartbeat: hb,
-                        stored: actual.zip(observed_at).map(|(actual, observed_at)| Stored {
-                            actual,
-                            instance_id,
-                            spec_hash: stored_hash,
-                            observed_at,
-                        }),
-                    }
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(|row| self.row(row)).collect())
+    }
+
+    /// A tenant as a pass plans it, from the store's read.
+    fn row(&self, row: DesiredRow) -> Row {
+        let mode: Mode = row.mode.parse().unwrap_or_default();
+        let runtime = row.runtime;
+        Row {
+            desired: Desired {
+                tenant: TenantId::from_uuid(row.id),
+                run: row.state == "active",
+                spec_hash: salted(
+                    crate::provision::hash_spec(
+                        mode.as_str(),
+                        row.spec_version,
+                        &row.strategies,
+                        &row.risk,
+                        row.secret_version,
+                    ),
+                    &self.spec_salt,
+                ),
+                restarts: runtime
+                    .as_ref()
+                    .and_then(|r| u32::try_from(r.restarts).ok())
+                    .unwrap_or(0),
+                backoff_until: runtime.as_ref().and_then(|r| r.backoff_until),
+            },
+            mode,
+            failed: row.state == "failed",
+            last_heartbeat: row.last_heartbeat,
+            stored: runtime.map(|r| Stored {
+                actual: r.actual,
+                instance_id: r.instance_id,
+                spec_hash: r.spec_hash,
+                observed_at: r.observed_at,
+            }),
+        }
     }
 
     /// Housekeeping, in bounded batches: heartbeats older than a day (each
@@ -313,28 +269,9 @@ impl Reconciler {
     /// timeline events older than 90 days.
     pub async fn prune(&self) -> Result<Pruned, DbError> {
         let mut op = self.db.operator().await?;
-        let (heartbeats, idempotency_keys): (i64, i64) = sqlx::query_as(
-            "SELECT heartbeats, idempotency_keys FROM \
-             polybot.prune_history(interval '1 day', interval '1 day', 50000)",
-        )
-        .fetch_one(&mut *op)
-        .await
-        .map_err(DbError::query("pruning old heartbeats"))?;
-        let (availability, events): (i64, i64) = sqlx::query_as(
-            "SELECT availability, events FROM \
-             polybot.prune_timeline(interval '35 days', interval '90 days', 50000)",
-        )
-        .fetch_one(&mut *op)
-        .await
-        .map_err(DbError::query("pruning old availability and timeline rows"))?;
+        let pruned = housekeeping::prune(&mut op, PRUNE_BATCH).await?;
         op.commit().await?;
-        let n = |x: i64| u64::try_from(x).unwrap_or(0);
-        Ok(Pruned {
-            heartbeats: n(heartbeats),
-            idempotency_keys: n(idempotency_keys),
-            availability_minutes: n(availability),
-            timeline_events: n(events),
-        })
+        Ok(pruned)
     }
 
     /// One full pass.
@@ -431,7 +368,7 @@ impl Reconciler {
                 ..
             } => Outcome::Exited {
                 instance_id,
-                fenced: exit.code == Some(EXIT_FENCED),
+                fenced: exit.code == Some(worker::exit::FENCED),
                 reason: exit.reason,
                 crashed,
                 restarts,
@@ -471,9 +408,9 @@ impl Reconciler {
                 .database_url
                 .clone()
                 .ok_or("the tenant's secret has no database credentials (onboarding incomplete)")?;
-            secret_env.insert("DATABASE_URL".to_owned(), database_url);
+            secret_env.insert(worker::env::DATABASE_URL.to_owned(), database_url);
             secret_env.insert(
-                "EXCHANGE_KEYS".to_owned(),
+                worker::env::EXCHANGE_KEYS.to_owned(),
                 secret.exchange_keys.to_secret_json(),
             );
         }
@@ -600,43 +537,27 @@ impl Reconciler {
             return Ok(());
         }
         let mut tx = self.db.tenant(tenant).await?;
-        sqlx::query(
-            "INSERT INTO tenant_runtime (tenant_id, desired, actual, instance_id, spec_hash, restarts, backoff_until, \
-                last_exit, last_error, last_action, last_action_at, observed_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10 IS NULL THEN NULL ELSE now() END, now()) \
-             ON CONFLICT (tenant_id) DO UPDATE SET desired = EXCLUDED.desired, actual = EXCLUDED.actual, \
-                instance_id = EXCLUDED.instance_id, spec_hash = EXCLUDED.spec_hash, restarts = EXCLUDED.restarts, \
-                backoff_until = EXCLUDED.backoff_until, \
-                last_exit = coalesce(EXCLUDED.last_exit, tenant_runtime.last_exit), \
-                last_error = CASE WHEN EXCLUDED.actual = 'running' THEN NULL \
-                                  ELSE coalesce(EXCLUDED.last_error, tenant_runtime.last_error) END, \
-                last_action = coalesce(EXCLUDED.last_action, tenant_runtime.last_action), \
-                last_action_at = coalesce(EXCLUDED.last_action_at, tenant_runtime.last_action_at), \
-                observed_at = now()",
+        runtime::record(
+            &mut tx,
+            &Observation {
+                desired: if row.desired.run {
+                    "running"
+                } else {
+                    "stopped"
+                },
+                actual,
+                instance_id: current.map(|i| i.id.clone()),
+                spec_hash: row.desired.spec_hash.clone(),
+                restarts: i32::try_from(restarts).unwrap_or(i32::MAX),
+                backoff_until,
+                last_exit,
+                last_error,
+                last_action,
+            },
         )
-        .bind(tenant.as_uuid())
-        .bind(if row.desired.run { "running" } else { "stopped" })
-        .bind(actual)
-        .bind(current.map(|i| i.id.clone()))
-        .bind(&row.desired.spec_hash)
-        .bind(i32::try_from(restarts).unwrap_or(i32::MAX))
-        .bind(backoff_until)
-        .bind(last_exit)
-        .bind(last_error)
-        .bind(last_action)
-        .execute(&mut *tx)
-        .await
-        .map_err(DbError::query("recording what the reconciler observed"))?;
+        .await?;
         for (kind, detail) in events {
-            sqlx::query(
-                "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, $2, $3)",
-            )
-            .bind(tenant.as_uuid())
-            .bind(kind)
-            .bind(detail)
-            .execute(&mut *tx)
-            .await
-            .map_err(DbError::query("recording a reconciler event"))?;
+            runtime::add_event(&mut tx, kind, &detail).await?;
         }
         tx.commit().await
     }
