@@ -376,7 +376,7 @@ async fn serve(
     reconciler.worker_env = worker_env();
     if backends.live_data {
         reconciler.worker_env.insert(
-            polybot_worker::live::ENV_LIVE_DATA.to_owned(),
+            polybot_core::worker::env::LIVE_DATA.to_owned(),
             "1".to_owned(),
         );
     }

@@ -2,10 +2,10 @@
 //!
 //! Settings ([`WorkerArgs`], the same for local processes and ECS tasks):
 //! each has a flag and the environment variable a launcher sets, named in
-//! [`polybot_core::worker::env`]. The live-data settings (`POLYBOT_LIVE_DATA`,
-//! the venues' `POLYBOT_*_URL` overrides, `POLYBOT_NEWSAPI_URL`) are read
-//! by [`LiveSettings::from_env`]. A malformed value stops the worker at
-//! startup, naming the variable.
+//! [`polybot_core::worker::env`]; the venues' endpoints (the `POLYBOT_*_URL`
+//! overrides, `POLYBOT_NEWSAPI_URL`) are read by [`LiveSettings::from_env`]
+//! when live data is on. A malformed value stops the worker at startup,
+//! naming the variable.
 //!
 //! Life: take the tenant's lease with a new epoch → load the configuration
 //! through row level security → run the engine over the event source
@@ -85,6 +85,11 @@ pub struct WorkerArgs {
     /// Exit 0 once the recording is played out, instead of idling until stopped.
     #[arg(long, env = env::REPLAY_EXIT, value_name = env::REPLAY_EXIT, value_parser = parse_replay_exit)]
     pub replay_exit: bool,
+    /// Trade on the venues' live public market data (without a recording);
+    /// endpoints from the `POLYBOT_*_URL` variables, NewsAPI from
+    /// `POLYBOT_NEWSAPI_URL`.
+    #[arg(long, env = env::LIVE_DATA, value_name = env::LIVE_DATA, value_parser = parse_live_data)]
+    pub live_data: bool,
     /// Starting paper cash per venue, `venue=amount,…`.
     #[arg(long, env = env::PAPER_BALANCES, value_name = env::PAPER_BALANCES, default_value = DEFAULT_PAPER_BALANCES)]
     pub paper_balances: PaperBalances,
@@ -98,12 +103,20 @@ pub struct WorkerArgs {
 
 /// `1`/`0` and the other usual spellings of a switch. Clap's own parser
 /// would not name the variable: a flag shows no value name.
-fn parse_replay_exit(text: &str) -> Result<bool, String> {
+fn parse_switch(variable: &str, text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
-        _ => Err(format!("{} must be 1 or 0, got {text:?}", env::REPLAY_EXIT)),
+        _ => Err(format!("{variable} must be 1 or 0, got {text:?}")),
     }
+}
+
+fn parse_replay_exit(text: &str) -> Result<bool, String> {
+    parse_switch(env::REPLAY_EXIT, text)
+}
+
+fn parse_live_data(text: &str) -> Result<bool, String> {
+    parse_switch(env::LIVE_DATA, text)
 }
 
 /// A positive, finite number of seconds.
@@ -260,12 +273,7 @@ impl WorkerConfig {
                 exit_at_end: args.replay_exit,
             });
         let live = match &replay {
-            None if live::live_data_requested(
-                std::env::var(live::ENV_LIVE_DATA).ok().as_deref(),
-            ) =>
-            {
-                Some(LiveSettings::from_env()?)
-            }
+            None if args.live_data => Some(LiveSettings::from_env()?),
             _ => None,
         };
         Ok(Self {
@@ -485,6 +493,14 @@ mod tests {
         }
         let err = parse_replay_exit("maybe").unwrap_err();
         assert!(err.contains(env::REPLAY_EXIT), "{err}");
+    }
+
+    #[test]
+    fn live_data_is_a_switch_and_a_bad_value_names_its_variable() {
+        assert!(parse(&["--live-data", "1"]).unwrap().live_data);
+        assert!(!parse(&[]).unwrap().live_data);
+        let err = parse(&["--live-data", "sometimes"]).unwrap_err();
+        assert!(err.contains(env::LIVE_DATA), "{err}");
     }
 
     #[test]

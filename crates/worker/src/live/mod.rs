@@ -62,8 +62,6 @@ use self::plan::{KALSHI, NEWSAPI, POLYMARKET_CLOB, POLYMARKET_GAMMA, RSS, spot_k
 use self::spot::{SpotClient, spot_name};
 use crate::source::{EventSource, SourceError, SystemClock};
 
-/// `POLYBOT_LIVE_DATA=1`: trade on the venues' live public data.
-pub const ENV_LIVE_DATA: &str = polybot_core::worker::env::LIVE_DATA;
 /// Base URL of NewsAPI (a recorded-response server in tests).
 pub const ENV_NEWSAPI_URL: &str = polybot_core::worker::env::NEWSAPI_URL;
 
@@ -116,11 +114,6 @@ impl LiveSettings {
         }
         Ok(settings)
     }
-}
-
-/// Whether `POLYBOT_LIVE_DATA` asks for live data (`1`, `true`, `yes`).
-pub fn live_data_requested(value: Option<&str>) -> bool {
-    value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
 /// Live market data for one engine; see the module docs.
@@ -328,18 +321,5 @@ impl EventSource for LiveSource {
 
     fn health(&self) -> BTreeMap<String, FeedStatus> {
         self.shared.feeds()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn live_data_is_requested_by_one_true_or_yes() {
-        assert!(live_data_requested(Some("1")));
-        assert!(live_data_requested(Some(" true ")));
-        assert!(!live_data_requested(Some("0")));
-        assert!(!live_data_requested(None));
     }
 }
