@@ -157,6 +157,7 @@ mod tests {
     use std::time::Duration;
 
     use chrono::Utc;
+    use polybot_core::lifecycle::TenantState;
     use polybot_store::repo::fleet::{TenantFigures, TenantStatus};
     use rust_decimal::Decimal;
     use uuid::Uuid;
@@ -310,7 +311,7 @@ mod tests {
             status: TenantStatus {
                 id: Uuid::nil(),
                 name: "alpha \"a\"".into(),
-                state: "active".into(),
+                state: TenantState::Active,
                 mode: "paper".into(),
                 provisioning_step: "done".into(),
                 tenant_error: None,
@@ -340,7 +341,7 @@ mod tests {
         let figures = vec![one_tenant()];
         let mut scraped = Registry::default();
         scraped.register_collector(Box::new(FleetGauges::new(
-            vec![("active".into(), 1)],
+            vec![(TenantState::Active, 1)],
             &figures,
         )));
         scraped.register_collector(Box::new(TenantSeries(figures)));
