@@ -1,10 +1,10 @@
 //! `/metrics`: the Prometheus text exposition, on the `prometheus-client` crate.
 //!
-//! - [`process`]: the in-process series ([`Metrics`], shared through
+//! - `process`: the in-process series ([`Metrics`], shared through
 //!   `AppState`): HTTP request durations, reconcile passes and actions,
 //!   launcher API calls, alert notifications;
-//! - [`launcher`]: the launcher wrapper that counts its calls;
-//! - [`tenants`]: the series read at scrape time from the store's fleet read
+//! - `launcher`: the launcher wrapper that counts its calls;
+//! - `tenants`: the series read at scrape time from the store's fleet read
 //!   model (fleet gauges, per-tenant series labelled `tenant_id`, the
 //!   availability SLO).
 //!
