@@ -15,7 +15,7 @@ use polybot_core::validation::FieldError;
 use polybot_store::TenantTx;
 use polybot_store::repo::opportunities::{self, Opportunity};
 use polybot_store::repo::trades::{self, Trade};
-use polybot_store::repo::{balances, tenants};
+use polybot_store::repo::{balances, heartbeats, tenants};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -464,7 +464,7 @@ pub async fn pnl(State(state): State<AppState>, access: TenantAccess) -> ApiResu
     let id = access.tenant.as_uuid();
     let mut tx = open(&state, access).await?;
     let by_strategy = trades::totals_by_strategy(&mut tx).await?;
-    let heartbeat = trades::reported_pnl(&mut tx).await?;
+    let heartbeat = heartbeats::reported_pnl(&mut tx).await?;
     tx.commit().await?;
     let trades: i64 = by_strategy.iter().map(|r| r.trades).sum();
     let trades_realized: Decimal = by_strategy.iter().map(|r| r.realized).sum();

@@ -3,7 +3,7 @@
 //! (`polybot_store::repo::fleet`); this module only shapes them for the API.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use polybot_store::repo::fleet::{self, StatusFilter, TenantStatus};
 use polybot_store::{DbError, TenantTx};
@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, TenantAccess};
 use crate::error::{ApiError, ApiResult};
 use crate::tenants::ProvisioningView;
 
@@ -95,7 +95,7 @@ impl StatusView {
                 step: status.provisioning_step,
                 last_error: status.tenant_error,
             },
-            state: status.state,
+            state: status.state.as_str().to_owned(),
         }
     }
 }
@@ -116,13 +116,8 @@ pub async fn load(tx: &mut TenantTx) -> Result<Option<StatusView>, DbError> {
 )]
 pub async fn get(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    TenantAccess { tenant, .. }: TenantAccess,
 ) -> ApiResult<Json<StatusView>> {
-    let tenant = polybot_core::TenantId::from_uuid(id);
-    if !caller.may_see(tenant) {
-        return Err(ApiError::NotFound("tenant"));
-    }
     let mut tx = state.db.tenant(tenant).await?;
     let view = load(&mut tx).await?.ok_or(ApiError::NotFound("tenant"))?;
     tx.commit().await?;

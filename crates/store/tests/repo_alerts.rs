@@ -1,14 +1,12 @@
-//! The alerting repository (`repo::alerts`): channels, alert state,
-//! availability and the fleet read the evaluator decides on, each against a
-//! fresh database.
+//! The alerting repository (`repo::alerts`): channels, alert state and
+//! availability, each against a fresh database. What the evaluator decides
+//! on is the fleet read model's (`repo_fleet.rs`).
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use polybot_core::TenantId;
 use polybot_store::repo::alerts::{self, ChannelRow, FiringAlert};
 use polybot_store::testing::create_tenant;
 use polybot_store::{Db, Scope};
-use rust_decimal::Decimal;
-use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -19,17 +17,6 @@ fn channel(n: u128, kind: &str, target: &str) -> ChannelRow {
         target: target.into(),
         secret: format!("secret-{n}-0123456789abcdef"),
     }
-}
-
-/// Runs `sql` for `tenant` (bound as $1) in its transaction.
-async fn exec(db: &Db, tenant: TenantId, sql: &str) {
-    let mut tx = db.tenant(tenant).await.unwrap();
-    sqlx::query(sql)
-        .bind(tenant.as_uuid())
-        .execute(&mut *tx)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    tx.commit().await.unwrap();
 }
 
 async fn now(db: &Db) -> DateTime<Utc> {
@@ -117,106 +104,6 @@ fn a_channel_row_never_shows_its_secret_or_target() {
     assert!(
         !debug.contains("secret-1") && !debug.contains("t0k3n"),
         "{debug}"
-    );
-}
-
-#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
-async fn the_watch_reads_each_tenants_newest_heartbeat_todays_pnl_and_recent_fencing(pool: PgPool) {
-    let db = Db::from_pool(pool, Scope::Control);
-    let a = create_tenant(&db, "alpha").await.unwrap();
-    let b = create_tenant(&db, "beta").await.unwrap();
-    let gone = create_tenant(&db, "gone").await.unwrap();
-    exec(&db, a, "UPDATE tenants SET state = 'active' WHERE id = $1").await;
-    exec(
-        &db,
-        gone,
-        "UPDATE tenants SET state = 'offboarded' WHERE id = $1",
-    )
-    .await;
-    for sql in [
-        "INSERT INTO tenant_configs (tenant_id, risk) VALUES ($1, '{\"max_daily_loss\": \"10\"}')",
-        "INSERT INTO tenant_runtime (tenant_id, actual, restarts, last_exit) \
-         VALUES ($1, 'crash_loop', 4, 'exit code 1')",
-        "INSERT INTO worker_heartbeats (tenant_id, epoch, at, health) \
-         VALUES ($1, 1, now() - interval '1 minute', '{\"phase\": \"starting\"}')",
-        "INSERT INTO worker_heartbeats (tenant_id, epoch, at, health) \
-         VALUES ($1, 2, now() - interval '5 seconds', '{\"phase\": \"running\"}')",
-        // Today's trades count, yesterday's do not.
-        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
-         VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, -7.25)",
-        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
-         VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, 2)",
-        "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl, executed_at) \
-         VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, -100, \
-                 date_trunc('day', now(), 'UTC') - interval '1 second')",
-        // The newest fencing inside the window; one outside it and another kind do not count.
-        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
-         VALUES ($1, 'fenced', 'worker 1: exit code 3', now() - interval '2 minutes')",
-        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
-         VALUES ($1, 'fenced', 'worker 2: exit code 3', now() - interval '1 minute')",
-        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
-         VALUES ($1, 'fenced', 'worker 0: exit code 3', now() - interval '1 hour')",
-        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'crashed', 'x')",
-    ] {
-        exec(&db, a, sql).await;
-    }
-    // b's old fencing is outside the window; b has nothing else.
-    exec(
-        &db,
-        b,
-        "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
-         VALUES ($1, 'fenced', 'old', now() - interval '1 hour')",
-    )
-    .await;
-    let before = now(&db).await;
-    let mut op = db.operator().await.unwrap();
-    let watch = alerts::watch(&mut op, 600.0).await.unwrap();
-    op.commit().await.unwrap();
-    assert!(watch.now >= before, "{} < {before}", watch.now);
-
-    let mut ids: Vec<Uuid> = watch.tenants.iter().map(|t| t.tenant_id).collect();
-    ids.sort();
-    let mut expected = vec![a.as_uuid(), b.as_uuid()];
-    expected.sort();
-    assert_eq!(ids, expected, "the offboarded tenant is not watched");
-
-    let alpha = watch
-        .tenants
-        .iter()
-        .find(|t| t.tenant_id == a.as_uuid())
-        .unwrap();
-    assert_eq!(alpha.name, "alpha");
-    assert_eq!(alpha.state, "active");
-    assert_eq!(alpha.actual.as_deref(), Some("crash_loop"));
-    assert_eq!(alpha.restarts, Some(4));
-    assert_eq!(alpha.last_exit.as_deref(), Some("exit code 1"));
-    assert_eq!(alpha.health, Some(json!({"phase": "running"})));
-    let age = watch.now - alpha.heartbeat_at.unwrap();
-    assert!(
-        age >= Duration::seconds(5) && age < Duration::seconds(6),
-        "{age}"
-    );
-    assert_eq!(alpha.pnl_today, Decimal::new(-525, 2));
-    assert_eq!(alpha.max_daily_loss.as_deref(), Some("10"));
-    assert_eq!(alpha.fenced.as_deref(), Some("worker 2: exit code 3"));
-
-    let beta = watch
-        .tenants
-        .iter()
-        .find(|t| t.tenant_id == b.as_uuid())
-        .unwrap();
-    assert_eq!(beta.state, "provisioning");
-    assert_eq!(
-        (
-            &beta.actual,
-            beta.restarts,
-            &beta.heartbeat_at,
-            &beta.health,
-            beta.pnl_today,
-            &beta.max_daily_loss,
-            &beta.fenced,
-        ),
-        (&None, None, &None, &None, Decimal::ZERO, &None, &None)
     );
 }
 

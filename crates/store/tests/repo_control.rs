@@ -12,7 +12,7 @@ use polybot_core::lifecycle::TenantState;
 use polybot_core::{Mode, TenantId};
 use polybot_store::repo::opportunities::{self, NewOpportunity};
 use polybot_store::repo::{
-    audit, balances, configs, idempotency, runtime, sessions, tenants, tokens, trades,
+    audit, balances, configs, heartbeats, idempotency, runtime, sessions, tenants, tokens, trades,
 };
 use polybot_store::testing::create_tenant;
 use polybot_store::{Db, Scope, TenantTx};
@@ -784,14 +784,14 @@ async fn the_reported_pnl_is_the_newest_heartbeat_that_has_one(pool: PgPool) {
         tx.commit().await.unwrap();
     }
     let mut tx = db.tenant(a).await.unwrap();
-    let reported = trades::reported_pnl(&mut tx)
+    let reported = heartbeats::reported_pnl(&mut tx)
         .await
         .unwrap()
         .expect("reported");
     assert_eq!(reported.at, at(2));
     assert_eq!(reported.pnl, Some(json!({"realized": "2"})));
     let mut ghost = db.tenant(TenantId::new()).await.unwrap();
-    assert_eq!(trades::reported_pnl(&mut ghost).await.unwrap(), None);
+    assert_eq!(heartbeats::reported_pnl(&mut ghost).await.unwrap(), None);
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]

@@ -4,10 +4,12 @@
 
 use chrono::{Duration, Utc};
 use polybot_core::TenantId;
+use polybot_core::lifecycle::TenantState;
 use polybot_core::worker::{
     BreakerPosition, StrategyHealth, StrategyStatus, WorkerHealth, WorkerPhase,
 };
 use polybot_store::repo::fleet::{self, StatusFilter};
+use polybot_store::repo::heartbeats;
 use polybot_store::repo::runtime::{self, Observation};
 use polybot_store::testing::create_tenant;
 use polybot_store::{Db, OperatorTx, Scope};
@@ -235,7 +237,7 @@ async fn a_status_carries_the_runtime_row_and_the_newest_heartbeat(pool: PgPool)
     let status = fleet::status(&mut tx).await.unwrap().expect("busy exists");
     tx.commit().await.unwrap();
     assert_eq!(status.name, "busy");
-    assert_eq!(status.state, "active");
+    assert_eq!(status.state, TenantState::Active);
     assert_eq!(status.provisioning_step, "created");
     let runtime = status.runtime.as_ref().expect("a runtime row");
     assert_eq!(runtime.actual, "running");
@@ -260,15 +262,11 @@ async fn a_heartbeat_that_is_not_worker_health_reads_without_health(pool: PgPool
     let (db, _busy, idle) = two_tenants(pool).await;
     heartbeat(&db, idle, 1, 0, json!({"phase": 7})).await;
     let mut tx = db.tenant(idle).await.unwrap();
-    let hb = fleet::newest_heartbeat(&mut tx)
-        .await
-        .unwrap()
-        .expect("a heartbeat");
     let status = fleet::status(&mut tx).await.unwrap().expect("idle exists");
     tx.commit().await.unwrap();
+    let hb = status.heartbeat.as_ref().expect("a heartbeat");
     assert_eq!(hb.epoch, 1);
     assert_eq!(hb.health, None);
-    assert_eq!(status.heartbeat, Some(hb));
     assert!(status.breakers().is_empty());
 }
 
@@ -276,16 +274,16 @@ async fn a_heartbeat_that_is_not_worker_health_reads_without_health(pool: PgPool
 async fn the_newest_heartbeat_is_the_tenants_own(pool: PgPool) {
     let (db, busy, idle) = two_tenants(pool).await;
     let mut tx = db.tenant(idle).await.unwrap();
-    assert_eq!(fleet::newest_heartbeat(&mut tx).await.unwrap(), None);
+    assert_eq!(heartbeats::newest(&mut tx).await.unwrap(), None);
     tx.commit().await.unwrap();
     let mut tx = db.tenant(busy).await.unwrap();
-    let hb = fleet::newest_heartbeat(&mut tx)
+    let hb = heartbeats::newest(&mut tx)
         .await
         .unwrap()
         .expect("a heartbeat");
     tx.commit().await.unwrap();
     assert_eq!(hb.epoch, 2);
-    assert_eq!(hb.health, Some(health(BreakerPosition::Open)));
+    assert_eq!(hb.health(), Some(health(BreakerPosition::Open)));
 }
 
 /// The tenants of one page of statuses.
@@ -383,7 +381,7 @@ async fn tenants_are_counted_by_state(pool: PgPool) {
     let mut op = db.operator().await.unwrap();
     let counts = fleet::count_by_state(&mut op).await.unwrap();
     op.commit().await.unwrap();
-    assert_eq!(counts, [("active".to_owned(), 1), ("paused".to_owned(), 1)]);
+    assert_eq!(counts, [(TenantState::Active, 1), (TenantState::Paused, 1)]);
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
@@ -483,7 +481,8 @@ async fn what_alerts_watch_is_each_tenants_pnl_loss_limit_and_recent_fencing(poo
     let mut op = db.operator().await.unwrap();
     let mut watched = fleet::watched(&mut op, std::time::Duration::from_secs(300))
         .await
-        .unwrap();
+        .unwrap()
+        .tenants;
     op.commit().await.unwrap();
     watched.sort_by_key(|w| w.status.name.clone());
     assert_eq!(watched.len(), 2);
@@ -497,5 +496,131 @@ async fn what_alerts_watch_is_each_tenants_pnl_loss_limit_and_recent_fencing(poo
     assert_eq!(
         (i.pnl_today, i.max_daily_loss, i.fenced.as_deref()),
         (Decimal::ZERO, None, None)
+    );
+}
+
+/// The database's clock, read apart.
+async fn db_now(db: &Db) -> chrono::DateTime<Utc> {
+    let mut op = db.operator().await.unwrap();
+    let now = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut *op)
+        .await
+        .unwrap();
+    op.commit().await.unwrap();
+    now
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn alerts_watch_each_tenants_newest_heartbeat_todays_pnl_and_newest_recent_fencing(
+    pool: PgPool,
+) {
+    let db = Db::from_pool(pool, Scope::Control);
+    let a = create_tenant(&db, "alpha").await.unwrap();
+    let b = create_tenant(&db, "beta").await.unwrap();
+    let gone = create_tenant(&db, "gone").await.unwrap();
+    exec(
+        &db,
+        a,
+        &["UPDATE tenants SET state = 'active' WHERE id = $1"],
+    )
+    .await;
+    exec(
+        &db,
+        gone,
+        &["UPDATE tenants SET state = 'offboarded' WHERE id = $1"],
+    )
+    .await;
+    exec(
+        &db,
+        a,
+        &[
+            // A loss limit written with spaces still counts.
+            "INSERT INTO tenant_configs (tenant_id, risk) VALUES ($1, '{\"max_daily_loss\": \" 10 \"}')",
+            "INSERT INTO tenant_runtime (tenant_id, actual, restarts, last_exit) \
+             VALUES ($1, 'crash_loop', 4, 'exit code 1')",
+            "INSERT INTO worker_heartbeats (tenant_id, epoch, at, health) \
+             VALUES ($1, 1, now() - interval '1 minute', '{\"phase\": \"starting\"}')",
+            "INSERT INTO worker_heartbeats (tenant_id, epoch, at, health) \
+             VALUES ($1, 2, now() - interval '5 seconds', '{\"phase\": \"running\"}')",
+            // Today's trades count, yesterday's do not.
+            "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
+             VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, -7.25)",
+            "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl) \
+             VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, 2)",
+            "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, realized_pnl, executed_at) \
+             VALUES (gen_random_uuid(), $1, 's', 'kalshi', 'm', 'buy', 0.5, 1, -100, \
+                     date_trunc('day', now(), 'UTC') - interval '1 second')",
+            // The newest fencing inside the window; one outside it and another kind do not count.
+            "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+             VALUES ($1, 'fenced', 'worker 1: exit code 3', now() - interval '2 minutes')",
+            "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+             VALUES ($1, 'fenced', 'worker 2: exit code 3', now() - interval '1 minute')",
+            "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+             VALUES ($1, 'fenced', 'worker 0: exit code 3', now() - interval '1 hour')",
+            "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'crashed', 'x')",
+        ],
+    )
+    .await;
+    // b's old fencing is outside the window; b has nothing else.
+    exec(
+        &db,
+        b,
+        &[
+            "INSERT INTO tenant_runtime_events (tenant_id, kind, detail, at) \
+           VALUES ($1, 'fenced', 'old', now() - interval '1 hour')",
+        ],
+    )
+    .await;
+    let before = db_now(&db).await;
+    let mut op = db.operator().await.unwrap();
+    let watch = fleet::watched(&mut op, std::time::Duration::from_secs(600))
+        .await
+        .unwrap();
+    op.commit().await.unwrap();
+    assert!(watch.now >= before, "{} < {before}", watch.now);
+
+    let mut ids: Vec<TenantId> = watch.tenants.iter().map(|t| t.status.tenant_id()).collect();
+    ids.sort();
+    let mut expected = vec![a, b];
+    expected.sort();
+    assert_eq!(ids, expected, "the offboarded tenant is not watched");
+
+    let alpha = watch
+        .tenants
+        .iter()
+        .find(|t| t.status.tenant_id() == a)
+        .unwrap();
+    assert_eq!(alpha.status.name, "alpha");
+    assert_eq!(alpha.status.state, TenantState::Active);
+    assert_eq!(alpha.status.actual(), "crash_loop");
+    assert_eq!(alpha.status.restarts(), 4);
+    let runtime = alpha.status.runtime.as_ref().expect("a runtime row");
+    assert_eq!(runtime.last_exit.as_deref(), Some("exit code 1"));
+    let hb = alpha.status.heartbeat.as_ref().expect("a heartbeat");
+    assert_eq!(hb.epoch, 2, "the newest heartbeat");
+    let age = watch.now - hb.at;
+    assert!(
+        age >= Duration::seconds(5) && age < Duration::seconds(6),
+        "{age}"
+    );
+    assert_eq!(alpha.pnl_today, Decimal::new(-525, 2));
+    assert_eq!(alpha.max_daily_loss, Some(Decimal::new(10, 0)));
+    assert_eq!(alpha.fenced.as_deref(), Some("worker 2: exit code 3"));
+
+    let beta = watch
+        .tenants
+        .iter()
+        .find(|t| t.status.tenant_id() == b)
+        .unwrap();
+    assert_eq!(beta.status.state, TenantState::Provisioning);
+    assert_eq!(
+        (
+            &beta.status.runtime,
+            &beta.status.heartbeat,
+            beta.pnl_today,
+            beta.max_daily_loss,
+            &beta.fenced,
+        ),
+        (&None, &None, Decimal::ZERO, None, &None)
     );
 }

@@ -12,8 +12,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use polybot_core::TenantId;
+use axum::extract::State;
 use polybot_core::validation::{FieldError, unknown_field};
 use polybot_store::repo::{alerts as repo, tenants};
 use polybot_store::{DbError, OperatorTx, TenantTx};
@@ -25,7 +24,7 @@ use uuid::Uuid;
 
 use super::ssrf::is_public_url;
 use crate::AppState;
-use crate::auth::Caller;
+use crate::auth::{Caller, Operator, TenantAccess};
 use crate::error::{ApiError, ApiResult};
 use crate::provision::audit;
 
@@ -281,15 +280,6 @@ fn views(channels: &[Channel]) -> ChannelsView {
     }
 }
 
-fn visible(caller: &Caller, id: Uuid) -> ApiResult<TenantId> {
-    let tenant = TenantId::from_uuid(id);
-    if caller.may_see(tenant) {
-        Ok(tenant)
-    } else {
-        Err(ApiError::NotFound("tenant"))
-    }
-}
-
 async fn tenant_exists(tx: &mut TenantTx) -> ApiResult<()> {
     match tenants::get(tx).await? {
         Some(_) => Ok(()),
@@ -308,10 +298,8 @@ async fn tenant_exists(tx: &mut TenantTx) -> ApiResult<()> {
 )]
 pub async fn get_tenant_channels(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    TenantAccess { tenant, .. }: TenantAccess,
 ) -> ApiResult<Json<ChannelsView>> {
-    let tenant = visible(&caller, id)?;
     let mut tx = state.db.tenant(tenant).await?;
     tenant_exists(&mut tx).await?;
     let channels = tenant_channels(&mut tx).await?;
@@ -333,11 +321,9 @@ pub async fn get_tenant_channels(
 )]
 pub async fn put_tenant_channels(
     State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
+    TenantAccess { caller, tenant }: TenantAccess,
     body: Bytes,
 ) -> ApiResult<Json<ChannelsView>> {
-    let tenant = visible(&caller, id)?;
     let channels = parse_channels(&body)?;
     if matches!(caller, Caller::Tenant(_)) {
         // A tenant must not point the control plane at the platform's own
@@ -372,13 +358,6 @@ pub async fn put_tenant_channels(
     Ok(Json(view))
 }
 
-fn operator_only(caller: &Caller) -> ApiResult<()> {
-    match caller {
-        Caller::Operator => Ok(()),
-        Caller::Tenant(_) => Err(ApiError::Forbidden("only an operator token may do this")),
-    }
-}
-
 /// The operator-wide alert channels (every tenant's alerts).
 #[utoipa::path(get, path = "/alert-channels", operation_id = "get_operator_alert_channels", tag = "alerts",
     responses(
@@ -389,9 +368,8 @@ fn operator_only(caller: &Caller) -> ApiResult<()> {
 )]
 pub async fn get_operator_channels(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Operator,
 ) -> ApiResult<Json<ChannelsView>> {
-    operator_only(&caller)?;
     let mut op = state.db.operator().await?;
     let channels = operator_channels(&mut op).await?;
     op.commit().await?;
@@ -411,10 +389,9 @@ pub async fn get_operator_channels(
 )]
 pub async fn put_operator_channels(
     State(state): State<AppState>,
-    caller: Caller,
+    _: Operator,
     body: Bytes,
 ) -> ApiResult<Json<ChannelsView>> {
-    operator_only(&caller)?;
     let channels = parse_channels(&body)?;
     // Not tenant data: the operator transaction may write it.
     let mut op = state.db.operator().await?;

@@ -6,17 +6,17 @@
 //!
 //! The state of each (tenant, alert, subject) lives in the database, so an
 //! evaluator taking over after a failover neither repeats nor forgets an
-//! alert. What fires is decided in `rules`; the SQL is in
-//! `polybot_store::repo::alerts`; sending in `notify`.
+//! alert. What fires is decided in `rules`; what it is decided on is the
+//! fleet read model's (`polybot_store::repo::fleet::watched`); the alert
+//! state's SQL is in `polybot_store::repo::alerts`; sending in `notify`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, DurationRound, Utc};
 use polybot_core::TenantId;
-use polybot_core::worker::WorkerHealth;
 use polybot_store::DbError;
-use polybot_store::repo::alerts as repo;
+use polybot_store::repo::{alerts as repo, fleet};
 use tokio_util::sync::CancellationToken;
 
 use super::notify::{self, Notification, Notifier};
@@ -123,9 +123,9 @@ impl Evaluator {
     /// Loads the rules' input: every tenant not offboarded with its firing
     /// alerts, in one operator transaction.
     async fn load(&self) -> Result<Round, DbError> {
-        let window = self.state.settings.alerts.fenced_window.as_secs_f64();
+        let window = self.state.settings.alerts.fenced_window;
         let mut op = self.state.db.operator().await?;
-        let watch = repo::watch(&mut op, window).await?;
+        let watch = fleet::watched(&mut op, window).await?;
         let states = repo::firing_states(&mut op).await?;
         op.commit().await?;
         let mut alerts: HashMap<TenantId, Vec<AlertState>> = HashMap::new();
@@ -148,31 +148,24 @@ impl Evaluator {
             tenants: Vec::with_capacity(watch.tenants.len()),
             names: HashMap::with_capacity(watch.tenants.len()),
         };
-        for row in watch.tenants {
-            let tenant = TenantId::from_uuid(row.tenant_id);
-            let state = match row.state.parse() {
-                Ok(state) => state,
-                Err(err) => {
-                    // The column's CHECK makes this unreachable; skip, not fail the fleet.
-                    tracing::warn!(%tenant, error = %err, "tenant skipped by alerts");
-                    continue;
-                }
-            };
-            round.names.insert(tenant, row.name);
+        for watched in watch.tenants {
+            let status = watched.status;
+            let tenant = status.tenant_id();
             round.tenants.push(TenantInput {
                 tenant,
-                state,
-                state_since: row.updated_at,
-                worker: row.actual.unwrap_or_else(|| "pending".into()),
-                restarts: row.restarts.unwrap_or(0),
-                last_exit: row.last_exit,
-                heartbeat_at: row.heartbeat_at,
-                health: row.health.as_ref().and_then(WorkerHealth::from_json),
-                pnl_today: row.pnl_today,
-                max_daily_loss: row.max_daily_loss.and_then(|m| m.trim().parse().ok()),
-                fenced: row.fenced,
+                state: status.state,
+                state_since: status.updated_at,
+                worker: status.actual().to_owned(),
+                restarts: status.restarts(),
+                last_exit: status.runtime.and_then(|r| r.last_exit),
+                heartbeat_at: status.heartbeat.as_ref().map(|h| h.at),
+                health: status.heartbeat.and_then(|h| h.health),
+                pnl_today: watched.pnl_today,
+                max_daily_loss: watched.max_daily_loss,
+                fenced: watched.fenced,
                 alerts: alerts.remove(&tenant).unwrap_or_default(),
             });
+            round.names.insert(tenant, status.name);
         }
         Ok(round)
     }

@@ -9,7 +9,8 @@
 //! - [`channels`]: the channels' HTTP API and validation;
 //! - [`ssrf`]: the guard on the hosts a tenant's webhook may target.
 //!
-//! The SQL is in `polybot_store::repo::alerts`.
+//! The SQL is in `polybot_store::repo::alerts`, and what the rules decide on
+//! is read through the fleet read model (`polybot_store::repo::fleet`).
 //!
 //! **Alerts.** `heartbeat_stale` (an active tenant's worker silent longer than
 //! `POLYBOT_ALERT_HEARTBEAT_SECS`), `crash_loop` (back-off after at least
@@ -27,10 +28,6 @@ pub mod notify;
 pub mod rules;
 pub mod ssrf;
 
-use chrono::{DateTime, Utc};
-use polybot_store::repo::alerts as repo;
-use polybot_store::{DbError, TenantTx};
-
 // The router and the OpenAPI document name the handlers as `alerts::…`; the
 // `__path_…` items are what `#[utoipa::path]` generates for them.
 pub use channels::{
@@ -41,15 +38,3 @@ pub use channels::{
 pub use channels::{Channel, ChannelView, ChannelsRequest, ChannelsView, tenant_channels};
 pub use executor::{EVALUATOR_KEY, EvalReport, Evaluator};
 pub use notify::{Notification, Notifier, SIGNATURE_HEADER, sign};
-
-/// The firing alerts of a tenant: alert, subject, summary and since when
-/// (for the dashboard).
-pub async fn firing(
-    tx: &mut TenantTx,
-) -> Result<Vec<(String, String, String, DateTime<Utc>)>, DbError> {
-    let rows = repo::firing(tx).await?;
-    Ok(rows
-        .into_iter()
-        .map(|a| (a.alert, a.subject, a.summary, a.fired_at))
-        .collect())
-}

@@ -1,10 +1,10 @@
 //! `/metrics`: the Prometheus text exposition, on the `prometheus-client` crate.
 //!
-//! - [`process`]: the in-process series ([`Metrics`], shared through
+//! - `process`: the in-process series ([`Metrics`], shared through
 //!   `AppState`): HTTP request durations, reconcile passes and actions,
 //!   launcher API calls, alert notifications;
-//! - [`launcher`]: the launcher wrapper that counts its calls;
-//! - [`tenants`]: the series read at scrape time from the store's fleet read
+//! - `launcher`: the launcher wrapper that counts its calls;
+//! - `tenants`: the series read at scrape time from the store's fleet read
 //!   model (fleet gauges, per-tenant series labelled `tenant_id`, the
 //!   availability SLO).
 //!
@@ -157,6 +157,7 @@ mod tests {
     use std::time::Duration;
 
     use chrono::Utc;
+    use polybot_core::lifecycle::TenantState;
     use polybot_store::repo::fleet::{TenantFigures, TenantStatus};
     use rust_decimal::Decimal;
     use uuid::Uuid;
@@ -310,7 +311,7 @@ mod tests {
             status: TenantStatus {
                 id: Uuid::nil(),
                 name: "alpha \"a\"".into(),
-                state: "active".into(),
+                state: TenantState::Active,
                 mode: "paper".into(),
                 provisioning_step: "done".into(),
                 tenant_error: None,
@@ -340,7 +341,7 @@ mod tests {
         let figures = vec![one_tenant()];
         let mut scraped = Registry::default();
         scraped.register_collector(Box::new(FleetGauges::new(
-            vec![("active".into(), 1)],
+            vec![(TenantState::Active, 1)],
             &figures,
         )));
         scraped.register_collector(Box::new(TenantSeries(figures)));

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use polybot_core::lifecycle::TenantState;
 use polybot_core::worker::BreakerPosition;
 use polybot_store::repo::fleet::TenantFigures;
 use prometheus_client::collector::Collector;
@@ -16,16 +17,6 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
-
-/// The lifecycle states `polybot_tenants` always reports, at zero if empty.
-const TENANT_STATES: [&str; 6] = [
-    "provisioning",
-    "active",
-    "paused",
-    "failed",
-    "offboarding",
-    "offboarded",
-];
 
 /// The worker availability objective (99.5 % of desired time, 30 days).
 pub const AVAILABILITY_OBJECTIVE: &str = "0.995";
@@ -90,14 +81,15 @@ fn single(
 /// The fleet-wide gauges, for operator scrapes.
 #[derive(Debug)]
 pub(super) struct FleetGauges {
-    /// (state, tenants), from the store.
-    pub by_state: Vec<(String, i64)>,
+    /// (state, tenants), from the store; `polybot_tenants` reports every
+    /// state, at zero if it has none.
+    pub by_state: Vec<(TenantState, i64)>,
     pub desired: usize,
     pub running: usize,
 }
 
 impl FleetGauges {
-    pub fn new(by_state: Vec<(String, i64)>, figures: &[TenantFigures]) -> Self {
+    pub fn new(by_state: Vec<(TenantState, i64)>, figures: &[TenantFigures]) -> Self {
         Self {
             by_state,
             desired: figures
@@ -119,13 +111,13 @@ impl Collector for FleetGauges {
             "polybot_tenants",
             "Tenants by lifecycle state.",
             MetricType::Gauge,
-            TENANT_STATES.iter().map(|s| {
+            TenantState::ALL.iter().map(|s| {
                 let n = self
                     .by_state
                     .iter()
                     .find(|(state, _)| state == s)
                     .map_or(0, |(_, n)| *n);
-                ([("state", *s)], Value::Gauge(n))
+                ([("state", s.as_str())], Value::Gauge(n))
             }),
         )?;
         let usize_gauge = |n: usize| Value::Gauge(i64::try_from(n).unwrap_or(i64::MAX));

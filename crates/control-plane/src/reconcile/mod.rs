@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use polybot_core::lifecycle::TenantState;
 use polybot_core::{Mode, TenantId, worker};
 use polybot_launcher::{Instance, LaunchSpec, Launcher, Phase};
 use polybot_secrets::SecretStore;
@@ -234,7 +235,7 @@ impl Reconciler {
         Row {
             desired: Desired {
                 tenant: TenantId::from_uuid(row.id),
-                run: row.state == "active",
+                run: row.state.wants_worker(),
                 spec_hash: salted(
                     crate::provision::hash_spec(
                         mode.as_str(),
@@ -252,7 +253,7 @@ impl Reconciler {
                 backoff_until: runtime.as_ref().and_then(|r| r.backoff_until),
             },
             mode,
-            failed: row.state == "failed",
+            failed: row.state == TenantState::Failed,
             last_heartbeat: row.last_heartbeat,
             stored: runtime.map(|r| Stored {
                 actual: r.actual,

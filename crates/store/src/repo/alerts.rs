@@ -1,13 +1,13 @@
 //! Alerting's tables: the channels alerts are sent to (a tenant's and the
 //! operator's), the state of each raised alert, the per-minute worker
-//! availability, and the one fleet-wide read the alert evaluator decides on.
+//! availability.
 //!
-//! Deciding which alert fires is not here (the control plane's
-//! `alerts::rules` does that, without I/O); neither is delivery.
+//! What the evaluator decides on is the fleet read model's
+//! ([`super::fleet::watched`]). Deciding which alert fires is not here (the
+//! control plane's `alerts::rules` does that, without I/O); neither is
+//! delivery.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{DbError, OperatorTx, TenantTx};
@@ -115,86 +115,6 @@ pub async fn replace_operator_channels(
         .map_err(DbError::query("storing an operator alert channel"))?;
     }
     Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// What the evaluator watches
-// ---------------------------------------------------------------------------
-
-/// One tenant as the alert evaluator sees it: its state, its runtime, its
-/// newest heartbeat, today's PnL and its newest recent fencing.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct WatchRow {
-    pub tenant_id: Uuid,
-    pub name: String,
-    pub state: String,
-    /// Since when the tenant is in `state` (its last update).
-    pub updated_at: DateTime<Utc>,
-    /// The reconciler's view of the worker; `None` before its first pass.
-    pub actual: Option<String>,
-    pub restarts: Option<i32>,
-    pub last_exit: Option<String>,
-    pub heartbeat_at: Option<DateTime<Utc>>,
-    /// The newest heartbeat's JSON (a `WorkerHealth`).
-    pub health: Option<Value>,
-    /// Realized PnL of trades executed since midnight UTC.
-    pub pnl_today: Decimal,
-    /// `risk.max_daily_loss` of the tenant's config, as written.
-    pub max_daily_loss: Option<String>,
-    /// The detail of the newest `fenced` runtime event inside the window.
-    pub fenced: Option<String>,
-}
-
-/// What the evaluator decides on: every tenant not offboarded, and the
-/// database's clock at the time of the read.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Watch {
-    pub now: DateTime<Utc>,
-    pub tenants: Vec<WatchRow>,
-}
-
-/// Reads every tenant not offboarded in one statement, with fencing events
-/// no older than `fenced_window_secs`.
-///
-/// The newest heartbeat, today's trades and the newest fencing are joined
-/// as `LATERAL` probes of the `(tenant_id, at DESC)`-style indexes, not as
-/// set-wise `DISTINCT ON`/`GROUP BY`: heartbeats are kept a day (17 million
-/// rows at 1,000 tenants), and over 1,000 tenants × 1,000 heartbeats the
-/// set-wise newest-per-tenant took 10 s where the probes took 50 ms.
-pub async fn watch(op: &mut OperatorTx, fenced_window_secs: f64) -> Result<Watch, DbError> {
-    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
-        .fetch_one(&mut **op)
-        .await
-        .map_err(DbError::query("reading the database clock"))?;
-    let tenants = sqlx::query_as(
-        "SELECT t.id AS tenant_id, t.name, t.state, t.updated_at, \
-                r.actual, r.restarts, r.last_exit, \
-                h.at AS heartbeat_at, h.health, \
-                coalesce(d.pnl, 0) AS pnl_today, \
-                c.risk->>'max_daily_loss' AS max_daily_loss, \
-                f.detail AS fenced \
-         FROM tenants t \
-         LEFT JOIN tenant_configs c ON c.tenant_id = t.id \
-         LEFT JOIN tenant_runtime r ON r.tenant_id = t.id \
-         LEFT JOIN LATERAL ( \
-             SELECT w.at, w.health FROM worker_heartbeats w \
-             WHERE w.tenant_id = t.id ORDER BY w.at DESC LIMIT 1) h ON true \
-         LEFT JOIN LATERAL ( \
-             SELECT sum(x.realized_pnl) AS pnl FROM trades x \
-             WHERE x.tenant_id = t.id AND x.executed_at >= date_trunc('day', now(), 'UTC')) d ON true \
-         LEFT JOIN LATERAL ( \
-             SELECT e.detail FROM tenant_runtime_events e \
-             WHERE e.tenant_id = t.id AND e.kind = 'fenced' \
-               AND e.at > now() - make_interval(secs => $1) \
-             ORDER BY e.at DESC LIMIT 1) f ON true \
-         WHERE t.state <> 'offboarded' \
-         ORDER BY t.id",
-    )
-    .bind(fenced_window_secs)
-    .fetch_all(&mut **op)
-    .await
-    .map_err(DbError::query("reading what alerts watch"))?;
-    Ok(Watch { now, tenants })
 }
 
 // ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@
 
 use chrono::{DateTime, Utc};
 use polybot_core::TenantId;
+use polybot_core::lifecycle::TenantState;
 use polybot_core::worker::{BreakerPosition, WorkerHealth};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -137,8 +138,7 @@ pub struct Runtime {
 pub struct TenantStatus {
     pub id: Uuid,
     pub name: String,
-    /// The lifecycle state (`active`, `paused`, …).
-    pub state: String,
+    pub state: TenantState,
     pub mode: String,
     pub provisioning_step: String,
     /// The tenant's own error (onboarding, offboarding).
@@ -156,7 +156,7 @@ impl TenantStatus {
 
     /// Whether the tenant's worker should run: only an active tenant's does.
     pub fn desired_running(&self) -> bool {
-        self.state == "active"
+        self.state.wants_worker()
     }
 
     /// `running` or `stopped`, from the lifecycle state.
@@ -230,7 +230,8 @@ pub struct TenantFigures {
 struct StatusRow {
     id: Uuid,
     name: String,
-    state: String,
+    #[sqlx(try_from = "String")]
+    state: TenantState,
     mode: String,
     provisioning_step: String,
     tenant_error: Option<String>,
@@ -404,30 +405,20 @@ pub async fn tenant_figures(tx: &mut TenantTx) -> Result<Option<TenantFigures>, 
 }
 
 /// Tenants by lifecycle state (operator scope); states without a tenant are absent.
-pub async fn count_by_state(op: &mut OperatorTx) -> Result<Vec<(String, i64)>, DbError> {
-    sqlx::query_as("SELECT state, count(*) FROM tenants GROUP BY state ORDER BY state")
-        .fetch_all(&mut **op)
-        .await
-        .map_err(DbError::query("counting tenants by state"))
-}
-
-/// The transaction's tenant's newest heartbeat, if it has one (for the data
-/// API's PnL summary and anything else that needs only the heartbeat).
-pub async fn newest_heartbeat(tx: &mut TenantTx) -> Result<Option<Heartbeat>, DbError> {
-    let row: Option<(DateTime<Utc>, i64, i64, Value)> = sqlx::query_as(
-        "SELECT at, epoch, (extract(epoch FROM now() - at) * 1000)::bigint, health \
-         FROM worker_heartbeats WHERE tenant_id = $1 ORDER BY at DESC LIMIT 1",
+pub async fn count_by_state(op: &mut OperatorTx) -> Result<Vec<(TenantState, i64)>, DbError> {
+    #[derive(sqlx::FromRow)]
+    struct Count {
+        #[sqlx(try_from = "String")]
+        state: TenantState,
+        count: i64,
+    }
+    let rows: Vec<Count> = sqlx::query_as(
+        "SELECT state, count(*) AS count FROM tenants GROUP BY state ORDER BY state",
     )
-    .bind(tx.tenant().as_uuid())
-    .fetch_optional(&mut **tx)
+    .fetch_all(&mut **op)
     .await
-    .map_err(DbError::query("reading the newest heartbeat"))?;
-    Ok(row.map(|(at, epoch, age_ms, health)| Heartbeat {
-        at,
-        epoch,
-        age_ms,
-        health: WorkerHealth::from_json(&health),
-    }))
+    .map_err(DbError::query("counting tenants by state"))?;
+    Ok(rows.into_iter().map(|r| (r.state, r.count)).collect())
 }
 
 /// One tenant as the reconciler reads it: what should run and what was
@@ -435,7 +426,7 @@ pub async fn newest_heartbeat(tx: &mut TenantTx) -> Result<Option<Heartbeat>, Db
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredRow {
     pub id: Uuid,
-    pub state: String,
+    pub state: TenantState,
     pub mode: String,
     pub spec_version: i64,
     pub strategies: Value,
@@ -449,7 +440,8 @@ pub struct DesiredRow {
 #[derive(Debug, sqlx::FromRow)]
 struct DesiredSqlRow {
     id: Uuid,
-    state: String,
+    #[sqlx(try_from = "String")]
+    state: TenantState,
     mode: String,
     spec_version: i64,
     strategies: Value,
@@ -512,6 +504,15 @@ pub async fn desired(op: &mut OperatorTx) -> Result<Vec<DesiredRow>, DbError> {
         .collect())
 }
 
+/// What the alert evaluator decides on: every tenant but the offboarded
+/// ones, and the database's clock at the read (the rules measure silence and
+/// holds against it, not against this replica's clock).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watch {
+    pub now: DateTime<Utc>,
+    pub tenants: Vec<Watched>,
+}
+
 /// One tenant as the alert evaluator watches it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Watched {
@@ -535,11 +536,16 @@ struct WatchedRow {
 
 /// Every tenant but the offboarded ones, with what alerts are raised on
 /// (operator scope): status, today's PnL, the daily loss limit, and the
-/// newest fencing of the last `fenced_within`.
+/// newest fencing of the last `fenced_within`; with the database's clock.
 pub async fn watched(
     op: &mut OperatorTx,
     fenced_within: std::time::Duration,
-) -> Result<Vec<Watched>, DbError> {
+) -> Result<Watch, DbError> {
+    // now() is the transaction's start, so it is the clock of the read below too.
+    let now: DateTime<Utc> = sqlx::query_scalar("SELECT now()")
+        .fetch_one(&mut **op)
+        .await
+        .map_err(DbError::query("reading the database clock"))?;
     let rows: Vec<WatchedRow> = sqlx::query_as(concat!(
         "WITH x AS (SELECT tenant_id, sum(realized_pnl) AS pnl_today FROM trades \
                     WHERE executed_at >= date_trunc('day', now(), 'UTC') GROUP BY tenant_id), \
@@ -558,13 +564,14 @@ pub async fn watched(
     .fetch_all(&mut **op)
     .await
     .map_err(DbError::query("reading what alerts watch"))?;
-    Ok(rows
+    let tenants = rows
         .into_iter()
         .map(|row| Watched {
             status: row.status.into(),
             pnl_today: row.pnl_today.normalize(),
-            max_daily_loss: row.max_daily_loss.and_then(|m| m.parse().ok()),
+            max_daily_loss: row.max_daily_loss.and_then(|m| m.trim().parse().ok()),
             fenced: row.fenced,
         })
-        .collect())
+        .collect();
+    Ok(Watch { now, tenants })
 }

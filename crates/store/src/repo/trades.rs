@@ -41,14 +41,6 @@ pub struct StrategyTotals {
     pub fees: Decimal,
 }
 
-/// The PnL figures of the newest heartbeat that carried any.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct ReportedPnl {
-    pub at: DateTime<Utc>,
-    /// The heartbeat's `pnl` object, as the worker wrote it.
-    pub pnl: Option<Value>,
-}
-
 /// A page of trades for the API: newest first, only `strategy`'s if given,
 /// strictly after the keyset position `after` (execution time, id) in that
 /// order, at most `limit`.
@@ -88,19 +80,6 @@ pub async fn totals_by_strategy(tx: &mut TenantTx) -> Result<Vec<StrategyTotals>
     .fetch_all(&mut **tx)
     .await
     .map_err(DbError::query("summing trades"))
-}
-
-/// The PnL of the newest heartbeat that reported one (the engine marks open
-/// positions to market, which the trades alone cannot).
-pub async fn reported_pnl(tx: &mut TenantTx) -> Result<Option<ReportedPnl>, DbError> {
-    sqlx::query_as::<_, ReportedPnl>(
-        "SELECT at, health->'pnl' AS pnl FROM worker_heartbeats WHERE tenant_id = $1 \
-         AND health ? 'pnl' ORDER BY at DESC, id DESC LIMIT 1",
-    )
-    .bind(tx.tenant().as_uuid())
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(DbError::query("reading the newest heartbeat's PnL"))
 }
 
 /// A trade to record.

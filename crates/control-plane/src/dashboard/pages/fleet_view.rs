@@ -6,6 +6,7 @@
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use polybot_core::lifecycle::TenantState;
 use polybot_core::worker::BreakerPosition;
 use polybot_store::DbError;
 use polybot_store::repo::fleet::{self, TenantFigures};
@@ -64,7 +65,7 @@ pub(crate) fn render(session: &Session, all: &[TenantFigures], filter: &FleetFil
                 || f.status.name.to_lowercase().contains(&needle)
                 || f.status.id.to_string().contains(&needle)
         })
-        .filter(|f| state_filter.is_empty() || f.status.state == state_filter)
+        .filter(|f| state_filter.is_empty() || f.status.state.as_str() == state_filter)
         .filter(|f| worker_filter.is_empty() || f.status.actual() == worker_filter)
         .collect();
 
@@ -119,7 +120,12 @@ pub(crate) fn render(session: &Session, all: &[TenantFigures], filter: &FleetFil
     h.raw("<form method=\"get\" action=\"/ui/fleet\" class=\"inline\"><input type=\"text\" name=\"q\" placeholder=\"name or id\" value=\"")
         .text(&needle)
         .raw("\"> <select name=\"state\"><option value=\"\">any state</option>");
-    for s in ["provisioning", "active", "paused", "failed", "offboarding"] {
+    // The fleet page never shows an offboarded tenant.
+    let states = TenantState::ALL
+        .iter()
+        .filter(|s| **s != TenantState::Offboarded)
+        .map(|s| s.as_str());
+    for s in states {
         h.raw("<option");
         if s == state_filter {
             h.raw(" selected");
@@ -177,7 +183,7 @@ fn row(h: &mut Html, f: &TenantFigures) {
         .raw("\">")
         .text(&status.name)
         .raw("</a></td><td>");
-    badge(h, &status.state);
+    badge(h, status.state.as_str());
     h.raw("</td><td>")
         .text(status.desired())
         .raw("</td><td class=\"worker\">");

@@ -6,11 +6,11 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::{DateTime, Utc};
 use polybot_core::TenantId;
 use polybot_store::repo::activity::{
     self, AuditLine, BalanceLine, OpportunityLine, PnlPoint, TradeLine,
 };
+use polybot_store::repo::alerts::{self as alert_states, FiringAlert};
 use polybot_store::repo::fleet::{self, TenantFigures};
 use polybot_store::repo::runtime::{self, Event};
 use polybot_store::{DbError, TenantTx};
@@ -43,7 +43,7 @@ pub(crate) struct TenantPage {
     pub pnl: Vec<PnlPoint>,
     pub audit: Vec<AuditLine>,
     /// (alert, subject, summary, since).
-    pub firing: Vec<(String, String, String, DateTime<Utc>)>,
+    pub firing: Vec<FiringAlert>,
     pub channels: Vec<crate::alerts::ChannelView>,
 }
 
@@ -92,7 +92,7 @@ async fn read(
         balances: activity::balances(tx).await?,
         pnl: activity::pnl_curve(tx, CHART_POINTS).await?,
         audit: activity::recent_audit(tx, LIST).await?,
-        firing: crate::alerts::firing(tx).await?,
+        firing: alert_states::firing(tx).await?,
         channels: crate::alerts::tenant_channels(tx)
             .await?
             .iter()
@@ -202,7 +202,7 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
         h.el("<p class=\"notice\" id=\"notice\">", n, "</p>");
     }
     h.raw("<div class=\"cards\"><div class=\"card\">State ");
-    badge(&mut h, &status.state);
+    badge(&mut h, status.state.as_str());
     h.raw("</div><div class=\"card\">Desired <strong>")
         .text(status.desired())
         .raw("</strong></div><div class=\"card\">Worker <span id=\"worker-state\">");
@@ -264,11 +264,11 @@ fn alerts(h: &mut Html, data: &TenantPage) {
         h.raw("<p>No alert is firing.</p>");
     } else {
         h.raw("<table><tr><th>Alert</th><th>Subject</th><th>Since</th><th>Summary</th></tr>");
-        for (alert, subject, summary, since) in &data.firing {
-            h.el("<tr><td>", alert, "</td>")
-                .el("<td>", subject, "</td>")
-                .el("<td>", time(Some(*since)), "</td>")
-                .el("<td>", summary, "</td></tr>");
+        for a in &data.firing {
+            h.el("<tr><td>", &a.alert, "</td>")
+                .el("<td>", &a.subject, "</td>")
+                .el("<td>", time(Some(a.fired_at)), "</td>")
+                .el("<td>", &a.summary, "</td></tr>");
         }
         h.raw("</table>");
     }
