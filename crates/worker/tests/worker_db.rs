@@ -376,12 +376,23 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
     // every field of the type is a key of the stored JSON.
     assert_eq!(typed.execution.as_deref(), Some("paper"));
     assert!(typed.pnl.is_some(), "{health}");
-    assert!(typed.engine.as_ref().is_some_and(|e| e.events > 0), "{health}");
+    assert!(
+        typed.engine.as_ref().is_some_and(|e| e.events > 0),
+        "{health}"
+    );
     assert!(typed.source.is_some(), "{health}");
     assert!(typed.written.is_some(), "{health}");
     assert!(typed.pid > 0);
-    for key in WorkerHealth::default().to_json().as_object().unwrap().keys() {
-        assert!(health.get(key).is_some(), "the heartbeat lacks {key}: {health}");
+    for key in WorkerHealth::default()
+        .to_json()
+        .as_object()
+        .unwrap()
+        .keys()
+    {
+        assert!(
+            health.get(key).is_some(),
+            "the heartbeat lacks {key}: {health}"
+        );
     }
     assert_eq!(typed.spec_hash, "test-spec");
     assert_eq!(typed.open_breakers().count(), 0);
