@@ -3,9 +3,7 @@
 //! mocked markets, books and spot prices, while a geo-blocked venue (451) is
 //! reported and does not stop it.
 
-#[path = "../../worker/tests/common/live_mock.rs"]
-#[allow(dead_code)]
-mod live_mock;
+use crate::live_mock;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! channel configuration, signatures, deduplication, resolution, rate limits,
 //! and a real worker killed under a real reconciler.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

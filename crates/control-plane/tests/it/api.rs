@@ -1,6 +1,6 @@
 //! The `/tenants` API on the real router and a fresh database.
 
-mod common;
+use crate::common;
 
 use axum::http::{Method, StatusCode};
 use common::{Harness, OPERATOR, TEST_PEM};

@@ -1,7 +1,7 @@
 //! The leader prunes old heartbeats (each tenant keeps its newest) and old
 //! idempotency records.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -4,8 +4,7 @@
 //! the others keep flowing, and marks news_arb rate limited on NewsAPI's 429
 //! with events in its stream, so that replaying the stream reproduces it.
 
-#[path = "common/live_mock.rs"]
-mod live_mock;
+use crate::live_mock;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Exchange keys are write-only: recognizable key values appear in no log
 //! line (at debug level), no response body, and no table except as ciphertext.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

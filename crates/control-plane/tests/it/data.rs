@@ -2,7 +2,7 @@
 //! real router and a fresh database: newest first, keyset pages, money as
 //! strings, and another tenant's token answered 404.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 

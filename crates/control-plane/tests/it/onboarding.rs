@@ -1,6 +1,6 @@
 //! Onboarding survives a crash after any step, and a failed step compensates.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -2,7 +2,7 @@
 //! two tenants, a reconciler on a fake launcher that throttles once, worker
 //! data written as a worker would, and an alert evaluation.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};

@@ -127,4 +127,4 @@ impl Harness {
 }
 
 /// A syntactically valid 2048-bit RSA key in PKCS#8 PEM (generated for tests).
-pub const TEST_PEM: &str = include_str!("../fixtures/test_rsa_key.pem");
+pub const TEST_PEM: &str = include_str!("../../fixtures/test_rsa_key.pem");

@@ -1,7 +1,7 @@
 //! The reconciler driving the ECS launcher and the Secrets Manager store,
 //! against the AWS emulator on loopback (moto, started by scripts/test).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

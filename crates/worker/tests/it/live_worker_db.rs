@@ -2,8 +2,7 @@
 //! database: it writes the opportunities the engine finds, and its
 //! heartbeats report the geo-blocked venue and the rate-limited news API.
 
-#[path = "common/live_mock.rs"]
-mod live_mock;
+use crate::live_mock;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! CSRF, every page, the onboarding form's validation, the actions, and a
 //! tenant session's confinement to its own tenant.
 
-mod common;
+use crate::common;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};

@@ -1,0 +1,16 @@
+//! The integration tests of `polybot-cli`, as one test binary (one link
+//! instead of one per file).
+
+mod browser;
+mod demo;
+#[path = "../../../worker/tests/it/common/live_mock.rs"]
+#[allow(dead_code)]
+mod live_mock;
+mod openapi_client;
+mod ops;
+mod orchestrator;
+mod record;
+mod settings;
+mod tenants_cli;
+mod up;
+mod worker_settings;

@@ -1,0 +1,14 @@
+//! The integration tests of `polybot-control-plane`, as one test binary (one link
+//! instead of one per file).
+
+mod alerts;
+mod api;
+mod common;
+mod dashboard;
+mod data;
+mod ecs_fleet;
+mod housekeeping;
+mod leak;
+mod metrics;
+mod onboarding;
+mod openapi;

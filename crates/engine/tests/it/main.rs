@@ -1,0 +1,5 @@
+//! The integration tests of `polybot-engine`, as one test binary (one link
+//! instead of one per file).
+
+mod replay;
+mod risk_and_breakers;

@@ -1,0 +1,5 @@
+//! The integration tests of `polybot-launcher`, as one test binary (one link
+//! instead of one per file).
+
+mod ecs_mock;
+mod ecs_moto;

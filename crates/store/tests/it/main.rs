@@ -1,0 +1,13 @@
+//! The integration tests of `polybot-store`, as one test binary (one link
+//! instead of one per file).
+
+mod isolation;
+mod legacy;
+mod migrations;
+mod repo_activity;
+mod repo_alerts;
+mod repo_control;
+mod repo_fleet;
+mod repo_runtime;
+mod repo_secrets;
+mod repo_worker;

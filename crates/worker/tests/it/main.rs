@@ -1,0 +1,11 @@
+//! The integration tests of `polybot-worker`, as one test binary (one link
+//! instead of one per file).
+
+mod demo_replay;
+#[path = "common/live_mock.rs"]
+#[allow(dead_code)]
+mod live_mock;
+mod live_source;
+mod live_spot_stream;
+mod live_worker_db;
+mod worker_db;
