@@ -497,9 +497,12 @@ mod tests {
 
     #[test]
     fn live_data_is_a_switch_and_a_bad_value_names_its_variable() {
-        assert!(parse(&["--live-data", "1"]).unwrap().live_data);
+        assert!(parse(&["--live-data"]).unwrap().live_data);
         assert!(!parse(&[]).unwrap().live_data);
-        let err = parse(&["--live-data", "sometimes"]).unwrap_err();
+        // The variable's value goes through the same parser as the flag's.
+        assert_eq!(parse_live_data(" yes "), Ok(true));
+        assert_eq!(parse_live_data("0"), Ok(false));
+        let err = parse_live_data("sometimes").unwrap_err();
         assert!(err.contains(env::LIVE_DATA), "{err}");
     }
 

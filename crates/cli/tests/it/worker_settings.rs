@@ -41,6 +41,7 @@ fn a_malformed_heartbeat_mode_or_flush_size_stops_the_worker_naming_the_variable
         (env::FLUSH_ROWS, "0"),
         (env::FLUSH_MS, "fast"),
         (env::REPLAY_EXIT, "maybe"),
+        (env::LIVE_DATA, "sometimes"),
         (env::PAPER_BALANCES, "polymarket=lots"),
     ] {
         let (code, stderr) = refused(&[(name, value)]);

@@ -121,24 +121,6 @@ pub async fn list(
     .map_err(DbError::query("listing opportunities"))
 }
 
-/// Marks an opportunity as acted on.
-pub async fn mark_executed(
-    tx: &mut TenantTx,
-    id: Uuid,
-    at: DateTime<Utc>,
-) -> Result<bool, DbError> {
-    let result = sqlx::query(
-        "UPDATE opportunities SET executed_at = $3 WHERE tenant_id = $1 AND id = $2 AND executed_at IS NULL",
-    )
-    .bind(tx.tenant().as_uuid())
-    .bind(id)
-    .bind(at)
-    .execute(&mut **tx)
-    .await
-    .map_err(DbError::query("marking an opportunity executed"))?;
-    Ok(result.rows_affected() == 1)
-}
-
 /// A page of opportunities for the API: newest first, only `strategy`'s if
 /// given, strictly after the keyset position `after` (detection time, id)
 /// in that order, at most `limit`.

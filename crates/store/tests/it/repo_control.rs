@@ -4,6 +4,9 @@
 //! per function, asserting on what it stored or returned; where rows belong
 //! to a tenant, with two tenants, so that one tenant's transaction is shown
 //! not to see the other's rows.
+//!
+//! Longer than 800 lines on purpose: one test per function of nine
+//! repositories, sharing one two-tenant fixture.
 
 use std::time::Duration;
 
