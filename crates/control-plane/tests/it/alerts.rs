@@ -547,7 +547,9 @@ async fn a_killed_worker_produces_one_alert_and_one_recovery(
         &h,
         AlertSettings {
             interval: Duration::from_millis(200),
-            heartbeat_stale: Duration::from_secs(1),
+            // Long enough that a worker starting on a loaded machine is not
+            // yet "silent" when the test checks that nothing fired.
+            heartbeat_stale: Duration::from_secs(3),
             resolve_hold: Duration::from_millis(500),
             telegram_api_base: mock.base.clone(),
             ..AlertSettings::default()
