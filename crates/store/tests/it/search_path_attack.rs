@@ -102,7 +102,11 @@ async fn a_tenant_login_that_shadows_substr_writes_none_of_another_tenants_rows(
             .execute(&mut a)
             .await
             .expect_err(&format!("A inserted a row of B into {table}"));
-        assert_eq!(code(&err).as_deref(), Some("42501"), "inserting into {table}");
+        assert_eq!(
+            code(&err).as_deref(),
+            Some("42501"),
+            "inserting into {table}"
+        );
     }
     for (table, column) in tenant_tables(&pool).await {
         for sql in [
