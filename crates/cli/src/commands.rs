@@ -384,8 +384,11 @@ async fn serve(
         reconciler.worker_env.extend(demo.worker_env());
     }
     reconciler.spec_salt = spec_salt;
-    // Operator views: reconciler metrics, and the alert evaluator.
-    let reconciler = reconciler.with_metrics(state.metrics.clone());
+    // Operator views: reconciler metrics, and the alert evaluator. The leader
+    // also retries unfinished onboardings and offboardings.
+    let reconciler = reconciler
+        .with_metrics(state.metrics.clone())
+        .with_provisioner(state.provisioner.clone());
     let alerting = polybot_control_plane::alerts::Evaluator::new(state.clone());
     let app = App::build(&config, state).await?;
     let addr = app.local_addr()?;

@@ -314,10 +314,29 @@ impl Provisioner {
     }
 
     /// Offboarding: the worker is stopped by the reconciler (the tenant is no
-    /// longer desired), the secret is scheduled for deletion, the database role
-    /// is dropped. Data is kept.
+    /// longer desired), the tenant's database sessions are ended, the secret
+    /// is scheduled for deletion, the database role is dropped with whatever
+    /// it owns. Data is kept. Idempotent, and a no-op unless the tenant is
+    /// `offboarding`; a failure leaves it `offboarding`, and the reconciler
+    /// retries it ([`Provisioner::resume_all`]).
     pub async fn offboard(&self, tenant: TenantId) -> Result<(), ProvisionError> {
+        // A session of the tenant's login (holding a TEMP table, say) would
+        // make DROP ROLE fail: end them in a commit of their own, so that the
+        // NOLOGIN keeps them from coming back before the role is dropped.
         let mut tx = self.db.tenant(tenant).await?;
+        if !still_offboarding(&mut tx).await? {
+            return Ok(());
+        }
+        let ended = polybot_store::roles::end_tenant_sessions_in(&mut tx).await?;
+        tx.commit().await?;
+        if ended > 0 {
+            tracing::info!(%tenant, sessions = ended, "ended the tenant's database sessions");
+        }
+        let mut tx = self.db.tenant(tenant).await?;
+        // Another offboarding of this tenant may have finished meanwhile.
+        if !still_offboarding(&mut tx).await? {
+            return Ok(());
+        }
         self.secrets
             .schedule_deletion(&mut tx, self.recovery_days)
             .await
@@ -335,6 +354,14 @@ impl Provisioner {
         self.wake.notify_one();
         Ok(())
     }
+}
+
+/// Locks the tenant row (so that two offboardings of one tenant run one
+/// after the other) and says whether it is still `offboarding`.
+async fn still_offboarding(tx: &mut TenantTx) -> Result<bool, DbError> {
+    Ok(tenants::lock_onboarding(tx)
+        .await?
+        .is_some_and(|o| o.state == TenantState::Offboarding))
 }
 
 fn next_step(step: Step) -> Step {

@@ -35,7 +35,8 @@ pub async fn tenant_role_exists(db: &Db, tenant: TenantId) -> Result<bool, DbErr
     Ok(exists)
 }
 
-/// Drops `tenant`'s login role; false if there was none.
+/// Drops `tenant`'s login role, ending its sessions and dropping what it owns
+/// in this database first; false if there was none.
 pub async fn drop_tenant_role(db: &Db, tenant: TenantId) -> Result<bool, DbError> {
     let mut tx = db.tenant(tenant).await?;
     let dropped: bool = sqlx::query_scalar("SELECT polybot.drop_tenant_role($1)")
@@ -62,7 +63,8 @@ pub async fn ensure_tenant_role_in(
         .map_err(DbError::query("creating the tenant's database role"))
 }
 
-/// [`drop_tenant_role`] inside the caller's transaction.
+/// [`drop_tenant_role`] inside the caller's transaction (call
+/// [`end_tenant_sessions_in`] before it, so that no session logs in again).
 pub async fn drop_tenant_role_in(tx: &mut crate::TenantTx) -> Result<bool, DbError> {
     let tenant = tx.tenant();
     sqlx::query_scalar("SELECT polybot.drop_tenant_role($1)")
@@ -70,4 +72,17 @@ pub async fn drop_tenant_role_in(tx: &mut crate::TenantTx) -> Result<bool, DbErr
         .fetch_one(&mut **tx)
         .await
         .map_err(DbError::query("dropping the tenant's database role"))
+}
+
+/// Stops the transaction's tenant's login role from logging in and terminates
+/// its sessions (their TEMP objects go with them); returns how many it ended.
+/// Commit before [`drop_tenant_role_in`]: a NOLOGIN is seen by new
+/// connections only once committed.
+pub async fn end_tenant_sessions_in(tx: &mut crate::TenantTx) -> Result<i32, DbError> {
+    let tenant = tx.tenant();
+    sqlx::query_scalar("SELECT polybot.end_tenant_sessions($1)")
+        .bind(tenant.as_uuid())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(DbError::query("ending the tenant's database sessions"))
 }

@@ -38,6 +38,10 @@ const OBSERVED_REFRESH: Duration = Duration::from_secs(30);
 /// How often the leader prunes old heartbeats and idempotency records.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// How often the leader finishes onboardings and offboardings left unfinished
+/// (a failed role drop, a control plane that died mid-way).
+const RESUME_EVERY: Duration = Duration::from_secs(30);
+
 /// The advisory-lock key of reconciler leadership.
 pub const LEADER_KEY: i64 = 0x706f_6c79_626f_7401;
 
@@ -62,6 +66,9 @@ pub struct Reconciler {
     pub spec_salt: String,
     /// Where pass durations and actions are counted (see [`Reconciler::with_metrics`]).
     metrics: crate::metrics::Metrics,
+    /// Finishes unfinished onboardings and offboardings every
+    /// `RESUME_EVERY` (see [`Reconciler::with_provisioner`]).
+    provisioner: Option<crate::provision::Provisioner>,
 }
 
 impl std::fmt::Debug for Reconciler {
@@ -129,6 +136,23 @@ impl Reconciler {
             heartbeat_stale: Duration::from_secs(30),
             spec_salt: String::new(),
             metrics: crate::metrics::Metrics::default(),
+            provisioner: None,
+        }
+    }
+
+    /// Retries, while leading, every onboarding and offboarding left
+    /// unfinished, so that no tenant stays `offboarding` after a failure.
+    pub fn with_provisioner(mut self, provisioner: crate::provision::Provisioner) -> Self {
+        self.provisioner = Some(provisioner);
+        self
+    }
+
+    /// Runs [`Provisioner::resume_all`](crate::provision::Provisioner::resume_all)
+    /// if a provisioner was given; returns how many tenants it took up.
+    pub async fn resume_unfinished(&self) -> Result<usize, crate::provision::ProvisionError> {
+        match &self.provisioner {
+            Some(provisioner) => provisioner.resume_all().await,
+            None => Ok(0),
         }
     }
 
@@ -166,7 +190,18 @@ impl Reconciler {
             };
             tracing::info!("this control plane is the reconciler leader");
             let mut next_prune = tokio::time::Instant::now();
+            let mut next_resume = tokio::time::Instant::now() + RESUME_EVERY;
             loop {
+                if tokio::time::Instant::now() >= next_resume {
+                    match self.resume_unfinished().await {
+                        Ok(0) => {}
+                        Ok(resumed) => tracing::info!(resumed, "took up unfinished onboardings"),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "resuming unfinished onboardings failed")
+                        }
+                    }
+                    next_resume += RESUME_EVERY;
+                }
                 if tokio::time::Instant::now() >= next_prune {
                     match self.prune().await {
                         Ok(pruned) if pruned == Pruned::default() => {}

@@ -10,5 +10,6 @@ mod ecs_fleet;
 mod housekeeping;
 mod leak;
 mod metrics;
+mod offboarding;
 mod onboarding;
 mod openapi;

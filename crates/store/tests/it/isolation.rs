@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 /// One row per tenant table, for the tenant in $1. A table missing here fails
 /// `every_tenant_table_is_seeded_by_the_isolation_suite`, so a new table cannot
 /// skip these tests.
-const SEED: &[(&str, &str)] = &[
+pub(crate) const SEED: &[(&str, &str)] = &[
     (
         "tenant_configs",
         "INSERT INTO tenant_configs (tenant_id) VALUES ($1)",
@@ -78,7 +78,7 @@ const SEED: &[(&str, &str)] = &[
 
 /// Every table whose rows belong to a tenant, from the catalog: `tenants`
 /// (keyed by `id`) and every table with a `tenant_id` column.
-async fn tenant_tables(pool: &PgPool) -> Vec<(String, String)> {
+pub(crate) async fn tenant_tables(pool: &PgPool) -> Vec<(String, String)> {
     let mut tables: Vec<(String, String)> = sqlx::query_as(
         "SELECT c.table_name::text, 'tenant_id' FROM information_schema.columns c \
          JOIN information_schema.tables t USING (table_schema, table_name) \
@@ -92,14 +92,14 @@ async fn tenant_tables(pool: &PgPool) -> Vec<(String, String)> {
     tables
 }
 
-struct Fixture {
-    db: Db,
-    a: TenantId,
-    b: TenantId,
-    a_login: PgConnectOptions,
+pub(crate) struct Fixture {
+    pub db: Db,
+    pub a: TenantId,
+    pub b: TenantId,
+    pub a_login: PgConnectOptions,
 }
 
-async fn two_seeded_tenants(pool: PgPool, base: PgConnectOptions) -> Fixture {
+pub(crate) async fn two_seeded_tenants(pool: PgPool, base: PgConnectOptions) -> Fixture {
     let db = Db::from_pool(pool, Scope::Control);
     let a = create_tenant(&db, "tenant-a").await.unwrap();
     let b = create_tenant(&db, "tenant-b").await.unwrap();
@@ -122,7 +122,7 @@ async fn two_seeded_tenants(pool: PgPool, base: PgConnectOptions) -> Fixture {
 
 /// Rows of `tenant` in `table` that `conn` can see, or None if it may not read
 /// the table at all (permission denied is also "reads none").
-async fn visible(
+pub(crate) async fn visible(
     conn: &mut PgConnection,
     table: &str,
     column: &str,

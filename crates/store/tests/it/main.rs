@@ -11,3 +11,4 @@ mod repo_fleet;
 mod repo_runtime;
 mod repo_secrets;
 mod repo_worker;
+mod search_path_attack;
