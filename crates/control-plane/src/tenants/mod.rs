@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use polybot_core::Mode;
 use polybot_core::TenantId;
-use polybot_core::keys::{ExchangeKeys, parse_exchange_keys};
+use polybot_core::keys::parse_exchange_keys;
 use polybot_core::lifecycle::{TenantAction, TenantState};
 use polybot_core::validation::{FieldError, unknown_field};
 use polybot_secrets::TenantSecret;
@@ -88,6 +88,16 @@ async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
     Ok(tenants::detail(tx).await?.map(TenantView::from))
 }
 
+/// What `mode=live` answers until a venue has live execution: the worker has
+/// no order path to any venue yet, so accepting it would paper-trade under a
+/// live label. The live-trading issues lift this venue by venue.
+pub const LIVE_REFUSED: &str = "live execution is not available for the tenant's venues yet; \
+     use paper (the default)";
+
+fn live_refused() -> FieldError {
+    FieldError::new("mode", LIVE_REFUSED)
+}
+
 // ---------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------
@@ -98,7 +108,7 @@ async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
 pub struct CreateTenantRequest {
     /// 1 to 100 characters.
     name: String,
-    /// paper (default) or live.
+    /// paper (default). live is refused (422) until a venue has live execution.
     mode: Option<String>,
     /// Per venue, all optional: polymarket {private_key, api_key, secret, passphrase},
     /// kalshi {key_id, private_key_pem}, binance_us {api_key, secret_key},
@@ -135,21 +145,25 @@ pub async fn create(
     let caller = operator.caller();
     let key = idempotency_key(&headers)?;
     let body = parse_body(&body)?;
+    // Refused alongside every other error, so a form shows them all at once.
+    let live = body.get("mode").and_then(Value::as_str) == Some(Mode::Live.as_str());
     let input = parse_input(
         &body,
         &["name", "mode", "exchange_keys", "strategies", "risk"],
     )
+    .map_err(|mut errors| {
+        if live {
+            errors.push(live_refused());
+        }
+        errors
+    })
     .and_then(|input| {
         let mut errors = Vec::new();
         if input.name.is_none() {
             errors.push(FieldError::new("name", "is required"));
         }
-        if input.mode == Some(Mode::Live) && input.keys.as_ref().is_none_or(ExchangeKeys::is_empty)
-        {
-            errors.push(FieldError::new(
-                "mode",
-                "live trading needs exchange keys for at least one venue",
-            ));
+        if input.mode == Some(Mode::Live) {
+            errors.push(live_refused());
         }
         if errors.is_empty() {
             Ok(input)
@@ -383,26 +397,23 @@ pub async fn patch(
     body: Bytes,
 ) -> ApiResult<Json<TenantView>> {
     let body = parse_body(&body)?;
-    let input = parse_input(&body, &["name", "mode", "strategies", "risk"])
-        .map_err(ApiError::Validation)?;
+    let live = body.get("mode").and_then(Value::as_str) == Some(Mode::Live.as_str());
+    let input =
+        parse_input(&body, &["name", "mode", "strategies", "risk"]).map_err(|mut errors| {
+            if live {
+                errors.push(live_refused());
+            }
+            ApiError::Validation(errors)
+        })?;
+    if input.mode == Some(Mode::Live) {
+        return Err(ApiError::Validation(vec![live_refused()]));
+    }
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
     if !current.is_editable() {
         return Err(ApiError::Conflict(format!(
             "tenant is {current}; it cannot be changed"
         )));
-    }
-    if input.mode == Some(Mode::Live) {
-        let has_keys = polybot_secrets::fingerprints(&mut tx)
-            .await?
-            .as_object()
-            .is_some_and(|m| !m.is_empty());
-        if !has_keys {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "mode",
-                "live trading needs exchange keys for at least one venue",
-            )]));
-        }
     }
     let changed: Vec<&str> = body.keys().map(String::as_str).collect();
     let spec_changed = input.mode.is_some() || input.strategies.is_some() || input.risk.is_some();

@@ -466,6 +466,13 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
         );
     }
     assert!(reply.text.contains("data-field=\"name\""));
+    assert!(
+        reply.text.contains(&escape(
+            "mode: live execution is not available for the tenant's venues yet"
+        )),
+        "the form refuses live mode like the API:\n{}",
+        reply.text
+    );
     // What was typed comes back, except the keys.
     assert!(reply.text.contains(&escape(strategies)));
     assert!(!reply.text.contains("visible-key-id-77"));

@@ -12,3 +12,4 @@ mod leak;
 mod metrics;
 mod onboarding;
 mod openapi;
+mod tenant_controls;
