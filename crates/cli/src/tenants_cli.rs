@@ -55,7 +55,7 @@ pub enum TenantsCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// paper or live.
+        /// paper (live is refused until a venue has live execution).
         #[arg(long, default_value = "paper")]
         mode: String,
         /// Strategies as JSON, e.g. '{"complement_arb": {}}'.
@@ -71,8 +71,14 @@ pub enum TenantsCommand {
         #[arg(long)]
         idempotency_key: Option<String>,
     },
-    /// Stop a tenant's worker until resumed.
-    Pause { tenant: String },
+    /// Stop a tenant's worker until resumed. An operator's pause is a hold
+    /// that the tenant's own tokens cannot lift.
+    Pause {
+        tenant: String,
+        /// Why the operator holds the tenant (shown to it; operators only).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Start a paused tenant's worker again (or retry a failed onboarding).
     Resume { tenant: String },
     /// Offboard a tenant (worker stopped, keys scheduled for deletion).
@@ -87,7 +93,14 @@ pub enum TenantsCommand {
         tenant: String,
         #[arg(long, default_value = "")]
         label: String,
+        /// Days until it expires (default 90, at most 365).
+        #[arg(long)]
+        expires_in_days: Option<i64>,
     },
+    /// A tenant's tokens: id, label, created, expires, last used (never the secret).
+    Tokens { tenant: String },
+    /// Revoke one of a tenant's tokens (its id from `tokens`).
+    RevokeToken { tenant: String, token_id: String },
 }
 
 struct Api {
@@ -343,6 +356,16 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
                 vec!["id".into(), text(&view["id"])],
                 vec!["name".into(), text(&view["name"])],
                 vec!["state".into(), text(&view["state"])],
+                vec![
+                    "operator hold".into(),
+                    match view["held_by_operator"].as_bool() {
+                        Some(true) => match view["hold_reason"].as_str() {
+                            Some(reason) => format!("yes: {reason}"),
+                            None => "yes".into(),
+                        },
+                        _ => "no".into(),
+                    },
+                ],
                 vec!["mode".into(), text(&view["mode"])],
                 vec!["onboarding".into(), text(&view["provisioning"]["step"])],
                 vec!["desired".into(), text(&status["desired"])],
@@ -426,17 +449,21 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        TenantsCommand::Pause { tenant } | TenantsCommand::Resume { tenant } => {
-            let action = match &args.command {
-                TenantsCommand::Pause { .. } => "pause",
-                _ => "resume",
+        TenantsCommand::Pause { tenant, .. } | TenantsCommand::Resume { tenant } => {
+            let (action, body) = match &args.command {
+                TenantsCommand::Pause {
+                    reason: Some(reason),
+                    ..
+                } => ("pause", Some(json!({"reason": reason}))),
+                TenantsCommand::Pause { .. } => ("pause", None),
+                _ => ("resume", None),
             };
             let id = api.resolve(tenant).await?;
             let (_, view) = api
                 .call(
                     reqwest::Method::POST,
                     &format!("/tenants/{id}/{action}"),
-                    None,
+                    body,
                     &[],
                 )
                 .await?;
@@ -464,13 +491,21 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        TenantsCommand::Token { tenant, label } => {
+        TenantsCommand::Token {
+            tenant,
+            label,
+            expires_in_days,
+        } => {
             let id = api.resolve(tenant).await?;
+            let mut body = json!({"label": label});
+            if let Some(days) = expires_in_days {
+                body["expires_in_days"] = json!(days);
+            }
             let (_, created) = api
                 .call(
                     reqwest::Method::POST,
                     &format!("/tenants/{id}/tokens"),
-                    Some(json!({"label": label})),
+                    Some(body),
                     &[],
                 )
                 .await?;
@@ -478,7 +513,54 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
                 return print_json(&created);
             }
             println!("{}", text(&created["token"]));
-            eprintln!("(shown once; only its hash is stored)");
+            eprintln!(
+                "(shown once; only its hash is stored; expires {})",
+                text(&created["expires_at"])
+            );
+            Ok(())
+        }
+        TenantsCommand::Tokens { tenant } => {
+            let id = api.resolve(tenant).await?;
+            let list = api.get(&format!("/tenants/{id}/tokens")).await?;
+            if args.json {
+                return print_json(&list);
+            }
+            let rows: Vec<Vec<String>> = list["items"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    let expired = if t["expired"] == json!(true) {
+                        " (expired)"
+                    } else {
+                        ""
+                    };
+                    vec![
+                        text(&t["id"]),
+                        text(&t["label"]),
+                        text(&t["created_at"]),
+                        format!("{}{expired}", text(&t["expires_at"])),
+                        text(&t["last_used_at"]),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(&["ID", "LABEL", "CREATED", "EXPIRES", "LAST USED"], &rows)
+            );
+            Ok(())
+        }
+        TenantsCommand::RevokeToken { tenant, token_id } => {
+            let id = api.resolve(tenant).await?;
+            api.call(
+                reqwest::Method::DELETE,
+                &format!("/tenants/{id}/tokens/{token_id}"),
+                None,
+                &[],
+            )
+            .await?;
+            println!("token {token_id} of tenant {id} is revoked");
             Ok(())
         }
     }

@@ -8,6 +8,12 @@
 //! Handlers ask through extractors: [`Caller`] (who, or 401), [`Operator`]
 //! (an operator, or 403) and [`TenantAccess`] (the `{id}` tenant, if the
 //! caller may see it, or 404).
+//!
+//! Tenant tokens expire ([`TokenLifetime`]) and can be revoked. Lookups are
+//! cached for [`CACHE_TTL`]: a cached token is still refused once it has
+//! expired, and a revocation clears this process's cache at once, so only
+//! another control-plane replica may honour a revoked token, for at most
+//! [`CACHE_TTL`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -19,6 +25,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
+use chrono::{DateTime, Utc};
 use polybot_core::TenantId;
 use polybot_store::repo::tokens;
 use polybot_store::{Db, DbError};
@@ -32,8 +39,39 @@ use crate::error::ApiError;
 
 const OPERATOR_PREFIX: &str = "pbo_";
 const TENANT_PREFIX: &str = "pbt_";
-/// How long a token lookup is cached; a revoked token stops working within it.
-const CACHE_TTL: Duration = Duration::from_secs(15);
+/// How long a token lookup is cached; a token revoked through another
+/// control-plane replica stops working here within it.
+pub const CACHE_TTL: Duration = Duration::from_secs(15);
+/// How many unrevoked, unexpired tokens a tenant may hold.
+pub const MAX_TOKENS_PER_TENANT: i64 = 20;
+
+/// A tenant token's lifetime in days: [`TokenLifetime::DEFAULT`] unless
+/// asked, never more than [`TokenLifetime::MAX`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenLifetime(i64);
+
+impl TokenLifetime {
+    pub const DEFAULT: TokenLifetime = TokenLifetime(90);
+    pub const MAX: TokenLifetime = TokenLifetime(365);
+
+    /// `days` if it is between 1 and the maximum.
+    pub fn days(days: i64) -> Option<Self> {
+        (1..=Self::MAX.0)
+            .contains(&days)
+            .then_some(TokenLifetime(days))
+    }
+
+    pub fn as_days(self) -> i64 {
+        self.0
+    }
+
+    /// When a token created at `now` expires, to the microsecond the
+    /// database keeps (so what is shown is what is stored).
+    pub fn expiry(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        use chrono::SubsecRound as _;
+        (now + chrono::Duration::days(self.0)).trunc_subsecs(6)
+    }
+}
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,8 +120,9 @@ pub fn hash_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
-/// Token hash → who it is and when that was looked up.
-type CacheMap = HashMap<Vec<u8>, (Caller, Instant)>;
+/// Token hash → who it is, until when the token is valid (none for operator
+/// tokens), and when that was looked up.
+type CacheMap = HashMap<Vec<u8>, (Caller, Option<DateTime<Utc>>, Instant)>;
 
 /// Cached token lookups, so that a request costs no extra database round trip.
 #[derive(Debug, Clone, Default)]
@@ -94,16 +133,17 @@ pub struct TokenCache {
 impl TokenCache {
     fn get(&self, hash: &[u8]) -> Option<Caller> {
         let entries = self.entries.lock().ok()?;
-        let (caller, at) = entries.get(hash)?;
-        (at.elapsed() < CACHE_TTL).then_some(*caller)
+        let (caller, expires_at, at) = entries.get(hash)?;
+        let unexpired = expires_at.is_none_or(|e| e > Utc::now());
+        (at.elapsed() < CACHE_TTL && unexpired).then_some(*caller)
     }
 
-    fn put(&self, hash: Vec<u8>, caller: Caller) {
+    fn put(&self, hash: Vec<u8>, caller: Caller, expires_at: Option<DateTime<Utc>>) {
         if let Ok(mut entries) = self.entries.lock() {
             if entries.len() > 10_000 {
-                entries.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+                entries.retain(|_, (_, _, at)| at.elapsed() < CACHE_TTL);
             }
-            entries.insert(hash, (caller, Instant::now()));
+            entries.insert(hash, (caller, expires_at, Instant::now()));
         }
     }
 
@@ -121,22 +161,32 @@ pub async fn authenticate(db: &Db, cache: &TokenCache, token: &str) -> Result<Ca
     if let Some(caller) = cache.get(&hash) {
         return Ok(caller);
     }
-    let caller = if token.starts_with(OPERATOR_PREFIX) {
+    let found = if token.starts_with(OPERATOR_PREFIX) {
         let mut op = db.operator().await?;
         let found = tokens::is_operator(&mut op, &hash).await?;
         op.commit().await?;
-        found.then_some(Caller::Operator)
+        found.then_some((Caller::Operator, None))
     } else if token.starts_with(TENANT_PREFIX) {
         let mut op = db.operator().await?;
-        let found = tokens::tenant_for(&mut op, &hash).await?;
+        let found = tokens::use_tenant_token(&mut op, &hash).await?;
         op.commit().await?;
-        found.map(Caller::Tenant)
+        found.map(|t| (Caller::Tenant(t.tenant), Some(t.expires_at)))
     } else {
         None
     };
-    let caller = caller.ok_or(ApiError::Unauthorized)?;
-    cache.put(hash, caller);
+    let (caller, expires_at) = found.ok_or(ApiError::Unauthorized)?;
+    cache.put(hash, caller, expires_at);
     Ok(caller)
+}
+
+/// The request's bearer token, if it has one.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -147,14 +197,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(caller) = parts.extensions.get::<Caller>() {
             return Ok(*caller);
         }
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
+        let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
         let caller = authenticate(&state.db, &state.tokens, token).await?;
         parts.extensions.insert(caller);
         Ok(caller)
@@ -278,13 +321,22 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     file.write_all(contents.as_bytes())
 }
 
-/// Creates a token for `tenant`; the plaintext is returned once, only its hash is kept.
+/// Creates a token for `tenant` valid until `expires_at`; the plaintext is
+/// returned once, only its hash is kept.
 pub async fn create_tenant_token(
     tx: &mut polybot_store::TenantTx,
     label: &str,
+    expires_at: DateTime<Utc>,
 ) -> Result<(Uuid, SecretString), DbError> {
     let token = new_token(TENANT_PREFIX);
     let id = Uuid::new_v4();
-    tokens::insert_tenant_token(tx, id, &hash_token(token.expose_secret()), label).await?;
+    tokens::insert_tenant_token(
+        tx,
+        id,
+        &hash_token(token.expose_secret()),
+        label,
+        expires_at,
+    )
+    .await?;
     Ok((id, token))
 }

@@ -103,13 +103,13 @@ impl AppState {
     info(title = "PolyBot Cloud control plane", description = "Tenants, their workers, and their status."),
     paths(
         tenants::create, tenants::list, tenants::get, tenants::patch, tenants::rotate_keys,
-        tenants::pause, tenants::resume, tenants::delete, tenants::create_token, status::get, status::fleet,
+        tenants::pause, tenants::resume, tenants::delete, tenants::create_token, tenants::list_tokens, tenants::revoke_token, status::get, status::fleet,
         healthz, readyz, metrics::metrics,
         data::opportunities, data::trades, data::balances, data::pnl,
         alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels
     ),
     components(schemas(
-        tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated,
+        tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated, tenants::CreateTokenRequest, tenants::TokenView, tenants::TokenList,
         tenants::CreateTenantRequest, status::StatusView, status::FleetPage, status::WorkerView, status::HeartbeatView,
         alerts::ChannelsView, alerts::ChannelView, alerts::ChannelsRequest,
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
@@ -204,7 +204,14 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{id}/exchange-keys", put(tenants::rotate_keys))
         .route("/tenants/{id}/pause", post(tenants::pause))
         .route("/tenants/{id}/resume", post(tenants::resume))
-        .route("/tenants/{id}/tokens", post(tenants::create_token))
+        .route(
+            "/tenants/{id}/tokens",
+            post(tenants::create_token).get(tenants::list_tokens),
+        )
+        .route(
+            "/tenants/{id}/tokens/{token_id}",
+            axum::routing::delete(tenants::revoke_token),
+        )
         .route("/metrics", get(metrics::metrics))
         .route(
             "/tenants/{id}/alert-channels",

@@ -47,6 +47,10 @@ pub struct StatusView {
     /// The tenant's lifecycle state.
     pub state: String,
     pub provisioning: ProvisioningView,
+    /// Paused by an operator: only an operator can resume it.
+    pub held_by_operator: bool,
+    /// Why the operator holds it, if they said.
+    pub hold_reason: Option<String>,
     /// running or stopped: what the reconciler aims for.
     pub desired: String,
     /// What the reconciler last observed.
@@ -96,6 +100,8 @@ impl StatusView {
                 last_error: status.tenant_error,
             },
             state: status.state.as_str().to_owned(),
+            held_by_operator: status.held_by_operator,
+            hold_reason: status.hold_reason,
         }
     }
 }

@@ -13,7 +13,9 @@
 //!
 //! [`TenantState::apply`] is the only place the transitions are written down:
 //! the API, the onboarding state machine and the dashboard ask it what an
-//! action does, and show its refusal as is. Nothing here performs I/O.
+//! action does, and show its refusal as is. [`Standing`] adds who acts: an
+//! operator's pause is a hold that only an operator's resume lifts. Nothing
+//! here performs I/O.
 
 use std::fmt;
 use std::str::FromStr;
@@ -160,6 +162,67 @@ impl TenantState {
     }
 }
 
+/// Who asks for an action: an operator's word outranks a tenant's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Operator,
+    Tenant,
+}
+
+/// A tenant's state and whether an operator holds it paused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub state: TenantState,
+    pub held_by_operator: bool,
+}
+
+/// What an allowed action does to a [`Standing`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub transition: Transition,
+    /// The hold after the action.
+    pub held_by_operator: bool,
+}
+
+impl Step {
+    /// Whether the state or the hold changes.
+    pub fn changes(&self, before: Standing) -> bool {
+        self.transition.changes() || self.held_by_operator != before.held_by_operator
+    }
+}
+
+/// Why an actor may not do an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The state does not allow the action, whoever asks.
+    #[error(transparent)]
+    State(#[from] Refused),
+    /// A tenant asked to resume while an operator holds it paused.
+    #[error("an operator holds this tenant paused; only an operator can resume it")]
+    HeldByOperator,
+}
+
+impl Standing {
+    /// The next state and hold after `actor` does `action`, or why not. An
+    /// operator's pause sets the hold and an operator's resume clears it; a
+    /// tenant cannot resume while held (pausing again is harmless).
+    pub fn apply(self, action: TenantAction, actor: Actor) -> Result<Step, Refusal> {
+        if self.held_by_operator && action == TenantAction::Resume && actor == Actor::Tenant {
+            return Err(Refusal::HeldByOperator);
+        }
+        let transition = self.state.apply(action)?;
+        let held_by_operator = match (action, actor) {
+            (TenantAction::Pause, Actor::Operator) => true,
+            (TenantAction::Resume, Actor::Operator) => false,
+            _ => self.held_by_operator,
+        };
+        Ok(Step {
+            transition,
+            held_by_operator,
+        })
+    }
+}
+
 impl fmt::Display for TenantState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -235,6 +298,62 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "cannot resume a tenant that is offboarding"
+        );
+    }
+
+    fn standing(state: S, held_by_operator: bool) -> Standing {
+        Standing {
+            state,
+            held_by_operator,
+        }
+    }
+
+    #[test]
+    fn an_operator_pause_holds_the_tenant_until_an_operator_resumes() {
+        let paused = standing(S::Active, false)
+            .apply(A::Pause, Actor::Operator)
+            .expect("allowed");
+        assert_eq!(paused.transition.to, S::Paused);
+        assert!(paused.held_by_operator);
+        let held = standing(S::Paused, true);
+        assert_eq!(
+            held.apply(A::Resume, Actor::Tenant),
+            Err(Refusal::HeldByOperator)
+        );
+        let resumed = held.apply(A::Resume, Actor::Operator).expect("allowed");
+        assert_eq!(resumed.transition.to, S::Active);
+        assert!(!resumed.held_by_operator);
+    }
+
+    #[test]
+    fn a_tenant_pause_is_no_hold_and_cannot_lift_one() {
+        let own = standing(S::Active, false)
+            .apply(A::Pause, Actor::Tenant)
+            .expect("allowed");
+        assert!(!own.held_by_operator);
+        let again = standing(S::Paused, true)
+            .apply(A::Pause, Actor::Tenant)
+            .expect("allowed");
+        assert!(again.held_by_operator, "a tenant's pause keeps the hold");
+        assert!(!again.changes(standing(S::Paused, true)));
+    }
+
+    #[test]
+    fn an_operator_pausing_a_self_paused_tenant_changes_its_standing() {
+        let before = standing(S::Paused, false);
+        let step = before.apply(A::Pause, Actor::Operator).expect("allowed");
+        assert!(!step.transition.changes());
+        assert!(step.changes(before));
+    }
+
+    #[test]
+    fn the_state_refuses_before_the_hold_matters() {
+        assert_eq!(
+            standing(S::Offboarding, false).apply(A::Resume, Actor::Operator),
+            Err(Refusal::State(Refused {
+                action: A::Resume,
+                state: S::Offboarding
+            }))
         );
     }
 

@@ -116,6 +116,14 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
         let stderr = String::from_utf8_lossy(&bad.stderr);
         assert!(stderr.contains("POST /tenants failed (422)"), "{stderr}");
         assert!(stderr.contains("strategies.nope"), "{stderr}");
+        // Live mode is refused like the API refuses it.
+        let live = tenants(&cp, t, &["create", "--name", "x", "--mode", "live"]);
+        assert!(!live.status.success());
+        let stderr = String::from_utf8_lossy(&live.stderr);
+        assert!(
+            stderr.contains("mode: live execution is not available for the tenant's venues yet"),
+            "{stderr}"
+        );
 
         let created: Value = serde_json::from_str(&ok(&tenants(
             &cp,
@@ -174,14 +182,22 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
         assert_eq!(shown["tenant"]["id"], id.as_str());
         assert_eq!(shown["status"]["desired"], "running");
 
-        // pause, resume.
+        // pause (an operator's: a hold, shown), resume.
         assert_eq!(
-            ok(&tenants(&cp, t, &["pause", "acme"])).trim(),
+            ok(&tenants(&cp, t, &["pause", "acme", "--reason", "audit"])).trim(),
             format!("tenant {id} is paused")
+        );
+        let shown = ok(&tenants(&cp, t, &["show", "acme"]));
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("operator hold") && l.contains("yes: audit")),
+            "{shown}"
         );
         let resumed: Value =
             serde_json::from_str(&ok(&tenants(&cp, t, &["resume", &id, "--json"]))).unwrap();
         assert_eq!(resumed["state"], "active");
+        assert_eq!(resumed["held_by_operator"], false);
 
         // token: a tenant token that sees only its own tenant.
         let token = ok(&tenants(&cp, t, &["token", "acme", "--label", "cli"]))
@@ -193,6 +209,28 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
         assert!(own.contains("acme") && !own.contains("bolt"));
         let denied = tenants(&cp, Some(&token), &["delete", "bolt"]);
         assert!(!denied.status.success());
+
+        // tokens lists it (never the secret); revoke-token ends it.
+        let listed: Value =
+            serde_json::from_str(&ok(&tenants(&cp, t, &["tokens", "acme", "--json"]))).unwrap();
+        let items = listed["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{listed}");
+        assert_eq!(items[0]["label"], "cli");
+        let token_id = items[0]["id"].as_str().unwrap().to_owned();
+        let table = ok(&tenants(&cp, t, &["tokens", "acme"]));
+        assert!(
+            table.contains(&token_id) && !table.contains(&token[4..]),
+            "{table}"
+        );
+        let revoked = ok(&tenants(&cp, t, &["revoke-token", "acme", &token_id]));
+        assert!(revoked.contains("is revoked"), "{revoked}");
+        let refused = tenants(&cp, Some(&token), &["list"]);
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("(401)"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
 
         // Without a token: the data dir's operator-token file.
         let none = tenants(&cp, None, &["list", "--data-dir", "/nonexistent"]);

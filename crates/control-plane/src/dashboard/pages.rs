@@ -177,7 +177,8 @@ pub async fn act(
     let access = TenantAccess::check(session.caller, tenant.as_uuid())?;
     let notice = match action.as_str() {
         "pause" => {
-            let view = crate::tenants::pause(State(state.clone()), access).await?;
+            let view =
+                crate::tenants::pause(State(state.clone()), access, Default::default()).await?;
             format!(
                 "Paused (state {}): the worker is being stopped.",
                 view.0.state

@@ -315,6 +315,8 @@ mod tests {
                 mode: "paper".into(),
                 provisioning_step: "done".into(),
                 tenant_error: None,
+                held_by_operator: false,
+                hold_reason: None,
                 updated_at: Utc::now(),
                 runtime: None,
                 heartbeat: None,

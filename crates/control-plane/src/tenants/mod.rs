@@ -2,18 +2,18 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use polybot_core::Mode;
 use polybot_core::TenantId;
-use polybot_core::keys::{ExchangeKeys, parse_exchange_keys};
-use polybot_core::lifecycle::{TenantAction, TenantState};
+use polybot_core::keys::parse_exchange_keys;
+use polybot_core::lifecycle::{Actor, TenantAction, TenantState};
 use polybot_core::validation::{FieldError, unknown_field};
 use polybot_secrets::TenantSecret;
 use polybot_store::repo::tenants::TenantDetail;
-use polybot_store::repo::{configs, idempotency, tenants};
+use polybot_store::repo::{configs, idempotency, tenants, tokens};
 use polybot_store::{DbError, TenantTx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -21,7 +21,10 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{Caller, Operator, TenantAccess, create_tenant_token};
+use crate::auth::{
+    Caller, MAX_TOKENS_PER_TENANT, Operator, TenantAccess, TokenLifetime, bearer,
+    create_tenant_token, hash_token,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
 use crate::provision::audit;
@@ -53,6 +56,10 @@ pub struct TenantView {
     /// provisioning, active, paused, failed, offboarding or offboarded.
     pub state: String,
     pub provisioning: ProvisioningView,
+    /// Paused by an operator: only an operator can resume it.
+    pub held_by_operator: bool,
+    /// Why the operator holds it, if they said.
+    pub hold_reason: Option<String>,
     /// Venue → masked key fingerprint (`sha256:` and 12 hex digits).
     #[schema(value_type = Object)]
     pub exchange_keys: Value,
@@ -75,6 +82,8 @@ impl From<TenantDetail> for TenantView {
                 step: row.provisioning_step,
                 last_error: row.last_error,
             },
+            held_by_operator: row.held_by_operator,
+            hold_reason: row.hold_reason,
             exchange_keys: row.fingerprints.unwrap_or_else(|| json!({})),
             strategies: row.strategies.unwrap_or_else(|| json!({})),
             risk: row.risk.unwrap_or_else(|| json!({})),
@@ -88,6 +97,16 @@ async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
     Ok(tenants::detail(tx).await?.map(TenantView::from))
 }
 
+/// What `mode=live` answers until a venue has live execution: the worker has
+/// no order path to any venue yet, so accepting it would paper-trade under a
+/// live label. The live-trading issues lift this venue by venue.
+pub const LIVE_REFUSED: &str = "live execution is not available for the tenant's venues yet; \
+     use paper (the default)";
+
+fn live_refused() -> FieldError {
+    FieldError::new("mode", LIVE_REFUSED)
+}
+
 // ---------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------
@@ -98,7 +117,7 @@ async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
 pub struct CreateTenantRequest {
     /// 1 to 100 characters.
     name: String,
-    /// paper (default) or live.
+    /// paper (default). live is refused (422) until a venue has live execution.
     mode: Option<String>,
     /// Per venue, all optional: polymarket {private_key, api_key, secret, passphrase},
     /// kalshi {key_id, private_key_pem}, binance_us {api_key, secret_key},
@@ -135,21 +154,25 @@ pub async fn create(
     let caller = operator.caller();
     let key = idempotency_key(&headers)?;
     let body = parse_body(&body)?;
+    // Refused alongside every other error, so a form shows them all at once.
+    let live = body.get("mode").and_then(Value::as_str) == Some(Mode::Live.as_str());
     let input = parse_input(
         &body,
         &["name", "mode", "exchange_keys", "strategies", "risk"],
     )
+    .map_err(|mut errors| {
+        if live {
+            errors.push(live_refused());
+        }
+        errors
+    })
     .and_then(|input| {
         let mut errors = Vec::new();
         if input.name.is_none() {
             errors.push(FieldError::new("name", "is required"));
         }
-        if input.mode == Some(Mode::Live) && input.keys.as_ref().is_none_or(ExchangeKeys::is_empty)
-        {
-            errors.push(FieldError::new(
-                "mode",
-                "live trading needs exchange keys for at least one venue",
-            ));
+        if input.mode == Some(Mode::Live) {
+            errors.push(live_refused());
         }
         if errors.is_empty() {
             Ok(input)
@@ -383,26 +406,23 @@ pub async fn patch(
     body: Bytes,
 ) -> ApiResult<Json<TenantView>> {
     let body = parse_body(&body)?;
-    let input = parse_input(&body, &["name", "mode", "strategies", "risk"])
-        .map_err(ApiError::Validation)?;
+    let live = body.get("mode").and_then(Value::as_str) == Some(Mode::Live.as_str());
+    let input =
+        parse_input(&body, &["name", "mode", "strategies", "risk"]).map_err(|mut errors| {
+            if live {
+                errors.push(live_refused());
+            }
+            ApiError::Validation(errors)
+        })?;
+    if input.mode == Some(Mode::Live) {
+        return Err(ApiError::Validation(vec![live_refused()]));
+    }
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
     if !current.is_editable() {
         return Err(ApiError::Conflict(format!(
             "tenant is {current}; it cannot be changed"
         )));
-    }
-    if input.mode == Some(Mode::Live) {
-        let has_keys = polybot_secrets::fingerprints(&mut tx)
-            .await?
-            .as_object()
-            .is_some_and(|m| !m.is_empty());
-        if !has_keys {
-            return Err(ApiError::Validation(vec![FieldError::new(
-                "mode",
-                "live trading needs exchange keys for at least one venue",
-            )]));
-        }
     }
     let changed: Vec<&str> = body.keys().map(String::as_str).collect();
     let spec_changed = input.mode.is_some() || input.strategies.is_some() || input.risk.is_some();
@@ -474,21 +494,69 @@ pub async fn rotate_keys(
     Ok(Json(view))
 }
 
-/// Stop a tenant's worker until resumed.
+/// The body of `POST /tenants/{id}/pause` (documentation; the handler validates it).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct PauseRequest {
+    /// An operator's reason for holding the tenant, up to 200 characters,
+    /// shown to the tenant. Only an operator token may give one.
+    reason: Option<String>,
+}
+
+/// Stop a tenant's worker until resumed. An operator's pause is a hold:
+/// the tenant's own tokens cannot resume it.
 #[utoipa::path(post, path = "/tenants/{id}/pause", operation_id = "pause_tenant", tag = "tenants",
+    request_body(content = Option<PauseRequest>, description = "optional: the operator's reason"),
     params(("id" = Uuid, Path, description = "the tenant's id")),
     responses(
         (status = 200, description = "the paused tenant", body = TenantView),
+        (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a tenant token gave a reason; only an operator holds a tenant", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn pause(
     State(state): State<AppState>,
     access: TenantAccess,
+    body: Bytes,
 ) -> ApiResult<Json<TenantView>> {
-    transition(&state, access, TenantAction::Pause).await
+    let reason = if body.is_empty() {
+        None
+    } else {
+        let body = parse_body(&body)?;
+        let mut errors = Vec::new();
+        for key in body.keys().filter(|k| *k != "reason") {
+            errors.push(unknown_field(key, key, &["reason"]));
+        }
+        let reason = match body.get("reason") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(r))
+                if (1..=200).contains(&r.chars().count()) && !r.chars().any(char::is_control) =>
+            {
+                Some(r.clone())
+            }
+            Some(_) => {
+                errors.push(FieldError::new(
+                    "reason",
+                    "must be text of 1 to 200 printable characters",
+                ));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+        reason
+    };
+    if reason.is_some() && access.caller != Caller::Operator {
+        return Err(ApiError::Forbidden(
+            "only an operator holds a tenant; a tenant's pause takes no reason",
+        ));
+    }
+    transition(&state, access, TenantAction::Pause, reason.as_deref()).await
 }
 
 /// Start a paused tenant again; retry a failed onboarding; restore an
@@ -499,26 +567,34 @@ pub async fn pause(
         (status = 200, description = "the resumed tenant", body = TenantView),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the tenant's state does not allow this, or an operator holds it paused and the token is the tenant's", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn resume(
     State(state): State<AppState>,
     access: TenantAccess,
 ) -> ApiResult<Json<TenantView>> {
-    transition(&state, access, TenantAction::Resume).await
+    transition(&state, access, TenantAction::Resume, None).await
 }
 
 async fn transition(
     state: &AppState,
     TenantAccess { caller, tenant }: TenantAccess,
     action: TenantAction,
+    hold_reason: Option<&str>,
 ) -> ApiResult<Json<TenantView>> {
     let mut tx = state.db.tenant(tenant).await?;
-    let current = lock_state(&mut tx).await?;
-    let step = current
-        .apply(action)
-        .map_err(|refused| ApiError::Conflict(refused.to_string()))?;
+    let before = tenants::lock_standing(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?;
+    let actor = match caller {
+        Caller::Operator => Actor::Operator,
+        Caller::Tenant(_) => Actor::Tenant,
+    };
+    let held = before
+        .apply(action, actor)
+        .map_err(|refusal| ApiError::Conflict(refusal.to_string()))?;
+    let step = held.transition;
     if step.restarts_onboarding
         && step.from == TenantState::Offboarded
         && !state.secrets.restore(&mut tx).await?
@@ -528,12 +604,16 @@ async fn transition(
         ));
     }
     tenants::set_state(&mut tx, step.to, step.restarts_onboarding).await?;
-    if step.changes() {
+    let hold_changed = held.held_by_operator != before.held_by_operator;
+    if hold_changed || (held.held_by_operator && hold_reason.is_some()) {
+        tenants::set_hold(&mut tx, held.held_by_operator, hold_reason).await?;
+    }
+    if held.changes(before) {
         audit(
             &mut tx,
             &caller.actor(),
             &format!("tenant.{}", action.verb()),
-            json!({"from": step.from, "to": step.to}),
+            json!({"from": step.from, "to": step.to, "held_by_operator": held.held_by_operator, "reason": hold_reason}),
         )
         .await?;
     }
@@ -618,53 +698,112 @@ pub struct TokenCreated {
     pub tenant_id: Uuid,
     /// Shown once; only its hash is stored.
     pub token: String,
+    /// After this the token is refused.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The body of `POST /tenants/{id}/tokens` (documentation; the handler validates it).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct CreateTokenRequest {
+    /// A name for the token, up to 100 characters.
+    label: Option<String>,
+    /// 1 to 365 days (default 90). A tenant's token cannot create a token
+    /// that outlives itself.
+    expires_in_days: Option<i64>,
 }
 
 /// Create a bearer token for a tenant (operator, or the tenant itself).
 #[utoipa::path(post, path = "/tenants/{id}/tokens", operation_id = "create_tenant_token", tag = "tenants",
+    request_body(content = Option<CreateTokenRequest>, description = "optional: the label and lifetime"),
     params(("id" = Uuid, Path, description = "the tenant's id")),
     responses(
         (status = 201, description = "a new bearer token for the tenant, shown only this once", body = TokenCreated),
         (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a tenant token asked for a token that outlives itself", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the tenant's state does not allow this, or it holds the maximum number of tokens", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_token(
     State(state): State<AppState>,
     TenantAccess { caller, tenant }: TenantAccess,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
-    let label = if body.is_empty() {
-        String::new()
+    let known = ["label", "expires_in_days"];
+    let (label, lifetime) = if body.is_empty() {
+        (String::new(), None)
     } else {
         let body = parse_body(&body)?;
         let mut errors = Vec::new();
-        for key in body.keys().filter(|k| *k != "label") {
-            errors.push(unknown_field(key, key, &["label"]));
+        for key in body.keys().filter(|k| !known.contains(&k.as_str())) {
+            errors.push(unknown_field(key, key, &known));
         }
+        let lifetime = match body.get("expires_in_days") {
+            None | Some(Value::Null) => None,
+            Some(days) => {
+                let days = days.as_i64().and_then(TokenLifetime::days);
+                if days.is_none() {
+                    errors.push(FieldError::new(
+                        "expires_in_days",
+                        format!(
+                            "must be a whole number of days from 1 to {}",
+                            TokenLifetime::MAX.as_days()
+                        ),
+                    ));
+                }
+                days
+            }
+        };
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
-        body.get("label")
+        let label = body
+            .get("label")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .chars()
             .take(100)
-            .collect()
+            .collect();
+        (label, lifetime)
     };
+    let now = Utc::now();
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
     if !current.is_editable() {
         return Err(ApiError::Conflict(format!("tenant is {current}")));
     }
-    let (token_id, token) = create_tenant_token(&mut tx, &label).await?;
+    let mut expires_at = lifetime.unwrap_or(TokenLifetime::DEFAULT).expiry(now);
+    if let Caller::Tenant(_) = caller {
+        // A token may hand on no more than it has: never a longer life.
+        let own = match bearer(&headers) {
+            Some(token) => tokens::expiry_of(&mut tx, &hash_token(token)).await?,
+            None => None,
+        };
+        let own = own.ok_or(ApiError::Unauthorized)?;
+        if expires_at > own {
+            if lifetime.is_some() {
+                return Err(ApiError::Forbidden(
+                    "a tenant token cannot create a token that outlives itself",
+                ));
+            }
+            expires_at = own;
+        }
+    }
+    if tokens::count_live(&mut tx).await? >= MAX_TOKENS_PER_TENANT {
+        return Err(ApiError::Conflict(format!(
+            "the tenant already has {MAX_TOKENS_PER_TENANT} live tokens, the maximum; revoke one first"
+        )));
+    }
+    let (token_id, token) = create_tenant_token(&mut tx, &label, expires_at).await?;
     audit(
         &mut tx,
         &caller.actor(),
         "tenant.token_created",
-        json!({"token_id": token_id, "label": label}),
+        json!({"token_id": token_id, "label": label, "expires_at": expires_at}),
     )
     .await?;
     tx.commit().await?;
@@ -674,6 +813,96 @@ pub async fn create_token(
             id: token_id,
             tenant_id: tenant.as_uuid(),
             token: secrecy::ExposeSecret::expose_secret(&token).to_owned(),
+            expires_at,
         }),
     ))
+}
+
+/// A tenant token as listed: never the token itself.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenView {
+    pub id: Uuid,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    /// After this the token is refused.
+    pub expires_at: DateTime<Utc>,
+    /// When it last authenticated a request that missed the auth cache.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Whether it has expired.
+    pub expired: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    /// Every unrevoked token of the tenant, oldest first (expired ones included).
+    pub items: Vec<TokenView>,
+}
+
+/// List a tenant's tokens (never their secrets).
+#[utoipa::path(get, path = "/tenants/{id}/tokens", operation_id = "list_tenant_tokens", tag = "tenants",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the tenant's unrevoked tokens", body = TokenList),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    TenantAccess { tenant, .. }: TenantAccess,
+) -> ApiResult<Json<TokenList>> {
+    let mut tx = state.db.tenant(tenant).await?;
+    if !tenants::exists(&mut tx).await? {
+        return Err(ApiError::NotFound("tenant"));
+    }
+    let rows = tokens::list(&mut tx).await?;
+    tx.commit().await?;
+    let now = Utc::now();
+    let items = rows
+        .into_iter()
+        .map(|t| TokenView {
+            expired: t.expires_at <= now,
+            id: t.id,
+            label: t.label,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+        })
+        .collect();
+    Ok(Json(TokenList { items }))
+}
+
+/// Revoke one of a tenant's tokens; it is refused from then on.
+#[utoipa::path(delete, path = "/tenants/{id}/tokens/{token_id}", operation_id = "revoke_tenant_token", tag = "tenants",
+    params(
+        ("id" = Uuid, Path, description = "the tenant's id"),
+        ("token_id" = Uuid, Path, description = "the token's id, as listed"),
+    ),
+    responses(
+        (status = 204, description = "the token is revoked"),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant or unrevoked token, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    Path((id, token_id)): Path<(Uuid, Uuid)>,
+    caller: Caller,
+) -> ApiResult<StatusCode> {
+    let TenantAccess { caller, tenant } = TenantAccess::check(caller, id)?;
+    let mut tx = state.db.tenant(tenant).await?;
+    if !tokens::revoke(&mut tx, token_id).await? {
+        return Err(ApiError::NotFound("token"));
+    }
+    audit(
+        &mut tx,
+        &caller.actor(),
+        "tenant.token_revoked",
+        json!({"token_id": token_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    // This process stops honouring it now; other replicas within CACHE_TTL.
+    state.tokens.clear();
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -466,6 +466,13 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
         );
     }
     assert!(reply.text.contains("data-field=\"name\""));
+    assert!(
+        reply.text.contains(&escape(
+            "mode: live execution is not available for the tenant's venues yet"
+        )),
+        "the form refuses live mode like the API:\n{}",
+        reply.text
+    );
     // What was typed comes back, except the keys.
     assert!(reply.text.contains(&escape(strategies)));
     assert!(!reply.text.contains("visible-key-id-77"));
@@ -638,4 +645,59 @@ async fn a_tenant_session_sees_only_its_own_tenant(
         .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     assert_eq!(location(&agent.get("/ui/fleet").await), "/ui/login");
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_tenant_page_shows_an_operator_hold_that_the_tenant_cannot_lift(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    let token = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let paused = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{alpha}/pause"),
+            Some(OPERATOR),
+            Some(json!({"reason": "card <declined>"})),
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.text);
+    let agent = Agent::sign_in(&h, &token).await;
+    let page = agent.get(&format!("/ui/tenants/{alpha}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text.contains(&escape(
+            "Held by an operator: card <declined>. Only an operator can resume it."
+        )),
+        "{}",
+        page.text
+    );
+    let csrf = csrf_of(&page.text);
+    let reply = agent
+        .post(&format!("/ui/tenants/{alpha}/resume"), &[("csrf", &csrf)])
+        .await;
+    assert_ne!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let state = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(state.body["state"], "paused");
+    assert_eq!(state.body["held_by_operator"], true);
 }

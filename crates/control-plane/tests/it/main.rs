@@ -13,3 +13,4 @@ mod metrics;
 mod offboarding;
 mod onboarding;
 mod openapi;
+mod tenant_controls;

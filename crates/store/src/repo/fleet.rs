@@ -42,7 +42,7 @@ macro_rules! tenant_runtime_heartbeat {
 macro_rules! status_columns {
     () => {
         "SELECT t.id, t.name, t.state, t.mode, t.provisioning_step, t.last_error AS tenant_error, \
-                t.updated_at, r.desired, r.actual, r.instance_id, r.spec_hash, r.restarts, \
+                t.held_by_operator, t.hold_reason, t.updated_at, r.desired, r.actual, r.instance_id, r.spec_hash, r.restarts, \
                 r.backoff_until, r.last_exit, r.last_error AS runtime_error, r.observed_at, \
                 h.at AS heartbeat_at, h.epoch AS heartbeat_epoch, \
                 (extract(epoch FROM now() - h.at) * 1000)::bigint AS heartbeat_age_ms, h.health "
@@ -143,6 +143,9 @@ pub struct TenantStatus {
     pub provisioning_step: String,
     /// The tenant's own error (onboarding, offboarding).
     pub tenant_error: Option<String>,
+    /// Paused by an operator; only an operator resumes it.
+    pub held_by_operator: bool,
+    pub hold_reason: Option<String>,
     pub updated_at: DateTime<Utc>,
     /// `None` until the reconciler first looked.
     pub runtime: Option<Runtime>,
@@ -235,6 +238,8 @@ struct StatusRow {
     mode: String,
     provisioning_step: String,
     tenant_error: Option<String>,
+    held_by_operator: bool,
+    hold_reason: Option<String>,
     updated_at: DateTime<Utc>,
     desired: Option<String>,
     actual: Option<String>,
@@ -283,6 +288,8 @@ impl From<StatusRow> for TenantStatus {
             mode: row.mode,
             provisioning_step: row.provisioning_step,
             tenant_error: row.tenant_error,
+            held_by_operator: row.held_by_operator,
+            hold_reason: row.hold_reason,
             updated_at: row.updated_at,
             runtime,
             heartbeat,

@@ -4,7 +4,7 @@
 //! lifecycle allows is decided by [`polybot_core::lifecycle`], not here.
 
 use chrono::{DateTime, Utc};
-use polybot_core::lifecycle::TenantState;
+use polybot_core::lifecycle::{Standing, TenantState};
 use polybot_core::{Mode, TenantId};
 use uuid::Uuid;
 
@@ -41,6 +41,9 @@ pub struct TenantDetail {
     pub state: TenantState,
     pub provisioning_step: String,
     pub last_error: Option<String>,
+    /// Paused by an operator; only an operator resumes it.
+    pub held_by_operator: bool,
+    pub hold_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// `None` only if the configuration row is missing.
@@ -59,7 +62,7 @@ pub struct Onboarding {
 }
 
 const DETAIL_SELECT: &str = "SELECT t.id, t.name, t.mode, t.state, t.provisioning_step, t.last_error, \
-        t.created_at, t.updated_at, c.strategies, c.risk, s.fingerprints \
+        t.held_by_operator, t.hold_reason, t.created_at, t.updated_at, c.strategies, c.risk, s.fingerprints \
      FROM tenants t LEFT JOIN tenant_configs c ON c.tenant_id = t.id \
      LEFT JOIN tenant_secrets s ON s.tenant_id = t.id";
 
@@ -146,6 +149,49 @@ pub async fn lock_state(tx: &mut TenantTx) -> Result<Option<TenantState>, DbErro
         .await
         .map_err(DbError::query("locking a tenant"))?;
     Ok(locked.map(|l| l.state))
+}
+
+/// Locks the transaction's tenant row and returns its state and operator
+/// hold; `None` if it does not exist.
+pub async fn lock_standing(tx: &mut TenantTx) -> Result<Option<Standing>, DbError> {
+    #[derive(sqlx::FromRow)]
+    struct Locked {
+        #[sqlx(try_from = "String")]
+        state: TenantState,
+        held_by_operator: bool,
+    }
+    let locked = sqlx::query_as::<_, Locked>(
+        "SELECT state, held_by_operator FROM tenants WHERE id = $1 FOR UPDATE",
+    )
+    .bind(tx.tenant().as_uuid())
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(DbError::query("locking a tenant"))?;
+    Ok(locked.map(|l| Standing {
+        state: l.state,
+        held_by_operator: l.held_by_operator,
+    }))
+}
+
+/// Sets or clears the operator's hold; the reason goes with it (and is
+/// cleared with it).
+pub async fn set_hold(
+    tx: &mut TenantTx,
+    held_by_operator: bool,
+    reason: Option<&str>,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE tenants SET held_by_operator = $2, \
+         hold_reason = CASE WHEN $2 THEN coalesce($3, hold_reason) END, \
+         updated_at = now() WHERE id = $1",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(held_by_operator)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::query("setting the operator's hold"))?;
+    Ok(())
 }
 
 /// Locks the transaction's tenant row and returns where onboarding stands.

@@ -420,7 +420,7 @@ async fn a_tenant_token_resolves_to_its_tenant_until_it_is_offboarded(pool: PgPo
     let (a, b) = two_tenants(&db).await;
     for (tenant, hash) in [(a, b"token-a"), (b, b"token-b")] {
         let mut tx = db.tenant(tenant).await.unwrap();
-        tokens::insert_tenant_token(&mut tx, Uuid::new_v4(), hash, "ci")
+        tokens::insert_tenant_token(&mut tx, Uuid::new_v4(), hash, "ci", in_a_day())
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -445,12 +445,94 @@ async fn a_tenant_token_resolves_to_its_tenant_until_it_is_offboarded(pool: PgPo
     assert_eq!(tokens::tenant_for(&mut op, b"token-a").await.unwrap(), None);
 }
 
+fn in_a_day() -> DateTime<Utc> {
+    Utc::now() + chrono::Duration::days(1)
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_tenant_token_is_refused_once_expired_or_revoked_and_its_use_is_recorded(pool: PgPool) {
+    let db = control(pool);
+    let (a, b) = two_tenants(&db).await;
+    let (live, expired, revoked) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut tx = db.tenant(a).await.unwrap();
+    let tomorrow = in_a_day();
+    tokens::insert_tenant_token(&mut tx, live, b"live", "ci", tomorrow)
+        .await
+        .unwrap();
+    let yesterday = Utc::now() - chrono::Duration::days(1);
+    tokens::insert_tenant_token(&mut tx, expired, b"expired", "old", yesterday)
+        .await
+        .unwrap();
+    tokens::insert_tenant_token(&mut tx, revoked, b"revoked", "gone", tomorrow)
+        .await
+        .unwrap();
+    assert!(tokens::revoke(&mut tx, revoked).await.unwrap());
+    assert!(
+        !tokens::revoke(&mut tx, revoked).await.unwrap(),
+        "a token is revoked once"
+    );
+    assert_eq!(tokens::count_live(&mut tx).await.unwrap(), 1);
+    // Created in one transaction, so at one time: compare in label order.
+    let mut listed: Vec<(Uuid, String)> = tokens::list(&mut tx)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.id, t.label))
+        .collect();
+    listed.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        listed,
+        vec![(live, "ci".to_owned()), (expired, "old".to_owned())]
+    );
+    let own = tokens::expiry_of(&mut tx, b"live").await.unwrap().unwrap();
+    assert!(
+        (own - tomorrow).num_milliseconds().abs() < 1,
+        "{own} {tomorrow}"
+    );
+    assert_eq!(tokens::expiry_of(&mut tx, b"revoked").await.unwrap(), None);
+    tx.commit().await.unwrap();
+
+    // Another tenant cannot revoke, list or read a's tokens.
+    let mut tx = db.tenant(b).await.unwrap();
+    assert!(!tokens::revoke(&mut tx, live).await.unwrap());
+    assert!(tokens::list(&mut tx).await.unwrap().is_empty());
+    assert_eq!(tokens::expiry_of(&mut tx, b"live").await.unwrap(), None);
+    tx.commit().await.unwrap();
+
+    let mut op = db.operator().await.unwrap();
+    let found = tokens::use_tenant_token(&mut op, b"live")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found.tenant, found.token_id), (a, live));
+    for refused in [&b"expired"[..], b"revoked", b"nope"] {
+        assert_eq!(
+            tokens::use_tenant_token(&mut op, refused).await.unwrap(),
+            None
+        );
+        assert_eq!(tokens::tenant_for(&mut op, refused).await.unwrap(), None);
+    }
+    op.commit().await.unwrap();
+    let mut tx = db.tenant(a).await.unwrap();
+    let mut used: Vec<(String, bool)> = tokens::list(&mut tx)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.label, t.last_used_at.is_some()))
+        .collect();
+    used.sort();
+    assert_eq!(
+        used,
+        vec![("ci".to_owned(), true), ("old".to_owned(), false)]
+    );
+}
+
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_session_resolves_its_token_and_ends_when_closed(pool: PgPool) {
     let db = control(pool);
     let (a, _) = two_tenants(&db).await;
     let mut tx = db.tenant(a).await.unwrap();
-    tokens::insert_tenant_token(&mut tx, Uuid::new_v4(), b"token-a", "")
+    tokens::insert_tenant_token(&mut tx, Uuid::new_v4(), b"token-a", "", in_a_day())
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -241,6 +241,18 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
     if let Some(err) = status.runtime_or_tenant_error() {
         h.el("<p class=\"error\">Last error: ", err, "</p>");
     }
+    if view.held_by_operator {
+        let reason = view
+            .hold_reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        h.el(
+            "<p class=\"error\" id=\"operator-hold\">",
+            format!("Held by an operator{reason}. Only an operator can resume it."),
+            "</p>",
+        );
+    }
     h.raw("<p>");
     action_button(&mut h, session, tenant, "pause", "Pause", false);
     action_button(&mut h, session, tenant, "resume", "Resume", false);
