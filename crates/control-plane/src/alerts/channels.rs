@@ -7,7 +7,8 @@
 //! - `telegram`: `{"kind": "telegram", "chat_id": "…", "bot_token": "…"}`.
 //!
 //! Secrets and bot tokens are write-only: responses show a fingerprint.
-//! Delivery is in `notify`; the guard on tenants' webhook hosts in `ssrf`;
+//! Delivery is in `notify`; the guard on webhook hosts (for every caller:
+//! the operator's channels too) in `ssrf`;
 //! the SQL in `polybot_store::repo::alerts`.
 
 use axum::Json;
@@ -22,9 +23,9 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ssrf::is_public_url;
+use super::ssrf::{MAX_URL_LEN, is_public_url};
 use crate::AppState;
-use crate::auth::{Caller, Operator, TenantAccess};
+use crate::auth::{Operator, TenantAccess};
 use crate::error::{ApiError, ApiResult};
 use crate::provision::audit;
 
@@ -158,7 +159,20 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
                 }
                 let url = text("url").unwrap_or_default();
                 match reqwest::Url::parse(url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                    _ if url.len() > MAX_URL_LEN => errors.push(FieldError::new(
+                        format!("{path}.url"),
+                        format!("must be at most {MAX_URL_LEN} characters"),
+                    )),
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                        // Every caller, the operator included: no channel
+                        // may point the control plane at its own network.
+                        if !is_public_url(url) {
+                            errors.push(FieldError::new(
+                                format!("{path}.url"),
+                                "must be a public address: a webhook cannot target loopback, private, link-local or other reserved hosts",
+                            ));
+                        }
+                    }
                     _ => errors.push(FieldError::new(
                         format!("{path}.url"),
                         "must be an http:// or https:// URL",
@@ -325,24 +339,6 @@ pub async fn put_tenant_channels(
     body: Bytes,
 ) -> ApiResult<Json<ChannelsView>> {
     let channels = parse_channels(&body)?;
-    if matches!(caller, Caller::Tenant(_)) {
-        // A tenant must not point the control plane at the platform's own
-        // network (metadata service, database, other services).
-        let errors: Vec<FieldError> = channels
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.kind == "webhook" && !is_public_url(&c.target))
-            .map(|(i, _)| {
-                FieldError::new(
-                    format!("channels[{i}].url"),
-                    "must be a public address: a tenant's webhook cannot target loopback, private or link-local hosts",
-                )
-            })
-            .collect();
-        if !errors.is_empty() {
-            return Err(ApiError::Validation(errors));
-        }
-    }
     let mut tx = state.db.tenant(tenant).await?;
     tenant_exists(&mut tx).await?;
     repo::replace_tenant_channels(&mut tx, &rows(&channels)).await?;
