@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::sealing::ChannelKey;
 use super::ssrf::{MAX_URL_LEN, is_public_url};
 use crate::AppState;
 use crate::auth::{Operator, TenantAccess};
@@ -56,13 +57,25 @@ pub struct ChannelsRequest {
     channels: Vec<Value>,
 }
 
-/// A validated channel, secret included.
+/// A validated channel, secret included (sealed, as stored, once read back).
 #[derive(Clone)]
 pub struct Channel {
     pub id: Uuid,
     pub kind: String,
     pub target: String,
-    pub(super) secret: String,
+    /// The tenant whose channel it is; `None` for an operator channel. The
+    /// sealed secret is bound to it.
+    tenant: Option<Uuid>,
+    fingerprint: String,
+    secret: Secret,
+}
+
+#[derive(Clone)]
+enum Secret {
+    /// From a request: sealed when stored.
+    Given(String),
+    /// As stored: opened at delivery.
+    Stored(repo::ChannelRow),
 }
 
 impl std::fmt::Debug for Channel {
@@ -74,6 +87,7 @@ impl std::fmt::Debug for Channel {
     }
 }
 
+/// The fingerprint the API shows in place of a secret.
 fn fingerprint(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     format!("sha256:{}", &hex::encode(digest)[..12])
@@ -90,7 +104,26 @@ impl Channel {
             } else {
                 self.target.clone()
             },
-            secret_fingerprint: fingerprint(&self.secret),
+            secret_fingerprint: self.fingerprint.clone(),
+        }
+    }
+
+    /// The channel's secret in the clear, for delivery.
+    pub(super) fn secret(&self, key: &ChannelKey) -> Result<String, String> {
+        match &self.secret {
+            Secret::Given(secret) => Ok(secret.clone()),
+            Secret::Stored(row) => key.open(self.tenant, row),
+        }
+    }
+
+    fn given(kind: &str, target: String, secret: &str) -> Self {
+        Channel {
+            id: Uuid::new_v4(),
+            kind: kind.into(),
+            target,
+            tenant: None,
+            fingerprint: fingerprint(secret),
+            secret: Secret::Given(secret.to_owned()),
         }
     }
 }
@@ -185,12 +218,7 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
                         "must have 16 to 256 characters",
                     ));
                 }
-                channels.push(Channel {
-                    id: Uuid::new_v4(),
-                    kind: "webhook".into(),
-                    target: url.to_owned(),
-                    secret: secret.to_owned(),
-                });
+                channels.push(Channel::given("webhook", url.to_owned(), secret));
             }
             Some("telegram") => {
                 let allowed = ["kind", "chat_id", "bot_token"];
@@ -230,12 +258,7 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
                         "must look like 123456:ABC… (the token BotFather gave)",
                     ));
                 }
-                channels.push(Channel {
-                    id: Uuid::new_v4(),
-                    kind: "telegram".into(),
-                    target: chat,
-                    secret: token.to_owned(),
-                });
+                channels.push(Channel::given("telegram", chat, token));
             }
             _ => errors.push(FieldError::new(
                 format!("{path}.kind"),
@@ -250,42 +273,68 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
     }
 }
 
-impl From<repo::ChannelRow> for Channel {
-    fn from(row: repo::ChannelRow) -> Self {
+impl Channel {
+    fn from_row(row: repo::ChannelRow, tenant: Option<Uuid>) -> Self {
         Channel {
             id: row.id,
-            kind: row.kind,
-            target: row.target,
-            secret: row.secret,
+            kind: row.kind.clone(),
+            target: row.target.clone(),
+            tenant,
+            fingerprint: row.secret_fingerprint.clone(),
+            secret: Secret::Stored(row),
         }
     }
-}
 
-impl Channel {
-    fn to_row(&self) -> repo::ChannelRow {
-        repo::ChannelRow {
+    /// The row to store: the secret sealed for `tenant`'s channel (`None`:
+    /// the operator's).
+    fn to_row(&self, key: &ChannelKey, tenant: Option<Uuid>) -> ApiResult<repo::ChannelRow> {
+        let (secret, sealed) = match &self.secret {
+            Secret::Given(plain) => {
+                let sealed = key.seal(tenant, self.id, plain).map_err(|e| {
+                    ApiError::Internal(anyhow::anyhow!("sealing a channel secret: {e}"))
+                })?;
+                (None, Some(sealed))
+            }
+            Secret::Stored(row) => (row.secret.clone(), None),
+        };
+        Ok(repo::ChannelRow {
             id: self.id,
             kind: self.kind.clone(),
             target: self.target.clone(),
-            secret: self.secret.clone(),
-        }
+            secret,
+            secret_ciphertext: sealed.as_ref().map(|s| s.ciphertext.clone()),
+            secret_nonce: sealed.as_ref().map(|s| s.nonce.clone()),
+            secret_key_id: sealed.map(|s| s.key_id),
+            secret_fingerprint: self.fingerprint.clone(),
+        })
     }
 }
 
-fn rows(channels: &[Channel]) -> Vec<repo::ChannelRow> {
-    channels.iter().map(Channel::to_row).collect()
+fn rows(
+    channels: &[Channel],
+    key: &ChannelKey,
+    tenant: Option<Uuid>,
+) -> ApiResult<Vec<repo::ChannelRow>> {
+    channels.iter().map(|c| c.to_row(key, tenant)).collect()
 }
 
 /// A tenant's channels (inside its transaction).
 pub async fn tenant_channels(tx: &mut TenantTx) -> Result<Vec<Channel>, DbError> {
+    let tenant = tx.tenant().as_uuid();
     let rows = repo::tenant_channels(tx).await?;
-    Ok(rows.into_iter().map(Channel::from).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| Channel::from_row(row, Some(tenant)))
+        .collect())
 }
 
 /// The operator-wide channels.
 pub async fn operator_channels(op: &mut OperatorTx) -> Result<Vec<Channel>, DbError> {
     let rows = repo::operator_channels(op).await?;
-    Ok(rows.into_iter().map(Channel::from).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| Channel::from_row(row, None))
+        .collect())
 }
 
 fn views(channels: &[Channel]) -> ChannelsView {
@@ -341,7 +390,8 @@ pub async fn put_tenant_channels(
     let channels = parse_channels(&body)?;
     let mut tx = state.db.tenant(tenant).await?;
     tenant_exists(&mut tx).await?;
-    repo::replace_tenant_channels(&mut tx, &rows(&channels)).await?;
+    let rows = rows(&channels, &state.channel_key, Some(tenant.as_uuid()))?;
+    repo::replace_tenant_channels(&mut tx, &rows).await?;
     let view = views(&channels);
     audit(
         &mut tx,
@@ -391,7 +441,8 @@ pub async fn put_operator_channels(
     let channels = parse_channels(&body)?;
     // Not tenant data: the operator transaction may write it.
     let mut op = state.db.operator().await?;
-    repo::replace_operator_channels(&mut op, &rows(&channels)).await?;
+    let rows = rows(&channels, &state.channel_key, None)?;
+    repo::replace_operator_channels(&mut op, &rows).await?;
     op.commit().await?;
     tracing::info!(
         channels = channels.len(),

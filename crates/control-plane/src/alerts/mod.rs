@@ -7,6 +7,7 @@
 //!   transitions and hands notifications to delivery;
 //! - [`notify`]: delivery (signed webhooks, Telegram) with a per-channel rate;
 //! - [`channels`]: the channels' HTTP API and validation;
+//! - [`sealing`]: channel secrets encrypted at rest;
 //! - [`ssrf`]: the guard on the hosts a webhook may target (at save time and
 //!   at delivery).
 //!
@@ -27,6 +28,7 @@ pub mod channels;
 pub mod executor;
 pub mod notify;
 pub mod rules;
+pub mod sealing;
 pub mod ssrf;
 
 // The router and the OpenAPI document name the handlers as `alerts::…`; the
@@ -39,4 +41,5 @@ pub use channels::{
 pub use channels::{Channel, ChannelView, ChannelsRequest, ChannelsView, tenant_channels};
 pub use executor::{EVALUATOR_KEY, EvalReport, Evaluator};
 pub use notify::{Notification, Notifier, SIGNATURE_HEADER, TOLERANCE_SECS, sign, verify};
+pub use sealing::{ChannelKey, seal_plaintext_secrets};
 pub use ssrf::{Resolve, SystemResolver, Targets};

@@ -27,6 +27,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::channels::{Channel, operator_channels, tenant_channels};
+use super::sealing::ChannelKey;
 use super::ssrf::{Resolve, SystemResolver, Targets, resolve_target};
 use crate::AppState;
 
@@ -118,6 +119,8 @@ pub struct Notifier {
     send_timeout: Duration,
     resolver: Arc<dyn Resolve>,
     targets: Targets,
+    /// Opens the channels' sealed secrets.
+    key: Arc<ChannelKey>,
     telegram_base: String,
     rate_per_minute: usize,
     sent: Arc<Mutex<HashMap<Uuid, VecDeque<Instant>>>>,
@@ -144,6 +147,7 @@ impl Notifier {
             send_timeout: settings.send_timeout,
             resolver,
             targets,
+            key: state.channel_key.clone(),
             telegram_base: settings.telegram_api_base.clone(),
             rate_per_minute: settings.rate_per_minute.max(1),
             sent: Arc::default(),
@@ -203,7 +207,8 @@ impl Notifier {
         }
         let client = client.build().map_err(|e| format!("webhook client: {e}"))?;
         let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
-        let signature = sign(&channel.secret, Utc::now().timestamp(), &body);
+        let secret = channel.secret(&self.key)?;
+        let signature = sign(&secret, Utc::now().timestamp(), &body);
         let response = client
             .post(url)
             .header("content-type", "application/json")
@@ -222,7 +227,8 @@ impl Notifier {
 
     async fn telegram(&self, channel: &Channel, n: &Notification) -> Result<(), String> {
         // The bot token is part of the URL: never log the URL.
-        let url = format!("{}/bot{}/sendMessage", self.telegram_base, channel.secret);
+        let token = channel.secret(&self.key)?;
+        let url = format!("{}/bot{token}/sendMessage", self.telegram_base);
         let response = self
             .client
             .post(url)

@@ -87,13 +87,13 @@ pub async fn resolve_target(
     if addrs.is_empty() {
         return Err("the webhook host resolves to no address".to_owned());
     }
-    if targets == Targets::Global {
-        if let Some(bad) = addrs.iter().find(|a| !is_global(a.ip())) {
-            return Err(format!(
-                "the webhook host resolves to {}, which is not a public address",
-                bad.ip()
-            ));
-        }
+    if targets == Targets::Global
+        && let Some(bad) = addrs.iter().find(|a| !is_global(a.ip()))
+    {
+        return Err(format!(
+            "the webhook host resolves to {}, which is not a public address",
+            bad.ip()
+        ));
     }
     Ok(CheckedTarget { domain, addrs })
 }
@@ -159,13 +159,12 @@ fn is_global_v6(ip: Ipv6Addr) -> bool {
     // IPv4-compatible ::/96, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, discard
     // 100::/64, unique local fc00::/7, link-local fe80::/10, site-local
     // fec0::/10, multicast ff00::/8) is outside it.
-    if s[0] & 0xe000 != 0x2000 {
-        return false;
-    }
-    !((s[0] == 0x2001 && s[1] < 0x0200)       // IETF protocol assignments, Teredo 2001::/32, ORCHID
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || s[0] == 0x2002                     // 6to4
-        || (s[0] & 0xfff0) == 0x3ff0) // documentation 3fff::/20
+    let global_unicast = s[0] & 0xe000 == 0x2000;
+    // 2001::/23: IETF protocol assignments (Teredo 2001::/32, ORCHID, …).
+    let protocol_assignments = s[0] == 0x2001 && s[1] < 0x0200;
+    let documentation = (s[0] == 0x2001 && s[1] == 0x0db8) || (s[0] & 0xfff0) == 0x3ff0;
+    let six_to_four = s[0] == 0x2002;
+    global_unicast && !protocol_assignments && !documentation && !six_to_four
 }
 
 #[cfg(test)]

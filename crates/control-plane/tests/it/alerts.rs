@@ -430,6 +430,94 @@ async fn a_webhook_name_that_resolves_inside_is_refused_at_delivery_and_nothing_
     assert_eq!(paths, vec![format!("/bot{BOT_TOKEN}/sendMessage")]);
 }
 
+/// Rows holding a known channel secret in plaintext (a column, or bytes of
+/// a ciphertext), counted as the superuser.
+async fn no_plaintext_secrets(h: &Harness) -> i64 {
+    let mut found = 0;
+    for secret in [HOOK_SECRET, OPERATOR_SECRET, BOT_TOKEN] {
+        for table in ["alert_channels", "operator_alert_channels"] {
+            found += h
+                .count(&format!(
+                    "SELECT count(*) FROM {table} WHERE secret IS NOT NULL \
+                     OR position(convert_to('{secret}', 'UTF8') in secret_ciphertext) > 0 \
+                     OR secret_ciphertext IS NULL"
+                ))
+                .await;
+        }
+    }
+    found
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn channel_secrets_stored_in_plaintext_are_sealed_at_start_and_still_sign(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    let mock = Mock::start().await;
+    // Rows as an earlier version stored them (the migration kept the
+    // plaintext and computed the fingerprint).
+    sqlx::query(
+        "INSERT INTO alert_channels (id, tenant_id, kind, target, secret, secret_fingerprint) \
+         VALUES (gen_random_uuid(), $1, 'webhook', $2, $3, 'sha256:legacy')",
+    )
+    .bind(alpha.parse::<Uuid>().unwrap())
+    .bind(format!("{}/tenant-hook", mock.hook_base))
+    .bind(HOOK_SECRET)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO operator_alert_channels (id, kind, target, secret, secret_fingerprint) \
+         VALUES (gen_random_uuid(), 'webhook', $1, $2, 'sha256:legacy')",
+    )
+    .bind(format!("{}/operator-hook", mock.hook_base))
+    .bind(OPERATOR_SECRET)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(no_plaintext_secrets(&h).await, 6);
+    let sealed = polybot_control_plane::alerts::seal_plaintext_secrets(&h.state)
+        .await
+        .unwrap();
+    assert_eq!(sealed, 2);
+    assert_eq!(no_plaintext_secrets(&h).await, 0);
+    // Sealing again finds nothing.
+    assert_eq!(
+        polybot_control_plane::alerts::seal_plaintext_secrets(&h.state)
+            .await
+            .unwrap(),
+        0
+    );
+    let state = with_alerts(
+        &h,
+        AlertSettings {
+            heartbeat_stale: Duration::from_millis(300),
+            ..AlertSettings::default()
+        },
+    );
+    let mut evaluator = Mock::evaluator(state);
+    heartbeat(&h, &alpha, &health(&[])).await;
+    assert_eq!(evaluator.evaluate().await.unwrap().fired, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = evaluator.evaluate().await.unwrap();
+    assert_eq!((report.fired, report.notifications), (1, 2), "{report:?}");
+    let now = chrono::Utc::now().timestamp();
+    for (path, secret) in [
+        ("/tenant-hook", HOOK_SECRET),
+        ("/operator-hook", OPERATOR_SECRET),
+    ] {
+        let got = mock.at(path);
+        assert_eq!(got.len(), 1, "{path}");
+        let header = got[0].headers[SIGNATURE_HEADER].to_str().unwrap();
+        assert!(
+            verify(secret, header, &got[0].body, now),
+            "{path}: {header}"
+        );
+    }
+}
+
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_silent_worker_alerts_once_per_channel_and_resolves_once_with_signed_webhooks(
     pool_opts: PgPoolOptions,
@@ -448,6 +536,8 @@ async fn a_silent_worker_alerts_once_per_channel_and_resolves_once_with_signed_w
             ..AlertSettings::default()
         },
     );
+    // At rest, no secret is in the clear: not in a column, not in a ciphertext.
+    assert_eq!(no_plaintext_secrets(&h).await, 0);
     let mut evaluator = Mock::evaluator(state);
     heartbeat(&h, &alpha, &health(&[])).await;
     assert_eq!(evaluator.evaluate().await.unwrap().fired, 0);
