@@ -51,8 +51,9 @@ pub struct ChannelsView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct ChannelsRequest {
-    /// Each `{"kind": "webhook", "url", "secret"}` (secret: 16 to 256 characters)
-    /// or `{"kind": "telegram", "chat_id", "bot_token"}`; at most 10.
+    /// Each `{"kind": "webhook", "url", "secret"}` (url: a public host, at
+    /// most 2048 characters; secret: 16 to 256 characters) or
+    /// `{"kind": "telegram", "chat_id", "bot_token"}`; at most 10.
     #[schema(value_type = Vec<Object>)]
     channels: Vec<Value>,
 }
