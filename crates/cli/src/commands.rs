@@ -326,12 +326,16 @@ async fn serve(
         }
         _ => None,
     };
+    // The master key seals exchange keys in the local store and, with
+    // either store, alert channel secrets (Secrets Manager holds no key of
+    // ours): with `--secrets aws` it is still POLYBOT_MASTER_KEY or the key file.
+    let master = MasterKey::from_env_or_file(&data_dir.join("master.key"))?;
+    let channel_key = Arc::new(polybot_control_plane::alerts::ChannelKey::from_master(
+        &master,
+    ));
     let secrets: Arc<dyn SecretStore> = match (&backends.secrets, &aws) {
         (SecretsKind::Aws, Some(aws)) => Arc::new(polybot_secrets::aws::AwsSecretStore::new(aws)),
-        _ => {
-            let key = MasterKey::from_env_or_file(&data_dir.join("master.key"))?;
-            Arc::new(LocalSecretStore::new(key))
-        }
+        _ => Arc::new(LocalSecretStore::new(master)),
     };
     let mut worker_db = WorkerDatabase::from_options(&database.options);
     if let Some(host) = backends.worker_database_host {
@@ -339,6 +343,16 @@ async fn serve(
     }
     let mut state = AppState::new(database.db.clone(), secrets, worker_db);
     state.settings = Arc::new(serve.settings.clone().into());
+    state.channel_key = channel_key;
+    let sealed = polybot_control_plane::alerts::seal_plaintext_secrets(&state)
+        .await
+        .context("sealing alert channel secrets stored in plaintext")?;
+    if sealed > 0 {
+        tracing::info!(
+            sealed,
+            "sealed alert channel secrets stored before encryption at rest"
+        );
+    }
     let token_file = data_dir.join("operator-token");
     let config = Config {
         listen: serve.listen,

@@ -54,6 +54,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// Dashboard, `/metrics` and alerting settings.
     pub settings: Arc<settings::Settings>,
+    /// Seals alert channel secrets. [`AppState::new`] starts with a key that
+    /// lives as long as the process; `polybot` sets the master key's.
+    pub channel_key: Arc<alerts::ChannelKey>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -78,6 +81,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             metrics: metrics::Metrics::default(),
             settings: Arc::new(settings::Settings::default()),
+            channel_key: Arc::new(alerts::ChannelKey::ephemeral()),
         }
     }
 

@@ -108,6 +108,52 @@ impl MasterKey {
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(self.key.expose_secret().into())
     }
+
+    /// A key for another use, derived from this one (SHA-256 over a label,
+    /// the purpose and the key), so each use has its own key and key id.
+    pub fn derive(&self, purpose: &str) -> MasterKey {
+        let mut hash = Sha256::new();
+        hash.update(b"polybot derived key\0");
+        hash.update(purpose.as_bytes());
+        hash.update(b"\0");
+        hash.update(self.key.expose_secret());
+        Self::from_bytes(hash.finalize().into())
+    }
+
+    /// Seals `plaintext` with a fresh random nonce; `aad` binds the
+    /// ciphertext to where it is stored. Returns (ciphertext, nonce).
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(Vec<u8>, Vec<u8>), SecretError> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let ciphertext = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| SecretError::MasterKey("could not seal a secret".into()))?;
+        Ok((ciphertext, nonce.to_vec()))
+    }
+
+    /// Opens what [`MasterKey::seal`] sealed with the same `aad`; `None` if
+    /// it was tampered with, moved, or sealed under another key.
+    pub fn open(&self, ciphertext: &[u8], nonce: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        if nonce.len() != 12 {
+            return None;
+        }
+        self.cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .ok()
+    }
 }
 
 /// Secrets sealed under a [`MasterKey`] in `tenant_secrets`.

@@ -7,7 +7,8 @@
 //! - `telegram`: `{"kind": "telegram", "chat_id": "…", "bot_token": "…"}`.
 //!
 //! Secrets and bot tokens are write-only: responses show a fingerprint.
-//! Delivery is in `notify`; the guard on tenants' webhook hosts in `ssrf`;
+//! Delivery is in `notify`; the guard on webhook hosts (for every caller:
+//! the operator's channels too) in `ssrf`;
 //! the SQL in `polybot_store::repo::alerts`.
 
 use axum::Json;
@@ -22,9 +23,10 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ssrf::is_public_url;
+use super::sealing::ChannelKey;
+use super::ssrf::{MAX_URL_LEN, is_public_url};
 use crate::AppState;
-use crate::auth::{Caller, Operator, TenantAccess};
+use crate::auth::{Operator, TenantAccess};
 use crate::error::{ApiError, ApiResult};
 use crate::provision::audit;
 
@@ -49,19 +51,32 @@ pub struct ChannelsView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct ChannelsRequest {
-    /// Each `{"kind": "webhook", "url", "secret"}` (secret: 16 to 256 characters)
-    /// or `{"kind": "telegram", "chat_id", "bot_token"}`; at most 10.
+    /// Each `{"kind": "webhook", "url", "secret"}` (url: a public host, at
+    /// most 2048 characters; secret: 16 to 256 characters) or
+    /// `{"kind": "telegram", "chat_id", "bot_token"}`; at most 10.
     #[schema(value_type = Vec<Object>)]
     channels: Vec<Value>,
 }
 
-/// A validated channel, secret included.
+/// A validated channel, secret included (sealed, as stored, once read back).
 #[derive(Clone)]
 pub struct Channel {
     pub id: Uuid,
     pub kind: String,
     pub target: String,
-    pub(super) secret: String,
+    /// The tenant whose channel it is; `None` for an operator channel. The
+    /// sealed secret is bound to it.
+    tenant: Option<Uuid>,
+    fingerprint: String,
+    secret: Secret,
+}
+
+#[derive(Clone)]
+enum Secret {
+    /// From a request: sealed when stored.
+    Given(String),
+    /// As stored: opened at delivery.
+    Stored(repo::ChannelRow),
 }
 
 impl std::fmt::Debug for Channel {
@@ -73,6 +88,7 @@ impl std::fmt::Debug for Channel {
     }
 }
 
+/// The fingerprint the API shows in place of a secret.
 fn fingerprint(secret: &str) -> String {
     let digest = Sha256::digest(secret.as_bytes());
     format!("sha256:{}", &hex::encode(digest)[..12])
@@ -89,7 +105,26 @@ impl Channel {
             } else {
                 self.target.clone()
             },
-            secret_fingerprint: fingerprint(&self.secret),
+            secret_fingerprint: self.fingerprint.clone(),
+        }
+    }
+
+    /// The channel's secret in the clear, for delivery.
+    pub(super) fn secret(&self, key: &ChannelKey) -> Result<String, String> {
+        match &self.secret {
+            Secret::Given(secret) => Ok(secret.clone()),
+            Secret::Stored(row) => key.open(self.tenant, row),
+        }
+    }
+
+    fn given(kind: &str, target: String, secret: &str) -> Self {
+        Channel {
+            id: Uuid::new_v4(),
+            kind: kind.into(),
+            target,
+            tenant: None,
+            fingerprint: fingerprint(secret),
+            secret: Secret::Given(secret.to_owned()),
         }
     }
 }
@@ -158,7 +193,20 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
                 }
                 let url = text("url").unwrap_or_default();
                 match reqwest::Url::parse(url) {
-                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+                    _ if url.len() > MAX_URL_LEN => errors.push(FieldError::new(
+                        format!("{path}.url"),
+                        format!("must be at most {MAX_URL_LEN} characters"),
+                    )),
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                        // Every caller, the operator included: no channel
+                        // may point the control plane at its own network.
+                        if !is_public_url(url) {
+                            errors.push(FieldError::new(
+                                format!("{path}.url"),
+                                "must be a public address: a webhook cannot target loopback, private, link-local or other reserved hosts",
+                            ));
+                        }
+                    }
                     _ => errors.push(FieldError::new(
                         format!("{path}.url"),
                         "must be an http:// or https:// URL",
@@ -171,12 +219,7 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
                         "must have 16 to 256 characters",
                     ));
                 }
-                channels.push(Channel {
-                    id: Uuid::new_v4(),
-                    kind: "webhook".into(),
-                    target: url.to_owned(),
-                    secret: secret.to_owned(),
-                });
+                channels.push(Channel::given("webhook", url.to_owned(), secret));
             }
             Some("telegram") => {
                 let allowed = ["kind", "chat_id", "bot_token"];
@@ -216,12 +259,7 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
                         "must look like 123456:ABC… (the token BotFather gave)",
                     ));
                 }
-                channels.push(Channel {
-                    id: Uuid::new_v4(),
-                    kind: "telegram".into(),
-                    target: chat,
-                    secret: token.to_owned(),
-                });
+                channels.push(Channel::given("telegram", chat, token));
             }
             _ => errors.push(FieldError::new(
                 format!("{path}.kind"),
@@ -236,42 +274,68 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
     }
 }
 
-impl From<repo::ChannelRow> for Channel {
-    fn from(row: repo::ChannelRow) -> Self {
+impl Channel {
+    fn from_row(row: repo::ChannelRow, tenant: Option<Uuid>) -> Self {
         Channel {
             id: row.id,
-            kind: row.kind,
-            target: row.target,
-            secret: row.secret,
+            kind: row.kind.clone(),
+            target: row.target.clone(),
+            tenant,
+            fingerprint: row.secret_fingerprint.clone(),
+            secret: Secret::Stored(row),
         }
     }
-}
 
-impl Channel {
-    fn to_row(&self) -> repo::ChannelRow {
-        repo::ChannelRow {
+    /// The row to store: the secret sealed for `tenant`'s channel (`None`:
+    /// the operator's).
+    fn to_row(&self, key: &ChannelKey, tenant: Option<Uuid>) -> ApiResult<repo::ChannelRow> {
+        let (secret, sealed) = match &self.secret {
+            Secret::Given(plain) => {
+                let sealed = key.seal(tenant, self.id, plain).map_err(|e| {
+                    ApiError::Internal(anyhow::anyhow!("sealing a channel secret: {e}"))
+                })?;
+                (None, Some(sealed))
+            }
+            Secret::Stored(row) => (row.secret.clone(), None),
+        };
+        Ok(repo::ChannelRow {
             id: self.id,
             kind: self.kind.clone(),
             target: self.target.clone(),
-            secret: self.secret.clone(),
-        }
+            secret,
+            secret_ciphertext: sealed.as_ref().map(|s| s.ciphertext.clone()),
+            secret_nonce: sealed.as_ref().map(|s| s.nonce.clone()),
+            secret_key_id: sealed.map(|s| s.key_id),
+            secret_fingerprint: self.fingerprint.clone(),
+        })
     }
 }
 
-fn rows(channels: &[Channel]) -> Vec<repo::ChannelRow> {
-    channels.iter().map(Channel::to_row).collect()
+fn rows(
+    channels: &[Channel],
+    key: &ChannelKey,
+    tenant: Option<Uuid>,
+) -> ApiResult<Vec<repo::ChannelRow>> {
+    channels.iter().map(|c| c.to_row(key, tenant)).collect()
 }
 
 /// A tenant's channels (inside its transaction).
 pub async fn tenant_channels(tx: &mut TenantTx) -> Result<Vec<Channel>, DbError> {
+    let tenant = tx.tenant().as_uuid();
     let rows = repo::tenant_channels(tx).await?;
-    Ok(rows.into_iter().map(Channel::from).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| Channel::from_row(row, Some(tenant)))
+        .collect())
 }
 
 /// The operator-wide channels.
 pub async fn operator_channels(op: &mut OperatorTx) -> Result<Vec<Channel>, DbError> {
     let rows = repo::operator_channels(op).await?;
-    Ok(rows.into_iter().map(Channel::from).collect())
+    Ok(rows
+        .into_iter()
+        .map(|row| Channel::from_row(row, None))
+        .collect())
 }
 
 fn views(channels: &[Channel]) -> ChannelsView {
@@ -325,27 +389,10 @@ pub async fn put_tenant_channels(
     body: Bytes,
 ) -> ApiResult<Json<ChannelsView>> {
     let channels = parse_channels(&body)?;
-    if matches!(caller, Caller::Tenant(_)) {
-        // A tenant must not point the control plane at the platform's own
-        // network (metadata service, database, other services).
-        let errors: Vec<FieldError> = channels
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.kind == "webhook" && !is_public_url(&c.target))
-            .map(|(i, _)| {
-                FieldError::new(
-                    format!("channels[{i}].url"),
-                    "must be a public address: a tenant's webhook cannot target loopback, private or link-local hosts",
-                )
-            })
-            .collect();
-        if !errors.is_empty() {
-            return Err(ApiError::Validation(errors));
-        }
-    }
     let mut tx = state.db.tenant(tenant).await?;
     tenant_exists(&mut tx).await?;
-    repo::replace_tenant_channels(&mut tx, &rows(&channels)).await?;
+    let rows = rows(&channels, &state.channel_key, Some(tenant.as_uuid()))?;
+    repo::replace_tenant_channels(&mut tx, &rows).await?;
     let view = views(&channels);
     audit(
         &mut tx,
@@ -395,7 +442,8 @@ pub async fn put_operator_channels(
     let channels = parse_channels(&body)?;
     // Not tenant data: the operator transaction may write it.
     let mut op = state.db.operator().await?;
-    repo::replace_operator_channels(&mut op, &rows(&channels)).await?;
+    let rows = rows(&channels, &state.channel_key, None)?;
+    repo::replace_operator_channels(&mut op, &rows).await?;
     op.commit().await?;
     tracing::info!(
         channels = channels.len(),

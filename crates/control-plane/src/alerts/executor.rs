@@ -58,6 +58,11 @@ pub struct Evaluator {
 impl Evaluator {
     pub fn new(state: AppState) -> Self {
         let notifier = Notifier::new(&state);
+        Self::with_notifier(state, notifier)
+    }
+
+    /// With a notifier of the caller's (tests: an injected resolver).
+    pub fn with_notifier(state: AppState, notifier: Notifier) -> Self {
         Self {
             state,
             notifier,

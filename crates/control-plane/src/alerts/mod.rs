@@ -7,7 +7,9 @@
 //!   transitions and hands notifications to delivery;
 //! - [`notify`]: delivery (signed webhooks, Telegram) with a per-channel rate;
 //! - [`channels`]: the channels' HTTP API and validation;
-//! - [`ssrf`]: the guard on the hosts a tenant's webhook may target.
+//! - [`sealing`]: channel secrets encrypted at rest;
+//! - [`ssrf`]: the guard on the hosts a webhook may target (at save time and
+//!   at delivery).
 //!
 //! The SQL is in `polybot_store::repo::alerts`, and what the rules decide on
 //! is read through the fleet read model (`polybot_store::repo::fleet`).
@@ -26,6 +28,7 @@ pub mod channels;
 pub mod executor;
 pub mod notify;
 pub mod rules;
+pub mod sealing;
 pub mod ssrf;
 
 // The router and the OpenAPI document name the handlers as `alerts::…`; the
@@ -37,4 +40,6 @@ pub use channels::{
 };
 pub use channels::{Channel, ChannelView, ChannelsRequest, ChannelsView, tenant_channels};
 pub use executor::{EVALUATOR_KEY, EvalReport, Evaluator};
-pub use notify::{Notification, Notifier, SIGNATURE_HEADER, sign};
+pub use notify::{Notification, Notifier, SIGNATURE_HEADER, TOLERANCE_SECS, sign, verify};
+pub use sealing::{ChannelKey, seal_plaintext_secrets};
+pub use ssrf::{Resolve, SystemResolver, Targets};

@@ -2,8 +2,12 @@
 //! Telegram `sendMessage`, at most `POLYBOT_ALERT_RATE_PER_MINUTE` a minute
 //! per channel.
 //!
-//! A webhook body's HMAC-SHA256 under the channel's secret is in
-//! `X-Polybot-Signature: sha256=<hex>`. Delivery happens after the state
+//! A webhook is signed with a timestamp, Stripe's scheme:
+//! `X-Polybot-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`
+//! under the channel's secret, so a receiver that checks `t` against
+//! [`TOLERANCE_SECS`] refuses a replayed delivery. Before connecting,
+//! the webhook's host is resolved and checked (`ssrf`), and the connection
+//! is pinned to the checked addresses. Delivery happens after the state
 //! change commits: at most once; failures are logged (without the URL,
 //! which may hold a bot token) and counted in
 //! `polybot_alert_notifications_total`. Which alerts to send is decided in
@@ -23,6 +27,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use super::channels::{Channel, operator_channels, tenant_channels};
+use super::sealing::ChannelKey;
+use super::ssrf::{Resolve, SystemResolver, Targets, resolve_target};
 use crate::AppState;
 
 /// The header carrying a webhook body's signature.
@@ -62,18 +68,59 @@ impl Notification {
     }
 }
 
-/// HMAC-SHA256 of `body` under `secret`, as the signature header carries it.
-pub fn sign(secret: &str, body: &[u8]) -> String {
+/// How far a signature's timestamp may be from a receiver's clock, as
+/// docs/operators.md tells receivers.
+pub const TOLERANCE_SECS: i64 = 300;
+
+fn mac(secret: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
         .expect("HMAC accepts keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
     mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    mac
+}
+
+/// The signature header's value: `t=<timestamp>,v1=<hex HMAC-SHA256 of
+/// "<timestamp>.<body>" under secret>`.
+pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    let digest = mac(secret, timestamp, body).finalize().into_bytes();
+    format!("t={timestamp},v1={}", hex::encode(digest))
+}
+
+/// What a receiver does: whether `header` signs `body` under `secret` with
+/// a timestamp within [`TOLERANCE_SECS`] of `now` (compared in constant time).
+pub fn verify(secret: &str, header: &str, body: &[u8], now: i64) -> bool {
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", v)) => signatures.extend(hex::decode(v).ok()),
+            _ => {}
+        }
+    }
+    let Some(timestamp) = timestamp else {
+        return false;
+    };
+    if (now - timestamp).abs() > TOLERANCE_SECS {
+        return false;
+    }
+    signatures
+        .iter()
+        .any(|sig| mac(secret, timestamp, body).verify_slice(sig).is_ok())
 }
 
 /// Sends notifications, at most `rate_per_minute` per channel.
 #[derive(Debug, Clone)]
 pub struct Notifier {
+    /// For Telegram (a host the operator configures).
     client: reqwest::Client,
+    send_timeout: Duration,
+    resolver: Arc<dyn Resolve>,
+    targets: Targets,
+    /// Opens the channels' sealed secrets.
+    key: Arc<ChannelKey>,
     telegram_base: String,
     rate_per_minute: usize,
     sent: Arc<Mutex<HashMap<Uuid, VecDeque<Instant>>>>,
@@ -81,7 +128,14 @@ pub struct Notifier {
 }
 
 impl Notifier {
+    /// Webhooks reach only public addresses, resolved by the system resolver.
     pub fn new(state: &AppState) -> Self {
+        Self::with_resolver(state, Arc::new(SystemResolver), Targets::Global)
+    }
+
+    /// With another resolver and address rule (tests: fixed answers,
+    /// receivers on loopback).
+    pub fn with_resolver(state: &AppState, resolver: Arc<dyn Resolve>, targets: Targets) -> Self {
         let settings = &state.settings.alerts;
         let client = reqwest::Client::builder()
             .timeout(settings.send_timeout)
@@ -90,6 +144,10 @@ impl Notifier {
             .unwrap_or_default();
         Self {
             client,
+            send_timeout: settings.send_timeout,
+            resolver,
+            targets,
+            key: state.channel_key.clone(),
             telegram_base: settings.telegram_api_base.clone(),
             rate_per_minute: settings.rate_per_minute.max(1),
             sent: Arc::default(),
@@ -135,11 +193,24 @@ impl Notifier {
     }
 
     async fn webhook(&self, channel: &Channel, n: &Notification) -> Result<(), String> {
+        let url = reqwest::Url::parse(&channel.target)
+            .map_err(|e| format!("the webhook URL does not parse ({e})"))?;
+        let checked = resolve_target(&url, self.resolver.as_ref(), self.targets).await?;
+        // A client per delivery: its only route to the host is the checked
+        // addresses (no second lookup, no proxy, no redirect).
+        let mut client = reqwest::Client::builder()
+            .timeout(self.send_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy();
+        if let Some(domain) = &checked.domain {
+            client = client.resolve_to_addrs(domain, &checked.addrs);
+        }
+        let client = client.build().map_err(|e| format!("webhook client: {e}"))?;
         let body = serde_json::to_vec(n).map_err(|e| e.to_string())?;
-        let signature = sign(&channel.secret, &body);
-        let response = self
-            .client
-            .post(&channel.target)
+        let secret = channel.secret(&self.key)?;
+        let signature = sign(&secret, Utc::now().timestamp(), &body);
+        let response = client
+            .post(url)
             .header("content-type", "application/json")
             .header(SIGNATURE_HEADER, signature)
             .header("x-polybot-event", "alert")
@@ -156,7 +227,8 @@ impl Notifier {
 
     async fn telegram(&self, channel: &Channel, n: &Notification) -> Result<(), String> {
         // The bot token is part of the URL: never log the URL.
-        let url = format!("{}/bot{}/sendMessage", self.telegram_base, channel.secret);
+        let token = channel.secret(&self.key)?;
+        let url = format!("{}/bot{token}/sendMessage", self.telegram_base);
         let response = self
             .client
             .post(url)
@@ -232,4 +304,55 @@ pub async fn deliver(
         }
     }
     sent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{TOLERANCE_SECS, sign, verify};
+
+    const SECRET: &str = "whsec-0123456789abcdef";
+
+    #[test]
+    fn a_signature_covers_the_timestamp_and_the_body() {
+        let body = br#"{"alert":"fenced"}"#;
+        let header = sign(SECRET, 1_700_000_000, body);
+        // v1 is HMAC-SHA256 over "t.body", as a receiver recomputes it.
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(SECRET.as_bytes()).unwrap();
+        hmac::Mac::update(&mut mac, b"1700000000.");
+        hmac::Mac::update(&mut mac, body);
+        let expected = hex::encode(hmac::Mac::finalize(mac).into_bytes());
+        assert_eq!(header, format!("t=1700000000,v1={expected}"));
+        assert!(verify(SECRET, &header, body, 1_700_000_010));
+
+        // A replay with a new timestamp, a changed body or another secret fails.
+        let moved = header.replace("t=1700000000", "t=1700000300");
+        assert!(!verify(SECRET, &moved, body, 1_700_000_300));
+        assert!(!verify(
+            SECRET,
+            &header,
+            br#"{"alert":"fenced "}"#,
+            1_700_000_010
+        ));
+        assert!(!verify(
+            "whsec-another-secret-0123",
+            &header,
+            body,
+            1_700_000_010
+        ));
+        // An old delivery replayed later is outside the tolerance window.
+        assert!(!verify(
+            SECRET,
+            &header,
+            body,
+            1_700_000_000 + TOLERANCE_SECS + 1
+        ));
+        assert!(verify(
+            SECRET,
+            &header,
+            body,
+            1_700_000_000 + TOLERANCE_SECS
+        ));
+        assert!(!verify(SECRET, "v1=00", body, 1_700_000_000));
+    }
 }

@@ -4,14 +4,19 @@
 
 use crate::common;
 
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use common::{Harness, OPERATOR};
-use polybot_control_plane::alerts::{Evaluator, SIGNATURE_HEADER, sign};
+use polybot_control_plane::alerts::{
+    Evaluator, Notifier, Resolve, SIGNATURE_HEADER, Targets, verify,
+};
 use polybot_control_plane::reconcile::Reconciler;
 use polybot_control_plane::settings::{AlertSettings, Settings};
 use polybot_core::TenantId;
@@ -42,9 +47,32 @@ impl Received {
     }
 }
 
+/// A resolver with one fixed answer for every name: what DNS would say.
+#[derive(Debug)]
+struct FixedResolver(IpAddr);
+
+impl Resolve for FixedResolver {
+    fn resolve<'a>(
+        &'a self,
+        _host: &'a str,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = std::io::Result<Vec<SocketAddr>>> + Send + 'a>> {
+        let addr = SocketAddr::new(self.0, port);
+        Box::pin(async move { Ok(vec![addr]) })
+    }
+}
+
+/// The public-looking name webhooks are configured with; the tests' resolver
+/// answers 127.0.0.1 for it, so a delivery reaches the mock only through the
+/// address the notifier checked and pinned (the real DNS is never asked).
+const HOOK_HOST: &str = "hooks.example.com";
+
 /// A local HTTP server that records every request and answers 200.
 struct Mock {
+    /// `http://127.0.0.1:<port>` (the Telegram API base).
     base: String,
+    /// `http://hooks.example.com:<port>` (webhook URLs).
+    hook_base: String,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -64,9 +92,34 @@ impl Mock {
             }
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        let base = format!("http://{addr}");
+        let hook_base = format!("http://{HOOK_HOST}:{}", addr.port());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { base, received }
+        Self {
+            base,
+            hook_base,
+            received,
+        }
+    }
+
+    /// A notifier whose resolver sends `HOOK_HOST` to this mock (on
+    /// loopback, so every address is allowed).
+    fn notifier(state: &polybot_control_plane::AppState) -> Notifier {
+        Notifier::with_resolver(
+            state,
+            Arc::new(FixedResolver(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+            Targets::AnyAddress,
+        )
+    }
+
+    fn evaluator(state: polybot_control_plane::AppState) -> Evaluator {
+        let notifier = Self::notifier(&state);
+        Evaluator::with_notifier(state, notifier)
+    }
+
+    fn all(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
     }
 
     fn at(&self, path: &str) -> Vec<Received> {
@@ -136,7 +189,7 @@ async fn configure_channels(h: &Harness, tenant: &str, mock: &Mock) {
             &format!("/tenants/{tenant}/alert-channels"),
             Some(OPERATOR),
             Some(json!({"channels": [
-                {"kind": "webhook", "url": format!("{}/tenant-hook", mock.base), "secret": HOOK_SECRET},
+                {"kind": "webhook", "url": format!("{}/tenant-hook", mock.hook_base), "secret": HOOK_SECRET},
                 {"kind": "telegram", "chat_id": "-1001234", "bot_token": BOT_TOKEN},
             ]})),
         )
@@ -149,7 +202,7 @@ async fn configure_channels(h: &Harness, tenant: &str, mock: &Mock) {
             "/alert-channels",
             Some(OPERATOR),
             Some(json!({"channels": [
-                {"kind": "webhook", "url": format!("{}/operator-hook", mock.base), "secret": OPERATOR_SECRET},
+                {"kind": "webhook", "url": format!("{}/operator-hook", mock.hook_base), "secret": OPERATOR_SECRET},
             ]})),
         )
         .await;
@@ -289,6 +342,183 @@ async fn channels_are_validated_and_their_secrets_are_write_only(
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn no_caller_saves_a_webhook_into_the_platforms_network_or_an_unbounded_url(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    let long = format!("https://hooks.example.com/{}", "a".repeat(2048));
+    for path in [
+        format!("/tenants/{alpha}/alert-channels"),
+        "/alert-channels".to_owned(),
+    ] {
+        let reply = h
+            .call(
+                Method::PUT,
+                &path,
+                Some(OPERATOR),
+                Some(json!({"channels": [
+                    {"kind": "webhook", "url": "http://127.0.0.1:8080/hook", "secret": HOOK_SECRET},
+                    {"kind": "webhook", "url": "http://[::ffff:169.254.169.254]/", "secret": HOOK_SECRET},
+                    {"kind": "webhook", "url": long, "secret": HOOK_SECRET},
+                    {"kind": "webhook", "url": "https://hooks.example.com/ok", "secret": HOOK_SECRET},
+                ]})),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}: {}",
+            reply.text
+        );
+        let errors: Vec<(&str, &str)> = reply.body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["field"].as_str().unwrap(), e["message"].as_str().unwrap()))
+            .collect();
+        let fields: Vec<&str> = errors.iter().map(|(f, _)| *f).collect();
+        assert_eq!(
+            fields,
+            vec!["channels[0].url", "channels[1].url", "channels[2].url"],
+            "{path}"
+        );
+        assert_eq!(errors[2].1, "must be at most 2048 characters");
+    }
+    assert_eq!(h.count("SELECT count(*) FROM alert_channels").await, 0);
+    assert_eq!(
+        h.count("SELECT count(*) FROM operator_alert_channels")
+            .await,
+        0
+    );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_webhook_name_that_resolves_inside_is_refused_at_delivery_and_nothing_is_sent(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    let mock = Mock::start().await;
+    // Saved while the name looked public; DNS now answers 127.0.0.1 (the
+    // mock stands in for the platform's own service).
+    configure_channels(&h, &alpha, &mock).await;
+    let state = with_alerts(
+        &h,
+        AlertSettings {
+            heartbeat_stale: Duration::from_millis(300),
+            telegram_api_base: mock.base.clone(),
+            ..AlertSettings::default()
+        },
+    );
+    let notifier = Notifier::with_resolver(
+        &state,
+        Arc::new(FixedResolver(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+        Targets::Global,
+    );
+    let mut evaluator = Evaluator::with_notifier(state, notifier);
+    heartbeat(&h, &alpha, &health(&[])).await;
+    assert_eq!(evaluator.evaluate().await.unwrap().fired, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = evaluator.evaluate().await.unwrap();
+    // Only Telegram (the operator's configured API base) was sent; both
+    // webhooks were refused before any connection.
+    assert_eq!((report.fired, report.notifications), (1, 1), "{report:?}");
+    let paths: Vec<String> = mock.all().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, vec![format!("/bot{BOT_TOKEN}/sendMessage")]);
+}
+
+/// Rows holding a known channel secret in plaintext (a column, or bytes of
+/// a ciphertext), counted as the superuser.
+async fn no_plaintext_secrets(h: &Harness) -> i64 {
+    let mut found = 0;
+    for secret in [HOOK_SECRET, OPERATOR_SECRET, BOT_TOKEN] {
+        for table in ["alert_channels", "operator_alert_channels"] {
+            found += h
+                .count(&format!(
+                    "SELECT count(*) FROM {table} WHERE secret IS NOT NULL \
+                     OR position(convert_to('{secret}', 'UTF8') in secret_ciphertext) > 0 \
+                     OR secret_ciphertext IS NULL"
+                ))
+                .await;
+        }
+    }
+    found
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn channel_secrets_stored_in_plaintext_are_sealed_at_start_and_still_sign(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    let mock = Mock::start().await;
+    // Rows as an earlier version stored them (the migration kept the
+    // plaintext and computed the fingerprint).
+    sqlx::query(
+        "INSERT INTO alert_channels (id, tenant_id, kind, target, secret, secret_fingerprint) \
+         VALUES (gen_random_uuid(), $1, 'webhook', $2, $3, 'sha256:legacy')",
+    )
+    .bind(alpha.parse::<Uuid>().unwrap())
+    .bind(format!("{}/tenant-hook", mock.hook_base))
+    .bind(HOOK_SECRET)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO operator_alert_channels (id, kind, target, secret, secret_fingerprint) \
+         VALUES (gen_random_uuid(), 'webhook', $1, $2, 'sha256:legacy')",
+    )
+    .bind(format!("{}/operator-hook", mock.hook_base))
+    .bind(OPERATOR_SECRET)
+    .execute(&h.pool)
+    .await
+    .unwrap();
+    assert_eq!(no_plaintext_secrets(&h).await, 6);
+    let sealed = polybot_control_plane::alerts::seal_plaintext_secrets(&h.state)
+        .await
+        .unwrap();
+    assert_eq!(sealed, 2);
+    assert_eq!(no_plaintext_secrets(&h).await, 0);
+    // Sealing again finds nothing.
+    assert_eq!(
+        polybot_control_plane::alerts::seal_plaintext_secrets(&h.state)
+            .await
+            .unwrap(),
+        0
+    );
+    let state = with_alerts(
+        &h,
+        AlertSettings {
+            heartbeat_stale: Duration::from_millis(300),
+            ..AlertSettings::default()
+        },
+    );
+    let mut evaluator = Mock::evaluator(state);
+    heartbeat(&h, &alpha, &health(&[])).await;
+    assert_eq!(evaluator.evaluate().await.unwrap().fired, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let report = evaluator.evaluate().await.unwrap();
+    assert_eq!((report.fired, report.notifications), (1, 2), "{report:?}");
+    let now = chrono::Utc::now().timestamp();
+    for (path, secret) in [
+        ("/tenant-hook", HOOK_SECRET),
+        ("/operator-hook", OPERATOR_SECRET),
+    ] {
+        let got = mock.at(path);
+        assert_eq!(got.len(), 1, "{path}");
+        let header = got[0].headers[SIGNATURE_HEADER].to_str().unwrap();
+        assert!(
+            verify(secret, header, &got[0].body, now),
+            "{path}: {header}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_silent_worker_alerts_once_per_channel_and_resolves_once_with_signed_webhooks(
     pool_opts: PgPoolOptions,
     options: PgConnectOptions,
@@ -306,7 +536,9 @@ async fn a_silent_worker_alerts_once_per_channel_and_resolves_once_with_signed_w
             ..AlertSettings::default()
         },
     );
-    let mut evaluator = Evaluator::new(state);
+    // At rest, no secret is in the clear: not in a column, not in a ciphertext.
+    assert_eq!(no_plaintext_secrets(&h).await, 0);
+    let mut evaluator = Mock::evaluator(state);
     heartbeat(&h, &alpha, &health(&[])).await;
     assert_eq!(evaluator.evaluate().await.unwrap().fired, 0);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -351,15 +583,30 @@ async fn a_silent_worker_alerts_once_per_channel_and_resolves_once_with_signed_w
             .starts_with("no heartbeat for"),
         "{first}"
     );
-    // The signature is HMAC-SHA256 of the exact body under the channel's secret.
+    // The signature is HMAC-SHA256 of "t.body" under the channel's secret,
+    // with a current timestamp; the connection went to the pinned address
+    // under the webhook's own host name.
+    let now = chrono::Utc::now().timestamp();
     for (received, secret) in tenant_hook
         .iter()
         .map(|r| (r, HOOK_SECRET))
         .chain(operator_hook.iter().map(|r| (r, OPERATOR_SECRET)))
     {
         let header = received.headers[SIGNATURE_HEADER].to_str().unwrap();
-        assert_eq!(header, sign(secret, &received.body));
-        assert_ne!(header, sign("some-other-secret-0123", &received.body));
+        assert!(header.starts_with("t="), "{header}");
+        assert!(verify(secret, header, &received.body, now), "{header}");
+        assert!(!verify(
+            "some-other-secret-0123",
+            header,
+            &received.body,
+            now
+        ));
+        assert!(
+            received.headers["host"]
+                .to_str()
+                .unwrap()
+                .starts_with(HOOK_HOST)
+        );
     }
     let message = telegram[0].json();
     assert_eq!(message["chat_id"], "-1001234");
@@ -417,7 +664,7 @@ async fn breakers_daily_loss_and_fencing_alert_and_a_flapping_condition_does_not
         sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap();
     }
     tx.commit().await.unwrap();
-    let mut evaluator = Evaluator::new(state);
+    let mut evaluator = Mock::evaluator(state);
     let report = evaluator.evaluate().await.unwrap();
     assert_eq!(report.fired, 3, "{report:?}");
     let alerts: Vec<(String, String)> =
@@ -568,7 +815,7 @@ async fn a_killed_worker_produces_one_alert_and_one_recovery(
         .insert("POLYBOT_HEARTBEAT_SECS".into(), "0.2".into());
     let stop = CancellationToken::new();
     let reconciling = tokio::spawn(reconciler.run(stop.clone()));
-    let evaluating = tokio::spawn(Evaluator::new(state).run(stop.clone()));
+    let evaluating = tokio::spawn(Mock::evaluator(state).run(stop.clone()));
 
     let pid = wait_running(&h, &alpha, "running").await;
     assert!(
@@ -624,11 +871,10 @@ async fn a_killed_worker_produces_one_alert_and_one_recovery(
         );
     }
     assert_eq!(mock.at(&format!("/bot{BOT_TOKEN}/sendMessage")).len(), 2);
+    let now = chrono::Utc::now().timestamp();
     for r in mock.at("/tenant-hook") {
-        assert_eq!(
-            r.headers[SIGNATURE_HEADER].to_str().unwrap(),
-            sign(HOOK_SECRET, &r.body)
-        );
+        let header = r.headers[SIGNATURE_HEADER].to_str().unwrap();
+        assert!(verify(HOOK_SECRET, header, &r.body, now), "{header}");
     }
     // The SLO saw the outage: availability is below 1.
     let ratio: Option<f64> = sqlx::query_scalar(

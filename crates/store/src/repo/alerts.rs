@@ -16,7 +16,10 @@ use crate::{DbError, OperatorTx, TenantTx};
 // Channels
 // ---------------------------------------------------------------------------
 
-/// A channel as stored, secret included (a webhook secret or a bot token).
+/// A channel as stored. Its secret (a webhook secret or a bot token) is
+/// sealed by the control plane (AES-256-GCM; this crate never sees the key);
+/// `secret` holds plaintext only for a row stored before migration 0010,
+/// until the control plane seals it at start ([`seal_tenant_channel`]).
 #[derive(Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ChannelRow {
     pub id: Uuid,
@@ -24,7 +27,14 @@ pub struct ChannelRow {
     pub kind: String,
     /// The webhook URL, or the Telegram chat id.
     pub target: String,
-    pub secret: String,
+    /// Legacy plaintext; `None` once sealed.
+    pub secret: Option<String>,
+    pub secret_ciphertext: Option<Vec<u8>>,
+    pub secret_nonce: Option<Vec<u8>>,
+    /// Which key sealed it.
+    pub secret_key_id: Option<String>,
+    /// What the API shows in place of the secret.
+    pub secret_fingerprint: String,
 }
 
 impl std::fmt::Debug for ChannelRow {
@@ -33,6 +43,7 @@ impl std::fmt::Debug for ChannelRow {
         f.debug_struct("ChannelRow")
             .field("id", &self.id)
             .field("kind", &self.kind)
+            .field("secret_key_id", &self.secret_key_id)
             .finish_non_exhaustive()
     }
 }
@@ -40,8 +51,8 @@ impl std::fmt::Debug for ChannelRow {
 /// The transaction's tenant's channels, in the order they were given.
 pub async fn tenant_channels(tx: &mut TenantTx) -> Result<Vec<ChannelRow>, DbError> {
     sqlx::query_as(
-        "SELECT id, kind, target, secret FROM alert_channels WHERE tenant_id = $1 \
-         ORDER BY created_at, id",
+        "SELECT id, kind, target, secret, secret_ciphertext, secret_nonce, secret_key_id, \
+            secret_fingerprint FROM alert_channels WHERE tenant_id = $1 ORDER BY created_at, id",
     )
     .bind(tx.tenant().as_uuid())
     .fetch_all(&mut **tx)
@@ -64,14 +75,19 @@ pub async fn replace_tenant_channels(
     for (i, c) in channels.iter().enumerate() {
         // One transaction shares one now(): the offset keeps the given order.
         sqlx::query(
-            "INSERT INTO alert_channels (id, tenant_id, kind, target, secret, created_at) \
-             VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 microsecond')",
+            "INSERT INTO alert_channels (id, tenant_id, kind, target, secret, secret_ciphertext, \
+                secret_nonce, secret_key_id, secret_fingerprint, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, now() + $10 * interval '1 microsecond')",
         )
         .bind(c.id)
         .bind(tenant)
         .bind(&c.kind)
         .bind(&c.target)
         .bind(&c.secret)
+        .bind(&c.secret_ciphertext)
+        .bind(&c.secret_nonce)
+        .bind(&c.secret_key_id)
+        .bind(&c.secret_fingerprint)
         .bind(i32::try_from(i).unwrap_or(i32::MAX))
         .execute(&mut **tx)
         .await
@@ -83,7 +99,8 @@ pub async fn replace_tenant_channels(
 /// The operator-wide channels (every tenant's alerts), in the order given.
 pub async fn operator_channels(op: &mut OperatorTx) -> Result<Vec<ChannelRow>, DbError> {
     sqlx::query_as(
-        "SELECT id, kind, target, secret FROM operator_alert_channels ORDER BY created_at, id",
+        "SELECT id, kind, target, secret, secret_ciphertext, secret_nonce, secret_key_id, \
+            secret_fingerprint FROM operator_alert_channels ORDER BY created_at, id",
     )
     .fetch_all(&mut **op)
     .await
@@ -102,18 +119,82 @@ pub async fn replace_operator_channels(
         .map_err(DbError::query("replacing operator alert channels"))?;
     for (i, c) in channels.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO operator_alert_channels (id, kind, target, secret, created_at) \
-             VALUES ($1, $2, $3, $4, now() + $5 * interval '1 microsecond')",
+            "INSERT INTO operator_alert_channels (id, kind, target, secret, secret_ciphertext, \
+                secret_nonce, secret_key_id, secret_fingerprint, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + $9 * interval '1 microsecond')",
         )
         .bind(c.id)
         .bind(&c.kind)
         .bind(&c.target)
         .bind(&c.secret)
+        .bind(&c.secret_ciphertext)
+        .bind(&c.secret_nonce)
+        .bind(&c.secret_key_id)
+        .bind(&c.secret_fingerprint)
         .bind(i32::try_from(i).unwrap_or(i32::MAX))
         .execute(&mut **op)
         .await
         .map_err(DbError::query("storing an operator alert channel"))?;
     }
+    Ok(())
+}
+
+/// A secret as sealed: ciphertext, nonce and the sealing key's id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub ciphertext: Vec<u8>,
+    pub nonce: Vec<u8>,
+    pub key_id: String,
+}
+
+/// The tenants with a channel whose secret is still plaintext.
+pub async fn tenants_with_plaintext_secrets(op: &mut OperatorTx) -> Result<Vec<Uuid>, DbError> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT tenant_id FROM alert_channels WHERE secret IS NOT NULL ORDER BY tenant_id",
+    )
+    .fetch_all(&mut **op)
+    .await
+    .map_err(DbError::query("finding plaintext alert channel secrets"))
+}
+
+/// Replaces a channel's plaintext secret with `sealed`.
+pub async fn seal_tenant_channel(
+    tx: &mut TenantTx,
+    id: Uuid,
+    sealed: &SealedSecret,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE alert_channels SET secret = NULL, secret_ciphertext = $3, secret_nonce = $4, \
+            secret_key_id = $5 WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(id)
+    .bind(&sealed.ciphertext)
+    .bind(&sealed.nonce)
+    .bind(&sealed.key_id)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::query("sealing an alert channel secret"))?;
+    Ok(())
+}
+
+/// Replaces an operator channel's plaintext secret with `sealed`.
+pub async fn seal_operator_channel(
+    op: &mut OperatorTx,
+    id: Uuid,
+    sealed: &SealedSecret,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE operator_alert_channels SET secret = NULL, secret_ciphertext = $2, \
+            secret_nonce = $3, secret_key_id = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&sealed.ciphertext)
+    .bind(&sealed.nonce)
+    .bind(&sealed.key_id)
+    .execute(&mut **op)
+    .await
+    .map_err(DbError::query("sealing an operator alert channel secret"))?;
     Ok(())
 }
 

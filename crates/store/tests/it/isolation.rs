@@ -61,8 +61,9 @@ pub(crate) const SEED: &[(&str, &str)] = &[
     // Operator views (issue 9).
     (
         "alert_channels",
-        "INSERT INTO alert_channels (id, tenant_id, kind, target, secret) \
-         VALUES (gen_random_uuid(), $1, 'webhook', 'http://127.0.0.1:9/hook', 'seed-secret')",
+        "INSERT INTO alert_channels (id, tenant_id, kind, target, secret_ciphertext, secret_nonce, \
+            secret_key_id, secret_fingerprint) \
+         VALUES (gen_random_uuid(), $1, 'webhook', 'https://hooks.example.com/hook', 'seed', 'nonce', 'k', 'sha256:0')",
     ),
     (
         "alert_states",

@@ -10,12 +10,29 @@ use polybot_store::{Db, Scope};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+/// A channel as the control plane stores it: the secret sealed (the bytes
+/// stand in for a ciphertext; this crate never seals).
 fn channel(n: u128, kind: &str, target: &str) -> ChannelRow {
     ChannelRow {
         id: Uuid::from_u128(n),
         kind: kind.into(),
         target: target.into(),
-        secret: format!("secret-{n}-0123456789abcdef"),
+        secret: None,
+        secret_ciphertext: Some(format!("ciphertext-{n}").into_bytes()),
+        secret_nonce: Some(vec![n as u8; 12]),
+        secret_key_id: Some("k1".into()),
+        secret_fingerprint: format!("sha256:{n:012}"),
+    }
+}
+
+/// A channel as stored before migration 0010: its secret in plaintext.
+fn legacy(n: u128, kind: &str, target: &str) -> ChannelRow {
+    ChannelRow {
+        secret: Some(format!("secret-{n}-0123456789abcdef")),
+        secret_ciphertext: None,
+        secret_nonce: None,
+        secret_key_id: None,
+        ..channel(n, kind, target)
     }
 }
 
@@ -96,9 +113,108 @@ async fn operator_channels_are_replaced_whole_and_read_back_in_order(pool: PgPoo
     op.commit().await.unwrap();
 }
 
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn plaintext_secrets_are_found_and_replaced_by_their_sealed_form(pool: PgPool) {
+    let db = Db::from_pool(pool.clone(), Scope::Control);
+    let a = create_tenant(&db, "a").await.unwrap();
+    let b = create_tenant(&db, "b").await.unwrap();
+    let mut tx = db.tenant(a).await.unwrap();
+    alerts::replace_tenant_channels(
+        &mut tx,
+        &[
+            legacy(1, "webhook", "https://h.example.com/a"),
+            channel(2, "telegram", "-1"),
+        ],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.tenant(b).await.unwrap();
+    alerts::replace_tenant_channels(&mut tx, &[channel(3, "telegram", "-2")])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut op = db.operator().await.unwrap();
+    alerts::replace_operator_channels(&mut op, &[legacy(4, "webhook", "https://ops.example.com/")])
+        .await
+        .unwrap();
+    assert_eq!(
+        alerts::tenants_with_plaintext_secrets(&mut op)
+            .await
+            .unwrap(),
+        vec![a.as_uuid()]
+    );
+    let sealed = alerts::SealedSecret {
+        ciphertext: b"sealed-4".to_vec(),
+        nonce: vec![4; 12],
+        key_id: "k2".into(),
+    };
+    alerts::seal_operator_channel(&mut op, Uuid::from_u128(4), &sealed)
+        .await
+        .unwrap();
+    let row = alerts::operator_channels(&mut op).await.unwrap().remove(0);
+    assert_eq!(row.secret, None);
+    assert_eq!(
+        row.secret_ciphertext.as_deref(),
+        Some(b"sealed-4".as_slice())
+    );
+    assert_eq!(row.secret_key_id.as_deref(), Some("k2"));
+    op.commit().await.unwrap();
+
+    let mut tx = db.tenant(a).await.unwrap();
+    let sealed = alerts::SealedSecret {
+        ciphertext: b"sealed-1".to_vec(),
+        nonce: vec![1; 12],
+        key_id: "k2".into(),
+    };
+    alerts::seal_tenant_channel(&mut tx, Uuid::from_u128(1), &sealed)
+        .await
+        .unwrap();
+    let rows = alerts::tenant_channels(&mut tx).await.unwrap();
+    assert_eq!(rows[0].secret, None);
+    assert_eq!(rows[0].secret_nonce, Some(vec![1; 12]));
+    assert_eq!(rows[1], channel(2, "telegram", "-1"));
+    tx.commit().await.unwrap();
+    // No plaintext is left anywhere.
+    let mut op = db.operator().await.unwrap();
+    assert_eq!(
+        alerts::tenants_with_plaintext_secrets(&mut op)
+            .await
+            .unwrap(),
+        Vec::<Uuid>::new()
+    );
+    op.commit().await.unwrap();
+    let plain: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM alert_channels WHERE secret IS NOT NULL) \
+              + (SELECT count(*) FROM operator_alert_channels WHERE secret IS NOT NULL)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(plain, 0);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_channel_without_plaintext_or_sealed_secret_is_refused(pool: PgPool) {
+    let db = Db::from_pool(pool, Scope::Control);
+    let a = create_tenant(&db, "a").await.unwrap();
+    let mut tx = db.tenant(a).await.unwrap();
+    let empty = ChannelRow {
+        secret_ciphertext: None,
+        ..channel(1, "webhook", "https://h.example.com/")
+    };
+    let err = alerts::replace_tenant_channels(&mut tx, &[empty])
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("storing an alert channel"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_channel_row_never_shows_its_secret_or_target() {
-    let row = channel(1, "webhook", "https://hooks.example.com/a?token=t0k3n");
+    let row = legacy(1, "webhook", "https://hooks.example.com/a?token=t0k3n");
     let debug = format!("{row:?}");
     assert!(debug.contains("webhook"), "{debug}");
     assert!(
