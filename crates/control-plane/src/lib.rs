@@ -33,6 +33,7 @@ pub mod error;
 pub mod metrics;
 pub mod paging;
 pub mod provision;
+pub mod query_text;
 pub mod reconcile;
 pub mod settings;
 pub mod status;
@@ -216,6 +217,7 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(dashboard::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(query_text::refuse_control_text))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track_http,

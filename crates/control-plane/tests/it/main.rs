@@ -4,6 +4,7 @@
 mod alerts;
 mod api;
 mod common;
+mod control_text;
 mod dashboard;
 mod data;
 mod ecs_fleet;
