@@ -155,7 +155,13 @@ impl FromRequestParts<AppState> for Caller {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let caller = authenticate(&state.db, &state.tokens, token).await?;
+        let caller = crate::throttle::authenticate_throttled(
+            state,
+            &parts.headers,
+            &parts.extensions,
+            token,
+        )
+        .await?;
         parts.extensions.insert(caller);
         Ok(caller)
     }

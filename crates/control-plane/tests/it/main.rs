@@ -13,3 +13,5 @@ mod leak;
 mod metrics;
 mod onboarding;
 mod openapi;
+mod protection;
+mod transport;
