@@ -11,11 +11,10 @@ use polybot_control_plane::settings::Settings;
 use polybot_control_plane::{App, Config};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-fn login_cookie(h: &Harness) -> impl std::future::Future<Output = String> + '_ {
-    async move {
-        let page = h.call(Method::GET, "/ui/login", None, None).await;
-        page.headers["set-cookie"].to_str().unwrap().to_owned()
-    }
+/// The sign-in page's `Set-Cookie` header.
+async fn login_cookie(h: &Harness) -> String {
+    let page = h.call(Method::GET, "/ui/login", None, None).await;
+    page.headers["set-cookie"].to_str().unwrap().to_owned()
 }
 
 #[test]
