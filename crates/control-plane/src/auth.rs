@@ -198,7 +198,13 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(*caller);
         }
         let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let caller = authenticate(&state.db, &state.tokens, token).await?;
+        let caller = crate::throttle::authenticate_throttled(
+            state,
+            &parts.headers,
+            &parts.extensions,
+            token,
+        )
+        .await?;
         parts.extensions.insert(caller);
         Ok(caller)
     }

@@ -44,6 +44,13 @@ pub enum ApiError {
     /// 422: the same Idempotency-Key was used with another body.
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyMismatch,
+    /// 429: too many failed authentications from this client or for this
+    /// token prefix; retry after the given number of seconds.
+    #[error("too many failed authentications; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// 408: the request (headers or body) was not received in time.
+    #[error("the request was not received in time")]
+    RequestTimeout,
     /// 503: the database is unreachable.
     #[error("{0}")]
     Unavailable(String),
@@ -75,6 +82,8 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,6 +98,8 @@ impl ApiError {
             ApiError::NotFound(_) => "/problems/not-found",
             ApiError::Conflict(_) => "/problems/conflict",
             ApiError::IdempotencyMismatch => "/problems/idempotency-key-reused",
+            ApiError::TooManyRequests { .. } => "/problems/too-many-requests",
+            ApiError::RequestTimeout => "/problems/request-timeout",
             ApiError::Unavailable(_) => "/problems/unavailable",
             ApiError::Internal(_) => "/problems/internal",
         }
@@ -131,6 +142,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let ApiError::TooManyRequests { retry_after_secs } = &self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

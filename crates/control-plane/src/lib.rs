@@ -33,10 +33,13 @@ pub mod error;
 pub mod metrics;
 pub mod paging;
 pub mod provision;
+pub mod query_text;
 pub mod reconcile;
+pub mod serve;
 pub mod settings;
 pub mod status;
 pub mod tenants;
+pub mod throttle;
 
 pub use provision::{Provisioner, WorkerDatabase};
 
@@ -47,6 +50,8 @@ pub struct AppState {
     pub secrets: Arc<dyn SecretStore>,
     pub provisioner: Provisioner,
     pub tokens: auth::TokenCache,
+    /// Failed-authentication budgets (brute-force protection).
+    pub throttle: throttle::AuthThrottle,
     /// Wakes the reconciler early after a change.
     pub reconcile: Arc<Notify>,
     pub tasks: TaskTracker,
@@ -77,6 +82,7 @@ impl AppState {
             secrets,
             provisioner,
             tokens: auth::TokenCache::default(),
+            throttle: throttle::AuthThrottle::default(),
             reconcile,
             tasks: TaskTracker::new(),
             metrics: metrics::Metrics::default(),
@@ -227,6 +233,8 @@ pub fn router(state: AppState) -> Router {
         )
         .merge(dashboard::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(query_text::refuse_control_text))
+        .layer(axum::middleware::from_fn(serve::strict_transport))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track_http,
@@ -254,7 +262,7 @@ pub struct App {
 impl App {
     /// Registers the operator token, binds the listener, and resumes any
     /// onboarding a previous process left unfinished.
-    pub async fn build(config: &Config, state: AppState) -> anyhow::Result<Self> {
+    pub async fn build(config: &Config, mut state: AppState) -> anyhow::Result<Self> {
         auth::ensure_operator_token(
             &state.db,
             config.operator_token.as_ref(),
@@ -264,6 +272,10 @@ impl App {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| anyhow::anyhow!("reading the listener's address: {e}"))?;
+        state.settings = Arc::new(state.settings.for_listener(bound));
         let resumed = state.provisioner.resume_all().await?;
         if resumed > 0 {
             tracing::info!(resumed, "resumed unfinished onboarding");
@@ -287,9 +299,13 @@ impl App {
     /// background onboarding.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let tasks = self.state.tasks.clone();
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await?;
+        serve::serve(
+            self.listener,
+            router(self.state),
+            serve::Limits::default(),
+            stop,
+        )
+        .await?;
         tasks.close();
         tasks.wait().await;
         Ok(())

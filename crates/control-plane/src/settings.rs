@@ -8,7 +8,7 @@
 //! | variable | flag | default | what |
 //! |---|---|---|---|
 //! | `POLYBOT_METRICS_TOKEN` | `--metrics-token` | none | a bearer token that may scrape `/metrics` (and nothing else) |
-//! | `POLYBOT_COOKIE_SECURE` | `--cookie-secure` | `false` | mark the dashboard cookie `Secure` (set it behind TLS) |
+//! | `POLYBOT_COOKIE_SECURE` | `--cookie-secure` | `Secure` unless the listener is loopback | mark the dashboard cookies `Secure` (`true`) or not (`false`) |
 //! | `POLYBOT_SESSION_HOURS` | `--session-hours` | `12` | dashboard session lifetime, in hours |
 //! | `POLYBOT_ALERT_INTERVAL_SECS` | `--alert-interval-secs` | `10` | time between alert evaluations |
 //! | `POLYBOT_ALERT_HEARTBEAT_SECS` | `--alert-heartbeat-secs` | `60` | a desired worker silent this long alerts |
@@ -70,7 +70,9 @@ impl Default for AlertSettings {
 pub struct Settings {
     /// SHA-256 of `POLYBOT_METRICS_TOKEN`; the token itself is not kept.
     pub metrics_token_hash: Option<Vec<u8>>,
-    pub secure_cookies: bool,
+    /// Whether dashboard cookies are `Secure`; `None` until the listener is
+    /// known ([`crate::App::build`] decides: `Secure` unless it is loopback).
+    pub secure_cookies: Option<bool>,
     pub session_ttl: Duration,
     pub alerts: AlertSettings,
 }
@@ -90,7 +92,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             metrics_token_hash: None,
-            secure_cookies: false,
+            secure_cookies: None,
             session_ttl: Duration::from_secs(12 * 3600),
             alerts: AlertSettings::default(),
         }
@@ -98,6 +100,23 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// Whether cookies are `Secure`: as configured, and `Secure` when it is
+    /// not known yet (a router served without [`crate::App::build`]).
+    pub fn cookies_secure(&self) -> bool {
+        self.secure_cookies.unwrap_or(true)
+    }
+
+    /// These settings with the cookie default decided for a listener on
+    /// `listen`: `Secure` unless it is loopback (browsers send a `Secure`
+    /// cookie only over HTTPS, and a loopback listener is plain HTTP).
+    pub fn for_listener(&self, listen: std::net::SocketAddr) -> Self {
+        let mut settings = self.clone();
+        settings
+            .secure_cookies
+            .get_or_insert(!listen.ip().is_loopback());
+        settings
+    }
+
     /// Sets the metrics token (tests, embedding).
     pub fn with_metrics_token(mut self, token: &str) -> Self {
         self.metrics_token_hash = Some(Sha256::digest(token.as_bytes()).to_vec());
@@ -117,9 +136,10 @@ pub struct SettingsArgs {
         hide_env_values = true
     )]
     pub metrics_token: Option<SecretString>,
-    /// Mark the dashboard's session cookie Secure (set it behind TLS).
-    #[arg(long, env = "POLYBOT_COOKIE_SECURE", value_parser = Named(switch))]
-    pub cookie_secure: bool,
+    /// Mark the dashboard's cookies Secure (true) or not (false); by default
+    /// they are Secure unless the control plane listens on a loopback address.
+    #[arg(long, env = "POLYBOT_COOKIE_SECURE", num_args = 0..=1, default_missing_value = "true", value_parser = Named(switch))]
+    pub cookie_secure: Option<bool>,
     /// How long a dashboard sign-in lasts, in hours.
     #[arg(long, env = "POLYBOT_SESSION_HOURS", value_name = "HOURS", default_value = "12", value_parser = Named(hours))]
     pub session_hours: Duration,
@@ -269,7 +289,7 @@ mod tests {
         let settings = parse(&[]).expect("the defaults parse");
         let defaults = Settings::default();
         assert_eq!(settings.metrics_token_hash, None);
-        assert!(!settings.secure_cookies);
+        assert_eq!(settings.secure_cookies, None);
         assert_eq!(settings.session_ttl, defaults.session_ttl);
         assert_eq!(settings.alerts.interval, defaults.alerts.interval);
         assert_eq!(settings.alerts.heartbeat_stale, Duration::from_secs(60));
@@ -311,7 +331,7 @@ mod tests {
             settings.metrics_token_hash,
             Some(Sha256::digest(b"scrape-me").to_vec())
         );
-        assert!(settings.secure_cookies);
+        assert_eq!(settings.secure_cookies, Some(true));
         assert_eq!(settings.session_ttl, Duration::from_secs(7200));
         assert_eq!(settings.alerts.interval, Duration::from_millis(500));
         assert_eq!(settings.alerts.heartbeat_stale, Duration::from_secs(5));

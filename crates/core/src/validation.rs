@@ -303,6 +303,74 @@ impl<'a> Checker<'a> {
     }
 }
 
+/// Why `text` cannot be stored as free text, if it cannot: NUL (which
+/// PostgreSQL refuses in `text` and `jsonb`) and every other control character
+/// except tab, line feed and carriage return, which multi-line values such as
+/// PEM keys need.
+pub fn text_problem(text: &str) -> Option<String> {
+    text.chars()
+        .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        .map(|c| {
+            format!(
+                "must not contain control characters (found U+{:04X})",
+                u32::from(c)
+            )
+        })
+}
+
+/// Why `text` is not a name (a one-line label a person reads), if it is not:
+/// no control characters at all, and none of the invisible formatting
+/// characters (zero-width, bidirectional overrides) that make two names look
+/// alike or a name display as something else.
+pub fn name_problem(text: &str) -> Option<String> {
+    text.chars()
+        .find(|&c| c.is_control() || is_invisible_format(c))
+        .map(|c| {
+            format!(
+                "must be printable text (found U+{:04X}, a control or formatting character)",
+                u32::from(c)
+            )
+        })
+}
+
+/// Unicode format characters (category Cf) that change how text displays
+/// without being seen.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD | 0x061C | 0x180E | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF
+            | 0xFFF9..=0xFFFB
+    )
+}
+
+/// Every string and object key in `value` that [`text_problem`] refuses, each
+/// named by its JSON path below `path` (`channels[0].secret`).
+pub fn check_json_text(value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::String(text) => {
+            if let Some(message) = text_problem(text) {
+                errors.push(FieldError::new(path, message));
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                check_json_text(item, &format!("{path}[{i}]"), errors);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let here = field_path(path, key);
+                if let Some(message) = text_problem(key) {
+                    errors.push(FieldError::new(here, format!("(the field name) {message}")));
+                    continue;
+                }
+                check_json_text(item, &here, errors);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
 /// Serde helpers for `Decimal` fields in user-written configs: written back as
 /// strings (exact), read from strings or JSON numbers (users type `0.02`).
 pub mod decimal {
@@ -411,6 +479,43 @@ mod tests {
         );
         assert_eq!(top_field("risk", "risk.kill_switch"), "kill_switch");
         assert_eq!(top_field("", "min_edge"), "min_edge");
+    }
+
+    #[test]
+    fn nul_and_bell_are_refused_in_text_but_line_breaks_are_not() {
+        assert_eq!(
+            text_problem("a\u{0}b").as_deref(),
+            Some("must not contain control characters (found U+0000)")
+        );
+        assert_eq!(
+            text_problem("ring\u{7}").as_deref(),
+            Some("must not contain control characters (found U+0007)")
+        );
+        assert_eq!(text_problem("-----BEGIN KEY-----\r\nabc\n\tend"), None);
+    }
+
+    #[test]
+    fn a_name_is_refused_with_a_line_break_or_a_bidi_override() {
+        assert!(name_problem("two\nlines").is_some());
+        assert!(name_problem("evil\u{202E}gpj.exe").is_some());
+        assert!(name_problem("zero\u{200B}width").is_some());
+        assert_eq!(name_problem("Zoë's desk — 2"), None);
+    }
+
+    #[test]
+    fn control_characters_are_reported_at_their_json_path() {
+        let value = serde_json::json!({
+            "channels": [{"kind": "webhook", "secret": "s\u{0}"}],
+            "ok": "fine",
+            "bad\u{7}key": 1,
+        });
+        let mut errors = Vec::new();
+        check_json_text(&value, "", &mut errors);
+        let fields: BTreeSet<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            BTreeSet::from(["channels[0].secret", "bad\u{7}key"])
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod browser;
 mod demo;
+mod fuzz;
 #[path = "../../../worker/tests/it/common/live_mock.rs"]
 #[allow(dead_code)]
 mod live_mock;

@@ -17,7 +17,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-const OPERATOR: &str = "pbo_openapi-client-operator-0123456789abcdef";
+pub(crate) const OPERATOR: &str = "pbo_openapi-client-operator-0123456789abcdef";
 
 /// Where `openapi-spec-validator`, `openapi-python-client` and the Python
 /// they run with are; never skipped, so a missing tool fails the run.
@@ -39,7 +39,7 @@ fn tools() -> PathBuf {
 }
 
 /// Runs `program`, failing the test with its output unless it succeeds.
-fn run(what: &str, command: &mut Command) -> Output {
+pub(crate) fn run(what: &str, command: &mut Command) -> Output {
     let output = command
         .output()
         .unwrap_or_else(|err| panic!("{what} did not start: {err}"));
@@ -54,13 +54,13 @@ fn run(what: &str, command: &mut Command) -> Output {
 }
 
 /// A control plane process, stopped when dropped.
-struct ControlPlane {
-    child: Child,
-    addr: String,
+pub(crate) struct ControlPlane {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl ControlPlane {
-    fn start(database_url: &str, data_dir: &Path) -> Self {
+    pub(crate) fn start(database_url: &str, data_dir: &Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_polybot"))
             .args(["control-plane", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -103,7 +103,7 @@ impl ControlPlane {
     }
 
     /// `GET path` without credentials; the body.
-    fn get(&self, path: &str) -> String {
+    pub(crate) fn get(&self, path: &str) -> String {
         let mut stream = std::net::TcpStream::connect(&self.addr).expect("the API accepts");
         write!(
             stream,
@@ -121,7 +121,7 @@ impl ControlPlane {
         body.to_owned()
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM)
             .expect("SIGTERM is delivered");
         let status = self.child.wait().expect("the control plane exits");
@@ -145,7 +145,7 @@ impl Drop for ControlPlane {
 }
 
 /// The superuser URL of the test's own database.
-fn url_for(options: &PgConnectOptions) -> String {
+pub(crate) fn url_for(options: &PgConnectOptions) -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/test sets it)");
     let (server, _) = base
         .rsplit_once('/')

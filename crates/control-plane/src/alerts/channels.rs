@@ -14,7 +14,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use polybot_core::validation::{FieldError, unknown_field};
+use polybot_core::validation::{FieldError, check_json_text, unknown_field};
 use polybot_store::repo::{alerts as repo, tenants};
 use polybot_store::{DbError, OperatorTx, TenantTx};
 use serde::{Deserialize, Serialize};
@@ -148,12 +148,17 @@ fn redact_url(url: &str) -> String {
 fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON ({e})")))?;
+    let mut errors = Vec::new();
+    // A NUL would reach PostgreSQL (and a 500); no target or secret needs control characters.
+    check_json_text(&value, "", &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     let Value::Object(map) = value else {
         return Err(ApiError::BadRequest(
             "the body must be a JSON object".into(),
         ));
     };
-    let mut errors = Vec::new();
     for key in map.keys().filter(|k| *k != "channels") {
         errors.push(unknown_field(key, key, &["channels"]));
     }

@@ -3,7 +3,8 @@
 //! **Sign-in and sessions.** One signs in with a bearer token (operator
 //! `pbo_…` or tenant `pbt_…`). The server keeps the session: a random 256-bit
 //! id in the `pb_session` cookie (`HttpOnly`, `SameSite=Strict`, `Path=/`,
-//! `Secure` when `POLYBOT_COOKIE_SECURE` is set), stored only as its SHA-256
+//! `Secure` unless the listener is loopback, `POLYBOT_COOKIE_SECURE` overriding),
+//! stored only as its SHA-256
 //! hash in `dashboard_sessions` together with the **hash** of the token used.
 //! Every request re-resolves that token hash, so revoking the token or
 //! offboarding the tenant ends its sessions at once; signing out deletes the
@@ -28,7 +29,7 @@ use std::collections::BTreeMap;
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::header::{CACHE_CONTROL, COOKIE, LOCATION, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,7 +44,7 @@ use uuid::Uuid;
 pub use html::{Html, escape};
 
 use crate::AppState;
-use crate::auth::{Caller, TenantAccess, authenticate, hash_token};
+use crate::auth::{Caller, TenantAccess, hash_token};
 use crate::error::ApiError;
 use crate::metrics::constant_time_eq;
 
@@ -56,6 +57,7 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(|| async { redirect("/ui/fleet") }))
         .route("/ui", get(|| async { redirect("/ui/fleet") }))
         .route("/ui/", get(|| async { redirect("/ui/fleet") }))
+        .route("/ui/app.js", get(script))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/fleet", get(pages::fleet))
@@ -157,11 +159,23 @@ pub fn page(status: StatusCode, body: String) -> Response {
     headers.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
+    response
+}
+
+/// The dashboard's script: the CSP (`script-src 'self'`) runs no inline script.
+async fn script() -> Response {
+    let mut response = include_str!("static/app.js").into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/javascript; charset=utf-8"),
+    );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
 
@@ -183,7 +197,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 fn set_cookie(state: &AppState, name: &str, value: &str, path: &str, max_age: u64) -> HeaderValue {
-    let secure = if state.settings.secure_cookies {
+    let secure = if state.settings.cookies_secure() {
         "; Secure"
     } else {
         ""
@@ -259,6 +273,7 @@ fn login_form(state: &AppState, status: StatusCode, error: Option<&str>) -> Resp
 async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     axum::Form(form): axum::Form<BTreeMap<String, String>>,
 ) -> UiResult<Response> {
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
@@ -271,17 +286,18 @@ async fn login(
         ));
     }
     let token = form.get("token").map(|t| t.trim()).unwrap_or_default();
-    let caller = match authenticate(&state.db, &state.tokens, token).await {
-        Ok(caller) => caller,
-        Err(ApiError::Unauthorized) => {
-            return Ok(login_form(
-                &state,
-                StatusCode::UNAUTHORIZED,
-                Some("That token is not valid (or was revoked)."),
-            ));
-        }
-        Err(other) => return Err(other.into()),
-    };
+    let caller =
+        match crate::throttle::authenticate_throttled(&state, &headers, &extensions, token).await {
+            Ok(caller) => caller,
+            Err(ApiError::Unauthorized) => {
+                return Ok(login_form(
+                    &state,
+                    StatusCode::UNAUTHORIZED,
+                    Some("That token is not valid (or was revoked)."),
+                ));
+            }
+            Err(other) => return Err(other.into()),
+        };
     let id = random_token();
     let ttl = state.settings.session_ttl;
     let mut op = state.db.operator().await?;

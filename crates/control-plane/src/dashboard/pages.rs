@@ -64,7 +64,7 @@ pub fn head_with(h: &mut Html, title: &str, session: Option<&Session>, refresh: 
         .text(title)
         .raw(" · PolyBot Cloud</title>")
         .raw(STYLE)
-        .raw("</head><body>");
+        .raw("<script src=\"/ui/app.js\" defer></script></head><body>");
     if let Some(s) = session {
         h.raw("<header><strong>PolyBot Cloud</strong>");
         match s.caller {

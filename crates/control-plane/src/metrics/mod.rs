@@ -38,7 +38,7 @@ pub use self::process::{Metrics, track_http};
 pub use self::tenants::AVAILABILITY_OBJECTIVE;
 use self::tenants::{FleetGauges, TenantSeries};
 use crate::AppState;
-use crate::auth::{Caller, authenticate};
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
 /// The names of every series this module exports (the rules file's test
@@ -109,7 +109,11 @@ pub async fn render(state: &AppState, scope: Option<TenantId>) -> Result<String,
 }
 
 /// Who is scraping: everyone (operator or metrics token) or one tenant.
-async fn scrape_scope(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<TenantId>> {
+async fn scrape_scope(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> ApiResult<Option<TenantId>> {
     let token = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -123,7 +127,7 @@ async fn scrape_scope(state: &AppState, headers: &HeaderMap) -> ApiResult<Option
             return Ok(None);
         }
     }
-    match authenticate(&state.db, &state.tokens, token).await? {
+    match crate::throttle::authenticate_throttled(state, headers, extensions, token).await? {
         Caller::Operator => Ok(None),
         Caller::Tenant(own) => Ok(Some(own)),
     }
@@ -141,8 +145,12 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    let scope = scrape_scope(&state, &headers).await?;
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+) -> ApiResult<Response> {
+    let scope = scrape_scope(&state, &headers, &extensions).await?;
     let body = render(&state, scope).await?;
     let mut response = body.into_response();
     response.headers_mut().insert(

@@ -8,13 +8,16 @@ use polybot_core::Mode;
 use polybot_core::keys::{ExchangeKeys, parse_exchange_keys};
 use polybot_core::risk::{RiskLimits, parse_risk};
 use polybot_core::strategy::{StrategiesConfig, parse_strategies};
-use polybot_core::validation::{FieldError, unknown_field};
+use polybot_core::validation::{FieldError, check_json_text, name_problem, unknown_field};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult};
 
+/// The body as a JSON object, refused (422, naming each field) when any of its
+/// text holds a control character: PostgreSQL cannot store NUL, and nothing a
+/// tenant types needs the others.
 pub(super) fn parse_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -23,6 +26,11 @@ pub(super) fn parse_body(body: &Bytes) -> ApiResult<Map<String, Value>> {
             e.column()
         ))
     })?;
+    let mut errors = Vec::new();
+    check_json_text(&value, "", &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
     match value {
         Value::Object(map) => Ok(map),
         _ => Err(ApiError::BadRequest(
@@ -54,6 +62,9 @@ pub(super) fn parse_input(
         }
         match field.as_str() {
             "name" => match value.as_str().map(str::trim) {
+                Some(name) if name_problem(name).is_some() => {
+                    errors.extend(name_problem(name).map(|m| FieldError::new("name", m)));
+                }
                 Some(name) if !name.is_empty() && name.chars().count() <= 100 => {
                     input.name = Some(name.to_owned());
                 }

@@ -4,6 +4,7 @@
 mod alerts;
 mod api;
 mod common;
+mod control_text;
 mod dashboard;
 mod data;
 mod ecs_fleet;
@@ -13,4 +14,6 @@ mod metrics;
 mod offboarding;
 mod onboarding;
 mod openapi;
+mod protection;
 mod tenant_controls;
+mod transport;

@@ -149,7 +149,7 @@ pub(crate) fn render(session: &Session, all: &[TenantFigures], filter: &FleetFil
         h.el(">", s, "</option>");
     }
     h.raw("</select> <button type=\"submit\">Filter</button></form> \
-           <form method=\"get\" action=\"/ui/go\" class=\"inline\"><select name=\"tenant\" id=\"tenant-select\" onchange=\"this.form.submit()\"><option value=\"\">open a tenant…</option>");
+           <form method=\"get\" action=\"/ui/go\" class=\"inline\"><select name=\"tenant\" id=\"tenant-select\"><option value=\"\">open a tenant…</option>");
     for f in all {
         h.raw("<option value=\"")
             .text(f.status.id)

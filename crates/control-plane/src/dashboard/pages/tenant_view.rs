@@ -170,7 +170,7 @@ fn action_button(
         .raw(action)
         .raw("\"");
     if confirm {
-        h.raw(" onsubmit=\"return confirm('Offboard this tenant? Its worker stops and its keys are scheduled for deletion.')\"");
+        h.raw(" data-confirm=\"Offboard this tenant? Its worker stops and its keys are scheduled for deletion.\"");
     }
     h.raw("><input type=\"hidden\" name=\"csrf\" value=\"")
         .text(&session.csrf)
