@@ -309,7 +309,7 @@ impl Launcher for LocalLauncher {
                 cmd.env(key, value);
             }
         }
-        for (key, value) in &spec.env {
+        for (key, value) in spec.plain_env() {
             cmd.env(key, value);
         }
         for (key, value) in &spec.secret_env {
