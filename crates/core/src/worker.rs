@@ -32,6 +32,11 @@ pub mod env {
     pub const DATABASE_URL: &str = "DATABASE_URL";
     /// The tenant's exchange keys, as the JSON object onboarding accepted.
     pub const EXCHANGE_KEYS: &str = "EXCHANGE_KEYS";
+    /// `1`: read [`DATABASE_URL`] and [`EXCHANGE_KEYS`] from standard input
+    /// (a JSON object of those names, to end of input) instead of the
+    /// environment: the local launcher's way, so that the secrets never sit in
+    /// the process's environment.
+    pub const SECRETS_STDIN: &str = "POLYBOT_SECRETS_STDIN";
     /// `paper` or `live`.
     pub const MODE: &str = "POLYBOT_MODE";
     /// The hash of the spec the worker was started from; echoed in heartbeats.
