@@ -32,9 +32,10 @@ pub struct LaunchSpec {
     pub tenant: TenantId,
     pub spec_hash: String,
     pub mode: Mode,
-    /// Environment holding secrets (the database URL and exchange keys), for
-    /// launchers that pass secrets themselves (local processes). ECS injects
-    /// them from the secret named by `secret_reference` instead.
+    /// The secrets (the database URL and exchange keys, by their variable
+    /// names), for launchers that pass secrets themselves: the local one
+    /// writes them to the worker's stdin. ECS injects them from the secret
+    /// named by `secret_reference` instead.
     pub secret_env: BTreeMap<String, SecretString>,
     /// The secret's reference (an ARN for Secrets Manager).
     pub secret_reference: Option<String>,
