@@ -441,21 +441,30 @@ async fn serve(
     served
 }
 
-/// Plain settings every worker inherits: `POLYBOT_*` variables (endpoint
-/// overrides, heartbeat, replay data), never the control plane's secrets.
+/// Plain settings every worker inherits from the control plane's
+/// environment: the worker-settings allowlist
+/// ([`polybot_core::worker::env::FORWARDED`] and the venues' endpoint
+/// overrides), so that none of the control plane's own secrets (metrics and
+/// operator tokens, master key, its database URL) reaches a worker.
 fn worker_env() -> std::collections::BTreeMap<String, String> {
-    const PRIVATE: &[&str] = &[
-        "POLYBOT_MASTER_KEY",
-        "POLYBOT_OPERATOR_TOKEN",
-        "POLYBOT_DATA_DIR",
-        "POLYBOT_LISTEN",
-    ];
-    std::env::vars()
-        .filter(|(k, _)| k.starts_with("POLYBOT_") && !PRIVATE.contains(&k.as_str()))
+    worker_env_from(std::env::vars())
+}
+
+fn worker_env_from(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> std::collections::BTreeMap<String, String> {
+    vars.into_iter()
+        .filter(|(name, _)| polybot_core::worker::env::is_forwarded(name))
         .collect()
 }
 
 async fn worker(args: polybot_worker::WorkerArgs) -> anyhow::Result<()> {
+    // Non-dumpable: other processes of the same uid (the other tenants'
+    // workers, locally) can no longer read this one's /proc/<pid>/environ or
+    // memory, where its exchange keys and database password live, nor
+    // ptrace it; and it writes no core dump.
+    nix::sys::prctl::set_dumpable(false)
+        .context("marking the worker non-dumpable (prctl PR_SET_DUMPABLE)")?;
     let config = polybot_worker::WorkerConfig::from_args(args)?;
     let stop = shutdown::on_signal()?;
     match polybot_worker::run(config, stop).await {
@@ -516,4 +525,42 @@ fn write_private(path: &std::path::Path, contents: &str) -> anyhow::Result<()> {
     file.write_all(contents.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_gets_its_settings_and_none_of_the_control_planes_secrets() {
+        let control_plane = [
+            ("POLYBOT_METRICS_TOKEN", "metrics-secret"),
+            ("POLYBOT_OPERATOR_TOKEN", "operator-secret"),
+            ("POLYBOT_MASTER_KEY", "master-secret"),
+            ("POLYBOT_DATA_DIR", "/var/lib/polybot"),
+            ("POLYBOT_LISTEN", "0.0.0.0:8080"),
+            ("POLYBOT_SESSION_HOURS", "12"),
+            ("POLYBOT_TELEGRAM_API_BASE", "https://api.telegram.org"),
+            ("POLYBOT_MODE", "live"),
+            ("DATABASE_URL", "postgres://polybot:superuser@db/polybot"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-secret"),
+            ("POLYBOT_HEARTBEAT_SECS", "2"),
+            (
+                "POLYBOT_KALSHI_URL",
+                "https://demo-api.kalshi.co/trade-api/v2",
+            ),
+            ("POLYBOT_LOG", "debug"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+
+        let env = worker_env_from(control_plane);
+        assert_eq!(
+            env.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "POLYBOT_HEARTBEAT_SECS",
+                "POLYBOT_KALSHI_URL",
+                "POLYBOT_LOG"
+            ]
+        );
+    }
 }

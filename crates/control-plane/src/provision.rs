@@ -30,7 +30,7 @@ use polybot_store::{Db, DbError, TenantTx};
 use rand::RngCore;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::PgConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tokio::sync::Notify;
 
 /// One onboarding step.
@@ -88,12 +88,17 @@ pub enum ProvisionError {
 }
 
 /// Where workers reach the database: the control plane's server and database,
-/// logged in as the tenant's own role.
+/// logged in as the tenant's own role, with the control plane's TLS settings
+/// (`sslmode`, and `sslrootcert` when it names a file) so that a worker
+/// verifies the server exactly as the control plane does.
 #[derive(Debug, Clone)]
 pub struct WorkerDatabase {
     pub host: String,
     pub port: u16,
     pub database: String,
+    pub ssl_mode: PgSslMode,
+    /// The CA certificate file the server's certificate is checked against.
+    pub ssl_root_cert: Option<String>,
 }
 
 impl WorkerDatabase {
@@ -102,20 +107,52 @@ impl WorkerDatabase {
             host: options.get_host().to_owned(),
             port: options.get_port(),
             database: options.get_database().unwrap_or("postgres").to_owned(),
+            ssl_mode: options.get_ssl_mode(),
+            ssl_root_cert: ssl_root_cert_file(options),
         }
     }
 
     /// The tenant's `DATABASE_URL`. Role names and passwords are hex, so
-    /// nothing needs escaping.
+    /// they need no escaping; the certificate path is query-encoded.
     fn url(&self, tenant: TenantId, password: &str) -> SecretString {
-        SecretString::from(format!(
-            "postgres://{}:{password}@{}:{}/{}",
+        let mut url = format!(
+            "postgres://{}:{password}@{}:{}/{}?sslmode={}",
             tenant.db_role(),
             self.host,
             self.port,
-            self.database
-        ))
+            self.database,
+            ssl_mode_name(self.ssl_mode),
+        );
+        if let Some(cert) = &self.ssl_root_cert {
+            url.push_str("&sslrootcert=");
+            url.extend(url::form_urlencoded::byte_serialize(cert.as_bytes()));
+        }
+        SecretString::from(url)
     }
+}
+
+fn ssl_mode_name(mode: PgSslMode) -> &'static str {
+    match mode {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    }
+}
+
+/// The `sslrootcert` file of `options` (from its URL or `PGSSLROOTCERT`).
+/// sqlx has no getter for it, only its own URL rendering, which writes a file
+/// as `file: <path>`; a certificate given inline (only possible in code) has
+/// no URL form and is not passed on.
+fn ssl_root_cert_file(options: &PgConnectOptions) -> Option<String> {
+    use sqlx::ConnectOptions;
+    options
+        .to_url_lossy()
+        .query_pairs()
+        .find(|(key, _)| key == "sslrootcert")
+        .and_then(|(_, value)| value.strip_prefix("file: ").map(ToOwned::to_owned))
 }
 
 /// Drives onboarding and offboarding.
@@ -418,3 +455,41 @@ async fn prepare_spec(tx: &mut TenantTx) -> Result<(), DbError> {
 /// Appends to the tenant's audit log (never key material). Kept under this
 /// name for the handlers that audit their changes.
 pub use polybot_store::repo::audit::append as audit;
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    #[test]
+    fn a_workers_database_url_keeps_the_control_planes_tls_settings() {
+        let control_plane: PgConnectOptions =
+            "postgres://polybot:pw@db.example.com:5432/polybot?sslmode=verify-full&sslrootcert=/etc/ssl/rds%20ca.pem"
+                .parse()
+                .unwrap();
+        let tenant = TenantId::new();
+
+        let url = WorkerDatabase::from_options(&control_plane).url(tenant, "abc123");
+        let worker: PgConnectOptions = url.expose_secret().parse().unwrap();
+        assert_eq!(worker.get_username(), tenant.db_role());
+        assert_eq!(worker.get_host(), "db.example.com");
+        assert_eq!(worker.get_database(), Some("polybot"));
+        assert!(matches!(worker.get_ssl_mode(), PgSslMode::VerifyFull));
+        assert_eq!(
+            ssl_root_cert_file(&worker).as_deref(),
+            Some("/etc/ssl/rds ca.pem")
+        );
+    }
+
+    #[test]
+    fn a_control_plane_that_requires_tls_gives_its_workers_a_url_that_requires_it() {
+        let control_plane: PgConnectOptions = "postgres://polybot:pw@db/polybot?sslmode=require"
+            .parse()
+            .unwrap();
+        let url = WorkerDatabase::from_options(&control_plane).url(TenantId::new(), "abc123");
+        let worker: PgConnectOptions = url.expose_secret().parse().unwrap();
+        assert!(matches!(worker.get_ssl_mode(), PgSslMode::Require));
+        assert_eq!(ssl_root_cert_file(&worker), None);
+    }
+}

@@ -32,6 +32,11 @@ pub mod env {
     pub const DATABASE_URL: &str = "DATABASE_URL";
     /// The tenant's exchange keys, as the JSON object onboarding accepted.
     pub const EXCHANGE_KEYS: &str = "EXCHANGE_KEYS";
+    /// `1`: read [`DATABASE_URL`] and [`EXCHANGE_KEYS`] from standard input
+    /// (a JSON object of those names, to end of input) instead of the
+    /// environment: the local launcher's way, so that the secrets never sit in
+    /// the process's environment.
+    pub const SECRETS_STDIN: &str = "POLYBOT_SECRETS_STDIN";
     /// `paper` or `live`.
     pub const MODE: &str = "POLYBOT_MODE";
     /// The hash of the spec the worker was started from; echoed in heartbeats.
@@ -56,6 +61,48 @@ pub mod env {
     pub const FLUSH_ROWS: &str = "POLYBOT_FLUSH_ROWS";
     /// The worker's log filter (`tracing` syntax).
     pub const LOG: &str = "POLYBOT_LOG";
+
+    /// The venues' endpoint overrides a worker reads (the venues crate's
+    /// `endpoints::ENV_*`, which a test there keeps in step with this list).
+    pub const VENUE_URLS: &[&str] = &[
+        "POLYBOT_POLYMARKET_GAMMA_URL",
+        "POLYBOT_POLYMARKET_CLOB_URL",
+        "POLYBOT_POLYMARKET_WS_URL",
+        "POLYBOT_KALSHI_URL",
+        "POLYBOT_BINANCE_US_URL",
+        "POLYBOT_BINANCE_URL",
+        "POLYBOT_COINBASE_URL",
+        "POLYBOT_KRAKEN_URL",
+        "POLYBOT_ALPACA_DATA_URL",
+        "POLYBOT_ALPACA_TRADING_URL",
+        "POLYBOT_BINANCE_US_WS_URL",
+        "POLYBOT_COINBASE_WS_URL",
+        "POLYBOT_KRAKEN_WS_URL",
+    ];
+
+    /// The plain settings a control plane may hand its workers from its own
+    /// environment: an allowlist, so that none of the control plane's own
+    /// secrets (`POLYBOT_METRICS_TOKEN`, `POLYBOT_OPERATOR_TOKEN`,
+    /// `POLYBOT_MASTER_KEY`, its `DATABASE_URL`, …) reaches a worker. The
+    /// tenant, mode, spec hash and secrets are not here: the launcher sets
+    /// them per tenant.
+    pub const FORWARDED: &[&str] = &[
+        HEARTBEAT_SECS,
+        REPLAY,
+        REPLAY_SPEED,
+        REPLAY_EXIT,
+        LIVE_DATA,
+        NEWSAPI_URL,
+        PAPER_BALANCES,
+        FLUSH_MS,
+        FLUSH_ROWS,
+        LOG,
+    ];
+
+    /// Whether a launcher may pass `name` to a worker as plain environment.
+    pub fn is_forwarded(name: &str) -> bool {
+        FORWARDED.contains(&name) || VENUE_URLS.contains(&name)
+    }
 }
 
 /// Exit codes of `polybot worker`.

@@ -32,16 +32,42 @@ pub struct LaunchSpec {
     pub tenant: TenantId,
     pub spec_hash: String,
     pub mode: Mode,
-    /// Environment holding secrets (the database URL and exchange keys), for
-    /// launchers that pass secrets themselves (local processes). ECS injects
-    /// them from the secret named by `secret_reference` instead.
+    /// The secrets (the database URL and exchange keys, by their variable
+    /// names), for launchers that pass secrets themselves: the local one
+    /// writes them to the worker's stdin. ECS injects them from the secret
+    /// named by `secret_reference` instead.
     pub secret_env: BTreeMap<String, SecretString>,
     /// The secret's reference (an ARN for Secrets Manager).
     pub secret_reference: Option<String>,
     /// Extra plain environment (endpoint overrides, replay files, log level).
+    /// Only names in [`polybot_core::worker::env::FORWARDED`] and
+    /// [`VENUE_URLS`](polybot_core::worker::env::VENUE_URLS) reach a worker
+    /// ([`LaunchSpec::plain_env`]); anything else is dropped.
     pub env: BTreeMap<String, String>,
     /// Whether the tenant runs an IBKR gateway beside its worker.
     pub ibkr: bool,
+}
+
+impl LaunchSpec {
+    /// The plain environment a launcher gives the worker: the entries of
+    /// [`LaunchSpec::env`] on the worker-settings allowlist. Whatever else a
+    /// caller put there (a control-plane token, its database URL) is dropped
+    /// and named in a warning, never its value: a worker runs tenant code
+    /// paths and must not hold the control plane's secrets.
+    pub fn plain_env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env.iter().filter_map(|(name, value)| {
+            if polybot_core::worker::env::is_forwarded(name) {
+                Some((name.as_str(), value.as_str()))
+            } else {
+                tracing::warn!(
+                    tenant = %self.tenant,
+                    variable = %name,
+                    "not passing a variable that is not a worker setting to the worker"
+                );
+                None
+            }
+        })
+    }
 }
 
 impl fmt::Debug for LaunchSpec {

@@ -1,8 +1,12 @@
 //! Workers as local processes: `polybot worker` children of the control plane.
 //!
 //! Each worker gets a clean environment (never the control plane's own
-//! database URL): the contract of [`crate::LaunchSpec`], plus `PATH`, `HOME`
-//! and the log filter ([`env::LOG`]). Its output is appended to `<dir>/<tenant>.log`, and a
+//! database URL): the contract of [`crate::LaunchSpec`] (its plain settings
+//! through the allowlist, [`LaunchSpec::plain_env`]), plus `PATH`, `HOME`
+//! and the log filter ([`env::LOG`]). Its secrets (database URL, exchange
+//! keys) are written to its standard input ([`env::SECRETS_STDIN`]), not put
+//! in its environment, and `polybot worker` marks itself non-dumpable, so
+//! another worker of the same uid can read neither from `/proc`. Its output is appended to `<dir>/<tenant>.log`, and a
 //! `<dir>/<tenant>.pid` file records `pid spec_hash started_at`.
 //!
 //! **Surviving a control-plane restart:** a new launcher adopts the workers
@@ -27,7 +31,8 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use polybot_core::TenantId;
 use polybot_core::worker::env;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 use crate::{Exit, Instance, LaunchError, LaunchSpec, Launcher, Phase};
@@ -309,23 +314,36 @@ impl Launcher for LocalLauncher {
                 cmd.env(key, value);
             }
         }
-        for (key, value) in &spec.env {
+        for (key, value) in spec.plain_env() {
             cmd.env(key, value);
         }
-        for (key, value) in &spec.secret_env {
-            cmd.env(key, value.expose_secret());
-        }
-        cmd.stdin(Stdio::null())
+        // The secrets go over a pipe, never into the environment: a process's
+        // environment outlives its use (in /proc/<pid>/environ, in any child).
+        cmd.env(env::SECRETS_STDIN, "1");
+        cmd.stdin(Stdio::piped())
             .stdout(log)
             .stderr(log_err)
             .process_group(0)
             .kill_on_drop(false);
-        let child = cmd.spawn().map_err(|e| {
+        let mut child = cmd.spawn().map_err(|e| {
             failed(
                 "starting a worker",
                 format!("{}: {e}", self.program.display()),
             )
         })?;
+        let secrets = secrets_json(spec);
+        if let Some(mut stdin) = child.stdin.take() {
+            // A worker that died before reading is reported by list() with
+            // its exit, like any other early failure.
+            let written = async {
+                stdin.write_all(secrets.expose_secret().as_bytes()).await?;
+                stdin.shutdown().await
+            }
+            .await;
+            if let Err(err) = written {
+                tracing::warn!(tenant = %spec.tenant, %err, "could not hand the worker its secrets");
+            }
+        }
         let pid = Pid::from_raw(
             child
                 .id()
@@ -385,6 +403,22 @@ impl Launcher for LocalLauncher {
         }
         Ok(())
     }
+}
+
+/// The worker's secrets as the JSON object `polybot worker` reads from
+/// standard input ([`env::SECRETS_STDIN`]).
+fn secrets_json(spec: &LaunchSpec) -> SecretString {
+    let object: serde_json::Map<String, serde_json::Value> = spec
+        .secret_env
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.clone(),
+                serde_json::Value::String(value.expose_secret().to_owned()),
+            )
+        })
+        .collect();
+    SecretString::from(serde_json::Value::Object(object).to_string())
 }
 
 /// The path of the `polybot` binary to launch workers with: this executable.

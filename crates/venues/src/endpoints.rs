@@ -212,6 +212,24 @@ mod tests {
     }
 
     #[test]
+    fn every_variable_read_here_is_one_a_control_plane_forwards_to_workers() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Endpoints::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            None
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut asked = asked.into_inner();
+        asked.sort();
+        let mut forwarded: Vec<String> = polybot_core::worker::env::VENUE_URLS
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        forwarded.sort();
+        assert_eq!(asked, forwarded);
+    }
+
+    #[test]
     fn variables_override_their_venue_only_and_lose_trailing_slashes() {
         let e = Endpoints::from_lookup(|name| match name {
             ENV_KALSHI => Some("https://demo-api.kalshi.co/trade-api/v2/".to_owned()),

@@ -61,8 +61,13 @@ pub struct WorkerArgs {
     #[arg(long, env = env::TENANT_ID, value_name = env::TENANT_ID)]
     pub tenant_id: TenantId,
     /// The tenant's own database login (postgres://polybot_t_…@host/db).
-    #[arg(long, env = env::DATABASE_URL, value_name = env::DATABASE_URL, hide_env_values = true)]
-    pub database_url: SecretString,
+    #[arg(long, env = env::DATABASE_URL, value_name = env::DATABASE_URL, hide_env_values = true, required_unless_present = "secrets_stdin")]
+    pub database_url: Option<SecretString>,
+    /// Read DATABASE_URL and EXCHANGE_KEYS from standard input, a JSON object
+    /// of those names, instead of the environment (what the local launcher
+    /// does, so that the secrets are not in the worker's environment).
+    #[arg(long, env = env::SECRETS_STDIN, value_name = env::SECRETS_STDIN, value_parser = parse_secrets_stdin)]
+    pub secrets_stdin: bool,
     /// The tenant's exchange keys, the JSON object onboarding accepted;
     /// without them the worker paper-trades on public data.
     #[arg(long, env = env::EXCHANGE_KEYS, value_name = env::EXCHANGE_KEYS, hide_env_values = true)]
@@ -117,6 +122,36 @@ fn parse_replay_exit(text: &str) -> Result<bool, String> {
 
 fn parse_live_data(text: &str) -> Result<bool, String> {
     parse_switch(env::LIVE_DATA, text)
+}
+
+fn parse_secrets_stdin(text: &str) -> Result<bool, String> {
+    parse_switch(env::SECRETS_STDIN, text)
+}
+
+/// The secrets a launcher writes to the worker's standard input.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StdinSecrets {
+    #[serde(rename = "DATABASE_URL")]
+    database_url: SecretString,
+    #[serde(rename = "EXCHANGE_KEYS", default)]
+    exchange_keys: Option<SecretString>,
+}
+
+/// Parses what a launcher wrote to standard input. The error says where the
+/// text is malformed, never what it holds (serde's own messages may quote it).
+fn parse_stdin_secrets(text: &str) -> anyhow::Result<StdinSecrets> {
+    serde_json::from_str(text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: standard input is not a JSON object of {} and {} ({:?} error at line {}, column {})",
+            env::SECRETS_STDIN,
+            env::DATABASE_URL,
+            env::EXCHANGE_KEYS,
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 /// A positive, finite number of seconds.
@@ -243,11 +278,28 @@ impl WorkerConfig {
 
     /// Checks what clap cannot (the secrets, which clap must never echo) and
     /// adds the live-data settings; each error names its variable.
-    pub fn from_args(args: WorkerArgs) -> anyhow::Result<Self> {
-        let database: PgConnectOptions =
-            args.database_url.expose_secret().parse().map_err(|_| {
-                anyhow::anyhow!("{} is not a valid postgres:// URL", env::DATABASE_URL)
+    pub fn from_args(mut args: WorkerArgs) -> anyhow::Result<Self> {
+        if args.secrets_stdin {
+            use std::io::Read;
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map_err(|e| {
+                anyhow::anyhow!("{}: reading standard input: {e}", env::SECRETS_STDIN)
             })?;
+            let secrets = parse_stdin_secrets(&text)?;
+            args.database_url = Some(secrets.database_url);
+            args.exchange_keys = secrets.exchange_keys;
+        }
+        let database_url = args.database_url.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{} is not set (nor {})",
+                env::DATABASE_URL,
+                env::SECRETS_STDIN
+            )
+        })?;
+        let database: PgConnectOptions = database_url
+            .expose_secret()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{} is not a valid postgres:// URL", env::DATABASE_URL))?;
         let keys = match &args.exchange_keys {
             Some(json) if !json.expose_secret().trim().is_empty() => {
                 ExchangeKeys::from_secret_json(json).map_err(|errors| {
@@ -536,6 +588,48 @@ mod tests {
             .render()
             .to_string();
         assert!(err.contains(env::TENANT_ID), "{err}");
+    }
+
+    #[test]
+    fn secrets_on_stdin_are_a_json_object_of_the_database_url_and_the_keys() {
+        // Without DATABASE_URL set, this parse proves the flag stands in for
+        // it (clap reads the test's own environment, which may set it; the
+        // CLI's worker_isolation test runs the worker with none).
+        let args = WorkerArgs::try_parse_from([
+            "polybot worker",
+            "--tenant-id",
+            "6f1c0c9e-3b7a-4a55-9d0e-2f4f7f6f1a2b",
+            "--secrets-stdin",
+        ])
+        .unwrap();
+        assert!(args.secrets_stdin);
+        let secrets = parse_stdin_secrets(
+            r#"{"DATABASE_URL": "postgres://polybot_t_x:pw@db/polybot", "EXCHANGE_KEYS": "{}"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            secrets.database_url.expose_secret(),
+            "postgres://polybot_t_x:pw@db/polybot"
+        );
+        assert_eq!(
+            secrets.exchange_keys.as_ref().map(|k| k.expose_secret()),
+            Some("{}")
+        );
+    }
+
+    #[test]
+    fn malformed_secrets_on_stdin_are_refused_without_echoing_them() {
+        for text in [
+            r#"{"DATABASE_URL": 42, "EXCHANGE_KEYS": "hunter2-hunter2"}"#,
+            r#"{"DATABASE_URL": "postgres://u:hunter2-hunter2@h/db", "PASSWORD": "hunter2-hunter2"}"#,
+            r#"{"EXCHANGE_KEYS": "hunter2-hunter2"}"#,
+            "hunter2-hunter2",
+        ] {
+            let err = parse_stdin_secrets(text).err().map(|e| e.to_string());
+            let err = err.unwrap_or_else(|| panic!("{text} was accepted"));
+            assert!(err.contains(env::SECRETS_STDIN), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
     }
 
     #[test]

@@ -14,4 +14,5 @@ mod record;
 mod settings;
 mod tenants_cli;
 mod up;
+mod worker_isolation;
 mod worker_settings;

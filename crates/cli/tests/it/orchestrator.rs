@@ -196,7 +196,7 @@ async fn every_active_tenant_has_exactly_one_worker_through_pause_crash_and_twin
     })
     .await
     .unwrap();
-    let (cp, tenants, pids) = tokio::task::spawn_blocking(move || {
+    let (cp, tenants) = tokio::task::spawn_blocking(move || {
         let tenants: Vec<String> = ["a", "b", "c"].iter().map(|n| cp.onboard(n)).collect();
         let mut pids = Vec::new();
         for t in &tenants {
@@ -252,22 +252,39 @@ async fn every_active_tenant_has_exactly_one_worker_through_pause_crash_and_twin
             !alive(replaced),
             "the worker with the old configuration is gone"
         );
-        (cp, tenants, pids)
+        (cp, tenants)
     })
     .await
     .unwrap();
 
-    // A worker started by hand for the third tenant, with the same environment.
-    let environ = std::fs::read(format!("/proc/{}/environ", pids[2])).unwrap();
-    let env: Vec<(String, String)> = environ
-        .split(|b| *b == 0)
-        .filter_map(|kv| {
-            std::str::from_utf8(kv)
-                .ok()?
-                .split_once('=')
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        })
-        .collect();
+    // A worker started by hand for the third tenant, with its database login.
+    // The running worker's environment no longer holds it (its secrets came
+    // over stdin, and it is non-dumpable), so the twin gets it where an
+    // operator would: from the secret store, with the control plane's key.
+    let tenant: polybot_core::TenantId = tenants[2].parse().unwrap();
+    let db = polybot_store::Db::connect(options.clone(), polybot_store::Scope::Control, 2)
+        .await
+        .unwrap();
+    let store = polybot_secrets::local::LocalSecretStore::new(
+        polybot_secrets::local::MasterKey::parse(&secrecy::SecretString::from("5e".repeat(32)))
+            .unwrap(),
+    );
+    let mut tx = db.tenant(tenant).await.unwrap();
+    let secret = polybot_secrets::SecretStore::get(&store, &mut tx)
+        .await
+        .unwrap()
+        .unwrap();
+    tx.commit().await.unwrap();
+    db.close().await;
+    let database_url = secret.database_url.unwrap();
+    let env = [
+        ("TENANT_ID", tenants[2].clone()),
+        (
+            "DATABASE_URL",
+            secrecy::ExposeSecret::expose_secret(&database_url).to_owned(),
+        ),
+        ("POLYBOT_HEARTBEAT_SECS", "0.3".to_owned()),
+    ];
     let mut twin = Command::new(env!("CARGO_BIN_EXE_polybot"))
         .arg("worker")
         .env_clear()

@@ -290,8 +290,7 @@ impl EcsLauncher {
                 .build(),
         ];
         environment.extend(
-            spec.env
-                .iter()
+            spec.plain_env()
                 .map(|(name, value)| KeyValuePair::builder().name(name).value(value).build()),
         );
         let vpc = AwsVpcConfiguration::builder()

@@ -721,3 +721,70 @@ async fn paper_tenants_run_on_fargate_spot_as_x86_64_when_configured() {
         vec!["FARGATE_SPOT".to_owned(), "FARGATE".to_owned()]
     );
 }
+
+#[tokio::test]
+async fn the_control_planes_secrets_never_reach_a_run_task_override() {
+    let tenant = TenantId::new();
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let run = {
+        let sent = sent.clone();
+        mock!(Client::run_task).then_compute_response(move |req| {
+            let env: Vec<(String, String)> = req
+                .overrides()
+                .map(|o| o.container_overrides())
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|c| c.environment())
+                .map(|kv| {
+                    (
+                        kv.name().unwrap_or_default().to_owned(),
+                        kv.value().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            sent.lock().unwrap().extend(env);
+            MockResponse::Output(
+                RunTaskOutput::builder()
+                    .tasks(running_task("arn:task/1", req.group(), None))
+                    .build(),
+            )
+        })
+    };
+    let mut rules = definitions();
+    rules.push(run);
+    let rules: Vec<&Rule> = rules.iter().collect();
+    let launcher = launcher(&rules, 1);
+    let mut spec = spec(tenant, "h1");
+    // What a careless caller might hand over: the control plane's own secrets
+    // beside two real worker settings.
+    spec.env = BTreeMap::from(
+        [
+            ("POLYBOT_METRICS_TOKEN", "metrics-secret"),
+            ("POLYBOT_OPERATOR_TOKEN", "operator-secret"),
+            ("POLYBOT_MASTER_KEY", "master-secret"),
+            ("POLYBOT_SESSION_HOURS", "12"),
+            ("DATABASE_URL", "postgres://polybot:superuser@db/polybot"),
+            (
+                "POLYBOT_KALSHI_URL",
+                "https://demo-api.kalshi.co/trade-api/v2",
+            ),
+            ("POLYBOT_HEARTBEAT_SECS", "2"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+
+    launcher.start_attempt(&spec, "1").await.unwrap();
+    let mut sent = sent.lock().unwrap().clone();
+    sent.sort();
+    let expected: Vec<(String, String)> = [
+        ("POLYBOT_HEARTBEAT_SECS", "2"),
+        (
+            "POLYBOT_KALSHI_URL",
+            "https://demo-api.kalshi.co/trade-api/v2",
+        ),
+        ("POLYBOT_SPEC_HASH", "h1"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .to_vec();
+    assert_eq!(sent, expected);
+}

@@ -129,7 +129,7 @@ fn spec(tenant: TenantId, hash: &str) -> LaunchSpec {
         mode: Mode::Paper,
         secret_env: BTreeMap::new(),
         secret_reference: Some(secret_arn(tenant)),
-        env: BTreeMap::from([("RUST_LOG".to_owned(), "info".to_owned())]),
+        env: BTreeMap::from([("POLYBOT_LOG".to_owned(), "info".to_owned())]),
         ibkr: false,
     }
 }
@@ -298,7 +298,7 @@ async fn start_runs_exactly_one_task_with_its_group_tags_and_spec_hash() {
         .collect();
     assert_eq!(
         overrides,
-        HashMap::from([("POLYBOT_SPEC_HASH", "spec-1"), ("RUST_LOG", "info")])
+        HashMap::from([("POLYBOT_SPEC_HASH", "spec-1"), ("POLYBOT_LOG", "info")])
     );
     let attachment = &task.attachments()[0];
     assert!(

@@ -3,3 +3,4 @@
 
 mod ecs_mock;
 mod ecs_moto;
+mod local;
