@@ -794,9 +794,7 @@ async fn a_killed_worker_produces_one_alert_and_one_recovery(
         &h,
         AlertSettings {
             interval: Duration::from_millis(200),
-            // Long enough that a worker starting on a loaded machine is not
-            // yet "silent" when the test checks that nothing fired.
-            heartbeat_stale: Duration::from_secs(3),
+            heartbeat_stale: Duration::from_secs(1),
             resolve_hold: Duration::from_millis(500),
             telegram_api_base: mock.base.clone(),
             ..AlertSettings::default()
@@ -815,9 +813,12 @@ async fn a_killed_worker_produces_one_alert_and_one_recovery(
         .insert("POLYBOT_HEARTBEAT_SECS".into(), "0.2".into());
     let stop = CancellationToken::new();
     let reconciling = tokio::spawn(reconciler.run(stop.clone()));
-    let evaluating = tokio::spawn(Mock::evaluator(state).run(stop.clone()));
-
+    // The evaluator starts once the worker runs: how long a worker takes to
+    // start on a loaded machine is not what this test is about.
     let pid = wait_running(&h, &alpha, "running").await;
+    let evaluating = tokio::spawn(Mock::evaluator(state).run(stop.clone()));
+    // Longer than the staleness bound: a heartbeating worker stays quiet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         mock.at("/tenant-hook").is_empty(),
         "a healthy worker raises nothing"
