@@ -228,7 +228,6 @@ const DEFAULT_STRATEGIES: &str = "{\"complement_arb\": {}}";
 
 struct FormState<'a> {
     name: &'a str,
-    mode: &'a str,
     strategies: &'a str,
     risk: &'a str,
     keys_given: bool,
@@ -283,13 +282,10 @@ fn onboard_page(
         .raw("\"></label>");
     field_errors(&mut h, errors, "name");
     h.raw("<label>Mode <select name=\"mode\" id=\"mode\">");
-    for m in ["paper", "live"] {
-        h.raw("<option");
-        if m == form.mode {
-            h.raw(" selected");
-        }
-        h.el(">", m, "</option>");
-    }
+    h.raw("<option selected>paper</option>");
+    // Live execution is not built yet: the API refuses it, so the form
+    // does not offer it as a choice.
+    h.raw("<option value=\"live\" disabled>live (not available yet)</option>");
     h.raw("</select></label>");
     field_errors(&mut h, errors, "mode");
     h.raw("<label>Strategies (JSON: name → settings) <textarea name=\"strategies\" id=\"strategies\" rows=\"4\">")
@@ -318,7 +314,6 @@ pub async fn onboard_form(State(state): State<AppState>, headers: HeaderMap) -> 
         StatusCode::OK,
         &FormState {
             name: "",
-            mode: "paper",
             strategies: DEFAULT_STRATEGIES,
             risk: "",
             keys_given: false,
@@ -366,7 +361,6 @@ pub async fn onboard(
     let keys_given = !field("exchange_keys").trim().is_empty();
     let form_state = FormState {
         name: field("name"),
-        mode: field("mode"),
         strategies: field("strategies"),
         risk: field("risk"),
         keys_given,
