@@ -25,7 +25,7 @@ use std::sync::Arc;
 use polybot_core::TenantId;
 use polybot_core::lifecycle::{TenantAction, TenantState};
 use polybot_secrets::{SecretStore, TenantSecret};
-use polybot_store::repo::{configs, runtime, tenants};
+use polybot_store::repo::{audit, configs, runtime, tenants};
 use polybot_store::{Db, DbError, TenantTx};
 use rand::RngCore;
 use secrecy::SecretString;
@@ -255,7 +255,7 @@ impl Provisioner {
                         state
                     };
                     tenants::record_onboarding_step(&mut tx, next.as_str(), state).await?;
-                    audit(
+                    audit::append(
                         &mut tx,
                         "control-plane",
                         "tenant.onboarding_step",
@@ -338,7 +338,7 @@ impl Provisioner {
         polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
         runtime::remove(&mut tx).await?;
         tenants::mark_failed(&mut tx, &err.to_string()).await?;
-        audit(
+        audit::append(
             &mut tx,
             "control-plane",
             "tenant.onboarding_failed",
@@ -380,7 +380,7 @@ impl Provisioner {
             .map_err(|e| step_err(Step::Done, e))?;
         polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
         tenants::mark_offboarded(&mut tx).await?;
-        audit(
+        audit::append(
             &mut tx,
             "control-plane",
             "tenant.offboarded",
@@ -451,10 +451,6 @@ async fn prepare_spec(tx: &mut TenantTx) -> Result<(), DbError> {
     let hash = spec_hash(tx).await?;
     runtime::prepare_launch(tx, &hash).await
 }
-
-/// Appends to the tenant's audit log (never key material). Kept under this
-/// name for the handlers that audit their changes.
-pub use polybot_store::repo::audit::append as audit;
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,6 @@
 //! Repositories. Every function takes the transaction it runs in; the caller
 //! commits.
 
-pub mod activity;
 pub mod alerts;
 pub mod audit;
 pub mod balances;

@@ -15,7 +15,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
 use polybot_core::validation::{FieldError, check_json_text, unknown_field};
-use polybot_store::repo::{alerts as repo, tenants};
+use polybot_store::repo::{alerts as repo, audit, tenants};
 use polybot_store::{DbError, OperatorTx, TenantTx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -28,7 +28,6 @@ use super::ssrf::{MAX_URL_LEN, is_public_url};
 use crate::AppState;
 use crate::auth::{Operator, TenantAccess};
 use crate::error::{ApiError, ApiResult};
-use crate::provision::audit;
 
 /// A channel as the API shows it: never its secret.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -399,7 +398,7 @@ pub async fn put_tenant_channels(
     let rows = rows(&channels, &state.channel_key, Some(tenant.as_uuid()))?;
     repo::replace_tenant_channels(&mut tx, &rows).await?;
     let view = views(&channels);
-    audit(
+    audit::append(
         &mut tx,
         &caller.actor(),
         "tenant.alert_channels",

@@ -13,7 +13,7 @@ use polybot_core::lifecycle::{Actor, TenantAction, TenantState};
 use polybot_core::validation::{FieldError, unknown_field};
 use polybot_secrets::TenantSecret;
 use polybot_store::repo::tenants::TenantDetail;
-use polybot_store::repo::{configs, idempotency, tenants, tokens};
+use polybot_store::repo::{audit, configs, idempotency, tenants, tokens};
 use polybot_store::{DbError, TenantTx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -27,7 +27,6 @@ use crate::auth::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
-use crate::provision::audit;
 
 mod input;
 
@@ -228,7 +227,7 @@ pub async fn create(
             },
         )
         .await?;
-    audit(
+    audit::append(
         &mut tx,
         &caller.actor(),
         "tenant.create",
@@ -433,7 +432,7 @@ pub async fn patch(
         input.risk.as_ref().map(to_json).as_ref(),
     )
     .await?;
-    audit(
+    audit::append(
         &mut tx,
         &caller.actor(),
         "tenant.update",
@@ -479,7 +478,7 @@ pub async fn rotate_keys(
     secret.exchange_keys = keys.clone();
     state.secrets.put(&mut tx, &secret).await?;
     tenants::bump_spec_version(&mut tx).await?;
-    audit(
+    audit::append(
         &mut tx,
         &caller.actor(),
         "tenant.rotate_keys",
@@ -609,7 +608,7 @@ async fn transition(
         tenants::set_hold(&mut tx, held.held_by_operator, hold_reason).await?;
     }
     if held.changes(before) {
-        audit(
+        audit::append(
             &mut tx,
             &caller.actor(),
             &format!("tenant.{}", action.verb()),
@@ -659,7 +658,7 @@ pub async fn delete(
     let offboard = current.apply(TenantAction::Offboard).ok();
     if let Some(step) = offboard {
         tenants::set_state(&mut tx, step.to, false).await?;
-        audit(
+        audit::append(
             &mut tx,
             &caller.actor(),
             "tenant.offboard",
@@ -799,7 +798,7 @@ pub async fn create_token(
         )));
     }
     let (token_id, token) = create_tenant_token(&mut tx, &label, expires_at).await?;
-    audit(
+    audit::append(
         &mut tx,
         &caller.actor(),
         "tenant.token_created",
@@ -894,7 +893,7 @@ pub async fn revoke_token(
     if !tokens::revoke(&mut tx, token_id).await? {
         return Err(ApiError::NotFound("token"));
     }
-    audit(
+    audit::append(
         &mut tx,
         &caller.actor(),
         "tenant.token_revoked",

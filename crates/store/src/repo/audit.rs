@@ -46,3 +46,15 @@ pub async fn list(tx: &mut TenantTx) -> Result<Vec<AuditEntry>, DbError> {
     .await
     .map_err(DbError::query("reading the audit log"))
 }
+
+/// The newest `limit` audit entries, newest first.
+pub async fn recent(tx: &mut TenantTx, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+    sqlx::query_as(
+        "SELECT id, at, actor, action, details FROM audit_log WHERE tenant_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::query("reading the tenant's audit log"))
+}

@@ -172,3 +172,26 @@ pub async fn insert_batch(
     .map_err(DbError::query("inserting trades"))?;
     Ok(result.rows_affected())
 }
+
+/// A point of the cumulative realized PnL curve.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PnlPoint {
+    pub at: DateTime<Utc>,
+    pub total: Decimal,
+}
+
+/// Cumulative realized PnL after each trade of the last 30 days, thinned
+/// to about `points` points (the last trade always included), oldest first.
+pub async fn pnl_curve(tx: &mut TenantTx, points: i64) -> Result<Vec<PnlPoint>, DbError> {
+    sqlx::query_as(
+        "WITH c AS (SELECT executed_at, sum(coalesce(realized_pnl, 0)) OVER (ORDER BY executed_at, id) AS total, \
+                           row_number() OVER (ORDER BY executed_at, id) AS n, count(*) OVER () AS k \
+                    FROM trades WHERE tenant_id = $1 AND executed_at > now() - interval '30 days') \
+         SELECT executed_at AS at, total FROM c WHERE n % greatest(k / $2, 1) = 0 OR n = k ORDER BY n",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(points.max(1))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::query("reading the tenant's PnL"))
+}

@@ -150,14 +150,24 @@ async fn a_tenant_role_reads_none_of_another_tenants_rows(
     let pool = pool_opts.connect_with(base.clone()).await.unwrap();
     let f = two_seeded_tenants(pool.clone(), base).await;
     let mut a = f.a_login.connect().await.unwrap();
+    assert_a_reads_none_of_bs_rows(&pool, &f, &mut a).await;
+}
+
+/// As `a` (tenant A's own login, however it has set up its session), no row
+/// of B is visible in any tenant table, and A's own are.
+pub(crate) async fn assert_a_reads_none_of_bs_rows(
+    pool: &PgPool,
+    f: &Fixture,
+    a: &mut PgConnection,
+) {
     let mut readable = 0;
-    for (table, column) in tenant_tables(&pool).await {
-        let others = visible(&mut a, &table, &column, f.b).await;
+    for (table, column) in tenant_tables(pool).await {
+        let others = visible(a, &table, &column, f.b).await;
         assert!(
             matches!(others, None | Some(0)),
             "A sees {others:?} of B's rows in {table}"
         );
-        if let Some(own) = visible(&mut a, &table, &column, f.a).await {
+        if let Some(own) = visible(a, &table, &column, f.a).await {
             assert_eq!(own, 1, "A sees its own row in {table}");
             readable += 1;
         }
@@ -174,70 +184,7 @@ async fn a_tenant_role_cannot_write_another_tenants_rows(
     let pool = pool_opts.connect_with(base.clone()).await.unwrap();
     let f = two_seeded_tenants(pool.clone(), base).await;
     let mut a = f.a_login.connect().await.unwrap();
-
-    for (table, insert) in SEED {
-        let result = sqlx::query(insert)
-            .bind(f.b.as_uuid())
-            .execute(&mut a)
-            .await;
-        let code = result.expect_err(&format!("A inserted a row of B into {table}"));
-        let code = code
-            .as_database_error()
-            .and_then(|e| e.code())
-            .map(|c| c.into_owned());
-        // 42501: permission denied, or "new row violates row-level security policy".
-        assert_eq!(code.as_deref(), Some("42501"), "inserting into {table}");
-    }
-
-    for (table, column) in tenant_tables(&pool).await {
-        let update = format!("UPDATE {table} SET {column} = {column} WHERE {column} = $1");
-        match sqlx::query(&update)
-            .bind(f.b.as_uuid())
-            .execute(&mut a)
-            .await
-        {
-            Ok(done) => assert_eq!(done.rows_affected(), 0, "A updated B's rows in {table}"),
-            Err(e) => assert_eq!(
-                e.as_database_error().and_then(|e| e.code()).as_deref(),
-                Some("42501")
-            ),
-        }
-        let delete = format!("DELETE FROM {table} WHERE {column} = $1");
-        match sqlx::query(&delete)
-            .bind(f.b.as_uuid())
-            .execute(&mut a)
-            .await
-        {
-            Ok(done) => assert_eq!(done.rows_affected(), 0, "A deleted B's rows in {table}"),
-            Err(e) => assert_eq!(
-                e.as_database_error().and_then(|e| e.code()).as_deref(),
-                Some("42501")
-            ),
-        }
-    }
-
-    // Moving its own row over to B fails the WITH CHECK clause.
-    let moved = sqlx::query("UPDATE opportunities SET tenant_id = $1 WHERE tenant_id = $2")
-        .bind(f.b.as_uuid())
-        .bind(f.a.as_uuid())
-        .execute(&mut a)
-        .await
-        .expect_err("A moved a row to B");
-    assert_eq!(
-        moved.as_database_error().and_then(|e| e.code()).as_deref(),
-        Some("42501")
-    );
-
-    // B's rows are all still there.
-    let mut tx = f.db.tenant(f.b).await.unwrap();
-    for (table, column) in tenant_tables(&pool).await {
-        assert_eq!(
-            visible(&mut tx, &table, &column, f.b).await,
-            Some(1),
-            "B's row in {table}"
-        );
-    }
-    tx.commit().await.unwrap();
+    assert_a_writes_none_of_bs_rows(&pool, &f, &mut a).await;
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
@@ -285,6 +232,79 @@ async fn setting_the_tenant_as_a_tenant_role_changes_nothing(
         err.as_database_error().and_then(|e| e.code()).as_deref(),
         Some("42501")
     );
+}
+
+/// As `a` (tenant A's own login, however it has set up its session), no
+/// insert, update or delete reaches B's rows, and A cannot move its own row
+/// to B; B's rows are all still there afterwards.
+pub(crate) async fn assert_a_writes_none_of_bs_rows(
+    pool: &PgPool,
+    f: &Fixture,
+    a: &mut PgConnection,
+) {
+    for (table, insert) in SEED {
+        let result = sqlx::query(insert)
+            .bind(f.b.as_uuid())
+            .execute(&mut *a)
+            .await;
+        let code = result.expect_err(&format!("A inserted a row of B into {table}"));
+        let code = code
+            .as_database_error()
+            .and_then(|e| e.code())
+            .map(|c| c.into_owned());
+        // 42501: permission denied, or "new row violates row-level security policy".
+        assert_eq!(code.as_deref(), Some("42501"), "inserting into {table}");
+    }
+
+    for (table, column) in tenant_tables(pool).await {
+        let update = format!("UPDATE {table} SET {column} = {column} WHERE {column} = $1");
+        match sqlx::query(&update)
+            .bind(f.b.as_uuid())
+            .execute(&mut *a)
+            .await
+        {
+            Ok(done) => assert_eq!(done.rows_affected(), 0, "A updated B's rows in {table}"),
+            Err(e) => assert_eq!(
+                e.as_database_error().and_then(|e| e.code()).as_deref(),
+                Some("42501")
+            ),
+        }
+        let delete = format!("DELETE FROM {table} WHERE {column} = $1");
+        match sqlx::query(&delete)
+            .bind(f.b.as_uuid())
+            .execute(&mut *a)
+            .await
+        {
+            Ok(done) => assert_eq!(done.rows_affected(), 0, "A deleted B's rows in {table}"),
+            Err(e) => assert_eq!(
+                e.as_database_error().and_then(|e| e.code()).as_deref(),
+                Some("42501")
+            ),
+        }
+    }
+
+    // Moving its own row over to B fails the WITH CHECK clause.
+    let moved = sqlx::query("UPDATE opportunities SET tenant_id = $1 WHERE tenant_id = $2")
+        .bind(f.b.as_uuid())
+        .bind(f.a.as_uuid())
+        .execute(&mut *a)
+        .await
+        .expect_err("A moved a row to B");
+    assert_eq!(
+        moved.as_database_error().and_then(|e| e.code()).as_deref(),
+        Some("42501")
+    );
+
+    // B's rows are all still there.
+    let mut tx = f.db.tenant(f.b).await.unwrap();
+    for (table, column) in tenant_tables(pool).await {
+        assert_eq!(
+            visible(&mut tx, &table, &column, f.b).await,
+            Some(1),
+            "B's row in {table}"
+        );
+    }
+    tx.commit().await.unwrap();
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]

@@ -1,8 +1,9 @@
-//! A tenant's recent activity (`repo::activity`), as its dashboard page
-//! reads it, with a second tenant whose rows must not appear.
+//! A tenant's recent activity as its dashboard page reads it (the newest
+//! opportunities, trades and audit entries, balances, the PnL curve), with a
+//! second tenant whose rows must not appear.
 
 use polybot_core::TenantId;
-use polybot_store::repo::activity;
+use polybot_store::repo::{audit, balances, opportunities, trades};
 use polybot_store::testing::create_tenant;
 use polybot_store::{Db, Scope};
 use rust_decimal::Decimal;
@@ -70,7 +71,7 @@ async fn two_tenants(pool: PgPool) -> (Db, TenantId, TenantId) {
 async fn recent_opportunities_and_trades_come_newest_first_and_only_the_tenants_own(pool: PgPool) {
     let (db, a, _b) = two_tenants(pool).await;
     let mut tx = db.tenant(a).await.unwrap();
-    let opportunities = activity::recent_opportunities(&mut tx, 50).await.unwrap();
+    let opportunities = opportunities::page(&mut tx, None, None, 50).await.unwrap();
     let markets: Vec<&str> = opportunities.iter().map(|o| o.market.as_str()).collect();
     assert_eq!(markets, ["new", "old"]);
     assert_eq!(opportunities[1].description, "YES+NO < 1");
@@ -78,7 +79,7 @@ async fn recent_opportunities_and_trades_come_newest_first_and_only_the_tenants_
     assert!(opportunities[0].executed_at.is_some());
     assert_eq!(opportunities[1].executed_at, None);
 
-    let trades = activity::recent_trades(&mut tx, 2).await.unwrap();
+    let trades = trades::page(&mut tx, None, None, 2).await.unwrap();
     tx.commit().await.unwrap();
     let markets: Vec<&str> = trades.iter().map(|t| t.market.as_str()).collect();
     assert_eq!(markets, ["new", "mid"], "the newest two");
@@ -93,7 +94,7 @@ async fn recent_opportunities_and_trades_come_newest_first_and_only_the_tenants_
 async fn balances_come_by_venue_and_asset(pool: PgPool) {
     let (db, a, b) = two_tenants(pool).await;
     let mut tx = db.tenant(a).await.unwrap();
-    let balances = activity::balances(&mut tx).await.unwrap();
+    let balances = balances::page(&mut tx, None, 1_000).await.unwrap();
     tx.commit().await.unwrap();
     let lines: Vec<(&str, &str, Decimal)> = balances
         .iter()
@@ -107,7 +108,7 @@ async fn balances_come_by_venue_and_asset(pool: PgPool) {
         ]
     );
     let mut tx = db.tenant(b).await.unwrap();
-    assert_eq!(activity::balances(&mut tx).await.unwrap().len(), 1);
+    assert_eq!(balances::page(&mut tx, None, 1_000).await.unwrap().len(), 1);
     tx.commit().await.unwrap();
 }
 
@@ -115,8 +116,8 @@ async fn balances_come_by_venue_and_asset(pool: PgPool) {
 async fn the_pnl_curve_accumulates_the_last_30_days_oldest_first(pool: PgPool) {
     let (db, a, _b) = two_tenants(pool).await;
     let mut tx = db.tenant(a).await.unwrap();
-    let curve = activity::pnl_curve(&mut tx, 300).await.unwrap();
-    let thinned = activity::pnl_curve(&mut tx, 1).await.unwrap();
+    let curve = trades::pnl_curve(&mut tx, 300).await.unwrap();
+    let thinned = trades::pnl_curve(&mut tx, 1).await.unwrap();
     tx.commit().await.unwrap();
     let totals: Vec<Decimal> = curve.iter().map(|p| p.total).collect();
     // 1.25, then −0.5, then 2; the 40-day-old trade and b's are not counted.
@@ -139,7 +140,7 @@ async fn the_pnl_curve_accumulates_the_last_30_days_oldest_first(pool: PgPool) {
 async fn the_audit_log_comes_newest_first_and_only_the_tenants_own(pool: PgPool) {
     let (db, a, _b) = two_tenants(pool).await;
     let mut tx = db.tenant(a).await.unwrap();
-    let audit = activity::recent_audit(&mut tx, 50).await.unwrap();
+    let audit = audit::recent(&mut tx, 50).await.unwrap();
     tx.commit().await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["tenant.pause", "tenant.create"]);

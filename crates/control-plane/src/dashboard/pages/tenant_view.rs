@@ -7,12 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use polybot_core::TenantId;
-use polybot_store::repo::activity::{
-    self, AuditLine, BalanceLine, OpportunityLine, PnlPoint, TradeLine,
-};
 use polybot_store::repo::alerts::{self as alert_states, FiringAlert};
+use polybot_store::repo::audit::{self, AuditEntry};
+use polybot_store::repo::balances::{self, Balance};
 use polybot_store::repo::fleet::{self, TenantFigures};
+use polybot_store::repo::opportunities::{self, Opportunity};
 use polybot_store::repo::runtime::{self, Event};
+use polybot_store::repo::trades::{self, PnlPoint, Trade};
 use polybot_store::{DbError, TenantTx};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
@@ -30,6 +31,8 @@ use crate::tenants::TenantView;
 const LIST: i64 = 50;
 /// About how many points the PnL chart draws.
 const CHART_POINTS: i64 = 300;
+/// Balances shown: one per venue and asset, so every one of them.
+const BALANCES: i64 = 1_000;
 
 /// Everything the tenant page shows, loaded before it is rendered.
 #[derive(Debug)]
@@ -37,11 +40,11 @@ pub(crate) struct TenantPage {
     pub figures: TenantFigures,
     pub view: TenantView,
     pub events: Vec<Event>,
-    pub opportunities: Vec<OpportunityLine>,
-    pub trades: Vec<TradeLine>,
-    pub balances: Vec<BalanceLine>,
+    pub opportunities: Vec<Opportunity>,
+    pub trades: Vec<Trade>,
+    pub balances: Vec<Balance>,
     pub pnl: Vec<PnlPoint>,
-    pub audit: Vec<AuditLine>,
+    pub audit: Vec<AuditEntry>,
     /// (alert, subject, summary, since).
     pub firing: Vec<FiringAlert>,
     pub channels: Vec<crate::alerts::ChannelView>,
@@ -87,11 +90,11 @@ async fn read(
 ) -> Result<TenantPage, DbError> {
     Ok(TenantPage {
         events: runtime::recent_events(tx, LIST).await?,
-        opportunities: activity::recent_opportunities(tx, LIST).await?,
-        trades: activity::recent_trades(tx, LIST).await?,
-        balances: activity::balances(tx).await?,
-        pnl: activity::pnl_curve(tx, CHART_POINTS).await?,
-        audit: activity::recent_audit(tx, LIST).await?,
+        opportunities: opportunities::page(tx, None, None, LIST).await?,
+        trades: trades::page(tx, None, None, LIST).await?,
+        balances: balances::page(tx, None, BALANCES).await?,
+        pnl: trades::pnl_curve(tx, CHART_POINTS).await?,
+        audit: audit::recent(tx, LIST).await?,
         firing: alert_states::firing(tx).await?,
         channels: crate::alerts::tenant_channels(tx)
             .await?
