@@ -273,8 +273,8 @@ impl FromRequestParts<AppState> for TenantAccess {
     }
 }
 
-/// Makes sure an operator token exists and returns it when this call created
-/// or was given it:
+/// Makes sure the configured operator token is the one live operator token
+/// (every other is revoked) and returns it:
 /// - `given` (from `POLYBOT_OPERATOR_TOKEN`) is registered if new;
 /// - else the token in `file` (the data dir's `operator-token`) is registered;
 /// - else a new token is created and written to `file` with mode 0600.
@@ -304,7 +304,9 @@ pub async fn ensure_operator_token(
         );
     }
     let mut op = db.operator().await?;
-    tokens::register_operator(
+    // The configured token is the only one: configuring a new one and
+    // restarting is how it is rotated (docs/operators.md).
+    let revoked = tokens::install_sole_operator(
         &mut op,
         Uuid::new_v4(),
         &hash_token(token.expose_secret()),
@@ -312,6 +314,12 @@ pub async fn ensure_operator_token(
     )
     .await?;
     op.commit().await?;
+    if revoked > 0 {
+        tracing::info!(
+            revoked,
+            "revoked the earlier operator token(s): the configured one replaces them"
+        );
+    }
     Ok(Some(token))
 }
 

@@ -133,7 +133,7 @@ impl AppState {
         (name = "alerts", description = "Where alerts are sent: a tenant's channels and the operator's."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &ServingLimits),
     security(("bearer" = []))
 )]
 #[derive(Debug)]
@@ -150,6 +150,71 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
     }
+}
+
+/// The responses the serving layers add to every operation: 408 when a
+/// request is not received and answered within `serve::REQUEST_TIMEOUT`, and,
+/// wherever a bearer token is checked, 429 with `Retry-After` once a client
+/// or token prefix has used up its authentication-failure budget (`throttle`).
+struct ServingLimits;
+
+impl utoipa::Modify for ServingLimits {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{
+            ContentBuilder, HeaderBuilder, Ref, ResponseBuilder, path::Operation, schema::Type,
+        };
+        let problem = |description: &str| {
+            ResponseBuilder::new().description(description).content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+        };
+        let timeout =
+            problem("the request's headers and body were not received and answered in time (60 s)")
+                .build();
+        let throttled = problem(
+            "too many failed authentications from this client or for this token prefix; retry after `Retry-After` seconds",
+        )
+        .header(
+            "Retry-After",
+            HeaderBuilder::new()
+                .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("seconds to wait before trying again"))
+                .build(),
+        )
+        .build();
+        for item in openapi.paths.paths.values_mut() {
+            let operations: [&mut Option<Operation>; 5] = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("408".to_owned())
+                    .or_insert_with(|| timeout.clone().into());
+                // `security(())` marks the operations that check no token.
+                let public = operation
+                    .security
+                    .as_ref()
+                    .is_some_and(|requirements| requirements.iter().all(is_empty_requirement));
+                if !public {
+                    responses
+                        .entry("429".to_owned())
+                        .or_insert_with(|| throttled.clone().into());
+                }
+            }
+        }
+    }
+}
+
+fn is_empty_requirement(requirement: &utoipa::openapi::security::SecurityRequirement) -> bool {
+    serde_json::to_value(requirement).is_ok_and(|v| v.as_object().is_some_and(|o| o.is_empty()))
 }
 
 /// Liveness: the process serves requests.

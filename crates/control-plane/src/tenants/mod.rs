@@ -639,8 +639,9 @@ pub struct DeleteQuery {
 #[utoipa::path(delete, path = "/tenants/{id}", operation_id = "delete_tenant", tag = "tenants",
     params(("id" = Uuid, Path, description = "the tenant's id"), DeleteQuery),
     responses(
-        (status = 202, description = "offboarding started; the tenant as it is now", body = TenantView),
+        (status = 202, description = "offboarding started; the tenant as it is now: `offboarded`, or still `offboarding` when a step must be retried (the reconciler's leader finishes it)", body = TenantView),
         (status = 204, description = "the tenant was already offboarded"),
+        (status = 409, description = "`purge=true` while the tenant is still `offboarding`; repeat once it is `offboarded`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "the token is a tenant's; only an operator token may do this", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -668,15 +669,25 @@ pub async fn delete(
     }
     tx.commit().await?;
     state.tokens.clear();
-    if offboard.is_some() {
-        state
-            .provisioner
-            .offboard(tenant)
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?;
+    if offboard.is_some()
+        && let Err(err) = state.provisioner.offboard(tenant).await
+    {
+        // The tenant is `offboarding` for good: what did not finish (a role
+        // that cannot be dropped yet, a secret store that did not answer) is
+        // the leader's to retry, not the caller's to see as a 500.
+        tracing::warn!(%tenant, error = %err, "offboarding did not finish; the reconciler's leader retries it");
+        state.wake();
     }
     if query.purge.unwrap_or(false) {
         let mut tx = state.db.tenant(tenant).await?;
+        // Purging before the role is dropped and the secret scheduled for
+        // deletion would leave them behind with nothing to retry them.
+        let now = lock_state(&mut tx).await?;
+        if now != TenantState::Offboarded {
+            return Err(ApiError::Conflict(format!(
+                "the tenant is {now}: offboarding has started but not finished (the reconciler retries it); purge with another DELETE once it is offboarded"
+            )));
+        }
         tenants::purge(&mut tx).await?;
         tx.commit().await?;
         tracing::info!(%tenant, actor = caller.actor(), "tenant purged");
@@ -690,6 +701,9 @@ pub async fn delete(
     tx.commit().await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }
+
+/// The longest token label accepted, in characters.
+const MAX_TOKEN_LABEL: usize = 100;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenCreated {
@@ -705,7 +719,8 @@ pub struct TokenCreated {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct CreateTokenRequest {
-    /// A name for the token, up to 100 characters.
+    /// A name for the token, up to 100 characters (a longer one is a 422).
+    #[schema(max_length = 100)]
     label: Option<String>,
     /// 1 to 365 days (default 90). A tenant's token cannot create a token
     /// that outlives itself.
@@ -757,16 +772,24 @@ pub async fn create_token(
                 days
             }
         };
+        let label = match body.get("label") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(label)) if label.chars().count() <= MAX_TOKEN_LABEL => label.clone(),
+            Some(Value::String(_)) => {
+                errors.push(FieldError::new(
+                    "label",
+                    format!("must be at most {MAX_TOKEN_LABEL} characters"),
+                ));
+                String::new()
+            }
+            Some(_) => {
+                errors.push(FieldError::new("label", "must be a string"));
+                String::new()
+            }
+        };
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
-        let label = body
-            .get("label")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .chars()
-            .take(100)
-            .collect();
         (label, lifetime)
     };
     let now = Utc::now();

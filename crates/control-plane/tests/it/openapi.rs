@@ -116,6 +116,40 @@ fn every_response_is_described_and_errors_are_problem_documents() {
 }
 
 #[test]
+fn every_operation_documents_the_timeout_and_every_authenticated_one_the_throttle() {
+    let doc = document();
+    let mut throttled = 0;
+    for (method, path, operation) in operations(&doc) {
+        let responses = &operation["responses"];
+        assert!(
+            responses["408"].is_object(),
+            "{method} {path}: no 408 (the request timeout applies to every request)"
+        );
+        let public = operation["security"].as_array().is_some_and(|reqs| {
+            reqs.iter()
+                .all(|r| r.as_object().is_some_and(|o| o.is_empty()))
+        });
+        if public {
+            assert!(
+                responses["429"].is_null(),
+                "{method} {path} checks no token"
+            );
+        } else {
+            assert!(
+                responses["429"]["headers"]["Retry-After"].is_object(),
+                "{method} {path}: a 429 without Retry-After"
+            );
+            throttled += 1;
+        }
+    }
+    assert_eq!(
+        doc["paths"]["/healthz"]["get"]["responses"]["429"],
+        Value::Null
+    );
+    assert!(throttled > 20, "only {throttled} operations document a 429");
+}
+
+#[test]
 fn the_template_parameter_helper_reads_every_segment() {
     assert_eq!(
         template_parameters("/tenants/{id}/alert-channels/{channel}"),

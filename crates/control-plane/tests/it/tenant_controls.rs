@@ -370,6 +370,43 @@ async fn a_token_lives_ninety_days_by_default_and_at_most_a_year(
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_token_label_too_long_is_refused_naming_the_field_not_truncated(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let id = h.onboard(json!({"name": "acme"})).await;
+    let longest = "é".repeat(100);
+    let fits = mint(&h, &id, OPERATOR, Some(json!({"label": longest}))).await;
+    assert_eq!(fits.status, StatusCode::CREATED, "{}", fits.text);
+    for bad in [json!("x".repeat(101)), json!(7)] {
+        let reply = mint(&h, &id, OPERATOR, Some(json!({"label": bad}))).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            reply.text
+        );
+        assert_eq!(reply.body["errors"][0]["field"], "label");
+    }
+    let listed = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{id}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    let labels: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, vec![longest.as_str()]);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_tenant_token_cannot_mint_a_token_that_outlives_itself(
     pool_opts: PgPoolOptions,
     options: PgConnectOptions,
@@ -464,4 +501,26 @@ async fn a_tenant_cannot_hold_more_than_twenty_live_tokens(
         mint(&h, &id, &token, None).await.status,
         StatusCode::CREATED
     );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn configuring_a_new_operator_token_and_restarting_revokes_the_old_one(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let rotated = "pbo_rotated-operator-token-0123456789abcdef";
+    // What a restart with the new token configured does.
+    polybot_control_plane::auth::ensure_operator_token(
+        &h.state.db,
+        Some(&secrecy::SecretString::from(rotated.to_owned())),
+        None,
+    )
+    .await
+    .unwrap();
+    h.state.tokens.clear();
+    let old = h.call(Method::GET, "/tenants", Some(OPERATOR), None).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED, "{}", old.text);
+    let new = h.call(Method::GET, "/tenants", Some(rotated), None).await;
+    assert_eq!(new.status, StatusCode::OK, "{}", new.text);
 }

@@ -54,6 +54,37 @@ pub async fn register_operator(
     Ok(result.rows_affected() == 1)
 }
 
+/// Makes the token hashing to `hash` the one live operator token: registers
+/// it (or lifts its revocation) and revokes every other. Returns how many
+/// were revoked. This is how the operator token is rotated: configure a new
+/// one and restart.
+pub async fn install_sole_operator(
+    op: &mut OperatorTx,
+    id: Uuid,
+    hash: &[u8],
+    label: &str,
+) -> Result<u64, DbError> {
+    sqlx::query(
+        "INSERT INTO operator_tokens (id, token_hash, label) VALUES ($1, $2, $3) \
+         ON CONFLICT (token_hash) DO UPDATE SET revoked_at = NULL",
+    )
+    .bind(id)
+    .bind(hash)
+    .bind(label)
+    .execute(&mut **op)
+    .await
+    .map_err(DbError::query("registering the operator token"))?;
+    let revoked = sqlx::query(
+        "UPDATE operator_tokens SET revoked_at = now() \
+         WHERE token_hash <> $1 AND revoked_at IS NULL",
+    )
+    .bind(hash)
+    .execute(&mut **op)
+    .await
+    .map_err(DbError::query("revoking earlier operator tokens"))?;
+    Ok(revoked.rows_affected())
+}
+
 /// A live tenant token, as resolved by [`use_tenant_token`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantToken {

@@ -415,6 +415,28 @@ async fn an_operator_token_is_registered_once_and_found_by_its_hash(pool: PgPool
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn installing_an_operator_token_revokes_every_other_and_reinstates_itself(pool: PgPool) {
+    let db = control(pool);
+    let mut op = db.operator().await.unwrap();
+    let installed = tokens::install_sole_operator(&mut op, Uuid::new_v4(), b"old", "operator");
+    assert_eq!(installed.await.unwrap(), 0);
+    // Rotation: a new token replaces the old one.
+    let installed = tokens::install_sole_operator(&mut op, Uuid::new_v4(), b"new", "operator");
+    assert_eq!(installed.await.unwrap(), 1);
+    assert!(tokens::is_operator(&mut op, b"new").await.unwrap());
+    assert!(!tokens::is_operator(&mut op, b"old").await.unwrap());
+    // Rotating back to a revoked token makes it live again, alone.
+    let installed = tokens::install_sole_operator(&mut op, Uuid::new_v4(), b"old", "operator");
+    assert_eq!(installed.await.unwrap(), 1);
+    assert!(tokens::is_operator(&mut op, b"old").await.unwrap());
+    assert!(!tokens::is_operator(&mut op, b"new").await.unwrap());
+    // The same token again changes nothing.
+    let installed = tokens::install_sole_operator(&mut op, Uuid::new_v4(), b"old", "operator");
+    assert_eq!(installed.await.unwrap(), 0);
+    assert!(tokens::is_operator(&mut op, b"old").await.unwrap());
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_tenant_token_resolves_to_its_tenant_until_it_is_offboarded(pool: PgPool) {
     let db = control(pool);
     let (a, b) = two_tenants(&db).await;
