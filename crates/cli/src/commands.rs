@@ -167,13 +167,35 @@ pub struct PostgresArgs {
     pub url_file: Option<PathBuf>,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// What `main` runs once the async runtime is up.
+#[derive(Debug)]
+pub enum Prepared {
+    /// A worker that has read its settings and secrets and sandboxed itself.
+    Worker(Box<polybot_worker::WorkerConfig>),
+    Other(Command),
+}
+
+/// What must happen before the async runtime starts its threads: a worker
+/// reads its secrets and applies its Landlock sandbox, which restricts only
+/// the thread that applies it and the threads it starts afterwards.
+pub fn prepare(cli: Cli) -> anyhow::Result<Prepared> {
     match cli.command {
+        Command::Worker(args) => Ok(Prepared::Worker(Box::new(prepare_worker(*args)?))),
+        command => Ok(Prepared::Other(command)),
+    }
+}
+
+pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
+    let command = match prepared {
+        Prepared::Worker(config) => return worker(*config).await,
+        Prepared::Other(command) => command,
+    };
+    match command {
         Command::Up(args) => up(args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Postgres(args) => postgres(args).await,
         Command::ControlPlane(args) => control_plane(*args).await,
-        Command::Worker(args) => worker(*args).await,
+        Command::Worker(args) => worker(prepare_worker(*args)?).await,
         Command::Doctor(args) => crate::ops::doctor(args).await,
         Command::Cost(args) => crate::ops::cost(args),
         Command::Tenants(args) => crate::tenants_cli::run(args).await,
@@ -458,7 +480,11 @@ fn worker_env_from(
         .collect()
 }
 
-async fn worker(args: polybot_worker::WorkerArgs) -> anyhow::Result<()> {
+/// Reads the worker's settings and secrets, then locks it in: what runs
+/// before any thread is started or any network input is read.
+fn prepare_worker(
+    args: polybot_worker::WorkerArgs,
+) -> anyhow::Result<polybot_worker::WorkerConfig> {
     // Non-dumpable: other processes of the same uid (the other tenants'
     // workers, locally) can no longer read this one's /proc/<pid>/environ or
     // memory, where its exchange keys and database password live, nor
@@ -466,6 +492,18 @@ async fn worker(args: polybot_worker::WorkerArgs) -> anyhow::Result<()> {
     nix::sys::prctl::set_dumpable(false)
         .context("marking the worker non-dumpable (prctl PR_SET_DUMPABLE)")?;
     let config = polybot_worker::WorkerConfig::from_args(args)?;
+    let sandbox = polybot_worker::sandbox::apply(&config.sandbox_files)?;
+    let uid = nix::unistd::Uid::current();
+    tracing::info!(
+        tenant = %config.tenant,
+        %uid,
+        sandbox = sandbox.describe(),
+        "worker sandbox"
+    );
+    Ok(config)
+}
+
+async fn worker(config: polybot_worker::WorkerConfig) -> anyhow::Result<()> {
     let stop = shutdown::on_signal()?;
     match polybot_worker::run(config, stop).await {
         Ok(()) => Ok(()),

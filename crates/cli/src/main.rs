@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 mod commands;
@@ -12,11 +13,19 @@ mod record;
 mod shutdown;
 mod tenants_cli;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = commands::Cli::parse();
     init_logging(cli.verbose);
-    match commands::run(cli).await {
+    // The runtime starts after `prepare`, so that a worker's sandbox covers
+    // every thread it will ever have.
+    let result = commands::prepare(cli).and_then(|prepared| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?
+            .block_on(commands::run(prepared))
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // The whole cause chain, so that no failure prints an empty message.

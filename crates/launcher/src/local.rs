@@ -17,9 +17,26 @@
 //!
 //! Workers run in their own process group, so a Ctrl-C in the terminal reaches
 //! the control plane, which stops them in order ([`LocalLauncher::shutdown`]).
+//!
+//! **A uid per tenant, when the control plane runs as root.** Each tenant's
+//! worker then runs as uid = gid = [`FIRST_WORKER_UID`] + the tenant's slot,
+//! with no supplementary groups; slots are handed out in order and kept in
+//! `<dir>/uids` (mode 0600), so a tenant keeps its uid across restarts. No
+//! `/etc/passwd` entry is needed. Such a worker can reach nothing of the
+//! control plane's (the worker dir is 0700, logs 0600) and no other
+//! worker's `/proc` entries, even where its sandbox is not enforced. What
+//! it must read is handed over as open file descriptors, so that its path
+//! need not be reachable by that uid (a binary or a data dir under `/root`):
+//! the `polybot` binary is executed through `/proc/self/fd/N`, and a
+//! recording (`POLYBOT_REPLAY`) becomes `/proc/self/fd/M`. Not running as
+//! root, or where the kernel refuses the uid (a user namespace that does not
+//! map it), every worker runs as the control plane's uid, as logged.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Mutex;
@@ -40,6 +57,23 @@ use crate::{Exit, Instance, LaunchError, LaunchSpec, Launcher, Phase};
 /// How long a worker has to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(35);
 
+/// The first uid (and gid) of local workers when the control plane runs as
+/// root: tenant slot `n` runs as `FIRST_WORKER_UID + n`. The range
+/// `2000000000..2100000000` is far above the ids distributions hand out to
+/// users, system services and container subordinate ranges.
+pub const FIRST_WORKER_UID: u32 = 2_000_000_000;
+/// How many tenants can have a uid of their own.
+pub const WORKER_UID_SLOTS: u32 = 100_000_000;
+
+/// Which uid the workers run as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerIdentity {
+    /// One uid per tenant (the control plane is root).
+    PerTenant,
+    /// The control plane's own uid.
+    Shared,
+}
+
 struct Worker {
     instance: Instance,
     child: Option<Child>,
@@ -53,6 +87,9 @@ pub struct LocalLauncher {
     program: PathBuf,
     dir: PathBuf,
     workers: Mutex<HashMap<TenantId, Vec<Worker>>>,
+    identity: Mutex<WorkerIdentity>,
+    /// Tenant → uid slot, as kept in `<dir>/uids`.
+    slots: Mutex<BTreeMap<TenantId, u32>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -75,15 +112,67 @@ fn failed(operation: &'static str, message: impl ToString) -> LaunchError {
 impl LocalLauncher {
     /// `program` is the `polybot` binary; `dir` holds the workers' logs and pid files.
     pub fn new(program: PathBuf, dir: PathBuf) -> Result<Self, LaunchError> {
-        fs::create_dir_all(&dir)
+        // The logs, pid files and uid slots are the control plane's: no
+        // worker may list or read them.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .and_then(|()| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)))
             .map_err(|e| failed("creating the worker dir", format!("{}: {e}", dir.display())))?;
+        let identity = if nix::unistd::Uid::effective().is_root() {
+            tracing::info!(
+                first_uid = FIRST_WORKER_UID,
+                "local workers run as a uid of their own per tenant"
+            );
+            WorkerIdentity::PerTenant
+        } else {
+            tracing::warn!(
+                uid = %nix::unistd::Uid::effective(),
+                "not running as root: local workers run as this uid; their isolation from each other is their non-dumpable mark and their Landlock sandbox (docs/security.md)"
+            );
+            WorkerIdentity::Shared
+        };
+        let slots = read_slots(&dir.join("uids"));
         let launcher = Self {
             program,
             dir,
             workers: Mutex::new(HashMap::new()),
+            identity: Mutex::new(identity),
+            slots: Mutex::new(slots),
         };
         launcher.adopt();
         Ok(launcher)
+    }
+
+    /// Which uid the next workers run as.
+    pub fn identity(&self) -> WorkerIdentity {
+        *self.identity.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The uid `tenant`'s workers run as under [`WorkerIdentity::PerTenant`],
+    /// allotting it a slot (kept in `<dir>/uids`) on first use.
+    pub fn worker_uid(&self, tenant: TenantId) -> Result<u32, LaunchError> {
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = slots.get(&tenant) {
+            return Ok(FIRST_WORKER_UID + slot);
+        }
+        let slot = slots.values().max().map_or(0, |max| max + 1);
+        if slot >= WORKER_UID_SLOTS {
+            return Err(failed(
+                "allotting a worker uid",
+                format!("all {WORKER_UID_SLOTS} worker uids are taken"),
+            ));
+        }
+        slots.insert(tenant, slot);
+        let path = self.dir.join("uids");
+        write_slots(&path, &slots).map_err(|e| {
+            failed(
+                "recording the worker uids",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        Ok(FIRST_WORKER_UID + slot)
     }
 
     /// The log file of `tenant`'s workers.
@@ -93,6 +182,74 @@ impl LocalLauncher {
 
     fn pid_path(&self, tenant: TenantId) -> PathBuf {
         self.dir.join(format!("{tenant}.pid"))
+    }
+
+    /// Starts `polybot worker` for `spec`, as `uid` (and the same gid, no
+    /// supplementary groups) when given. Returns the child and its log.
+    fn spawn(&self, spec: &LaunchSpec, uid: Option<u32>) -> std::io::Result<(Child, PathBuf)> {
+        let log_path = self.log_path(spec.tenant);
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&log_path)
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("opening the worker log {}: {e}", log_path.display()),
+                )
+            })?;
+        let log_err = log.try_clone()?;
+        // Held open until the worker has started: what it inherits.
+        let mut handed_over: Vec<OwnedFd> = Vec::new();
+        let mut cmd = match uid {
+            Some(uid) => {
+                let binary = inheritable(&self.program)?;
+                let mut cmd = Command::new(fd_path(&binary));
+                handed_over.push(binary);
+                // std drops the supplementary groups when root sets a uid.
+                cmd.uid(uid).gid(uid).arg0("polybot");
+                cmd
+            }
+            None => Command::new(&self.program),
+        };
+        cmd.arg("worker")
+            .env_clear()
+            .env(env::TENANT_ID, spec.tenant.to_string())
+            .env(env::MODE, spec.mode.as_str())
+            .env(env::SPEC_HASH, &spec.spec_hash);
+        // Root's HOME is not the worker's when it has a uid of its own.
+        let inherited: &[&str] = match uid {
+            Some(_) => &["PATH", "LANG", "TMPDIR", env::LOG],
+            None => &["PATH", "HOME", "LANG", "TMPDIR", env::LOG],
+        };
+        for key in inherited {
+            if let Some(value) = std::env::var_os(key) {
+                cmd.env(key, value);
+            }
+        }
+        for (key, value) in spec.plain_env() {
+            if uid.is_some() && key == env::REPLAY && !value.is_empty() {
+                let recording = inheritable(Path::new(&value)).map_err(|e| {
+                    std::io::Error::new(e.kind(), format!("opening the recording {value}: {e}"))
+                })?;
+                cmd.env(key, fd_path(&recording));
+                handed_over.push(recording);
+            } else {
+                cmd.env(key, value);
+            }
+        }
+        // The secrets go over a pipe, never into the environment: a process's
+        // environment outlives its use (in /proc/<pid>/environ, in any child).
+        cmd.env(env::SECRETS_STDIN, "1");
+        cmd.stdin(Stdio::piped())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0)
+            .kill_on_drop(false);
+        let child = cmd.spawn()?;
+        drop(handed_over);
+        Ok((child, log_path))
     }
 
     /// Takes over the workers an earlier control plane left running.
@@ -188,6 +345,53 @@ impl LocalLauncher {
     }
 }
 
+/// Reads `tenant slot` lines; an unreadable or missing file is no slots.
+fn read_slots(path: &Path) -> BTreeMap<TenantId, u32> {
+    let Ok(text) = fs::read_to_string(path) else {
+        return BTreeMap::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let (tenant, slot) = line.split_once(' ')?;
+            Some((tenant.parse().ok()?, slot.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// Writes the slots to a new file (0600) that then replaces `path`, so that
+/// a crash leaves the old list or the new one.
+fn write_slots(path: &Path, slots: &BTreeMap<TenantId, u32>) -> std::io::Result<()> {
+    let text: String = slots
+        .iter()
+        .map(|(tenant, slot)| format!("{tenant} {slot}\n"))
+        .collect();
+    let fresh = path.with_extension("new");
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&fresh)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&fresh, path)
+}
+
+/// `path` opened for reading, left open across `exec` so that a worker of
+/// another uid can use it as `/proc/self/fd/N` without reaching `path`.
+/// The caller closes it once the worker is started.
+fn inheritable(path: &Path) -> std::io::Result<OwnedFd> {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    let fd = OwnedFd::from(fs::File::open(path)?);
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
+    Ok(fd)
+}
+
+/// The path a process reaches an inherited descriptor by.
+fn fd_path(fd: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}", fd.as_raw_fd())
+}
+
 fn alive(pid: Pid) -> bool {
     signal::kill(pid, None).is_ok()
 }
@@ -205,6 +409,11 @@ fn is_our_worker(pid: Pid) -> bool {
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     args.iter().any(|a| *a == b"worker") && alive(pid)
+}
+
+/// Whether spawning failed because the kernel would not switch to the uid.
+fn is_uid_refused(err: &std::io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(code) if code == nix::libc::EPERM || code == nix::libc::EINVAL)
 }
 
 fn describe(status: std::process::ExitStatus) -> (Option<i32>, String) {
@@ -289,43 +498,24 @@ impl Launcher for LocalLauncher {
     }
 
     async fn start(&self, spec: &LaunchSpec) -> Result<Instance, LaunchError> {
-        let log_path = self.log_path(spec.tenant);
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| {
-                failed(
-                    "opening the worker log",
-                    format!("{}: {e}", log_path.display()),
-                )
-            })?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| failed("opening the worker log", e))?;
-        let mut cmd = Command::new(&self.program);
-        cmd.arg("worker")
-            .env_clear()
-            .env(env::TENANT_ID, spec.tenant.to_string())
-            .env(env::MODE, spec.mode.as_str())
-            .env(env::SPEC_HASH, &spec.spec_hash);
-        for key in ["PATH", "HOME", "LANG", "TMPDIR", env::LOG] {
-            if let Some(value) = std::env::var_os(key) {
-                cmd.env(key, value);
+        let uid = match self.identity() {
+            WorkerIdentity::PerTenant => Some(self.worker_uid(spec.tenant)?),
+            WorkerIdentity::Shared => None,
+        };
+        let (mut child, log_path) = match self.spawn(spec, uid) {
+            // A kernel that will not switch to the uid (a user namespace that
+            // does not map it): every worker shares this process's uid.
+            Err(err) if uid.is_some() && is_uid_refused(&err) => {
+                tracing::warn!(
+                    error = %err,
+                    "the kernel refused the workers' own uids; local workers run as this process's uid from now on"
+                );
+                *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = WorkerIdentity::Shared;
+                self.spawn(spec, None)
             }
+            other => other,
         }
-        for (key, value) in spec.plain_env() {
-            cmd.env(key, value);
-        }
-        // The secrets go over a pipe, never into the environment: a process's
-        // environment outlives its use (in /proc/<pid>/environ, in any child).
-        cmd.env(env::SECRETS_STDIN, "1");
-        cmd.stdin(Stdio::piped())
-            .stdout(log)
-            .stderr(log_err)
-            .process_group(0)
-            .kill_on_drop(false);
-        let mut child = cmd.spawn().map_err(|e| {
+        .map_err(|e| {
             failed(
                 "starting a worker",
                 format!("{}: {e}", self.program.display()),
@@ -369,7 +559,14 @@ impl Launcher for LocalLauncher {
             phase: Phase::Running,
             started_at,
         };
-        tracing::info!(tenant = %spec.tenant, %pid, log = %log_path.display(), "worker started");
+        match uid {
+            Some(uid) if self.identity() == WorkerIdentity::PerTenant => {
+                tracing::info!(tenant = %spec.tenant, %pid, uid, log = %log_path.display(), "worker started");
+            }
+            _ => {
+                tracing::info!(tenant = %spec.tenant, %pid, log = %log_path.display(), "worker started")
+            }
+        }
         self.workers
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -42,6 +42,7 @@ pub mod demo;
 pub mod live;
 pub mod persist;
 pub mod run;
+pub mod sandbox;
 pub mod source;
 
 pub use live::{LiveSettings, LiveSource};
@@ -187,6 +188,9 @@ pub struct WorkerConfig {
     pub flush_every: Duration,
     /// Write the batch as soon as this many rows are waiting.
     pub flush_rows: usize,
+    /// The files besides the system's that the worker reads (its recording,
+    /// its database's root certificate): all its [`sandbox`] lets it read.
+    pub sandbox_files: Vec<PathBuf>,
 }
 
 /// Without the database password (`PgConnectOptions`' own Debug prints it)
@@ -212,6 +216,7 @@ impl fmt::Debug for WorkerConfig {
             .field("paper_balances", &self.paper_balances)
             .field("flush_every", &self.flush_every)
             .field("flush_rows", &self.flush_rows)
+            .field("sandbox_files", &self.sandbox_files)
             .finish()
     }
 }
@@ -328,6 +333,10 @@ impl WorkerConfig {
             None if args.live_data => Some(LiveSettings::from_env()?),
             _ => None,
         };
+        let sandbox_files = sandbox::worker_files(
+            replay.as_ref().map(|r| r.path.as_path()),
+            database_url.expose_secret(),
+        );
         Ok(Self {
             tenant: args.tenant_id,
             database,
@@ -340,6 +349,7 @@ impl WorkerConfig {
             paper_balances: args.paper_balances.0,
             flush_every: Duration::from_millis(args.flush_ms),
             flush_rows: args.flush_rows,
+            sandbox_files,
         })
     }
 }

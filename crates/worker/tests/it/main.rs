@@ -8,4 +8,5 @@ mod live_mock;
 mod live_source;
 mod live_spot_stream;
 mod live_worker_db;
+mod sandbox;
 mod worker_db;
