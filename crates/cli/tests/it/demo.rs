@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -109,6 +110,9 @@ impl Up {
 #[test]
 fn up_demo_shows_every_strategys_opportunities_within_seconds_and_restarts_idempotently() {
     let dir = tempfile::tempdir().unwrap();
+    // Reachable by every uid, like a data dir under /var/lib: then only the
+    // data dir's own modes keep the workers out of it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let data_dir = dir.path().join("data");
     let up = start(&data_dir);
     let started = Instant::now();
@@ -164,6 +168,7 @@ fn up_demo_shows_every_strategys_opportunities_within_seconds_and_restarts_idemp
         Some(4),
         "{status_view}"
     );
+    worker_reaches_nothing_of_the_data_dir(&data_dir, &tenant);
     up.stop();
 
     // Restarted on the same data dir: still one demo tenant.
@@ -176,4 +181,46 @@ fn up_demo_shows_every_strategys_opportunities_within_seconds_and_restarts_idemp
     }
     assert_eq!(tenants, [tenant]);
     again.stop();
+}
+
+/// Issue 16 #3, on a real `polybot up`: as root the demo tenant's worker
+/// runs as a uid of its own, and that uid can read no file of the data dir
+/// but the recording (which it does not even need: it was handed over).
+fn worker_reaches_nothing_of_the_data_dir(data_dir: &Path, tenant: &str) {
+    let pid_file = std::fs::read_to_string(data_dir.join(format!("workers/{tenant}.pid"))).unwrap();
+    let pid = pid_file.split_whitespace().next().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    if !nix::unistd::Uid::effective().is_root() {
+        assert_eq!(uid, nix::unistd::Uid::effective().as_raw());
+        return;
+    }
+    assert!(uid >= polybot_launcher::local::FIRST_WORKER_UID, "{status}");
+    let found = Command::new("setpriv")
+        .args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_owned(),
+            "--".to_owned(),
+            "find".to_owned(),
+        ])
+        .arg(data_dir)
+        .args(["-readable", "-type", "f"])
+        .output()
+        .unwrap();
+    let readable: Vec<String> = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        readable,
+        [data_dir.join("demo.jsonl").display().to_string()],
+        "files of the data dir the worker's uid can read"
+    );
 }
