@@ -172,7 +172,7 @@ pub struct PostgresArgs {
 pub enum Prepared {
     /// A worker that has read its settings and secrets and sandboxed itself.
     Worker(Box<polybot_worker::WorkerConfig>),
-    Other(Command),
+    Other(Box<Command>),
 }
 
 /// What must happen before the async runtime starts its threads: a worker
@@ -181,14 +181,14 @@ pub enum Prepared {
 pub fn prepare(cli: Cli) -> anyhow::Result<Prepared> {
     match cli.command {
         Command::Worker(args) => Ok(Prepared::Worker(Box::new(prepare_worker(*args)?))),
-        command => Ok(Prepared::Other(command)),
+        command => Ok(Prepared::Other(Box::new(command))),
     }
 }
 
 pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
     let command = match prepared {
         Prepared::Worker(config) => return worker(*config).await,
-        Prepared::Other(command) => command,
+        Prepared::Other(command) => *command,
     };
     match command {
         Command::Up(args) => up(args).await,
@@ -356,7 +356,10 @@ async fn serve(
         &master,
     ));
     let secrets: Arc<dyn SecretStore> = match (&backends.secrets, &aws) {
-        (SecretsKind::Aws, Some(aws)) => Arc::new(polybot_secrets::aws::AwsSecretStore::new(aws)),
+        (SecretsKind::Aws, Some(aws)) => Arc::new(polybot_secrets::aws::AwsSecretStore::new(
+            aws,
+            master.fingerprint_key(),
+        )),
         _ => Arc::new(LocalSecretStore::new(master)),
     };
     let mut worker_db = WorkerDatabase::from_options(&database.options);

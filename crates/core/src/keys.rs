@@ -1,5 +1,6 @@
 //! Exchange keys: accepted at onboarding, validated, stored as a secret, and
-//! afterwards only ever shown as a masked fingerprint.
+//! afterwards only ever shown as a fingerprint keyed with the deployment's
+//! [`FingerprintKey`].
 //!
 //! Key material lives in [`SecretString`]s: it never appears in `Debug`, in
 //! error messages (validation names the field and the rule, never the value)
@@ -9,11 +10,50 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretString};
+use hmac::{Hmac, Mac};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::validation::{FieldError, field_path, unknown_field};
+
+/// The deployment's key for fingerprints of secrets (exchange keys, alert
+/// channel secrets): HMAC-SHA256 under it, so that a fingerprint shown by
+/// the API cannot be brute-forced back to a weak secret without the key, and
+/// the same secret has unrelated fingerprints in two deployments. Derived
+/// from the master key (`polybot_secrets::local::MasterKey::fingerprint_key`),
+/// so it is as stable as that key.
+pub struct FingerprintKey(SecretBox<[u8; 32]>);
+
+impl fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FingerprintKey([REDACTED])")
+    }
+}
+
+impl FingerprintKey {
+    /// How the fingerprints this key makes begin.
+    pub const PREFIX: &'static str = "hmac-sha256:";
+    /// Hex digits kept of the MAC: 128 bits, beyond guessing or collision.
+    pub const HEX_DIGITS: usize = 32;
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(SecretBox::new(Box::new(bytes)))
+    }
+
+    /// `hmac-sha256:` and the first 32 hex digits of the MAC over `parts`,
+    /// each preceded by its length (so no two lists of parts collide).
+    pub fn fingerprint<'a>(&self, parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC takes a key of any length");
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        let digest = hex::encode(mac.finalize().into_bytes());
+        format!("{}{}", Self::PREFIX, &digest[..Self::HEX_DIGITS])
+    }
+}
 
 /// The JSON path of the keys in an onboarding request.
 pub const KEYS_PATH: &str = "exchange_keys";
@@ -137,22 +177,19 @@ impl ExchangeKeys {
         self.venues.get(venue)?.get(field)
     }
 
-    /// A masked fingerprint per venue: `sha256:` and the first 12 hex digits of
-    /// a hash over the venue's fields. It tells keys apart without revealing them.
-    pub fn fingerprints(&self) -> BTreeMap<&'static str, String> {
+    /// A fingerprint per venue, keyed ([`FingerprintKey::fingerprint`] over
+    /// the venue and its fields' names and values). It tells keys apart
+    /// without revealing them.
+    pub fn fingerprints(&self, key: &FingerprintKey) -> BTreeMap<&'static str, String> {
         self.venues
             .iter()
             .map(|(venue, fields)| {
-                let mut hash = Sha256::new();
-                hash.update(venue.as_bytes());
+                let mut parts: Vec<&[u8]> = vec![venue.as_bytes()];
                 for (name, value) in fields {
-                    hash.update([0]);
-                    hash.update(name.as_bytes());
-                    hash.update([0]);
-                    hash.update(value.expose_secret().as_bytes());
+                    parts.push(name.as_bytes());
+                    parts.push(value.expose_secret().as_bytes());
                 }
-                let digest = hex::encode(hash.finalize());
-                (*venue, format!("sha256:{}", &digest[..12]))
+                (*venue, key.fingerprint(parts))
             })
             .collect()
     }
@@ -341,9 +378,10 @@ mod tests {
             keys.venues().collect::<Vec<_>>(),
             vec!["binance_us", "polymarket"]
         );
-        let fps = keys.fingerprints();
-        assert!(fps["polymarket"].starts_with("sha256:"));
-        assert_eq!(fps["polymarket"].len(), "sha256:".len() + 12);
+        let key = FingerprintKey::from_bytes([1; 32]);
+        let fps = keys.fingerprints(&key);
+        assert!(fps["polymarket"].starts_with("hmac-sha256:"));
+        assert_eq!(fps["polymarket"].len(), "hmac-sha256:".len() + 32);
         let debug = format!("{keys:?}");
         assert!(
             !debug.contains("BINANCESECRET456") && !debug.contains(&PK[2..]),
@@ -351,7 +389,30 @@ mod tests {
         );
         // Round trip through the secret's JSON.
         let again = ExchangeKeys::from_secret_json(&keys.to_secret_json()).unwrap();
-        assert_eq!(again.fingerprints(), fps);
+        assert_eq!(again.fingerprints(&key), fps);
+    }
+
+    #[test]
+    fn a_fingerprint_depends_on_the_deployments_key_and_is_never_the_plain_hash() {
+        use sha2::Digest;
+        let keys = parse_exchange_keys(&json!({"polymarket": {"private_key": PK}})).unwrap();
+        let here = keys.fingerprints(&FingerprintKey::from_bytes([1; 32]));
+        let there = keys.fingerprints(&FingerprintKey::from_bytes([2; 32]));
+        assert_ne!(here["polymarket"], there["polymarket"]);
+        // Neither is (a prefix of) the unkeyed hash the fingerprint used to be.
+        let mut plain = sha2::Sha256::new();
+        plain.update(b"polymarket\0private_key\0");
+        plain.update(PK.as_bytes());
+        let plain = hex::encode(plain.finalize());
+        for fp in [&here["polymarket"], &there["polymarket"]] {
+            let digits = fp.trim_start_matches(FingerprintKey::PREFIX);
+            assert!(!plain.starts_with(digits), "{fp}");
+            assert!(!plain.contains(&digits[..12]), "{fp}");
+        }
+        assert_eq!(
+            format!("{:?}", FingerprintKey::from_bytes([1; 32])),
+            "FingerprintKey([REDACTED])"
+        );
     }
 
     #[test]

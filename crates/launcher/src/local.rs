@@ -2,8 +2,8 @@
 //!
 //! Each worker gets a clean environment (never the control plane's own
 //! database URL): the contract of [`crate::LaunchSpec`] (its plain settings
-//! through the allowlist, [`LaunchSpec::plain_env`]), plus `PATH`, `HOME`
-//! and the log filter ([`env::LOG`]). Its secrets (database URL, exchange
+//! through the allowlist, [`LaunchSpec::plain_env`]), plus `PATH`, the log
+//! filter ([`env::LOG`]) and, when it shares this process's uid, `HOME`. Its secrets (database URL, exchange
 //! keys) are written to its standard input ([`env::SECRETS_STDIN`]), not put
 //! in its environment, and `polybot worker` marks itself non-dumpable, so
 //! another worker of the same uid can read neither from `/proc`. Its output is appended to `<dir>/<tenant>.log`, and a
@@ -199,6 +199,8 @@ impl LocalLauncher {
                     format!("opening the worker log {}: {e}", log_path.display()),
                 )
             })?;
+        // A log created by an earlier release may be world-readable.
+        log.set_permissions(fs::Permissions::from_mode(0o600))?;
         let log_err = log.try_clone()?;
         // Held open until the worker has started: what it inherits.
         let mut handed_over: Vec<OwnedFd> = Vec::new();

@@ -39,6 +39,7 @@ use aws_sdk_secretsmanager::operation::restore_secret::RestoreSecretError;
 use aws_sdk_secretsmanager::types::Tag;
 use chrono::{DateTime, Utc};
 use polybot_core::TenantId;
+use polybot_core::keys::FingerprintKey;
 use polybot_store::TenantTx;
 use polybot_store::repo::tenant_secrets;
 use secrecy::{ExposeSecret, SecretString};
@@ -90,20 +91,25 @@ pub fn secret_document(secret: &TenantSecret) -> SecretString {
 #[derive(Debug, Clone)]
 pub struct AwsSecretStore {
     client: Client,
+    /// Keys the fingerprints kept beside each secret's reference.
+    fingerprints: std::sync::Arc<FingerprintKey>,
 }
 
 impl AwsSecretStore {
     /// A store whose client is built from `aws` (the launcher crate's
     /// `load_aws_config`, which honours `AWS_ENDPOINT_URL_SECRETS_MANAGER`).
-    pub fn new(aws: &SdkConfig) -> Self {
-        Self {
-            client: Client::new(aws),
-        }
+    /// `fingerprints` keys the key fingerprints the API shows (the
+    /// deployment's, [`crate::local::MasterKey::fingerprint_key`]).
+    pub fn new(aws: &SdkConfig, fingerprints: FingerprintKey) -> Self {
+        Self::from_client(Client::new(aws), fingerprints)
     }
 
     /// A store on an existing client (tests).
-    pub fn from_client(client: Client) -> Self {
-        Self { client }
+    pub fn from_client(client: Client, fingerprints: FingerprintKey) -> Self {
+        Self {
+            client,
+            fingerprints: std::sync::Arc::new(fingerprints),
+        }
     }
 
     /// Creates the tenant's secret, or, when one of that name exists (an
@@ -304,7 +310,8 @@ impl SecretStore for AwsSecretStore {
         };
         let version = tenant_secrets::next_version(tx).await?;
         let fingerprints =
-            serde_json::to_value(secret.exchange_keys.fingerprints()).unwrap_or(Value::Null);
+            serde_json::to_value(secret.exchange_keys.fingerprints(&self.fingerprints))
+                .unwrap_or(Value::Null);
         tenant_secrets::put_reference(tx, "aws", &arn, &fingerprints, version).await?;
         tracing::info!(%tenant, secret = %arn, version, "stored the tenant's secret in Secrets Manager");
         Ok(())

@@ -15,6 +15,7 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use async_trait::async_trait;
 use base64::Engine as _;
+use polybot_core::keys::FingerprintKey;
 use polybot_store::TenantTx;
 use polybot_store::repo::tenant_secrets;
 use rand::RngCore;
@@ -120,6 +121,14 @@ impl MasterKey {
         Self::from_bytes(hash.finalize().into())
     }
 
+    /// The deployment's fingerprint key: derived from this key, so it is
+    /// as stable across restarts as the master key itself, and distinct per
+    /// deployment.
+    pub fn fingerprint_key(&self) -> FingerprintKey {
+        let derived = self.derive("secret fingerprints");
+        FingerprintKey::from_bytes(*derived.key.expose_secret())
+    }
+
     /// Seals `plaintext` with a fresh random nonce; `aad` binds the
     /// ciphertext to where it is stored. Returns (ciphertext, nonce).
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<(Vec<u8>, Vec<u8>), SecretError> {
@@ -201,8 +210,12 @@ impl SecretStore for LocalSecretStore {
                 tenant,
                 reason: "encryption failed".into(),
             })?;
-        let fingerprints =
-            serde_json::to_value(secret.exchange_keys.fingerprints()).unwrap_or(Value::Null);
+        let fingerprints = serde_json::to_value(
+            secret
+                .exchange_keys
+                .fingerprints(&self.key.fingerprint_key()),
+        )
+        .unwrap_or(Value::Null);
         tenant_secrets::put_sealed(
             tx,
             &tenant_secrets::Sealed {
@@ -283,5 +296,33 @@ impl SecretStore for LocalSecretStore {
         Ok(tenant_secrets::reference(tx)
             .await?
             .and_then(|r| r.reference))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use polybot_core::keys::parse_exchange_keys;
+
+    #[test]
+    fn fingerprints_are_stable_per_master_key_and_differ_between_deployments() {
+        let keys = parse_exchange_keys(&serde_json::json!({
+            "binance_us": {"api_key": "BINANCEKEY123", "secret_key": "password1"},
+        }))
+        .unwrap();
+        let here = MasterKey::from_bytes([1; 32]);
+        let restarted = MasterKey::from_bytes([1; 32]);
+        let there = MasterKey::from_bytes([2; 32]);
+        let fingerprint =
+            |master: &MasterKey| keys.fingerprints(&master.fingerprint_key())["binance_us"].clone();
+        assert_eq!(fingerprint(&here), fingerprint(&restarted));
+        assert_ne!(fingerprint(&here), fingerprint(&there));
+        assert!(fingerprint(&here).starts_with(FingerprintKey::PREFIX));
+        // The fingerprint key is not the sealing key.
+        let derived = here.fingerprint_key();
+        assert_ne!(
+            FingerprintKey::from_bytes(*here.key.expose_secret()).fingerprint([b"x".as_slice()]),
+            derived.fingerprint([b"x".as_slice()])
+        );
     }
 }

@@ -10,6 +10,7 @@ use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
 use polybot_core::TenantId;
+use polybot_core::keys::FingerprintKey;
 use polybot_core::keys::parse_exchange_keys;
 use polybot_secrets::aws::{AwsSecretStore, secret_name};
 use polybot_secrets::{SecretError, SecretStore, TenantSecret};
@@ -61,7 +62,7 @@ async fn fixture(pool_opts: PgPoolOptions, options: PgConnectOptions) -> Fixture
     Fixture {
         db,
         pool,
-        store: AwsSecretStore::new(&aws),
+        store: AwsSecretStore::new(&aws, FingerprintKey::from_bytes([3; 32])),
         client: Client::new(&aws),
         tenant,
     }
@@ -357,7 +358,7 @@ async fn an_aws_error_names_the_operation_and_code_but_never_the_value(
         &[&denied],
         |c| c.retry_config(RetryConfig::disabled())
     );
-    let store = AwsSecretStore::from_client(client);
+    let store = AwsSecretStore::from_client(client, FingerprintKey::from_bytes([3; 32]));
     let mut tx = f.db.tenant(f.tenant).await.unwrap();
     let err = store.get(&mut tx).await.unwrap_err();
     assert!(

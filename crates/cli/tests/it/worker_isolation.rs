@@ -209,7 +209,7 @@ async fn as_root_a_worker_cannot_reach_the_master_key_the_database_password_or_a
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let mut file = std::fs::OpenOptions::new()
-            .create(true)
+            .create_new(true)
             .write(true)
             .mode(0o600)
             .open(&pg_password)

@@ -19,7 +19,6 @@ use polybot_store::repo::{alerts as repo, audit, tenants};
 use polybot_store::{DbError, OperatorTx, TenantTx};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -87,12 +86,6 @@ impl std::fmt::Debug for Channel {
     }
 }
 
-/// The fingerprint the API shows in place of a secret.
-fn fingerprint(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    format!("sha256:{}", &hex::encode(digest)[..12])
-}
-
 impl Channel {
     /// What the API and the dashboard show: never the secret.
     pub fn public_view(&self) -> ChannelView {
@@ -116,13 +109,13 @@ impl Channel {
         }
     }
 
-    fn given(kind: &str, target: String, secret: &str) -> Self {
+    fn given(key: &ChannelKey, kind: &str, target: String, secret: &str) -> Self {
         Channel {
             id: Uuid::new_v4(),
             kind: kind.into(),
             target,
             tenant: None,
-            fingerprint: fingerprint(secret),
+            fingerprint: key.fingerprint(secret),
             secret: Secret::Given(secret.to_owned()),
         }
     }
@@ -144,7 +137,7 @@ fn redact_url(url: &str) -> String {
     }
 }
 
-fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
+fn parse_channels(body: &Bytes, key: &ChannelKey) -> ApiResult<Vec<Channel>> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("the body is not valid JSON ({e})")))?;
     let mut errors = Vec::new();
@@ -223,7 +216,7 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
                         "must have 16 to 256 characters",
                     ));
                 }
-                channels.push(Channel::given("webhook", url.to_owned(), secret));
+                channels.push(Channel::given(key, "webhook", url.to_owned(), secret));
             }
             Some("telegram") => {
                 let allowed = ["kind", "chat_id", "bot_token"];
@@ -263,7 +256,7 @@ fn parse_channels(body: &Bytes) -> ApiResult<Vec<Channel>> {
                         "must look like 123456:ABC… (the token BotFather gave)",
                     ));
                 }
-                channels.push(Channel::given("telegram", chat, token));
+                channels.push(Channel::given(key, "telegram", chat, token));
             }
             _ => errors.push(FieldError::new(
                 format!("{path}.kind"),
@@ -392,7 +385,7 @@ pub async fn put_tenant_channels(
     TenantAccess { caller, tenant }: TenantAccess,
     body: Bytes,
 ) -> ApiResult<Json<ChannelsView>> {
-    let channels = parse_channels(&body)?;
+    let channels = parse_channels(&body, &state.channel_key)?;
     let mut tx = state.db.tenant(tenant).await?;
     tenant_exists(&mut tx).await?;
     let rows = rows(&channels, &state.channel_key, Some(tenant.as_uuid()))?;
@@ -443,7 +436,7 @@ pub async fn put_operator_channels(
     _: Operator,
     body: Bytes,
 ) -> ApiResult<Json<ChannelsView>> {
-    let channels = parse_channels(&body)?;
+    let channels = parse_channels(&body, &state.channel_key)?;
     // Not tenant data: the operator transaction may write it.
     let mut op = state.db.operator().await?;
     let rows = rows(&channels, &state.channel_key, None)?;

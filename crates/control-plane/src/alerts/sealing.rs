@@ -11,6 +11,7 @@
 //! The SQL is in `polybot_store::repo::alerts`; when a secret is opened
 //! (delivery) is `notify`'s business.
 
+use polybot_core::keys::FingerprintKey;
 use polybot_secrets::local::MasterKey;
 use polybot_store::repo::alerts::{self as repo, ChannelRow, SealedSecret};
 use rand::RngCore;
@@ -18,14 +19,18 @@ use uuid::Uuid;
 
 use crate::AppState;
 
-/// The key channel secrets are sealed with.
+/// The key channel secrets are sealed with, and the deployment's key their
+/// fingerprints are made with.
 #[derive(Debug)]
-pub struct ChannelKey(MasterKey);
+pub struct ChannelKey(MasterKey, FingerprintKey);
 
 impl ChannelKey {
     /// Derived from the control plane's master key (what `polybot` uses).
     pub fn from_master(master: &MasterKey) -> Self {
-        Self(master.derive("alert channel secrets"))
+        Self(
+            master.derive("alert channel secrets"),
+            master.fingerprint_key(),
+        )
     }
 
     /// A random key that lives as long as the process: what
@@ -34,12 +39,18 @@ impl ChannelKey {
     pub fn ephemeral() -> Self {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
-        Self(MasterKey::from_bytes(bytes))
+        Self::from_master(&MasterKey::from_bytes(bytes))
     }
 
     /// The key's id, stored beside each ciphertext.
     pub fn id(&self) -> &str {
         self.0.id()
+    }
+
+    /// The fingerprint the API shows in place of `secret` (keyed, see
+    /// [`FingerprintKey`]).
+    pub fn fingerprint(&self, secret: &str) -> String {
+        self.1.fingerprint([secret.as_bytes()])
     }
 
     fn aad(tenant: Option<Uuid>, channel: Uuid) -> Vec<u8> {
@@ -145,6 +156,25 @@ mod tests {
             secret_key_id: Some(sealed.key_id.clone()),
             secret_fingerprint: "sha256:000000000000".into(),
         }
+    }
+
+    #[test]
+    fn a_channel_secrets_fingerprint_is_keyed_by_the_deployment() {
+        use sha2::Digest;
+        let secret = "whsec-weak";
+        let here = ChannelKey::from_master(&MasterKey::from_bytes([7; 32]));
+        let there = ChannelKey::from_master(&MasterKey::from_bytes([8; 32]));
+        let fingerprint = here.fingerprint(secret);
+        assert!(fingerprint.starts_with("hmac-sha256:"), "{fingerprint}");
+        assert_eq!(fingerprint.len(), "hmac-sha256:".len() + 32);
+        // Stable for one deployment, unrelated across deployments.
+        let again = ChannelKey::from_master(&MasterKey::from_bytes([7; 32]));
+        assert_eq!(again.fingerprint(secret), fingerprint);
+        assert_ne!(there.fingerprint(secret), fingerprint);
+        // Never the unkeyed hash anyone could recompute from a guess.
+        let plain = hex::encode(sha2::Sha256::digest(secret.as_bytes()));
+        let digits = fingerprint.trim_start_matches("hmac-sha256:");
+        assert!(!plain.starts_with(&digits[..12]), "{fingerprint}");
     }
 
     #[test]

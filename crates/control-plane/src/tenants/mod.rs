@@ -478,11 +478,12 @@ pub async fn rotate_keys(
     secret.exchange_keys = keys.clone();
     state.secrets.put(&mut tx, &secret).await?;
     tenants::bump_spec_version(&mut tx).await?;
+    let fingerprints = polybot_secrets::fingerprints(&mut tx).await?;
     audit::append(
         &mut tx,
         &caller.actor(),
         "tenant.rotate_keys",
-        json!({"venues": keys.venues().collect::<Vec<_>>(), "fingerprints": keys.fingerprints()}),
+        json!({"venues": keys.venues().collect::<Vec<_>>(), "fingerprints": fingerprints}),
     )
     .await?;
     let view = load_view(&mut tx)

@@ -263,7 +263,7 @@ async fn channels_are_validated_and_their_secrets_are_write_only(
         channels[0]["secret_fingerprint"]
             .as_str()
             .unwrap()
-            .starts_with("sha256:")
+            .starts_with("hmac-sha256:")
     );
     assert_eq!(channels[1]["target"], "-1001234");
     assert!(!reply.text.contains(HOOK_SECRET) && !reply.text.contains(BOT_TOKEN));

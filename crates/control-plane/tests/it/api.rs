@@ -46,7 +46,7 @@ async fn onboarding_creates_an_active_tenant_with_masked_keys(
     assert_eq!(reply.body["state"], "provisioning");
     let fingerprint = reply.body["exchange_keys"]["kalshi"].as_str().unwrap();
     assert!(
-        fingerprint.starts_with("sha256:") && fingerprint.len() == 19,
+        fingerprint.starts_with("hmac-sha256:") && fingerprint.len() == 44,
         "{fingerprint}"
     );
     assert!(!reply.text.contains("a952bcbe") && !reply.text.contains("PRIVATE KEY"));
@@ -513,7 +513,7 @@ async fn rotating_keys_replaces_them_and_keeps_the_database_credentials(
         rotated.body["exchange_keys"]["newsapi"]
             .as_str()
             .unwrap()
-            .starts_with("sha256:")
+            .starts_with("hmac-sha256:")
     );
     assert!(!rotated.text.contains("NEWSECRET"));
 

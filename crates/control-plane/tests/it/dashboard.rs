@@ -321,7 +321,7 @@ async fn the_tenant_page_shows_timeline_trading_data_pnl_chart_and_audit_and_its
         );
     }
     // Keys: a fingerprint, never the key.
-    assert!(html.contains("kalshi sha256:"));
+    assert!(html.contains("kalshi hmac-sha256:"));
     assert!(!html.contains("kalshi-key-id-0001"));
     assert!(!html.contains("PRIVATE KEY"));
 
@@ -541,7 +541,7 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
         page.text
             .contains("Created: onboarding runs in the background.")
     );
-    assert!(page.text.contains("kalshi sha256:"));
+    assert!(page.text.contains("kalshi hmac-sha256:"));
     assert!(!page.text.contains("visible-key-id-77"));
     // The same form posted twice (a double click) creates one tenant.
     let again = agent

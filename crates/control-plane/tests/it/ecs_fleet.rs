@@ -83,7 +83,10 @@ async fn the_reconciler_runs_one_ecs_task_per_active_tenant_and_replaces_a_stopp
 
     // A control plane whose secrets live in Secrets Manager.
     let mut h = Harness::new(pool_opts, options.clone()).await;
-    let store = Arc::new(AwsSecretStore::new(&aws));
+    let store = Arc::new(AwsSecretStore::new(
+        &aws,
+        polybot_core::keys::FingerprintKey::from_bytes([3; 32]),
+    ));
     h.state = AppState::new(
         h.state.db.clone(),
         store.clone(),
