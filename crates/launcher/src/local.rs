@@ -381,7 +381,9 @@ fn write_slots(path: &Path, slots: &BTreeMap<TenantId, u32>) -> std::io::Result<
 
 /// `path` opened for reading, left open across `exec` so that a worker of
 /// another uid can use it as `/proc/self/fd/N` without reaching `path`.
-/// The caller closes it once the worker is started.
+/// The caller closes it once the worker is started. A process this one
+/// starts meanwhile (another worker) inherits it too: only ever the
+/// `polybot` binary or the shared recording, nothing secret.
 fn inheritable(path: &Path) -> std::io::Result<OwnedFd> {
     use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     let fd = OwnedFd::from(fs::File::open(path)?);
