@@ -39,8 +39,23 @@ output "worker_log_group" {
 }
 
 output "database_secret_arn" {
-  description = "Secret holding the control plane's DATABASE_URL."
+  description = "Secret holding the control plane's DATABASE_URL (its own login)."
   value       = local.database_secret_arn
+}
+
+output "admin_database_secret_arn" {
+  description = "Secret holding the administrator's DATABASE_URL (the migrate task's)."
+  value       = local.admin_database_secret_arn
+}
+
+output "control_plane_tokens_secret_arn" {
+  description = "Secret holding POLYBOT_OPERATOR_TOKEN, POLYBOT_METRICS_TOKEN and POLYBOT_MASTER_KEY."
+  value       = aws_secretsmanager_secret.control_plane_tokens.arn
+}
+
+output "migrate_task_definition_arn" {
+  description = "The one-shot migrate task (run-migrate.sh runs it; run it by hand the same way)."
+  value       = aws_ecs_task_definition.migrate.arn
 }
 
 output "database_security_group_id" {

@@ -92,9 +92,24 @@ variable "log_retention_days" {
 # --- database ---
 
 variable "external_database_secret_arn" {
-  description = "ARN of an existing Secrets Manager secret whose JSON holds DATABASE_URL (a user that can create roles). When set, no RDS instance is created."
+  description = "ARN of an existing Secrets Manager secret whose JSON holds the control plane's DATABASE_URL (its own login, which the migrate task creates). When set, no RDS instance is created, and external_database_admin_secret_arn is required."
   type        = string
   default     = null
+}
+
+variable "external_database_admin_secret_arn" {
+  description = "With external_database_secret_arn: a secret whose JSON holds the administrator's DATABASE_URL (a user that can create roles), read only by the migrate task."
+  type        = string
+  default     = null
+}
+
+# --- operator settings for workers ---
+
+variable "newsapi_key" {
+  description = "The operator's NewsAPI key, given to every worker (tenants without a key of their own use it) through the polybot/workers/settings secret. None: the news strategy needs tenants' own keys."
+  type        = string
+  default     = null
+  sensitive   = true
 }
 
 variable "db_instance_class" {

@@ -97,6 +97,14 @@ pub struct EcsArgs {
     /// Image of the IB Gateway sidecar, for tenants with IBKR keys.
     #[arg(long = "ibkr-gateway-image", env = "POLYBOT_IBKR_GATEWAY_IMAGE")]
     pub ibkr_gateway_image: Option<String>,
+
+    /// ARN of the operator's workers' settings secret (JSON with
+    /// POLYBOT_NEWSAPI_KEY), which ECS injects into every worker; empty for none.
+    #[arg(
+        long = "worker-settings-secret-arn",
+        env = "POLYBOT_WORKER_SETTINGS_SECRET_ARN"
+    )]
+    pub worker_settings_secret_arn: Option<String>,
 }
 
 fn parse_tag(text: &str) -> Result<(String, String), String> {
@@ -165,6 +173,10 @@ impl EcsArgs {
             cpu: self.worker_cpu,
             memory: self.worker_memory,
             ibkr_gateway_image: self.ibkr_gateway_image,
+            worker_settings_secret_arn: self
+                .worker_settings_secret_arn
+                .map(|arn| arn.trim().to_owned())
+                .filter(|arn| !arn.is_empty()),
         })
     }
 }
@@ -221,6 +233,8 @@ mod tests {
             "plan=pro",
             "--ibkr-gateway-image",
             "ib:stable",
+            "--worker-settings-secret-arn",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:polybot/workers/settings-AbCdEf",
         ]);
         let config = args.into_config(Some("eu-west-1".into())).unwrap();
         assert_eq!(
@@ -243,6 +257,10 @@ mod tests {
                 cpu: 512,
                 memory: 1024,
                 ibkr_gateway_image: Some("ib:stable".into()),
+                worker_settings_secret_arn: Some(
+                    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:polybot/workers/settings-AbCdEf"
+                        .into()
+                ),
             }
         );
     }
@@ -298,6 +316,10 @@ mod tests {
             ("worker-memory", "POLYBOT_WORKER_MEMORY"),
             ("cost-tag", "POLYBOT_COST_TAGS"),
             ("ibkr-gateway-image", "POLYBOT_IBKR_GATEWAY_IMAGE"),
+            (
+                "worker-settings-secret-arn",
+                "POLYBOT_WORKER_SETTINGS_SECRET_ARN",
+            ),
         ];
         let expected: Vec<(String, String)> = expected
             .iter()

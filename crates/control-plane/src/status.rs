@@ -59,6 +59,11 @@ pub struct StatusView {
     /// Strategy name → health, from the newest heartbeat.
     #[schema(value_type = Object)]
     pub strategies: Value,
+    /// Venue feed → its state (`ok`, `unreachable`, `geo_blocked`, …), the
+    /// last error with its context and what to do about it, from the newest
+    /// heartbeat; empty without live data.
+    #[schema(value_type = Object)]
+    pub venues: Value,
     /// The newest error with its context (onboarding, launcher, or worker).
     pub last_error: Option<String>,
 }
@@ -75,6 +80,9 @@ impl StatusView {
         let health = status.health();
         let strategies = health
             .and_then(|h| serde_json::to_value(&h.strategies).ok())
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        let venues = health
+            .and_then(|h| serde_json::to_value(&h.venues).ok())
             .unwrap_or_else(|| Value::Object(Default::default()));
         let worker_error = health.and_then(|h| h.last_error.clone());
         let last_error = runtime
@@ -94,6 +102,7 @@ impl StatusView {
             },
             last_heartbeat,
             strategies,
+            venues,
             last_error,
             provisioning: ProvisioningView {
                 step: status.provisioning_step,

@@ -92,7 +92,7 @@ async fn another_process_of_the_same_uid_cannot_read_a_local_workers_environment
             )),
         )]),
         secret_reference: None,
-        env: BTreeMap::new(),
+        env: BTreeMap::from([("POLYBOT_LIVE_DATA".to_owned(), "0".to_owned())]),
         ibkr: false,
     };
 

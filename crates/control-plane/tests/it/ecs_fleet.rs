@@ -108,6 +108,7 @@ async fn the_reconciler_runs_one_ecs_task_per_active_tenant_and_replaces_a_stopp
                 cpu: 256,
                 memory: 512,
                 ibkr_gateway_image: None,
+                worker_settings_secret_arn: None,
             },
             &aws,
         )

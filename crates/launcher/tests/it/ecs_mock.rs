@@ -44,6 +44,7 @@ fn config() -> EcsConfig {
         cpu: 256,
         memory: 512,
         ibkr_gateway_image: None,
+        worker_settings_secret_arn: None,
     }
 }
 

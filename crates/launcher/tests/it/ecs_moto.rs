@@ -110,6 +110,7 @@ async fn fixture() -> Fixture {
         cpu: 256,
         memory: 512,
         ibkr_gateway_image: None,
+        worker_settings_secret_arn: None,
     };
     Fixture {
         aws,
