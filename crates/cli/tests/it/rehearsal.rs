@@ -934,7 +934,12 @@ async fn two_control_plane_replicas_share_the_token_and_one_reconciles() {
 
     // Exactly one of them leads; the other takes over when it dies, and
     // adopts the running task instead of starting a second one.
+    let deadline = Instant::now() + PATIENCE;
     let leader = loop {
+        assert!(
+            Instant::now() < deadline,
+            "neither replica became the leader"
+        );
         let mut found = None;
         for (i, replica) in replicas.iter_mut().enumerate() {
             replica.process.log.extend(replica.process.lines.try_iter());
