@@ -199,6 +199,12 @@ pub struct UpArgs {
     /// workers paper-trade on the venues' live public data.
     #[arg(long)]
     pub demo: bool,
+    /// A file holding the operator's NewsAPI key, for every tenant that has
+    /// none of its own: sealed into the local secret store (it stays there
+    /// for later starts) and handed to workers with their secrets, never in
+    /// their environment.
+    #[arg(long, value_name = "FILE")]
+    pub newsapi_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -335,6 +341,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         None,
         Backends {
             demo,
+            newsapi_key_file: args.newsapi_key_file,
             ..Backends::default()
         },
         stop,
@@ -365,6 +372,7 @@ async fn control_plane(mut args: ControlPlaneArgs) -> anyhow::Result<()> {
         worker_database_host: args.worker_database_host,
         demo: None,
         master_key: cloud.map(|cloud| cloud.master_key),
+        newsapi_key_file: None,
     };
     let result = serve(
         &database,
@@ -394,6 +402,8 @@ struct Backends {
     /// migrate: its database login may not (`polybot migrate` does, with the
     /// administrator's).
     master_key: Option<SecretString>,
+    /// `polybot up --newsapi-key-file`: the operator's NewsAPI key to store.
+    newsapi_key_file: Option<PathBuf>,
 }
 
 impl Default for Backends {
@@ -405,6 +415,7 @@ impl Default for Backends {
             worker_database_host: None,
             demo: None,
             master_key: None,
+            newsapi_key_file: None,
         }
     }
 }
@@ -442,6 +453,31 @@ async fn serve(
     let channel_key = Arc::new(polybot_control_plane::alerts::ChannelKey::from_master(
         &master,
     ));
+    if let Some(path) = &backends.newsapi_key_file {
+        let key = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the NewsAPI key from {}", path.display()))?;
+        let key = key.trim();
+        anyhow::ensure!(
+            !key.is_empty(),
+            "{} is empty: it should hold the NewsAPI key",
+            path.display()
+        );
+        polybot_control_plane::worker_settings::store(
+            &database.db,
+            &master,
+            polybot_core::worker::env::NEWSAPI_KEY,
+            &SecretString::from(key.to_owned()),
+        )
+        .await?;
+        tracing::info!("stored the operator's NewsAPI key in the local secret store");
+    }
+    // Only local workers are handed these: ECS injects its own settings secret.
+    let worker_secrets = match backends.launcher {
+        LauncherKind::Local => {
+            polybot_control_plane::worker_settings::load(&database.db, &master).await?
+        }
+        LauncherKind::Ecs => Default::default(),
+    };
     let secrets: Arc<dyn SecretStore> = match (&backends.secrets, &aws) {
         (SecretsKind::Aws, Some(aws)) => Arc::new(polybot_secrets::aws::AwsSecretStore::new(aws)),
         _ => Arc::new(LocalSecretStore::new(master)),
@@ -497,6 +533,7 @@ async fn serve(
         state.reconcile.clone(),
     );
     reconciler.worker_env = worker_env();
+    reconciler.worker_secrets = worker_secrets;
     if let Some(demo) = &backends.demo {
         reconciler.worker_env.extend(demo.worker_env());
     }

@@ -10,6 +10,7 @@ pub mod heartbeats;
 pub mod housekeeping;
 pub mod idempotency;
 pub mod lease;
+pub mod operator_secrets;
 pub mod opportunities;
 pub mod runtime;
 pub mod sessions;

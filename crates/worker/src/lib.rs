@@ -140,6 +140,9 @@ struct StdinSecrets {
     database_url: SecretString,
     #[serde(rename = "EXCHANGE_KEYS", default)]
     exchange_keys: Option<SecretString>,
+    /// The operator's NewsAPI key, from the local secret store.
+    #[serde(rename = "POLYBOT_NEWSAPI_KEY", default)]
+    newsapi_key: Option<SecretString>,
 }
 
 /// Parses what a launcher wrote to standard input. The error says where the
@@ -292,6 +295,9 @@ impl WorkerConfig {
             let secrets = parse_stdin_secrets(&text)?;
             args.database_url = Some(secrets.database_url);
             args.exchange_keys = secrets.exchange_keys;
+            if secrets.newsapi_key.is_some() {
+                args.newsapi_key = secrets.newsapi_key;
+            }
         }
         let database_url = args.database_url.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
@@ -640,6 +646,16 @@ mod tests {
         assert_eq!(
             secrets.exchange_keys.as_ref().map(|k| k.expose_secret()),
             Some("{}")
+        );
+        assert!(secrets.newsapi_key.is_none());
+        // The operator's NewsAPI key rides along from the local secret store.
+        let secrets = parse_stdin_secrets(
+            r#"{"DATABASE_URL": "postgres://x", "POLYBOT_NEWSAPI_KEY": "operator-key"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            secrets.newsapi_key.as_ref().map(|k| k.expose_secret()),
+            Some("operator-key")
         );
     }
 

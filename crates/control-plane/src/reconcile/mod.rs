@@ -26,6 +26,7 @@ use polybot_store::repo::fleet::{self, DesiredRow};
 use polybot_store::repo::housekeeping;
 use polybot_store::repo::runtime::{self, Observation};
 use polybot_store::{Db, DbError};
+use secrecy::SecretString;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -59,6 +60,11 @@ pub struct Reconciler {
     pub concurrency: usize,
     /// Plain environment for every worker (endpoint overrides, replay data).
     pub worker_env: BTreeMap<String, String>,
+    /// The operator's secrets for every worker (the NewsAPI key), from the
+    /// local secret store ([`crate::worker_settings`]): handed over with the
+    /// tenant's own secrets by launchers that do not inject secrets (ECS
+    /// injects its own `polybot/workers/settings`).
+    pub worker_secrets: BTreeMap<String, SecretString>,
     /// A heartbeat older than this makes a running worker `starting` again in status.
     pub heartbeat_stale: Duration,
     /// Mixed into every spec hash: what the launcher runs (the worker image
@@ -133,6 +139,7 @@ impl Reconciler {
             backoff: Backoff::default(),
             concurrency: 8,
             worker_env: BTreeMap::new(),
+            worker_secrets: BTreeMap::new(),
             heartbeat_stale: Duration::from_secs(30),
             spec_salt: String::new(),
             metrics: crate::metrics::Metrics::default(),
@@ -449,6 +456,7 @@ impl Reconciler {
                 worker::env::EXCHANGE_KEYS.to_owned(),
                 secret.exchange_keys.to_secret_json(),
             );
+            secret_env.extend(self.worker_secrets.clone());
         }
         let spec = LaunchSpec {
             tenant,

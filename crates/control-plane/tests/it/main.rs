@@ -17,3 +17,4 @@ mod openapi;
 mod protection;
 mod tenant_controls;
 mod transport;
+mod worker_settings;

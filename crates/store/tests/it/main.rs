@@ -9,6 +9,7 @@ mod repo_activity;
 mod repo_alerts;
 mod repo_control;
 mod repo_fleet;
+mod repo_operator_secrets;
 mod repo_runtime;
 mod repo_secrets;
 mod repo_worker;
