@@ -7,6 +7,7 @@ mod migrations;
 mod repo_activity;
 mod repo_alerts;
 mod repo_control;
+mod repo_exits;
 mod repo_fleet;
 mod repo_runtime;
 mod repo_secrets;
