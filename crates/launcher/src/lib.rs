@@ -22,6 +22,8 @@ use secrecy::SecretString;
 
 pub mod ecs;
 pub mod local;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use ecs::{EcsConfig, EcsLauncher, load_aws_config};
 

@@ -360,7 +360,7 @@ mod tests {
     /// A task state-change event of ECS's documented shape ("Amazon ECS task
     /// state change events" in the ECS developer guide), for a worker that
     /// exited with code 1.
-    pub(crate) fn stopped_event(tenant: TenantId, task_arn: &str, spec_hash: &str) -> String {
+    fn stopped_event(tenant: TenantId, task_arn: &str, spec_hash: &str) -> String {
         include_str!("../../tests/fixtures/ecs-task-state-change.json")
             .replace("{TENANT}", &tenant.to_string())
             .replace("{TASK_ARN}", task_arn)
