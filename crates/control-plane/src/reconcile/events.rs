@@ -57,54 +57,65 @@ pub(super) async fn consume(
             _ = stop.cancelled() => return,
             received = source.receive() => received,
         };
-        let events = match received {
-            Ok(events) => events,
+        match received {
+            Ok(events) => {
+                if take(source.as_ref(), &inbox, events).await > 0 {
+                    wake.notify_one();
+                }
+            }
             Err(err) => {
                 tracing::warn!(error = %err, "receiving task events failed; the listing still runs");
                 tokio::select! {
                     _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(RETRY_AFTER) => continue,
+                    _ = tokio::time::sleep(RETRY_AFTER) => {}
                 }
             }
-        };
-        let mut handled = Vec::new();
-        let mut ours = false;
-        for event in events {
-            match event.content {
-                EventContent::Instance(instance) => {
-                    ours = true;
-                    tracing::debug!(task = %instance.id, tenant = %instance.tenant, phase = ?instance.phase, "task event");
-                    if matches!(instance.phase, Phase::Exited(_)) {
-                        lock(&inbox).push(Pending {
-                            instance,
-                            receipt: event.receipt,
-                        });
-                    } else {
-                        handled.push(event.receipt);
-                    }
-                }
-                EventContent::Ignored(why) => {
-                    tracing::debug!(message = %event.message_id, why, "task event ignored");
-                    handled.push(event.receipt);
-                }
-                EventContent::Malformed(why) => {
-                    tracing::warn!(
-                        message = %event.message_id,
-                        why,
-                        "a malformed task event is left for the dead-letter queue"
-                    );
-                }
-            }
-        }
-        if ours {
-            wake.notify_one();
-        }
-        if !handled.is_empty()
-            && let Err(err) = source.delete(&handled).await
-        {
-            tracing::warn!(error = %err, "deleting handled task events failed; they come back and change nothing");
         }
     }
+}
+
+/// Sorts one batch: exits to `inbox`, other events of ours and events of
+/// others deleted, malformed ones left. Returns how many were ours.
+pub(super) async fn take(
+    source: &dyn TaskEvents,
+    inbox: &Mutex<Vec<Pending>>,
+    events: Vec<polybot_launcher::TaskEvent>,
+) -> usize {
+    let mut handled = Vec::new();
+    let mut ours = 0;
+    for event in events {
+        match event.content {
+            EventContent::Instance(instance) => {
+                ours += 1;
+                tracing::debug!(task = %instance.id, tenant = %instance.tenant, phase = ?instance.phase, "task event");
+                if matches!(instance.phase, Phase::Exited(_)) {
+                    lock(inbox).push(Pending {
+                        instance,
+                        receipt: event.receipt,
+                    });
+                } else {
+                    handled.push(event.receipt);
+                }
+            }
+            EventContent::Ignored(why) => {
+                tracing::debug!(message = %event.message_id, why, "task event ignored");
+                handled.push(event.receipt);
+            }
+            EventContent::Malformed(why) => {
+                tracing::warn!(
+                    message = %event.message_id,
+                    why,
+                    "a malformed task event is left for the dead-letter queue"
+                );
+            }
+        }
+    }
+    if !handled.is_empty()
+        && let Err(err) = source.delete(&handled).await
+    {
+        tracing::warn!(error = %err, "deleting handled task events failed; they come back and change nothing");
+    }
+    ours
 }
 
 /// `actual` with the exits events brought: an exit replaces a listed live

@@ -195,6 +195,18 @@ impl Reconciler {
         self
     }
 
+    /// Receives one batch of task events (waiting up to the source's long
+    /// poll) and keeps their exits for the next pass; returns how many
+    /// concern the launcher's workers. The leader's consumer does this in a
+    /// loop; tests call it to step a reconciler by hand.
+    pub async fn receive_events(&self) -> Result<usize, LaunchError> {
+        let Some(source) = &self.events else {
+            return Ok(0);
+        };
+        let batch = source.receive().await?;
+        Ok(events::take(source.as_ref(), &self.inbox, batch).await)
+    }
+
     /// Counts passes, actions and launcher calls in `metrics` (the
     /// `AppState`'s, so that `/metrics` shows them).
     pub fn with_metrics(mut self, metrics: crate::metrics::Metrics) -> Self {
@@ -581,7 +593,7 @@ impl Reconciler {
             Err(err) => Err(err),
         };
         launched.map_err(|err| match err {
-            LaunchError::Capacity { message, .. } => StartError::Capacity(message),
+            LaunchError::Capacity { .. } => StartError::Capacity(err.to_string()),
             err => StartError::Failed(err.to_string()),
         })
     }
@@ -699,9 +711,7 @@ impl Reconciler {
                     backoff_until =
                         Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
                     let error = format!(
-                        "{} launcher: {message} (failed {launch_failures} time{} in a row; \
-                         next try in {} s)",
-                        self.launcher.kind(),
+                        "{message} (failed {launch_failures} time{} in a row; next try in {} s)",
                         if launch_failures == 1 { "" } else { "s" },
                         wait.as_secs().max(1),
                     );
@@ -757,7 +767,7 @@ impl Reconciler {
             let already = row.stored.as_ref().is_some_and(|s| s.actual == "capacity");
             if !already {
                 events.push(("capacity", message.to_owned()));
-                last_error = Some(format!("{} launcher: {message}", self.launcher.kind()));
+                last_error = Some(message.to_owned());
             }
         }
         let recorded = Recorded {
@@ -846,9 +856,9 @@ enum Outcome {
         exit: Exit,
         crashed: bool,
     },
-    /// A start failed: back off.
+    /// A start failed: back off. The message names the launcher.
     StartFailed(String),
-    /// A start waits for capacity.
+    /// A start waits for capacity. The message names the launcher.
     Waiting(String),
     /// Another launcher call (a stop) failed.
     Failed(String),

@@ -15,5 +15,6 @@ mod offboarding;
 mod onboarding;
 mod openapi;
 mod protection;
+mod reconcile_events;
 mod tenant_controls;
 mod transport;
