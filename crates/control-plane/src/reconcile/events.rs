@@ -118,14 +118,14 @@ pub(super) async fn take(
     ours
 }
 
-/// `actual` with the exits events brought: an exit replaces a listed live
-/// instance of the same id (the listing may lag the event), and is added if
-/// the listing no longer has the task.
+/// `actual` with the exits events brought: an exit replaces the listed
+/// instance of the same id (the listing may lag the event, and the event is
+/// ECS's own account of the stop), and is added if the listing no longer
+/// has the task.
 pub(super) fn merge(actual: &mut Vec<Instance>, pending: &[Pending]) {
     for p in pending {
         match actual.iter_mut().find(|i| i.id == p.instance.id) {
-            Some(listed) if listed.phase.is_live() => *listed = p.instance.clone(),
-            Some(_) => {}
+            Some(listed) => *listed = p.instance.clone(),
             None => actual.push(p.instance.clone()),
         }
     }
@@ -167,10 +167,10 @@ mod tests {
     }
 
     #[test]
-    fn an_event_exit_replaces_a_listed_live_task_and_adds_a_forgotten_one() {
+    fn an_event_exit_replaces_the_listed_task_and_adds_a_forgotten_one() {
         let mut actual = vec![
             instance("running-then-stopped", Phase::Running),
-            instance("listed-stopped", exited()),
+            instance("listed-stopped", Phase::Stopping),
             instance("untouched", Phase::Running),
         ];
         let pending: Vec<Pending> = ["running-then-stopped", "listed-stopped", "forgotten"]

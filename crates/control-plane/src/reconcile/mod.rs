@@ -324,9 +324,10 @@ impl Reconciler {
         let Some(report) = report.filter(|r| r.settled && self.events.is_some()) else {
             return self.interval;
         };
+        // A back-off that already ended (negative) is due now.
         let until_backoff = report
             .next_backoff
-            .and_then(|at| (at - now).to_std().ok())
+            .map(|at| (at - now).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(self.backstop_interval);
         self.backstop_interval
             .min(until_backoff)

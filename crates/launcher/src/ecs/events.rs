@@ -209,7 +209,7 @@ pub fn parse(body: &str, cluster: &str) -> EventContent {
 
 /// The [`TaskEvents`] of an SQS queue fed by an EventBridge rule on the
 /// cluster's task state changes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SqsTaskEvents {
     client: Client,
     queue_url: String,
@@ -250,6 +250,17 @@ impl SqsTaskEvents {
 
     pub fn queue_url(&self) -> &str {
         &self.queue_url
+    }
+}
+
+impl std::fmt::Debug for SqsTaskEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client's own Debug is pages of SDK configuration.
+        f.debug_struct("SqsTaskEvents")
+            .field("queue_url", &self.queue_url)
+            .field("cluster", &self.cluster)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
     }
 }
 
