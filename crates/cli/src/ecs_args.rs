@@ -383,6 +383,13 @@ mod tests {
             ("worker-memory", "POLYBOT_WORKER_MEMORY"),
             ("cost-tag", "POLYBOT_COST_TAGS"),
             ("ibkr-gateway-image", "POLYBOT_IBKR_GATEWAY_IMAGE"),
+            ("ecs-events-queue-url", "POLYBOT_ECS_EVENTS_QUEUE_URL"),
+            ("ecs-backstop-secs", "POLYBOT_ECS_BACKSTOP_SECS"),
+            ("ecs-fargate-vcpu-quota", "POLYBOT_ECS_FARGATE_VCPU_QUOTA"),
+            (
+                "ecs-fargate-spot-vcpu-quota",
+                "POLYBOT_ECS_FARGATE_SPOT_VCPU_QUOTA",
+            ),
         ];
         let expected: Vec<(String, String)> = expected
             .iter()
