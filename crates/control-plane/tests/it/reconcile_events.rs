@@ -233,7 +233,7 @@ async fn an_exit_seen_by_an_event_the_listing_and_a_second_reconciler_is_counted
     );
     let report = first.pass().await.unwrap();
     assert_eq!(report.exits, 1, "{report:?}");
-    assert_eq!(queue.deleted(), [receipt.clone()]);
+    assert_eq!(queue.deleted(), std::slice::from_ref(&receipt));
     let after = status(&h, &a).await;
     assert_eq!(after["worker"]["restarts"], 1, "{after}");
     assert_eq!(
