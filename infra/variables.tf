@@ -22,27 +22,52 @@ variable "extra_tags" {
   default     = {}
 }
 
-# --- network: an existing VPC ---
+# --- network: a VPC of its own (network.tf), or an existing one ---
 
 variable "vpc_id" {
-  description = "The existing VPC to run in."
+  description = "An existing VPC to run in; null (the default) creates one (network.tf)."
   type        = string
+  default     = null
 }
 
 variable "private_subnet_ids" {
-  description = "Private subnets (with a route to a NAT gateway) for the control plane, the workers and the database; two AZs at least."
+  description = "With vpc_id: private subnets (with a route to a NAT gateway) for the control plane, the workers and the database; two AZs at least."
   type        = list(string)
+  default     = []
 
   validation {
-    condition     = length(var.private_subnet_ids) >= 2
-    error_message = "Give at least two private subnets, in different availability zones."
+    condition     = var.vpc_id == null ? length(var.private_subnet_ids) == 0 : length(var.private_subnet_ids) >= 2
+    error_message = "With vpc_id, give at least two private subnets in different availability zones; without it, give none (they are created)."
   }
 }
 
 variable "public_subnet_ids" {
-  description = "Public subnets for the internet-facing load balancer; two AZs at least. Unused when alb_internal is true."
+  description = "With vpc_id: public subnets for the internet-facing load balancer; two AZs at least. Unused when alb_internal is true."
   type        = list(string)
   default     = []
+}
+
+variable "vpc_cidr" {
+  description = "Address range of the created VPC (a /16 leaves room for 16 subnets of 4,091 tasks)."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "availability_zone_count" {
+  description = "Availability zones the created VPC spans (a public and a private subnet in each)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.availability_zone_count >= 2 && var.availability_zone_count <= 6
+    error_message = "Span 2 to 6 availability zones (RDS and the load balancer need two)."
+  }
+}
+
+variable "nat_gateway_per_zone" {
+  description = "A NAT gateway in every zone (a zone's outage does not cut the others' workers off the venues); false shares one, for about $32 a month less per zone."
+  type        = bool
+  default     = true
 }
 
 variable "alb_internal" {
@@ -152,4 +177,12 @@ variable "db_deletion_protection" {
   description = "Protect the database from deletion."
   type        = bool
   default     = true
+}
+
+# --- task state-change events (events.tf) ---
+
+variable "events_max_receive_count" {
+  description = "Receives of an unreadable task-event message before it moves to the dead-letter queue."
+  type        = number
+  default     = 5
 }

@@ -505,14 +505,30 @@ async fn serve(
         operator_token_file: (!cloud).then(|| token_file.clone()),
     };
     let mut local: Option<Arc<LocalLauncher>> = None;
+    let mut task_events: Option<(Arc<dyn polybot_launcher::TaskEvents>, u64)> = None;
     let (launcher, spec_salt): (Arc<dyn polybot_launcher::Launcher>, String) =
         match (backends.launcher, backends.ecs, &aws) {
             (LauncherKind::Ecs, Some(args), Some(aws)) => {
+                let quotas = args.fargate_quotas();
+                let queue = args.events_queue_url();
+                let backstop = args.ecs_backstop_secs;
                 let config = args.into_config(aws.region().map(ToString::to_string))?;
+                if let Some(queue) = queue {
+                    task_events = Some((
+                        Arc::new(polybot_launcher::ecs::SqsTaskEvents::new(
+                            aws,
+                            queue,
+                            config.cluster.clone(),
+                        )),
+                        backstop,
+                    ));
+                }
                 // A new worker image replaces every worker.
                 let image = config.worker_image.clone();
                 (
-                    Arc::new(polybot_launcher::EcsLauncher::new(config, aws)?),
+                    Arc::new(
+                        polybot_launcher::EcsLauncher::new(config, aws)?.with_fargate_quota(quotas),
+                    ),
                     image,
                 )
             }
@@ -538,6 +554,10 @@ async fn serve(
         reconciler.worker_env.extend(demo.worker_env());
     }
     reconciler.spec_salt = spec_salt;
+    if let Some((events, backstop)) = task_events {
+        reconciler.backstop_interval = std::time::Duration::from_secs(backstop);
+        reconciler = reconciler.with_events(events);
+    }
     // Operator views: reconciler metrics, and the alert evaluator. The leader
     // also retries unfinished onboardings and offboardings.
     let reconciler = reconciler

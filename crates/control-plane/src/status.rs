@@ -19,13 +19,17 @@ use crate::tenants::ProvisioningView;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WorkerView {
-    /// pending, starting, running, stopping, stopped, crash_loop or failed.
+    /// pending, starting, running, stopping, stopped, crash_loop,
+    /// launch_backoff (the launch failed; see `last_error`), capacity
+    /// (waiting for the account's Fargate capacity) or failed.
     pub state: String,
     /// The launcher's id of the running worker (pid, task ARN).
     pub instance_id: Option<String>,
     /// Restarts since the worker last ran steadily.
     pub restarts: i32,
-    /// While crash-looping: no new start before this time.
+    /// Launches that failed in a row (reset by a successful one).
+    pub launch_failures: i32,
+    /// While crash-looping or after a failed launch: no new start before this time.
     pub backoff_until: Option<DateTime<Utc>>,
     /// How the last worker ended (exit code, signal, stop reason).
     pub last_exit: Option<String>,
@@ -96,6 +100,7 @@ impl StatusView {
                 state: status.actual().to_owned(),
                 instance_id: runtime.and_then(|r| r.instance_id.clone()),
                 restarts: status.restarts(),
+                launch_failures: runtime.map_or(0, |r| r.launch_failures),
                 backoff_until: runtime.and_then(|r| r.backoff_until),
                 last_exit: runtime.and_then(|r| r.last_exit.clone()),
                 observed_at: runtime.map(|r| r.observed_at),

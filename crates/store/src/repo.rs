@@ -5,6 +5,7 @@ pub mod alerts;
 pub mod audit;
 pub mod balances;
 pub mod configs;
+pub mod exits;
 pub mod fleet;
 pub mod heartbeats;
 pub mod housekeeping;

@@ -493,6 +493,18 @@ fn each_role_gets_only_the_policy_meant_for_it() {
             format!("data.aws_iam_policy_document.{r}.json"),
         )
     })
+    .chain([
+        // The task-event queue and the Fargate quotas (events.tf).
+        (
+            "aws_iam_role.control_plane_task.id".to_owned(),
+            "data.aws_iam_policy_document.control_plane_events.json".to_owned(),
+        ),
+        // VPC flow logs into their log group (network.tf).
+        (
+            "aws_iam_role.flow_logs[0].id".to_owned(),
+            "data.aws_iam_policy_document.flow_logs[0].json".to_owned(),
+        ),
+    ])
     .collect();
     expected.insert((
         "aws_iam_role.worker_execution.id".to_owned(),
@@ -584,4 +596,52 @@ fn terraform_fills_every_placeholder_of_the_control_plane_and_migrate_task_defin
         let given: BTreeSet<String> = vars.keys().map(|k| k.to_string()).collect();
         assert_eq!(given, wanted, "{file}");
     }
+}
+
+#[test]
+fn the_control_plane_consumes_only_its_events_queue_and_reads_only_the_fargate_quotas() {
+    let statements = infra().document("control_plane_events");
+    let actions: BTreeSet<&str> = statements
+        .iter()
+        .flat_map(|s| s.actions.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from([
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+            "servicequotas:GetServiceQuota",
+        ])
+    );
+    for s in &statements {
+        if s.has_action("sqs:") {
+            assert_eq!(s.resources, ["aws_sqs_queue.ecs_events.arn"], "{}", s.sid);
+        } else {
+            assert_eq!(s.resources.len(), 2, "{}", s.sid);
+            for (resource, quota) in s.resources.iter().zip(["L-3032A538", "L-36FBB829"]) {
+                assert!(
+                    resource.ends_with(&format!(":fargate/{quota}")),
+                    "{}: {resource}",
+                    s.sid
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_event_rule_may_send_to_the_events_queue() {
+    let statements = infra().document("ecs_events_queue");
+    assert_eq!(statements.len(), 1);
+    let s = &statements[0];
+    assert_eq!(s.actions, ["sqs:SendMessage"]);
+    assert_eq!(s.resources, ["aws_sqs_queue.ecs_events.arn"]);
+    assert_eq!(s.conditions.len(), 1);
+    assert_eq!(s.conditions[0].variable, "aws:SourceArn");
+    assert_eq!(
+        s.conditions[0].values,
+        ["aws_cloudwatch_event_rule.ecs_task_state_change.arn"]
+    );
 }

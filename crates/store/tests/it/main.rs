@@ -8,6 +8,7 @@ mod migrations;
 mod repo_activity;
 mod repo_alerts;
 mod repo_control;
+mod repo_exits;
 mod repo_fleet;
 mod repo_operator_secrets;
 mod repo_runtime;
