@@ -336,6 +336,7 @@ async fn a_task_state_change_through_eventbridge_and_sqs_wakes_the_reconciler_to
                 cpu: 256,
                 memory: 512,
                 ibkr_gateway_image: None,
+                worker_settings_secret_arn: None,
             },
             &aws,
         )
