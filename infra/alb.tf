@@ -5,7 +5,7 @@ resource "aws_lb" "control_plane" {
   load_balancer_type         = "application"
   internal                   = var.alb_internal
   security_groups            = [aws_security_group.alb.id]
-  subnets                    = var.alb_internal ? var.private_subnet_ids : var.public_subnet_ids
+  subnets                    = var.alb_internal ? local.private_subnet_ids : local.public_subnet_ids
   drop_invalid_header_fields = true
   enable_deletion_protection = var.alb_deletion_protection
 }
@@ -16,7 +16,7 @@ resource "aws_lb_target_group" "control_plane" {
   port                 = 8080
   protocol             = "HTTP"
   target_type          = "ip"
-  vpc_id               = var.vpc_id
+  vpc_id               = local.vpc_id
   deregistration_delay = 30
 
   # Both replicas serve the API; only the one holding the advisory lock

@@ -13,18 +13,20 @@ locals {
   )
 
   control_plane_task = jsondecode(templatestring(local.control_plane_task_template, {
-    image                     = "${aws_ecr_repository.polybot.repository_url}:${var.image_tag}"
-    execution_role_arn        = aws_iam_role.control_plane_execution.arn
-    task_role_arn             = aws_iam_role.control_plane_task.arn
-    region                    = local.region
-    log_group                 = aws_cloudwatch_log_group.control_plane.name
-    database_secret_arn       = local.database_secret_arn
-    cluster_arn               = aws_ecs_cluster.main.arn
-    worker_subnet_ids         = join(",", var.private_subnet_ids)
-    worker_security_group_id  = aws_security_group.workers.id
-    worker_execution_role_arn = aws_iam_role.worker_execution.arn
-    worker_task_role_arn      = aws_iam_role.worker_task.arn
-    worker_log_group          = aws_cloudwatch_log_group.workers.name
+    image                      = "${aws_ecr_repository.polybot.repository_url}:${var.image_tag}"
+    execution_role_arn         = aws_iam_role.control_plane_execution.arn
+    task_role_arn              = aws_iam_role.control_plane_task.arn
+    region                     = local.region
+    log_group                  = aws_cloudwatch_log_group.control_plane.name
+    database_secret_arn        = local.database_secret_arn
+    tokens_secret_arn          = aws_secretsmanager_secret.control_plane_tokens.arn
+    worker_settings_secret_arn = local.worker_settings_secret_arn
+    cluster_arn                = aws_ecs_cluster.main.arn
+    worker_subnet_ids          = join(",", var.private_subnet_ids)
+    worker_security_group_id   = aws_security_group.workers.id
+    worker_execution_role_arn  = aws_iam_role.worker_execution.arn
+    worker_task_role_arn       = aws_iam_role.worker_task.arn
+    worker_log_group           = aws_cloudwatch_log_group.workers.name
   }))
 
   control_plane_service = jsondecode(file("${path.module}/../deploy/ecs/control-plane.service.json"))
@@ -93,5 +95,7 @@ resource "aws_ecs_service" "control_plane" {
 
   tags = { for t in local.control_plane_service.tags : t.key => t.value }
 
-  depends_on = [aws_lb_listener.https, aws_ecs_cluster_capacity_providers.main]
+  # The schema is migrated (and the control plane's login created) before
+  # a task of this revision starts: it refuses an older schema.
+  depends_on = [aws_lb_listener.https, aws_ecs_cluster_capacity_providers.main, terraform_data.migrate]
 }

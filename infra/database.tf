@@ -1,10 +1,20 @@
 # RDS PostgreSQL, unless var.external_database_secret_arn points at a secret
-# for an existing database. Either way the control plane gets DATABASE_URL
-# from a secret outside `polybot/tenants/*`, which no worker can read.
+# for an existing database. Two logins, each in its own secret outside
+# `polybot/tenants/*` (which no worker can read):
+#
+#   polybot/control-plane/database-admin  the administrator (RDS's master
+#       user): only the one-shot migrate task reads it (migrate.tf)
+#   polybot/control-plane/database        the control plane's own login,
+#       which `polybot migrate` creates: member of polybot_control, no
+#       superuser, no CREATEROLE, no BYPASSRLS (docs/security.md)
 
 locals {
-  create_database     = var.external_database_secret_arn == null
-  database_secret_arn = local.create_database ? aws_secretsmanager_secret.database[0].arn : var.external_database_secret_arn
+  create_database           = var.external_database_secret_arn == null
+  database_secret_arn       = local.create_database ? aws_secretsmanager_secret.database[0].arn : var.external_database_secret_arn
+  admin_database_secret_arn = local.create_database ? aws_secretsmanager_secret.database_admin[0].arn : var.external_database_admin_secret_arn
+
+  # The control plane's login name, as `polybot migrate` creates it.
+  control_plane_database_user = "polybot_control_plane"
 }
 
 resource "aws_db_subnet_group" "main" {
@@ -36,6 +46,13 @@ resource "aws_db_parameter_group" "main" {
 
 # Letters and digits only, so it needs no escaping inside DATABASE_URL.
 resource "random_password" "database" {
+  count = local.create_database ? 1 : 0
+
+  length  = 40
+  special = false
+}
+
+resource "random_password" "control_plane_database" {
   count = local.create_database ? 1 : 0
 
   length  = 40
@@ -98,15 +115,16 @@ resource "aws_iam_role_policy_attachment" "rds_monitoring" {
   policy_arn = "arn:${local.partition}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
 }
 
-# The control plane's DATABASE_URL. Its master user can create the per-tenant
-# roles (README); tenants' URLs go into their own secrets at onboarding.
+# The control plane's DATABASE_URL: its own login, which the migrate task
+# creates from this URL; tenants' URLs go into their own secrets at
+# onboarding.
 resource "aws_secretsmanager_secret" "database" {
-  #checkov:skip=CKV_AWS_149: encrypted with the AWS-managed Secrets Manager key; only the control plane's execution role can read it (iam.tf)
-  #checkov:skip=CKV2_AWS_57: rotating the master password means updating this URL and restarting the control plane; the runbook does it (docs/operations.md) instead of a rotation Lambda
+  #checkov:skip=CKV_AWS_149: encrypted with the AWS-managed Secrets Manager key; only the control plane's and the migrate task's execution roles can read it (iam.tf)
+  #checkov:skip=CKV2_AWS_57: rotating the password means a new secret version, the migrate task (which sets it) and a new deployment; the runbook does it (docs/operations.md) instead of a rotation Lambda
   count = local.create_database ? 1 : 0
 
   name                    = "polybot/control-plane/database"
-  description             = "DATABASE_URL of the PolyBot control plane"
+  description             = "DATABASE_URL of the PolyBot control plane (its own login, no superuser)"
   recovery_window_in_days = 30
 }
 
@@ -114,6 +132,26 @@ resource "aws_secretsmanager_secret_version" "database" {
   count = local.create_database ? 1 : 0
 
   secret_id = aws_secretsmanager_secret.database[0].id
+  secret_string = jsonencode({
+    DATABASE_URL = "postgres://${local.control_plane_database_user}:${random_password.control_plane_database[0].result}@${aws_db_instance.main[0].address}:5432/polybot?sslmode=require"
+  })
+}
+
+# The administrator's DATABASE_URL (RDS's master user): migrations only.
+resource "aws_secretsmanager_secret" "database_admin" {
+  #checkov:skip=CKV_AWS_149: encrypted with the AWS-managed Secrets Manager key; only the migrate task's execution role can read it (iam.tf)
+  #checkov:skip=CKV2_AWS_57: rotating the master password means updating this URL; the runbook does it (docs/operations.md) instead of a rotation Lambda
+  count = local.create_database ? 1 : 0
+
+  name                    = "polybot/control-plane/database-admin"
+  description             = "DATABASE_URL of the PolyBot database's administrator, for the migrate task"
+  recovery_window_in_days = 30
+}
+
+resource "aws_secretsmanager_secret_version" "database_admin" {
+  count = local.create_database ? 1 : 0
+
+  secret_id = aws_secretsmanager_secret.database_admin[0].id
   secret_string = jsonencode({
     DATABASE_URL = "postgres://polybot_admin:${random_password.database[0].result}@${aws_db_instance.main[0].address}:5432/polybot?sslmode=require"
   })

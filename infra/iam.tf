@@ -1,12 +1,17 @@
-# IAM, least privilege. Four roles:
+# IAM, least privilege. Five roles:
 #
-#   control_plane_execution  ECS pulls the image, writes logs, injects DATABASE_URL
+#   control_plane_execution  ECS pulls the image, writes logs, injects the
+#                            control plane's DATABASE_URL and its tokens
 #   control_plane_task       the control plane itself: runs/stops/observes worker
 #                            tasks in this cluster, registers their task
 #                            definitions, passes the two worker roles, manages
 #                            secrets under polybot/tenants/*
 #   worker_execution         ECS pulls the image, writes logs, injects the
-#                            tenant's secret (polybot/tenants/* only)
+#                            tenant's secret (polybot/tenants/*) and the
+#                            operator's worker settings (polybot/workers/settings)
+#   migrate_execution        ECS pulls the image, writes logs, injects the
+#                            administrator's and the control plane's DATABASE_URL
+#                            into the one-shot migrate task (no task role)
 #   worker_task              the worker itself: no permissions at all; it never
 #                            calls Secrets Manager or any other AWS API
 #
@@ -68,9 +73,9 @@ data "aws_iam_policy_document" "control_plane_execution" {
   }
 
   statement {
-    sid       = "InjectDatabaseUrl"
+    sid       = "InjectDatabaseUrlAndTokens"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.database_secret_arn]
+    resources = [local.database_secret_arn, aws_secretsmanager_secret.control_plane_tokens.arn]
   }
 }
 
@@ -250,4 +255,66 @@ resource "aws_iam_role" "worker_task" {
   name               = "${var.name}-worker-task"
   description        = "PolyBot worker tasks: no permissions; the worker calls no AWS API"
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+# The operator's settings for every worker (secrets.tf), when there are any.
+data "aws_iam_policy_document" "worker_settings" {
+  count = local.has_newsapi_key ? 1 : 0
+
+  statement {
+    sid       = "InjectWorkerSettings"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.worker_settings[0].arn]
+  }
+}
+
+resource "aws_iam_role_policy" "worker_settings" {
+  count = local.has_newsapi_key ? 1 : 0
+
+  name   = "worker-settings"
+  role   = aws_iam_role.worker_execution.id
+  policy = data.aws_iam_policy_document.worker_settings[0].json
+}
+
+# --- the migrate task: execution role only (it calls no AWS API) ---
+
+resource "aws_iam_role" "migrate_execution" {
+  name               = "${var.name}-migrate-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "migrate_execution" {
+  statement {
+    sid       = "PullAuth"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"] # GetAuthorizationToken has no resource-level permissions
+  }
+
+  statement {
+    sid = "PullImage"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:GetDownloadUrlForLayer",
+    ]
+    resources = [aws_ecr_repository.polybot.arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.control_plane.arn}:*"]
+  }
+
+  statement {
+    sid       = "InjectDatabaseUrls"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.admin_database_secret_arn, local.database_secret_arn]
+  }
+}
+
+resource "aws_iam_role_policy" "migrate_execution" {
+  name   = "execution"
+  role   = aws_iam_role.migrate_execution.id
+  policy = data.aws_iam_policy_document.migrate_execution.json
 }

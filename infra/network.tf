@@ -1,3 +1,204 @@
+# The network: a VPC of its own (unless `vpc_id` names an existing one),
+# with private subnets for the control plane, the workers and the database in
+# each availability zone, public subnets for the load balancer and the NAT
+# gateways, and VPC flow logs. Workers reach the internet (the venues' public
+# APIs) through NAT; AWS APIs too, except S3 (ECR's image layers), which has a
+# free gateway endpoint. infra/README.md explains the choice against interface
+# endpoints.
+
+locals {
+  create_network = var.vpc_id == null
+
+  vpc_id             = local.create_network ? aws_vpc.main[0].id : var.vpc_id
+  private_subnet_ids = local.create_network ? aws_subnet.private[*].id : var.private_subnet_ids
+  public_subnet_ids  = local.create_network ? aws_subnet.public[*].id : var.public_subnet_ids
+
+  network_zones = local.create_network ? slice(data.aws_availability_zones.available[0].names, 0, var.availability_zone_count) : []
+  nat_count     = local.create_network ? (var.nat_gateway_per_zone ? var.availability_zone_count : 1) : 0
+}
+
+data "aws_availability_zones" "available" {
+  count = local.create_network ? 1 : 0
+  state = "available"
+}
+
+resource "aws_vpc" "main" {
+  count = local.create_network ? 1 : 0
+
+  cidr_block           = var.vpc_cidr
+  enable_dns_support   = true
+  enable_dns_hostnames = true
+
+  tags = { Name = var.name }
+}
+
+# The default security group of the VPC admits nothing: every task and the
+# database use the groups below.
+resource "aws_default_security_group" "main" {
+  count  = local.create_network ? 1 : 0
+  vpc_id = aws_vpc.main[0].id
+}
+
+resource "aws_internet_gateway" "main" {
+  count  = local.create_network ? 1 : 0
+  vpc_id = aws_vpc.main[0].id
+
+  tags = { Name = var.name }
+}
+
+# Public subnets hold only the load balancer and the NAT gateways; nothing in
+# them gets a public address unless it asks for one.
+resource "aws_subnet" "public" {
+  count = length(local.network_zones)
+
+  vpc_id                  = aws_vpc.main[0].id
+  availability_zone       = local.network_zones[count.index]
+  cidr_block              = cidrsubnet(var.vpc_cidr, 4, count.index)
+  map_public_ip_on_launch = false
+
+  tags = { Name = "${var.name}-public-${local.network_zones[count.index]}" }
+}
+
+# Private subnets: the control plane, the workers (one ENI per Fargate task,
+# so each holds 4,091 tasks) and the database.
+resource "aws_subnet" "private" {
+  count = length(local.network_zones)
+
+  vpc_id            = aws_vpc.main[0].id
+  availability_zone = local.network_zones[count.index]
+  cidr_block        = cidrsubnet(var.vpc_cidr, 4, count.index + 8)
+
+  tags = { Name = "${var.name}-private-${local.network_zones[count.index]}" }
+}
+
+resource "aws_route_table" "public" {
+  count  = local.create_network ? 1 : 0
+  vpc_id = aws_vpc.main[0].id
+
+  route {
+    cidr_block = "0.0.0.0/0"
+    gateway_id = aws_internet_gateway.main[0].id
+  }
+
+  tags = { Name = "${var.name}-public" }
+}
+
+resource "aws_route_table_association" "public" {
+  count          = length(aws_subnet.public)
+  subnet_id      = aws_subnet.public[count.index].id
+  route_table_id = aws_route_table.public[0].id
+}
+
+resource "aws_eip" "nat" {
+  count  = local.nat_count
+  domain = "vpc"
+
+  tags = { Name = "${var.name}-nat-${count.index}" }
+}
+
+resource "aws_nat_gateway" "main" {
+  count         = local.nat_count
+  allocation_id = aws_eip.nat[count.index].id
+  subnet_id     = aws_subnet.public[count.index].id
+
+  tags       = { Name = "${var.name}-nat-${count.index}" }
+  depends_on = [aws_internet_gateway.main]
+}
+
+# One route table per zone, to that zone's NAT gateway (or the only one).
+resource "aws_route_table" "private" {
+  count  = length(aws_subnet.private)
+  vpc_id = aws_vpc.main[0].id
+
+  route {
+    cidr_block     = "0.0.0.0/0"
+    nat_gateway_id = aws_nat_gateway.main[min(count.index, local.nat_count - 1)].id
+  }
+
+  tags = { Name = "${var.name}-private-${local.network_zones[count.index]}" }
+}
+
+resource "aws_route_table_association" "private" {
+  count          = length(aws_subnet.private)
+  subnet_id      = aws_subnet.private[count.index].id
+  route_table_id = aws_route_table.private[count.index].id
+}
+
+# ECR keeps image layers in S3: a gateway endpoint (free) keeps every image
+# pull's bulk off the NAT gateways' per-GB charge.
+resource "aws_vpc_endpoint" "s3" {
+  count             = local.create_network ? 1 : 0
+  vpc_id            = aws_vpc.main[0].id
+  service_name      = "com.amazonaws.${var.region}.s3"
+  vpc_endpoint_type = "Gateway"
+  route_table_ids   = aws_route_table.private[*].id
+
+  tags = { Name = "${var.name}-s3" }
+}
+
+# --- flow logs: rejected and accepted connections, for incident review ---
+
+resource "aws_cloudwatch_log_group" "flow_logs" {
+  #checkov:skip=CKV_AWS_158: encrypted with CloudWatch's service-managed keys; flow logs hold addresses and ports, no payloads
+  #checkov:skip=CKV_AWS_338: kept for var.log_retention_days (30 by default) to bound cost; raise it where compliance asks
+  count             = local.create_network ? 1 : 0
+  name              = "/${var.name}/vpc-flow-logs"
+  retention_in_days = var.log_retention_days
+}
+
+data "aws_iam_policy_document" "flow_logs_assume" {
+  statement {
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = "Service"
+      identifiers = ["vpc-flow-logs.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [local.account_id]
+    }
+  }
+}
+
+resource "aws_iam_role" "flow_logs" {
+  count              = local.create_network ? 1 : 0
+  name               = "${var.name}-vpc-flow-logs"
+  assume_role_policy = data.aws_iam_policy_document.flow_logs_assume.json
+}
+
+data "aws_iam_policy_document" "flow_logs" {
+  count = local.create_network ? 1 : 0
+
+  statement {
+    sid = "WriteFlowLogsToTheirGroup"
+    actions = [
+      "logs:CreateLogStream",
+      "logs:PutLogEvents",
+      "logs:DescribeLogStreams",
+    ]
+    resources = ["${aws_cloudwatch_log_group.flow_logs[0].arn}:*"]
+  }
+}
+
+resource "aws_iam_role_policy" "flow_logs" {
+  count  = local.create_network ? 1 : 0
+  name   = "vpc-flow-logs"
+  role   = aws_iam_role.flow_logs[0].id
+  policy = data.aws_iam_policy_document.flow_logs[0].json
+}
+
+resource "aws_flow_log" "main" {
+  count                = local.create_network ? 1 : 0
+  vpc_id               = aws_vpc.main[0].id
+  traffic_type         = "ALL"
+  log_destination_type = "cloud-watch-logs"
+  log_destination      = aws_cloudwatch_log_group.flow_logs[0].arn
+  iam_role_arn         = aws_iam_role.flow_logs[0].arn
+}
+
+# --- security groups ---
+#
 # Security groups. Workers accept nothing and reach only HTTPS (venues, AWS
 # APIs, the image registry) and the database; the database accepts only the
 # control plane and the workers.
@@ -5,7 +206,7 @@
 resource "aws_security_group" "alb" {
   name        = "${var.name}-alb"
   description = "PolyBot control-plane load balancer"
-  vpc_id      = var.vpc_id
+  vpc_id      = local.vpc_id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "alb_https" {
@@ -31,7 +232,7 @@ resource "aws_vpc_security_group_egress_rule" "alb_to_control_plane" {
 resource "aws_security_group" "control_plane" {
   name        = "${var.name}-control-plane"
   description = "PolyBot control-plane tasks"
-  vpc_id      = var.vpc_id
+  vpc_id      = local.vpc_id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "control_plane_from_alb" {
@@ -65,7 +266,7 @@ resource "aws_security_group" "workers" {
   #checkov:skip=CKV2_AWS_5: attached at run time: the control plane passes it to RunTask for every worker task (POLYBOT_ECS_SECURITY_GROUPS)
   name        = "${var.name}-workers"
   description = "PolyBot worker tasks: no ingress; egress HTTPS and PostgreSQL only"
-  vpc_id      = var.vpc_id
+  vpc_id      = local.vpc_id
 }
 
 resource "aws_vpc_security_group_egress_rule" "workers_https" {
@@ -91,7 +292,7 @@ resource "aws_vpc_security_group_egress_rule" "workers_database" {
 resource "aws_security_group" "database" {
   name        = "${var.name}-database"
   description = "PolyBot PostgreSQL: ingress from the control plane and the workers only"
-  vpc_id      = var.vpc_id
+  vpc_id      = local.vpc_id
 }
 
 resource "aws_vpc_security_group_ingress_rule" "database_from_control_plane" {

@@ -15,7 +15,7 @@ output "control_plane_url" {
 
 output "worker_subnet_ids" {
   description = "Subnets for worker tasks (POLYBOT_ECS_SUBNETS)."
-  value       = var.private_subnet_ids
+  value       = local.private_subnet_ids
 }
 
 output "worker_security_group_id" {
@@ -39,11 +39,41 @@ output "worker_log_group" {
 }
 
 output "database_secret_arn" {
-  description = "Secret holding the control plane's DATABASE_URL."
+  description = "Secret holding the control plane's DATABASE_URL (its own login)."
   value       = local.database_secret_arn
+}
+
+output "admin_database_secret_arn" {
+  description = "Secret holding the administrator's DATABASE_URL (the migrate task's)."
+  value       = local.admin_database_secret_arn
+}
+
+output "control_plane_tokens_secret_arn" {
+  description = "Secret holding POLYBOT_OPERATOR_TOKEN, POLYBOT_METRICS_TOKEN and POLYBOT_MASTER_KEY."
+  value       = aws_secretsmanager_secret.control_plane_tokens.arn
+}
+
+output "migrate_task_definition_arn" {
+  description = "The one-shot migrate task (run-migrate.sh runs it; run it by hand the same way)."
+  value       = aws_ecs_task_definition.migrate.arn
 }
 
 output "database_security_group_id" {
   description = "Admit this group on an external database's firewall."
   value       = aws_security_group.database.id
+}
+
+output "events_queue_url" {
+  description = "The queue of the cluster's ECS task state changes (POLYBOT_ECS_EVENTS_QUEUE_URL of the control plane)."
+  value       = aws_sqs_queue.ecs_events.id
+}
+
+output "events_dead_letter_queue_url" {
+  description = "Task-event messages the control plane could not read end here; alarm on its depth."
+  value       = aws_sqs_queue.ecs_events_dead_letter.id
+}
+
+output "vpc_id" {
+  description = "The VPC everything runs in (created unless vpc_id was given)."
+  value       = local.vpc_id
 }

@@ -22,27 +22,52 @@ variable "extra_tags" {
   default     = {}
 }
 
-# --- network: an existing VPC ---
+# --- network: a VPC of its own (network.tf), or an existing one ---
 
 variable "vpc_id" {
-  description = "The existing VPC to run in."
+  description = "An existing VPC to run in; null (the default) creates one (network.tf)."
   type        = string
+  default     = null
 }
 
 variable "private_subnet_ids" {
-  description = "Private subnets (with a route to a NAT gateway) for the control plane, the workers and the database; two AZs at least."
+  description = "With vpc_id: private subnets (with a route to a NAT gateway) for the control plane, the workers and the database; two AZs at least."
   type        = list(string)
+  default     = []
 
   validation {
-    condition     = length(var.private_subnet_ids) >= 2
-    error_message = "Give at least two private subnets, in different availability zones."
+    condition     = var.vpc_id == null ? length(var.private_subnet_ids) == 0 : length(var.private_subnet_ids) >= 2
+    error_message = "With vpc_id, give at least two private subnets in different availability zones; without it, give none (they are created)."
   }
 }
 
 variable "public_subnet_ids" {
-  description = "Public subnets for the internet-facing load balancer; two AZs at least. Unused when alb_internal is true."
+  description = "With vpc_id: public subnets for the internet-facing load balancer; two AZs at least. Unused when alb_internal is true."
   type        = list(string)
   default     = []
+}
+
+variable "vpc_cidr" {
+  description = "Address range of the created VPC (a /16 leaves room for 16 subnets of 4,091 tasks)."
+  type        = string
+  default     = "10.40.0.0/16"
+}
+
+variable "availability_zone_count" {
+  description = "Availability zones the created VPC spans (a public and a private subnet in each)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.availability_zone_count >= 2 && var.availability_zone_count <= 6
+    error_message = "Span 2 to 6 availability zones (RDS and the load balancer need two)."
+  }
+}
+
+variable "nat_gateway_per_zone" {
+  description = "A NAT gateway in every zone (a zone's outage does not cut the others' workers off the venues); false shares one, for about $32 a month less per zone."
+  type        = bool
+  default     = true
 }
 
 variable "alb_internal" {
@@ -92,9 +117,24 @@ variable "log_retention_days" {
 # --- database ---
 
 variable "external_database_secret_arn" {
-  description = "ARN of an existing Secrets Manager secret whose JSON holds DATABASE_URL (a user that can create roles). When set, no RDS instance is created."
+  description = "ARN of an existing Secrets Manager secret whose JSON holds the control plane's DATABASE_URL (its own login, which the migrate task creates). When set, no RDS instance is created, and external_database_admin_secret_arn is required."
   type        = string
   default     = null
+}
+
+variable "external_database_admin_secret_arn" {
+  description = "With external_database_secret_arn: a secret whose JSON holds the administrator's DATABASE_URL (a user that can create roles), read only by the migrate task."
+  type        = string
+  default     = null
+}
+
+# --- operator settings for workers ---
+
+variable "newsapi_key" {
+  description = "The operator's NewsAPI key, given to every worker (tenants without a key of their own use it) through the polybot/workers/settings secret. None: the news strategy needs tenants' own keys."
+  type        = string
+  default     = null
+  sensitive   = true
 }
 
 variable "db_instance_class" {
@@ -137,4 +177,12 @@ variable "db_deletion_protection" {
   description = "Protect the database from deletion."
   type        = bool
   default     = true
+}
+
+# --- task state-change events (events.tf) ---
+
+variable "events_max_receive_count" {
+  description = "Receives of an unreadable task-event message before it moves to the dead-letter queue."
+  type        = number
+  default     = 5
 }

@@ -101,13 +101,75 @@ pub struct ControlPlaneArgs {
     #[arg(long, env = "POLYBOT_WORKER_DATABASE_HOST")]
     pub worker_database_host: Option<String>,
     /// The operator's bearer token (starts with pbo_); without it one is
-    /// created in <data-dir>/operator-token.
+    /// created in <data-dir>/operator-token (not with --launcher ecs, which
+    /// requires it).
     #[arg(
         long = "operator-token",
         env = "POLYBOT_OPERATOR_TOKEN",
         hide_env_values = true
     )]
     pub operator_token: Option<SecretString>,
+}
+
+/// The master key's variable: read from the environment only, never a flag,
+/// so that it stays out of process listings.
+const MASTER_KEY_VAR: &str = "POLYBOT_MASTER_KEY";
+
+/// What the control plane needs in cloud mode (`--launcher ecs`): every
+/// secret from the task definition's `secrets`, none created or read from
+/// the data dir (the root filesystem is read-only, and replicas must share
+/// them).
+#[derive(Debug)]
+struct CloudSecrets {
+    operator_token: SecretString,
+    master_key: SecretString,
+}
+
+impl CloudSecrets {
+    /// The secrets, or an error naming each missing one with its variable.
+    fn require(args: &ControlPlaneArgs) -> anyhow::Result<Self> {
+        let present = |value: Option<&SecretString>| {
+            value
+                .filter(|v| !v.expose_secret().trim().is_empty())
+                .cloned()
+        };
+        let database_url = present(args.db.database_url.as_ref());
+        let operator_token = present(args.operator_token.as_ref());
+        let metrics_token = present(args.serve.settings.metrics_token.as_ref());
+        let master_key = std::env::var(MASTER_KEY_VAR).ok().map(SecretString::from);
+        let master_key = present(master_key.as_ref());
+        let missing: Vec<&str> = [
+            ("DATABASE_URL", database_url.is_some()),
+            ("POLYBOT_OPERATOR_TOKEN", operator_token.is_some()),
+            ("POLYBOT_METRICS_TOKEN", metrics_token.is_some()),
+            (MASTER_KEY_VAR, master_key.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, given)| !given)
+        .map(|(name, _)| name)
+        .collect();
+        if args.serve.settings.cookie_secure == Some(false) {
+            anyhow::bail!(
+                "cloud mode (--launcher ecs) serves the dashboard over HTTPS only: \
+                 POLYBOT_COOKIE_SECURE=false is refused"
+            );
+        }
+        match (operator_token, master_key) {
+            (Some(operator_token), Some(master_key)) if missing.is_empty() => Ok(Self {
+                operator_token,
+                master_key,
+            }),
+            _ => anyhow::bail!(
+                "cloud mode (--launcher ecs) takes its secrets from the environment and \
+                 creates none: {} not set (the task definition's `secrets`, from Secrets \
+                 Manager; see docs/operations.md)",
+                match missing.as_slice() {
+                    [one] => format!("{one} is"),
+                    many => format!("{} are", many.join(", ")),
+                }
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -131,14 +193,18 @@ pub struct UpArgs {
     pub db: DatabaseArgs,
     #[command(flatten)]
     pub serve: ServeArgs,
-    /// Also onboard a demo tenant (paper mode, every strategy on) trading on
-    /// the bundled market recording: opportunities within seconds, offline.
+    /// Workers trade on the bundled market recording instead of the venues'
+    /// live public data (offline), and a demo tenant (paper mode, every
+    /// strategy on) is onboarded: opportunities within seconds. Without it,
+    /// workers paper-trade on the venues' live public data.
     #[arg(long)]
     pub demo: bool,
-    /// Workers trade (on paper) on the venues' live public market data
-    /// (POLYBOT_LIVE_DATA=1); the --demo recording takes precedence.
-    #[arg(long)]
-    pub live_data: bool,
+    /// A file holding the operator's NewsAPI key, for every tenant that has
+    /// none of its own: sealed into the local secret store (it stays there
+    /// for later starts) and handed to workers with their secrets, never in
+    /// their environment.
+    #[arg(long, value_name = "FILE")]
+    pub newsapi_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +215,17 @@ pub struct MigrateArgs {
     /// polybot_trades, polybot_balances) into the `default` tenant.
     #[arg(long)]
     pub import_legacy: bool,
+    /// The control plane's own DATABASE_URL: its user is created (or its
+    /// password reset) as a login that is a member of polybot_control with
+    /// no superuser, CREATEROLE or BYPASSRLS. DATABASE_URL stays the
+    /// administrator's, who runs the migrations.
+    #[arg(
+        long,
+        env = "POLYBOT_CONTROL_PLANE_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub control_plane_database_url: Option<SecretString>,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +333,22 @@ async fn migrate_and_report(db: &Db) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Cloud mode does not migrate: its login may not change the schema, and
+/// the migrate task (`polybot migrate`, as the administrator) runs first.
+async fn require_current_schema(db: &Db) -> anyhow::Result<()> {
+    let current = db
+        .migrations_current()
+        .await
+        .context("reading which migrations the database has")?;
+    if !current {
+        anyhow::bail!(
+            "the database schema is older than this control plane: run `polybot migrate` \
+             with the administrator's DATABASE_URL first (the migrate task; docs/operations.md)"
+        );
+    }
+    Ok(())
+}
+
 async fn up(args: UpArgs) -> anyhow::Result<()> {
     let stop = shutdown::on_signal()?;
     let demo = match args.demo {
@@ -270,7 +363,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         None,
         Backends {
             demo,
-            live_data: args.live_data,
+            newsapi_key_file: args.newsapi_key_file,
             ..Backends::default()
         },
         stop,
@@ -280,22 +373,34 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn control_plane(args: ControlPlaneArgs) -> anyhow::Result<()> {
+async fn control_plane(mut args: ControlPlaneArgs) -> anyhow::Result<()> {
+    let cloud = match args.launcher {
+        LauncherKind::Ecs => Some(CloudSecrets::require(&args)?),
+        LauncherKind::Local => None,
+    };
+    if cloud.is_some() {
+        args.serve.settings.cookie_secure = Some(true);
+    }
     let stop = shutdown::on_signal()?;
     let database = Database::open(&args.db).await?;
+    let operator_token = match &cloud {
+        Some(cloud) => Some(cloud.operator_token.clone()),
+        None => args.operator_token.clone(),
+    };
     let backends = Backends {
         secrets: args.secrets,
         launcher: args.launcher,
         ecs: Some(args.ecs),
         worker_database_host: args.worker_database_host,
         demo: None,
-        live_data: false,
+        master_key: cloud.map(|cloud| cloud.master_key),
+        newsapi_key_file: None,
     };
     let result = serve(
         &database,
         &args.db.data_dir,
         &args.serve,
-        args.operator_token.as_ref(),
+        operator_token.as_ref(),
         backends,
         stop,
     )
@@ -311,10 +416,16 @@ struct Backends {
     launcher: LauncherKind,
     ecs: Option<crate::ecs_args::EcsArgs>,
     worker_database_host: Option<String>,
-    /// `polybot up --demo`: the recording the workers play.
+    /// `polybot up --demo`: the recording the workers play (without it,
+    /// workers trade on the venues' live public data).
     demo: Option<crate::demo::Demo>,
-    /// `polybot up --live-data`: workers read the venues' live public data.
-    live_data: bool,
+    /// Cloud mode: the master key from the environment. The control plane
+    /// then writes nothing (no data dir, key or token file) and does not
+    /// migrate: its database login may not (`polybot migrate` does, with the
+    /// administrator's).
+    master_key: Option<SecretString>,
+    /// `polybot up --newsapi-key-file`: the operator's NewsAPI key to store.
+    newsapi_key_file: Option<PathBuf>,
 }
 
 impl Default for Backends {
@@ -325,7 +436,8 @@ impl Default for Backends {
             ecs: None,
             worker_database_host: None,
             demo: None,
-            live_data: false,
+            master_key: None,
+            newsapi_key_file: None,
         }
     }
 }
@@ -339,9 +451,14 @@ async fn serve(
     backends: Backends,
     stop: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    migrate_and_report(&database.db).await?;
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    let cloud = backends.master_key.is_some();
+    if cloud {
+        require_current_schema(&database.db).await?;
+    } else {
+        migrate_and_report(&database.db).await?;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating the data dir {}", data_dir.display()))?;
+    }
     let aws = match (backends.secrets, backends.launcher) {
         (SecretsKind::Aws, _) | (_, LauncherKind::Ecs) => {
             Some(polybot_launcher::load_aws_config().await)
@@ -351,10 +468,38 @@ async fn serve(
     // The master key seals exchange keys in the local store and, with
     // either store, alert channel secrets (Secrets Manager holds no key of
     // ours): with `--secrets aws` it is still POLYBOT_MASTER_KEY or the key file.
-    let master = MasterKey::from_env_or_file(&data_dir.join("master.key"))?;
+    let master = match &backends.master_key {
+        Some(key) => MasterKey::parse(key).context(MASTER_KEY_VAR)?,
+        None => MasterKey::from_env_or_file(&data_dir.join("master.key"))?,
+    };
     let channel_key = Arc::new(polybot_control_plane::alerts::ChannelKey::from_master(
         &master,
     ));
+    if let Some(path) = &backends.newsapi_key_file {
+        let key = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the NewsAPI key from {}", path.display()))?;
+        let key = key.trim();
+        anyhow::ensure!(
+            !key.is_empty(),
+            "{} is empty: it should hold the NewsAPI key",
+            path.display()
+        );
+        polybot_control_plane::worker_settings::store(
+            &database.db,
+            &master,
+            polybot_core::worker::env::NEWSAPI_KEY,
+            &SecretString::from(key.to_owned()),
+        )
+        .await?;
+        tracing::info!("stored the operator's NewsAPI key in the local secret store");
+    }
+    // Only local workers are handed these: ECS injects its own settings secret.
+    let worker_secrets = match backends.launcher {
+        LauncherKind::Local => {
+            polybot_control_plane::worker_settings::load(&database.db, &master).await?
+        }
+        LauncherKind::Ecs => Default::default(),
+    };
     let secrets: Arc<dyn SecretStore> = match (&backends.secrets, &aws) {
         (SecretsKind::Aws, Some(aws)) => Arc::new(polybot_secrets::aws::AwsSecretStore::new(
             aws,
@@ -382,17 +527,33 @@ async fn serve(
     let config = Config {
         listen: serve.listen,
         operator_token: operator_token.cloned(),
-        operator_token_file: Some(token_file.clone()),
+        operator_token_file: (!cloud).then(|| token_file.clone()),
     };
     let mut local: Option<Arc<LocalLauncher>> = None;
+    let mut task_events: Option<(Arc<dyn polybot_launcher::TaskEvents>, u64)> = None;
     let (launcher, spec_salt): (Arc<dyn polybot_launcher::Launcher>, String) =
         match (backends.launcher, backends.ecs, &aws) {
             (LauncherKind::Ecs, Some(args), Some(aws)) => {
+                let quotas = args.fargate_quotas();
+                let queue = args.events_queue_url();
+                let backstop = args.ecs_backstop_secs;
                 let config = args.into_config(aws.region().map(ToString::to_string))?;
+                if let Some(queue) = queue {
+                    task_events = Some((
+                        Arc::new(polybot_launcher::ecs::SqsTaskEvents::new(
+                            aws,
+                            queue,
+                            config.cluster.clone(),
+                        )),
+                        backstop,
+                    ));
+                }
                 // A new worker image replaces every worker.
                 let image = config.worker_image.clone();
                 (
-                    Arc::new(polybot_launcher::EcsLauncher::new(config, aws)?),
+                    Arc::new(
+                        polybot_launcher::EcsLauncher::new(config, aws)?.with_fargate_quota(quotas),
+                    ),
                     image,
                 )
             }
@@ -413,16 +574,15 @@ async fn serve(
         state.reconcile.clone(),
     );
     reconciler.worker_env = worker_env();
-    if backends.live_data {
-        reconciler.worker_env.insert(
-            polybot_core::worker::env::LIVE_DATA.to_owned(),
-            "1".to_owned(),
-        );
-    }
+    reconciler.worker_secrets = worker_secrets;
     if let Some(demo) = &backends.demo {
         reconciler.worker_env.extend(demo.worker_env());
     }
     reconciler.spec_salt = spec_salt;
+    if let Some((events, backstop)) = task_events {
+        reconciler.backstop_interval = std::time::Duration::from_secs(backstop);
+        reconciler = reconciler.with_events(events);
+    }
     // Operator views: reconciler metrics, and the alert evaluator. The leader
     // also retries unfinished onboardings and offboardings.
     let reconciler = reconciler
@@ -447,9 +607,12 @@ async fn serve(
             }
         });
     }
+    let token_source = match cloud {
+        true => "POLYBOT_OPERATOR_TOKEN".to_owned(),
+        false => token_file.display().to_string(),
+    };
     tracing::info!(
-        "PolyBot is up: http://{addr}/ (operator token in {}); press Ctrl-C to stop",
-        token_file.display()
+        "PolyBot is up: http://{addr}/ (operator token in {token_source}); press Ctrl-C to stop"
     );
     let served = app.run_until_stopped(stop).await;
     if let Err(err) = reconciling.await {
@@ -522,6 +685,30 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let database = Database::open(&args.db).await?;
     let result = async {
         migrate_and_report(&database.db).await?;
+        if let Some(url) = &args.control_plane_database_url {
+            let options: PgConnectOptions = url
+                .expose_secret()
+                .parse()
+                .context("POLYBOT_CONTROL_PLANE_DATABASE_URL is not a valid postgres:// URL")?;
+            // Percent-decoding is not done here: a password that needs it
+            // is refused (the generated ones are letters and digits).
+            let password = url::Url::parse(url.expose_secret())
+                .ok()
+                .and_then(|url| url.password().map(str::to_owned))
+                .filter(|password| !password.is_empty() && !password.contains('%'))
+                .context(
+                    "POLYBOT_CONTROL_PLANE_DATABASE_URL needs a password of letters, digits \
+                     and unreserved characters (no percent-encoding)",
+                )?;
+            let login = options.get_username().to_owned();
+            polybot_store::roles::ensure_control_plane_login(
+                &database.db,
+                &login,
+                &SecretString::from(password),
+            )
+            .await?;
+            tracing::info!(%login, "the control plane's database login is ready");
+        }
         if args.import_legacy {
             let report = polybot_store::legacy::import(&database.db).await?;
             println!("{report}");

@@ -97,6 +97,68 @@ pub struct EcsArgs {
     /// Image of the IB Gateway sidecar, for tenants with IBKR keys.
     #[arg(long = "ibkr-gateway-image", env = "POLYBOT_IBKR_GATEWAY_IMAGE")]
     pub ibkr_gateway_image: Option<String>,
+
+    /// ARN of the operator's workers' settings secret (JSON with
+    /// POLYBOT_NEWSAPI_KEY), which ECS injects into every worker; empty for none.
+    #[arg(
+        long = "worker-settings-secret-arn",
+        env = "POLYBOT_WORKER_SETTINGS_SECRET_ARN"
+    )]
+    pub worker_settings_secret_arn: Option<String>,
+
+    /// URL of the SQS queue that EventBridge fills with the cluster's ECS
+    /// task state changes (Terraform's `events_queue_url` output). With it
+    /// the reconciler learns exits as they happen, and lists tasks only as
+    /// a backstop (--ecs-backstop-secs); without it, it lists every 2 s.
+    #[arg(long = "ecs-events-queue-url", env = "POLYBOT_ECS_EVENTS_QUEUE_URL")]
+    pub ecs_events_queue_url: Option<String>,
+
+    /// With an events queue: seconds between two listings of the cluster's
+    /// tasks (ListTasks/DescribeTasks) while no worker is starting or
+    /// stopping.
+    #[arg(
+        long = "ecs-backstop-secs",
+        env = "POLYBOT_ECS_BACKSTOP_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub ecs_backstop_secs: u64,
+
+    /// The account's Fargate On-Demand vCPU quota, instead of reading it from
+    /// Service Quotas (L-3032A538). A worker that would exceed it waits in
+    /// the `capacity` state.
+    #[arg(
+        long = "ecs-fargate-vcpu-quota",
+        env = "POLYBOT_ECS_FARGATE_VCPU_QUOTA"
+    )]
+    pub ecs_fargate_vcpu_quota: Option<u32>,
+
+    /// The account's Fargate Spot vCPU quota, instead of reading it from
+    /// Service Quotas (L-36FBB829).
+    #[arg(
+        long = "ecs-fargate-spot-vcpu-quota",
+        env = "POLYBOT_ECS_FARGATE_SPOT_VCPU_QUOTA"
+    )]
+    pub ecs_fargate_spot_vcpu_quota: Option<u32>,
+}
+
+impl EcsArgs {
+    /// The Fargate vCPU quotas the operator set (`None`: read Service Quotas).
+    pub fn fargate_quotas(&self) -> polybot_launcher::ecs::Quotas {
+        polybot_launcher::ecs::Quotas {
+            on_demand: self.ecs_fargate_vcpu_quota,
+            spot: self.ecs_fargate_spot_vcpu_quota,
+        }
+    }
+
+    /// The events queue's URL, if one is set.
+    pub fn events_queue_url(&self) -> Option<String> {
+        self.ecs_events_queue_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+    }
 }
 
 fn parse_tag(text: &str) -> Result<(String, String), String> {
@@ -165,6 +227,10 @@ impl EcsArgs {
             cpu: self.worker_cpu,
             memory: self.worker_memory,
             ibkr_gateway_image: self.ibkr_gateway_image,
+            worker_settings_secret_arn: self
+                .worker_settings_secret_arn
+                .map(|arn| arn.trim().to_owned())
+                .filter(|arn| !arn.is_empty()),
         })
     }
 }
@@ -221,6 +287,8 @@ mod tests {
             "plan=pro",
             "--ibkr-gateway-image",
             "ib:stable",
+            "--worker-settings-secret-arn",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:polybot/workers/settings-AbCdEf",
         ]);
         let config = args.into_config(Some("eu-west-1".into())).unwrap();
         assert_eq!(
@@ -243,7 +311,42 @@ mod tests {
                 cpu: 512,
                 memory: 1024,
                 ibkr_gateway_image: Some("ib:stable".into()),
+                worker_settings_secret_arn: Some(
+                    "arn:aws:secretsmanager:eu-west-1:123456789012:secret:polybot/workers/settings-AbCdEf"
+                        .into()
+                ),
             }
+        );
+    }
+
+    #[test]
+    fn events_and_quota_flags_are_read() {
+        let args = parse(&[
+            "--ecs-events-queue-url",
+            " https://sqs.eu-west-1.amazonaws.com/123456789012/polybot-ecs-events ",
+            "--ecs-backstop-secs",
+            "60",
+            "--ecs-fargate-vcpu-quota",
+            "6",
+        ]);
+        assert_eq!(
+            args.events_queue_url().as_deref(),
+            Some("https://sqs.eu-west-1.amazonaws.com/123456789012/polybot-ecs-events")
+        );
+        assert_eq!(args.ecs_backstop_secs, 60);
+        assert_eq!(
+            args.fargate_quotas(),
+            polybot_launcher::ecs::Quotas {
+                on_demand: Some(6),
+                spot: None
+            }
+        );
+        let defaults = parse(&[]);
+        assert_eq!(defaults.events_queue_url(), None);
+        assert_eq!(defaults.ecs_backstop_secs, 30);
+        assert!(
+            Cli::try_parse_from(["polybot", "--ecs-backstop-secs", "0"]).is_err(),
+            "a zero backstop would list without pause"
         );
     }
 
@@ -298,6 +401,17 @@ mod tests {
             ("worker-memory", "POLYBOT_WORKER_MEMORY"),
             ("cost-tag", "POLYBOT_COST_TAGS"),
             ("ibkr-gateway-image", "POLYBOT_IBKR_GATEWAY_IMAGE"),
+            (
+                "worker-settings-secret-arn",
+                "POLYBOT_WORKER_SETTINGS_SECRET_ARN",
+            ),
+            ("ecs-events-queue-url", "POLYBOT_ECS_EVENTS_QUEUE_URL"),
+            ("ecs-backstop-secs", "POLYBOT_ECS_BACKSTOP_SECS"),
+            ("ecs-fargate-vcpu-quota", "POLYBOT_ECS_FARGATE_VCPU_QUOTA"),
+            (
+                "ecs-fargate-spot-vcpu-quota",
+                "POLYBOT_ECS_FARGATE_SPOT_VCPU_QUOTA",
+            ),
         ];
         let expected: Vec<(String, String)> = expected
             .iter()

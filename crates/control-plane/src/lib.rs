@@ -40,6 +40,7 @@ pub mod settings;
 pub mod status;
 pub mod tenants;
 pub mod throttle;
+pub mod worker_settings;
 
 pub use provision::{Provisioner, WorkerDatabase};
 

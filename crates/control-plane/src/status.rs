@@ -19,13 +19,17 @@ use crate::tenants::ProvisioningView;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct WorkerView {
-    /// pending, starting, running, stopping, stopped, crash_loop or failed.
+    /// pending, starting, running, stopping, stopped, crash_loop,
+    /// launch_backoff (the launch failed; see `last_error`), capacity
+    /// (waiting for the account's Fargate capacity) or failed.
     pub state: String,
     /// The launcher's id of the running worker (pid, task ARN).
     pub instance_id: Option<String>,
     /// Restarts since the worker last ran steadily.
     pub restarts: i32,
-    /// While crash-looping: no new start before this time.
+    /// Launches that failed in a row (reset by a successful one).
+    pub launch_failures: i32,
+    /// While crash-looping or after a failed launch: no new start before this time.
     pub backoff_until: Option<DateTime<Utc>>,
     /// How the last worker ended (exit code, signal, stop reason).
     pub last_exit: Option<String>,
@@ -59,6 +63,11 @@ pub struct StatusView {
     /// Strategy name → health, from the newest heartbeat.
     #[schema(value_type = Object)]
     pub strategies: Value,
+    /// Venue feed → its state (`ok`, `unreachable`, `geo_blocked`, …), the
+    /// last error with its context and what to do about it, from the newest
+    /// heartbeat; empty without live data.
+    #[schema(value_type = Object)]
+    pub venues: Value,
     /// The newest error with its context (onboarding, launcher, or worker).
     pub last_error: Option<String>,
 }
@@ -76,6 +85,9 @@ impl StatusView {
         let strategies = health
             .and_then(|h| serde_json::to_value(&h.strategies).ok())
             .unwrap_or_else(|| Value::Object(Default::default()));
+        let venues = health
+            .and_then(|h| serde_json::to_value(&h.venues).ok())
+            .unwrap_or_else(|| Value::Object(Default::default()));
         let worker_error = health.and_then(|h| h.last_error.clone());
         let last_error = runtime
             .and_then(|r| r.last_error.clone())
@@ -88,12 +100,14 @@ impl StatusView {
                 state: status.actual().to_owned(),
                 instance_id: runtime.and_then(|r| r.instance_id.clone()),
                 restarts: status.restarts(),
+                launch_failures: runtime.map_or(0, |r| r.launch_failures),
                 backoff_until: runtime.and_then(|r| r.backoff_until),
                 last_exit: runtime.and_then(|r| r.last_exit.clone()),
                 observed_at: runtime.map(|r| r.observed_at),
             },
             last_heartbeat,
             strategies,
+            venues,
             last_error,
             provisioning: ProvisioningView {
                 step: status.provisioning_step,

@@ -49,10 +49,16 @@ pub mod env {
     pub const REPLAY_SPEED: &str = "POLYBOT_REPLAY_SPEED";
     /// `1`: exit once the recording is exhausted.
     pub const REPLAY_EXIT: &str = "POLYBOT_REPLAY_EXIT";
-    /// `1`: trade on the venues' live public market data.
+    /// Whether to trade on the venues' live public market data when no
+    /// [`REPLAY`] is given: on unless `0` (no market data at all, for tests
+    /// of the worker's lifecycle).
     pub const LIVE_DATA: &str = "POLYBOT_LIVE_DATA";
     /// The NewsAPI base URL for the news strategy.
     pub const NEWSAPI_URL: &str = "POLYBOT_NEWSAPI_URL";
+    /// The operator's NewsAPI key, for tenants that bring none (a secret:
+    /// on ECS from the workers' settings secret, locally from the secret
+    /// store; never forwarded from the control plane's environment).
+    pub const NEWSAPI_KEY: &str = "POLYBOT_NEWSAPI_KEY";
     /// Starting paper balances, `venue=amount,…`.
     pub const PAPER_BALANCES: &str = "POLYBOT_PAPER_BALANCES";
     /// Longest time decisions wait before they are written (milliseconds).

@@ -38,6 +38,11 @@ pub const IBKR_MIN_TASK_MEMORY: u32 = 2048;
 /// Prefix of every tenant's secret name; the IAM policies in `infra/` grant
 /// exactly `polybot/tenants/*`.
 pub const TENANT_SECRET_PREFIX: &str = "polybot/tenants/";
+/// The operator-level settings every worker gets from the workers' settings
+/// secret (`polybot/workers/settings`, JSON keys of these names), when one is
+/// configured: injected by ECS like the tenant's own secrets, never put in
+/// plain environment.
+pub const WORKER_SETTINGS_KEYS: [&str; 1] = ["POLYBOT_NEWSAPI_KEY"];
 /// Tag keys the template sets itself; `extra_tags` may not override them.
 pub const RESERVED_TAG_KEYS: [&str; 2] = ["tenant_id", "polybot:component"];
 /// ECS accepts at most 50 tags on a task definition.
@@ -106,6 +111,10 @@ pub struct WorkerTaskSpec {
     pub ibkr: Option<IbkrSidecar>,
     /// Tags besides `tenant_id` and `polybot:component`, e.g. a plan or cost centre.
     pub extra_tags: BTreeMap<String, String>,
+    /// Full ARN of the operator's workers' settings secret
+    /// ([`WORKER_SETTINGS_KEYS`]); `None` when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_secret_arn: Option<String>,
 }
 
 /// Why a worker task definition could not be rendered.
@@ -129,6 +138,11 @@ pub enum SpecError {
         tenant_id: String,
         region: String,
     },
+    #[error(
+        "{0:?} is not the workers' settings secret: expected the ARN of a secret outside \
+         polybot/tenants/ (polybot/workers/settings)"
+    )]
+    SettingsSecretArn(String),
     #[error("{field} {value:?} is not an IAM role ARN")]
     RoleArn { field: &'static str, value: String },
     #[error("{field} must not be empty or contain whitespace (got {value:?})")]
@@ -172,6 +186,12 @@ impl WorkerTaskSpec {
         }
         if let Some(ibkr) = &self.ibkr {
             not_blank("ibkr.image", &ibkr.image)?;
+        }
+        if let Some(arn) = &self.settings_secret_arn {
+            not_blank("settings_secret_arn", arn)?;
+            if !arn.starts_with("arn:") || arn.contains(TENANT_SECRET_PREFIX) {
+                return Err(SpecError::SettingsSecretArn(arn.clone()));
+            }
         }
         let region_ok = self
             .region
@@ -237,6 +257,9 @@ pub fn render_worker_task_definition(spec: &WorkerTaskSpec) -> Result<Value, Spe
         let sidecar = template::render(IBKR_SIDECAR_TEMPLATE, &vars)?;
         add_sidecar(&mut task, sidecar)?;
     }
+    if let Some(arn) = &spec.settings_secret_arn {
+        add_settings_secret(&mut task, arn)?;
+    }
     let tags = task
         .get_mut("tags")
         .and_then(Value::as_array_mut)
@@ -278,6 +301,27 @@ fn add_sidecar(task: &mut Value, mut sidecar: Value) -> Result<(), SpecError> {
         .ok_or_else(|| malformed("the worker container has no environment list"))?
         .extend(environment);
     containers.push(container);
+    Ok(())
+}
+
+/// The operator's settings as further `secrets` of the worker container.
+fn add_settings_secret(task: &mut Value, arn: &str) -> Result<(), SpecError> {
+    let secrets = task
+        .get_mut("containerDefinitions")
+        .and_then(Value::as_array_mut)
+        .and_then(|containers| {
+            containers
+                .iter_mut()
+                .find(|c| c.get("name").and_then(Value::as_str) == Some(WORKER_CONTAINER))
+        })
+        .and_then(|worker| worker.get_mut("secrets"))
+        .and_then(Value::as_array_mut)
+        .ok_or_else(|| malformed("the worker container has no secrets list"))?;
+    secrets.extend(
+        WORKER_SETTINGS_KEYS
+            .iter()
+            .map(|key| json!({ "name": key, "valueFrom": format!("{arn}:{key}::") })),
+    );
     Ok(())
 }
 

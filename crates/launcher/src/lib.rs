@@ -22,6 +22,8 @@ use secrecy::SecretString;
 
 pub mod ecs;
 pub mod local;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use ecs::{EcsConfig, EcsLauncher, load_aws_config};
 
@@ -148,6 +150,49 @@ pub enum LaunchError {
         launcher: &'static str,
         message: String,
     },
+    /// Starting would exceed the platform's capacity (the account's Fargate
+    /// vCPU quota); nothing was called. The reconciler waits and tries again.
+    #[error("{launcher} launcher: waiting for capacity: {message}")]
+    Capacity {
+        launcher: &'static str,
+        message: String,
+    },
+}
+
+/// One message of a task-event source (the ECS task state changes that
+/// EventBridge delivers to an SQS queue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskEvent {
+    /// What [`TaskEvents::delete`] takes once the event is handled.
+    pub receipt: String,
+    /// The message's id, for logs.
+    pub message_id: String,
+    pub content: EventContent,
+}
+
+/// What a task event says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventContent {
+    /// A change of one of the launcher's instances (an exit: `Phase::Exited`).
+    Instance(Instance),
+    /// A well-formed event about something else (another cluster's task, a
+    /// task not started by the launcher): nothing to do.
+    Ignored(String),
+    /// Not an event of the documented shape: it is left on the queue, whose
+    /// redrive policy moves it to the dead-letter queue after a few receives.
+    Malformed(String),
+}
+
+/// A source of task state changes, consumed by the reconciler to wake early
+/// and to learn exits even after the platform forgot the task.
+#[async_trait]
+pub trait TaskEvents: Send + Sync + fmt::Debug {
+    /// The next events; waits (long-polls) up to the source's wait time, and
+    /// returns none if nothing came.
+    async fn receive(&self) -> Result<Vec<TaskEvent>, LaunchError>;
+
+    /// Removes handled events from the source, by their receipts.
+    async fn delete(&self, receipts: &[String]) -> Result<(), LaunchError>;
 }
 
 /// Runs workers.

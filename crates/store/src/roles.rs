@@ -86,3 +86,85 @@ pub async fn end_tenant_sessions_in(tx: &mut crate::TenantTx) -> Result<i32, DbE
         .await
         .map_err(DbError::query("ending the tenant's database sessions"))
 }
+
+/// Roles the control plane's login must never be: the groups of
+/// `0001_roles.sql`, whose attributes and grants migrations rely on.
+const GROUP_ROLES: [&str; 3] = ["polybot_owner", "polybot_control", "polybot_worker"];
+
+/// Creates the control plane's own login role `login`, or resets it: LOGIN
+/// with `password`, member of `polybot_control`, and no superuser, CREATEDB,
+/// CREATEROLE, REPLICATION or BYPASSRLS, so that row level security rests on
+/// the credential. What it needs beyond `polybot_control`'s grants it has
+/// none of: tenant roles are created by `polybot_owner`'s SECURITY DEFINER
+/// functions. Runs as the administrator (`polybot migrate`), who must be
+/// able to create roles and grant `polybot_control` (RDS's master user can).
+/// Idempotent.
+pub async fn ensure_control_plane_login(
+    db: &Db,
+    login: &str,
+    password: &SecretString,
+) -> Result<(), DbError> {
+    let refuse = |why: String| DbError::Query {
+        context: "creating the control plane's database login",
+        source: sqlx::Error::Protocol(why),
+    };
+    let plain = login.len() <= 63
+        && login.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && login
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !plain || login.starts_with("polybot_t_") || GROUP_ROLES.contains(&login) {
+        return Err(refuse(format!(
+            "{login:?} cannot be the control plane's login: use lowercase letters, digits \
+             and _, not a tenant's role (polybot_t_…) nor one of {GROUP_ROLES:?}"
+        )));
+    }
+    let mut tx = db
+        .admin_pool()
+        .begin()
+        .await
+        .map_err(DbError::query("opening the role transaction"))?;
+    let administrator: String = sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(DbError::query("reading the administrator's name"))?;
+    if administrator == login {
+        return Err(refuse(format!(
+            "{login:?} is the administrator running the migrations; the control plane needs \
+             a login of its own"
+        )));
+    }
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(login)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(DbError::query("looking up the control plane's login"))?;
+    // Role statements take no parameters: the server quotes the name and
+    // the password itself (%I, %L).
+    let statements: Vec<String> = sqlx::query_scalar(
+        "SELECT format(s, $1, $2) FROM unnest(ARRAY[
+             CASE WHEN $3 THEN 'ALTER ROLE %I WITH LOGIN PASSWORD %L'
+                  ELSE 'CREATE ROLE %I WITH LOGIN PASSWORD %L' END
+                 || ' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT',
+             'GRANT polybot_control TO %I'
+         ]) WITH ORDINALITY AS t(s, n) ORDER BY n",
+    )
+    .bind(login)
+    .bind(password.expose_secret())
+    .bind(exists)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(DbError::query("preparing the control plane's login"))?;
+    for statement in statements {
+        sqlx::raw_sql(&statement)
+            .execute(&mut *tx)
+            .await
+            .map_err(DbError::query(
+                "creating the control plane's database login",
+            ))?;
+    }
+    tx.commit()
+        .await
+        .map_err(DbError::query("committing the control plane's login"))
+}

@@ -91,11 +91,15 @@ pub struct WorkerArgs {
     /// Exit 0 once the recording is played out, instead of idling until stopped.
     #[arg(long, env = env::REPLAY_EXIT, value_name = env::REPLAY_EXIT, value_parser = parse_replay_exit)]
     pub replay_exit: bool,
-    /// Trade on the venues' live public market data (without a recording);
-    /// endpoints from the `POLYBOT_*_URL` variables, NewsAPI from
+    /// Trade on the venues' live public market data when no recording is
+    /// given (the default); `0` runs without any market data (lifecycle
+    /// tests). Endpoints from the `POLYBOT_*_URL` variables, NewsAPI from
     /// `POLYBOT_NEWSAPI_URL`.
-    #[arg(long, env = env::LIVE_DATA, value_name = env::LIVE_DATA, value_parser = parse_live_data)]
+    #[arg(long, env = env::LIVE_DATA, value_name = env::LIVE_DATA, default_value = "1", value_parser = parse_live_data)]
     pub live_data: bool,
+    /// The operator's NewsAPI key, used when the tenant's keys have none.
+    #[arg(long, env = env::NEWSAPI_KEY, value_name = env::NEWSAPI_KEY, hide_env_values = true)]
+    pub newsapi_key: Option<SecretString>,
     /// Starting paper cash per venue, `venue=amount,…`.
     #[arg(long, env = env::PAPER_BALANCES, value_name = env::PAPER_BALANCES, default_value = DEFAULT_PAPER_BALANCES)]
     pub paper_balances: PaperBalances,
@@ -137,6 +141,9 @@ struct StdinSecrets {
     database_url: SecretString,
     #[serde(rename = "EXCHANGE_KEYS", default)]
     exchange_keys: Option<SecretString>,
+    /// The operator's NewsAPI key, from the local secret store.
+    #[serde(rename = "POLYBOT_NEWSAPI_KEY", default)]
+    newsapi_key: Option<SecretString>,
 }
 
 /// Parses what a launcher wrote to standard input. The error says where the
@@ -293,6 +300,9 @@ impl WorkerConfig {
             let secrets = parse_stdin_secrets(&text)?;
             args.database_url = Some(secrets.database_url);
             args.exchange_keys = secrets.exchange_keys;
+            if secrets.newsapi_key.is_some() {
+                args.newsapi_key = secrets.newsapi_key;
+            }
         }
         let database_url = args.database_url.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
@@ -330,7 +340,13 @@ impl WorkerConfig {
                 exit_at_end: args.replay_exit,
             });
         let live = match &replay {
-            None if args.live_data => Some(LiveSettings::from_env()?),
+            None if args.live_data => {
+                let mut settings = LiveSettings::from_env()?;
+                settings.newsapi_key = args
+                    .newsapi_key
+                    .filter(|key| !key.expose_secret().trim().is_empty());
+                Some(settings)
+            }
             _ => None,
         };
         let sandbox_files = sandbox::worker_files(
@@ -483,6 +499,8 @@ mod tests {
         assert_eq!(config.mode, polybot_core::Mode::Paper);
         assert_eq!(config.heartbeat, Duration::from_secs(5));
         assert_eq!(config.replay, None);
+        let live = config.live.expect("live data is on by default");
+        assert!(live.newsapi_key.is_none());
         assert_eq!(config.paper_balances, default_paper_balances());
         assert_eq!(config.flush_every, Duration::from_millis(250));
         assert_eq!(config.flush_rows, 500);
@@ -558,9 +576,23 @@ mod tests {
     }
 
     #[test]
+    fn the_operators_newsapi_key_reaches_the_live_source_and_an_empty_one_is_none() {
+        let config =
+            WorkerConfig::from_args(parse(&["--newsapi-key", "operator-key"]).unwrap()).unwrap();
+        let live = config.live.expect("live data");
+        assert_eq!(
+            live.newsapi_key.as_ref().map(ExposeSecret::expose_secret),
+            Some("operator-key")
+        );
+        let config = WorkerConfig::from_args(parse(&["--newsapi-key", " "]).unwrap()).unwrap();
+        assert!(config.live.expect("live data").newsapi_key.is_none());
+    }
+
+    #[test]
     fn live_data_is_a_switch_and_a_bad_value_names_its_variable() {
         assert!(parse(&["--live-data"]).unwrap().live_data);
-        assert!(!parse(&[]).unwrap().live_data);
+        // Live data is the default: a worker trades unless told otherwise.
+        assert!(parse(&[]).unwrap().live_data);
         // The variable's value goes through the same parser as the flag's.
         assert_eq!(parse_live_data(" yes "), Ok(true));
         assert_eq!(parse_live_data("0"), Ok(false));
@@ -624,6 +656,16 @@ mod tests {
         assert_eq!(
             secrets.exchange_keys.as_ref().map(|k| k.expose_secret()),
             Some("{}")
+        );
+        assert!(secrets.newsapi_key.is_none());
+        // The operator's NewsAPI key rides along from the local secret store.
+        let secrets = parse_stdin_secrets(
+            r#"{"DATABASE_URL": "postgres://x", "POLYBOT_NEWSAPI_KEY": "operator-key"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            secrets.newsapi_key.as_ref().map(|k| k.expose_secret()),
+            Some("operator-key")
         );
     }
 

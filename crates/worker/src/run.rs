@@ -35,8 +35,8 @@ const FINAL_FLUSH: Duration = Duration::from_secs(20);
 const FINAL_HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Why the engine sees no market data, when no recording is given.
-pub const NO_FEED: &str = "no market data feed: set POLYBOT_LIVE_DATA=1 (polybot up --live-data) \
-     to trade on the venues' live public data, or POLYBOT_REPLAY to trade on a recording";
+pub const NO_FEED: &str = "no market data feed: POLYBOT_LIVE_DATA=0 turned the venues' live \
+     public data off; unset it to trade on them, or set POLYBOT_REPLAY to trade on a recording";
 
 /// Runs the worker until `stop`, until it is fenced, or (with
 /// `POLYBOT_REPLAY_EXIT=1`) until its recording is played out.

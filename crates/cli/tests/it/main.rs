@@ -11,6 +11,7 @@ mod openapi_client;
 mod ops;
 mod orchestrator;
 mod record;
+mod rehearsal;
 mod settings;
 mod tenants_cli;
 mod up;

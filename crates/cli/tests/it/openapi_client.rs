@@ -67,6 +67,8 @@ impl ControlPlane {
             .env("DATABASE_URL", database_url)
             .env("POLYBOT_OPERATOR_TOKEN", OPERATOR)
             .env("POLYBOT_MASTER_KEY", "6f".repeat(32))
+            // Workers without market data: tests never reach the venues.
+            .env("POLYBOT_LIVE_DATA", "0")
             .env("POLYBOT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

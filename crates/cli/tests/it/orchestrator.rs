@@ -31,6 +31,9 @@ impl ControlPlane {
             // Replicas share the master key of the local secret store.
             .env("POLYBOT_MASTER_KEY", "5e".repeat(32))
             .env("POLYBOT_HEARTBEAT_SECS", "0.3")
+            // Workers without market data: this test is about their lifecycle,
+            // and tests never reach the venues.
+            .env("POLYBOT_LIVE_DATA", "0")
             .env("POLYBOT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -284,6 +287,7 @@ async fn every_active_tenant_has_exactly_one_worker_through_pause_crash_and_twin
             secrecy::ExposeSecret::expose_secret(&database_url).to_owned(),
         ),
         ("POLYBOT_HEARTBEAT_SECS", "0.3".to_owned()),
+        ("POLYBOT_LIVE_DATA", "0".to_owned()),
     ];
     let mut twin = Command::new(env!("CARGO_BIN_EXE_polybot"))
         .arg("worker")

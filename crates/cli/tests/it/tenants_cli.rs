@@ -25,6 +25,9 @@ impl ControlPlane {
             .env("POLYBOT_OPERATOR_TOKEN", OPERATOR)
             .env("POLYBOT_MASTER_KEY", "6a".repeat(32))
             .env("POLYBOT_HEARTBEAT_SECS", "0.3")
+            // Workers without market data: this test is about their lifecycle,
+            // and tests never reach the venues.
+            .env("POLYBOT_LIVE_DATA", "0")
             .env("POLYBOT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

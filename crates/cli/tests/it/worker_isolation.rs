@@ -90,7 +90,7 @@ impl FakeDatabase {
                 )),
             )]),
             secret_reference: None,
-            env: BTreeMap::new(),
+            env: BTreeMap::from([("POLYBOT_LIVE_DATA".to_owned(), "0".to_owned())]),
             ibkr: false,
         }
     }

@@ -39,7 +39,7 @@ table{border-collapse:collapse;width:100%;background:#fff;margin-bottom:16px}\
 th,td{border-bottom:1px solid #e3e6eb;padding:4px 8px;text-align:left;vertical-align:top}\
 th{background:#eef1f5;font-weight:600}\
 .badge{display:inline-block;padding:0 6px;border-radius:8px;background:#e3e6eb;margin:1px}\
-.ok,.running,.active,.closed{background:#d5f5dd}.bad,.crash_loop,.failed,.open{background:#ffd6d6}\
+.ok,.running,.active,.closed{background:#d5f5dd}.bad,.crash_loop,.launch_backoff,.failed,.open{background:#ffd6d6}.capacity{background:#fff1c2}\
 .warn,.starting,.pending,.paused,.half_open,.stopping,.provisioning{background:#fff1c2}\
 .error{color:#a40000}.field-error{color:#a40000;display:block}\
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin-bottom:12px}\

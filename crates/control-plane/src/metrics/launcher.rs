@@ -23,6 +23,7 @@ impl InstrumentedLauncher {
         let outcome = match result {
             Ok(_) => "ok",
             Err(LaunchError::Throttled { .. }) => "throttled",
+            Err(LaunchError::Capacity { .. }) => "capacity",
             Err(_) => "error",
         };
         self.metrics

@@ -47,6 +47,7 @@ pub const EXPORTED: &[&str] = &[
     "polybot_tenants",
     "polybot_workers_desired",
     "polybot_workers_running",
+    "polybot_workers_waiting_for_capacity",
     "polybot_tenant_info",
     "polybot_tenant_worker_desired",
     "polybot_tenant_worker_up",
@@ -175,7 +176,7 @@ mod tests {
     /// Every series' name, type and help, as the hand-written exposition
     /// wrote them before `prometheus-client` (dashboards and the rules file
     /// depend on them).
-    const HEADERS: [(&str, &str, &str); 28] = [
+    const HEADERS: [(&str, &str, &str); 29] = [
         (
             "polybot_http_request_duration_seconds",
             "histogram",
@@ -236,6 +237,11 @@ mod tests {
             "polybot_workers_running",
             "gauge",
             "Workers running with a fresh heartbeat.",
+        ),
+        (
+            "polybot_workers_waiting_for_capacity",
+            "gauge",
+            "Workers that should run but wait for the account's Fargate vCPU quota.",
         ),
         (
             "polybot_slo_availability_objective",

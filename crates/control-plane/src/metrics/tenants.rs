@@ -86,6 +86,8 @@ pub(super) struct FleetGauges {
     pub by_state: Vec<(TenantState, i64)>,
     pub desired: usize,
     pub running: usize,
+    /// Workers that should run but wait for the account's Fargate capacity.
+    pub waiting_for_capacity: usize,
 }
 
 impl FleetGauges {
@@ -99,6 +101,10 @@ impl FleetGauges {
             running: figures
                 .iter()
                 .filter(|f| f.status.actual() == "running")
+                .count(),
+            waiting_for_capacity: figures
+                .iter()
+                .filter(|f| f.status.actual() == "capacity")
                 .count(),
         }
     }
@@ -134,6 +140,13 @@ impl Collector for FleetGauges {
             "Workers running with a fresh heartbeat.",
             MetricType::Gauge,
             usize_gauge(self.running),
+        )?;
+        single(
+            &mut encoder,
+            "polybot_workers_waiting_for_capacity",
+            "Workers that should run but wait for the account's Fargate vCPU quota.",
+            MetricType::Gauge,
+            usize_gauge(self.waiting_for_capacity),
         )?;
         single(
             &mut encoder,

@@ -9,23 +9,34 @@
 //! lead to the same full pass. Only the replica holding the Postgres advisory
 //! lock reconciles; the others stand by and take over within seconds of its
 //! death.
+//!
+//! Exits are counted once, by instance id, through `repo::exits`: every
+//! listing reports the stopped tasks the platform still knows, and the pass
+//! leaves out those already recorded, whichever leader recorded them. With a
+//! task-event source ([`Reconciler::with_events`], ECS task state changes
+//! from SQS) the leader also long-polls it in a task of its own
+//! ([`events`]): an event wakes a pass early and brings the exit it
+//! describes, and the listing becomes a slow backstop.
 
+pub mod events;
 pub mod plan;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use polybot_core::lifecycle::TenantState;
 use polybot_core::{Mode, TenantId, worker};
-use polybot_launcher::{Instance, LaunchSpec, Launcher, Phase};
+use polybot_launcher::{Exit, Instance, LaunchError, LaunchSpec, Launcher, Phase, TaskEvents};
 use polybot_secrets::SecretStore;
+use polybot_store::repo::exits::{self, NewExit};
 use polybot_store::repo::fleet::{self, DesiredRow};
 use polybot_store::repo::housekeeping;
 use polybot_store::repo::runtime::{self, Observation};
-use polybot_store::{Db, DbError};
+use polybot_store::{Db, DbError, TenantTx};
+use secrecy::SecretString;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -52,13 +63,27 @@ pub struct Reconciler {
     launcher: Arc<dyn Launcher>,
     secrets: Arc<dyn SecretStore>,
     wake: Arc<Notify>,
-    /// The time between passes when nothing wakes it.
+    /// The time between passes when nothing wakes it (without a task-event
+    /// source; with one, while a worker is starting, stopping or pending).
     pub interval: Duration,
+    /// With a task-event source: the time between passes of a settled fleet
+    /// (the ListTasks backstop); a back-off that ends sooner wakes it sooner.
+    pub backstop_interval: Duration,
+    /// Task state changes (ECS events through SQS), consumed by the leader.
+    events: Option<Arc<dyn TaskEvents>>,
+    /// Exits the event consumer received, for the next pass to record; each
+    /// with its message's receipt, deleted once the pass has recorded it.
+    inbox: Arc<Mutex<Vec<events::Pending>>>,
     pub backoff: Backoff,
     /// How many launcher calls run at once.
     pub concurrency: usize,
     /// Plain environment for every worker (endpoint overrides, replay data).
     pub worker_env: BTreeMap<String, String>,
+    /// The operator's secrets for every worker (the NewsAPI key), from the
+    /// local secret store ([`crate::worker_settings`]): handed over with the
+    /// tenant's own secrets by launchers that do not inject secrets (ECS
+    /// injects its own `polybot/workers/settings`).
+    pub worker_secrets: BTreeMap<String, SecretString>,
     /// A heartbeat older than this makes a running worker `starting` again in status.
     pub heartbeat_stale: Duration,
     /// Mixed into every spec hash: what the launcher runs (the worker image
@@ -86,6 +111,8 @@ struct Row {
     desired: Desired,
     mode: Mode,
     failed: bool,
+    /// Launches that failed in a row.
+    launch_failures: u32,
     last_heartbeat: Option<DateTime<Utc>>,
     /// What `tenant_runtime` holds now, to skip writing it again unchanged.
     stored: Option<Stored>,
@@ -115,6 +142,13 @@ pub struct PassReport {
     pub stopped: usize,
     pub exits: usize,
     pub errors: usize,
+    /// Tenants waiting for capacity (the account's Fargate quota).
+    pub waiting: usize,
+    /// No worker is starting, stopping or pending: the next pass can wait
+    /// for an event or the backstop.
+    pub settled: bool,
+    /// The earliest back-off that ends after this pass, if any.
+    pub next_backoff: Option<DateTime<Utc>>,
 }
 
 impl Reconciler {
@@ -130,9 +164,13 @@ impl Reconciler {
             secrets,
             wake,
             interval: Duration::from_secs(2),
+            backstop_interval: Duration::from_secs(30),
+            events: None,
+            inbox: Arc::default(),
             backoff: Backoff::default(),
             concurrency: 8,
             worker_env: BTreeMap::new(),
+            worker_secrets: BTreeMap::new(),
             heartbeat_stale: Duration::from_secs(30),
             spec_salt: String::new(),
             metrics: crate::metrics::Metrics::default(),
@@ -154,6 +192,26 @@ impl Reconciler {
             Some(provisioner) => provisioner.resume_all().await,
             None => Ok(0),
         }
+    }
+
+    /// Consumes `events` while leading: each wakes a pass early and brings
+    /// the exit it describes; the launcher's listing runs at least every
+    /// [`backstop_interval`](Self::backstop_interval).
+    pub fn with_events(mut self, events: Arc<dyn TaskEvents>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Receives one batch of task events (waiting up to the source's long
+    /// poll) and keeps their exits for the next pass; returns how many
+    /// concern the launcher's workers. The leader's consumer does this in a
+    /// loop; tests call it to step a reconciler by hand.
+    pub async fn receive_events(&self) -> Result<usize, LaunchError> {
+        let Some(source) = &self.events else {
+            return Ok(0);
+        };
+        let batch = source.receive().await?;
+        Ok(events::take(source.as_ref(), &self.inbox, batch).await)
     }
 
     /// Counts passes, actions and launcher calls in `metrics` (the
@@ -189,6 +247,20 @@ impl Reconciler {
                 }
             };
             tracing::info!("this control plane is the reconciler leader");
+            // The consumer runs while this replica leads: a standby leaves
+            // the queue alone, and a message a dead leader received comes
+            // back after its visibility timeout. Dropping the guard (losing
+            // the lock, stopping) ends it.
+            let consuming = CancellationToken::new();
+            let _consumer = consuming.clone().drop_guard();
+            if let Some(source) = &self.events {
+                tokio::spawn(events::consume(
+                    source.clone(),
+                    self.inbox.clone(),
+                    self.wake.clone(),
+                    consuming,
+                ));
+            }
             let mut next_prune = tokio::time::Instant::now();
             let mut next_resume = tokio::time::Instant::now() + RESUME_EVERY;
             loop {
@@ -228,14 +300,10 @@ impl Reconciler {
                     ),
                     Err(_) => self.metrics.reconcile_failed(),
                 }
+                let wait = self.next_wait(result.as_ref().ok(), Utc::now());
                 match result {
                     Ok(report)
-                        if report
-                            != PassReport {
-                                tenants: report.tenants,
-                                instances: report.instances,
-                                ..Default::default()
-                            } =>
+                        if report.started + report.stopped + report.exits + report.errors > 0 =>
                     {
                         tracing::info!(?report, "reconcile pass");
                     }
@@ -250,10 +318,27 @@ impl Reconciler {
                         return;
                     }
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.interval) => {}
+                    _ = tokio::time::sleep(wait) => {}
                 }
             }
         }
+    }
+
+    /// How long the leader waits for a wake-up before the next pass: the
+    /// short interval without an event source or while workers are in
+    /// motion; else the backstop, or less if a back-off ends sooner.
+    fn next_wait(&self, report: Option<&PassReport>, now: DateTime<Utc>) -> Duration {
+        let Some(report) = report.filter(|r| r.settled && self.events.is_some()) else {
+            return self.interval;
+        };
+        // A back-off that already ended (negative) is due now.
+        let until_backoff = report
+            .next_backoff
+            .map(|at| (at - now).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(self.backstop_interval);
+        self.backstop_interval
+            .min(until_backoff)
+            .max(self.interval.min(Duration::from_millis(100)))
     }
 
     async fn read_desired(&self) -> Result<Vec<Row>, DbError> {
@@ -289,6 +374,10 @@ impl Reconciler {
             },
             mode,
             failed: row.state == TenantState::Failed,
+            launch_failures: runtime
+                .as_ref()
+                .and_then(|r| u32::try_from(r.launch_failures).ok())
+                .unwrap_or(0),
             last_heartbeat: row.last_heartbeat,
             stored: runtime.map(|r| Stored {
                 actual: r.actual,
@@ -312,19 +401,43 @@ impl Reconciler {
 
     /// One full pass.
     pub async fn pass(&self) -> Result<PassReport, DbError> {
+        let pending = std::mem::take(&mut *events::lock(&self.inbox));
+        let result = self.pass_with(&pending).await;
+        match &result {
+            // Every exit an event brought is recorded (or was before): its
+            // message can go.
+            Ok((_, true)) if !pending.is_empty() => {
+                if let Some(source) = &self.events {
+                    events::delete(source.as_ref(), &pending).await;
+                }
+            }
+            Ok((_, true)) => {}
+            // Kept for the next pass; if this replica stops leading first,
+            // the queue delivers them again after their visibility timeout.
+            Ok((_, false)) | Err(_) => events::lock(&self.inbox).extend(pending),
+        }
+        result.map(|(report, _)| report)
+    }
+
+    /// A pass, and whether it recorded what it observed (not when the
+    /// launcher could not list).
+    async fn pass_with(&self, pending: &[events::Pending]) -> Result<(PassReport, bool), DbError> {
         let rows = self.read_desired().await?;
-        let actual = match self.launcher.list().await {
+        let mut actual = match self.launcher.list().await {
             Ok(actual) => actual,
             Err(err) => {
                 // Without knowing what runs, do nothing but say why.
                 tracing::warn!(error = %err, "the launcher could not list workers");
-                return Ok(PassReport {
+                let report = PassReport {
                     tenants: rows.len(),
                     errors: 1,
                     ..Default::default()
-                });
+                };
+                return Ok((report, false));
             }
         };
+        events::merge(&mut actual, pending);
+        self.forget_recorded_exits(&mut actual).await?;
         let now = Utc::now();
         let desired: Vec<Desired> = rows.iter().map(|r| r.desired.clone()).collect();
         let actions = plan::plan(&desired, &actual, now, &self.backoff);
@@ -355,27 +468,52 @@ impl Reconciler {
                 Outcome::Started(_) => report.started += 1,
                 Outcome::Stopped(..) => report.stopped += 1,
                 Outcome::Exited { .. } => report.exits += 1,
-                Outcome::Failed(_) => report.errors += 1,
+                Outcome::Failed(_) | Outcome::StartFailed(_) => report.errors += 1,
+                Outcome::Waiting(_) => report.waiting += 1,
                 Outcome::Reset => {}
             }
             outcomes.entry(tenant).or_default().push(outcome);
         }
 
+        report.settled = true;
         for row in &rows {
             let tenant = row.desired.tenant;
             let live: Vec<&Instance> = actual
                 .iter()
                 .filter(|i| i.tenant == tenant && i.phase.is_live())
                 .collect();
-            self.record(
-                row,
-                &live,
-                outcomes.remove(&tenant).unwrap_or_default(),
-                now,
-            )
-            .await?;
+            let recorded = self
+                .record(
+                    row,
+                    &live,
+                    outcomes.remove(&tenant).unwrap_or_default(),
+                    now,
+                )
+                .await?;
+            report.settled &= !matches!(recorded.actual, "starting" | "stopping" | "pending");
+            if let Some(until) = recorded.backoff_until.filter(|u| *u > now) {
+                report.next_backoff = Some(report.next_backoff.map_or(until, |n| n.min(until)));
+            }
         }
-        Ok(report)
+        Ok((report, true))
+    }
+
+    /// Leaves out of `actual` the exits already recorded (by this leader or
+    /// an earlier one): each is counted once.
+    async fn forget_recorded_exits(&self, actual: &mut Vec<Instance>) -> Result<(), DbError> {
+        let exited: Vec<String> = actual
+            .iter()
+            .filter(|i| !i.phase.is_live())
+            .map(|i| i.id.clone())
+            .collect();
+        if exited.is_empty() {
+            return Ok(());
+        }
+        let mut op = self.db.operator().await?;
+        let recorded = exits::recorded(&mut op, &exited).await?;
+        op.commit().await?;
+        actual.retain(|i| i.phase.is_live() || !recorded.contains(&i.id));
+        Ok(())
     }
 
     async fn execute(&self, action: Action, row: Option<&Row>) -> Outcome {
@@ -386,7 +524,8 @@ impl Reconciler {
                 };
                 match self.start(tenant, spec_hash, row.mode).await {
                     Ok(instance) => Outcome::Started(instance),
-                    Err(message) => Outcome::Failed(message),
+                    Err(StartError::Capacity(message)) => Outcome::Waiting(message),
+                    Err(StartError::Failed(message)) => Outcome::StartFailed(message),
                 }
             }
             Action::Stop {
@@ -399,16 +538,11 @@ impl Reconciler {
                 instance_id,
                 exit,
                 crashed,
-                restarts,
-                backoff_until,
                 ..
             } => Outcome::Exited {
                 instance_id,
-                fenced: exit.code == Some(worker::exit::FENCED),
-                reason: exit.reason,
+                exit,
                 crashed,
-                restarts,
-                backoff_until,
             },
             Action::ResetRestarts { .. } => Outcome::Reset,
         }
@@ -419,36 +553,40 @@ impl Reconciler {
         tenant: TenantId,
         spec_hash: String,
         mode: Mode,
-    ) -> Result<Instance, String> {
-        let mut tx = self.db.tenant(tenant).await.map_err(|e| e.to_string())?;
+    ) -> Result<Instance, StartError> {
+        let failed = |e: &dyn std::fmt::Display| StartError::Failed(e.to_string());
+        let mut tx = self.db.tenant(tenant).await.map_err(|e| failed(&e))?;
         let reference = self
             .secrets
             .reference(&mut tx)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         let venues = polybot_secrets::fingerprints(&mut tx)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| failed(&e))?;
         // A launcher that injects secrets itself (ECS, from the secret's ARN)
         // never gets them in plaintext; local processes get them as env.
         let secret = if !self.launcher.injects_secrets() {
-            let secret = self.secrets.get(&mut tx).await.map_err(|e| e.to_string())?;
-            Some(secret.ok_or("the tenant has no secret (onboarding incomplete)")?)
+            let secret = self.secrets.get(&mut tx).await.map_err(|e| failed(&e))?;
+            Some(
+                secret
+                    .ok_or_else(|| failed(&"the tenant has no secret (onboarding incomplete)"))?,
+            )
         } else {
             None
         };
-        tx.commit().await.map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| failed(&e))?;
         let mut secret_env = BTreeMap::new();
         if let Some(secret) = &secret {
-            let database_url = secret
-                .database_url
-                .clone()
-                .ok_or("the tenant's secret has no database credentials (onboarding incomplete)")?;
+            let database_url = secret.database_url.clone().ok_or_else(|| {
+                failed(&"the tenant's secret has no database credentials (onboarding incomplete)")
+            })?;
             secret_env.insert(worker::env::DATABASE_URL.to_owned(), database_url);
             secret_env.insert(
                 worker::env::EXCHANGE_KEYS.to_owned(),
                 secret.exchange_keys.to_secret_json(),
             );
+            secret_env.extend(self.worker_secrets.clone());
         }
         let spec = LaunchSpec {
             tenant,
@@ -459,33 +597,85 @@ impl Reconciler {
             secret_reference: reference,
             env: self.worker_env.clone(),
         };
-        self.launcher
-            .ensure_spec(&spec)
-            .await
-            .map_err(|e| e.to_string())?;
-        self.launcher.start(&spec).await.map_err(|e| e.to_string())
+        let launched = match self.launcher.ensure_spec(&spec).await {
+            Ok(()) => self.launcher.start(&spec).await,
+            Err(err) => Err(err),
+        };
+        launched.map_err(|err| match err {
+            LaunchError::Capacity { .. } => StartError::Capacity(err.to_string()),
+            err => StartError::Failed(err.to_string()),
+        })
     }
 
-    /// Writes what this pass saw and did for one tenant.
+    /// Records `exit` of the tenant's instance `instance_id` in `tx`, opening
+    /// it the first time; `true` if no reconciler recorded it before.
+    async fn record_exit(
+        &self,
+        tenant: TenantId,
+        tx: &mut Option<TenantTx>,
+        instance_id: &str,
+        exit: &Exit,
+        crashed: bool,
+    ) -> Result<bool, DbError> {
+        let tx = match tx {
+            Some(tx) => tx,
+            None => tx.insert(self.db.tenant(tenant).await?),
+        };
+        exits::record(
+            tx,
+            &NewExit {
+                instance_id,
+                exit_code: exit.code,
+                reason: &exit.reason,
+                requested: exit.requested,
+                crashed,
+                exited_at: exit.at,
+            },
+        )
+        .await
+    }
+
+    /// Writes what this pass saw and did for one tenant; returns the state
+    /// and back-off it recorded.
     async fn record(
         &self,
         row: &Row,
         live: &[&Instance],
         outcomes: Vec<Outcome>,
         now: DateTime<Utc>,
-    ) -> Result<(), DbError> {
+    ) -> Result<Recorded, DbError> {
         let tenant = row.desired.tenant;
+        // Exits first, each in `worker_exits`: one that another pass or
+        // leader recorded already changes nothing here.
+        let mut tx: Option<TenantTx> = None;
+        let mut counted: HashSet<&str> = HashSet::new();
+        for outcome in &outcomes {
+            if let Outcome::Exited {
+                instance_id,
+                exit,
+                crashed,
+            } = outcome
+                && self
+                    .record_exit(tenant, &mut tx, instance_id, exit, *crashed)
+                    .await?
+            {
+                counted.insert(instance_id.as_str());
+            }
+        }
         let mut restarts = row.desired.restarts;
         let mut backoff_until = row.desired.backoff_until;
+        let mut launch_failures = row.launch_failures;
         let mut last_exit: Option<String> = None;
         let mut last_error: Option<String> = None;
         let mut last_action: Option<String> = None;
+        let mut waiting: Option<&str> = None;
         let mut events: Vec<(&'static str, String)> = Vec::new();
         let mut started: Option<&Instance> = None;
         for outcome in &outcomes {
             match outcome {
                 Outcome::Started(instance) => {
                     started = Some(instance);
+                    launch_failures = 0;
                     last_action = Some(format!("started worker {}", instance.id));
                     events.push((
                         "started",
@@ -501,18 +691,22 @@ impl Reconciler {
                 }
                 Outcome::Exited {
                     instance_id,
-                    reason,
+                    exit,
                     crashed,
-                    fenced,
-                    restarts: r,
-                    backoff_until: b,
                 } => {
-                    restarts = *r;
-                    backoff_until = *b;
-                    last_exit = Some(format!("worker {instance_id}: {reason}"));
+                    if !counted.contains(instance_id.as_str()) {
+                        continue;
+                    }
+                    let reason = &exit.reason;
                     if *crashed {
+                        restarts = restarts.saturating_add(1);
+                        let wait = chrono::Duration::from_std(self.backoff.delay(restarts))
+                            .unwrap_or_default();
+                        backoff_until = Some(exit.at.max(now) + wait);
                         last_error = Some(format!("worker {instance_id} crashed: {reason}"));
                     }
+                    last_exit = Some(format!("worker {instance_id}: {reason}"));
+                    let fenced = exit.code == Some(worker::exit::FENCED);
                     let kind = match (fenced, crashed) {
                         (true, _) => "fenced",
                         (false, true) => "crashed",
@@ -520,10 +714,24 @@ impl Reconciler {
                     };
                     events.push((kind, format!("worker {instance_id}: {reason}")));
                 }
+                Outcome::StartFailed(message) => {
+                    launch_failures = launch_failures.saturating_add(1);
+                    let wait = self.backoff.launch_delay(launch_failures, rand::random());
+                    backoff_until =
+                        Some(now + chrono::Duration::from_std(wait).unwrap_or_default());
+                    let error = format!(
+                        "{message} (failed {launch_failures} time{} in a row; next try in {} s)",
+                        if launch_failures == 1 { "" } else { "s" },
+                        wait.as_secs().max(1),
+                    );
+                    events.push(("error", error.clone()));
+                    last_error = Some(error);
+                }
                 Outcome::Failed(message) => {
                     last_error = Some(format!("{} launcher: {message}", self.launcher.kind()));
                     events.push(("error", message.clone()));
                 }
+                Outcome::Waiting(message) => waiting = Some(message),
                 Outcome::Reset => {
                     restarts = 0;
                     backoff_until = None;
@@ -550,6 +758,10 @@ impl Reconciler {
             match current {
                 Some(i) if i.phase == Phase::Running && fresh_heartbeat(i) => "running",
                 Some(_) => "starting",
+                None if waiting.is_some() => "capacity",
+                None if backoff_until.is_some_and(|u| u > now) && launch_failures > 0 => {
+                    "launch_backoff"
+                }
                 None if backoff_until.is_some_and(|u| u > now) => "crash_loop",
                 None => "pending",
             }
@@ -558,10 +770,25 @@ impl Reconciler {
         } else {
             "stopping"
         };
+        if let Some(message) = waiting {
+            // Said once, when the wait begins; every pass tries again
+            // without a word until capacity frees.
+            let already = row.stored.as_ref().is_some_and(|s| s.actual == "capacity");
+            if !already {
+                events.push(("capacity", message.to_owned()));
+                last_error = Some(message.to_owned());
+            }
+        }
+        let recorded = Recorded {
+            actual,
+            backoff_until,
+        };
         // Nothing happened and nothing changed: no write (one transaction per
         // tenant per pass would cost the database more than the pass itself),
         // except to refresh `observed_at` now and then.
-        let unchanged = outcomes.is_empty()
+        let eventful = outcomes.iter().any(|o| !matches!(o, Outcome::Waiting(_)));
+        let unchanged = !eventful
+            && tx.is_none()
             && row.stored.as_ref().is_some_and(|s| {
                 s.actual == actual
                     && s.instance_id == current.map(|i| i.id.clone())
@@ -570,9 +797,12 @@ impl Reconciler {
                         < chrono::Duration::from_std(OBSERVED_REFRESH).unwrap_or_default()
             });
         if unchanged {
-            return Ok(());
+            return Ok(recorded);
         }
-        let mut tx = self.db.tenant(tenant).await?;
+        let mut tx = match tx {
+            Some(tx) => tx,
+            None => self.db.tenant(tenant).await?,
+        };
         runtime::record(
             &mut tx,
             &Observation {
@@ -585,6 +815,7 @@ impl Reconciler {
                 instance_id: current.map(|i| i.id.clone()),
                 spec_hash: row.desired.spec_hash.clone(),
                 restarts: i32::try_from(restarts).unwrap_or(i32::MAX),
+                launch_failures: i32::try_from(launch_failures).unwrap_or(i32::MAX),
                 backoff_until,
                 last_exit,
                 last_error,
@@ -595,8 +826,25 @@ impl Reconciler {
         for (kind, detail) in events {
             runtime::add_event(&mut tx, kind, &detail).await?;
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(recorded)
     }
+}
+
+/// What [`Reconciler::record`] wrote for a tenant.
+#[derive(Debug, Clone, Copy)]
+struct Recorded {
+    actual: &'static str,
+    backoff_until: Option<DateTime<Utc>>,
+}
+
+/// Why a start did not happen.
+#[derive(Debug)]
+enum StartError {
+    /// The launcher has no room for it (the Fargate quota): wait, no back-off.
+    Capacity(String),
+    /// Anything else: back off.
+    Failed(String),
 }
 
 /// `hash` with `salt` mixed in (unchanged when there is no salt).
@@ -614,13 +862,14 @@ enum Outcome {
     Stopped(String, String),
     Exited {
         instance_id: String,
-        reason: String,
+        exit: Exit,
         crashed: bool,
-        /// It exited because a newer worker took its lease.
-        fenced: bool,
-        restarts: u32,
-        backoff_until: Option<DateTime<Utc>>,
     },
+    /// A start failed: back off. The message names the launcher.
+    StartFailed(String),
+    /// A start waits for capacity. The message names the launcher.
+    Waiting(String),
+    /// Another launcher call (a stop) failed.
     Failed(String),
     Reset,
 }

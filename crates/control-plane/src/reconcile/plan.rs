@@ -31,13 +31,17 @@ pub struct Desired {
     pub backoff_until: Option<DateTime<Utc>>,
 }
 
-/// Crash-loop back-off.
+/// Crash-loop and failed-launch back-off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     pub base: Duration,
     pub cap: Duration,
     /// A worker up this long on its current spec is steady again.
     pub stable_after: Duration,
+    /// The wait after a first failed launch (RunTask), doubling with each
+    /// failure in a row up to `launch_cap`, jittered.
+    pub launch_base: Duration,
+    pub launch_cap: Duration,
 }
 
 impl Default for Backoff {
@@ -46,6 +50,8 @@ impl Default for Backoff {
             base: Duration::from_secs(2),
             cap: Duration::from_secs(300),
             stable_after: Duration::from_secs(120),
+            launch_base: Duration::from_secs(5),
+            launch_cap: Duration::from_secs(600),
         }
     }
 }
@@ -55,6 +61,21 @@ impl Backoff {
     pub fn delay(&self, restarts: u32) -> Duration {
         let exp = restarts.saturating_sub(1).min(30);
         self.base.saturating_mul(1u32 << exp).min(self.cap)
+    }
+
+    /// The wait after the `failures`-th failed launch in a row: the capped
+    /// exponential delay, less a random part of up to half of it (`jitter`
+    /// is any random number), so that tenants failing together (a quota, an
+    /// outage) do not retry together.
+    pub fn launch_delay(&self, failures: u32, jitter: u64) -> Duration {
+        let exp = failures.saturating_sub(1).min(30);
+        let full = self
+            .launch_base
+            .saturating_mul(1u32 << exp)
+            .min(self.launch_cap);
+        let full_ms = u64::try_from(full.as_millis()).unwrap_or(u64::MAX);
+        let half = full_ms / 2;
+        Duration::from_millis(full_ms - jitter % (half + 1))
     }
 }
 
@@ -347,11 +368,35 @@ mod tests {
     }
 
     #[test]
+    fn failed_launches_back_off_exponentially_with_jitter_up_to_the_cap() {
+        let policy = Backoff {
+            launch_base: Duration::from_secs(5),
+            launch_cap: Duration::from_secs(60),
+            ..Backoff::default()
+        };
+        // Without jitter: the full delay.
+        let full: Vec<u64> = (1..=6)
+            .map(|n| policy.launch_delay(n, 0).as_secs())
+            .collect();
+        assert_eq!(full, vec![5, 10, 20, 40, 60, 60]);
+        // The most jitter takes off half.
+        assert_eq!(policy.launch_delay(3, 10_000), Duration::from_secs(10));
+        for jitter in [1, 7_777, u64::MAX] {
+            let d = policy.launch_delay(3, jitter);
+            assert!(
+                d >= Duration::from_secs(10) && d <= Duration::from_secs(20),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
     fn crashes_back_off_exponentially_up_to_the_cap() {
         let policy = Backoff {
             base: Duration::from_secs(2),
             cap: Duration::from_secs(60),
             stable_after: Duration::from_secs(120),
+            ..Backoff::default()
         };
         let delays: Vec<u64> = (1..=8).map(|n| policy.delay(n).as_secs()).collect();
         assert_eq!(delays, vec![2, 4, 8, 16, 32, 60, 60, 60]);

@@ -811,6 +811,10 @@ async fn a_killed_worker_produces_one_alert_and_one_recovery(
     reconciler
         .worker_env
         .insert("POLYBOT_HEARTBEAT_SECS".into(), "0.2".into());
+    // No market data: the alert is about a silent worker, not its feeds.
+    reconciler
+        .worker_env
+        .insert("POLYBOT_LIVE_DATA".into(), "0".into());
     let stop = CancellationToken::new();
     let reconciling = tokio::spawn(reconciler.run(stop.clone()));
     // The evaluator starts once the worker runs: how long a worker takes to

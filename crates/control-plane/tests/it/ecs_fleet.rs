@@ -111,6 +111,7 @@ async fn the_reconciler_runs_one_ecs_task_per_active_tenant_and_replaces_a_stopp
                 cpu: 256,
                 memory: 512,
                 ibkr_gateway_image: None,
+                worker_settings_secret_arn: None,
             },
             &aws,
         )
@@ -270,4 +271,173 @@ async fn the_reconciler_runs_one_ecs_task_per_active_tenant_and_replaces_a_stopp
         .count(&format!("SELECT count(*) FROM tenant_runtime_events WHERE tenant_id = '{b}' AND kind = 'crashed'"))
         .await;
     assert_eq!(timeline, 1);
+}
+
+/// The event path end to end, as a deployment runs it: the rule and queues
+/// of `infra/events.tf` in the emulator, a task stopped there, and the task
+/// state change ECS would send (its documented shape; the emulator emits
+/// none) published to the bus with PutEvents. The leader's consumer receives
+/// it through the queue and wakes the reconciler, which records the exit
+/// from the event and replaces the worker; the message is deleted. The
+/// reconciler's timer is an hour, so nothing but the event can wake it.
+///
+/// The same steps (`polybot_launcher::testing`: `event_plumbing` before the
+/// control plane starts, with `POLYBOT_ECS_EVENTS_QUEUE_URL` set to its
+/// queue; then `stopped_task_detail` and `publish_task_state_change` after
+/// stopping the task) extend the deployment rehearsal.
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_task_state_change_through_eventbridge_and_sqs_wakes_the_reconciler_to_replace_the_worker(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use polybot_launcher::TaskEvents;
+    use polybot_launcher::ecs::SqsTaskEvents;
+    use polybot_launcher::testing::{
+        event_plumbing, publish_task_state_change, stopped_task_detail,
+    };
+
+    let subnet = moto_setup().await;
+    let aws = aws().await;
+    let ecs = aws_sdk_ecs::Client::new(&aws);
+    let cluster = format!("polybot-ev-{}", TenantId::new());
+    let cluster_arn = ecs
+        .create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap()
+        .cluster()
+        .and_then(|c| c.cluster_arn())
+        .unwrap()
+        .to_owned();
+    let plumbing = event_plumbing(&aws, &endpoint(), &cluster, &cluster_arn, 5)
+        .await
+        .unwrap();
+
+    let mut h = Harness::new(pool_opts, options.clone()).await;
+    let store = Arc::new(AwsSecretStore::new(&aws));
+    h.state = AppState::new(
+        h.state.db.clone(),
+        store.clone(),
+        WorkerDatabase::from_options(&options),
+    );
+    let launcher = Arc::new(
+        EcsLauncher::new(
+            EcsConfig {
+                cluster: cluster.clone(),
+                subnets: vec![subnet],
+                security_groups: vec![],
+                worker_image: "123456789012.dkr.ecr.us-east-1.amazonaws.com/polybot:v1".into(),
+                execution_role_arn: "arn:aws:iam::123456789012:role/polybot-worker-execution"
+                    .into(),
+                task_role_arn: "arn:aws:iam::123456789012:role/polybot-worker-task".into(),
+                log_group: "/polybot/workers".into(),
+                region: "us-east-1".into(),
+                assign_public_ip: false,
+                spot_for_paper: false,
+                cost_tags: BTreeMap::new(),
+                cpu: 256,
+                memory: 512,
+                ibkr_gateway_image: None,
+                worker_settings_secret_arn: None,
+            },
+            &aws,
+        )
+        .unwrap(),
+    );
+    let events = SqsTaskEvents::new(&aws, plumbing.queue_url.clone(), cluster.clone())
+        .with_wait(Duration::from_secs(1));
+    let mut reconciler = Reconciler::new(
+        h.state.db.clone(),
+        launcher.clone(),
+        store,
+        Arc::new(tokio::sync::Notify::new()),
+    )
+    .with_events(Arc::new(events));
+    reconciler.interval = Duration::from_secs(3600);
+    reconciler.backstop_interval = Duration::from_secs(3600);
+    reconciler.backoff.base = Duration::from_millis(1);
+
+    let a = h.onboard(json!({"name": "a"})).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(reconciler.run(stop.clone()));
+    let live = |instances: &[polybot_launcher::Instance]| {
+        instances
+            .iter()
+            .filter(|i| i.tenant.to_string() == a && i.phase.is_live())
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let mut first = Vec::new();
+    for _ in 0..100 {
+        first = live(&launcher.list().await.unwrap());
+        if !first.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first.len(), 1, "the leader's first pass started the worker");
+    let task = first[0].clone();
+
+    // ECS stops the task (its worker exited with code 1) and says so.
+    ecs.stop_task()
+        .cluster(&cluster)
+        .task(&task.id)
+        .reason("Essential container in task exited")
+        .send()
+        .await
+        .unwrap();
+    let detail = stopped_task_detail(task.tenant, &task.id, &cluster_arn, &task.spec_hash, 1);
+    publish_task_state_change(&endpoint(), &detail)
+        .await
+        .unwrap();
+
+    let mut replacement = None;
+    for _ in 0..100 {
+        if let Some(new) = live(&launcher.list().await.unwrap())
+            .into_iter()
+            .find(|i| i.id != task.id)
+        {
+            replacement = Some(new);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.cancel();
+    running.await.unwrap();
+    let replacement =
+        replacement.expect("the event woke the reconciler, which replaced the worker");
+    assert_ne!(replacement.id, task.id);
+
+    let status = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{a}/status"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(status.body["worker"]["restarts"], 1, "{}", status.text);
+    assert_eq!(
+        status.body["worker"]["last_exit"],
+        format!(
+            "worker {}: EssentialContainerExited: Essential container in task exited; \
+             container worker exited with exit code 1",
+            task.id
+        ),
+        "the exit is the event's"
+    );
+    assert_eq!(
+        h.count(&format!(
+            "SELECT count(*) FROM worker_exits WHERE tenant_id = '{a}' AND instance_id = '{}' AND exit_code = 1",
+            task.id
+        ))
+        .await,
+        1
+    );
+    // Recorded, the message was deleted: nothing is left on the queue.
+    let left = SqsTaskEvents::new(&aws, plumbing.queue_url, cluster)
+        .with_wait(Duration::ZERO)
+        .with_visibility_timeout(Duration::ZERO);
+    assert_eq!(left.receive().await.unwrap(), []);
 }

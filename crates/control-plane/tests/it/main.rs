@@ -15,5 +15,7 @@ mod offboarding;
 mod onboarding;
 mod openapi;
 mod protection;
+mod reconcile_events;
 mod tenant_controls;
 mod transport;
+mod worker_settings;

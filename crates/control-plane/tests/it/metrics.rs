@@ -160,6 +160,7 @@ async fn metrics_show_fleet_tenant_reconciler_launcher_and_http_series_with_thei
     )
     .with_metrics(h.state.metrics.clone());
     reconciler.interval = Duration::from_millis(50);
+    reconciler.backoff.launch_base = Duration::from_millis(50);
     let stop = CancellationToken::new();
     let running = tokio::spawn(reconciler.run(stop.clone()));
     write_worker_data(&h, &alpha).await;

@@ -242,7 +242,14 @@ fn task_roles_and_the_worker_execution_role_reach_only_tenant_secrets() {
     let pattern = tenant_secret_pattern(&infra);
     let mut seen = 0;
     for s in infra.statements() {
-        if !s.has_action("secretsmanager:") || s.document == "control_plane_execution" {
+        // The execution roles of the control plane and the migrate task, and
+        // the workers' settings, read named secrets (tested below).
+        let named = [
+            "control_plane_execution",
+            "migrate_execution",
+            "worker_settings",
+        ];
+        if !s.has_action("secretsmanager:") || named.contains(&s.document.as_str()) {
             continue;
         }
         assert!(
@@ -286,19 +293,60 @@ fn the_worker_execution_role_may_only_read_tenant_secrets() {
     );
 }
 
-#[test]
-fn the_control_plane_execution_role_reads_only_its_database_secret() {
-    let infra = infra();
+/// The one statement of `document` that reaches Secrets Manager: it may
+/// only read, and only `resources`.
+fn reads_only(infra: &Infra, document: &str, resources: &[String]) {
     let secret: Vec<Statement> = infra
-        .document("control_plane_execution")
+        .document(document)
         .into_iter()
         .filter(|s| s.has_action("secretsmanager:"))
         .collect();
-    assert_eq!(secret.len(), 1);
+    assert_eq!(secret.len(), 1, "{document}");
     assert_eq!(secret[0].actions, ["secretsmanager:GetSecretValue"]);
-    assert_eq!(
-        secret[0].resources,
-        [infra.resolve("local.database_secret_arn")]
+    assert_eq!(secret[0].resources, resources, "{document}");
+}
+
+#[test]
+fn the_migrate_task_reads_only_the_two_database_secrets_and_the_workers_only_their_settings() {
+    let infra = infra();
+    reads_only(
+        &infra,
+        "migrate_execution",
+        &[
+            infra.resolve("local.admin_database_secret_arn"),
+            infra.resolve("local.database_secret_arn"),
+        ],
+    );
+    reads_only(
+        &infra,
+        "worker_settings",
+        &["aws_secretsmanager_secret.worker_settings[0].arn".to_owned()],
+    );
+    for (name, expected) in [
+        ("database_admin", "polybot/control-plane/database-admin"),
+        ("control_plane_tokens", "polybot/control-plane/tokens"),
+        ("worker_settings", "polybot/workers/settings"),
+    ] {
+        let (_, secret) = infra
+            .blocks("resource", "aws_secretsmanager_secret")
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("aws_secretsmanager_secret.{name}"));
+        let actual = text(&attr(secret, "name").unwrap());
+        assert_eq!(actual, expected);
+        assert!(!actual.starts_with(TENANT_SECRET_PREFIX));
+    }
+}
+
+#[test]
+fn the_control_plane_execution_role_reads_only_its_database_secret_and_tokens() {
+    let infra = infra();
+    reads_only(
+        &infra,
+        "control_plane_execution",
+        &[
+            infra.resolve("local.database_secret_arn"),
+            "aws_secretsmanager_secret.control_plane_tokens.arn".to_owned(),
+        ],
     );
     // …and that secret is not a tenant's.
     let (_, database) = infra
@@ -432,10 +480,11 @@ fn pass_role_is_limited_to_the_two_worker_roles() {
 fn each_role_gets_only_the_policy_meant_for_it() {
     let infra = infra();
     let attached: BTreeSet<(String, String)> = infra.role_policies().into_iter().collect();
-    let expected: BTreeSet<(String, String)> = [
+    let mut expected: BTreeSet<(String, String)> = [
         "control_plane_execution",
         "control_plane_task",
         "worker_execution",
+        "migrate_execution",
     ]
     .into_iter()
     .map(|r| {
@@ -444,7 +493,23 @@ fn each_role_gets_only_the_policy_meant_for_it() {
             format!("data.aws_iam_policy_document.{r}.json"),
         )
     })
+    .chain([
+        // The task-event queue and the Fargate quotas (events.tf).
+        (
+            "aws_iam_role.control_plane_task.id".to_owned(),
+            "data.aws_iam_policy_document.control_plane_events.json".to_owned(),
+        ),
+        // VPC flow logs into their log group (network.tf).
+        (
+            "aws_iam_role.flow_logs[0].id".to_owned(),
+            "data.aws_iam_policy_document.flow_logs[0].json".to_owned(),
+        ),
+    ])
     .collect();
+    expected.insert((
+        "aws_iam_role.worker_execution.id".to_owned(),
+        "data.aws_iam_policy_document.worker_settings[0].json".to_owned(),
+    ));
     assert_eq!(attached, expected);
     // Managed policies only for RDS enhanced monitoring.
     for (_, b) in infra.blocks("resource", "aws_iam_role_policy_attachment") {
@@ -495,40 +560,88 @@ fn the_worker_task_role_has_no_permissions_at_all() {
 }
 
 #[test]
-fn terraform_fills_every_placeholder_of_the_control_plane_task_definition() {
+fn terraform_fills_every_placeholder_of_the_control_plane_and_migrate_task_definitions() {
     let infra = infra();
-    let template_text = std::fs::read_to_string(
-        infra_dir().join("../deploy/ecs/control-plane.task-definition.json"),
-    )
-    .unwrap();
-    let wanted: BTreeSet<String> = template::placeholders(&template_text)
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert!(wanted.contains("database_secret_arn"));
+    for (file, local) in [
+        ("control-plane.task-definition.json", "control_plane_task"),
+        ("migrate.task-definition.json", "migrate_task"),
+    ] {
+        let template_text =
+            std::fs::read_to_string(infra_dir().join("../deploy/ecs").join(file)).unwrap();
+        let wanted: BTreeSet<String> = template::placeholders(&template_text)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert!(wanted.contains("database_secret_arn"), "{file}");
 
-    let (_, locals) = infra
-        .bodies
+        let (_, locals) = infra
+            .bodies
+            .iter()
+            .flat_map(|(p, b)| b.blocks().map(move |b| (p, b)))
+            .find(|(_, b)| {
+                b.identifier() == "locals" && b.body().attributes().any(|a| a.key() == local)
+            })
+            .unwrap_or_else(|| panic!("the locals block defining {local}"));
+        let expr = attr(locals, local).unwrap();
+        let Expression::FuncCall(jsondecode) = expr else {
+            panic!("jsondecode(…) expected")
+        };
+        let Expression::FuncCall(templatestring) = &jsondecode.args[0] else {
+            panic!("templatestring(…) expected")
+        };
+        assert_eq!(templatestring.name.name.as_str(), "templatestring");
+        let Expression::Object(vars) = &templatestring.args[1] else {
+            panic!("an object of vars")
+        };
+        let given: BTreeSet<String> = vars.keys().map(|k| k.to_string()).collect();
+        assert_eq!(given, wanted, "{file}");
+    }
+}
+
+#[test]
+fn the_control_plane_consumes_only_its_events_queue_and_reads_only_the_fargate_quotas() {
+    let statements = infra().document("control_plane_events");
+    let actions: BTreeSet<&str> = statements
         .iter()
-        .flat_map(|(p, b)| b.blocks().map(move |b| (p, b)))
-        .find(|(_, b)| {
-            b.identifier() == "locals"
-                && b.body()
-                    .attributes()
-                    .any(|a| a.key() == "control_plane_task")
-        })
-        .expect("the locals block of control_plane.tf");
-    let expr = attr(locals, "control_plane_task").unwrap();
-    let Expression::FuncCall(jsondecode) = expr else {
-        panic!("jsondecode(…) expected")
-    };
-    let Expression::FuncCall(templatestring) = &jsondecode.args[0] else {
-        panic!("templatestring(…) expected")
-    };
-    assert_eq!(templatestring.name.name.as_str(), "templatestring");
-    let Expression::Object(vars) = &templatestring.args[1] else {
-        panic!("an object of vars")
-    };
-    let given: BTreeSet<String> = vars.keys().map(|k| k.to_string()).collect();
-    assert_eq!(given, wanted);
+        .flat_map(|s| s.actions.iter().map(String::as_str))
+        .collect();
+    assert_eq!(
+        actions,
+        BTreeSet::from([
+            "sqs:ReceiveMessage",
+            "sqs:DeleteMessage",
+            "sqs:ChangeMessageVisibility",
+            "sqs:GetQueueAttributes",
+            "servicequotas:GetServiceQuota",
+        ])
+    );
+    for s in &statements {
+        if s.has_action("sqs:") {
+            assert_eq!(s.resources, ["aws_sqs_queue.ecs_events.arn"], "{}", s.sid);
+        } else {
+            assert_eq!(s.resources.len(), 2, "{}", s.sid);
+            for (resource, quota) in s.resources.iter().zip(["L-3032A538", "L-36FBB829"]) {
+                assert!(
+                    resource.ends_with(&format!(":fargate/{quota}")),
+                    "{}: {resource}",
+                    s.sid
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_event_rule_may_send_to_the_events_queue() {
+    let statements = infra().document("ecs_events_queue");
+    assert_eq!(statements.len(), 1);
+    let s = &statements[0];
+    assert_eq!(s.actions, ["sqs:SendMessage"]);
+    assert_eq!(s.resources, ["aws_sqs_queue.ecs_events.arn"]);
+    assert_eq!(s.conditions.len(), 1);
+    assert_eq!(s.conditions[0].variable, "aws:SourceArn");
+    assert_eq!(
+        s.conditions[0].values,
+        ["aws_cloudwatch_event_rule.ecs_task_state_change.arn"]
+    );
 }

@@ -29,6 +29,7 @@ fn spec() -> WorkerTaskSpec {
         mode: WorkerMode::Paper,
         ibkr: None,
         extra_tags: BTreeMap::new(),
+        settings_secret_arn: None,
     }
 }
 
@@ -349,4 +350,41 @@ fn the_spec_round_trips_through_json() {
     assert_eq!(back, spec);
     assert_eq!(spec.family(), format!("polybot-t-{TENANT}"));
     assert_eq!(spec.size(), FargateSize::new(256, 2048));
+}
+
+#[test]
+fn the_operators_worker_settings_are_injected_from_their_secret_when_there_is_one() {
+    let without = render_worker_task_definition(&spec()).unwrap();
+    assert_eq!(
+        names(&container(&without, "worker")["secrets"]),
+        ["EXCHANGE_KEYS", "DATABASE_URL"]
+    );
+    let arn =
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:polybot/workers/settings-Xy12Zw";
+    let with = render_worker_task_definition(&WorkerTaskSpec {
+        settings_secret_arn: Some(arn.into()),
+        ..spec()
+    })
+    .unwrap();
+    let secrets = &container(&with, "worker")["secrets"];
+    assert_eq!(
+        names(secrets),
+        ["EXCHANGE_KEYS", "DATABASE_URL", "POLYBOT_NEWSAPI_KEY"]
+    );
+    assert_eq!(
+        secrets[2]["valueFrom"],
+        format!("{arn}:POLYBOT_NEWSAPI_KEY::")
+    );
+    // Never a tenant's secret: that one the worker execution role reads for
+    // every tenant, so it must hold no tenant's data.
+    let tenants = spec().secret_arn;
+    let err = render_worker_task_definition(&WorkerTaskSpec {
+        settings_secret_arn: Some(tenants),
+        ..spec()
+    })
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("polybot/workers/settings"),
+        "{err}"
+    );
 }

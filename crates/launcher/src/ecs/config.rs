@@ -44,6 +44,9 @@ pub struct EcsConfig {
     pub memory: u32,
     /// The IB Gateway sidecar's image, for tenants with IBKR keys.
     pub ibkr_gateway_image: Option<String>,
+    /// The operator's workers' settings secret (the NewsAPI key), injected
+    /// into every worker; `None` when there is none.
+    pub worker_settings_secret_arn: Option<String>,
 }
 
 impl EcsConfig {

@@ -4,10 +4,11 @@
 //!
 //! What does not live here: the definition's content
 //! ([`super::task_definition`]), rate limits and retries
-//! ([`super::throttle`]), and reading tasks ([`super::observe`]).
+//! ([`super::throttle`]), reading tasks ([`super::observe`]), and the
+//! Fargate quotas a launch is admitted against ([`super::capacity`]).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use polybot_deploy_spec::worker::{IBKR_MIN_TASK_MEMORY, WORKER_CONTAINER};
 use polybot_deploy_spec::{FargateSize, IbkrSidecar};
 use rand::Rng;
 
+use super::capacity::{Admission, Capacity, QuotaSource, Quotas, ServiceQuotas};
 use super::config::EcsConfig;
 use super::task_definition::{self, TaskDefinition, arn_family, arn_revision};
 use super::throttle::{Api, RateLimits, RetryPolicy, Throttle};
@@ -51,8 +53,6 @@ struct State {
     sizes: HashMap<TenantId, FargateSize>,
     /// Successful RunTasks per tenant: the attempt part of the next clientToken.
     launches: HashMap<TenantId, u64>,
-    /// STOPPED tasks already reported by `list`.
-    reported: HashSet<String>,
 }
 
 /// Runs each tenant's worker as one ECS Fargate task.
@@ -64,6 +64,7 @@ pub struct EcsLauncher {
     /// Random per launcher: a restarted control plane never reuses a token.
     incarnation: String,
     state: Mutex<State>,
+    capacity: Capacity,
 }
 
 impl EcsLauncher {
@@ -83,7 +84,19 @@ impl EcsLauncher {
                     .build(),
             )
             .build();
-        Self::from_client(config, Client::from_conf(ecs))
+        let quotas = aws_sdk_servicequotas::config::Builder::from(aws)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .build(),
+            )
+            .build();
+        Ok(
+            Self::from_client(config, Client::from_conf(ecs))?.with_quota_source(Arc::new(
+                ServiceQuotas::new(aws_sdk_servicequotas::Client::from_conf(quotas)),
+            )),
+        )
     }
 
     /// A launcher on an existing client (tests give one with mocked
@@ -98,7 +111,30 @@ impl EcsLauncher {
             throttle: Throttle::new(RateLimits::default(), RetryPolicy::default()),
             incarnation: hex::encode(nonce),
             state: Mutex::new(State::default()),
+            capacity: Capacity::new(None, Quotas::default()),
         })
+    }
+
+    /// Where the account's Fargate vCPU quotas are read ([`new`](Self::new)
+    /// reads Service Quotas; a client made with
+    /// [`from_client`](Self::from_client) reads none until given one).
+    pub fn with_quota_source(mut self, source: Arc<dyn QuotaSource>) -> Self {
+        self.capacity.set_source(source);
+        self
+    }
+
+    /// The operator's Fargate vCPU quotas, in place of Service Quotas' (a
+    /// `None` keeps reading that one).
+    pub fn with_fargate_quota(mut self, overrides: Quotas) -> Self {
+        let source = self.capacity.source();
+        self.capacity = Capacity::new(source, overrides);
+        self
+    }
+
+    /// The account's Fargate vCPU quotas as the launcher knows them, and the
+    /// CPU units its live tasks hold (for `/metrics`).
+    pub async fn fargate_capacity(&self) -> (Quotas, super::capacity::InUse) {
+        (self.capacity.quotas().await, self.capacity.in_use())
     }
 
     pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
@@ -283,6 +319,42 @@ impl EcsLauncher {
         let definition = self.ensure_definition(spec).await?;
         let token = client_token(spec.tenant, &spec.spec_hash, attempt);
         let spot = self.config.spot(spec.mode);
+        let needed = self.cpu_units(spec)?;
+        if let Admission::Full(message) = self.capacity.admit(spot, needed).await {
+            return Err(LaunchError::Capacity {
+                launcher: LAUNCHER,
+                message,
+            });
+        }
+        let started = self.run_task(spec, &definition, &token, spot).await;
+        if started.is_err() {
+            self.capacity.release(spot, needed);
+        }
+        started
+    }
+
+    /// The CPU units `spec`'s task asks for.
+    fn cpu_units(&self, spec: &LaunchSpec) -> Result<u32, LaunchError> {
+        let (definition, _) = self.task_definition(spec)?;
+        definition
+            .cpu
+            .as_deref()
+            .and_then(|cpu| cpu.parse().ok())
+            .ok_or_else(|| {
+                invalid(format!(
+                    "the task definition's cpu {:?} is not a number",
+                    definition.cpu
+                ))
+            })
+    }
+
+    async fn run_task(
+        &self,
+        spec: &LaunchSpec,
+        definition: &str,
+        token: &str,
+        spot: bool,
+    ) -> Result<Instance, LaunchError> {
         let mut environment = vec![
             KeyValuePair::builder()
                 .name(env::SPEC_HASH)
@@ -315,11 +387,11 @@ impl EcsLauncher {
             .client
             .run_task()
             .cluster(&self.config.cluster)
-            .task_definition(&definition)
+            .task_definition(definition)
             .count(1)
             .started_by(STARTED_BY)
             .group(group(spec.tenant))
-            .client_token(&token)
+            .client_token(token)
             .capacity_provider_strategy(capacity)
             .network_configuration(
                 NetworkConfiguration::builder()
@@ -396,7 +468,8 @@ impl Launcher for EcsLauncher {
 
     async fn list(&self) -> Result<Vec<Instance>, LaunchError> {
         let tasks = observe::tasks(&self.client, &self.throttle, &self.config.cluster).await?;
-        Ok(observe::instances(&tasks, &mut lock(&self.state).reported))
+        self.capacity.observed(observe::cpu_in_use(&tasks));
+        Ok(observe::instances(&tasks))
     }
 
     async fn start(&self, spec: &LaunchSpec) -> Result<Instance, LaunchError> {

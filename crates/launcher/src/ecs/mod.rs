@@ -12,6 +12,10 @@
 //!   ([`TaskDefinition`]) and their translation into RegisterTaskDefinition;
 //! - [`observe`]: ListTasks/DescribeTasks, and a task in the launcher's terms
 //!   ([`phase`], [`exit`]);
+//! - [`events`]: ECS task state-change events from an SQS queue
+//!   ([`SqsTaskEvents`], the [`TaskEvents`](crate::TaskEvents) on aws-sdk-sqs);
+//! - [`capacity`]: the account's Fargate vCPU quotas and the admission of a
+//!   launch against them;
 //! - [`launcher`]: [`EcsLauncher`], the [`Launcher`](crate::Launcher) on
 //!   `aws-sdk-ecs`.
 //!
@@ -53,14 +57,18 @@ use sha2::{Digest, Sha256};
 
 use crate::LaunchError;
 
+pub mod capacity;
 pub mod config;
+pub mod events;
 pub mod launcher;
 pub mod observe;
 pub mod sdk;
 pub mod task_definition;
 pub mod throttle;
 
+pub use capacity::{InUse, QuotaSource, Quotas, ServiceQuotas};
 pub use config::EcsConfig;
+pub use events::SqsTaskEvents;
 pub use launcher::EcsLauncher;
 pub use observe::{exit, phase};
 pub use sdk::{https_client, load_aws_config};

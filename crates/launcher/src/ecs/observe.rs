@@ -2,8 +2,12 @@
 //! launcher's tasks, and a task in the launcher's terms (an
 //! [`crate::Instance`], its [`phase`], its [`exit`]).
 //!
-//! What does not live here: remembering which stopped tasks were already
-//! reported (the launcher's state), and starting or stopping tasks.
+//! Every stopped task ECS still knows of is reported on every listing: which
+//! exits were already counted is the database's record (`worker_exits`), so
+//! that a new leader does not count them again.
+//!
+//! What does not live here: starting or stopping tasks, and task state-change
+//! events (`events`).
 
 use std::collections::HashSet;
 
@@ -69,27 +73,34 @@ pub(super) async fn tasks(
     Ok(tasks)
 }
 
-/// The instances `tasks` are, each stopped task reported once: `reported`
-/// holds the stopped tasks reported before and is replaced by those stopped
-/// now (ECS forgets stopped tasks after a while; so does this set).
-pub(super) fn instances(tasks: &[Task], reported: &mut HashSet<String>) -> Vec<Instance> {
-    let mut stopped_now = HashSet::new();
-    let mut instances = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        let Some(instance) = instance(task, None) else {
-            tracing::warn!(task = ?task.task_arn(), group = ?task.group(), "a task started by polybot has no tenant group; ignored");
-            continue;
-        };
-        if let Phase::Exited(_) = instance.phase {
-            stopped_now.insert(instance.id.clone());
-            if reported.contains(&instance.id) {
-                continue;
+/// The instances `tasks` are, running and stopped (tasks that are not ours
+/// are left out).
+pub(super) fn instances(tasks: &[Task]) -> Vec<Instance> {
+    tasks
+        .iter()
+        .filter_map(|task| {
+            let instance = instance(task, None);
+            if instance.is_none() {
+                tracing::warn!(task = ?task.task_arn(), group = ?task.group(), "a task started by polybot has no tenant group; ignored");
             }
+            instance
+        })
+        .collect()
+}
+
+/// CPU units (1024 = 1 vCPU) the live tasks among `tasks` hold, On-Demand
+/// and Spot apart: what counts against the account's Fargate quotas.
+pub(super) fn cpu_in_use(tasks: &[Task]) -> super::capacity::InUse {
+    let mut in_use = super::capacity::InUse::default();
+    for task in tasks.iter().filter(|t| phase(t).is_live()) {
+        let units: u32 = task.cpu().and_then(|c| c.parse().ok()).unwrap_or(0);
+        if task.capacity_provider_name() == Some("FARGATE_SPOT") {
+            in_use.spot = in_use.spot.saturating_add(units);
+        } else {
+            in_use.on_demand = in_use.on_demand.saturating_add(units);
         }
-        instances.push(instance);
     }
-    *reported = stopped_now;
-    instances
+    in_use
 }
 
 fn chrono_time(t: Option<&aws_sdk_ecs::primitives::DateTime>) -> Option<DateTime<Utc>> {
@@ -218,7 +229,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stopped_task_is_reported_once_and_a_running_one_every_time() {
+    fn every_listing_reports_stopped_tasks_again_and_leaves_strangers_out() {
         let tenant = TenantId::new();
         let group = format!("{GROUP_PREFIX}{tenant}");
         let tasks = [
@@ -226,20 +237,36 @@ mod tests {
             task("arn:stopped", &group, "STOPPED"),
             task("arn:stranger", "service:web", "RUNNING"),
         ];
-        let mut reported = HashSet::new();
-        let first: Vec<String> = instances(&tasks, &mut reported)
-            .into_iter()
-            .map(|i| i.id)
-            .collect();
-        assert_eq!(first, ["arn:running", "arn:stopped"]);
-        let second = instances(&tasks, &mut reported);
-        assert_eq!(second.len(), 1);
-        assert_eq!(second[0].id, "arn:running");
-        assert_eq!(second[0].tenant, tenant);
-        assert_eq!(second[0].spec_hash, "h1");
-        assert_eq!(second[0].phase, Phase::Running);
-        // Once ECS forgets the stopped task, so does the launcher.
-        assert_eq!(instances(&tasks[..1], &mut reported).len(), 1);
-        assert!(reported.is_empty());
+        for _ in 0..2 {
+            let listed = instances(&tasks);
+            let ids: Vec<&str> = listed.iter().map(|i| i.id.as_str()).collect();
+            assert_eq!(ids, ["arn:running", "arn:stopped"]);
+            assert_eq!(listed[0].tenant, tenant);
+            assert_eq!(listed[0].spec_hash, "h1");
+            assert_eq!(listed[0].phase, Phase::Running);
+            assert!(matches!(listed[1].phase, Phase::Exited(_)));
+        }
+    }
+
+    #[test]
+    fn live_tasks_count_their_cpu_against_on_demand_or_spot() {
+        let group = format!("{GROUP_PREFIX}{}", TenantId::new());
+        let sized = |arn: &str, status: &str, cpu: &str, provider: &str| {
+            Task::builder()
+                .task_arn(arn)
+                .group(&group)
+                .last_status(status)
+                .cpu(cpu)
+                .capacity_provider_name(provider)
+                .build()
+        };
+        let tasks = [
+            sized("a", "RUNNING", "256", "FARGATE"),
+            sized("b", "PENDING", "1024", "FARGATE"),
+            sized("c", "RUNNING", "512", "FARGATE_SPOT"),
+            sized("d", "STOPPED", "4096", "FARGATE"),
+        ];
+        let in_use = cpu_in_use(&tasks);
+        assert_eq!((in_use.on_demand, in_use.spot), (1280, 512));
     }
 }

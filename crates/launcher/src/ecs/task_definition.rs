@@ -358,6 +358,7 @@ pub(super) fn render(
         },
         ibkr,
         extra_tags: config.cost_tags.clone(),
+        settings_secret_arn: config.worker_settings_secret_arn.clone(),
     };
     let mut rendered = spec.render().map_err(|e| invalid(e.to_string()))?;
     let object = rendered
@@ -420,6 +421,7 @@ mod tests {
             cpu: 256,
             memory: 512,
             ibkr_gateway_image: None,
+            worker_settings_secret_arn: None,
         }
     }
 
@@ -561,6 +563,7 @@ mod tests {
             mode: WorkerMode::Paper,
             ibkr: None,
             extra_tags: BTreeMap::new(),
+            settings_secret_arn: None,
         };
         let good = spec.render().unwrap();
         assert!(TaskDefinition::from_rendered(good.clone()).is_ok());

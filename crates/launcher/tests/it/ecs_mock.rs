@@ -44,6 +44,7 @@ fn config() -> EcsConfig {
         cpu: 256,
         memory: 512,
         ibkr_gateway_image: None,
+        worker_settings_secret_arn: None,
     }
 }
 
@@ -477,7 +478,7 @@ fn stopped(
 }
 
 #[tokio::test]
-async fn stop_codes_and_exit_codes_become_the_exit_reason_reported_once() {
+async fn stop_codes_and_exit_codes_become_the_exit_reason_on_every_listing() {
     let tenant = TenantId::new();
     let tasks = vec![
         stopped(
@@ -582,11 +583,19 @@ async fn stop_codes_and_exit_codes_become_the_exit_reason_reported_once() {
     assert_eq!(paused.reason, "stopped by the reconciler: paused");
     assert_eq!(paused.code, Some(0));
 
+    // The launcher remembers nothing: which exits were counted is the
+    // database's record, so the next listing reports them again.
+    let reasons = |listed: &[Instance]| -> Vec<(String, String)> {
+        listed
+            .iter()
+            .map(|i| match &i.phase {
+                Phase::Exited(exit) => (i.id.clone(), exit.reason.clone()),
+                other => panic!("{}: expected an exit, got {other:?}", i.id),
+            })
+            .collect()
+    };
     let again = launcher.list().await.unwrap();
-    assert!(
-        again.is_empty(),
-        "each stopped task is reported once: {again:?}"
-    );
+    assert_eq!(reasons(&again), reasons(&instances));
 }
 
 #[tokio::test]
@@ -787,4 +796,98 @@ async fn the_control_planes_secrets_never_reach_a_run_task_override() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .to_vec();
     assert_eq!(sent, expected);
+}
+
+/// Service Quotas answering Fargate's two vCPU quotas (the emulator does not
+/// serve them).
+fn service_quotas(on_demand: f64, spot: f64) -> (Rule, polybot_launcher::ecs::ServiceQuotas) {
+    use aws_sdk_servicequotas::Client as Quotas;
+    use aws_sdk_servicequotas::operation::get_service_quota::GetServiceQuotaOutput;
+    use aws_sdk_servicequotas::types::ServiceQuota;
+    let rule = mock!(Quotas::get_service_quota).then_compute_output(move |req| {
+        let value = match req.quota_code() {
+            Some("L-3032A538") => on_demand,
+            Some("L-36FBB829") => spot,
+            other => panic!("an unexpected quota code {other:?}"),
+        };
+        assert_eq!(req.service_code(), Some("fargate"));
+        GetServiceQuotaOutput::builder()
+            .quota(ServiceQuota::builder().value(value).build())
+            .build()
+    });
+    let client: Quotas = mock_client!(aws_sdk_servicequotas, RuleMode::MatchAny, [&rule]);
+    (rule, polybot_launcher::ecs::ServiceQuotas::new(client))
+}
+
+#[tokio::test]
+async fn fargate_quotas_are_read_from_service_quotas() {
+    use polybot_launcher::ecs::{QuotaSource, Quotas};
+    let (rule, quotas) = service_quotas(6.0, 12.0);
+    assert_eq!(
+        quotas.fargate_vcpus().await.unwrap(),
+        Quotas {
+            on_demand: Some(6),
+            spot: Some(12)
+        }
+    );
+    assert_eq!(rule.num_calls(), 2);
+}
+
+#[tokio::test]
+async fn a_launch_past_the_fargate_quota_waits_without_calling_run_task() {
+    let run = mock!(Client::run_task).then_compute_output(|req| {
+        let mut task = running_task("arn:task/new", req.group(), None);
+        task.cpu = Some("256".into());
+        task.capacity_provider_name = Some("FARGATE".into());
+        RunTaskOutput::builder().tasks(task).build()
+    });
+    // Three quarter-vCPU tasks already run.
+    let group = format!("tenant:{}", TenantId::new());
+    let listed: Vec<Task> = (0..3)
+        .map(|i| {
+            let mut task = running_task(&format!("arn:task/{i}"), Some(&group), Some("h"));
+            task.cpu = Some("256".into());
+            task.capacity_provider_name = Some("FARGATE".into());
+            task
+        })
+        .collect();
+    let arns: Vec<String> = (0..3).map(|i| format!("arn:task/{i}")).collect();
+    let list = mock!(Client::list_tasks).then_compute_output(move |req| {
+        let running = req.desired_status().map(|s| s.as_str()) == Some("RUNNING");
+        ListTasksOutput::builder()
+            .set_task_arns(Some(if running { arns.clone() } else { vec![] }))
+            .build()
+    });
+    let describe = mock!(Client::describe_tasks).then_compute_output(move |_| {
+        DescribeTasksOutput::builder()
+            .set_tasks(Some(listed.clone()))
+            .build()
+    });
+    let mut rules = definitions();
+    rules.extend([run.clone(), list, describe]);
+    let rules: Vec<&Rule> = rules.iter().collect();
+    let (_, quotas) = service_quotas(1.0, 0.0);
+    let launcher = launcher(&rules, 1).with_quota_source(Arc::new(quotas));
+    assert_eq!(launcher.list().await.unwrap().len(), 3);
+
+    // A fourth quarter fits 1 vCPU; a fifth does not, and RunTask is not called.
+    launcher.start(&spec(TenantId::new(), "h")).await.unwrap();
+    assert_eq!(run.num_calls(), 1);
+    let err = launcher
+        .start(&spec(TenantId::new(), "h"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LaunchError::Capacity { launcher: "ecs", message } if message.contains("quota is 1 vCPU, 1 are in use")),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "ecs launcher: waiting for capacity: the account's Fargate On-Demand vCPU quota is 1 \
+         vCPU, 1 are in use and this worker needs 0.25; it starts when a task stops or the \
+         quota is raised"
+    );
+    assert_eq!(run.num_calls(), 1);
+    let (quota, in_use) = launcher.fargate_capacity().await;
+    assert_eq!((quota.on_demand, in_use.on_demand), (Some(1), 1024));
 }

@@ -110,6 +110,7 @@ async fn fixture() -> Fixture {
         cpu: 256,
         memory: 512,
         ibkr_gateway_image: None,
+        worker_settings_secret_arn: None,
     };
     Fixture {
         aws,
@@ -317,7 +318,7 @@ async fn start_runs_exactly_one_task_with_its_group_tags_and_spec_hash() {
 }
 
 #[tokio::test]
-async fn stop_stops_the_task_and_list_reports_its_exit_once() {
+async fn stop_stops_the_task_and_list_reports_its_exit_while_ecs_knows_it() {
     let f = fixture().await;
     let tenant = TenantId::new();
     let launcher = EcsLauncher::new(f.config.clone(), &f.aws).unwrap();
@@ -338,10 +339,13 @@ async fn stop_stops_the_task_and_list_reports_its_exit_once() {
         }
         other => panic!("expected an exit, got {other:?}"),
     }
+    // Every listing reports it (the reconciler counts it once, by its ARN).
     let second = launcher.list().await.unwrap();
     assert!(
-        second.iter().all(|i| i.id != started.id),
-        "a stopped task is reported once"
+        second
+            .iter()
+            .any(|i| i.id == started.id && !i.phase.is_live()),
+        "the stopped task is listed again: {second:?}"
     );
 
     // A replacement is a new launch: a new task, not the stopped one again.
@@ -352,7 +356,7 @@ async fn stop_stops_the_task_and_list_reports_its_exit_once() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|i| i.tenant == tenant)
+        .filter(|i| i.tenant == tenant && i.phase.is_live())
         .collect();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].id, replacement.id);

@@ -3,4 +3,5 @@
 
 mod ecs_mock;
 mod ecs_moto;
+mod events_moto;
 mod local;

@@ -43,7 +43,7 @@ macro_rules! status_columns {
     () => {
         "SELECT t.id, t.name, t.state, t.mode, t.provisioning_step, t.last_error AS tenant_error, \
                 t.held_by_operator, t.hold_reason, t.updated_at, r.desired, r.actual, r.instance_id, r.spec_hash, r.restarts, \
-                r.backoff_until, r.last_exit, r.last_error AS runtime_error, r.observed_at, \
+                r.launch_failures, r.backoff_until, r.last_exit, r.last_error AS runtime_error, r.observed_at, \
                 h.at AS heartbeat_at, h.epoch AS heartbeat_epoch, \
                 (extract(epoch FROM now() - h.at) * 1000)::bigint AS heartbeat_age_ms, \
                 h.health::text AS health "
@@ -134,6 +134,8 @@ pub struct Runtime {
     pub instance_id: Option<String>,
     pub spec_hash: Option<String>,
     pub restarts: i32,
+    /// Launches (RunTask) that failed in a row.
+    pub launch_failures: i32,
     pub backoff_until: Option<DateTime<Utc>>,
     pub last_exit: Option<String>,
     pub last_error: Option<String>,
@@ -253,6 +255,7 @@ struct StatusRow {
     instance_id: Option<String>,
     spec_hash: Option<String>,
     restarts: Option<i32>,
+    launch_failures: Option<i32>,
     backoff_until: Option<DateTime<Utc>>,
     last_exit: Option<String>,
     runtime_error: Option<String>,
@@ -273,6 +276,7 @@ impl From<StatusRow> for TenantStatus {
                 instance_id: row.instance_id,
                 spec_hash: row.spec_hash,
                 restarts: row.restarts.unwrap_or(0),
+                launch_failures: row.launch_failures.unwrap_or(0),
                 backoff_until: row.backoff_until,
                 last_exit: row.last_exit,
                 last_error: row.runtime_error,
@@ -467,6 +471,7 @@ struct DesiredSqlRow {
     instance_id: Option<String>,
     spec_hash: Option<String>,
     restarts: Option<i32>,
+    launch_failures: Option<i32>,
     backoff_until: Option<DateTime<Utc>>,
     last_exit: Option<String>,
     runtime_error: Option<String>,
@@ -480,7 +485,7 @@ pub async fn desired(op: &mut OperatorTx) -> Result<Vec<DesiredRow>, DbError> {
     let rows: Vec<DesiredSqlRow> = sqlx::query_as(concat!(
         "SELECT t.id, t.state, t.mode, t.spec_version, c.strategies, c.risk, \
                 sec.version AS secret_version, r.desired, r.actual, r.instance_id, r.spec_hash, \
-                r.restarts, r.backoff_until, r.last_exit, r.last_error AS runtime_error, \
+                r.restarts, r.launch_failures, r.backoff_until, r.last_exit, r.last_error AS runtime_error, \
                 r.observed_at, h.at AS heartbeat_at ",
         tenant_runtime_heartbeat!(),
         "JOIN tenant_configs c ON c.tenant_id = t.id \
@@ -507,6 +512,7 @@ pub async fn desired(op: &mut OperatorTx) -> Result<Vec<DesiredRow>, DbError> {
                     instance_id: row.instance_id,
                     spec_hash: row.spec_hash,
                     restarts: row.restarts.unwrap_or(0),
+                    launch_failures: row.launch_failures.unwrap_or(0),
                     backoff_until: row.backoff_until,
                     last_exit: row.last_exit,
                     last_error: row.runtime_error,

@@ -11,12 +11,13 @@ pub struct Pruned {
     pub idempotency_keys: u64,
     pub availability_minutes: u64,
     pub timeline_events: u64,
+    pub worker_exits: u64,
 }
 
 /// Deletes heartbeats older than a day (each tenant keeps its newest),
 /// idempotency records older than a day, availability minutes older than 35
-/// days (the SLO looks back 30) and timeline events older than 90 days, at
-/// most `batch` rows of each.
+/// days (the SLO looks back 30), timeline events older than 90 days and
+/// worker exits older than 7 days, at most `batch` rows of each.
 pub async fn prune(op: &mut OperatorTx, batch: i32) -> Result<Pruned, DbError> {
     let (heartbeats, idempotency_keys): (i64, i64) = sqlx::query_as(
         "SELECT heartbeats, idempotency_keys FROM \
@@ -34,11 +35,13 @@ pub async fn prune(op: &mut OperatorTx, batch: i32) -> Result<Pruned, DbError> {
     .fetch_one(&mut **op)
     .await
     .map_err(DbError::query("pruning old availability and timeline rows"))?;
+    let worker_exits = crate::repo::exits::prune(op, 7, batch).await?;
     let n = |x: i64| u64::try_from(x).unwrap_or(0);
     Ok(Pruned {
         heartbeats: n(heartbeats),
         idempotency_keys: n(idempotency_keys),
         availability_minutes: n(availability),
         timeline_events: n(events),
+        worker_exits,
     })
 }

@@ -48,11 +48,15 @@ pub async fn remove(tx: &mut TenantTx) -> Result<(), DbError> {
 pub struct Observation {
     /// `running` or `stopped`.
     pub desired: &'static str,
-    /// `running`, `starting`, `pending`, `crash_loop`, `stopping`, `stopped` or `failed`.
+    /// `running`, `starting`, `pending`, `crash_loop`, `launch_backoff`,
+    /// `capacity`, `stopping`, `stopped` or `failed`.
     pub actual: &'static str,
     pub instance_id: Option<String>,
     pub spec_hash: String,
     pub restarts: i32,
+    /// Launches (RunTask) that failed in a row.
+    pub launch_failures: i32,
+    /// While crash-looping or after a failed launch: no new start before this time.
     pub backoff_until: Option<DateTime<Utc>>,
     /// How a worker ended in this pass; `None` keeps the previous one.
     pub last_exit: Option<String>,
@@ -67,11 +71,11 @@ pub struct Observation {
 pub async fn record(tx: &mut TenantTx, o: &Observation) -> Result<(), DbError> {
     sqlx::query(
         "INSERT INTO tenant_runtime (tenant_id, desired, actual, instance_id, spec_hash, restarts, backoff_until, \
-            last_exit, last_error, last_action, last_action_at, observed_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10 IS NULL THEN NULL ELSE now() END, now()) \
+            last_exit, last_error, last_action, last_action_at, observed_at, launch_failures) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, CASE WHEN $10 IS NULL THEN NULL ELSE now() END, now(), $11) \
          ON CONFLICT (tenant_id) DO UPDATE SET desired = EXCLUDED.desired, actual = EXCLUDED.actual, \
             instance_id = EXCLUDED.instance_id, spec_hash = EXCLUDED.spec_hash, restarts = EXCLUDED.restarts, \
-            backoff_until = EXCLUDED.backoff_until, \
+            backoff_until = EXCLUDED.backoff_until, launch_failures = EXCLUDED.launch_failures, \
             last_exit = coalesce(EXCLUDED.last_exit, tenant_runtime.last_exit), \
             last_error = CASE WHEN EXCLUDED.actual = 'running' THEN NULL \
                               ELSE coalesce(EXCLUDED.last_error, tenant_runtime.last_error) END, \
@@ -89,6 +93,7 @@ pub async fn record(tx: &mut TenantTx, o: &Observation) -> Result<(), DbError> {
     .bind(&o.last_exit)
     .bind(&o.last_error)
     .bind(&o.last_action)
+    .bind(o.launch_failures)
     .execute(&mut **tx)
     .await
     .map_err(DbError::query("recording what the reconciler observed"))?;
@@ -103,6 +108,7 @@ pub struct RuntimeRow {
     pub instance_id: Option<String>,
     pub spec_hash: Option<String>,
     pub restarts: i32,
+    pub launch_failures: i32,
     pub backoff_until: Option<DateTime<Utc>>,
     pub last_exit: Option<String>,
     pub last_error: Option<String>,
@@ -114,7 +120,7 @@ pub struct RuntimeRow {
 /// The transaction's tenant's runtime row, if the reconciler wrote one.
 pub async fn get(tx: &mut TenantTx) -> Result<Option<RuntimeRow>, DbError> {
     sqlx::query_as(
-        "SELECT desired, actual, instance_id, spec_hash, restarts, backoff_until, last_exit, \
+        "SELECT desired, actual, instance_id, spec_hash, restarts, launch_failures, backoff_until, last_exit, \
                 last_error, last_action, last_action_at, observed_at \
          FROM tenant_runtime WHERE tenant_id = $1",
     )

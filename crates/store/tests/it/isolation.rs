@@ -75,6 +75,12 @@ pub(crate) const SEED: &[(&str, &str)] = &[
         "INSERT INTO worker_availability (tenant_id, minute, desired_ms, up_ms) \
          VALUES ($1, date_trunc('minute', now()), 1000, 500)",
     ),
+    // Issue 17: exits recorded by task ARN.
+    (
+        "worker_exits",
+        "INSERT INTO worker_exits (tenant_id, instance_id, reason, requested, crashed, exited_at) \
+         VALUES ($1, 'arn:aws:ecs:us-east-1:123456789012:task/polybot/seed', 'seed', false, true, now())",
+    ),
 ];
 
 /// Every table whose rows belong to a tenant, from the catalog: `tenants`

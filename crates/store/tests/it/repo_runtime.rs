@@ -17,6 +17,7 @@ fn observation(actual: &'static str) -> Observation {
         instance_id: Some("i-1".into()),
         spec_hash: "abc".into(),
         restarts: 0,
+        launch_failures: 0,
         backoff_until: None,
         last_exit: None,
         last_error: None,
@@ -42,6 +43,7 @@ async fn recording_creates_then_updates_the_runtime_row_keeping_what_the_pass_di
         &mut tx,
         &Observation {
             restarts: 1,
+            launch_failures: 2,
             backoff_until: Some(Utc::now() + Duration::seconds(10)),
             last_exit: Some("worker i-0: exit 1".into()),
             last_error: Some("worker i-0 crashed: exit 1".into()),
@@ -60,6 +62,7 @@ async fn recording_creates_then_updates_the_runtime_row_keeping_what_the_pass_di
         ),
         ("running", "starting", 1)
     );
+    assert_eq!(first.launch_failures, 2);
     assert_eq!(first.instance_id.as_deref(), Some("i-1"));
     assert_eq!(first.spec_hash.as_deref(), Some("abc"));
     assert!(first.backoff_until.is_some());
@@ -72,6 +75,7 @@ async fn recording_creates_then_updates_the_runtime_row_keeping_what_the_pass_di
         .unwrap();
     let second = runtime::get(&mut tx).await.unwrap().expect("a row");
     assert_eq!(second.restarts, 0);
+    assert_eq!(second.launch_failures, 0);
     assert_eq!(second.backoff_until, None);
     assert_eq!(second.last_exit.as_deref(), Some("worker i-0: exit 1"));
     assert_eq!(
@@ -168,6 +172,7 @@ async fn pruning_deletes_old_rows_of_every_tenant_and_keeps_each_newest_heartbea
             idempotency_keys: 1,
             availability_minutes: 1,
             timeline_events: 1,
+            worker_exits: 0,
         }
     );
     let left: Vec<(String, i64)> = sqlx::query_as(

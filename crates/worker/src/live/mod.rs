@@ -1,6 +1,7 @@
-//! The venues' live public market data as an [`EventSource`]: what
-//! `polybot up --live-data` (`POLYBOT_LIVE_DATA=1`) paper-trades on, with the
-//! same engine that runs a recording.
+//! The venues' live public market data as an [`EventSource`]: what every
+//! worker paper-trades on unless given a recording (`POLYBOT_REPLAY`, `polybot
+//! up --demo`) or `POLYBOT_LIVE_DATA=0`, with the same engine that runs a
+//! recording.
 //!
 //! [`LiveSource`] reads the tenant's enabled strategies ([`plan`]) and starts
 //! one task per feed:
@@ -72,6 +73,9 @@ pub struct LiveSettings {
     pub endpoints: Endpoints,
     /// NewsAPI's base URL (`POLYBOT_NEWSAPI_URL`).
     pub newsapi_url: String,
+    /// The operator's NewsAPI key (`POLYBOT_NEWSAPI_KEY`), for tenants whose
+    /// keys have none.
+    pub newsapi_key: Option<secrecy::SecretString>,
     /// Timeouts and retries of the venue connectors.
     pub client: ClientOptions,
     /// Use the Polymarket market WebSocket for book updates.
@@ -88,6 +92,7 @@ impl LiveSettings {
         Self {
             endpoints,
             newsapi_url: DEFAULT_NEWSAPI_URL.to_owned(),
+            newsapi_key: None,
             client: ClientOptions::default(),
             stream: true,
             complement_markets: 20,
@@ -161,7 +166,8 @@ impl Ctx {
 
 impl LiveSource {
     /// Starts the feeds `strategies` need. Must run inside a Tokio runtime.
-    /// `keys` gives the NewsAPI key; nothing else of it is read.
+    /// `keys` gives the NewsAPI key (else the operator's, in `settings`);
+    /// nothing else of it is read.
     pub fn start(
         settings: LiveSettings,
         strategies: &StrategiesConfig,
@@ -220,12 +226,14 @@ impl LiveSource {
             ));
         }
         if plan.needs_news() {
-            let news =
-                news::NewsFeed::new(&settings, &plan, keys.get("newsapi", "api_key").cloned())
-                    .map_err(|e| SourceError {
-                        message: e.message,
-                        fatal: true,
-                    })?;
+            let key = keys
+                .get("newsapi", "api_key")
+                .or(settings.newsapi_key.as_ref())
+                .cloned();
+            let news = news::NewsFeed::new(&settings, &plan, key).map_err(|e| SourceError {
+                message: e.message,
+                fatal: true,
+            })?;
             if plan.newsapi_query.is_some() {
                 shared.expect(NEWSAPI);
             }

@@ -138,6 +138,8 @@ pub(crate) fn render(session: &Session, all: &[TenantFigures], filter: &FleetFil
         "starting",
         "pending",
         "crash_loop",
+        "launch_backoff",
+        "capacity",
         "stopping",
         "stopped",
         "failed",
