@@ -315,7 +315,10 @@ async fn a_task_state_change_through_eventbridge_and_sqs_wakes_the_reconciler_to
         .unwrap();
 
     let mut h = Harness::new(pool_opts, options.clone()).await;
-    let store = Arc::new(AwsSecretStore::new(&aws));
+    let store = Arc::new(AwsSecretStore::new(
+        &aws,
+        polybot_core::keys::FingerprintKey::from_bytes([3; 32]),
+    ));
     h.state = AppState::new(
         h.state.db.clone(),
         store.clone(),
