@@ -64,6 +64,8 @@ pub struct ServeArgs {
     pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub settings: polybot_control_plane::settings::SettingsArgs,
+    #[command(flatten)]
+    pub billing: polybot_control_plane::billing::BillingArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -342,7 +344,9 @@ async fn serve(
         worker_db.host = host;
     }
     let mut state = AppState::new(database.db.clone(), secrets, worker_db);
-    state.settings = Arc::new(serve.settings.clone().into());
+    let mut settings: polybot_control_plane::settings::Settings = serve.settings.clone().into();
+    settings.billing = serve.billing.clone().into();
+    state.settings = Arc::new(settings);
     state.channel_key = channel_key;
     let sealed = polybot_control_plane::alerts::seal_plaintext_secrets(&state)
         .await
@@ -398,6 +402,7 @@ async fn serve(
         reconciler.worker_env.extend(demo.worker_env());
     }
     reconciler.spec_salt = spec_salt;
+    reconciler.payment_grace = state.settings.billing.grace;
     // Operator views: reconciler metrics, and the alert evaluator. The leader
     // also retries unfinished onboardings and offboardings.
     let reconciler = reconciler

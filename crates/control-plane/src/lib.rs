@@ -27,6 +27,7 @@ use utoipa::OpenApi;
 
 pub mod alerts;
 pub mod auth;
+pub mod billing;
 pub mod dashboard;
 pub mod data;
 pub mod error;
@@ -116,7 +117,8 @@ impl AppState {
         tenants::pause, tenants::resume, tenants::delete, tenants::create_token, tenants::list_tokens, tenants::revoke_token, status::get, status::fleet,
         healthz, readyz, metrics::metrics,
         data::opportunities, data::trades, data::balances, data::pnl,
-        alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels
+        alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels,
+        billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::webhook::receive
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated, tenants::CreateTokenRequest, tenants::TokenView, tenants::TokenList,
@@ -124,6 +126,7 @@ impl AppState {
         alerts::ChannelsView, alerts::ChannelView, alerts::ChannelsRequest,
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl,
+        billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView,
         error::Problem
     )),
     tags(
@@ -131,6 +134,7 @@ impl AppState {
         (name = "status", description = "Each tenant's desired and actual worker state."),
         (name = "data", description = "A tenant's opportunities, trades, balances and profit."),
         (name = "alerts", description = "Where alerts are sent: a tenant's channels and the operator's."),
+        (name = "billing", description = "Plans, a tenant's payment state and usage, Stripe Checkout and webhooks."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
     ),
     modifiers(&BearerAuth),
@@ -231,6 +235,14 @@ pub fn router(state: AppState) -> Router {
             "/alert-channels",
             get(alerts::get_operator_channels).put(alerts::put_operator_channels),
         )
+        .route("/plans", get(billing::api::list_plans))
+        .route("/tenants/{id}/billing", get(billing::api::get))
+        .route("/tenants/{id}/plan", put(billing::api::set_plan))
+        .route(
+            "/tenants/{id}/billing/checkout",
+            post(billing::api::checkout),
+        )
+        .route("/webhooks/stripe", post(billing::webhook::receive))
         .merge(dashboard::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(query_text::refuse_control_text))

@@ -10,6 +10,7 @@
 //! lock reconciles; the others stand by and take over within seconds of its
 //! death.
 
+mod billing;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -66,6 +67,9 @@ pub struct Reconciler {
     pub spec_salt: String,
     /// Where pass durations and actions are counted (see [`Reconciler::with_metrics`]).
     metrics: crate::metrics::Metrics,
+    /// How long a tenant's worker keeps running after its payment went
+    /// missing (see `billing::payment_hold`).
+    pub payment_grace: Duration,
     /// Finishes unfinished onboardings and offboardings every
     /// `RESUME_EVERY` (see [`Reconciler::with_provisioner`]).
     provisioner: Option<crate::provision::Provisioner>,
@@ -89,6 +93,8 @@ struct Row {
     last_heartbeat: Option<DateTime<Utc>>,
     /// What `tenant_runtime` holds now, to skip writing it again unchanged.
     stored: Option<Stored>,
+    /// The plan's worker size and any payment hold.
+    terms: billing::Terms,
 }
 
 /// The observed part of a `tenant_runtime` row.
@@ -135,6 +141,7 @@ impl Reconciler {
             worker_env: BTreeMap::new(),
             heartbeat_stale: Duration::from_secs(30),
             spec_salt: String::new(),
+            payment_grace: Duration::from_secs(72 * 3600),
             metrics: crate::metrics::Metrics::default(),
             provisioner: None,
         }
@@ -259,8 +266,20 @@ impl Reconciler {
     async fn read_desired(&self) -> Result<Vec<Row>, DbError> {
         let mut op = self.db.operator().await?;
         let rows = fleet::desired(&mut op).await?;
+        let standings = polybot_store::repo::billing::standings(&mut op).await?;
         op.commit().await?;
-        Ok(rows.into_iter().map(|row| self.row(row)).collect())
+        let mut terms = billing::terms(standings, Utc::now(), self.payment_grace);
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut row = self.row(row);
+                if let Some(terms) = terms.remove(&row.desired.tenant) {
+                    billing::apply(&mut row.desired, &terms);
+                    row.terms = terms;
+                }
+                row
+            })
+            .collect())
     }
 
     /// A tenant as a pass plans it, from the store's read.
@@ -296,6 +315,7 @@ impl Reconciler {
                 spec_hash: r.spec_hash,
                 observed_at: r.observed_at,
             }),
+            terms: billing::Terms::default(),
         }
     }
 
@@ -384,17 +404,21 @@ impl Reconciler {
                 let Some(row) = row else {
                     return Outcome::Failed("the tenant vanished".into());
                 };
-                match self.start(tenant, spec_hash, row.mode).await {
+                match self.start(tenant, spec_hash, row).await {
                     Ok(instance) => Outcome::Started(instance),
                     Err(message) => Outcome::Failed(message),
                 }
             }
             Action::Stop {
                 instance, reason, ..
-            } => match self.launcher.stop(&instance, &reason).await {
-                Ok(()) => Outcome::Stopped(instance.id, reason),
-                Err(err) => Outcome::Failed(err.to_string()),
-            },
+            } => {
+                // A payment hold is the reason, whatever the planner says.
+                let reason = row.and_then(|r| r.terms.hold.clone()).unwrap_or(reason);
+                match self.launcher.stop(&instance, &reason).await {
+                    Ok(()) => Outcome::Stopped(instance.id, reason),
+                    Err(err) => Outcome::Failed(err.to_string()),
+                }
+            }
             Action::RecordExit {
                 instance_id,
                 exit,
@@ -418,8 +442,9 @@ impl Reconciler {
         &self,
         tenant: TenantId,
         spec_hash: String,
-        mode: Mode,
+        row: &Row,
     ) -> Result<Instance, String> {
+        let mode = row.mode;
         let mut tx = self.db.tenant(tenant).await.map_err(|e| e.to_string())?;
         let reference = self
             .secrets
@@ -459,6 +484,9 @@ impl Reconciler {
             secret_reference: reference,
             env: self.worker_env.clone(),
         };
+        self.launcher
+            .set_worker_size(tenant, row.terms.size)
+            .map_err(|e| e.to_string())?;
         self.launcher
             .ensure_spec(&spec)
             .await
@@ -571,6 +599,9 @@ impl Reconciler {
             });
         if unchanged {
             return Ok(());
+        }
+        if let Some(hold) = &row.terms.hold {
+            last_error = Some(hold.clone());
         }
         let mut tx = self.db.tenant(tenant).await?;
         runtime::record(

@@ -6,6 +6,7 @@ mod legacy;
 mod migrations;
 mod repo_activity;
 mod repo_alerts;
+mod repo_billing;
 mod repo_control;
 mod repo_fleet;
 mod repo_runtime;
