@@ -609,6 +609,8 @@ impl Reconciler {
             &Observation {
                 desired: if row.desired.run {
                     "running"
+                } else if row.terms.hold.is_some() {
+                    runtime::HELD_FOR_PAYMENT
                 } else {
                     "stopped"
                 },
