@@ -349,8 +349,9 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             let id = api.resolve(tenant).await?;
             let view = api.get(&format!("/tenants/{id}")).await?;
             let status = api.get(&format!("/tenants/{id}/status")).await?;
+            let billing = api.get(&format!("/tenants/{id}/billing")).await?;
             if args.json {
-                return print_json(&json!({"tenant": view, "status": status}));
+                return print_json(&json!({"tenant": view, "status": status, "billing": billing}));
             }
             let mut rows = vec![
                 vec!["id".into(), text(&view["id"])],
@@ -374,6 +375,24 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
                 vec!["restarts".into(), text(&status["worker"]["restarts"])],
                 vec!["heartbeat".into(), heartbeat(&status)],
                 vec!["last error".into(), text(&status["last_error"])],
+                vec![
+                    "plan".into(),
+                    billing["plan"]["id"]
+                        .as_str()
+                        .unwrap_or("none (not limited, not billed)")
+                        .to_owned(),
+                ],
+                vec!["payment".into(), text(&billing["payment_state"])],
+                vec!["payment hold".into(), text(&billing["payment_hold"])],
+                vec![
+                    "usage this month".into(),
+                    format!(
+                        "{} worker-hours, {} orders ({} live)",
+                        text(&billing["usage"]["worker_hours"]),
+                        text(&billing["usage"]["orders"]),
+                        text(&billing["usage"]["live_orders"])
+                    ),
+                ],
             ];
             if let Some(keys) = view["exchange_keys"].as_object() {
                 for (venue, fp) in keys {

@@ -177,10 +177,17 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
             "{shown}"
         );
         assert!(shown.contains("strategy complement_arb"), "{shown}");
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("plan") && l.contains("none (not limited, not billed)")),
+            "{shown}"
+        );
         let shown: Value =
             serde_json::from_str(&ok(&tenants(&cp, t, &["show", &id, "--json"]))).unwrap();
         assert_eq!(shown["tenant"]["id"], id.as_str());
         assert_eq!(shown["status"]["desired"], "running");
+        assert_eq!(shown["billing"]["payment_state"], "none");
 
         // pause (an operator's: a hold, shown), resume.
         assert_eq!(
