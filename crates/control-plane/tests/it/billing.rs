@@ -422,12 +422,15 @@ async fn events_apply_once_in_event_order_and_only_to_their_tenant(
     assert_eq!(billing(&h, &b).await["payment_state"], "canceled");
 }
 
+/// A worker size: CPU units and MiB; `None` is the launcher's default.
+type Size = Option<(u32, u32)>;
+
 /// Runs whatever it is asked to and remembers the size of each start.
 #[derive(Debug, Default)]
 struct SizedLauncher {
     running: Mutex<HashMap<TenantId, Instance>>,
-    sizes: Mutex<HashMap<TenantId, Option<(u32, u32)>>>,
-    starts: Mutex<Vec<(TenantId, Option<(u32, u32)>)>>,
+    sizes: Mutex<HashMap<TenantId, Size>>,
+    starts: Mutex<Vec<(TenantId, Size)>>,
 }
 
 #[async_trait]
@@ -739,8 +742,8 @@ async fn checkout_creates_the_customer_once_and_a_session_for_the_plans_price(
         assert_eq!(reply.body["stripe_customer_id"], "cus_new");
         assert!(!reply.text.contains("sk_test_standin"));
     }
-    let asked = asked.lock().unwrap();
-    let paths: Vec<&str> = asked.calls.iter().map(|(p, _, _)| p.as_str()).collect();
+    let asked: Vec<(String, String, String)> = asked.lock().unwrap().calls.clone();
+    let paths: Vec<&str> = asked.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(
         paths,
         vec![
@@ -751,16 +754,14 @@ async fn checkout_creates_the_customer_once_and_a_session_for_the_plans_price(
     );
     assert!(
         asked
-            .calls
             .iter()
             .all(|(_, auth, _)| auth == "Bearer sk_test_standin")
     );
-    let customer: HashMap<String, String> =
-        url::form_urlencoded::parse(asked.calls[0].2.as_bytes())
-            .into_owned()
-            .collect();
+    let customer: HashMap<String, String> = url::form_urlencoded::parse(asked[0].2.as_bytes())
+        .into_owned()
+        .collect();
     assert_eq!(customer["metadata[tenant_id]"], id);
-    let session: HashMap<String, String> = url::form_urlencoded::parse(asked.calls[1].2.as_bytes())
+    let session: HashMap<String, String> = url::form_urlencoded::parse(asked[1].2.as_bytes())
         .into_owned()
         .collect();
     assert_eq!(session["mode"], "subscription");
