@@ -387,10 +387,11 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
                 vec![
                     "usage this month".into(),
                     format!(
-                        "{} worker-hours, {} orders ({} live)",
+                        "{} worker-hours, {} orders ({} live), {} API calls",
                         text(&billing["usage"]["worker_hours"]),
                         text(&billing["usage"]["orders"]),
-                        text(&billing["usage"]["live_orders"])
+                        text(&billing["usage"]["live_orders"]),
+                        text(&billing["usage"]["api_calls"])
                     ),
                 ],
             ];

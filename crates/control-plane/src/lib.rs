@@ -63,6 +63,8 @@ pub struct AppState {
     /// Seals alert channel secrets. [`AppState::new`] starts with a key that
     /// lives as long as the process; `polybot` sets the master key's.
     pub channel_key: Arc<alerts::ChannelKey>,
+    /// Tenants' API calls not yet written to `tenant_usage`.
+    pub api_calls: billing::calls::ApiCalls,
 }
 
 impl std::fmt::Debug for AppState {
@@ -89,6 +91,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             settings: Arc::new(settings::Settings::default()),
             channel_key: Arc::new(alerts::ChannelKey::ephemeral()),
+            api_calls: billing::calls::ApiCalls::default(),
         }
     }
 
@@ -311,15 +314,23 @@ impl App {
     /// background onboarding.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let tasks = self.state.tasks.clone();
-        serve::serve(
+        // Stopped after serving, so that the last requests' calls are written.
+        let counting = CancellationToken::new();
+        tasks.spawn(self.state.api_calls.clone().run(
+            self.state.db.clone(),
+            billing::calls::FLUSH_EVERY,
+            counting.clone(),
+        ));
+        let served = serve::serve(
             self.listener,
             router(self.state),
             serve::Limits::default(),
             stop,
         )
-        .await?;
+        .await;
+        counting.cancel();
         tasks.close();
         tasks.wait().await;
-        Ok(())
+        served
     }
 }

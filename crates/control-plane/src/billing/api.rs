@@ -79,6 +79,8 @@ pub struct UsageView {
     /// Orders the worker sent (trades recorded), paper and live.
     pub orders: i64,
     pub live_orders: i64,
+    /// Requests made with the tenant's tokens (written every few seconds).
+    pub api_calls: i64,
 }
 
 /// A tenant's billing: its plan, payment and usage this month.
@@ -177,6 +179,7 @@ fn view(
             worker_memory: plan.as_ref().and_then(|p| p.worker_memory),
             orders: usage.orders,
             live_orders: usage.live_orders,
+            api_calls: usage.api_calls,
         },
         plan: plan.map(PlanView::from),
     }

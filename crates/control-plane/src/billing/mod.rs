@@ -11,6 +11,7 @@
 //! read and written through `polybot_store::repo::billing`.
 
 pub mod api;
+pub mod calls;
 pub mod stripe;
 pub mod webhook;
 

@@ -772,3 +772,92 @@ async fn checkout_creates_the_customer_once_and_a_session_for_the_plans_price(
     assert_eq!(session["metadata[plan]"], "pro");
     assert_eq!(billing(&h, &id).await["stripe_customer_id"], "cus_new");
 }
+
+async fn tenant_token(h: &Harness, tenant: &str) -> String {
+    let reply = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{tenant}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+    reply.body["token"].as_str().unwrap().to_owned()
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn api_calls_are_counted_per_tenant_and_replicas_add_theirs(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let a = h.onboard(json!({"name": "acme"})).await;
+    let b = h.onboard(json!({"name": "beta"})).await;
+    let (token_a, token_b) = (tenant_token(&h, &a).await, tenant_token(&h, &b).await);
+    // A second replica on the same database, with its own counters.
+    let mut replica = h.state.clone();
+    replica.api_calls = polybot_control_plane::billing::calls::ApiCalls::default();
+    let other = Harness {
+        state: replica,
+        pool: h.pool.clone(),
+        options: h.options.clone(),
+    };
+    for _ in 0..3 {
+        let reply = h
+            .call(Method::GET, &format!("/tenants/{a}"), Some(&token_a), None)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    for _ in 0..2 {
+        let reply = other
+            .call(Method::GET, &format!("/tenants/{a}"), Some(&token_a), None)
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    }
+    let reply = h
+        .call(Method::GET, &format!("/tenants/{b}"), Some(&token_b), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    // Another tenant's id is refused, and still a call by its token.
+    let reply = h
+        .call(Method::GET, &format!("/tenants/{a}"), Some(&token_b), None)
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    // Operator calls are not a tenant's usage; nothing is written per request.
+    assert_eq!(billing(&h, &a).await["usage"]["api_calls"], 0);
+    let (tenant_a, tenant_b) = (
+        TenantId::from_uuid(a.parse().unwrap()),
+        TenantId::from_uuid(b.parse().unwrap()),
+    );
+    assert_eq!(h.state.api_calls.pending(tenant_a), 3);
+    assert_eq!(h.state.api_calls.pending(tenant_b), 2);
+    assert_eq!(other.state.api_calls.pending(tenant_a), 2);
+
+    assert_eq!(h.state.api_calls.flush(&h.state.db).await.unwrap(), 5);
+    assert_eq!(
+        other.state.api_calls.flush(&other.state.db).await.unwrap(),
+        2
+    );
+    assert_eq!(h.state.api_calls.pending(tenant_a), 0);
+    assert_eq!(billing(&h, &a).await["usage"]["api_calls"], 5);
+    assert_eq!(billing(&h, &b).await["usage"]["api_calls"], 2);
+    // Flushing again adds nothing.
+    assert_eq!(h.state.api_calls.flush(&h.state.db).await.unwrap(), 0);
+    assert_eq!(
+        h.count("SELECT sum(api_calls)::bigint FROM tenant_usage")
+            .await,
+        7
+    );
+    // The tenant sees its own count (that request is counted too, later).
+    let own = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{b}/billing"),
+            Some(&token_b),
+            None,
+        )
+        .await;
+    assert_eq!(own.body["usage"]["api_calls"], 2, "{}", own.text);
+    assert_eq!(h.state.api_calls.pending(tenant_b), 1);
+}
