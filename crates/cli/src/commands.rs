@@ -409,10 +409,18 @@ async fn serve(
         .with_metrics(state.metrics.clone())
         .with_provisioner(state.provisioner.clone());
     let alerting = polybot_control_plane::alerts::Evaluator::new(state.clone());
+    // Metered usage goes to Stripe only where Stripe is configured.
+    let reporter =
+        polybot_control_plane::billing::stripe::Stripe::from_settings(&state.settings.billing)
+            .ok()
+            .map(|stripe| {
+                polybot_control_plane::billing::meter::Reporter::new(database.db.clone(), stripe)
+            });
     let app = App::build(&config, state).await?;
     let addr = app.local_addr()?;
     let reconciling = tokio::spawn(reconciler.run(stop.clone()));
     let alerting = tokio::spawn(alerting.run(stop.clone()));
+    let reporting = reporter.map(|reporter| tokio::spawn(reporter.run(stop.clone())));
     if backends.demo.is_some() {
         let token_file = token_file.clone();
         tokio::spawn(async move {
@@ -437,6 +445,12 @@ async fn serve(
     }
     if let Err(err) = alerting.await {
         tracing::warn!(%err, "the alert evaluator ended abnormally");
+    }
+    if let Some(Err(err)) = match reporting {
+        Some(reporting) => Some(reporting.await),
+        None => None,
+    } {
+        tracing::warn!(%err, "the usage reporter ended abnormally");
     }
     // Local workers stop with `polybot up`; ECS tasks keep trading, and the
     // next leader finds them.

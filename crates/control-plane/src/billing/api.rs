@@ -99,6 +99,8 @@ pub struct BillingView {
     pub stripe_subscription_id: Option<String>,
     /// This calendar month (UTC) so far.
     pub usage: UsageView,
+    /// Metered plans: usage before this time has been reported to Stripe.
+    pub usage_reported_until: Option<DateTime<Utc>>,
 }
 
 /// The calendar month (UTC) `now` falls in, up to `now`.
@@ -171,6 +173,7 @@ fn view(
         payment_hold: hold,
         stripe_customer_id: row.as_ref().and_then(|r| r.stripe_customer_id.clone()),
         stripe_subscription_id: row.as_ref().and_then(|r| r.stripe_subscription_id.clone()),
+        usage_reported_until: row.as_ref().and_then(|r| r.reported_until),
         usage: UsageView {
             from,
             to,

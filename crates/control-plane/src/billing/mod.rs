@@ -1,6 +1,7 @@
 //! Billing: what a tenant's plan allows, whether a missing payment stops its
 //! worker, Stripe's webhooks ([`webhook`]) and API ([`stripe`]), and the
-//! billing endpoints ([`api`]).
+//! billing endpoints ([`api`]); API calls counted ([`calls`]) and metered
+//! usage reported to Stripe ([`meter`]).
 //!
 //! A tenant without a plan (no `tenant_billing` row) is unlimited and never
 //! billed: an operator-run tenant, or one onboarded before billing existed.
@@ -12,6 +13,7 @@
 
 pub mod api;
 pub mod calls;
+pub mod meter;
 pub mod stripe;
 pub mod webhook;
 

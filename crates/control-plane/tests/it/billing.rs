@@ -861,3 +861,198 @@ async fn api_calls_are_counted_per_tenant_and_replicas_add_theirs(
     assert_eq!(own.body["usage"]["api_calls"], 2, "{}", own.text);
     assert_eq!(h.state.api_calls.pending(tenant_b), 1);
 }
+
+/// A Stripe stand-in for meter events: every POST as received, and (as
+/// Stripe does) the events counted once per identifier.
+#[derive(Debug, Default)]
+struct Meter {
+    received: Vec<HashMap<String, String>>,
+    counted: HashMap<String, HashMap<String, String>>,
+}
+
+async fn meter_standin() -> (String, Arc<Mutex<Meter>>) {
+    use axum::extract::State;
+    use axum::routing::post;
+    let meter = Arc::new(Mutex::new(Meter::default()));
+    async fn record(State(meter): State<Arc<Mutex<Meter>>>, body: String) -> axum::Json<Value> {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+            .into_owned()
+            .collect();
+        let mut meter = meter.lock().unwrap();
+        meter.received.push(form.clone());
+        let id = form["identifier"].clone();
+        meter.counted.entry(id.clone()).or_insert(form);
+        axum::Json(json!({"object": "billing.meter_event", "identifier": id}))
+    }
+    let app = axum::Router::new()
+        .route("/v1/billing/meter_events", post(record))
+        .with_state(meter.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), meter)
+}
+
+fn reporter(h: &Harness, base: &str) -> polybot_control_plane::billing::meter::Reporter {
+    polybot_control_plane::billing::meter::Reporter::new(
+        h.state.db.clone(),
+        polybot_control_plane::billing::stripe::Stripe::new(
+            base,
+            SecretString::from("sk_test_standin".to_owned()),
+        ),
+    )
+}
+
+/// (identifier, event name, customer, value, timestamp) of each event.
+fn events(forms: &[&HashMap<String, String>]) -> Vec<(String, String, String, String, String)> {
+    let mut events: Vec<_> = forms
+        .iter()
+        .map(|f| {
+            (
+                f["identifier"].clone(),
+                f["event_name"].clone(),
+                f["payload[stripe_customer_id]"].clone(),
+                f["payload[value]"].clone(),
+                f["timestamp"].clone(),
+            )
+        })
+        .collect();
+    events.sort();
+    events
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn metered_usage_is_reported_to_stripe_once_per_tenant_day_and_metric(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let mut h = Harness::new(pool_opts, options).await;
+    let (base, meter) = meter_standin().await;
+    configure(&mut h, Duration::from_secs(3600), &base);
+    let a = h.onboard(json!({"name": "acme"})).await;
+    let b = h.onboard(json!({"name": "beta"})).await;
+    let c = h.onboard(json!({"name": "gamma"})).await;
+    subscribe(&h, &a, "live", "cus_a", 60).await;
+    subscribe(&h, &b, "live", "cus_b", 60).await;
+    subscribe(&h, &c, "pro", "cus_c", 60).await;
+
+    let today = Utc::now().date_naive();
+    let day = |back: u64| today - chrono::Days::new(back);
+    let noon = |d: chrono::NaiveDate| d.and_hms_opt(12, 0, 0).unwrap().and_utc();
+    // Metering begins: nothing is sent for the days before.
+    let summary = reporter(&h, &base).pass(noon(day(3))).await.unwrap();
+    assert_eq!((summary.tenants, summary.events), (2, 0));
+    assert!(meter.lock().unwrap().received.is_empty());
+
+    // a: 90 minutes of worker time, two orders and 7 API calls three days
+    // ago, 4 API calls two days ago; b: one order two days ago; c (not
+    // metered): API calls.
+    let insert = |sql: &'static str, tenant: &str, at: chrono::DateTime<Utc>| {
+        let pool = h.pool.clone();
+        let tenant: uuid::Uuid = tenant.parse().unwrap();
+        async move {
+            sqlx::query(sql)
+                .bind(tenant)
+                .bind(at)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    const MINUTES: &str = "INSERT INTO worker_availability (tenant_id, minute, desired_ms, up_ms) \
+         SELECT $1, $2 + g * interval '1 minute', 60000, 60000 FROM generate_series(0, 89) g";
+    const ORDER: &str = "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, mode, executed_at) \
+         VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'm', 'buy', 0.5, 10, 'paper', $2)";
+    const CALLS_7: &str =
+        "INSERT INTO tenant_usage (tenant_id, day, api_calls) VALUES ($1, $2::date, 7)";
+    const CALLS_4: &str =
+        "INSERT INTO tenant_usage (tenant_id, day, api_calls) VALUES ($1, $2::date, 4)";
+    insert(MINUTES, &a, noon(day(3))).await;
+    insert(ORDER, &a, noon(day(3))).await;
+    insert(ORDER, &a, noon(day(3))).await;
+    insert(CALLS_7, &a, noon(day(3))).await;
+    insert(CALLS_4, &a, noon(day(2))).await;
+    insert(ORDER, &b, noon(day(2))).await;
+    insert(CALLS_7, &c, noon(day(3))).await;
+
+    let now = noon(today);
+    let summary = reporter(&h, &base).pass(now).await.unwrap();
+    assert_eq!((summary.days, summary.events, summary.errors), (6, 5, 0));
+    let end = |d: chrono::NaiveDate| {
+        (noon(d) + chrono::Duration::seconds(12 * 3600 - 1))
+            .timestamp()
+            .to_string()
+    };
+    let expected = {
+        let e = |tenant: &str,
+                 d: chrono::NaiveDate,
+                 metric: &str,
+                 event: &str,
+                 customer: &str,
+                 value: &str| {
+            (
+                format!("polybot-{tenant}-{d}-{metric}"),
+                event.to_owned(),
+                customer.to_owned(),
+                value.to_owned(),
+                end(d),
+            )
+        };
+        let mut v = vec![
+            e(
+                &a,
+                day(3),
+                "worker_minutes",
+                "polybot_worker_minutes",
+                "cus_a",
+                "90",
+            ),
+            e(&a, day(3), "orders", "polybot_orders", "cus_a", "2"),
+            e(&a, day(3), "api_calls", "polybot_api_calls", "cus_a", "7"),
+            e(&a, day(2), "api_calls", "polybot_api_calls", "cus_a", "4"),
+            e(&b, day(2), "orders", "polybot_orders", "cus_b", "1"),
+        ];
+        v.sort();
+        v
+    };
+    {
+        let meter = meter.lock().unwrap();
+        assert_eq!(events(&meter.received.iter().collect::<Vec<_>>()), expected);
+    }
+    assert_eq!(h.count("SELECT count(*) FROM usage_reports").await, 5);
+    let shown = billing(&h, &a).await;
+    assert_eq!(
+        shown["usage_reported_until"].as_str().unwrap()[..10],
+        today.to_string(),
+        "{shown}"
+    );
+
+    // A restarted reporter, now and later in the day, sends nothing again.
+    for later in [now, now + chrono::Duration::hours(6)] {
+        let summary = reporter(&h, &base).pass(later).await.unwrap();
+        assert_eq!(summary.events, 0);
+    }
+    assert_eq!(meter.lock().unwrap().received.len(), 5);
+
+    // A reporter that died after sending a's calls of two days ago and
+    // before recording them resends the same identifier: Stripe counts it once.
+    sqlx::query("DELETE FROM usage_reports WHERE identifier = $1")
+        .bind(format!("polybot-{a}-{}-api_calls", day(2)))
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tenant_billing SET reported_until = $2 WHERE tenant_id = $1")
+        .bind(a.parse::<uuid::Uuid>().unwrap())
+        .bind(day(2).and_hms_opt(0, 0, 0).unwrap().and_utc())
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    let summary = reporter(&h, &base).pass(now).await.unwrap();
+    assert_eq!(summary.events, 1);
+    let meter = meter.lock().unwrap();
+    assert_eq!(meter.received.len(), 6);
+    assert_eq!(
+        events(&meter.counted.values().collect::<Vec<_>>()),
+        expected
+    );
+}

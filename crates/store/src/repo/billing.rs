@@ -353,3 +353,125 @@ pub async fn set_reported_until(tx: &mut TenantTx, until: DateTime<Utc>) -> Resu
     .map_err(DbError::query("recording reported usage"))?;
     Ok(())
 }
+
+/// A tenant whose usage is reported to Stripe: its plan is metered and it
+/// has a Stripe customer.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Metered {
+    pub tenant_id: Uuid,
+    pub plan_id: String,
+    pub stripe_customer_id: String,
+    /// Usage before this time has been reported; `None`: reporting has not begun.
+    pub reported_until: Option<DateTime<Utc>>,
+}
+
+/// Every tenant whose usage is reported to Stripe.
+pub async fn metered(op: &mut OperatorTx) -> Result<Vec<Metered>, DbError> {
+    sqlx::query_as::<_, Metered>(
+        "SELECT b.tenant_id, b.plan_id, b.stripe_customer_id, b.reported_until \
+         FROM tenant_billing b JOIN plans p ON p.id = b.plan_id \
+         WHERE p.metered AND b.stripe_customer_id IS NOT NULL \
+         ORDER BY b.tenant_id",
+    )
+    .fetch_all(&mut **op)
+    .await
+    .map_err(DbError::query("listing the tenants with metered usage"))
+}
+
+/// One metric of one day reported to Stripe.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct UsageReport {
+    pub day: NaiveDate,
+    /// `worker_minutes`, `orders` or `api_calls`.
+    pub metric: String,
+    pub value: i64,
+    /// The meter event's identifier.
+    pub identifier: String,
+    pub reported_at: DateTime<Utc>,
+}
+
+/// Records that the transaction's tenant's `metric` of `day` was reported;
+/// `false` if it had been already.
+pub async fn record_report(
+    tx: &mut TenantTx,
+    day: NaiveDate,
+    metric: &str,
+    value: i64,
+    identifier: &str,
+) -> Result<bool, DbError> {
+    let result = sqlx::query(
+        "INSERT INTO usage_reports (tenant_id, day, metric, value, identifier) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(day)
+    .bind(metric)
+    .bind(value)
+    .bind(identifier)
+    .execute(&mut **tx)
+    .await
+    .map_err(DbError::query("recording reported usage"))?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The transaction's tenant's reports since `from` (a day), oldest first.
+pub async fn reports(tx: &mut TenantTx, from: NaiveDate) -> Result<Vec<UsageReport>, DbError> {
+    sqlx::query_as::<_, UsageReport>(
+        "SELECT day, metric, value, identifier, reported_at FROM usage_reports \
+         WHERE tenant_id = $1 AND day >= $2 ORDER BY day, metric",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(from)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::query("reading reported usage"))
+}
+
+/// A tenant's plan and usage over a period (operator views: cost and margin).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TenantUsage {
+    pub tenant_id: Uuid,
+    pub name: String,
+    /// `None`: the tenant has no plan.
+    pub plan_id: Option<String>,
+    pub worker_cpu: Option<i32>,
+    pub worker_memory: Option<i32>,
+    pub monthly_price: Option<Decimal>,
+    pub payment_state: Option<String>,
+    pub worker_up_ms: i64,
+    pub orders: i64,
+    pub live_orders: i64,
+    pub api_calls: i64,
+}
+
+/// Every tenant not offboarded, with its plan and usage in `[from, to)`
+/// (API calls by whole days, as in [`usage`]), by name.
+pub async fn usage_by_tenant(
+    op: &mut OperatorTx,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<TenantUsage>, DbError> {
+    sqlx::query_as::<_, TenantUsage>(
+        "SELECT t.id AS tenant_id, t.name, b.plan_id, p.worker_cpu, p.worker_memory, p.monthly_price, \
+            b.payment_state, \
+            coalesce((SELECT sum(up_ms) FROM worker_availability a \
+                      WHERE a.tenant_id = t.id AND a.minute >= $1 AND a.minute < $2), 0)::bigint AS worker_up_ms, \
+            (SELECT count(*) FROM trades r WHERE r.tenant_id = t.id \
+                AND r.executed_at >= $1 AND r.executed_at < $2) AS orders, \
+            (SELECT count(*) FROM trades r WHERE r.tenant_id = t.id AND r.mode = 'live' \
+                AND r.executed_at >= $1 AND r.executed_at < $2) AS live_orders, \
+            coalesce((SELECT sum(api_calls) FROM tenant_usage u \
+                      WHERE u.tenant_id = t.id AND u.day >= ($1 AT TIME ZONE 'UTC')::date \
+                        AND u.day <= (($2 - interval '1 microsecond') AT TIME ZONE 'UTC')::date), 0)::bigint AS api_calls \
+         FROM tenants t \
+         LEFT JOIN tenant_billing b ON b.tenant_id = t.id \
+         LEFT JOIN plans p ON p.id = b.plan_id \
+         WHERE t.state <> 'offboarded' \
+         ORDER BY t.name, t.id",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut **op)
+    .await
+    .map_err(DbError::query("reading every tenant's usage"))
+}

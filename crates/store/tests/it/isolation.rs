@@ -25,6 +25,11 @@ pub(crate) const SEED: &[(&str, &str)] = &[
         "INSERT INTO tenant_usage (tenant_id, day, api_calls) VALUES ($1, current_date, 1)",
     ),
     (
+        "usage_reports",
+        "INSERT INTO usage_reports (tenant_id, day, metric, value, identifier) \
+         VALUES ($1, current_date, 'orders', 1, 'seed-' || $1::text)",
+    ),
+    (
         "tenant_secrets",
         "INSERT INTO tenant_secrets (tenant_id, store, ciphertext) VALUES ($1, 'local', '\\x00')",
     ),

@@ -243,3 +243,118 @@ async fn usage_counts_worker_time_orders_and_api_calls_of_the_tenant_only(pool: 
     assert_eq!(before, billing::Usage::default());
     tx.commit().await.unwrap();
 }
+
+/// Puts `tenant` on `plan` with Stripe customer `customer`.
+async fn on_plan(db: &Db, tenant: TenantId, plan: &str, customer: &str) {
+    let mut tx = db.tenant(tenant).await.unwrap();
+    billing::set_plan(&mut tx, plan).await.unwrap();
+    billing::set_stripe_ids(&mut tx, Some(customer), None)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn only_tenants_on_a_metered_plan_with_a_customer_are_metered(pool: PgPool) {
+    let (db, a, b) = two_tenants(pool).await;
+    let c = create_tenant(&db, "c").await.unwrap();
+    on_plan(&db, a, "live", "cus_a").await;
+    on_plan(&db, b, "pro", "cus_b").await;
+    let mut tx = db.tenant(c).await.unwrap();
+    billing::set_plan(&mut tx, "live").await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = db.tenant(a).await.unwrap();
+    billing::set_reported_until(&mut tx, at(0)).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut op = db.operator().await.unwrap();
+    let metered = billing::metered(&mut op).await.unwrap();
+    op.commit().await.unwrap();
+    assert_eq!(
+        metered,
+        vec![billing::Metered {
+            tenant_id: a.as_uuid(),
+            plan_id: "live".into(),
+            stripe_customer_id: "cus_a".into(),
+            reported_until: Some(at(0)),
+        }]
+    );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_report_is_recorded_once_per_tenant_day_and_metric(pool: PgPool) {
+    let (db, a, b) = two_tenants(pool).await;
+    let day = NaiveDate::from_ymd_opt(2027, 1, 15).unwrap();
+    let mut tx = db.tenant(a).await.unwrap();
+    assert!(
+        billing::record_report(&mut tx, day, "orders", 4, "a-orders")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !billing::record_report(&mut tx, day, "orders", 5, "a-orders-again")
+            .await
+            .unwrap()
+    );
+    assert!(
+        billing::record_report(&mut tx, day, "api_calls", 9, "a-calls")
+            .await
+            .unwrap()
+    );
+    let reports = billing::reports(&mut tx, day).await.unwrap();
+    tx.commit().await.unwrap();
+    let got: Vec<(&str, i64, &str)> = reports
+        .iter()
+        .map(|r| (r.metric.as_str(), r.value, r.identifier.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("api_calls", 9, "a-calls"), ("orders", 4, "a-orders")]
+    );
+    let mut tx = db.tenant(b).await.unwrap();
+    assert_eq!(billing::reports(&mut tx, day).await.unwrap(), vec![]);
+    assert!(
+        billing::record_report(&mut tx, day, "orders", 1, "b-orders")
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn every_tenants_usage_is_read_with_its_plan(pool: PgPool) {
+    let (db, a, b) = two_tenants(pool).await;
+    on_plan(&db, a, "pro", "cus_a").await;
+    let day = NaiveDate::from_ymd_opt(2027, 1, 15).unwrap();
+    let noon = day.and_hms_opt(12, 0, 0).unwrap().and_utc();
+    let mut tx = db.tenant(a).await.unwrap();
+    billing::add_api_calls(&mut tx, day, 6).await.unwrap();
+    sqlx::query(
+        "INSERT INTO worker_availability (tenant_id, minute, desired_ms, up_ms) VALUES ($1, $2, 60000, 60000)",
+    )
+    .bind(a.as_uuid())
+    .bind(noon)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut op = db.operator().await.unwrap();
+    let rows = billing::usage_by_tenant(
+        &mut op,
+        noon - Duration::hours(1),
+        noon + Duration::hours(1),
+    )
+    .await
+    .unwrap();
+    op.commit().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let (ra, rb) = (&rows[0], &rows[1]);
+    assert_eq!((ra.tenant_id, ra.name.as_str()), (a.as_uuid(), "a"));
+    assert_eq!(ra.plan_id.as_deref(), Some("pro"));
+    assert_eq!((ra.worker_cpu, ra.worker_memory), (Some(512), Some(1024)));
+    assert_eq!(ra.monthly_price, Some(Decimal::from(49)));
+    assert_eq!(ra.payment_state.as_deref(), Some("none"));
+    assert_eq!((ra.worker_up_ms, ra.orders, ra.api_calls), (60_000, 0, 6));
+    assert_eq!((rb.tenant_id, rb.plan_id.as_deref()), (b.as_uuid(), None));
+    assert_eq!((rb.worker_up_ms, rb.api_calls), (0, 0));
+}
