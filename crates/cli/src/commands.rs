@@ -47,7 +47,8 @@ pub enum Command {
     /// Check which venues this host can reach, and the database, secret
     /// store and launcher the control plane would use.
     Doctor(crate::ops::DoctorArgs),
-    /// Estimate the monthly AWS cost for N tenants, by component.
+    /// Estimate the monthly AWS cost for N tenants, by component; with
+    /// --per-tenant, each tenant's cost and margin from its usage.
     Cost(crate::ops::CostArgs),
     /// Manage tenants through the control plane's API (list, show, create,
     /// pause, resume, delete, token).
@@ -177,7 +178,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ControlPlane(args) => control_plane(*args).await,
         Command::Worker(args) => worker(*args).await,
         Command::Doctor(args) => crate::ops::doctor(args).await,
-        Command::Cost(args) => crate::ops::cost(args),
+        Command::Cost(args) => crate::ops::cost(args).await,
         Command::Tenants(args) => crate::tenants_cli::run(args).await,
         Command::Record(args) => crate::record::run(args).await,
     }

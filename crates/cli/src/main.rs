@@ -10,6 +10,7 @@ mod ecs_args;
 mod ops;
 mod record;
 mod shutdown;
+mod tenant_cost;
 mod tenants_cli;
 
 #[tokio::main]

@@ -103,7 +103,7 @@ pub enum TenantsCommand {
     RevokeToken { tenant: String, token_id: String },
 }
 
-struct Api {
+pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
     token: SecretString,
@@ -111,7 +111,17 @@ struct Api {
 
 impl Api {
     fn new(args: &TenantsArgs) -> anyhow::Result<Self> {
-        let base = match &args.url {
+        Self::connect(args.url.as_deref(), args.token.as_ref(), &args.data_dir)
+    }
+
+    /// A client of the control plane at `url` (default: the local listen
+    /// address) with `token` (default: the data dir's operator token).
+    pub(crate) fn connect(
+        url: Option<&str>,
+        token: Option<&SecretString>,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let base = match url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
                 let listen =
@@ -119,10 +129,10 @@ impl Api {
                 format!("http://{}", listen.replace("0.0.0.0", "127.0.0.1"))
             }
         };
-        let token = match &args.token {
+        let token = match token {
             Some(t) => t.clone(),
             None => {
-                let path = args.data_dir.join("operator-token");
+                let path = data_dir.join("operator-token");
                 let text = std::fs::read_to_string(&path).with_context(|| {
                     format!(
                         "no token: pass --token or POLYBOT_TOKEN, or run where {} exists",
@@ -188,7 +198,7 @@ impl Api {
         Ok((status, value))
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self.call(reqwest::Method::GET, path, None, &[]).await?.1)
     }
 

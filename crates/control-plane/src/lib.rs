@@ -121,7 +121,7 @@ impl AppState {
         healthz, readyz, metrics::metrics,
         data::opportunities, data::trades, data::balances, data::pnl,
         alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels,
-        billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::webhook::receive
+        billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::api::usage, billing::webhook::receive
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated, tenants::CreateTokenRequest, tenants::TokenView, tenants::TokenList,
@@ -129,7 +129,7 @@ impl AppState {
         alerts::ChannelsView, alerts::ChannelView, alerts::ChannelsRequest,
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl,
-        billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView,
+        billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView, billing::api::UsageList, billing::api::TenantUsageView,
         error::Problem
     )),
     tags(
@@ -245,6 +245,7 @@ pub fn router(state: AppState) -> Router {
             "/tenants/{id}/billing/checkout",
             post(billing::api::checkout),
         )
+        .route("/billing/usage", get(billing::api::usage))
         .route("/webhooks/stripe", post(billing::webhook::receive))
         .merge(dashboard::routes())
         .fallback(not_found)

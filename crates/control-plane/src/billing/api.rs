@@ -418,3 +418,132 @@ pub async fn checkout(
         }),
     ))
 }
+
+/// One tenant's plan, payment state and usage in a period (operators).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TenantUsageView {
+    pub tenant_id: Uuid,
+    pub name: String,
+    /// Absent: the tenant has no plan (not limited, not billed).
+    pub plan: Option<String>,
+    /// The plan's price, USD a month, as a decimal string.
+    pub monthly_price: Option<String>,
+    /// none, active, past_due or canceled.
+    pub payment_state: String,
+    /// The plan's worker size; absent: the launcher's default.
+    pub worker_cpu: Option<i32>,
+    pub worker_memory: Option<i32>,
+    /// Hours the worker ran (with a fresh heartbeat), as a decimal string.
+    pub worker_hours: String,
+    pub orders: i64,
+    pub live_orders: i64,
+    pub api_calls: i64,
+}
+
+/// Every tenant's usage in a period.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UsageList {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub items: Vec<TenantUsageView>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsageQuery {
+    /// A calendar month (UTC), `YYYY-MM`; default: this month so far.
+    month: Option<String>,
+}
+
+/// The period `month` (`YYYY-MM`) names, up to `now` if it is this month;
+/// `None` if it is not a month or has not begun.
+pub fn month_period(month: &str, now: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let (year, m) = month.split_once('-')?;
+    if m.len() != 2 {
+        return None;
+    }
+    let first = chrono::NaiveDate::from_ymd_opt(year.parse().ok()?, m.parse().ok()?, 1)?;
+    let next = first.checked_add_months(chrono::Months::new(1))?;
+    let start = first.and_time(chrono::NaiveTime::MIN).and_utc();
+    let end = next.and_time(chrono::NaiveTime::MIN).and_utc();
+    (start <= now).then_some((start, end.min(now)))
+}
+
+/// Every tenant's plan, payment state and usage in a month: what `polybot
+/// cost --per-tenant` prices.
+#[utoipa::path(get, path = "/billing/usage", operation_id = "list_tenant_usage", tag = "billing",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "every tenant's plan and usage in the month", body = UsageList),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not an operator token", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn usage(
+    State(state): State<AppState>,
+    _: Operator,
+    axum::extract::Query(query): axum::extract::Query<UsageQuery>,
+) -> ApiResult<Json<UsageList>> {
+    let now = Utc::now();
+    let (from, to) = match &query.month {
+        None => this_month(now),
+        Some(month) => month_period(month, now).ok_or_else(|| {
+            ApiError::Validation(vec![FieldError::new(
+                "month",
+                "must be a calendar month that has begun, as YYYY-MM",
+            )])
+        })?,
+    };
+    let mut op = state.db.operator().await?;
+    let rows = billing::usage_by_tenant(&mut op, from, to).await?;
+    op.commit().await?;
+    Ok(Json(UsageList {
+        from,
+        to,
+        items: rows.into_iter().map(usage_view).collect(),
+    }))
+}
+
+fn usage_view(row: billing::TenantUsage) -> TenantUsageView {
+    TenantUsageView {
+        tenant_id: row.tenant_id,
+        name: row.name,
+        plan: row.plan_id,
+        monthly_price: row.monthly_price.map(|p| p.normalize().to_string()),
+        payment_state: row.payment_state.unwrap_or_else(|| "none".to_owned()),
+        worker_cpu: row.worker_cpu,
+        worker_memory: row.worker_memory,
+        worker_hours: hours(row.worker_up_ms).to_string(),
+        orders: row.orders,
+        live_orders: row.live_orders,
+        api_calls: row.api_calls,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_month_is_read_as_yyyy_mm_and_ends_now_if_current() {
+        let now: DateTime<Utc> = "2027-03-10T08:00:00Z".parse().unwrap_or_default();
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap_or_default();
+        assert_eq!(
+            month_period("2027-02", now),
+            Some((at("2027-02-01T00:00:00Z"), at("2027-03-01T00:00:00Z")))
+        );
+        assert_eq!(
+            month_period("2026-12", now),
+            Some((at("2026-12-01T00:00:00Z"), at("2027-01-01T00:00:00Z")))
+        );
+        assert_eq!(
+            month_period("2027-03", now),
+            Some((at("2027-03-01T00:00:00Z"), now))
+        );
+        assert_eq!(month_period("2027-04", now), None);
+        assert_eq!(month_period("2027-13", now), None);
+        assert_eq!(month_period("2027-3", now), None);
+        assert_eq!(month_period("march", now), None);
+    }
+}

@@ -860,6 +860,37 @@ async fn api_calls_are_counted_per_tenant_and_replicas_add_theirs(
         .await;
     assert_eq!(own.body["usage"]["api_calls"], 2, "{}", own.text);
     assert_eq!(h.state.api_calls.pending(tenant_b), 1);
+    // Every tenant's usage is for operators.
+    let all = h
+        .call(Method::GET, "/billing/usage", Some(&token_b), None)
+        .await;
+    assert_eq!(all.status, StatusCode::FORBIDDEN, "{}", all.text);
+    let all = h
+        .call(Method::GET, "/billing/usage", Some(OPERATOR), None)
+        .await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let calls: Vec<(&str, i64)> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap(),
+                t["api_calls"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(calls, vec![("acme", 5), ("beta", 2)]);
+    let bad = h
+        .call(
+            Method::GET,
+            "/billing/usage?month=2027-13",
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.text);
+    assert_eq!(bad.body["errors"][0]["field"], "month", "{}", bad.text);
 }
 
 /// A Stripe stand-in for meter events: every POST as received, and (as
