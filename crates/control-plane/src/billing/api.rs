@@ -505,7 +505,7 @@ pub async fn usage(
     }))
 }
 
-fn usage_view(row: billing::TenantUsage) -> TenantUsageView {
+pub fn usage_view(row: billing::TenantUsage) -> TenantUsageView {
     TenantUsageView {
         tenant_id: row.tenant_id,
         name: row.name,

@@ -1087,3 +1087,73 @@ async fn metered_usage_is_reported_to_stripe_once_per_tenant_day_and_metric(
         expected
     );
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_dashboard_shows_plan_payment_and_usage_to_operators_and_each_tenant_its_own(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use crate::dashboard::Agent;
+    let mut h = Harness::new(pool_opts, options).await;
+    configure(&mut h, Duration::from_secs(3600), "http://127.0.0.1:9");
+    let a = h.onboard(json!({"name": "acme"})).await;
+    let b = h.onboard(json!({"name": "beta"})).await;
+    subscribe(&h, &a, "pro", "cus_a", 60).await;
+    let token_a = tenant_token(&h, &a).await;
+    let tenant_a = TenantId::from_uuid(a.parse().unwrap());
+    h.state.api_calls.record(tenant_a);
+    h.state.api_calls.record(tenant_a);
+    h.state.api_calls.flush(&h.state.db).await.unwrap();
+
+    let operator = Agent::sign_in(&h, OPERATOR).await;
+    let page = operator.get(&format!("/ui/tenants/{a}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    let section = &page.text[page
+        .text
+        .find("<table id=\"billing\">")
+        .expect("a billing section")..];
+    let section = &section[..section.find("</table>").unwrap()];
+    assert!(
+        section.contains("Pro (<code>pro</code>) · 49 USD a month"),
+        "{section}"
+    );
+    assert!(
+        section.contains("<span class=\"badge active\">active</span>"),
+        "{section}"
+    );
+    assert!(
+        section
+            .contains("0 worker-hours at 512 CPU units / 1024 MiB, 0 orders (0 live), 2 API calls"),
+        "{section}"
+    );
+    let page = operator.get(&format!("/ui/tenants/{b}")).await;
+    assert!(
+        page.text.contains("none: not limited, not billed"),
+        "{}",
+        page.text
+    );
+    let overview = operator.get("/ui/billing").await;
+    assert_eq!(overview.status, StatusCode::OK, "{}", overview.text);
+    let table = &overview.text[overview.text.find("id=\"billing-overview\"").unwrap()..];
+    let acme = &table[table.find(">acme</a>").unwrap()..];
+    let acme = &acme[..acme.find("</tr>").unwrap()];
+    assert_eq!(
+        acme,
+        ">acme</a></td><td>pro</td><td>49</td><td><span class=\"badge active\">active</span></td><td>0</td><td>0</td><td>2</td>"
+    );
+    assert!(
+        table.contains(">beta</a></td><td>none</td><td>-</td>"),
+        "{table}"
+    );
+
+    // The tenant sees its own billing, and not the operators' page.
+    let tenant = Agent::sign_in(&h, &token_a).await;
+    let own = tenant.get(&format!("/ui/tenants/{a}")).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    assert!(own.text.contains("<table id=\"billing\">"), "{}", own.text);
+    assert!(own.text.contains("2 API calls"), "{}", own.text);
+    assert_eq!(
+        tenant.get("/ui/billing").await.status,
+        StatusCode::FORBIDDEN
+    );
+}
