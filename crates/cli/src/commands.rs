@@ -47,7 +47,8 @@ pub enum Command {
     /// Check which venues this host can reach, and the database, secret
     /// store and launcher the control plane would use.
     Doctor(crate::ops::DoctorArgs),
-    /// Estimate the monthly AWS cost for N tenants, by component.
+    /// Estimate the monthly AWS cost for N tenants, by component; with
+    /// --per-tenant, each tenant's cost and margin from its usage.
     Cost(crate::ops::CostArgs),
     /// Manage tenants through the control plane's API (list, show, create,
     /// pause, resume, delete, token).
@@ -64,6 +65,8 @@ pub struct ServeArgs {
     pub listen: std::net::SocketAddr,
     #[command(flatten)]
     pub settings: polybot_control_plane::settings::SettingsArgs,
+    #[command(flatten)]
+    pub billing: polybot_control_plane::billing::BillingArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -274,7 +277,7 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
         Command::ControlPlane(args) => control_plane(*args).await,
         Command::Worker(args) => worker(prepare_worker(*args)?).await,
         Command::Doctor(args) => crate::ops::doctor(args).await,
-        Command::Cost(args) => crate::ops::cost(args),
+        Command::Cost(args) => crate::ops::cost(args).await,
         Command::Tenants(args) => crate::tenants_cli::run(args).await,
         Command::Record(args) => crate::record::run(args).await,
     }
@@ -512,7 +515,9 @@ async fn serve(
         worker_db.host = host;
     }
     let mut state = AppState::new(database.db.clone(), secrets, worker_db);
-    state.settings = Arc::new(serve.settings.clone().into());
+    let mut settings: polybot_control_plane::settings::Settings = serve.settings.clone().into();
+    settings.billing = serve.billing.clone().into();
+    state.settings = Arc::new(settings);
     state.channel_key = channel_key;
     let sealed = polybot_control_plane::alerts::seal_plaintext_secrets(&state)
         .await
@@ -583,16 +588,25 @@ async fn serve(
         reconciler.backstop_interval = std::time::Duration::from_secs(backstop);
         reconciler = reconciler.with_events(events);
     }
+    reconciler.payment_grace = state.settings.billing.grace;
     // Operator views: reconciler metrics, and the alert evaluator. The leader
     // also retries unfinished onboardings and offboardings.
     let reconciler = reconciler
         .with_metrics(state.metrics.clone())
         .with_provisioner(state.provisioner.clone());
     let alerting = polybot_control_plane::alerts::Evaluator::new(state.clone());
+    // Metered usage goes to Stripe only where Stripe is configured.
+    let reporter =
+        polybot_control_plane::billing::stripe::Stripe::from_settings(&state.settings.billing)
+            .ok()
+            .map(|stripe| {
+                polybot_control_plane::billing::meter::Reporter::new(database.db.clone(), stripe)
+            });
     let app = App::build(&config, state).await?;
     let addr = app.local_addr()?;
     let reconciling = tokio::spawn(reconciler.run(stop.clone()));
     let alerting = tokio::spawn(alerting.run(stop.clone()));
+    let reporting = reporter.map(|reporter| tokio::spawn(reporter.run(stop.clone())));
     if backends.demo.is_some() {
         let token_file = token_file.clone();
         tokio::spawn(async move {
@@ -620,6 +634,12 @@ async fn serve(
     }
     if let Err(err) = alerting.await {
         tracing::warn!(%err, "the alert evaluator ended abnormally");
+    }
+    if let Some(Err(err)) = match reporting {
+        Some(reporting) => Some(reporting.await),
+        None => None,
+    } {
+        tracing::warn!(%err, "the usage reporter ended abnormally");
     }
     // Local workers stop with `polybot up`; ECS tasks keep trading, and the
     // next leader finds them.

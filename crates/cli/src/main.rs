@@ -11,6 +11,7 @@ mod ecs_args;
 mod ops;
 mod record;
 mod shutdown;
+mod tenant_cost;
 mod tenants_cli;
 
 fn main() -> ExitCode {

@@ -227,9 +227,63 @@ pub struct CostArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Each tenant's cost and margin in a month, from the control plane's
+    /// usage, instead of the fleet estimate.
+    #[arg(long)]
+    pub per_tenant: bool,
+    /// With --per-tenant: the month, YYYY-MM (default: this month so far).
+    #[arg(long, requires = "per_tenant")]
+    pub month: Option<String>,
+    /// With --per-tenant: the control plane's base URL (default: http:// and
+    /// POLYBOT_LISTEN or 127.0.0.1:8080).
+    #[arg(long, env = "POLYBOT_URL", requires = "per_tenant")]
+    pub url: Option<String>,
+    /// With --per-tenant: an operator token; default: <data-dir>/operator-token.
+    #[arg(long, env = "POLYBOT_TOKEN", hide_env_values = true)]
+    pub token: Option<SecretString>,
+    /// The local data dir whose operator token to use when no token is given.
+    #[arg(long, env = "POLYBOT_DATA_DIR", default_value = ".polybot")]
+    pub data_dir: PathBuf,
 }
 
-pub fn cost(args: CostArgs) -> anyhow::Result<()> {
+fn architecture(arch: Option<Arch>) -> Architecture {
+    match arch {
+        Some(Arch::X86_64) => Architecture::X86_64,
+        Some(Arch::Arm64) | None => Architecture::Arm64,
+    }
+}
+
+/// `polybot cost --per-tenant`: prices `GET /billing/usage`.
+async fn per_tenant(args: &CostArgs) -> anyhow::Result<()> {
+    let prices = PriceTable::us_east_1()?;
+    let defaults = Assumptions::default();
+    let default_size = polybot_deploy_spec::FargateSize::new(
+        args.worker_cpu.unwrap_or(defaults.worker_cpu),
+        args.worker_memory.unwrap_or(defaults.worker_memory),
+    )
+    .context("--worker-cpu/--worker-memory: the size of workers whose plan names none")?;
+    let api =
+        crate::tenants_cli::Api::connect(args.url.as_deref(), args.token.as_ref(), &args.data_dir)?;
+    let path = match &args.month {
+        Some(month) => format!("/billing/usage?month={month}"),
+        None => "/billing/usage".to_owned(),
+    };
+    let usage: polybot_control_plane::billing::api::UsageList =
+        serde_json::from_value(api.get(&path).await?)
+            .context("the control plane's usage is not in the expected shape")?;
+    let rows = crate::tenant_cost::margins(&prices, architecture(args.arch), default_size, &usage)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", crate::tenant_cost::render(&usage, &rows));
+    }
+    Ok(())
+}
+
+pub async fn cost(args: CostArgs) -> anyhow::Result<()> {
+    if args.per_tenant {
+        return per_tenant(&args).await;
+    }
     let prices = PriceTable::us_east_1()?;
     let mut estimates: Vec<Estimate> = Vec::new();
     for tenants in &args.tenants {
@@ -240,11 +294,8 @@ pub fn cost(args: CostArgs) -> anyhow::Result<()> {
         if let Some(memory) = args.worker_memory {
             a.worker_memory = memory;
         }
-        if let Some(arch) = args.arch {
-            a.architecture = match arch {
-                Arch::Arm64 => Architecture::Arm64,
-                Arch::X86_64 => Architecture::X86_64,
-            };
+        if args.arch.is_some() {
+            a.architecture = architecture(args.arch);
         }
         if let Some(share) = args.spot_share {
             a.spot_share = share;

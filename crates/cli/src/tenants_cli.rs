@@ -103,7 +103,7 @@ pub enum TenantsCommand {
     RevokeToken { tenant: String, token_id: String },
 }
 
-struct Api {
+pub(crate) struct Api {
     client: reqwest::Client,
     base: String,
     token: SecretString,
@@ -111,7 +111,17 @@ struct Api {
 
 impl Api {
     fn new(args: &TenantsArgs) -> anyhow::Result<Self> {
-        let base = match &args.url {
+        Self::connect(args.url.as_deref(), args.token.as_ref(), &args.data_dir)
+    }
+
+    /// A client of the control plane at `url` (default: the local listen
+    /// address) with `token` (default: the data dir's operator token).
+    pub(crate) fn connect(
+        url: Option<&str>,
+        token: Option<&SecretString>,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
+        let base = match url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => {
                 let listen =
@@ -119,10 +129,10 @@ impl Api {
                 format!("http://{}", listen.replace("0.0.0.0", "127.0.0.1"))
             }
         };
-        let token = match &args.token {
+        let token = match token {
             Some(t) => t.clone(),
             None => {
-                let path = args.data_dir.join("operator-token");
+                let path = data_dir.join("operator-token");
                 let text = std::fs::read_to_string(&path).with_context(|| {
                     format!(
                         "no token: pass --token or POLYBOT_TOKEN, or run where {} exists",
@@ -188,7 +198,7 @@ impl Api {
         Ok((status, value))
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         Ok(self.call(reqwest::Method::GET, path, None, &[]).await?.1)
     }
 
@@ -349,8 +359,9 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             let id = api.resolve(tenant).await?;
             let view = api.get(&format!("/tenants/{id}")).await?;
             let status = api.get(&format!("/tenants/{id}/status")).await?;
+            let billing = api.get(&format!("/tenants/{id}/billing")).await?;
             if args.json {
-                return print_json(&json!({"tenant": view, "status": status}));
+                return print_json(&json!({"tenant": view, "status": status, "billing": billing}));
             }
             let mut rows = vec![
                 vec!["id".into(), text(&view["id"])],
@@ -374,6 +385,25 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
                 vec!["restarts".into(), text(&status["worker"]["restarts"])],
                 vec!["heartbeat".into(), heartbeat(&status)],
                 vec!["last error".into(), text(&status["last_error"])],
+                vec![
+                    "plan".into(),
+                    billing["plan"]["id"]
+                        .as_str()
+                        .unwrap_or("none (not limited, not billed)")
+                        .to_owned(),
+                ],
+                vec!["payment".into(), text(&billing["payment_state"])],
+                vec!["payment hold".into(), text(&billing["payment_hold"])],
+                vec![
+                    "usage this month".into(),
+                    format!(
+                        "{} worker-hours, {} orders ({} live), {} API calls",
+                        text(&billing["usage"]["worker_hours"]),
+                        text(&billing["usage"]["orders"]),
+                        text(&billing["usage"]["live_orders"]),
+                        text(&billing["usage"]["api_calls"])
+                    ),
+                ],
             ];
             if let Some(keys) = view["exchange_keys"].as_object() {
                 for (venue, fp) in keys {

@@ -205,6 +205,9 @@ impl FromRequestParts<AppState> for Caller {
             token,
         )
         .await?;
+        if let Caller::Tenant(tenant) = caller {
+            state.api_calls.record(tenant);
+        }
         parts.extensions.insert(caller);
         Ok(caller)
     }

@@ -26,6 +26,10 @@ pub enum ApiError {
     /// 422: the request is well-formed JSON but some fields are wrong.
     #[error("{} field(s) are invalid", .0.len())]
     Validation(Vec<FieldError>),
+    /// 402: the tenant's plan does not include what the request asks for;
+    /// each error names the field and the entitlement.
+    #[error("the tenant's plan does not allow this")]
+    PlanLimit(Vec<FieldError>),
     /// 400: the body is not JSON, or not an object.
     #[error("{0}")]
     BadRequest(String),
@@ -77,6 +81,7 @@ impl ApiError {
             ApiError::Validation(_) | ApiError::IdempotencyMismatch => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::PlanLimit(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -92,6 +97,7 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self {
             ApiError::Validation(_) => "/problems/validation",
+            ApiError::PlanLimit(_) => "/problems/plan-entitlement",
             ApiError::BadRequest(_) => "/problems/bad-request",
             ApiError::Unauthorized => "/problems/unauthorized",
             ApiError::Forbidden(_) => "/problems/forbidden",
@@ -108,7 +114,7 @@ impl ApiError {
     pub fn problem(&self) -> Problem {
         let status = self.status();
         let detail = match self {
-            ApiError::Validation(errors) => errors
+            ApiError::Validation(errors) | ApiError::PlanLimit(errors) => errors
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
@@ -124,7 +130,7 @@ impl ApiError {
             status: status.as_u16(),
             detail,
             errors: match self {
-                ApiError::Validation(errors) => errors.clone(),
+                ApiError::Validation(errors) | ApiError::PlanLimit(errors) => errors.clone(),
                 _ => Vec::new(),
             },
         }

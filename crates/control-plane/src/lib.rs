@@ -27,6 +27,7 @@ use utoipa::OpenApi;
 
 pub mod alerts;
 pub mod auth;
+pub mod billing;
 pub mod dashboard;
 pub mod data;
 pub mod error;
@@ -63,6 +64,8 @@ pub struct AppState {
     /// Seals alert channel secrets. [`AppState::new`] starts with a key that
     /// lives as long as the process; `polybot` sets the master key's.
     pub channel_key: Arc<alerts::ChannelKey>,
+    /// Tenants' API calls not yet written to `tenant_usage`.
+    pub api_calls: billing::calls::ApiCalls,
 }
 
 impl std::fmt::Debug for AppState {
@@ -89,6 +92,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             settings: Arc::new(settings::Settings::default()),
             channel_key: Arc::new(alerts::ChannelKey::ephemeral()),
+            api_calls: billing::calls::ApiCalls::default(),
         }
     }
 
@@ -117,7 +121,8 @@ impl AppState {
         tenants::pause, tenants::resume, tenants::delete, tenants::create_token, tenants::list_tokens, tenants::revoke_token, status::get, status::fleet,
         healthz, readyz, metrics::metrics,
         data::opportunities, data::trades, data::balances, data::pnl,
-        alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels
+        alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels,
+        billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::api::usage, billing::webhook::receive
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated, tenants::CreateTokenRequest, tenants::TokenView, tenants::TokenList,
@@ -125,6 +130,7 @@ impl AppState {
         alerts::ChannelsView, alerts::ChannelView, alerts::ChannelsRequest,
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl,
+        billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView, billing::api::UsageList, billing::api::TenantUsageView,
         error::Problem
     )),
     tags(
@@ -132,6 +138,7 @@ impl AppState {
         (name = "status", description = "Each tenant's desired and actual worker state."),
         (name = "data", description = "A tenant's opportunities, trades, balances and profit."),
         (name = "alerts", description = "Where alerts are sent: a tenant's channels and the operator's."),
+        (name = "billing", description = "Plans, a tenant's payment state and usage, Stripe Checkout and webhooks."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
     ),
     modifiers(&BearerAuth, &ServingLimits),
@@ -297,6 +304,15 @@ pub fn router(state: AppState) -> Router {
             "/alert-channels",
             get(alerts::get_operator_channels).put(alerts::put_operator_channels),
         )
+        .route("/plans", get(billing::api::list_plans))
+        .route("/tenants/{id}/billing", get(billing::api::get))
+        .route("/tenants/{id}/plan", put(billing::api::set_plan))
+        .route(
+            "/tenants/{id}/billing/checkout",
+            post(billing::api::checkout),
+        )
+        .route("/billing/usage", get(billing::api::usage))
+        .route("/webhooks/stripe", post(billing::webhook::receive))
         .merge(dashboard::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(query_text::refuse_control_text))
@@ -365,15 +381,23 @@ impl App {
     /// background onboarding.
     pub async fn run_until_stopped(self, stop: CancellationToken) -> anyhow::Result<()> {
         let tasks = self.state.tasks.clone();
-        serve::serve(
+        // Stopped after serving, so that the last requests' calls are written.
+        let counting = CancellationToken::new();
+        tasks.spawn(self.state.api_calls.clone().run(
+            self.state.db.clone(),
+            billing::calls::FLUSH_EVERY,
+            counting.clone(),
+        ));
+        let served = serve::serve(
             self.listener,
             router(self.state),
             serve::Limits::default(),
             stop,
         )
-        .await?;
+        .await;
+        counting.cancel();
         tasks.close();
         tasks.wait().await;
-        Ok(())
+        served
     }
 }

@@ -75,6 +75,8 @@ pub struct Settings {
     pub secure_cookies: Option<bool>,
     pub session_ttl: Duration,
     pub alerts: AlertSettings,
+    /// Plans, Stripe and payment holds (`crate::billing`).
+    pub billing: crate::billing::BillingSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -84,6 +86,7 @@ impl std::fmt::Debug for Settings {
             .field("secure_cookies", &self.secure_cookies)
             .field("session_ttl", &self.session_ttl)
             .field("alerts", &self.alerts)
+            .field("billing", &self.billing)
             .finish()
     }
 }
@@ -95,6 +98,7 @@ impl Default for Settings {
             secure_cookies: None,
             session_ttl: Duration::from_secs(12 * 3600),
             alerts: AlertSettings::default(),
+            billing: crate::billing::BillingSettings::default(),
         }
     }
 }
@@ -191,6 +195,7 @@ impl From<SettingsArgs> for Settings {
                 telegram_api_base: args.telegram_api_base,
                 ..defaults
             },
+            billing: crate::billing::BillingSettings::default(),
         }
     }
 }

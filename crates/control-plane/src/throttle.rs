@@ -83,6 +83,23 @@ impl AuthThrottle {
     }
 }
 
+impl AuthThrottle {
+    /// How long this client must wait, if it has used up its failure budget
+    /// (for endpoints authenticated by something other than a bearer
+    /// token: a Stripe webhook's signature).
+    pub fn peer_blocked(&self, headers: &HeaderMap, extensions: &Extensions) -> Option<Duration> {
+        let ip = client_address(headers, extensions)?;
+        self.blocked(&[Key::Peer(ip)], Instant::now())
+    }
+
+    /// Counts a failed authentication of this client.
+    pub fn peer_failed(&self, headers: &HeaderMap, extensions: &Extensions) {
+        if let Some(ip) = client_address(headers, extensions) {
+            self.fail(vec![Key::Peer(ip)], Instant::now());
+        }
+    }
+}
+
 /// The client's address, as described in the module summary.
 fn client_address(headers: &HeaderMap, extensions: &Extensions) -> Option<IpAddr> {
     let peer = extensions

@@ -208,6 +208,17 @@ pub trait Launcher: Send + Sync + fmt::Debug {
         false
     }
 
+    /// The worker size (CPU units, MiB) of `tenant`'s next `ensure_spec` and
+    /// `start`, from its plan; `None` is the launcher's configured default.
+    /// A launcher without sizes (local processes) has nothing to set.
+    fn set_worker_size(
+        &self,
+        _tenant: TenantId,
+        _size: Option<(u32, u32)>,
+    ) -> Result<(), LaunchError> {
+        Ok(())
+    }
+
     /// Prepares whatever starting `spec` needs (a task definition revision on
     /// ECS; nothing locally). Idempotent: an unchanged spec changes nothing.
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError>;

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod balances;
+pub mod billing;
 pub mod configs;
 pub mod exits;
 pub mod fleet;

@@ -69,6 +69,12 @@ impl ControlPlane {
             .env("POLYBOT_MASTER_KEY", "6f".repeat(32))
             // Workers without market data: tests never reach the venues.
             .env("POLYBOT_LIVE_DATA", "0")
+            // Billing configured, so that its endpoints answer by their input
+            // rather than 503; no seeded plan has a Stripe price, so nothing
+            // calls this (unreachable) Stripe.
+            .env("POLYBOT_STRIPE_API_KEY", "sk_test_unused")
+            .env("POLYBOT_STRIPE_WEBHOOK_SECRET", "whsec_test_unused")
+            .env("POLYBOT_STRIPE_API_BASE", "http://127.0.0.1:9")
             .env("POLYBOT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -180,10 +180,17 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
             "{shown}"
         );
         assert!(shown.contains("strategy complement_arb"), "{shown}");
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("plan") && l.contains("none (not limited, not billed)")),
+            "{shown}"
+        );
         let shown: Value =
             serde_json::from_str(&ok(&tenants(&cp, t, &["show", &id, "--json"]))).unwrap();
         assert_eq!(shown["tenant"]["id"], id.as_str());
         assert_eq!(shown["status"]["desired"], "running");
+        assert_eq!(shown["billing"]["payment_state"], "none");
 
         // pause (an operator's: a hold, shown), resume.
         assert_eq!(
@@ -255,4 +262,87 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
     })
     .await
     .unwrap();
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn cost_per_tenant_prices_each_tenants_worker_hours_against_its_plan(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = pool_opts.connect_with(options.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = url_for(&options);
+    let path = dir.path().to_owned();
+    let cp = tokio::task::spawn_blocking(move || ControlPlane::start(&url, &path))
+        .await
+        .unwrap();
+    let created: Value = serde_json::from_str(&ok(&tenants(
+        &cp,
+        Some(OPERATOR),
+        &["create", "--name", "acme", "--json"],
+    )))
+    .unwrap();
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    // Last month: on the pro plan (0.5 vCPU / 1 GiB, 49 USD), its worker ran 40 hours.
+    let now = chrono::Utc::now().date_naive();
+    let month = now
+        .checked_sub_months(chrono::Months::new(1))
+        .unwrap()
+        .format("%Y-%m")
+        .to_string();
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d")
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    sqlx::query("INSERT INTO tenant_billing (tenant_id, plan_id, payment_state) VALUES ($1, 'pro', 'active')")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO worker_availability (tenant_id, minute, desired_ms, up_ms) \
+         SELECT $1, $2 + g * interval '1 minute', 60000, 60000 FROM generate_series(0, 2399) g",
+    )
+    .bind(id)
+    .bind(first)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let addr = cp.addr.clone();
+    let run = move |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_polybot"))
+            .arg("cost")
+            .args(args)
+            .env("POLYBOT_URL", format!("http://{addr}"))
+            .env("POLYBOT_TOKEN", OPERATOR)
+            .env("POLYBOT_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let json: Value =
+        serde_json::from_str(&ok(&run(&["--per-tenant", "--month", &month, "--json"]))).unwrap();
+    let row = &json.as_array().unwrap()[0];
+    assert_eq!(row["name"], "acme");
+    assert_eq!(row["plan"], "pro");
+    assert_eq!(row["worker_hours"], "40");
+    // 40 h × (0.5 vCPU × 0.03238 + 1 GB × 0.00356) USD
+    assert_eq!(row["cost"], "0.79");
+    assert_eq!(row["revenue"], "49");
+    assert_eq!(row["margin"], "48.21");
+    let table = ok(&run(&["--per-tenant", "--month", &month]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("acme") && l.contains("0.79") && l.contains("48.21")),
+        "{table}"
+    );
+    let bad = run(&["--per-tenant", "--month", "someday"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("month"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    tokio::task::spawn_blocking(move || drop(cp)).await.unwrap();
 }

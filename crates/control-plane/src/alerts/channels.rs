@@ -376,6 +376,7 @@ pub async fn get_tenant_channels(
         (status = 200, description = "the tenant's alert channels as stored", body = ChannelsView),
         (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -388,6 +389,11 @@ pub async fn put_tenant_channels(
     let channels = parse_channels(&body, &state.channel_key)?;
     let mut tx = state.db.tenant(tenant).await?;
     tenant_exists(&mut tx).await?;
+    crate::billing::check_channels(
+        &mut tx,
+        channels.iter().map(|c| c.kind.as_str()).enumerate(),
+    )
+    .await?;
     let rows = rows(&channels, &state.channel_key, Some(tenant.as_uuid()))?;
     repo::replace_tenant_channels(&mut tx, &rows).await?;
     let view = views(&channels);

@@ -156,9 +156,16 @@ impl Evaluator {
         for watched in watch.tenants {
             let status = watched.status;
             let tenant = status.tenant_id();
+            // A worker held for payment is not expected to run: for alerts
+            // and availability its tenant counts as paused.
+            let state = if status.state.wants_worker() && !status.desired_running() {
+                polybot_core::lifecycle::TenantState::Paused
+            } else {
+                status.state
+            };
             round.tenants.push(TenantInput {
                 tenant,
-                state: status.state,
+                state,
                 state_since: status.updated_at,
                 worker: status.actual().to_owned(),
                 restarts: status.restarts(),

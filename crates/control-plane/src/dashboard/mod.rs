@@ -62,6 +62,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/logout", post(logout))
         .route("/ui/fleet", get(pages::fleet))
         .route("/ui/go", get(pages::go))
+        .route("/ui/billing", get(pages::billing))
         .route(
             "/ui/tenants/new",
             get(pages::onboard_form).post(pages::onboard),

@@ -4,9 +4,11 @@
 //! selector and the tenant actions are here. The data comes from the store's
 //! repositories (`polybot_store::repo`), never from SQL here.
 
+mod billing_view;
 mod fleet_view;
 mod tenant_view;
 
+pub use self::billing_view::overview as billing;
 pub use self::fleet_view::fleet;
 pub use self::tenant_view::tenant;
 
@@ -69,7 +71,7 @@ pub fn head_with(h: &mut Html, title: &str, session: Option<&Session>, refresh: 
         h.raw("<header><strong>PolyBot Cloud</strong>");
         match s.caller {
             Caller::Operator => {
-                h.raw("<a href=\"/ui/fleet\">Fleet</a><a href=\"/ui/tenants/new\" id=\"nav-onboard\">Onboard a tenant</a><span>operator</span>");
+                h.raw("<a href=\"/ui/fleet\">Fleet</a><a href=\"/ui/tenants/new\" id=\"nav-onboard\">Onboard a tenant</a><a href=\"/ui/billing\">Billing</a><span>operator</span>");
             }
             Caller::Tenant(t) => {
                 h.raw("<a href=\"/ui/tenants/")

@@ -41,6 +41,14 @@ impl Launcher for InstrumentedLauncher {
         self.inner.injects_secrets()
     }
 
+    fn set_worker_size(
+        &self,
+        tenant: polybot_core::TenantId,
+        size: Option<(u32, u32)>,
+    ) -> Result<(), LaunchError> {
+        self.inner.set_worker_size(tenant, size)
+    }
+
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
         let result = self.inner.ensure_spec(spec).await;
         self.count("ensure_spec", &result);

@@ -19,6 +19,7 @@
 //! describes, and the listing becomes a slow backstop.
 
 pub mod events;
+mod billing;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -91,6 +92,9 @@ pub struct Reconciler {
     pub spec_salt: String,
     /// Where pass durations and actions are counted (see [`Reconciler::with_metrics`]).
     metrics: crate::metrics::Metrics,
+    /// How long a tenant's worker keeps running after its payment went
+    /// missing (see `billing::payment_hold`).
+    pub payment_grace: Duration,
     /// Finishes unfinished onboardings and offboardings every
     /// `RESUME_EVERY` (see [`Reconciler::with_provisioner`]).
     provisioner: Option<crate::provision::Provisioner>,
@@ -116,6 +120,8 @@ struct Row {
     last_heartbeat: Option<DateTime<Utc>>,
     /// What `tenant_runtime` holds now, to skip writing it again unchanged.
     stored: Option<Stored>,
+    /// The plan's worker size and any payment hold.
+    terms: billing::Terms,
 }
 
 /// The observed part of a `tenant_runtime` row.
@@ -173,6 +179,7 @@ impl Reconciler {
             worker_secrets: BTreeMap::new(),
             heartbeat_stale: Duration::from_secs(30),
             spec_salt: String::new(),
+            payment_grace: Duration::from_secs(72 * 3600),
             metrics: crate::metrics::Metrics::default(),
             provisioner: None,
         }
@@ -344,8 +351,20 @@ impl Reconciler {
     async fn read_desired(&self) -> Result<Vec<Row>, DbError> {
         let mut op = self.db.operator().await?;
         let rows = fleet::desired(&mut op).await?;
+        let standings = polybot_store::repo::billing::standings(&mut op).await?;
         op.commit().await?;
-        Ok(rows.into_iter().map(|row| self.row(row)).collect())
+        let mut terms = billing::terms(standings, Utc::now(), self.payment_grace);
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut row = self.row(row);
+                if let Some(terms) = terms.remove(&row.desired.tenant) {
+                    billing::apply(&mut row.desired, &terms);
+                    row.terms = terms;
+                }
+                row
+            })
+            .collect())
     }
 
     /// A tenant as a pass plans it, from the store's read.
@@ -385,6 +404,7 @@ impl Reconciler {
                 spec_hash: r.spec_hash,
                 observed_at: r.observed_at,
             }),
+            terms: billing::Terms::default(),
         }
     }
 
@@ -522,7 +542,7 @@ impl Reconciler {
                 let Some(row) = row else {
                     return Outcome::Failed("the tenant vanished".into());
                 };
-                match self.start(tenant, spec_hash, row.mode).await {
+                match self.start(tenant, spec_hash, row).await {
                     Ok(instance) => Outcome::Started(instance),
                     Err(StartError::Capacity(message)) => Outcome::Waiting(message),
                     Err(StartError::Failed(message)) => Outcome::StartFailed(message),
@@ -530,10 +550,14 @@ impl Reconciler {
             }
             Action::Stop {
                 instance, reason, ..
-            } => match self.launcher.stop(&instance, &reason).await {
-                Ok(()) => Outcome::Stopped(instance.id, reason),
-                Err(err) => Outcome::Failed(err.to_string()),
-            },
+            } => {
+                // A payment hold is the reason, whatever the planner says.
+                let reason = row.and_then(|r| r.terms.hold.clone()).unwrap_or(reason);
+                match self.launcher.stop(&instance, &reason).await {
+                    Ok(()) => Outcome::Stopped(instance.id, reason),
+                    Err(err) => Outcome::Failed(err.to_string()),
+                }
+            }
             Action::RecordExit {
                 instance_id,
                 exit,
@@ -552,8 +576,9 @@ impl Reconciler {
         &self,
         tenant: TenantId,
         spec_hash: String,
-        mode: Mode,
+        row: &Row,
     ) -> Result<Instance, StartError> {
+        let mode = row.mode;
         let failed = |e: &dyn std::fmt::Display| StartError::Failed(e.to_string());
         let mut tx = self.db.tenant(tenant).await.map_err(|e| failed(&e))?;
         let reference = self
@@ -597,6 +622,9 @@ impl Reconciler {
             secret_reference: reference,
             env: self.worker_env.clone(),
         };
+        self.launcher
+            .set_worker_size(tenant, row.terms.size)
+            .map_err(|e| failed(&e))?;
         let launched = match self.launcher.ensure_spec(&spec).await {
             Ok(()) => self.launcher.start(&spec).await,
             Err(err) => Err(err),
@@ -799,6 +827,9 @@ impl Reconciler {
         if unchanged {
             return Ok(recorded);
         }
+        if let Some(hold) = &row.terms.hold {
+            last_error = Some(hold.clone());
+        }
         let mut tx = match tx {
             Some(tx) => tx,
             None => self.db.tenant(tenant).await?,
@@ -808,6 +839,8 @@ impl Reconciler {
             &Observation {
                 desired: if row.desired.run {
                     "running"
+                } else if row.terms.hold.is_some() {
+                    runtime::HELD_FOR_PAYMENT
                 } else {
                     "stopped"
                 },

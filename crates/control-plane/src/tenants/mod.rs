@@ -140,6 +140,7 @@ pub struct CreateTenantRequest {
         (status = 201, description = "the tenant; onboarding continues in the background", body = TenantView),
         (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "the token is a tenant's; only an operator token may do this", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
     )
@@ -157,7 +158,14 @@ pub async fn create(
     let live = body.get("mode").and_then(Value::as_str) == Some(Mode::Live.as_str());
     let input = parse_input(
         &body,
-        &["name", "mode", "exchange_keys", "strategies", "risk"],
+        &[
+            "name",
+            "mode",
+            "exchange_keys",
+            "strategies",
+            "risk",
+            "plan",
+        ],
     )
     .map_err(|mut errors| {
         if live {
@@ -207,9 +215,33 @@ pub async fn create(
         }
     }
 
+    // The plan asked for (or the deployment's default) must allow the rest.
+    let plan = match body.get("plan") {
+        None | Some(Value::Null) => state.settings.billing.default_plan.clone(),
+        Some(Value::String(plan)) => Some(plan.clone()),
+        Some(_) => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                "plan",
+                "expected a plan id (GET /plans)",
+            )]));
+        }
+    };
+    let plan = match plan {
+        Some(id) => Some(crate::billing::api::known_plan(&mut tx, &id).await?),
+        None => None,
+    };
+    if let Some(plan) = &plan {
+        crate::billing::refuse_exceeded(crate::billing::exceeded(
+            plan,
+            &crate::billing::Wanted::of(input.mode, input.strategies.as_ref(), input.keys.as_ref()),
+        ))?;
+    }
     let name = input.name.unwrap_or_default();
     let mode = input.mode.unwrap_or_default();
     tenants::insert(&mut tx, &name, mode).await?;
+    if let Some(plan) = &plan {
+        polybot_store::repo::billing::set_plan(&mut tx, &plan.id).await?;
+    }
     configs::insert(
         &mut tx,
         &to_json(&input.strategies.unwrap_or_default()),
@@ -394,6 +426,7 @@ async fn lock_state(tx: &mut TenantTx) -> ApiResult<TenantState> {
         (status = 200, description = "the updated tenant", body = TenantView),
         (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -423,6 +456,11 @@ pub async fn patch(
             "tenant is {current}; it cannot be changed"
         )));
     }
+    crate::billing::check(
+        &mut tx,
+        &crate::billing::Wanted::of(input.mode, input.strategies.as_ref(), None),
+    )
+    .await?;
     let changed: Vec<&str> = body.keys().map(String::as_str).collect();
     let spec_changed = input.mode.is_some() || input.strategies.is_some() || input.risk.is_some();
     tenants::update(&mut tx, input.name.as_deref(), input.mode, spec_changed).await?;
@@ -455,6 +493,7 @@ pub async fn patch(
         (status = 200, description = "the tenant, whose worker restarts with the new keys", body = TenantView),
         (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -474,6 +513,11 @@ pub async fn rotate_keys(
             "tenant is {current}; its keys cannot be changed"
         )));
     }
+    crate::billing::check(
+        &mut tx,
+        &crate::billing::Wanted::of(None, None, Some(&keys)),
+    )
+    .await?;
     let mut secret = state.secrets.get(&mut tx).await?.unwrap_or_default();
     secret.exchange_keys = keys.clone();
     state.secrets.put(&mut tx, &secret).await?;
@@ -736,6 +780,7 @@ pub struct CreateTokenRequest {
         (status = 201, description = "a new bearer token for the tenant, shown only this once", body = TokenCreated),
         (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "a tenant token asked for a token that outlives itself", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the tenant's state does not allow this, or it holds the maximum number of tokens", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -816,7 +861,9 @@ pub async fn create_token(
             expires_at = own;
         }
     }
-    if tokens::count_live(&mut tx).await? >= MAX_TOKENS_PER_TENANT {
+    let live = tokens::count_live(&mut tx).await?;
+    crate::billing::check_token_cap(&mut tx, live).await?;
+    if live >= MAX_TOKENS_PER_TENANT {
         return Err(ApiError::Conflict(format!(
             "the tenant already has {MAX_TOKENS_PER_TENANT} live tokens, the maximum; revoke one first"
         )));

@@ -56,13 +56,13 @@ fn csrf_of(html: &str) -> String {
 }
 
 /// A user agent with one session cookie.
-struct Agent<'a> {
+pub(crate) struct Agent<'a> {
     h: &'a Harness,
     cookie: String,
 }
 
 impl<'a> Agent<'a> {
-    async fn sign_in(h: &'a Harness, token: &str) -> Agent<'a> {
+    pub(crate) async fn sign_in(h: &'a Harness, token: &str) -> Agent<'a> {
         let page = h.call(Method::GET, "/ui/login", None, None).await;
         assert_eq!(page.status, StatusCode::OK);
         let (login_cookie, _) = set_cookie(&page, "pb_login").expect("a login cookie");
@@ -89,7 +89,7 @@ impl<'a> Agent<'a> {
         }
     }
 
-    async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         self.h
             .raw(
                 Request::get(path)

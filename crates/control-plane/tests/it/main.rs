@@ -3,6 +3,7 @@
 
 mod alerts;
 mod api;
+mod billing;
 mod common;
 mod control_text;
 mod dashboard;

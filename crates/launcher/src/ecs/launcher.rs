@@ -462,6 +462,20 @@ impl Launcher for EcsLauncher {
         true
     }
 
+    fn set_worker_size(
+        &self,
+        tenant: TenantId,
+        size: Option<(u32, u32)>,
+    ) -> Result<(), LaunchError> {
+        match size {
+            Some((cpu, memory)) => self.set_tenant_size(tenant, cpu, memory),
+            None => {
+                lock(&self.state).sizes.remove(&tenant);
+                Ok(())
+            }
+        }
+    }
+
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
         self.ensure_definition(spec).await.map(|_| ())
     }

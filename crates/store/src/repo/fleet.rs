@@ -166,12 +166,17 @@ impl TenantStatus {
         TenantId::from_uuid(self.id)
     }
 
-    /// Whether the tenant's worker should run: only an active tenant's does.
+    /// Whether the tenant's worker should run: only an active tenant's
+    /// does, and not while the reconciler holds it for a lapsed payment.
     pub fn desired_running(&self) -> bool {
         self.state.wants_worker()
+            && self
+                .runtime
+                .as_ref()
+                .is_none_or(|r| r.desired != crate::repo::runtime::HELD_FOR_PAYMENT)
     }
 
-    /// `running` or `stopped`, from the lifecycle state.
+    /// `running` or `stopped`, from the lifecycle state and a payment hold.
     pub fn desired(&self) -> &'static str {
         if self.desired_running() {
             "running"

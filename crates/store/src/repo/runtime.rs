@@ -43,10 +43,14 @@ pub async fn remove(tx: &mut TenantTx) -> Result<(), DbError> {
     Ok(())
 }
 
+/// `tenant_runtime.desired` of an active tenant whose worker the
+/// reconciler keeps stopped because its payment lapsed.
+pub const HELD_FOR_PAYMENT: &str = "held_for_payment";
+
 /// What one reconcile pass observed and did for the transaction's tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
-    /// `running` or `stopped`.
+    /// `running`, `stopped` or [`HELD_FOR_PAYMENT`].
     pub desired: &'static str,
     /// `running`, `starting`, `pending`, `crash_loop`, `launch_backoff`,
     /// `capacity`, `stopping`, `stopped` or `failed`.

@@ -17,6 +17,19 @@ pub(crate) const SEED: &[(&str, &str)] = &[
         "INSERT INTO tenant_configs (tenant_id) VALUES ($1)",
     ),
     (
+        "tenant_billing",
+        "INSERT INTO tenant_billing (tenant_id, plan_id) VALUES ($1, 'pro')",
+    ),
+    (
+        "tenant_usage",
+        "INSERT INTO tenant_usage (tenant_id, day, api_calls) VALUES ($1, current_date, 1)",
+    ),
+    (
+        "usage_reports",
+        "INSERT INTO usage_reports (tenant_id, day, metric, value, identifier) \
+         VALUES ($1, current_date, 'orders', 1, 'seed-' || $1::text)",
+    ),
+    (
         "tenant_secrets",
         "INSERT INTO tenant_secrets (tenant_id, store, ciphertext) VALUES ($1, 'local', '\\x00')",
     ),

@@ -7,6 +7,7 @@ mod legacy;
 mod migrations;
 mod repo_activity;
 mod repo_alerts;
+mod repo_billing;
 mod repo_control;
 mod repo_exits;
 mod repo_fleet;

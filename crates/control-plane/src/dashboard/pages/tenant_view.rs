@@ -48,6 +48,7 @@ pub(crate) struct TenantPage {
     /// (alert, subject, summary, since).
     pub firing: Vec<FiringAlert>,
     pub channels: Vec<crate::alerts::ChannelView>,
+    pub billing: Option<crate::billing::api::BillingView>,
 }
 
 pub async fn tenant(
@@ -78,7 +79,8 @@ pub(crate) async fn load(
     let figures = fleet::tenant_figures(&mut tx)
         .await?
         .ok_or(UiError::NotFound)?;
-    let page = read(&mut tx, figures, view).await?;
+    let mut page = read(&mut tx, figures, view).await?;
+    page.billing = Some(super::billing_view::load(state, &mut tx).await?);
     tx.commit().await?;
     Ok(page)
 }
@@ -103,6 +105,7 @@ async fn read(
             .collect(),
         figures,
         view,
+        billing: None,
     })
 }
 
@@ -266,6 +269,7 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
 
     alerts(&mut h, data);
     health(&mut h, data);
+    super::billing_view::section(&mut h, data.billing.as_ref());
     h.raw("<h2>PnL</h2>");
     pnl_chart(&mut h, &data.pnl);
     tables(&mut h, data);
