@@ -39,6 +39,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
 pub mod demo;
+pub mod execution;
 pub mod live;
 pub mod persist;
 pub mod run;
@@ -72,7 +73,9 @@ pub struct WorkerArgs {
     /// without them the worker paper-trades on public data.
     #[arg(long, env = env::EXCHANGE_KEYS, value_name = env::EXCHANGE_KEYS, hide_env_values = true)]
     pub exchange_keys: Option<SecretString>,
-    /// `paper` or `live`.
+    /// `paper`, `shadow` (orders signed with the tenant's Polymarket keys and
+    /// recorded, never sent) or `live` (sent to Polymarket's CLOB,
+    /// `POLYBOT_POLYMARKET_CLOB_URL`).
     #[arg(long, env = env::MODE, value_name = env::MODE, default_value = "paper")]
     pub mode: polybot_core::Mode,
     /// The hash of the spec the worker was started from; echoed in heartbeats.
@@ -187,6 +190,8 @@ pub struct WorkerConfig {
     pub flush_every: Duration,
     /// Write the batch as soon as this many rows are waiting.
     pub flush_rows: usize,
+    /// Where shadow and live orders go (`POLYBOT_POLYMARKET_CLOB_URL`).
+    pub execution: execution::ExecutionSettings,
 }
 
 /// Without the database password (`PgConnectOptions`' own Debug prints it)
@@ -340,6 +345,7 @@ impl WorkerConfig {
             paper_balances: args.paper_balances.0,
             flush_every: Duration::from_millis(args.flush_ms),
             flush_rows: args.flush_rows,
+            execution: execution::ExecutionSettings::from_env()?,
         })
     }
 }

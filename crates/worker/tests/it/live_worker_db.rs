@@ -58,6 +58,7 @@ async fn a_worker_on_live_data_writes_opportunities_and_reports_venue_health(
         paper_balances: vec![(Venue::Polymarket, dec!(1000)), (Venue::Kalshi, dec!(1000))],
         flush_every: Duration::from_millis(100),
         flush_rows: 500,
+        execution: Default::default(),
     };
     let stop = CancellationToken::new();
     let worker = tokio::spawn(polybot_worker::run(config, stop.clone()));

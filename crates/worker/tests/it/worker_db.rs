@@ -72,6 +72,7 @@ fn worker_config(tenant: TenantId, login: PgConnectOptions, pace: Pace) -> Worke
         paper_balances: vec![(Venue::Polymarket, dec!(1000)), (Venue::Kalshi, dec!(1000))],
         flush_every: Duration::from_millis(250),
         flush_rows: 500,
+        execution: Default::default(),
     }
 }
 
