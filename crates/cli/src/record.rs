@@ -188,6 +188,13 @@ impl LineWriter {
                 if let Some(p) = def.reference_price {
                     m.insert("reference_price".into(), json!(p.to_string()));
                 }
+                if def.fee_exponent != 1 {
+                    m.insert("fee_exponent".into(), json!(def.fee_exponent));
+                }
+                if let Some(ids) = &def.venue_ids {
+                    m.insert("condition_id".into(), json!(ids.market));
+                    m.insert("tokens".into(), json!(ids.instruments));
+                }
                 "market"
             }
             EventKind::Book(b) => {
@@ -274,7 +281,7 @@ mod tests {
     #[test]
     fn every_event_written_parses_back_with_the_engines_replay_parser() {
         let text = concat!(
-            r#"{"type":"market","ts":1,"market":"btc-updown-15m-900","venue":"polymarket","outcomes":["Up","Down"],"fee_rate":"0.07","question":"q","resolution_source":"https://data.chain.link/streams/btc-usd","window_start":900000,"closes_at":1800000,"asset":"BTC","direction":"up","reference_price":"94000.5"}"#,
+            r#"{"type":"market","ts":1,"market":"btc-updown-15m-900","venue":"polymarket","outcomes":["Up","Down"],"fee_rate":"0.07","question":"q","resolution_source":"https://data.chain.link/streams/btc-usd","window_start":900000,"closes_at":1800000,"asset":"BTC","direction":"up","reference_price":"94000.5","fee_exponent":2,"condition_id":"0xabc","tokens":["11","12"]}"#,
             "\n",
             r#"{"type":"market","ts":1,"market":"KX-1","venue":"kalshi","outcomes":["Yes","No"],"fee_rate":"0.07","asset":"BTC","direction":"above","strike":"100000.00"}"#,
             "\n",

@@ -87,6 +87,9 @@ pub enum Mode {
     /// Orders are filled against the recorded or live order book, never sent.
     #[default]
     Paper,
+    /// Orders are built and signed with the tenant's keys and recorded as
+    /// they would have been sent, never sent: a rehearsal for live.
+    Shadow,
     /// Orders are sent to the venues with the tenant's keys.
     Live,
 }
@@ -95,6 +98,7 @@ impl Mode {
     pub const fn as_str(&self) -> &'static str {
         match self {
             Mode::Paper => "paper",
+            Mode::Shadow => "shadow",
             Mode::Live => "live",
         }
     }
@@ -112,9 +116,10 @@ impl FromStr for Mode {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "paper" => Ok(Mode::Paper),
+            "shadow" => Ok(Mode::Shadow),
             "live" => Ok(Mode::Live),
             other => Err(format!(
-                "{other:?} is not a mode: use \"paper\" or \"live\""
+                "{other:?} is not a mode: use \"paper\", \"shadow\" or \"live\""
             )),
         }
     }

@@ -55,6 +55,8 @@ pub const MAX_TAGS: usize = 50;
 pub enum WorkerMode {
     #[default]
     Paper,
+    /// Orders signed and never sent; the IB Gateway trades paper.
+    Shadow,
     Live,
 }
 
@@ -62,7 +64,16 @@ impl WorkerMode {
     pub const fn as_str(&self) -> &'static str {
         match self {
             WorkerMode::Paper => "paper",
+            WorkerMode::Shadow => "shadow",
             WorkerMode::Live => "live",
+        }
+    }
+
+    /// The IB Gateway's `TRADING_MODE`: only a live worker trades live.
+    pub const fn ibkr_trading_mode(&self) -> &'static str {
+        match self {
+            WorkerMode::Live => "live",
+            WorkerMode::Paper | WorkerMode::Shadow => "paper",
         }
     }
 }
@@ -237,6 +248,7 @@ impl WorkerTaskSpec {
             ("log_group", json!(self.log_group)),
             ("region", json!(self.region)),
             ("mode", json!(self.mode.as_str())),
+            ("ibkr_mode", json!(self.mode.ibkr_trading_mode())),
         ]);
         if let Some(ibkr) = &self.ibkr {
             vars.insert("ibkr_image", json!(ibkr.image));

@@ -58,6 +58,8 @@ fn def(id: &str, venue: Venue, outcomes: &[&str]) -> MarketDef {
         closes_at: None,
         recurring: None,
         reference_price: None,
+        venue_ids: None,
+        fee_exponent: 1,
     }
 }
 

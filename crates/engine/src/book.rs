@@ -226,7 +226,10 @@ mod tests {
     #[test]
     fn a_buy_walks_the_asks_up_to_its_limit() {
         let b = book();
-        let fees = FeeModel::Polymarket { rate: dec!(0.07) };
+        let fees = FeeModel::Polymarket {
+            rate: dec!(0.07),
+            exponent: 1,
+        };
         let s = b.sweep(Side::Buy, dec!(0.70), dec!(150), &fees);
         assert_eq!(s.filled, dec!(150));
         assert_eq!(s.notional, dec!(95)); // 100 × 0.60 + 50 × 0.70

@@ -30,6 +30,19 @@ use crate::strategies::crypto_15m::Crypto15m;
 use crate::strategies::news_arb::NewsArb;
 use crate::types::{MarketId, MarketIdx};
 
+/// Who fills the engine's orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Execution {
+    /// The engine's simulated exchange: each order takes the book's depth
+    /// at once, with the venue's fee formula (replays, paper tenants).
+    #[default]
+    Paper,
+    /// A venue: the engine emits orders and books the fills the worker
+    /// reports back ([`Engine::venue_fill`], [`Engine::order_finished`]).
+    Venue,
+}
+
 /// Everything one tenant's engine needs.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct EngineConfig {
@@ -93,6 +106,7 @@ pub struct Engine<C: Clock> {
     next_opportunity: u64,
     next_order: u64,
     stats: EngineStats,
+    execution: Execution,
 }
 
 impl<C: Clock> Engine<C> {
@@ -132,7 +146,100 @@ impl<C: Clock> Engine<C> {
             next_opportunity: 1,
             next_order: 1,
             stats: EngineStats::default(),
+            execution: Execution::Paper,
         })
+    }
+
+    /// Chooses who fills the orders; the decisions are the same either way.
+    pub fn set_execution(&mut self, execution: Execution) {
+        self.execution = execution;
+    }
+
+    pub fn execution(&self) -> Execution {
+        self.execution
+    }
+
+    /// Books a fill the venue reported for `order`: cash, position, fee.
+    /// Returns the fill as a decision (for the worker to record), or none
+    /// when the order's market is unknown.
+    pub fn venue_fill(
+        &mut self,
+        order: &Order,
+        size: Decimal,
+        avg_price: Decimal,
+        fee: Decimal,
+    ) -> Option<Decision> {
+        let idx = self.markets.find(order.market.as_str())?;
+        let outcomes = self.markets.get(idx).books.len();
+        let notional = size * avg_price;
+        self.portfolio.apply_fill(
+            order.venue,
+            idx,
+            outcomes,
+            order.outcome,
+            order.side,
+            size,
+            notional,
+            fee,
+        );
+        self.stats.fills += 1;
+        Some(Decision::Fill(Fill {
+            order: order.id,
+            opportunity: order.opportunity,
+            strategy: order.strategy,
+            ts: self.clock.now(),
+            venue: order.venue,
+            market: order.market.clone(),
+            outcome: order.outcome,
+            side: order.side,
+            size,
+            avg_price,
+            notional,
+            fee,
+        }))
+    }
+
+    /// The venue is done with `order` (filled, killed, refused, cancelled,
+    /// or in shadow mode never sent): it no longer counts as open, and when
+    /// `failed` its strategy's breaker counts a failure. Returns the cancel
+    /// of the unfilled rest, if any, with `reason` (or the
+    /// immediate-or-cancel explanation).
+    pub fn order_finished(
+        &mut self,
+        order: &Order,
+        filled: Decimal,
+        reason: Option<String>,
+        failed: bool,
+    ) -> Option<Decision> {
+        self.risk.order_closed();
+        let now = self.clock.now();
+        let breaker = &mut self.breakers[order.strategy.index()];
+        match (&reason, failed) {
+            (Some(reason), true) => breaker.record_failure(now, reason.clone()),
+            (None, true) => breaker.record_failure(now, "the venue failed the order"),
+            (_, false) => breaker.record_success(),
+        }
+        if filled >= order.size {
+            return None;
+        }
+        self.stats.cancels += 1;
+        Some(Decision::Cancel(Cancel {
+            order: order.id,
+            ts: now,
+            market: order.market.clone(),
+            remaining: order.size - filled,
+            reason: reason.unwrap_or_else(|| {
+                format!(
+                    "immediate-or-cancel: {filled} of {} {} {} filled at or better than {}",
+                    order.size, order.market, order.outcome, order.limit_price
+                )
+            }),
+        }))
+    }
+
+    /// Sets a venue's cash to what the venue reports (live reconciliation).
+    pub fn set_cash(&mut self, venue: Venue, amount: Decimal) {
+        self.portfolio.set_cash(venue, amount);
     }
 
     pub fn clock(&self) -> &C {
@@ -546,6 +653,10 @@ impl<C: Clock> Engine<C> {
                 limit_price: leg.limit_price,
                 size: leg.size,
             }));
+            if self.execution == Execution::Venue {
+                // The worker sends it and reports back.
+                continue;
+            }
             let state = self.markets.get_mut(idx);
             let fees = state.fees;
             let outcomes = state.books.len();
@@ -595,6 +706,14 @@ impl<C: Clock> Engine<C> {
                 failure.get_or_insert(reason);
             }
             self.risk.order_closed();
+        }
+        if self.execution == Execution::Venue {
+            if let Some(reason) = failure
+                && let Decision::Opportunity(o) = &mut out[at]
+            {
+                o.rejection = Some(reason);
+            }
+            return;
         }
         if !filled_any && let Decision::Opportunity(o) = &mut out[at] {
             o.executed_at = None;

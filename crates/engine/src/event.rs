@@ -74,8 +74,13 @@ pub struct MarketDef {
     pub id: MarketId,
     pub venue: Venue,
     pub outcomes: Vec<String>,
-    /// The taker fee rate (Polymarket's category rate, Kalshi 0.07, a CEX's percentage).
+    /// The taker fee rate (Polymarket: the market's `fd.r` from the CLOB;
+    /// Kalshi 0.07; a CEX's percentage).
     pub fee_rate: Decimal,
+    /// Polymarket's fee exponent (`fd.e`): the fee is
+    /// `C·rate·(p(1−p))^exponent`. 1 elsewhere.
+    #[serde(default = "one")]
+    pub fee_exponent: u32,
     #[serde(default)]
     pub question: String,
     #[serde(default)]
@@ -91,11 +96,34 @@ pub struct MarketDef {
     /// The window's opening price, when the feed publishes it.
     #[serde(default)]
     pub reference_price: Option<Decimal>,
+    /// The venue's own ids, which sending an order needs (none for a
+    /// market only ever paper-traded).
+    #[serde(default)]
+    pub venue_ids: Option<VenueIds>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A market's ids at its venue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VenueIds {
+    /// Polymarket: the condition id.
+    pub market: String,
+    /// One per outcome, in the outcomes' order (Polymarket: the CLOB token ids).
+    pub instruments: Vec<String>,
 }
 
 impl MarketDef {
     pub fn fee_model(&self) -> FeeModel {
-        FeeModel::for_venue(self.venue, self.fee_rate)
+        match self.venue {
+            Venue::Polymarket => FeeModel::Polymarket {
+                rate: self.fee_rate,
+                exponent: self.fee_exponent,
+            },
+            venue => FeeModel::for_venue(venue, self.fee_rate),
+        }
     }
 
     /// Kalshi publishes bids only: a binary market's asks are the other

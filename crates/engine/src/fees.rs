@@ -1,8 +1,9 @@
 //! Venue fee formulas for takers (every order the engine sends takes liquidity).
 //!
-//! - Polymarket: `C × rate × p × (1 − p)`, takers only (VENUES.md §8); the rate
-//!   is the market category's (Crypto 0.07). Rounded down to 5 decimals, as
-//!   the venue's USDC accounting does (nautilus_trader [3P]).
+//! - Polymarket: `C × rate × (p × (1 − p))^exponent`, takers only (VENUES.md
+//!   §8); the rate and exponent are each market's own, read from the CLOB's
+//!   market info (`fd.r`, `fd.e`), never a constant. Rounded down to 5
+//!   decimals, as the venue's accounting does (nautilus_trader [3P]).
 //! - Kalshi: `ceil_to_cent(0.07 × C × P × (1 − P))` (VENUES.md §2).
 //! - CEX (Binance US, Coinbase, Kraken): a percentage of the notional, rounded
 //!   up to 8 decimals so that a fee is never under-counted.
@@ -16,8 +17,8 @@ use polybot_core::strategy::Venue;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "model", rename_all = "snake_case")]
 pub enum FeeModel {
-    /// `C·rate·p·(1−p)`, floored to 5 decimals.
-    Polymarket { rate: Decimal },
+    /// `C·rate·(p·(1−p))^exponent`, floored to 5 decimals.
+    Polymarket { rate: Decimal, exponent: u32 },
     /// `ceil_to_cent(rate·C·p·(1−p))`.
     Kalshi { rate: Decimal },
     /// `rate × notional`.
@@ -26,19 +27,13 @@ pub enum FeeModel {
 
 /// Kalshi's published taker rate.
 pub const KALSHI_TAKER_RATE: Decimal = Decimal::from_parts(7, 0, 0, false, 2);
-/// Polymarket's Crypto-category taker rate (the 15-minute markets).
-pub const POLYMARKET_CRYPTO_RATE: Decimal = Decimal::from_parts(7, 0, 0, false, 2);
-/// The rate for a Polymarket market whose category is unknown: gamma's market
-/// listing does not carry it, and the highest published rate keeps arbitrage
-/// edges conservative.
-pub const POLYMARKET_UNKNOWN_CATEGORY_RATE: Decimal = POLYMARKET_CRYPTO_RATE;
 
 impl FeeModel {
     /// The venue's taker model at `rate` (the market's category rate for
     /// Polymarket, the account's tier for a CEX).
     pub const fn for_venue(venue: Venue, rate: Decimal) -> Self {
         match venue {
-            Venue::Polymarket => FeeModel::Polymarket { rate },
+            Venue::Polymarket => FeeModel::Polymarket { rate, exponent: 1 },
             Venue::Kalshi => FeeModel::Kalshi { rate },
             Venue::BinanceUs | Venue::Coinbase | Venue::Kraken => FeeModel::Percentage { rate },
         }
@@ -54,9 +49,18 @@ impl FeeModel {
     #[inline]
     pub fn raw_fee(&self, size: Decimal, price: Decimal) -> Decimal {
         match *self {
-            FeeModel::Polymarket { rate } | FeeModel::Kalshi { rate } => {
-                size * rate * price * (Decimal::ONE - price)
+            FeeModel::Polymarket { rate, exponent } => {
+                let base = price * (Decimal::ONE - price);
+                let mut factor = base;
+                for _ in 1..exponent {
+                    factor *= base;
+                }
+                if exponent == 0 {
+                    factor = Decimal::ONE;
+                }
+                size * rate * factor
             }
+            FeeModel::Kalshi { rate } => size * rate * price * (Decimal::ONE - price),
             FeeModel::Percentage { rate } => size * price * rate,
         }
     }
@@ -82,9 +86,10 @@ impl FeeModel {
     }
 }
 
-/// Polymarket taker fee on `size` shares at `price` with the category `rate`.
+/// Polymarket taker fee on `size` shares at `price` with the market's `rate`
+/// (exponent 1).
 pub fn polymarket_taker_fee(size: Decimal, price: Decimal, rate: Decimal) -> Decimal {
-    FeeModel::Polymarket { rate }.fee(size, price)
+    FeeModel::Polymarket { rate, exponent: 1 }.fee(size, price)
 }
 
 /// Kalshi taker fee on `contracts` at `price`, rounded up to the cent.
@@ -109,9 +114,19 @@ mod tests {
     #[test]
     fn polymarket_charges_1_75_on_100_crypto_shares_at_0_50() {
         assert_eq!(
-            polymarket_taker_fee(dec!(100), dec!(0.50), POLYMARKET_CRYPTO_RATE),
+            polymarket_taker_fee(dec!(100), dec!(0.50), dec!(0.07)),
             dec!(1.75)
         );
+    }
+
+    #[test]
+    fn a_polymarket_exponent_raises_p_times_one_minus_p() {
+        // 100 × 0.25 × (0.5 × 0.5)² = 1.5625
+        let model = FeeModel::Polymarket {
+            rate: dec!(0.25),
+            exponent: 2,
+        };
+        assert_eq!(model.fee(dec!(100), dec!(0.50)), dec!(1.5625));
     }
 
     #[test]

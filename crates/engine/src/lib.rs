@@ -31,7 +31,7 @@
 //!
 //! | `type` | fields |
 //! |---|---|
-//! | `market` | `market` (id), `venue` (`polymarket`, `kalshi`, `binance_us`, `coinbase`, `kraken`), `outcomes` (names), `fee_rate` (taker rate: Polymarket category rate, Kalshi `"0.07"`, CEX percentage); optional `question`, `resolution_source`, `window_start` and `closes_at` (ms), `asset` + `direction` (`up`, `above`, `below`) + `strike` for recurring crypto markets, `reference_price` (a window's opening price) |
+//! | `market` | `market` (id), `venue` (`polymarket`, `kalshi`, `binance_us`, `coinbase`, `kraken`), `outcomes` (names), `fee_rate` (taker rate: the Polymarket market's `fd.r`, Kalshi `"0.07"`, CEX percentage); optional `fee_exponent` (Polymarket's `fd.e`, default 1), `question`, `resolution_source`, `window_start` and `closes_at` (ms), `asset` + `direction` (`up`, `above`, `below`) + `strike` for recurring crypto markets, `reference_price` (a window's opening price), `condition_id` + `tokens` (the venue's ids: Polymarket's condition id and one CLOB token id per outcome, which live and shadow execution need) |
 //! | `book` | `market`, `outcome`, `bids` and `asks` as `[["price","size"], …]` in any order. Kalshi books are bids only: a binary Kalshi market's asks are derived from the other outcome's bids (YES ask = 1 − NO bid) and given asks are ignored |
 //! | `book_delta` | `market`, `outcome`, `side` (`bid`/`ask`), `price`, `size` (the new size; `"0"` removes the level) |
 //! | `trade` | `market`, `outcome`, `price`, `size`, `side` (`buy`/`sell`, the aggressor) |
@@ -70,10 +70,10 @@ pub use decision::{
     Cancel, Decision, Fill, LegPlan, Opportunity, OpportunityId, Order, OrderId, PairBlocked,
     Rejection, Settlement,
 };
-pub use engine::{Engine, EngineConfig, EngineError, EngineStats};
+pub use engine::{Engine, EngineConfig, EngineError, EngineStats, Execution};
 pub use event::{
     BookDelta, BookSnapshot, Direction, Event, EventKind, Headline, MarketDef, RecurringSpec,
-    Resolution, SpotPrice, TradePrint,
+    Resolution, SpotPrice, TradePrint, VenueIds,
 };
 pub use fees::{FeeModel, cex_taker_fee, kalshi_taker_fee, polymarket_taker_fee};
 pub use health::{FeedHealth, HealthStatus, RateLimit, StrategyHealth};

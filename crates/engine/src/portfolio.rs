@@ -66,6 +66,14 @@ impl Portfolio {
         p
     }
 
+    /// Replaces a venue's cash with what the venue reports.
+    pub fn set_cash(&mut self, venue: Venue, amount: Decimal) {
+        let delta = amount - self.cash[venue.index()];
+        self.cash[venue.index()] = amount;
+        // Money found at the venue is not profit: it moves the start.
+        self.starting_equity += delta;
+    }
+
     pub fn cash(&self, venue: Venue) -> Decimal {
         self.cash[venue.index()]
     }

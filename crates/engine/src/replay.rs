@@ -12,7 +12,7 @@ use polybot_core::strategy::{StrategyKind, Venue};
 use crate::clock::Timestamp;
 use crate::event::{
     BookDelta, BookSnapshot, Direction, Event, EventKind, Headline, MarketDef, RecurringSpec,
-    Resolution, SpotPrice, TradePrint,
+    Resolution, SpotPrice, TradePrint, VenueIds,
 };
 use crate::health::{FeedHealth, RateLimit};
 use crate::types::{Asset, BookSide, FxHashMap, Level, MarketId, OutcomeIdx, Side};
@@ -42,6 +42,8 @@ enum Line {
         outcomes: Vec<String>,
         fee_rate: Decimal,
         #[serde(default)]
+        fee_exponent: Option<u32>,
+        #[serde(default)]
         question: String,
         #[serde(default)]
         resolution_source: Option<String>,
@@ -57,6 +59,10 @@ enum Line {
         strike: Option<Decimal>,
         #[serde(default)]
         reference_price: Option<Decimal>,
+        #[serde(default)]
+        condition_id: Option<String>,
+        #[serde(default)]
+        tokens: Option<Vec<String>>,
     },
     Book {
         ts: i64,
@@ -187,6 +193,7 @@ impl ReplayParser {
                 venue,
                 outcomes,
                 fee_rate,
+                fee_exponent,
                 question,
                 resolution_source,
                 window_start,
@@ -195,6 +202,8 @@ impl ReplayParser {
                 direction,
                 strike,
                 reference_price,
+                condition_id,
+                tokens,
             } => {
                 if outcomes.len() < 2 {
                     return Err(self.error(format!("market {market} needs at least two outcomes")));
@@ -208,6 +217,20 @@ impl ReplayParser {
                     (None, None) => None,
                     _ => return Err(self.error("\"asset\" and \"direction\" go together")),
                 };
+                let venue_ids = match (condition_id, tokens) {
+                    (Some(market), Some(instruments)) if instruments.len() == outcomes.len() => {
+                        Some(VenueIds {
+                            market,
+                            instruments,
+                        })
+                    }
+                    (None, None) => None,
+                    _ => {
+                        return Err(self.error(
+                            "\"condition_id\" and \"tokens\" (one per outcome) go together",
+                        ));
+                    }
+                };
                 let id = MarketId::new(&market);
                 self.outcomes.insert(id.clone(), outcomes.clone());
                 let def = MarketDef {
@@ -215,12 +238,14 @@ impl ReplayParser {
                     venue,
                     outcomes,
                     fee_rate,
+                    fee_exponent: fee_exponent.unwrap_or(1),
                     question,
                     resolution_source,
                     window_start: window_start.map(Timestamp),
                     closes_at: closes_at.map(Timestamp),
                     recurring,
                     reference_price,
+                    venue_ids,
                 };
                 (ts, EventKind::Market(Box::new(def)))
             }

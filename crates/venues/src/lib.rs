@@ -9,10 +9,14 @@
 //! in the plain types of [`model`]; the worker converts them.
 
 pub mod error;
+pub mod execution;
 pub mod model;
 pub mod news;
 pub mod signing;
 pub mod stream;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tls;
 
 pub use error::{ErrorKind, VenueError};
 pub use model::Api;

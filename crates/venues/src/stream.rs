@@ -302,6 +302,7 @@ async fn run(
         while let Ok(more) = subs.try_recv() {
             assets.extend(more);
         }
+        crate::tls::install_crypto_provider();
         let connected = tokio::select! {
             () = cancel.cancelled() => return,
             result = tokio_tungstenite::connect_async(url.as_str()) => result,

@@ -39,6 +39,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
 pub mod demo;
+pub mod execution;
 pub mod live;
 pub mod persist;
 pub mod run;
@@ -73,7 +74,9 @@ pub struct WorkerArgs {
     /// without them the worker paper-trades on public data.
     #[arg(long, env = env::EXCHANGE_KEYS, value_name = env::EXCHANGE_KEYS, hide_env_values = true)]
     pub exchange_keys: Option<SecretString>,
-    /// `paper` or `live`.
+    /// `paper`, `shadow` (orders signed with the tenant's Polymarket keys and
+    /// recorded, never sent) or `live` (sent to Polymarket's CLOB,
+    /// `POLYBOT_POLYMARKET_CLOB_URL`).
     #[arg(long, env = env::MODE, value_name = env::MODE, default_value = "paper")]
     pub mode: polybot_core::Mode,
     /// The hash of the spec the worker was started from; echoed in heartbeats.
@@ -198,6 +201,8 @@ pub struct WorkerConfig {
     /// The files besides the system's that the worker reads (its recording,
     /// its database's root certificate): all its [`sandbox`] lets it read.
     pub sandbox_files: Vec<PathBuf>,
+    /// Where shadow and live orders go (`POLYBOT_POLYMARKET_CLOB_URL`).
+    pub execution: execution::ExecutionSettings,
 }
 
 /// Without the database password (`PgConnectOptions`' own Debug prints it)
@@ -366,6 +371,7 @@ impl WorkerConfig {
             flush_every: Duration::from_millis(args.flush_ms),
             flush_rows: args.flush_rows,
             sandbox_files,
+            execution: execution::ExecutionSettings::from_env()?,
         })
     }
 }

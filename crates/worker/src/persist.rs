@@ -2,7 +2,10 @@
 //! written in one fenced tenant transaction per flush.
 //!
 //! - an `Opportunity` becomes an `opportunities` row (`executed_at` set when
-//!   it was acted on; a risk rejection or an unfilled order is in `details`);
+//!   it was acted on; a risk rejection or an unfilled order is in `details`,
+//!   and in shadow and live modes what the executor did with each order:
+//!   client and venue ids, state, the signed order as sent or, in shadow,
+//!   as it would have been sent);
 //! - a `Fill` becomes a `trades` row (paper fill: average price, size, fee,
 //!   realised PnL — the fee, since fees are booked as realised — and mode);
 //! - a `Settlement` becomes a `trades` row with side `settle` carrying the
@@ -63,13 +66,16 @@ pub struct Recorder {
     traded_by: HashMap<String, StrategyKind>,
     /// Balances as last written, to skip unchanged upserts.
     written_balances: Vec<(Venue, Decimal)>,
+    /// What the executor did with each opportunity's orders (shadow and
+    /// live), by opportunity number, until its row is made.
+    orders: HashMap<u64, Vec<Value>>,
     pub totals: Written,
 }
 
 impl Recorder {
     /// `run_key` names the run: the recording's content hash for a replay, a
-    /// random value for a live stream. Trades are paper fills: the engine
-    /// never sends orders, so `mode` is what the rows say about execution.
+    /// random value for a live stream. `mode` is what the trade rows say:
+    /// `live` only for a live executor's fills.
     pub fn new(run_key: [u8; 32], mode: Mode) -> Self {
         Self {
             run_key,
@@ -78,7 +84,19 @@ impl Recorder {
             trades: Vec::new(),
             traded_by: HashMap::new(),
             written_balances: Vec::new(),
+            orders: HashMap::new(),
             totals: Written::default(),
+        }
+    }
+
+    /// Keeps the executor's reports for the opportunities' rows (call
+    /// before [`Recorder::record`] with the same event's decisions).
+    pub fn note_orders(&mut self, reports: Vec<crate::execution::OrderReport>) {
+        for report in reports {
+            self.orders
+                .entry(report.opportunity)
+                .or_default()
+                .push(report.details);
         }
     }
 
@@ -108,7 +126,11 @@ impl Recorder {
         for decision in decisions {
             match decision {
                 Decision::Opportunity(o) => {
-                    let row = self.opportunity_row(o);
+                    let orders = self.orders.remove(&o.id.0);
+                    let mut row = self.opportunity_row(o);
+                    if let Some(orders) = orders {
+                        row.details["orders"] = Value::Array(orders);
+                    }
                     self.opportunities.push(row);
                 }
                 Decision::Fill(f) => {

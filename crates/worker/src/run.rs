@@ -7,6 +7,7 @@
 //! database is down), so memory stays bounded whatever the feed does.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,11 +16,15 @@ use polybot_core::worker::{
     StrategyStatus, WorkerHealth, WorkerPhase, WrittenCounters,
 };
 use polybot_core::{Mode, TenantId};
-use polybot_engine::{BreakerState, Clock, Engine, EngineConfig, EventClock, PortfolioSnapshot};
+use polybot_engine::{
+    BreakerState, Clock, Engine, EngineConfig, EventClock, Execution as EngineExecution,
+    PortfolioSnapshot,
+};
 use polybot_store::{Db, Scope};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use crate::execution::{DbFence, Execution};
 use crate::live::LiveSource;
 use crate::persist::Recorder;
 use crate::source::{EventSource, ReplaySource, SystemClock, TickSource};
@@ -69,6 +74,32 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
         risk: tenant_config.risk.clone(),
         balances: config.paper_balances.clone(),
     };
+    let fence = Arc::new(DbFence {
+        db: ctx.db.clone(),
+        tenant,
+        epoch,
+    });
+    let execution = match crate::execution::connect(
+        config.mode,
+        &config.keys,
+        &config.execution,
+        fence,
+    )
+    .await
+    {
+        Ok(executor) => executor.map(|e| Execution::new(e, tenant, epoch)),
+        Err(e) => {
+            let result = ctx.fail(&tenant_config, format!("{e:#}")).await;
+            ctx.db.close().await;
+            return result;
+        }
+    };
+    // Trades say what really happened: only a live executor's fills are live.
+    let trade_mode = if config.mode == Mode::Live {
+        Mode::Live
+    } else {
+        Mode::Paper
+    };
     let result = match &config.replay {
         Some(replay) => {
             let opened = ReplaySource::open(&replay.path, replay.pace)
@@ -78,7 +109,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
                 });
             match opened {
                 Ok((source, key)) => {
-                    let recorder = Recorder::new(key, Mode::Paper);
+                    let recorder = Recorder::new(key, trade_mode);
                     match Engine::new(engine_config, EventClock::default()) {
                         Ok(engine) => {
                             drive(
@@ -86,6 +117,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
                                 engine,
                                 source,
                                 recorder,
+                                execution,
                                 replay.exit_at_end,
                                 &stop,
                             )
@@ -98,7 +130,7 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
             }
         }
         None => {
-            let recorder = Recorder::new(live_key(tenant), Mode::Paper);
+            let recorder = Recorder::new(live_key(tenant), trade_mode);
             match Engine::new(engine_config, SystemClock) {
                 Ok(engine) => match &config.live {
                     Some(settings) => {
@@ -108,14 +140,15 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
                             &config.keys,
                         ) {
                             Ok(source) => {
-                                drive(&mut ctx, engine, source, recorder, false, &stop).await
+                                drive(&mut ctx, engine, source, recorder, execution, false, &stop)
+                                    .await
                             }
                             Err(e) => ctx.fail(&tenant_config, e.message).await,
                         }
                     }
                     None => {
                         let source = TickSource::every(Duration::from_secs(1));
-                        drive(&mut ctx, engine, source, recorder, false, &stop).await
+                        drive(&mut ctx, engine, source, recorder, execution, false, &stop).await
                     }
                 },
                 Err(e) => ctx.fail(&tenant_config, format!("{e}")).await,
@@ -178,6 +211,57 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The kill switch takes effect without a restart: each heartbeat reads
+    /// the tenant's risk settings, and when the switch is turned on the
+    /// engine stops sending and every open order at the venue is cancelled.
+    async fn watch_kill_switch<C: Clock>(
+        &mut self,
+        engine: &mut Engine<C>,
+        execution: Option<&mut Execution>,
+    ) {
+        let on = match crate::load_config(&self.db, self.tenant).await {
+            Ok(config) => config.risk.kill_switch,
+            Err(e) => {
+                self.note_error(format!("reading the kill switch: {e}"));
+                return;
+            }
+        };
+        if on == self.kill_switch {
+            return;
+        }
+        self.kill_switch = on;
+        engine.set_kill_switch(on);
+        tracing::warn!(tenant = %self.tenant, on, "kill switch changed");
+        if let (true, Some(exec)) = (on, execution) {
+            match exec.cancel_all().await {
+                Ok(cancelled) => tracing::warn!(
+                    tenant = %self.tenant,
+                    cancelled = cancelled.len(),
+                    "kill switch: every open order cancelled"
+                ),
+                Err(e) => self.note_error(format!("kill switch: cancelling open orders: {e}")),
+            }
+        }
+    }
+
+    /// A send refused by the fence (or a lease that cannot be checked):
+    /// the worker stops.
+    fn execution_stopped(&mut self, err: polybot_venues::execution::ExecError) -> WorkerError {
+        use polybot_venues::execution::ExecError;
+        match err {
+            ExecError::Fenced { epoch } => WorkerError::Fenced(polybot_store::DbError::Fenced {
+                tenant: self.tenant,
+                mine: self.epoch,
+                current: epoch,
+            }),
+            other => {
+                let message = format!("sending an order: {other}");
+                self.note_error(message.clone());
+                WorkerError::Other(anyhow::anyhow!(message))
+            }
+        }
+    }
+
     fn note_error(&mut self, message: String) {
         debug_assert!(!message.is_empty(), "an empty error message is a bug");
         tracing::warn!(tenant = %self.tenant, error = %message, "worker error");
@@ -229,6 +313,7 @@ impl Ctx {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn health<C: Clock>(
         &self,
         engine: &Engine<C>,
@@ -237,6 +322,7 @@ impl Ctx {
         source_finished: bool,
         venues: BTreeMap<String, FeedStatus>,
         recorder: &Recorder,
+        execution: Option<&Execution>,
     ) -> WorkerHealth {
         let strategies = engine
             .health()
@@ -260,7 +346,7 @@ impl Ctx {
         let portfolio = engine.portfolio();
         let stats = engine.stats();
         WorkerHealth {
-            execution: Some("paper".to_owned()),
+            execution: Some(execution.map_or("paper", |e| e.kind().as_str()).to_owned()),
             strategies,
             pnl: Some(pnl(&portfolio, engine)),
             balances: portfolio
@@ -336,6 +422,7 @@ async fn drive<C, S>(
     mut engine: Engine<C>,
     mut source: S,
     mut recorder: Recorder,
+    mut execution: Option<Execution>,
     exit_at_end: bool,
     stop: &CancellationToken,
 ) -> Result<(), WorkerError>
@@ -351,6 +438,19 @@ where
         }
     }
     let description = source.describe();
+    if let Some(exec) = execution.as_mut() {
+        engine.set_execution(EngineExecution::Venue);
+        // Nothing is traded before the venue's state is known.
+        if let Err(e) = exec.reconcile(&mut engine, &ctx.db, ctx.tenant).await {
+            match e {
+                fenced @ WorkerError::Fenced(_) => return Err(fenced),
+                WorkerError::Other(err) => {
+                    ctx.note_error(format!("{err:#}"));
+                    return Err(WorkerError::Other(err));
+                }
+            }
+        }
+    }
     tracing::info!(tenant = %ctx.tenant, source = %description, "engine running");
     let mut decisions = Vec::with_capacity(32);
     let mut finished = false;
@@ -368,10 +468,11 @@ where
             biased;
             _ = stop.cancelled() => break Ok(()),
             _ = heartbeats.tick() => {
+                ctx.watch_kill_switch(&mut engine, execution.as_mut()).await;
                 if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                     break Err(e);
                 }
-                let health = ctx.health(&engine, phase, &description, finished, source.health(), &recorder);
+                let health = ctx.health(&engine, phase, &description, finished, source.health(), &recorder, execution.as_ref());
                 if let Err(e) = ctx.beat(&health).await {
                     break Err(e);
                 }
@@ -388,6 +489,14 @@ where
                         if let Err(e) = engine.on_event(&event, &mut decisions) {
                             ctx.note_error(format!("{description}: event at {}: {e}", event.ts.0));
                         }
+                        if let Some(exec) = execution.as_mut()
+                            && decisions.iter().any(|d| matches!(d, polybot_engine::Decision::Order(_)))
+                        {
+                            match exec.execute(&mut engine, &mut decisions).await {
+                                Ok(reports) => recorder.note_orders(reports),
+                                Err(e) => break Err(ctx.execution_stopped(e)),
+                            }
+                        }
                         if !decisions.is_empty() {
                             recorder.record(&engine, &decisions);
                             if recorder.pending() >= ctx.flush_rows
@@ -403,7 +512,7 @@ where
                         if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                             break Err(e);
                         }
-                        let health = ctx.health(&engine, WorkerPhase::Finished, &description, true, source.health(), &recorder);
+                        let health = ctx.health(&engine, WorkerPhase::Finished, &description, true, source.health(), &recorder, execution.as_ref());
                         if let Err(e) = ctx.beat(&health).await {
                             break Err(e);
                         }
@@ -431,6 +540,17 @@ where
             FINAL_FLUSH.as_secs()
         )),
     }
+    // A stopping worker leaves nothing of its own resting at the venue.
+    if let Some(exec) = execution.as_mut()
+        && !exec.open_orders().is_empty()
+    {
+        match exec.cancel_all().await {
+            Ok(cancelled) => {
+                tracing::info!(tenant = %ctx.tenant, cancelled = cancelled.len(), "open orders cancelled on stop")
+            }
+            Err(e) => ctx.note_error(format!("cancelling open orders on stop: {e}")),
+        }
+    }
     let health = ctx.health(
         &engine,
         WorkerPhase::Stopping,
@@ -438,6 +558,7 @@ where
         finished,
         source.health(),
         &recorder,
+        execution.as_ref(),
     );
     let last = final_heartbeat(&ctx.db, ctx.tenant, ctx.epoch, &health);
     match tokio::time::timeout(FINAL_HEARTBEAT, last).await {

@@ -155,7 +155,10 @@ pub async fn create(
     let key = idempotency_key(&headers)?;
     let body = parse_body(&body)?;
     // Refused alongside every other error, so a form shows them all at once.
-    let live = body.get("mode").and_then(Value::as_str) == Some(Mode::Live.as_str());
+    let live = matches!(
+        body.get("mode").and_then(Value::as_str),
+        Some("live" | "shadow")
+    );
     let input = parse_input(
         &body,
         &[
@@ -178,7 +181,7 @@ pub async fn create(
         if input.name.is_none() {
             errors.push(FieldError::new("name", "is required"));
         }
-        if input.mode == Some(Mode::Live) {
+        if matches!(input.mode, Some(Mode::Live | Mode::Shadow)) {
             errors.push(live_refused());
         }
         if errors.is_empty() {
@@ -438,7 +441,10 @@ pub async fn patch(
     body: Bytes,
 ) -> ApiResult<Json<TenantView>> {
     let body = parse_body(&body)?;
-    let live = body.get("mode").and_then(Value::as_str) == Some(Mode::Live.as_str());
+    let live = matches!(
+        body.get("mode").and_then(Value::as_str),
+        Some("live" | "shadow")
+    );
     let input =
         parse_input(&body, &["name", "mode", "strategies", "risk"]).map_err(|mut errors| {
             if live {
@@ -446,7 +452,7 @@ pub async fn patch(
             }
             ApiError::Validation(errors)
         })?;
-    if input.mode == Some(Mode::Live) {
+    if matches!(input.mode, Some(Mode::Live | Mode::Shadow)) {
         return Err(ApiError::Validation(vec![live_refused()]));
     }
     let mut tx = state.db.tenant(tenant).await?;

@@ -220,6 +220,8 @@ pub(crate) mod testkit {
             closes_at: None,
             recurring: None,
             reference_price: None,
+            venue_ids: None,
+            fee_exponent: 1,
         }
     }
 

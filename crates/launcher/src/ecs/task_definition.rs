@@ -354,6 +354,7 @@ pub(super) fn render(
         region: config.region.clone(),
         mode: match mode {
             Mode::Paper => WorkerMode::Paper,
+            Mode::Shadow => WorkerMode::Shadow,
             Mode::Live => WorkerMode::Live,
         },
         ibkr,

@@ -283,6 +283,24 @@ struct PriceWire {
     price: Dec,
 }
 
+/// `GET /clob-markets/{condition_id}`, the part the fees need: `fd`
+/// (absent on a fee-free market).
+#[derive(Debug, Deserialize)]
+struct ClobMarketWire {
+    #[serde(default)]
+    fd: Option<FeeWire>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FeeWire {
+    #[serde(default)]
+    r: Option<Dec>,
+    #[serde(default)]
+    e: Option<u32>,
+    #[serde(default)]
+    to: Option<bool>,
+}
+
 /// Polymarket gamma + CLOB public market data.
 #[derive(Debug)]
 pub struct Polymarket {
@@ -446,6 +464,32 @@ impl Polymarket {
             .limit(&self.clob_book, 1);
         let wire: MidWire = self.clob.json(&req).await?;
         Ok(wire.mid.0)
+    }
+
+    /// A market's fee parameters from the CLOB's market info: the rate, the
+    /// exponent and whether only takers pay. A market without `fd` charges
+    /// nothing.
+    pub async fn fee_params(
+        &self,
+        condition_id: &str,
+    ) -> Result<crate::execution::FeeParams, VenueError> {
+        let path = format!("/clob-markets/{condition_id}");
+        let req = Request::get(path)
+            .limit(&self.global, 1)
+            .limit(&self.clob_general, 1);
+        let wire: ClobMarketWire = self.clob.json(&req).await?;
+        Ok(match wire.fd {
+            Some(fd) => crate::execution::FeeParams {
+                rate: fd.r.map(|r| r.0).unwrap_or_default(),
+                exponent: fd.e.unwrap_or(1),
+                taker_only: fd.to.unwrap_or(true),
+            },
+            None => crate::execution::FeeParams {
+                rate: Decimal::ZERO,
+                exponent: 1,
+                taker_only: true,
+            },
+        })
     }
 
     /// Best price to buy (`Side::Buy`) or sell one token.

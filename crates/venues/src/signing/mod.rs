@@ -1,4 +1,5 @@
-//! Request signing for each venue's private API, exactly as VENUES.md
+//! Request signing for each venue's private API (Polymarket's is the
+//! official SDK's, in [`crate::execution::polymarket`]), exactly as VENUES.md
 //! describes it, checked against the venues' published test vectors.
 //!
 //! Keys arrive as `secrecy` types and are exposed only inside the functions
@@ -11,7 +12,6 @@ pub mod binance;
 pub mod coinbase;
 pub mod kalshi;
 pub mod kraken;
-pub mod polymarket;
 
 use std::fmt;
 

@@ -181,6 +181,7 @@ async fn run<P: Protocol>(
         symbols.retain(|s| !s.is_empty());
         let url = protocol.url(&symbols);
         let endpoint = ws_endpoint(&url);
+        crate::tls::install_crypto_provider();
         let connected = tokio::select! {
             () = cancel.cancelled() => return,
             result = tokio_tungstenite::connect_async(url.as_str()) => result,

@@ -7,6 +7,7 @@ mod binance;
 mod coinbase;
 mod common;
 mod doctor;
+mod execution;
 mod kalshi;
 mod kraken;
 mod news;

@@ -167,3 +167,38 @@ async fn a_market_with_a_broken_json_in_string_field_is_a_decode_error_naming_th
     assert_eq!(err.api(), Api::PolymarketGamma);
     assert!(err.to_string().contains("outcomes"), "{err}");
 }
+
+#[tokio::test]
+async fn a_markets_fees_come_from_the_clob_market_info() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/clob-markets/0xabc"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "c": "0xabc", "mts": 0.01, "mos": 5, "nr": false,
+            "fd": {"r": 0.072, "e": 2, "to": true}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/clob-markets/0xfree"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "c": "0xfree", "mts": 0.01, "mos": 5, "nr": false
+        })))
+        .mount(&server)
+        .await;
+    let (opts, _) = options();
+    let pm = Polymarket::with_options(&endpoints(&server), &opts).unwrap_or_else(|e| panic!("{e}"));
+    let fees = pm
+        .fee_params("0xabc")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fees.rate, dec!(0.072));
+    assert_eq!(fees.exponent, 2);
+    assert!(fees.taker_only);
+    let free = pm
+        .fee_params("0xfree")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(free.rate, dec!(0));
+    assert_eq!(free.exponent, 1);
+}

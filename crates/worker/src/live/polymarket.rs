@@ -10,6 +10,8 @@ use polybot_core::worker::FeedState;
 use polybot_engine::{Clock, Event, EventKind, MarketDef, MarketId, Timestamp};
 use polybot_venues::Polymarket;
 use polybot_venues::connectors::polymarket::{GammaQuery, UPDOWN_WINDOW_SECS, updown_slug};
+use polybot_venues::execution::FeeParams;
+use polybot_venues::model::PolymarketMarket;
 use polybot_venues::stream::{MarketEvent, StreamOptions, spawn_polymarket_market_stream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -61,13 +63,14 @@ pub(super) async fn polymarket_feed(
         None
     };
     let mut last_discovery: Option<(Instant, i64)> = None;
+    let mut fees: HashMap<String, FeeParams> = HashMap::new();
     loop {
         let window = now_ms().div_euclid(1000).div_euclid(UPDOWN_WINDOW_SECS);
         let due = last_discovery
             .is_none_or(|(at, w)| at.elapsed() >= settings.rediscover_every || w != window);
         if due {
             last_discovery = Some((Instant::now(), window));
-            let found = discover_polymarket(&ctx, &pm, &plan, &settings).await;
+            let found = discover_polymarket(&ctx, &pm, &plan, &settings, &mut fees).await;
             let mut new_tokens = Vec::new();
             for (def, ids) in found {
                 if followed.contains_key(&def.id) {
@@ -169,11 +172,42 @@ async fn stream_consumer(ctx: Ctx, mut rx: mpsc::Receiver<MarketEvent>, tokens: 
     }
 }
 
+/// A gamma market as a definition, with its fee parameters from the CLOB's
+/// market info (cached by condition id). A market whose fees cannot be read
+/// is left out this round: an edge computed on a guessed fee is not an edge.
+async fn with_fees(
+    ctx: &Ctx,
+    pm: &Polymarket,
+    m: &PolymarketMarket,
+    updown: Option<(&str, i64)>,
+    fees: &mut HashMap<String, FeeParams>,
+) -> Option<(MarketDef, Vec<String>)> {
+    if m.condition_id.is_empty() {
+        return None;
+    }
+    let params = match fees.get(&m.condition_id) {
+        Some(params) => *params,
+        None => match pm.fee_params(&m.condition_id).await {
+            Ok(params) => {
+                ctx.shared.ok(POLYMARKET_CLOB);
+                fees.insert(m.condition_id.clone(), params);
+                params
+            }
+            Err(e) => {
+                ctx.shared.venue_error(POLYMARKET_CLOB, &e);
+                return None;
+            }
+        },
+    };
+    polymarket_market_def(m, updown, &params)
+}
+
 async fn discover_polymarket(
     ctx: &Ctx,
     pm: &Polymarket,
     plan: &FeedPlan,
     settings: &LiveSettings,
+    fees: &mut HashMap<String, FeeParams>,
 ) -> Vec<(MarketDef, Vec<String>)> {
     let mut out = Vec::new();
     let now_s = now_ms().div_euclid(1000);
@@ -184,12 +218,9 @@ async fn discover_polymarket(
             match pm.event_by_slug(&slug).await {
                 Ok(Some(event)) => {
                     ctx.shared.ok(POLYMARKET_GAMMA);
-                    out.extend(
-                        event
-                            .markets
-                            .iter()
-                            .filter_map(|m| polymarket_market_def(m, Some((asset, start)))),
-                    );
+                    for m in &event.markets {
+                        out.extend(with_fees(ctx, pm, m, Some((asset, start)), fees).await);
+                    }
                 }
                 Ok(None) => {
                     ctx.shared.ok(POLYMARKET_GAMMA);
@@ -207,11 +238,9 @@ async fn discover_polymarket(
         match pm.markets(&query).await {
             Ok(markets) => {
                 ctx.shared.ok(POLYMARKET_GAMMA);
-                out.extend(
-                    markets
-                        .iter()
-                        .filter_map(|m| polymarket_market_def(m, None)),
-                );
+                for m in &markets {
+                    out.extend(with_fees(ctx, pm, m, None, fees).await);
+                }
             }
             Err(e) => ctx.shared.venue_error(POLYMARKET_GAMMA, &e),
         }
@@ -228,18 +257,18 @@ async fn discover_polymarket(
         match pm.markets(&query).await {
             Ok(markets) => {
                 ctx.shared.ok(POLYMARKET_GAMMA);
-                out.extend(
-                    markets
-                        .iter()
-                        .filter(|m| {
-                            m.active
-                                && m.enable_order_book
-                                && m.accepting_orders
-                                && m.outcomes.len() == 2
-                        })
-                        .filter_map(|m| polymarket_market_def(m, None))
-                        .take(settings.complement_markets),
-                );
+                let mut taken = 0;
+                for m in markets.iter().filter(|m| {
+                    m.active && m.enable_order_book && m.accepting_orders && m.outcomes.len() == 2
+                }) {
+                    if taken == settings.complement_markets {
+                        break;
+                    }
+                    if let Some(found) = with_fees(ctx, pm, m, None, fees).await {
+                        out.push(found);
+                        taken += 1;
+                    }
+                }
             }
             Err(e) => ctx.shared.venue_error(POLYMARKET_GAMMA, &e),
         }

@@ -6,14 +6,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use polybot_core::strategy::Venue;
-use polybot_engine::fees::{
-    KALSHI_TAKER_RATE, POLYMARKET_CRYPTO_RATE, POLYMARKET_UNKNOWN_CATEGORY_RATE,
-};
+use polybot_engine::fees::KALSHI_TAKER_RATE;
 use polybot_engine::{
     Asset, BookDelta, BookSide, BookSnapshot, Direction, Event, EventKind, Headline, Level,
-    MarketDef, MarketId, RecurringSpec, Side, Timestamp, TradePrint,
+    MarketDef, MarketId, RecurringSpec, Side, Timestamp, TradePrint, VenueIds,
 };
 use polybot_venues::connectors::polymarket::UPDOWN_WINDOW_SECS;
+use polybot_venues::execution::FeeParams;
 use polybot_venues::model::{self as venue_model, KalshiMarket, OrderBook, PolymarketMarket};
 use polybot_venues::news;
 use polybot_venues::stream::MarketEvent;
@@ -32,6 +31,7 @@ fn ts_of(time: Option<DateTime<Utc>>) -> Option<Timestamp> {
 pub fn polymarket_market_def(
     m: &PolymarketMarket,
     updown: Option<(&str, i64)>,
+    fees: &FeeParams,
 ) -> Option<(MarketDef, Vec<String>)> {
     if m.outcomes.len() < 2 || m.clob_token_ids.len() != m.outcomes.len() || m.closed {
         return None;
@@ -39,9 +39,8 @@ pub fn polymarket_market_def(
     let id = [&m.slug, &m.condition_id, &m.id]
         .into_iter()
         .find(|s| !s.is_empty())?;
-    let (fee_rate, window_start, closes_at, recurring) = match updown {
+    let (window_start, closes_at, recurring) = match updown {
         Some((asset, start_s)) => (
-            POLYMARKET_CRYPTO_RATE,
             Some(Timestamp(start_s * 1000)),
             Some(ts_of(m.end_date).unwrap_or(Timestamp((start_s + UPDOWN_WINDOW_SECS) * 1000))),
             Some(RecurringSpec {
@@ -50,25 +49,25 @@ pub fn polymarket_market_def(
                 strike: None,
             }),
         ),
-        None => (
-            POLYMARKET_UNKNOWN_CATEGORY_RATE,
-            None,
-            ts_of(m.end_date),
-            None,
-        ),
+        None => (None, ts_of(m.end_date), None),
     };
     Some((
         MarketDef {
             id: MarketId::new(id),
             venue: Venue::Polymarket,
             outcomes: m.outcomes.clone(),
-            fee_rate,
+            fee_rate: fees.rate,
+            fee_exponent: fees.exponent,
             question: m.question.clone(),
             resolution_source: m.resolution_source.clone(),
             window_start,
             closes_at,
             recurring,
             reference_price: None,
+            venue_ids: (!m.condition_id.is_empty()).then(|| VenueIds {
+                market: m.condition_id.clone(),
+                instruments: m.clob_token_ids.clone(),
+            }),
         },
         m.clob_token_ids.clone(),
     ))
@@ -95,6 +94,8 @@ pub fn kalshi_market_def(m: &KalshiMarket, asset: Option<&str>) -> MarketDef {
         closes_at: ts_of(m.close_time),
         reference_price: asset.and(m.floor_strike),
         recurring,
+        venue_ids: None,
+        fee_exponent: 1,
     }
 }
 

@@ -59,6 +59,7 @@ async fn a_worker_on_live_data_writes_opportunities_and_reports_venue_health(
         flush_every: Duration::from_millis(100),
         flush_rows: 500,
         sandbox_files: Vec::new(),
+        execution: Default::default(),
     };
     let stop = CancellationToken::new();
     let worker = tokio::spawn(polybot_worker::run(config, stop.clone()));

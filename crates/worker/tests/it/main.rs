@@ -2,6 +2,7 @@
 //! instead of one per file).
 
 mod demo_replay;
+mod live_execution;
 #[path = "common/live_mock.rs"]
 #[allow(dead_code)]
 mod live_mock;

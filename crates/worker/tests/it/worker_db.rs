@@ -73,6 +73,7 @@ fn worker_config(tenant: TenantId, login: PgConnectOptions, pace: Pace) -> Worke
         flush_every: Duration::from_millis(250),
         flush_rows: 500,
         sandbox_files: Vec::new(),
+        execution: Default::default(),
     }
 }
 

@@ -1,12 +1,13 @@
 //! A local stand-in for every venue the live source reads, on recorded
 //! response shapes: gamma events (the current and next BTC up/down windows,
-//! echoed from the slug asked for) and markets, CLOB books, a Kalshi
+//! echoed from the slug asked for) and markets, CLOB books and market info
+//! (every market's fees: the Crypto category's 0.07, exponent 1), a Kalshi
 //! 15-minute series with its order book, Coinbase and Kraken tickers, an RSS
 //! feed, NewsAPI answering 429, and Binance US answering 451.
 
 use polybot_venues::Endpoints;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path, query_param};
+use wiremock::matchers::{method, path, path_regex, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The complement-arbitrage market: YES asks 0.40, NO asks 0.45.
@@ -123,6 +124,13 @@ pub async fn start() -> MockServer {
     Mock::given(method("POST"))
         .and(path("/books"))
         .respond_with(Books)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/clob-markets/0x[0-9a-f]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "mts": 0.01, "mos": 5, "nr": false, "fd": {"r": 0.07, "e": 1, "to": true}
+        })))
         .mount(&server)
         .await;
     let open = current_window();

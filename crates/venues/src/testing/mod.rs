@@ -1,0 +1,8 @@
+//! Test support (the `testing` feature): local stand-ins for venues, built
+//! from their documented APIs, so that tests never reach a real venue.
+//!
+//! Not here: recorded market-data fixtures (each crate's tests keep theirs).
+
+pub mod clob;
+
+pub use clob::{ClobStandIn, Fault, StandInMarket};
