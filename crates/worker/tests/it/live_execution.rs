@@ -175,6 +175,7 @@ fn config(
         paper_balances: vec![(Venue::Polymarket, dec!(1000))],
         flush_every: Duration::from_millis(50),
         flush_rows: 500,
+        sandbox_files: Vec::new(),
         execution: settings(&venue.clob),
     }
 }
