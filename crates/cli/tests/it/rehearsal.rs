@@ -2,8 +2,9 @@
 //! AWS emulator (moto on loopback) and the private PostgreSQL, with the
 //! control plane and its workers logged in as non-superusers.
 //!
-//! [`Cloud`] is the emulated account: a fresh database migrated by the
-//! migrate task definition, the secrets Terraform creates (in moto's Secrets
+//! [`Cloud`] is the emulated account: a fresh database owned by an
+//! administrator that is no superuser (CREATEROLE and CREATEDB, as RDS makes
+//! its master user) and migrated by the migrate task definition, the secrets Terraform creates (in moto's Secrets
 //! Manager), an ECS cluster, and the EventBridge rule that sends the
 //! cluster's task state changes to the reconciler's SQS queue (with its
 //! dead-letter queue), as `infra/events.tf` creates them.
@@ -367,6 +368,8 @@ struct Cloud {
     secret_arns: BTreeMap<&'static str, String>,
     operator_token: String,
     database: String,
+    /// The database's administrator (RDS's master user), not a superuser.
+    admin_login: String,
     control_login: String,
     /// Holds the binary's copy and the read-only working directory.
     root: tempfile::TempDir,
@@ -412,18 +415,32 @@ impl Cloud {
         .await
         .unwrap_or_else(|e| panic!("creating the events rule and queues in moto: {e}"));
 
-        // The database (the RDS instance) and its two logins' URLs.
+        // The database (the RDS instance) and its two logins' URLs. The
+        // administrator is what RDS makes its master user: no superuser,
+        // CREATEROLE and CREATEDB, owner of the database.
         let database = format!("rehearsal_{suffix}");
-        let admin = sqlx::PgPool::connect(admin_url().as_str())
+        let admin_login = format!("polybot_admin_{suffix}");
+        let admin_password = random_hex(20);
+        let cluster_admin = sqlx::PgPool::connect(admin_url().as_str())
             .await
             .expect("the test PostgreSQL accepts its administrator");
-        sqlx::raw_sql(&format!("CREATE DATABASE {database}"))
-            .execute(&admin)
-            .await
-            .expect("creating the rehearsal's database");
-        admin.close().await;
+        for statement in [
+            format!(
+                "CREATE ROLE {admin_login} LOGIN NOSUPERUSER CREATEROLE CREATEDB \
+                 PASSWORD '{admin_password}'"
+            ),
+            format!("CREATE DATABASE {database} OWNER {admin_login}"),
+        ] {
+            sqlx::raw_sql(&statement)
+                .execute(&cluster_admin)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+        cluster_admin.close().await;
         let mut admin_db = admin_url();
         admin_db.set_path(&database);
+        admin_db.set_username(&admin_login).unwrap();
+        admin_db.set_password(Some(&admin_password)).unwrap();
         let control_login = format!("polybot_cp_{suffix}");
         let mut control_db = admin_db.clone();
         control_db.set_username(&control_login).unwrap();
@@ -500,6 +517,7 @@ impl Cloud {
             secret_arns,
             operator_token,
             database,
+            admin_login,
             control_login,
             root,
             binary,
@@ -975,6 +993,7 @@ impl Cloud {
         for statement in [
             format!("DROP DATABASE {} WITH (FORCE)", self.database),
             format!("DROP ROLE IF EXISTS {}", self.control_login),
+            format!("DROP ROLE IF EXISTS {}", self.admin_login),
         ] {
             sqlx::raw_sql(&statement).execute(&admin).await.unwrap();
         }
