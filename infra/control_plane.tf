@@ -22,11 +22,12 @@ locals {
     tokens_secret_arn          = aws_secretsmanager_secret.control_plane_tokens.arn
     worker_settings_secret_arn = local.worker_settings_secret_arn
     cluster_arn                = aws_ecs_cluster.main.arn
-    worker_subnet_ids          = join(",", var.private_subnet_ids)
+    worker_subnet_ids          = join(",", local.private_subnet_ids)
     worker_security_group_id   = aws_security_group.workers.id
     worker_execution_role_arn  = aws_iam_role.worker_execution.arn
     worker_task_role_arn       = aws_iam_role.worker_task.arn
     worker_log_group           = aws_cloudwatch_log_group.workers.name
+    events_queue_url           = aws_sqs_queue.ecs_events.id
   }))
 
   control_plane_service = jsondecode(file("${path.module}/../deploy/ecs/control-plane.service.json"))
@@ -82,7 +83,7 @@ resource "aws_ecs_service" "control_plane" {
   }
 
   network_configuration {
-    subnets          = var.private_subnet_ids
+    subnets          = local.private_subnet_ids
     security_groups  = [aws_security_group.control_plane.id]
     assign_public_ip = false
   }

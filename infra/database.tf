@@ -21,7 +21,7 @@ resource "aws_db_subnet_group" "main" {
   count = local.create_database ? 1 : 0
 
   name       = var.name
-  subnet_ids = var.private_subnet_ids
+  subnet_ids = local.private_subnet_ids
 }
 
 resource "aws_db_parameter_group" "main" {

@@ -62,7 +62,7 @@ resource "terraform_data" "migrate" {
       REGION          = local.region
       CLUSTER         = aws_ecs_cluster.main.arn
       TASK_DEFINITION = aws_ecs_task_definition.migrate.arn
-      SUBNETS         = join(",", var.private_subnet_ids)
+      SUBNETS         = join(",", local.private_subnet_ids)
       SECURITY_GROUP  = aws_security_group.control_plane.id
       LOG_GROUP       = aws_cloudwatch_log_group.control_plane.name
     }
@@ -72,5 +72,9 @@ resource "terraform_data" "migrate" {
     aws_secretsmanager_secret_version.database,
     aws_secretsmanager_secret_version.database_admin,
     aws_iam_role_policy.migrate_execution,
+    # In a created network the task pulls its image and reads its secrets
+    # through NAT (and the S3 endpoint): the routes must exist first.
+    aws_route_table_association.private,
+    aws_vpc_endpoint.s3,
   ]
 }

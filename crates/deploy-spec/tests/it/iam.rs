@@ -559,6 +559,35 @@ fn the_worker_task_role_has_no_permissions_at_all() {
     }
 }
 
+/// The variables `local` (a task definition rendered with
+/// `jsondecode(templatestring(…))`) gives its template: name → source text.
+fn template_vars(infra: &Infra, local: &str) -> BTreeMap<String, String> {
+    let (_, locals) = infra
+        .bodies
+        .iter()
+        .flat_map(|(p, b)| b.blocks().map(move |b| (p, b)))
+        .find(|(_, b)| {
+            b.identifier() == "locals" && b.body().attributes().any(|a| a.key() == local)
+        })
+        .unwrap_or_else(|| panic!("the locals block defining {local}"));
+    let expr = attr(locals, local).unwrap();
+    let Expression::FuncCall(jsondecode) = expr else {
+        panic!("jsondecode(…) expected")
+    };
+    let Expression::FuncCall(templatestring) = &jsondecode.args[0] else {
+        panic!("templatestring(…) expected")
+    };
+    assert_eq!(templatestring.name.name.as_str(), "templatestring");
+    let Expression::Object(vars) = &templatestring.args[1] else {
+        panic!("an object of vars")
+    };
+    vars.iter().map(|(k, v)| (k.to_string(), text(v))).collect()
+}
+
+fn task_definition_text(file: &str) -> String {
+    std::fs::read_to_string(infra_dir().join("../deploy/ecs").join(file)).unwrap()
+}
+
 #[test]
 fn terraform_fills_every_placeholder_of_the_control_plane_and_migrate_task_definitions() {
     let infra = infra();
@@ -566,36 +595,65 @@ fn terraform_fills_every_placeholder_of_the_control_plane_and_migrate_task_defin
         ("control-plane.task-definition.json", "control_plane_task"),
         ("migrate.task-definition.json", "migrate_task"),
     ] {
-        let template_text =
-            std::fs::read_to_string(infra_dir().join("../deploy/ecs").join(file)).unwrap();
-        let wanted: BTreeSet<String> = template::placeholders(&template_text)
+        let wanted: BTreeSet<String> = template::placeholders(&task_definition_text(file))
             .unwrap()
             .into_iter()
             .collect();
         assert!(wanted.contains("database_secret_arn"), "{file}");
-
-        let (_, locals) = infra
-            .bodies
-            .iter()
-            .flat_map(|(p, b)| b.blocks().map(move |b| (p, b)))
-            .find(|(_, b)| {
-                b.identifier() == "locals" && b.body().attributes().any(|a| a.key() == local)
-            })
-            .unwrap_or_else(|| panic!("the locals block defining {local}"));
-        let expr = attr(locals, local).unwrap();
-        let Expression::FuncCall(jsondecode) = expr else {
-            panic!("jsondecode(…) expected")
-        };
-        let Expression::FuncCall(templatestring) = &jsondecode.args[0] else {
-            panic!("templatestring(…) expected")
-        };
-        assert_eq!(templatestring.name.name.as_str(), "templatestring");
-        let Expression::Object(vars) = &templatestring.args[1] else {
-            panic!("an object of vars")
-        };
-        let given: BTreeSet<String> = vars.keys().map(|k| k.to_string()).collect();
+        let given: BTreeSet<String> = template_vars(&infra, local).into_keys().collect();
         assert_eq!(given, wanted, "{file}");
     }
+}
+
+#[test]
+fn the_control_plane_is_given_the_events_queue_its_role_may_consume() {
+    let infra = infra();
+    let vars = template_vars(&infra, "control_plane_task");
+    // An aws_sqs_queue's `id` is its URL, what the consumer needs.
+    assert_eq!(vars["events_queue_url"], "aws_sqs_queue.ecs_events.id");
+    let task: serde_json::Value =
+        serde_json::from_str(&task_definition_text("control-plane.task-definition.json")).unwrap();
+    let environment = task["containerDefinitions"][0]["environment"]
+        .as_array()
+        .unwrap();
+    let queue: Vec<&serde_json::Value> = environment
+        .iter()
+        .filter(|e| e["name"] == "POLYBOT_ECS_EVENTS_QUEUE_URL")
+        .collect();
+    assert_eq!(queue.len(), 1, "{environment:?}");
+    assert_eq!(queue[0]["value"], "{{events_queue_url}}");
+    // The same queue the control plane's role may receive from.
+    let consume = infra
+        .document("control_plane_events")
+        .into_iter()
+        .find(|s| s.has_action("sqs:ReceiveMessage"))
+        .expect("a statement that receives from the queue");
+    assert_eq!(consume.resources, ["aws_sqs_queue.ecs_events.arn"]);
+}
+
+#[test]
+fn tasks_and_the_database_run_in_the_networks_private_subnets_created_or_given() {
+    // `var.private_subnet_ids` is empty when infra/ creates the network:
+    // only network.tf (which picks created or given) and the variable's own
+    // validation may read it; everything else takes local.private_subnet_ids.
+    let infra = infra();
+    for (path, _) in &infra.bodies {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        if matches!(name, "network.tf" | "variables.tf") {
+            continue;
+        }
+        let source = std::fs::read_to_string(path).unwrap();
+        for variable in ["var.private_subnet_ids", "var.public_subnet_ids"] {
+            assert!(
+                !source.contains(variable),
+                "{name} reads {variable}; use the local of network.tf"
+            );
+        }
+    }
+    assert_eq!(
+        template_vars(&infra, "control_plane_task")["worker_subnet_ids"],
+        "join(\",\", local.private_subnet_ids)"
+    );
 }
 
 #[test]
