@@ -58,15 +58,19 @@ pub fn routes() -> Router<AppState> {
         .route("/ui", get(|| async { redirect("/ui/fleet") }))
         .route("/ui/", get(|| async { redirect("/ui/fleet") }))
         .route("/ui/app.js", get(script))
+        .route("/ui/favicon.svg", get(favicon))
+        .route("/favicon.ico", get(favicon))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/fleet", get(pages::fleet))
+        .route("/ui/fleet/live", get(pages::fleet_live))
         .route("/ui/go", get(pages::go))
         .route(
             "/ui/tenants/new",
             get(pages::onboard_form).post(pages::onboard),
         )
         .route("/ui/tenants/{id}", get(pages::tenant))
+        .route("/ui/tenants/{id}/live", get(pages::tenant_live))
         .route("/ui/tenants/{id}/{action}", post(pages::act))
 }
 
@@ -176,6 +180,28 @@ async fn script() -> Response {
         HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The dashboard's icon: a rising line on the header's colour.
+async fn favicon() -> Response {
+    const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
+<rect width=\"32\" height=\"32\" rx=\"6\" fill=\"#1d2330\"/>\
+<polyline points=\"5,24 12,17 18,20 27,8\" fill=\"none\" stroke=\"#5bd68a\" stroke-width=\"3\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/></svg>";
+    let mut response = ICON.into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=86400"));
+    response
+}
+
+/// A live part of a page, as the page's script fetches it: `{"html": …}`
+/// (markup the server escaped), never cached.
+pub fn live_json(html: String) -> Response {
+    let mut response = axum::Json(serde_json::json!({ "html": html })).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 

@@ -6,9 +6,10 @@
 
 mod fleet_view;
 mod tenant_view;
+mod trader;
 
-pub use self::fleet_view::fleet;
-pub use self::tenant_view::tenant;
+pub use self::fleet_view::{fleet, fleet_live};
+pub use self::tenant_view::{tenant, tenant_live};
 
 use std::collections::BTreeMap;
 
@@ -47,19 +48,24 @@ th{background:#eef1f5;font-weight:600}\
 form.inline{display:inline}label{display:block;margin:8px 0}\
 textarea{width:100%;font-family:monospace}input[type=text],input[type=password],select{min-width:240px}\
 .notice{background:#d5f5dd;padding:6px 10px;border-radius:4px}\
+.scroll{overflow-x:auto;max-width:100%}.num{text-align:right;font-variant-numeric:tabular-nums}\
+.pos{color:#0b7a2a}.neg{color:#a40000}svg.chart{width:100%;max-width:760px;height:auto;background:#fff;border:1px solid #e3e6eb}\
+button[disabled]{opacity:.5;cursor:not-allowed}fieldset{background:#fff;border:1px solid #e3e6eb;margin:8px 0}\
+@media (max-width:700px){header{flex-wrap:wrap;gap:8px}main{padding:8px}main.narrow{margin:8px auto}\
+input[type=text],input[type=password],select{min-width:0;max-width:100%}.card{flex:1 1 40%}}\
 </style>";
 
 /// `<!doctype html>…<body>` and, when signed in, the navigation bar.
 pub fn head(h: &mut Html, title: &str, session: Option<&Session>) {
-    head_with(h, title, session, false);
+    head_for(h, title, session, None);
 }
 
-/// As [`head`]; `refresh` reloads the page every 5 s.
-pub fn head_with(h: &mut Html, title: &str, session: Option<&Session>, refresh: bool) {
-    h.raw("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
-    if refresh {
-        h.raw("<meta http-equiv=\"refresh\" content=\"5\">");
-    }
+/// As [`head`]; a tenant session's bar names its tenant when `tenant_name`
+/// is given (its id is no name for people).
+pub fn head_for(h: &mut Html, title: &str, session: Option<&Session>, tenant_name: Option<&str>) {
+    h.raw("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
+        .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+        .raw("<link rel=\"icon\" href=\"/ui/favicon.svg\" type=\"image/svg+xml\">");
     h.raw("<title>")
         .text(title)
         .raw(" · PolyBot Cloud</title>")
@@ -74,15 +80,53 @@ pub fn head_with(h: &mut Html, title: &str, session: Option<&Session>, refresh: 
             Caller::Tenant(t) => {
                 h.raw("<a href=\"/ui/tenants/")
                     .text(t)
-                    .raw("\">My tenant</a><span>tenant ")
-                    .text(t)
-                    .raw("</span>");
+                    .raw("\">My tenant</a><span id=\"signed-in-as\">");
+                match tenant_name {
+                    Some(name) => h.text(name),
+                    None => h.raw("tenant"),
+                };
+                h.raw("</span>");
             }
         }
         h.raw("<form method=\"post\" action=\"/ui/logout\"><input type=\"hidden\" name=\"csrf\" value=\"")
             .text(&s.csrf)
             .raw("\"><button type=\"submit\">Sign out</button></form></header>");
     }
+}
+
+/// Money at the venues' precision: cents.
+pub(crate) fn usd(d: Decimal) -> String {
+    let cents = d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    format!("{cents:.2}")
+}
+
+/// A signed amount of money, with its class (`pos`, `neg`) for colour.
+pub(crate) fn signed(d: Decimal) -> (&'static str, String) {
+    let text = usd(d);
+    let class = if text.starts_with('-') {
+        "num neg"
+    } else if d.is_zero() || text == "0.00" {
+        "num"
+    } else {
+        "num pos"
+    };
+    (class, text)
+}
+
+/// A price or an edge per share, to a tenth of the finest tick (0.001 on
+/// Polymarket): at most four places, at least two.
+pub(crate) fn price(d: Decimal) -> String {
+    let r = d.round_dp(4).normalize();
+    if r.scale() < 2 {
+        format!("{r:.2}")
+    } else {
+        r.to_string()
+    }
+}
+
+/// Shares: at most two places.
+pub(crate) fn shares(d: Decimal) -> String {
+    d.round_dp(2).normalize().to_string()
 }
 
 fn badge(h: &mut Html, value: &str) {
@@ -95,6 +139,14 @@ fn badge(h: &mut Html, value: &str) {
             .collect::<String>(),
     );
     h.raw("\">").text(value).raw("</span>");
+}
+
+/// How long ago the newest heartbeat was: "12 s ago", or "none yet".
+fn heartbeat_age(seconds: Option<i64>) -> String {
+    match seconds {
+        None => "none yet".to_owned(),
+        Some(_) => format!("{} ago", age(seconds)),
+    }
 }
 
 fn age(seconds: Option<i64>) -> String {
@@ -138,9 +190,15 @@ fn strategies(status: &TenantStatus) -> Vec<(&str, StrategyStatus, BreakerPositi
         .unwrap_or_default()
 }
 
-fn dec(v: Option<Decimal>) -> String {
-    v.map(|d| d.normalize().to_string())
-        .unwrap_or_else(|| "–".to_owned())
+/// What the tenant's worker should be doing, in words that fit its state:
+/// a tenant still onboarding has no worker to want yet.
+fn desired_text(status: &TenantStatus) -> &'static str {
+    match status.state {
+        polybot_core::lifecycle::TenantState::Provisioning => "running once onboarded",
+        polybot_core::lifecycle::TenantState::Offboarding
+        | polybot_core::lifecycle::TenantState::Offboarded => "stopped (offboarding)",
+        _ => status.desired(),
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -258,7 +258,28 @@ async fn the_fleet_page_shows_every_tenant_with_worker_health_and_filters(
             .contains("frame-ancestors 'none'")
     );
     let html = &page.text;
-    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+    // No whole-page reload (it would erase a filter being typed): the
+    // figures and the table update from the live part, the filter kept.
+    assert!(!html.contains("http-equiv=\"refresh\""));
+    assert!(html.contains("<div id=\"fleet-live\" data-live=\"/ui/fleet/live\">"));
+    let live = agent.get("/ui/fleet/live?q=beta").await;
+    assert_eq!(live.status, StatusCode::OK);
+    assert_eq!(live.headers["cache-control"], "no-store");
+    let live: Value = serde_json::from_str(&live.text).unwrap();
+    let live = live["html"].as_str().unwrap();
+    assert!(live.contains(&format!("data-tenant=\"{beta}\"")), "{live}");
+    assert!(!live.contains(&format!("data-tenant=\"{alpha}\"")));
+    assert!(
+        !live.contains("fleet-filter"),
+        "the filter form is not replaced"
+    );
+    assert!(
+        agent
+            .get("/ui/fleet?q=be%20ta")
+            .await
+            .text
+            .contains("data-live=\"/ui/fleet/live?q=be%20ta\"")
+    );
     // Names are escaped, never markup.
     assert!(html.contains("alpha &lt;b&gt;&amp;"), "{html}");
     assert!(!html.contains("alpha <b>"));
@@ -303,12 +324,17 @@ async fn the_tenant_page_shows_timeline_trading_data_pnl_chart_and_audit_and_its
         "worker 4242 started (spec abc)", // timeline
         "YES+NO &lt; 1",                  // opportunity, escaped
         "2026-01-02 03:04:05",            // its executed_at
-        "<td>0.48</td>",                  // a trade
-        "<td>1002.75</td>",               // balance
+        "<td class=\"num\">0.48</td>",    // a trade, at the venue's precision
+        "<td class=\"num\">1002.75</td>", // balance, in cents
         "<svg id=\"pnl-chart\"",          // the chart
         "<polyline",
-        "last 2.75",                                      // cumulative PnL
-        "tenant.create",                                  // audit log
+        "class=\"trade-marker\"",      // the trades on it
+        "id=\"pnl-chart-last\">2.75<", // cumulative PnL net of fees
+        "<section id=\"trader\">",
+        "<svg id=\"daily-chart\"",
+        "id=\"strategy-pnl\"",
+        "Heartbeat <span id=\"heartbeat\">", // "… s ago", never "never ago"
+        "tenant.create",                     // audit log
         "polymarket</td><td><span class=\"badge ok\">ok", // venues
         "geo_blocked",
         "id=\"action-pause\"",
@@ -320,6 +346,20 @@ async fn the_tenant_page_shows_timeline_trading_data_pnl_chart_and_audit_and_its
             "no {needle:?} in the tenant page:\n{html}"
         );
     }
+    // An active tenant can be paused, not resumed.
+    assert!(
+        html.contains("id=\"action-pause\">Pause</button>"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"action-resume\" disabled"), "{html}");
+    assert!(!html.contains("never ago"));
+    assert!(html.contains(&format!("data-live=\"/ui/tenants/{alpha}/live\"")));
+    let live = agent.get(&format!("/ui/tenants/{alpha}/live")).await;
+    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    let live: Value = serde_json::from_str(&live.text).unwrap();
+    let live = live["html"].as_str().unwrap();
+    assert!(live.contains("<section id=\"trader\">"), "{live}");
+    assert!(live.contains("<table id=\"trades\">"), "{live}");
     // Keys: a fingerprint, never the key.
     assert!(html.contains("kalshi sha256:"));
     assert!(!html.contains("kalshi-key-id-0001"));
