@@ -1,7 +1,9 @@
 //! The dashboard in headless Chromium (Debian's `chromium`, which
 //! scripts/test installs), driven over the DevTools protocol with a small
 //! client of our own: sign in, a form error, onboard a tenant through the
-//! form, watch it reach `running` on the fleet page, open its page.
+//! form, watch it reach `running` on the fleet page, open its page; and
+//! `polybot up --demo`'s trader view: a chart with points, positions, the
+//! equity `/pnl` reports, a duplicate name refused, the fleet on a phone.
 //! Screenshots land in `<target>/browser-artifacts/`.
 
 use std::io::{BufRead, BufReader};
@@ -412,4 +414,182 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
     );
     let shot = browser.screenshot("tenant.png").await;
     eprintln!("screenshot: {}", shot.display());
+}
+
+/// Signs in with `token` at `base`, landing on the fleet page.
+async fn sign_in(browser: &mut Browser, base: &str, token: &str) {
+    browser.goto(&format!("{base}/")).await;
+    browser
+        .wait_for("the sign-in page", "document.querySelector('#token')")
+        .await;
+    browser
+        .eval(&format!(
+            "document.querySelector('#token').value = {}; document.querySelector('#sign-in').click(); true",
+            js(token)
+        ))
+        .await;
+    browser
+        .wait_for("the fleet page", "document.querySelector('#fleet')")
+        .await;
+}
+
+/// Money as the dashboard shows it: cents.
+fn cents(text: &str) -> String {
+    let value: rust_decimal::Decimal = text.parse().unwrap();
+    format!(
+        "{:.2}",
+        value.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    )
+}
+
+#[tokio::test]
+async fn the_demo_tenants_trader_view_charts_its_pnl_shows_positions_and_the_equity_of_pnl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    // The 15-minute recording at 60× plays in 15 s, so that its markets
+    // resolve within the minute the page is given.
+    let up = tokio::task::spawn_blocking(move || crate::demo::start_at(&data_dir, Some("60")))
+        .await
+        .unwrap();
+    let base = format!("http://{}", up.addr);
+    let started = Instant::now();
+    let mut browser = Browser::launch(&dir.path().join("chromium-profile")).await;
+    sign_in(&mut browser, &base, &up.token).await;
+    let tenant = loop {
+        if let Some(t) = up.demo_tenants().into_iter().next() {
+            break t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no demo tenant"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Within a minute: a chart with points and positions, open or settled,
+    // without reloading the page (its live part updates itself).
+    browser.goto(&format!("{base}/ui/tenants/{tenant}")).await;
+    let ready = "document.querySelector('#pnl-chart polyline') \
+        && document.querySelector('#pnl-chart polyline').getAttribute('points').split(' ').length >= 5 \
+        && (document.querySelector('#positions') || document.querySelector('#positions-none')) \
+        && document.querySelectorAll('#trades tr').length > 3";
+    loop {
+        if browser.eval(&format!("!!({ready})")).await == Some(json!(true)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chart with points and positions within a minute: {:?}",
+            browser.eval("document.querySelector('#trader') && document.querySelector('#trader').innerText").await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#tenant-name').innerText")
+            .await,
+        Some(json!("demo"))
+    );
+    // The equity shown is /pnl's, to the cent (once the recording has
+    // ended the figures stop moving; until then a heartbeat may land
+    // between the two reads, so read again).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (shown, reported) = loop {
+        let shown = browser
+            .eval("document.querySelector('#equity').innerText")
+            .await
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let (status, pnl) = up.get(&format!("/tenants/{tenant}/pnl"));
+        assert_eq!(status, 200, "{pnl}");
+        let reported = pnl["equity"].as_str().map(cents).unwrap_or_default();
+        if shown == reported || Instant::now() > deadline {
+            break (shown, reported);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(shown, reported);
+    let (_, pnl) = up.get(&format!("/tenants/{tenant}/pnl"));
+    // The books reconcile: equity − start = realized + unrealized − fees.
+    let d = |k: &str| -> rust_decimal::Decimal { pnl[k].as_str().unwrap().parse().unwrap() };
+    assert_eq!(
+        d("equity") - d("starting_equity"),
+        d("realized") + d("unrealized") - d("fees"),
+        "{pnl}"
+    );
+    assert_eq!(pnl["realized"], pnl["trades_realized"], "{pnl}");
+    // Numbers at the venues' precision: no long decimals on the page.
+    let text = browser
+        .eval("document.body.innerText")
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !text
+            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .any(|n| n.split_once('.').is_some_and(|(_, f)| f.len() > 4)),
+        "a number with more than four decimals on the page"
+    );
+    let shot = browser.screenshot("demo-tenant.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // The fleet, and the onboarding form refusing a name that is taken.
+    browser.goto(&format!("{base}/ui/fleet")).await;
+    browser
+        .wait_for("the fleet page", "document.querySelector('#fleet')")
+        .await;
+    let shot = browser.screenshot("demo-fleet.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    browser.goto(&format!("{base}/ui/tenants/new")).await;
+    browser
+        .wait_for("the onboarding form", "document.querySelector('#onboard')")
+        .await;
+    let shot = browser.screenshot("onboarding.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    browser
+        .eval("document.querySelector('#name').value = 'demo'; document.querySelector('#create').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "the name's error",
+            "document.querySelector('.field-error[data-field=name]')",
+        )
+        .await;
+    let error = browser
+        .eval("document.querySelector('.field-error[data-field=name]').innerText")
+        .await
+        .unwrap();
+    assert!(
+        error
+            .as_str()
+            .unwrap()
+            .contains("a tenant named \"demo\" already exists"),
+        "{error}"
+    );
+    assert_eq!(up.demo_tenants().len(), 1);
+
+    // On a 390 px phone the fleet fits the screen's width.
+    browser
+        .command(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+        )
+        .await;
+    browser.goto(&format!("{base}/ui/fleet")).await;
+    browser
+        .wait_for("the fleet page", "document.querySelector('#fleet')")
+        .await;
+    let width = browser
+        .eval("document.documentElement.scrollWidth")
+        .await
+        .unwrap();
+    assert!(
+        width.as_i64().unwrap() <= 390,
+        "the fleet is {width} px wide"
+    );
+    let shot = browser.screenshot("fleet-phone.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    up.stop();
 }

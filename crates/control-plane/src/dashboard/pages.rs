@@ -465,6 +465,13 @@ pub async fn onboard(
             &form_state,
             &errors,
         )),
+        // A taken name is the name field's error, shown beside it.
+        Err(ApiError::Conflict(message)) if message.starts_with("name: ") => Ok(onboard_page(
+            &session,
+            StatusCode::CONFLICT,
+            &form_state,
+            &[FieldError::new("name", &message["name: ".len()..])],
+        )),
         Err(other) => Err(other.into()),
     }
 }

@@ -94,14 +94,15 @@ pub struct EquityPoint {
 
 /// The equity curve of the newest worker run (its lease epoch: a restarted
 /// worker starts its engine afresh), from the heartbeats kept (a day), on
-/// the engine's clock, thinned to about `points` points, oldest first.
+/// the engine's clock (heartbeats before its first event, at clock 0, are
+/// left out), thinned to about `points` points, oldest first.
 pub async fn equity_curve(tx: &mut TenantTx, points: i64) -> Result<Vec<EquityPoint>, DbError> {
     sqlx::query_as::<_, EquityPoint>(
         "WITH h AS (SELECT id, at, (health->'engine'->>'clock')::bigint AS clock, \
                            health->'pnl'->>'equity' AS equity, \
                            coalesce(health->'pnl'->>'starting_equity', '0') AS start \
                     FROM worker_heartbeats WHERE tenant_id = $1 AND health ? 'pnl' \
-                      AND health->'engine' ? 'clock' \
+                      AND (health->'engine'->>'clock')::bigint > 0 \
                       AND epoch = (SELECT max(epoch) FROM worker_heartbeats WHERE tenant_id = $1)), \
               c AS (SELECT clock, equity, start, row_number() OVER (ORDER BY clock, at, id) AS n, \
                            count(*) OVER () AS k FROM h WHERE equity IS NOT NULL) \

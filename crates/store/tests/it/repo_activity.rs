@@ -204,6 +204,7 @@ async fn the_equity_curve_is_the_newest_runs_heartbeats_on_the_engines_clock(poo
     };
     let statements = [
         beat(1, 5, "900"),
+        beat(2, 0, "1000"),
         beat(2, 1_000, "1000"),
         beat(2, 2_000, "1001.5"),
         beat(2, 3_000, "999.25"),

@@ -277,6 +277,7 @@ fn live(h: &mut Html, session: &Session, data: &TenantPage) {
     h.raw("</p>");
     trader::render(h, &data.trader, &data.trades);
     trades_table(h, &data.trades);
+    opportunities_table(h, data);
 }
 
 fn alerts(h: &mut Html, data: &TenantPage) {
@@ -368,7 +369,34 @@ fn tables(h: &mut Html, data: &TenantPage) {
         badge(h, &e.kind);
         h.el("</td><td>", &e.detail, "</td></tr>");
     }
-    h.raw("</table><h2>Recent opportunities</h2><div class=\"scroll\"><table id=\"opportunities\"><tr><th>Detected</th><th>Strategy</th><th>Venue</th><th>Market</th><th>Description</th><th>Edge</th><th>Expected profit</th><th>Size</th><th>Executed at</th></tr>");
+    h.raw("</table>");
+    h.raw("<h2>Balances</h2><div class=\"scroll\"><table id=\"balances\"><tr><th>Venue</th><th>Asset</th><th>Amount</th><th>Updated</th></tr>");
+    if data.balances.is_empty() {
+        h.raw("<tr><td colspan=\"4\">None yet.</td></tr>");
+    }
+    for b in &data.balances {
+        h.el("<tr><td>", &b.venue, "</td>")
+            .el("<td>", &b.asset, "</td>")
+            .el("<td class=\"num\">", usd(b.amount), "</td>")
+            .el("<td>", time(Some(b.updated_at)), "</td></tr>");
+    }
+    h.raw("</table></div><h2>Audit log</h2><div class=\"scroll\"><table id=\"audit\"><tr><th>At (UTC)</th><th>Actor</th><th>Action</th><th>Details</th></tr>");
+    for a in &data.audit {
+        h.el("<tr><td>", time(Some(a.at)), "</td>")
+            .el("<td>", &a.actor, "</td>")
+            .el("<td>", &a.action, "</td>")
+            .el("<td><code>", &a.details, "</code></td></tr>");
+    }
+    h.raw("</table></div>");
+}
+
+fn dash() -> String {
+    "–".to_owned()
+}
+
+/// The newest opportunities.
+fn opportunities_table(h: &mut Html, data: &TenantPage) {
+    h.raw("<h2>Recent opportunities</h2><div class=\"scroll\"><table id=\"opportunities\"><tr><th>Detected</th><th>Strategy</th><th>Venue</th><th>Market</th><th>Description</th><th>Edge</th><th>Expected profit</th><th>Size</th><th>Executed at</th></tr>");
     if data.opportunities.is_empty() {
         h.raw("<tr><td colspan=\"9\">None yet.</td></tr>");
     }
@@ -396,28 +424,6 @@ fn tables(h: &mut Html, data: &TenantPage) {
             .el("<td>", time(o.executed_at), "</td></tr>");
     }
     h.raw("</table></div>");
-    h.raw("<h2>Balances</h2><div class=\"scroll\"><table id=\"balances\"><tr><th>Venue</th><th>Asset</th><th>Amount</th><th>Updated</th></tr>");
-    if data.balances.is_empty() {
-        h.raw("<tr><td colspan=\"4\">None yet.</td></tr>");
-    }
-    for b in &data.balances {
-        h.el("<tr><td>", &b.venue, "</td>")
-            .el("<td>", &b.asset, "</td>")
-            .el("<td class=\"num\">", usd(b.amount), "</td>")
-            .el("<td>", time(Some(b.updated_at)), "</td></tr>");
-    }
-    h.raw("</table></div><h2>Audit log</h2><div class=\"scroll\"><table id=\"audit\"><tr><th>At (UTC)</th><th>Actor</th><th>Action</th><th>Details</th></tr>");
-    for a in &data.audit {
-        h.el("<tr><td>", time(Some(a.at)), "</td>")
-            .el("<td>", &a.actor, "</td>")
-            .el("<td>", &a.action, "</td>")
-            .el("<td><code>", &a.details, "</code></td></tr>");
-    }
-    h.raw("</table></div>");
-}
-
-fn dash() -> String {
-    "–".to_owned()
 }
 
 /// The newest trades, with the markers' colours' meaning.
