@@ -154,3 +154,11 @@ fn a_cross_venue_pair_shows_its_locked_edge_and_realises_it_minus_fees_at_resolu
         ]
     );
 }
+
+#[test]
+fn an_engine_that_has_seen_no_event_made_nothing_today() {
+    let e = engine(cross_venue_only());
+    assert_eq!(e.daily_pnl(), dec!(0));
+    let p = e.portfolio();
+    assert_eq!((p.equity, p.starting_equity), (dec!(2000), dec!(2000)));
+}
