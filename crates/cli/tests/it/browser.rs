@@ -518,20 +518,25 @@ async fn the_demo_tenants_trader_view_charts_its_pnl_shows_positions_and_the_equ
         "{pnl}"
     );
     assert_eq!(pnl["realized"], pnl["trades_realized"], "{pnl}");
-    // Numbers at the venues' precision: no long decimals on the page.
-    let text = browser
-        .eval("document.body.innerText")
+    // Numbers at the venues' precision: no figure or table number with more
+    // than four decimals (prices to a tenth of a tick, cents, shares).
+    let numbers = browser
+        .eval("Array.from(document.querySelectorAll('td.num, .card strong')).map(e => e.innerText).join(' ')")
         .await
         .unwrap()
         .as_str()
         .unwrap()
         .to_owned();
-    assert!(
-        !text
-            .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .any(|n| n.split_once('.').is_some_and(|(_, f)| f.len() > 4)),
-        "a number with more than four decimals on the page"
+    let long: Vec<&str> = numbers
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|n| n.split_once('.').is_some_and(|(_, f)| f.len() > 4))
+        .collect();
+    assert_eq!(
+        long,
+        Vec::<&str>::new(),
+        "numbers with more than four decimals"
     );
+    assert!(numbers.len() > 100, "the tables have numbers: {numbers}");
     let shot = browser.screenshot("demo-tenant.png").await;
     eprintln!("screenshot: {}", shot.display());
 
