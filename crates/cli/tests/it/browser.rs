@@ -1,7 +1,8 @@
 //! The dashboard in headless Chromium (Debian's `chromium`, which
 //! scripts/test installs), driven over the DevTools protocol with a small
 //! client of our own: sign in, a form error, onboard a tenant through the
-//! form, watch it reach `running` on the fleet page, open its page; and
+//! form, watch it reach `running` on the fleet page, open its page, onboard
+//! one with two strategies (no JSON typed) and be refused its name again; and
 //! `polybot up --demo`'s trader view: a chart with points, positions, the
 //! equity `/pnl` reports, a duplicate name refused, the fleet on a phone.
 //! Screenshots land in `<target>/browser-artifacts/`.
@@ -304,11 +305,11 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
         .wait_for("the onboarding form", "document.querySelector('#onboard')")
         .await;
     browser
-        .eval(&format!(
-            "document.querySelector('#name').value = ''; document.querySelector('#strategies').value = {}; \
+        .eval(
+            "document.querySelector('#name').value = ''; \
+             document.getElementById('strategies-complement_arb-min_edge').value = 'lots'; \
              document.querySelector('#create').click(); true",
-            js(r#"{"complement_arb": {"bogus": 1}}"#)
-        ))
+        )
         .await;
     browser
         .wait_for(
@@ -326,7 +327,7 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
         "{errors}"
     );
     assert!(
-        errors.contains("strategies.complement_arb.bogus"),
+        errors.contains("strategies.complement_arb.min_edge: \"lots\" is not a decimal number"),
         "{errors}"
     );
     let shot = browser.screenshot("onboarding-form-error.png").await;
@@ -334,11 +335,11 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
 
     // Onboard through the form.
     browser
-        .eval(&format!(
-            "document.querySelector('#name').value = 'browser-co'; document.querySelector('#strategies').value = {}; \
+        .eval(
+            "document.querySelector('#name').value = 'browser-co'; \
+             document.getElementById('strategies-complement_arb-min_edge').value = '0.01'; \
              document.querySelector('#create').click(); true",
-            js(r#"{"complement_arb": {}}"#)
-        ))
+        )
         .await;
     browser
         .wait_for(
@@ -414,6 +415,109 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
     );
     let shot = browser.screenshot("tenant.png").await;
     eprintln!("screenshot: {}", shot.display());
+
+    // Two strategies through the form, without typing JSON: tick, fill in,
+    // untick a venue, add a curated pair in its row.
+    browser.goto(&format!("{base}/ui/tenants/new")).await;
+    browser
+        .wait_for("the onboarding form", "document.querySelector('#onboard')")
+        .await;
+    let shot = browser.screenshot("onboarding-form.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    let filled = browser
+        .eval(
+            "const set = (id, v) => { document.getElementById(id).value = v; }; \
+             const tick = (sel, on) => { document.querySelector(sel).checked = on; }; \
+             set('name', 'two-strategies-co'); \
+             set('strategies-complement_arb-min_edge', '0.015'); \
+             set('strategies-complement_arb-max_size', '60'); \
+             tick('input[name=\"strategies.complement_arb.venues\"][value=kalshi]', false); \
+             tick('#strategies-cross_venue_arb-enabled', true); \
+             set('strategies-cross_venue_arb-min_edge', '0.035'); \
+             set('strategies-cross_venue_arb-scan_interval_secs', '9'); \
+             set('strategies-cross_venue_arb-assets', 'BTC, SOL'); \
+             set('strategies-cross_venue_arb-pairs-0--polymarket', 'pm-fed-cut'); \
+             set('strategies-cross_venue_arb-pairs-0--kalshi', 'KXFED-25DEC'); \
+             tick('#strategies-cross_venue_arb-pairs-0--inverted', true); \
+             set('risk-max_daily_loss', '75'); \
+             Array.from(document.querySelectorAll('textarea')).filter(t => !t.closest('#exchange-keys')).length",
+        )
+        .await;
+    assert_eq!(filled, Some(json!(0)), "no text area but the keys'");
+    browser
+        .eval("document.querySelector('#create').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "the second tenant's page",
+            "document.querySelector('#tenant-name') && document.querySelector('#tenant-name').innerText === 'two-strategies-co'",
+        )
+        .await;
+    let location = browser.eval("location.pathname").await.unwrap();
+    let second = location
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/ui/tenants/")
+        .to_owned();
+    let tenant: Value = serde_json::from_str(
+        &reqwest::Client::new()
+            .get(format!("{base}/tenants/{second}"))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let strategies = &tenant["strategies"];
+    assert_eq!(
+        strategies.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["complement_arb", "cross_venue_arb"],
+        "{tenant}"
+    );
+    let complement = &strategies["complement_arb"];
+    assert_eq!(complement["min_edge"], "0.015");
+    assert_eq!(complement["max_size"], "60");
+    assert_eq!(complement["venues"], json!(["polymarket"]));
+    assert_eq!(complement["scan_interval_secs"], 5, "the default");
+    let cross = &strategies["cross_venue_arb"];
+    assert_eq!(cross["enabled"], true);
+    assert_eq!(cross["min_edge"], "0.035");
+    assert_eq!(cross["scan_interval_secs"], 9);
+    assert_eq!(cross["assets"], json!(["BTC", "SOL"]));
+    assert_eq!(
+        cross["pairs"],
+        json!([{"polymarket": "pm-fed-cut", "kalshi": "KXFED-25DEC", "inverted": true}])
+    );
+    assert_eq!(tenant["risk"]["max_daily_loss"], "75", "{tenant}");
+
+    // The same name again is refused beside the name field; nothing is created.
+    browser.goto(&format!("{base}/ui/tenants/new")).await;
+    browser
+        .wait_for("the onboarding form", "document.querySelector('#onboard')")
+        .await;
+    browser
+        .eval("document.querySelector('#name').value = 'two-strategies-co'; document.querySelector('#create').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "the name's error",
+            "document.querySelector('.field-error[data-field=name]')",
+        )
+        .await;
+    let error = browser
+        .eval("document.querySelector('.field-error[data-field=name]').innerText")
+        .await
+        .unwrap();
+    assert!(
+        error
+            .as_str()
+            .unwrap()
+            .contains("a tenant named \"two-strategies-co\" already exists"),
+        "{error}"
+    );
 }
 
 /// Signs in with `token` at `base`, landing on the fleet page.

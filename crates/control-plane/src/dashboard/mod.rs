@@ -22,6 +22,7 @@
 //! `resume`, `delete`), so validation, messages, permissions and the audit log
 //! are identical.
 
+mod config_form;
 mod html;
 mod pages;
 
@@ -59,6 +60,7 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/", get(|| async { redirect("/ui/fleet") }))
         .route("/ui/app.js", get(script))
         .route("/ui/favicon.svg", get(favicon))
+        .route("/ui/config-schema", get(config_schema))
         .route("/favicon.ico", get(favicon))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
@@ -183,6 +185,16 @@ async fn script() -> Response {
     response
 }
 
+/// The JSON Schema of a tenant's configuration, from which the forms are
+/// rendered (public: it holds no tenant's data).
+async fn config_schema() -> Response {
+    let mut response = axum::Json(&*config_form::SCHEMA).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
 /// The dashboard's icon: a rising line on the header's colour.
 async fn favicon() -> Response {
     const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
@@ -264,9 +276,15 @@ pub async fn require(state: &AppState, headers: &HeaderMap) -> UiResult<Session>
 
 /// Checks the form's CSRF token against the session's.
 pub fn check_csrf(session: &Session, form: &BTreeMap<String, String>) -> UiResult<()> {
-    match form.get("csrf") {
-        Some(given) if constant_time_eq(given.as_bytes(), session.csrf.as_bytes()) => Ok(()),
-        _ => Err(UiError::Csrf),
+    check_csrf_value(session, form.get("csrf").map(String::as_str).unwrap_or(""))
+}
+
+/// Checks a form's CSRF token (as given) against the session's.
+pub fn check_csrf_value(session: &Session, given: &str) -> UiResult<()> {
+    if !given.is_empty() && constant_time_eq(given.as_bytes(), session.csrf.as_bytes()) {
+        Ok(())
+    } else {
+        Err(UiError::Csrf)
     }
 }
 

@@ -22,10 +22,12 @@ use polybot_core::validation::FieldError;
 use polybot_core::worker::{BreakerPosition, StrategyStatus};
 use polybot_store::repo::fleet::TenantStatus;
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use super::config_form::{Form, Purpose, Values, keys_of, risk_of, strategies_of};
 use super::{
-    Html, Session, UiError, UiResult, check_csrf, page, random_token, redirect, require, visible,
+    Html, Session, UiError, UiResult, check_csrf, check_csrf_value, page, random_token, redirect,
+    require, visible,
 };
 use crate::AppState;
 use crate::auth::{Caller, Operator, TenantAccess};
@@ -51,6 +53,8 @@ textarea{width:100%;font-family:monospace}input[type=text],input[type=password],
 .scroll{overflow-x:auto;max-width:100%}.num{text-align:right;font-variant-numeric:tabular-nums}\
 .pos{color:#0b7a2a}.neg{color:#a40000}svg.chart{width:100%;max-width:760px;height:auto;background:#fff;border:1px solid #e3e6eb}\
 button[disabled]{opacity:.5;cursor:not-allowed}fieldset{background:#fff;border:1px solid #e3e6eb;margin:8px 0}\
+label.inline{display:inline;margin:0 8px 0 0}.help,.default{color:#5a6270;display:block;font-size:12px}\
+fieldset.row{background:#f6f7f9}fieldset legend{font-weight:600}.choices,.rows{margin:8px 0}\
 @media (max-width:700px){header{flex-wrap:wrap;gap:8px}main{padding:8px}main.narrow{margin:8px auto}\
 input[type=text],input[type=password],select{min-width:0;max-width:100%}.card{flex:1 1 40%}}\
 </style>";
@@ -282,35 +286,34 @@ pub async fn act(
 // Onboarding
 // ---------------------------------------------------------------------------
 
-const DEFAULT_STRATEGIES: &str = "{\"complement_arb\": {}}";
-
-struct FormState<'a> {
-    name: &'a str,
-    strategies: &'a str,
-    risk: &'a str,
-    keys_given: bool,
-}
-
-fn field_errors(h: &mut Html, errors: &[FieldError], prefix: &str) {
-    for e in errors.iter().filter(|e| {
-        e.field == prefix
-            || e.field.starts_with(&format!("{prefix}."))
-            || e.field.starts_with(&format!("{prefix}["))
-    }) {
-        h.raw("<span class=\"field-error\" data-field=\"")
-            .text(&e.field)
-            .raw("\">")
-            .text(e)
-            .raw("</span>");
-    }
-}
-
 fn onboard_page(
     session: &Session,
     status: StatusCode,
-    form: &FormState<'_>,
+    values: &Values,
     errors: &[FieldError],
+    keys_given: bool,
 ) -> Response {
+    let mut form = Form::new(values, errors);
+    form.h
+        .raw(
+            "<label>Name <input type=\"text\" name=\"name\" id=\"name\" maxlength=\"100\" value=\"",
+        )
+        .text(values.one("name"))
+        .raw("\"></label>");
+    form.errors_of("name");
+    form.h.raw("<label>Mode <select name=\"mode\" id=\"mode\">");
+    form.h.raw("<option selected>paper</option>");
+    // Live execution is not built yet: the API refuses it, so the form
+    // does not offer it as a choice.
+    form.h
+        .raw("<option value=\"live\" disabled>live (not available yet)</option>");
+    form.h.raw("</select></label>");
+    form.errors_of("mode");
+    form.h.raw("<h2>Strategies</h2><p class=\"help\">Tick the strategies to run; each field starts at its default.</p>");
+    form.strategies();
+    form.risk();
+    form.keys("Exchange keys (optional in paper mode)");
+    let unshown = form.unshown();
     let mut h = Html::new();
     head(&mut h, "Onboard a tenant", Some(session));
     h.raw("<main class=\"narrow\"><h1>Onboard a tenant</h1>");
@@ -318,44 +321,24 @@ fn onboard_page(
         h.raw("<p class=\"error\" id=\"form-errors\">")
             .text(errors.len())
             .raw(" field(s) are invalid; nothing was created.");
-        if form.keys_given {
+        if keys_given {
             h.raw(" Exchange keys are never shown again: enter them once more.");
         }
         h.raw("</p>");
-        let known = ["name", "mode", "strategies", "risk", "exchange_keys"];
-        for e in errors.iter().filter(|e| {
-            !known
-                .iter()
-                .any(|k| e.field == *k || e.field.starts_with(&format!("{k}.")))
-        }) {
-            h.el("<span class=\"field-error\">", e, "</span>");
+        for e in unshown {
+            h.raw("<span class=\"field-error\" data-field=\"")
+                .text(&e.field)
+                .raw("\">")
+                .text(e)
+                .raw("</span>");
         }
     }
     h.raw("<form method=\"post\" action=\"/ui/tenants/new\" id=\"onboard\"><input type=\"hidden\" name=\"csrf\" value=\"")
         .text(&session.csrf)
         .raw("\"><input type=\"hidden\" name=\"idempotency_key\" value=\"")
         .text(random_token())
-        .raw("\"><label>Name <input type=\"text\" name=\"name\" id=\"name\" maxlength=\"100\" value=\"")
-        .text(form.name)
-        .raw("\"></label>");
-    field_errors(&mut h, errors, "name");
-    h.raw("<label>Mode <select name=\"mode\" id=\"mode\">");
-    h.raw("<option selected>paper</option>");
-    // Live execution is not built yet: the API refuses it, so the form
-    // does not offer it as a choice.
-    h.raw("<option value=\"live\" disabled>live (not available yet)</option>");
-    h.raw("</select></label>");
-    field_errors(&mut h, errors, "mode");
-    h.raw("<label>Strategies (JSON: name → settings) <textarea name=\"strategies\" id=\"strategies\" rows=\"4\">")
-        .text(form.strategies)
-        .raw("</textarea></label>");
-    field_errors(&mut h, errors, "strategies");
-    h.raw("<label>Risk limits (JSON; empty for the defaults) <textarea name=\"risk\" id=\"risk\" rows=\"3\">")
-        .text(form.risk)
-        .raw("</textarea></label>");
-    field_errors(&mut h, errors, "risk");
-    h.raw("<label>Exchange keys (JSON: venue → fields; optional for paper mode). Write-only: only a masked fingerprint is shown afterwards. <textarea name=\"exchange_keys\" id=\"exchange_keys\" rows=\"4\" autocomplete=\"off\" spellcheck=\"false\" placeholder='{\"kalshi\": {\"key_id\": \"…\", \"private_key_pem\": \"…\"}}'></textarea></label>");
-    field_errors(&mut h, errors, "exchange_keys");
+        .raw("\">");
+    h.append(form.h);
     h.raw(
         "<button type=\"submit\" id=\"create\">Create tenant</button></form></main></body></html>",
     );
@@ -367,79 +350,46 @@ pub async fn onboard_form(State(state): State<AppState>, headers: HeaderMap) -> 
     if session.caller != Caller::Operator {
         return Err(UiError::Forbidden("only an operator may onboard tenants"));
     }
-    Ok(onboard_page(
-        &session,
-        StatusCode::OK,
-        &FormState {
-            name: "",
-            strategies: DEFAULT_STRATEGIES,
-            risk: "",
-            keys_given: false,
-        },
-        &[],
-    ))
+    let values = Values::of_config(&json!({"complement_arb": {}}), &json!({}));
+    Ok(onboard_page(&session, StatusCode::OK, &values, &[], false))
 }
 
-/// Builds `POST /tenants`'s JSON body from the form and hands it to the API
-/// handler itself: the same validation, the same messages.
+/// Builds `POST /tenants`'s JSON body from the form's fields (as the schema
+/// types them) and hands it to the API handler itself: the same validation,
+/// the same messages, shown beside the fields they name.
 pub async fn onboard(
     State(state): State<AppState>,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
 ) -> UiResult<Response> {
     let session = require(&state, &headers).await?;
-    check_csrf(&session, &form)?;
+    let mut values = Values::from_pairs(&pairs);
+    check_csrf_value(&session, values.one("csrf"))?;
     if session.caller != Caller::Operator {
         return Err(UiError::Forbidden("only an operator may onboard tenants"));
     }
-    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let mut body = Map::new();
-    let mut errors = Vec::new();
-    body.insert("name".into(), Value::String(field("name").to_owned()));
-    body.insert("mode".into(), Value::String(field("mode").to_owned()));
-    for name in ["strategies", "risk", "exchange_keys"] {
-        let text = field(name).trim();
-        if text.is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(text) {
-            Ok(v) => {
-                body.insert(name.into(), v);
-            }
-            Err(e) => errors.push(FieldError::new(
-                name,
-                format!(
-                    "is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            )),
-        }
-    }
-    let keys_given = !field("exchange_keys").trim().is_empty();
-    let form_state = FormState {
-        name: field("name"),
-        strategies: field("strategies"),
-        risk: field("risk"),
-        keys_given,
-    };
-    if !errors.is_empty() {
-        return Ok(onboard_page(
-            &session,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &form_state,
-            &errors,
-        ));
+    body.insert("name".into(), Value::String(values.one("name").to_owned()));
+    body.insert("mode".into(), Value::String(values.one("mode").to_owned()));
+    body.insert("strategies".into(), strategies_of(&values, Purpose::Create));
+    body.insert("risk".into(), risk_of(&values));
+    if let Some(keys) = keys_of(&values) {
+        body.insert("exchange_keys".into(), keys);
     }
     let mut api_headers = HeaderMap::new();
-    if let Ok(key) = HeaderValue::from_str(field("idempotency_key"))
-        && !field("idempotency_key").is_empty()
+    let key = values.one("idempotency_key");
+    if let Ok(key) = HeaderValue::from_str(key)
+        && !key.is_empty()
     {
         api_headers.insert("idempotency-key", key);
     }
     let bytes = Bytes::from(Value::Object(body).to_string());
     let operator = Operator::check(session.caller)?;
-    match crate::tenants::create(State(state.clone()), operator, api_headers, bytes).await {
+    let result = crate::tenants::create(State(state.clone()), operator, api_headers, bytes).await;
+    // Keys are never shown again: the form comes back without them.
+    let keys_given = keys_of(&values).is_some();
+    values.forget_keys();
+    match result {
         Ok(response) => {
             let raw = axum::body::to_bytes(response.into_body(), 1 << 20)
                 .await
@@ -462,15 +412,17 @@ pub async fn onboard(
         Err(ApiError::Validation(errors)) => Ok(onboard_page(
             &session,
             StatusCode::UNPROCESSABLE_ENTITY,
-            &form_state,
+            &values,
             &errors,
+            keys_given,
         )),
         // A taken name is the name field's error, shown beside it.
         Err(ApiError::Conflict(message)) if message.starts_with("name: ") => Ok(onboard_page(
             &session,
             StatusCode::CONFLICT,
-            &form_state,
+            &values,
             &[FieldError::new("name", &message["name: ".len()..])],
+            keys_given,
         )),
         Err(other) => Err(other.into()),
     }

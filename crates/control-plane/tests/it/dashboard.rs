@@ -458,9 +458,30 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
     let page = agent.get("/ui/tenants/new").await;
     assert_eq!(page.status, StatusCode::OK);
     let csrf = csrf_of(&page.text);
-    let strategies = r#"{"complement_arb": {"min_edge": "lots"}, "nope": {}}"#;
-    let risk = r#"{"max_daily_loss": -5}"#;
-    let keys = r#"{"kalshi": {"key_id": "visible-key-id-77"}}"#;
+    // The form is the schema's: every strategy, its fields at their defaults,
+    // the risk limits, write-only key inputs; no JSON to type.
+    for input in [
+        "name=\"strategies.complement_arb.enabled\"",
+        "name=\"strategies.crypto_15m.spot_venues\" value=\"kraken\" checked",
+        "name=\"strategies.cross_venue_arb.min_edge\" id=\"strategies-cross_venue_arb-min_edge\" type=\"text\" inputmode=\"decimal\" value=\"0.02\"",
+        "name=\"strategies.news_arb.rules[0].keywords\"",
+        "name=\"risk.max_open_orders\" id=\"risk-max_open_orders\" type=\"number\" step=\"1\" min=\"0\" value=\"20\"",
+        "type=\"password\" autocomplete=\"new-password\" name=\"exchange_keys.kalshi.key_id\"",
+    ] {
+        assert!(page.text.contains(input), "no `{input}` in\n{}", page.text);
+    }
+    assert!(
+        page.text
+            .contains("Smallest set size worth trading, in shares.")
+    );
+    // The schema the form is rendered from is served as it is.
+    let schema = h.call(Method::GET, "/ui/config-schema", None, None).await;
+    assert_eq!(schema.status, StatusCode::OK);
+    assert_eq!(
+        schema.body["$defs"]["Crypto15mConfig"]["properties"]["min_edge"]["default"],
+        "0.03"
+    );
+    assert!(!page.text.contains("<textarea name=\"strategies\""));
     let reply = agent
         .post(
             "/ui/tenants/new",
@@ -468,9 +489,11 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
                 ("csrf", &csrf),
                 ("name", ""),
                 ("mode", "live"),
-                ("strategies", strategies),
-                ("risk", risk),
-                ("exchange_keys", keys),
+                ("strategies.complement_arb.enabled", "on"),
+                ("strategies.complement_arb.min_edge", "lots"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("risk.max_daily_loss", "-5"),
+                ("exchange_keys.kalshi.key_id", "visible-key-id-77"),
             ],
         )
         .await;
@@ -488,9 +511,9 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
             Some(OPERATOR),
             Some(json!({
                 "name": "", "mode": "live",
-                "strategies": serde_json::from_str::<Value>(strategies).unwrap(),
-                "risk": serde_json::from_str::<Value>(risk).unwrap(),
-                "exchange_keys": serde_json::from_str::<Value>(keys).unwrap(),
+                "strategies": {"complement_arb": {"min_edge": "lots", "venues": ["polymarket"]}},
+                "risk": {"max_daily_loss": "-5"},
+                "exchange_keys": {"kalshi": {"key_id": "visible-key-id-77"}},
             })),
         )
         .await;
@@ -509,7 +532,18 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
             reply.text
         );
     }
+    // Each beside its field.
     assert!(reply.text.contains("data-field=\"name\""));
+    assert!(reply.text.contains(
+        "value=\"lots\"> <small class=\"help\">Minimum profit per complete set after fees"
+    ));
+    assert!(
+        reply.text.contains(
+            "<span class=\"field-error\" data-field=\"strategies.complement_arb.min_edge\">"
+        ),
+        "{}",
+        reply.text
+    );
     assert!(
         reply.text.contains(&escape(
             "mode: live execution is not available for the tenant's venues yet"
@@ -518,7 +552,7 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
         reply.text
     );
     // What was typed comes back, except the keys.
-    assert!(reply.text.contains(&escape(strategies)));
+    assert!(reply.text.contains("name=\"risk.max_daily_loss\" id=\"risk-max_daily_loss\" type=\"text\" inputmode=\"decimal\" value=\"-5\""));
     assert!(!reply.text.contains("visible-key-id-77"));
     assert!(reply.text.contains("Exchange keys are never shown again"));
     assert_eq!(
@@ -527,7 +561,7 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
         "nothing created"
     );
 
-    // Malformed JSON in a text area is a field error of the form.
+    // Text in a number field is that field's error, as the API words it.
     let reply = agent
         .post(
             "/ui/tenants/new",
@@ -535,15 +569,16 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
                 ("csrf", &csrf),
                 ("name", "x"),
                 ("mode", "paper"),
-                ("strategies", "{oops"),
+                ("strategies.crypto_15m.enabled", "on"),
+                ("strategies.crypto_15m.scan_interval_secs", "soon"),
             ],
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        reply
-            .text
-            .contains("strategies: is not valid JSON (line 1, column 2)"),
+        reply.text.contains(
+            "<span class=\"field-error\" data-field=\"strategies.crypto_15m.scan_interval_secs\">"
+        ),
         "{}",
         reply.text
     );
@@ -561,9 +596,11 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
                 ("idempotency_key", "form-1"),
                 ("name", "gamma"),
                 ("mode", "paper"),
-                ("strategies", r#"{"complement_arb": {}}"#),
-                ("risk", ""),
-                ("exchange_keys", &json!({"kalshi": {"key_id": "visible-key-id-77", "private_key_pem": TEST_PEM}}).to_string()),
+                ("strategies.complement_arb.enabled", "on"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("strategies.complement_arb.venues", "kalshi"),
+                ("exchange_keys.kalshi.key_id", "visible-key-id-77"),
+                ("exchange_keys.kalshi.private_key_pem", TEST_PEM),
             ],
         )
         .await;
@@ -592,9 +629,11 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
                 ("idempotency_key", "form-1"),
                 ("name", "gamma"),
                 ("mode", "paper"),
-                ("strategies", r#"{"complement_arb": {}}"#),
-                ("risk", ""),
-                ("exchange_keys", &json!({"kalshi": {"key_id": "visible-key-id-77", "private_key_pem": TEST_PEM}}).to_string()),
+                ("strategies.complement_arb.enabled", "on"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("strategies.complement_arb.venues", "kalshi"),
+                ("exchange_keys.kalshi.key_id", "visible-key-id-77"),
+                ("exchange_keys.kalshi.private_key_pem", TEST_PEM),
             ],
         )
         .await;
