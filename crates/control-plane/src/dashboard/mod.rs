@@ -73,6 +73,11 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/ui/tenants/{id}", get(pages::tenant))
         .route("/ui/tenants/{id}/live", get(pages::tenant_live))
+        .route("/ui/tenants/{id}/settings", get(pages::settings))
+        .route(
+            "/ui/tenants/{id}/settings/{part}",
+            post(pages::save_settings),
+        )
         .route("/ui/tenants/{id}/{action}", post(pages::act))
 }
 

@@ -5,10 +5,12 @@
 //! repositories (`polybot_store::repo`), never from SQL here.
 
 mod fleet_view;
+mod settings;
 mod tenant_view;
 mod trader;
 
 pub use self::fleet_view::{fleet, fleet_live};
+pub use self::settings::{save as save_settings, settings};
 pub use self::tenant_view::{tenant, tenant_live};
 
 use std::collections::BTreeMap;

@@ -784,3 +784,167 @@ async fn the_tenant_page_shows_an_operator_hold_that_the_tenant_cannot_lift(
     assert_eq!(state.body["state"], "paused");
     assert_eq!(state.body["held_by_operator"], true);
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_tenant_edits_its_strategies_and_risk_and_replaces_its_keys_in_the_settings_forms(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h
+        .onboard(json!({"name": "alpha", "strategies": {"complement_arb": {"min_edge": "0.02"}}}))
+        .await;
+    let token = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = Agent::sign_in(&h, &token).await;
+    let tenant_page = agent.get(&format!("/ui/tenants/{alpha}")).await;
+    assert!(tenant_page.text.contains(&format!(
+        "href=\"/ui/tenants/{alpha}/settings\" id=\"settings-link\""
+    )));
+    let settings = format!("/ui/tenants/{alpha}/settings");
+    let page = agent.get(&settings).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = csrf_of(&page.text);
+    // The form shows the stored config: complement_arb ticked at its 0.02.
+    assert!(page.text.contains(
+        "name=\"strategies.complement_arb.enabled\" id=\"strategies-complement_arb-enabled\" value=\"on\" checked"
+    ));
+    assert!(page.text.contains("id=\"strategies-complement_arb-min_edge\" type=\"text\" inputmode=\"decimal\" value=\"0.02\""));
+    assert!(
+        page.text
+            .contains("name=\"strategies.complement_arb.configured\"")
+    );
+
+    // A bad value is that field's error; nothing is saved.
+    let bad = agent
+        .post(
+            &format!("{settings}/config"),
+            &[
+                ("csrf", &csrf),
+                ("strategies.complement_arb.configured", "1"),
+                ("strategies.complement_arb.enabled", "on"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("strategies.complement_arb.min_edge", "2"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.text.contains(
+            "<span class=\"field-error\" data-field=\"strategies.complement_arb.min_edge\">"
+        ),
+        "{}",
+        bad.text
+    );
+    assert!(
+        bad.text.contains("value=\"2\""),
+        "what was typed comes back"
+    );
+
+    // complement_arb switched off (its settings kept), crypto_15m on, a risk limit.
+    let saved = agent
+        .post(
+            &format!("{settings}/config"),
+            &[
+                ("csrf", &csrf),
+                ("strategies.complement_arb.configured", "1"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("strategies.complement_arb.min_edge", "0.02"),
+                ("strategies.crypto_15m.enabled", "on"),
+                ("strategies.crypto_15m.assets", "BTC"),
+                ("strategies.crypto_15m.spot_venues", "coinbase"),
+                ("strategies.crypto_15m.spot_venues", "kraken"),
+                ("strategies.crypto_15m.min_edge", "0.04"),
+                ("risk.max_daily_loss", "120"),
+                ("risk.kill_switch", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.text);
+    let tenant = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body;
+    let strategies = &tenant["strategies"];
+    assert_eq!(strategies["complement_arb"]["enabled"], false);
+    assert_eq!(strategies["complement_arb"]["min_edge"], "0.02");
+    assert_eq!(strategies["crypto_15m"]["enabled"], true);
+    assert_eq!(strategies["crypto_15m"]["min_edge"], "0.04");
+    assert_eq!(strategies["crypto_15m"]["assets"], json!(["BTC"]));
+    assert_eq!(
+        strategies["crypto_15m"]["spot_venues"],
+        json!(["coinbase", "kraken"])
+    );
+    assert_eq!(tenant["risk"]["max_daily_loss"], "120");
+    assert_eq!(tenant["risk"]["kill_switch"], true);
+    let page = agent.get(&location(&saved)).await;
+    assert!(
+        page.text.contains("Saved: the worker restarts"),
+        "{}",
+        page.text
+    );
+
+    // Keys: write-only, every error beside its field, fingerprints after.
+    let reply = agent
+        .post(&format!("{settings}/keys"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text.contains("enter the keys of at least one venue"));
+    let reply = agent
+        .post(
+            &format!("{settings}/keys"),
+            &[
+                ("csrf", &csrf),
+                ("exchange_keys.kalshi.key_id", "secret-key-id-4242"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply.text.contains(
+            "<span class=\"field-error\" data-field=\"exchange_keys.kalshi.private_key_pem\">"
+        ),
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains("secret-key-id-4242"));
+    let reply = agent
+        .post(
+            &format!("{settings}/keys"),
+            &[
+                ("csrf", &csrf),
+                ("exchange_keys.kalshi.key_id", "secret-key-id-4242"),
+                ("exchange_keys.kalshi.private_key_pem", TEST_PEM),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let page = agent.get(&location(&reply)).await;
+    assert!(page.text.contains("kalshi sha256:"), "{}", page.text);
+    assert!(!page.text.contains("secret-key-id-4242"));
+    assert!(page.text.contains("Keys replaced"));
+
+    // Without the CSRF token: refused.
+    let reply = agent
+        .post(
+            &format!("{settings}/config"),
+            &[("risk.max_daily_loss", "1")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}

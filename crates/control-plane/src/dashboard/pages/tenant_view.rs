@@ -167,7 +167,9 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
         .text(&view.mode)
         .raw(" mode · onboarding step ")
         .text(&view.provisioning.step)
-        .raw("</p>");
+        .raw(" · <a href=\"/ui/tenants/")
+        .text(tenant)
+        .raw("/settings\" id=\"settings-link\">Settings</a> (strategies, risk limits, keys)</p>");
     if let Some(n) = notice {
         h.el("<p class=\"notice\" id=\"notice\">", n, "</p>");
     }
