@@ -78,6 +78,10 @@ pub fn routes() -> Router<AppState> {
             "/ui/tenants/{id}/settings/{part}",
             post(pages::save_settings),
         )
+        .route(
+            "/ui/tenants/{id}/tokens/{token_id}/revoke",
+            post(pages::revoke_token),
+        )
         .route("/ui/tenants/{id}/{action}", post(pages::act))
 }
 

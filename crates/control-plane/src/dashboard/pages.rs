@@ -10,7 +10,7 @@ mod tenant_view;
 mod trader;
 
 pub use self::fleet_view::{fleet, fleet_live};
-pub use self::settings::{save as save_settings, settings};
+pub use self::settings::{revoke_token, save as save_settings, settings};
 pub use self::tenant_view::{tenant, tenant_live};
 
 use std::collections::BTreeMap;

@@ -938,6 +938,141 @@ async fn a_tenant_edits_its_strategies_and_risk_and_replaces_its_keys_in_the_set
     assert!(page.text.contains("kalshi sha256:"), "{}", page.text);
     assert!(!page.text.contains("secret-key-id-4242"));
     assert!(page.text.contains("Keys replaced"));
+    // Alert channels: errors by field, then saved; the secret is write-only.
+    let reply = agent
+        .post(
+            &format!("{settings}/channels"),
+            &[
+                ("csrf", &csrf),
+                ("channels[0].kind", "telegram"),
+                ("channels[0].target", "not a chat"),
+                ("channels[0].secret", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for field in ["channels[0].chat_id", "channels[0].bot_token"] {
+        assert!(
+            reply
+                .text
+                .contains(&format!("data-field=\"{}\"", escape(field))),
+            "{field}: {}",
+            reply.text
+        );
+    }
+    let bot_token = "123456:AAbbCCddEEffGGhhIIjjKKllMMnn";
+    let reply = agent
+        .post(
+            &format!("{settings}/channels"),
+            &[
+                ("csrf", &csrf),
+                ("channels[0].kind", "telegram"),
+                ("channels[0].target", "-1001234"),
+                ("channels[0].secret", bot_token),
+                ("channels[1].kind", "webhook"),
+                ("channels[1].target", ""),
+                ("channels[1].secret", ""),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let stored = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}/alert-channels"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body;
+    assert_eq!(stored["channels"].as_array().unwrap().len(), 1, "{stored}");
+    assert_eq!(stored["channels"][0]["target"], "-1001234");
+    let page = agent.get(&location(&reply)).await;
+    assert!(
+        page.text.contains("telegram -1001234 sha256:"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains(bot_token));
+    let tenant_page = agent.get(&format!("/ui/tenants/{alpha}")).await;
+    assert!(
+        !tenant_page
+            .text
+            .contains("PUT /tenants/{id}/alert-channels")
+    );
+
+    // Tokens: the tenant's session lists and revokes, and is told how to create.
+    assert!(page.text.contains("id=\"tokens\""));
+    assert!(!page.text.contains("id=\"create-token\""));
+    assert!(page.text.contains("POST /tenants/{id}/tokens"));
+    let operator = Agent::sign_in(&h, OPERATOR).await;
+    let page = operator.get(&settings).await;
+    let op_csrf = csrf_of(&page.text);
+    let created = operator
+        .post(
+            &format!("{settings}/tokens"),
+            &[
+                ("csrf", &op_csrf),
+                ("label", "ci"),
+                ("expires_in_days", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let new_token = created
+        .text
+        .split("<code id=\"new-token\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(new_token.starts_with("pbt_"), "{new_token}");
+    let listed = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body;
+    let ci = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["label"] == "ci")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own = format!("/tenants/{alpha}");
+    assert_eq!(
+        h.call(Method::GET, &own, Some(&new_token), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The tenant revokes it from its own settings page.
+    let reply = agent
+        .post(
+            &format!("/ui/tenants/{alpha}/tokens/{ci}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    assert_eq!(
+        h.call(Method::GET, &own, Some(&new_token), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // A tenant session that posts the creation anyway is refused.
+    let reply = agent
+        .post(&format!("{settings}/tokens"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
 
     // Without the CSRF token: refused.
     let reply = agent

@@ -298,7 +298,9 @@ fn alerts(h: &mut Html, data: &TenantPage) {
     }
     h.raw("<p>Channels: ");
     if data.channels.is_empty() {
-        h.raw("none (set them with <code>PUT /tenants/{id}/alert-channels</code>)");
+        h.raw("none (add them in the <a href=\"/ui/tenants/")
+            .text(data.figures.status.tenant_id())
+            .raw("/settings#channels\">settings</a>)");
     }
     for c in &data.channels {
         h.raw("<span class=\"badge\">")
