@@ -75,6 +75,10 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/tenants/{id}/live", get(pages::tenant_live))
         .route("/ui/tenants/{id}/settings", get(pages::settings))
         .route(
+            "/ui/alert-channels",
+            get(pages::operator_channels).post(pages::save_operator_channels),
+        )
+        .route(
             "/ui/tenants/{id}/settings/{part}",
             post(pages::save_settings),
         )

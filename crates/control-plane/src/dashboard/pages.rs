@@ -10,7 +10,9 @@ mod tenant_view;
 mod trader;
 
 pub use self::fleet_view::{fleet, fleet_live};
-pub use self::settings::{revoke_token, save as save_settings, settings};
+pub use self::settings::{
+    operator_channels, revoke_token, save as save_settings, save_operator_channels, settings,
+};
 pub use self::tenant_view::{tenant, tenant_live};
 
 use std::collections::BTreeMap;
@@ -81,7 +83,7 @@ pub fn head_for(h: &mut Html, title: &str, session: Option<&Session>, tenant_nam
         h.raw("<header><strong>PolyBot Cloud</strong>");
         match s.caller {
             Caller::Operator => {
-                h.raw("<a href=\"/ui/fleet\">Fleet</a><a href=\"/ui/tenants/new\" id=\"nav-onboard\">Onboard a tenant</a><span>operator</span>");
+                h.raw("<a href=\"/ui/fleet\">Fleet</a><a href=\"/ui/tenants/new\" id=\"nav-onboard\">Onboard a tenant</a><a href=\"/ui/alert-channels\" id=\"nav-channels\">Alert channels</a><span>operator</span>");
             }
             Caller::Tenant(t) => {
                 h.raw("<a href=\"/ui/tenants/")

@@ -1083,3 +1083,80 @@ async fn a_tenant_edits_its_strategies_and_risk_and_replaces_its_keys_in_the_set
         .await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn an_operator_sets_the_operator_wide_alert_channels_in_a_form(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let operator = Agent::sign_in(&h, OPERATOR).await;
+    let page = operator.get("/ui/alert-channels").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text
+            .contains("id=\"edit-channels\" action=\"/ui/alert-channels\"")
+    );
+    let csrf = csrf_of(&page.text);
+    let reply = operator
+        .post(
+            "/ui/alert-channels",
+            &[
+                ("csrf", &csrf),
+                ("channels[0].kind", "webhook"),
+                ("channels[0].target", "ftp://x"),
+                ("channels[0].secret", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply.text.contains("data-field=\"channels[0].url\""),
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains("value=\"short\""));
+    let reply = operator
+        .post(
+            "/ui/alert-channels",
+            &[
+                ("csrf", &csrf),
+                ("channels[0].kind", "telegram"),
+                ("channels[0].target", "@polybot_ops"),
+                ("channels[0].secret", "123456:AAbbCCddEEffGGhhIIjjKKllMMnn"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let stored = h
+        .call(Method::GET, "/alert-channels", Some(OPERATOR), None)
+        .await
+        .body;
+    assert_eq!(stored["channels"][0]["target"], "@polybot_ops", "{stored}");
+    assert!(
+        operator
+            .get(&location(&reply))
+            .await
+            .text
+            .contains("telegram @polybot_ops sha256:")
+    );
+    // A tenant's session may not.
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    let token = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tenant = Agent::sign_in(&h, &token).await;
+    assert_eq!(
+        tenant.get("/ui/alert-channels").await.status,
+        StatusCode::FORBIDDEN
+    );
+}

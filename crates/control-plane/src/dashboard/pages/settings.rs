@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::head_for;
 use crate::AppState;
-use crate::auth::{Caller, TenantAccess};
+use crate::auth::{Caller, Operator, TenantAccess};
 use crate::dashboard::config_form::{Form, Purpose, Values, keys_of, risk_of, strategies_of};
 use crate::dashboard::{
     Html, NoticeQuery, PathId, Session, UiResult, check_csrf_value, page, redirect, require,
@@ -264,6 +264,82 @@ pub async fn revoke_token(
     )))
 }
 
+/// `GET /ui/alert-channels`: the operator-wide channels (every tenant's alerts).
+pub async fn operator_channels(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    notice: NoticeQuery,
+) -> UiResult<Response> {
+    let session = require(&state, &headers).await?;
+    let operator = Operator::check(session.caller)?;
+    let channels = crate::alerts::channels::get_operator_channels(State(state.clone()), operator)
+        .await?
+        .0
+        .channels;
+    Ok(operator_channels_page(
+        &session,
+        StatusCode::OK,
+        &channels,
+        &[],
+        notice.0.notice.as_deref(),
+    ))
+}
+
+/// `POST /ui/alert-channels`, through the API's handler.
+pub async fn save_operator_channels(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
+) -> UiResult<Response> {
+    let session = require(&state, &headers).await?;
+    let values = Values::from_pairs(&pairs);
+    check_csrf_value(&session, values.one("csrf"))?;
+    let operator = Operator::check(session.caller)?;
+    let body = json!({ "channels": channels_of(&values) });
+    match crate::alerts::channels::put_operator_channels(
+        State(state.clone()),
+        operator,
+        Bytes::from(body.to_string()),
+    )
+    .await
+    {
+        Ok(_) => Ok(redirect("/ui/alert-channels?notice=Alert+channels+saved.")),
+        Err(ApiError::Validation(errors)) => {
+            let channels =
+                crate::alerts::channels::get_operator_channels(State(state.clone()), operator)
+                    .await?
+                    .0
+                    .channels;
+            Ok(operator_channels_page(
+                &session,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &channels,
+                &errors,
+                None,
+            ))
+        }
+        Err(other) => Err(other.into()),
+    }
+}
+
+fn operator_channels_page(
+    session: &Session,
+    status: StatusCode,
+    channels: &[crate::alerts::ChannelView],
+    errors: &[FieldError],
+    notice: Option<&str>,
+) -> Response {
+    let mut h = Html::new();
+    head_for(&mut h, "Alert channels", Some(session), None);
+    h.raw("<main class=\"narrow\"><h1>Operator alert channels</h1><p>These receive every tenant's alerts; each tenant's own channels are on its settings page.</p>");
+    if let Some(n) = notice {
+        h.el("<p class=\"notice\" id=\"notice\">", n, "</p>");
+    }
+    channels_section(&mut h, session, channels, "/ui/alert-channels", errors);
+    h.raw("</main></body></html>");
+    page(status, h.finish())
+}
+
 /// The `channels` list of the rows filled in.
 fn channels_of(values: &Values) -> Vec<Value> {
     (0..CHANNEL_ROWS)
@@ -307,15 +383,15 @@ fn csrf_input(h: &mut Html, session: &Session) {
 fn channels_section(
     h: &mut Html,
     session: &Session,
-    view: &TenantView,
-    extras: &Extras,
+    channels: &[crate::alerts::ChannelView],
+    action: &str,
     errors: &[FieldError],
 ) {
     h.raw("<h2>Alert channels</h2><p id=\"channels\">Now: ");
-    if extras.channels.is_empty() {
+    if channels.is_empty() {
         h.raw("none.");
     }
-    for c in &extras.channels {
+    for c in channels {
         h.raw("<span class=\"badge\">")
             .text(&c.kind)
             .raw(" ")
@@ -327,9 +403,9 @@ fn channels_section(
     h.raw("</p><p class=\"help\">Saving replaces the list with the rows filled in (none: no channel). A webhook takes a public https URL and a signing secret of 16 to 256 characters; Telegram a chat id (or @channel) and the bot's token. Secrets are write-only.</p>");
     error_spans(h, errors, "channels");
     error_spans(h, errors, "tenant");
-    h.raw("<form method=\"post\" id=\"edit-channels\" action=\"/ui/tenants/")
-        .text(view.id)
-        .raw("/settings/channels\">");
+    h.raw("<form method=\"post\" id=\"edit-channels\" action=\"")
+        .text(action)
+        .raw("\">");
     csrf_input(h, session);
     for i in 0..CHANNEL_ROWS {
         h.raw("<fieldset class=\"row\"><legend>Channel ")
@@ -498,7 +574,13 @@ fn render(
         .raw("\">");
     h.append(form.h);
     h.raw("<button type=\"submit\" id=\"save-keys\">Replace keys</button></form>");
-    channels_section(&mut h, session, view, extras, errors_of(Part::Channels));
+    channels_section(
+        &mut h,
+        session,
+        &extras.channels,
+        &format!("/ui/tenants/{}/settings/channels", view.id),
+        errors_of(Part::Channels),
+    );
     tokens_section(
         &mut h,
         session,
