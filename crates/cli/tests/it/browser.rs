@@ -493,6 +493,28 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
     );
     assert_eq!(tenant["risk"]["max_daily_loss"], "75", "{tenant}");
 
+    // Its settings page shows the same values in the same form, to edit.
+    browser
+        .eval("document.querySelector('#settings-link').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "the settings page",
+            "document.querySelector('#edit-config')",
+        )
+        .await;
+    let shown = browser
+        .eval(
+            "[document.getElementById('strategies-cross_venue_arb-enabled').checked, \
+              document.getElementById('strategies-cross_venue_arb-pairs-0--polymarket').value, \
+              document.getElementById('strategies-complement_arb-min_edge').value, \
+              document.getElementById('risk-max_daily_loss').value]",
+        )
+        .await;
+    assert_eq!(shown, Some(json!([true, "pm-fed-cut", "0.015", "75"])));
+    let shot = browser.screenshot("settings.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
     // The same name again is refused beside the name field; nothing is created.
     browser.goto(&format!("{base}/ui/tenants/new")).await;
     browser
