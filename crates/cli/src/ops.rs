@@ -28,6 +28,193 @@ pub struct DoctorArgs {
     /// The database the control plane would use (default: the data dir's private one).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretString>,
+    /// A running control plane to check too (`http://127.0.0.1:8080`): its
+    /// readiness and, with a token, its workers and heartbeats.
+    #[arg(long, env = "POLYBOT_URL")]
+    pub url: Option<String>,
+    /// The bearer token for `--url` (default: <data-dir>/operator-token).
+    #[arg(long, env = "POLYBOT_TOKEN", hide_env_values = true)]
+    pub token: Option<SecretString>,
+}
+
+/// The width doctor's text fits in.
+const COLUMNS: usize = 100;
+
+/// `text` in lines of at most `COLUMNS` characters, each starting with
+/// `indent` (words longer than a line are cut).
+fn wrap(text: &str, indent: &str) -> String {
+    let room = COLUMNS.saturating_sub(indent.chars().count()).max(20);
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        let word: String = word.chars().take(room).collect();
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > room {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// One checked thing: a heading line, then its details wrapped and indented.
+fn block(name: &str, status: &str, extra: &str, details: &[(&str, &str)]) -> String {
+    let mut head = format!("{name:<24} {status:<12} {extra}");
+    head = head.trim_end().chars().take(COLUMNS).collect();
+    let mut out = head;
+    out.push('\n');
+    for (label, text) in details {
+        if text.is_empty() || *text == "-" {
+            continue;
+        }
+        out.push_str(&wrap(&format!("{label}: {text}"), "    "));
+    }
+    out
+}
+
+/// What a running control plane says: readiness and, with a token, its fleet.
+async fn instance_checks(args: &DoctorArgs, url: &str) -> Vec<Check> {
+    let base = url.trim_end_matches('/');
+    let mut checks = Vec::new();
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout))
+        .build()
+    {
+        Ok(c) => c,
+        Err(err) => {
+            checks.push(check(
+                "instance",
+                false,
+                err.to_string(),
+                "check the TLS setup",
+            ));
+            return checks;
+        }
+    };
+    match client.get(format!("{base}/readyz")).send().await {
+        Ok(r) if r.status().is_success() => {
+            checks.push(check(
+                "instance",
+                true,
+                format!("{base}/readyz answers {}", r.status()),
+                "",
+            ));
+        }
+        Ok(r) => {
+            let status = r.status();
+            let body: String = r
+                .text()
+                .await
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
+            checks.push(check(
+                "instance",
+                false,
+                format!("{base}/readyz answers {status}: {body}"),
+                "see the control plane's log; `polybot doctor` without --url checks its database",
+            ));
+            return checks;
+        }
+        Err(err) => {
+            checks.push(check(
+                "instance",
+                false,
+                format!("{base}/readyz: {err}"),
+                "start it (`polybot up`) or pass the --url it listens on",
+            ));
+            return checks;
+        }
+    }
+    let token = match &args.token {
+        Some(t) => Some(t.expose_secret().to_owned()),
+        None => std::fs::read_to_string(args.data_dir.join("operator-token"))
+            .ok()
+            .map(|t| t.trim().to_owned()),
+    };
+    let Some(token) = token else {
+        checks.push(check(
+            "workers",
+            false,
+            "no token to read the fleet with".to_owned(),
+            "pass --token or POLYBOT_TOKEN, or --data-dir where operator-token is",
+        ));
+        return checks;
+    };
+    let fleet = client
+        .get(format!("{base}/fleet?limit=500"))
+        .bearer_auth(&token)
+        .send()
+        .await;
+    let fleet: serde_json::Value = match fleet {
+        Ok(r) if r.status().is_success() => r.json().await.unwrap_or_default(),
+        Ok(r) => {
+            checks.push(check(
+                "workers",
+                false,
+                format!("{base}/fleet answers {}", r.status()),
+                "use a valid operator token",
+            ));
+            return checks;
+        }
+        Err(err) => {
+            checks.push(check(
+                "workers",
+                false,
+                format!("{base}/fleet: {err}"),
+                "retry",
+            ));
+            return checks;
+        }
+    };
+    let items = fleet["items"].as_array().cloned().unwrap_or_default();
+    let desired: Vec<&serde_json::Value> =
+        items.iter().filter(|t| t["desired"] == "running").collect();
+    let running = desired
+        .iter()
+        .filter(|t| t["worker"]["state"] == "running")
+        .count();
+    let stale: Vec<String> = desired
+        .iter()
+        .filter(|t| {
+            t["last_heartbeat"]["age_seconds"]
+                .as_i64()
+                .is_none_or(|s| s > 30)
+        })
+        .map(|t| t["name"].as_str().unwrap_or("?").to_owned())
+        .collect();
+    checks.push(check(
+        "workers",
+        running == desired.len(),
+        format!(
+            "{} tenants; {running} of {} workers that should run are running",
+            items.len(),
+            desired.len()
+        ),
+        "see `polybot tenants list` and each tenant's last error (`polybot tenants show NAME`)",
+    ));
+    checks.push(check(
+        "heartbeats",
+        stale.is_empty(),
+        if stale.is_empty() {
+            "every running worker reported within 30 s".to_owned()
+        } else {
+            format!("no heartbeat within 30 s from: {}", stale.join(", "))
+        },
+        "a silent worker is restarted by the reconciler; see its timeline on the dashboard",
+    ));
+    checks
 }
 
 /// One platform check beside the venue rows.
@@ -173,30 +360,47 @@ pub async fn doctor(args: DoctorArgs) -> anyhow::Result<()> {
     let mut options = DoctorOptions::from_env();
     options.timeout = Duration::from_secs(args.timeout);
     let endpoints = Endpoints::from_env().context("a venue endpoint variable is invalid")?;
-    let (venues, platform) = tokio::join!(probe_all(&endpoints, options), platform_checks(&args));
+    let instance = async {
+        match &args.url {
+            Some(url) => instance_checks(&args, url).await,
+            None => Vec::new(),
+        }
+    };
+    let (venues, mut platform, instance) = tokio::join!(
+        probe_all(&endpoints, options),
+        platform_checks(&args),
+        instance
+    );
+    platform.extend(instance);
     if args.json {
         let doc = serde_json::json!({"venues": venues, "platform": platform});
         println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        println!("{}", venues.render_table());
-        println!();
-        let width = platform
-            .iter()
-            .map(|c| c.notes.len())
-            .max()
-            .unwrap_or(5)
-            .min(80);
-        println!(
-            "{:<14} {:<8} {:<width$} FIX",
-            "COMPONENT", "STATUS", "NOTES"
-        );
-        for c in &platform {
-            println!(
-                "{:<14} {:<8} {:<width$} {}",
-                c.component, c.status, c.notes, c.fix
-            );
-        }
+        return Ok(());
     }
+    let mut out = String::from("VENUES\n");
+    for r in &venues.rows {
+        let latency = format!("{} ms", r.latency_ms);
+        out.push_str(&block(
+            &r.venue_name,
+            r.status.label(),
+            &latency,
+            &[
+                ("endpoint", r.endpoint.as_str()),
+                ("notes", r.notes.as_str()),
+                ("fix", r.fix.as_deref().unwrap_or("")),
+            ],
+        ));
+    }
+    out.push_str("\nPLATFORM\n");
+    for c in &platform {
+        out.push_str(&block(
+            c.component,
+            c.status,
+            "",
+            &[("notes", c.notes.as_str()), ("fix", c.fix.as_str())],
+        ));
+    }
+    print!("{out}");
     Ok(())
 }
 

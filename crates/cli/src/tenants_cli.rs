@@ -82,11 +82,15 @@ pub enum TenantsCommand {
     /// Start a paused tenant's worker again (or retry a failed onboarding).
     Resume { tenant: String },
     /// Offboard a tenant (worker stopped, keys scheduled for deletion).
+    /// Asks first; `--yes` skips the question (needed without a terminal).
     Delete {
         tenant: String,
         /// Also erase all of the tenant's data.
         #[arg(long)]
         purge: bool,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Create a bearer token for a tenant (shown once).
     Token {
@@ -99,8 +103,69 @@ pub enum TenantsCommand {
     },
     /// A tenant's tokens: id, label, created, expires, last used (never the secret).
     Tokens { tenant: String },
-    /// Revoke one of a tenant's tokens (its id from `tokens`).
-    RevokeToken { tenant: String, token_id: String },
+    /// Revoke one of a tenant's tokens (its id from `tokens`). Asks first;
+    /// `--yes` skips the question (needed without a terminal).
+    RevokeToken {
+        tenant: String,
+        token_id: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// A tenant's newest trades (fills and settlements).
+    Trades {
+        tenant: String,
+        /// Only this strategy's trades.
+        #[arg(long)]
+        strategy: Option<String>,
+        /// At most this many (1 to 200).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// A tenant's open positions at their marks.
+    Positions { tenant: String },
+    /// A tenant's PnL: equity, realized, unrealized (locked by arbitrage),
+    /// fees, net, today, and per strategy.
+    Pnl { tenant: String },
+}
+
+/// Asks `question` on the terminal; without one, refuses and says to pass
+/// `--yes`.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    use std::io::{BufRead as _, IsTerminal as _, Write as _};
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Not confirmed: no terminal to ask on; pass --yes to confirm");
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        bail!("not confirmed; nothing was changed")
+    }
+}
+
+/// Money to the cent, from the API's decimal string.
+fn cents(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| s.parse::<rust_decimal::Decimal>().ok())
+        .map(|d| {
+            format!(
+                "{:.2}",
+                d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+            )
+        })
+        .unwrap_or_else(|| "-".to_owned())
+}
+
+/// A price or shares: at most four places.
+fn places(v: &Value) -> String {
+    v.as_str()
+        .and_then(|s| s.parse::<rust_decimal::Decimal>().ok())
+        .map(|d| d.round_dp(4).normalize().to_string())
+        .unwrap_or_else(|| text(v))
 }
 
 pub(crate) struct Api {
@@ -225,11 +290,24 @@ impl Api {
         if tenant.parse::<uuid_like::Id>().is_ok() {
             return Ok(tenant.to_owned());
         }
-        let matches: Vec<String> = self
+        let named: Vec<Value> = self
             .all("/tenants", "")
             .await?
             .into_iter()
             .filter(|t| t["name"] == tenant)
+            .collect();
+        // A live tenant's name is unique; offboarded namesakes may remain.
+        let live: Vec<&Value> = named
+            .iter()
+            .filter(|t| t["state"] != "offboarded")
+            .collect();
+        let chosen: Vec<&Value> = if live.is_empty() {
+            named.iter().collect()
+        } else {
+            live
+        };
+        let matches: Vec<String> = chosen
+            .into_iter()
             .filter_map(|t| t["id"].as_str().map(str::to_owned))
             .collect();
         match matches.as_slice() {
@@ -503,8 +581,17 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             println!("tenant {id} is {}", text(&view["state"]));
             Ok(())
         }
-        TenantsCommand::Delete { tenant, purge } => {
+        TenantsCommand::Delete { tenant, purge, yes } => {
             let id = api.resolve(tenant).await?;
+            if !yes {
+                confirm(&if *purge {
+                    format!("Offboard tenant {tenant} ({id}) and erase all of its data?")
+                } else {
+                    format!(
+                        "Offboard tenant {tenant} ({id})? Its worker stops and its keys are scheduled for deletion."
+                    )
+                })?;
+            }
             let path = if *purge {
                 format!("/tenants/{id}?purge=true")
             } else {
@@ -581,8 +668,17 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        TenantsCommand::RevokeToken { tenant, token_id } => {
+        TenantsCommand::RevokeToken {
+            tenant,
+            token_id,
+            yes,
+        } => {
             let id = api.resolve(tenant).await?;
+            if !yes {
+                confirm(&format!(
+                    "Revoke token {token_id} of tenant {tenant}? Whoever uses it is signed out at once."
+                ))?;
+            }
             api.call(
                 reqwest::Method::DELETE,
                 &format!("/tenants/{id}/tokens/{token_id}"),
@@ -591,6 +687,143 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
             )
             .await?;
             println!("token {token_id} of tenant {id} is revoked");
+            Ok(())
+        }
+        TenantsCommand::Trades {
+            tenant,
+            strategy,
+            limit,
+        } => {
+            let id = api.resolve(tenant).await?;
+            let mut path = format!("/tenants/{id}/trades?limit={limit}");
+            if let Some(s) = strategy {
+                path.push_str(&format!("&strategy={s}"));
+            }
+            let page = api.get(&path).await?;
+            if args.json {
+                return print_json(&page);
+            }
+            let rows: Vec<Vec<String>> = page["items"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    vec![
+                        text(&t["executed_at"]).chars().take(19).collect(),
+                        text(&t["strategy"]),
+                        text(&t["market"]).chars().take(34).collect(),
+                        text(&t["side"]),
+                        text(&t["outcome"]),
+                        places(&t["price"]),
+                        places(&t["size"]),
+                        cents(&t["fee"]),
+                        cents(&t["realized_pnl"]),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "EXECUTED", "STRATEGY", "MARKET", "SIDE", "OUTCOME", "PRICE", "SHARES",
+                        "FEE", "REALIZED"
+                    ],
+                    &rows
+                )
+            );
+            Ok(())
+        }
+        TenantsCommand::Positions { tenant } => {
+            let id = api.resolve(tenant).await?;
+            let pnl = api.get(&format!("/tenants/{id}/pnl")).await?;
+            if args.json {
+                return print_json(&pnl["positions"]);
+            }
+            let rows: Vec<Vec<String>> = pnl["positions"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    vec![
+                        text(&p["strategy"]),
+                        text(&p["market"]).chars().take(34).collect(),
+                        text(&p["outcome"]),
+                        places(&p["quantity"]),
+                        places(&p["avg_price"]),
+                        places(&p["mark"]),
+                        places(&p["locked"]),
+                    ]
+                })
+                .collect();
+            if rows.is_empty() {
+                println!("no open positions");
+                return Ok(());
+            }
+            print!(
+                "{}",
+                table(
+                    &[
+                        "STRATEGY", "MARKET", "OUTCOME", "SHARES", "AVG", "MARK", "LOCKED"
+                    ],
+                    &rows
+                )
+            );
+            Ok(())
+        }
+        TenantsCommand::Pnl { tenant } => {
+            let id = api.resolve(tenant).await?;
+            let pnl = api.get(&format!("/tenants/{id}/pnl")).await?;
+            if args.json {
+                return print_json(&pnl);
+            }
+            let rows = vec![
+                vec!["equity".into(), cents(&pnl["equity"])],
+                vec!["starting equity".into(), cents(&pnl["starting_equity"])],
+                vec!["net".into(), cents(&pnl["net"])],
+                vec!["realized".into(), cents(&pnl["realized"])],
+                vec!["unrealized".into(), cents(&pnl["unrealized"])],
+                vec!["  locked by arbitrage".into(), cents(&pnl["locked"])],
+                vec!["fees".into(), cents(&pnl["fees"])],
+                vec!["today".into(), cents(&pnl["daily"])],
+                vec!["trades".into(), text(&pnl["trades"])],
+                vec!["as of (data time)".into(), text(&pnl["data_time"])],
+            ];
+            print!("{}", table(&["FIELD", "VALUE"], &rows));
+            let strategies: Vec<Vec<String>> = pnl["by_strategy"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|s| {
+                    vec![
+                        text(&s["strategy"]),
+                        text(&s["trades"]),
+                        cents(&s["realized"]),
+                        cents(&s["unrealized"]),
+                        cents(&s["locked"]),
+                        cents(&s["fees"]),
+                    ]
+                })
+                .collect();
+            if !strategies.is_empty() {
+                println!();
+                print!(
+                    "{}",
+                    table(
+                        &[
+                            "STRATEGY",
+                            "TRADES",
+                            "REALIZED",
+                            "UNREALIZED",
+                            "LOCKED",
+                            "FEES"
+                        ],
+                        &strategies
+                    )
+                );
+            }
             Ok(())
         }
     }

@@ -12,6 +12,7 @@ use axum::extract::{Query, State};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use polybot_core::validation::FieldError;
+use polybot_core::worker::PnlSummary;
 use polybot_store::TenantTx;
 use polybot_store::repo::opportunities::{self, Opportunity};
 use polybot_store::repo::trades::{self, Trade};
@@ -412,93 +413,203 @@ pub async fn balances(
 // PnL
 // ---------------------------------------------------------------------------
 
-/// PnL of one strategy, from its trades.
+/// PnL of one strategy: its trades summed, and what the engine marks.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StrategyPnl {
     pub strategy: String,
     pub trades: i64,
+    /// Realized PnL of its trades, fees apart.
     pub realized: String,
     pub fees: String,
+    /// Its open positions at their marks minus their cost (from the heartbeat).
+    pub unrealized: Option<String>,
+    /// The part of `unrealized` locked in complete sets and hedged pairs.
+    pub locked: Option<String>,
 }
 
-/// A tenant's PnL. `realized`, `unrealized` and `daily` come from the newest
-/// heartbeat (the engine marks open positions to market); without one,
-/// `realized` is the sum over the trades and the others are absent.
+/// One open position as the engine marks it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PositionView {
+    pub strategy: String,
+    pub venue: String,
+    pub market: String,
+    pub outcome: String,
+    pub quantity: String,
+    pub avg_price: String,
+    /// The best bid, else the last trade, else the average price.
+    pub mark: String,
+    /// How much of `quantity` is part of a complete set or a hedged pair,
+    /// valued at what it pays at resolution (1) rather than at `mark`.
+    pub locked: String,
+}
+
+/// A tenant's PnL. With a heartbeat, every figure is the engine's at one
+/// moment (`data_time`), and `trades_realized` sums the trades up to that
+/// moment, so the two agree; without one, the figures are the trades' sums.
+///
+/// `equity − starting_equity = realized + unrealized − fees`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct PnlView {
     pub tenant_id: Uuid,
-    /// Realised PnL (fees included), a decimal string.
+    /// Realized PnL: what sells and resolutions returned over the cost they
+    /// closed, fees apart; a decimal string.
     pub realized: String,
-    /// Open positions marked at the best bid minus their cost.
+    /// Open positions at their marks (complete sets and hedged pairs at 1,
+    /// the rest at the best bid) minus their cost.
     pub unrealized: Option<String>,
-    /// Today's (UTC) PnL, marked to market.
-    pub daily: Option<String>,
+    /// The part of `unrealized` locked by arbitrage: complete sets and
+    /// hedged pairs, which pay 1 at resolution whatever happens.
+    pub locked: Option<String>,
+    /// Fees paid.
     pub fees: String,
+    /// realized + unrealized − fees (realized − fees without a heartbeat).
+    pub net: String,
+    /// Today's PnL marked to market, today being the engine's day (UTC) on
+    /// the data's own clock.
+    pub daily: Option<String>,
     /// Cash plus positions at their marks.
     pub equity: Option<String>,
+    pub starting_equity: Option<String>,
     /// When the engine reported these figures (the heartbeat's time).
     pub as_of: Option<DateTime<Utc>>,
+    /// The engine's clock at that heartbeat: the data's own time (a replay's
+    /// recorded time).
+    pub data_time: Option<DateTime<Utc>>,
     /// `heartbeat` or `trades`: where `realized` comes from.
     pub source: String,
-    /// Realised PnL summed over the stored trades (equals `realized` once
-    /// every decision is written).
+    /// Realised PnL summed over the stored trades up to `data_time`.
     pub trades_realized: String,
+    /// Fees summed over the same trades.
+    pub trades_fees: String,
     pub trades: i64,
     pub by_strategy: Vec<StrategyPnl>,
+    pub positions: Vec<PositionView>,
 }
 
-fn heartbeat_decimal(pnl: Option<&Value>, key: &str) -> Option<Decimal> {
-    pnl?.get(key)?.as_str()?.parse().ok()
+/// The newest heartbeat's PnL, parsed.
+fn reported(pnl: Option<&Value>) -> Option<PnlSummary> {
+    serde_json::from_value(pnl?.clone()).ok()
 }
 
-/// A tenant's realised and unrealised PnL.
+/// A tenant's PnL as [`PnlView`] describes it (also the dashboard's).
+pub async fn read_pnl(tx: &mut TenantTx) -> ApiResult<PnlView> {
+    let id = tx.tenant().as_uuid();
+    let heartbeat = heartbeats::reported_pnl(tx).await?;
+    let data_time = heartbeat
+        .as_ref()
+        .and_then(|h| h.clock)
+        .and_then(DateTime::from_timestamp_millis);
+    let by_strategy = trades::totals_by_strategy(tx, data_time).await?;
+    let trades: i64 = by_strategy.iter().map(|r| r.trades).sum();
+    let trades_realized: Decimal = by_strategy.iter().map(|r| r.realized).sum();
+    let trades_fees: Decimal = by_strategy.iter().map(|r| r.fees).sum();
+    let as_of = heartbeat.as_ref().map(|h| h.at);
+    let summary = heartbeat.and_then(|h| reported(h.pnl.as_ref()));
+    let Some(summary) = summary else {
+        return Ok(PnlView {
+            tenant_id: id,
+            realized: money(trades_realized),
+            unrealized: None,
+            locked: None,
+            fees: money(trades_fees),
+            net: money(trades_realized - trades_fees),
+            daily: None,
+            equity: None,
+            starting_equity: None,
+            as_of: None,
+            data_time: None,
+            source: "trades".to_owned(),
+            trades_realized: money(trades_realized),
+            trades_fees: money(trades_fees),
+            trades,
+            by_strategy: by_strategy
+                .into_iter()
+                .map(|t| StrategyPnl {
+                    strategy: t.strategy,
+                    trades: t.trades,
+                    realized: money(t.realized),
+                    fees: money(t.fees),
+                    unrealized: None,
+                    locked: None,
+                })
+                .collect(),
+            positions: Vec::new(),
+        });
+    };
+    let mut strategies: Vec<StrategyPnl> = by_strategy
+        .into_iter()
+        .map(|t| {
+            let engine = summary.by_strategy.get(&t.strategy);
+            StrategyPnl {
+                unrealized: engine.map(|e| money(e.unrealized)),
+                locked: engine.map(|e| money(e.locked)),
+                strategy: t.strategy,
+                trades: t.trades,
+                realized: money(t.realized),
+                fees: money(t.fees),
+            }
+        })
+        .collect();
+    for (name, engine) in &summary.by_strategy {
+        if !strategies.iter().any(|s| &s.strategy == name) {
+            strategies.push(StrategyPnl {
+                strategy: name.clone(),
+                trades: 0,
+                realized: money(engine.realized),
+                fees: money(engine.fees),
+                unrealized: Some(money(engine.unrealized)),
+                locked: Some(money(engine.locked)),
+            });
+        }
+    }
+    Ok(PnlView {
+        tenant_id: id,
+        realized: money(summary.realized),
+        unrealized: Some(money(summary.unrealized)),
+        locked: Some(money(summary.locked)),
+        fees: money(summary.fees),
+        net: money(summary.realized + summary.unrealized - summary.fees),
+        daily: Some(money(summary.daily)),
+        equity: Some(money(summary.equity)),
+        starting_equity: Some(money(summary.starting_equity)),
+        as_of,
+        data_time,
+        source: "heartbeat".to_owned(),
+        trades_realized: money(trades_realized),
+        trades_fees: money(trades_fees),
+        trades,
+        by_strategy: strategies,
+        positions: summary
+            .positions
+            .into_iter()
+            .map(|p| PositionView {
+                strategy: p.strategy,
+                venue: p.venue,
+                market: p.market,
+                outcome: p.outcome,
+                quantity: money(p.quantity),
+                avg_price: money(p.avg_price),
+                mark: money(p.mark),
+                locked: money(p.locked),
+            })
+            .collect(),
+    })
+}
+
+/// A tenant's realised and unrealised PnL, fees, equity and open positions.
 #[utoipa::path(get, path = "/tenants/{id}/pnl", operation_id = "get_pnl", tag = "data",
     params(("id" = Uuid, Path, description = "the tenant's id")),
     responses(
-        (status = 200, description = "the tenant's realized profit and loss by strategy", body = PnlView),
+        (status = 200, description = "the tenant's profit and loss, by strategy, with its open positions", body = PnlView),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn pnl(State(state): State<AppState>, access: TenantAccess) -> ApiResult<Json<PnlView>> {
-    let id = access.tenant.as_uuid();
     let mut tx = open(&state, access).await?;
-    let by_strategy = trades::totals_by_strategy(&mut tx).await?;
-    let heartbeat = heartbeats::reported_pnl(&mut tx).await?;
+    let view = read_pnl(&mut tx).await?;
     tx.commit().await?;
-    let trades: i64 = by_strategy.iter().map(|r| r.trades).sum();
-    let trades_realized: Decimal = by_strategy.iter().map(|r| r.realized).sum();
-    let trades_fees: Decimal = by_strategy.iter().map(|r| r.fees).sum();
-    let (as_of, reported) = heartbeat.map(|h| (h.at, h.pnl)).unzip();
-    let reported = reported.flatten();
-    let reported = reported.as_ref();
-    let realized = heartbeat_decimal(reported, "realized");
-    Ok(Json(PnlView {
-        tenant_id: id,
-        source: if realized.is_some() {
-            "heartbeat"
-        } else {
-            "trades"
-        }
-        .to_owned(),
-        realized: money(realized.unwrap_or(trades_realized)),
-        unrealized: money_opt(heartbeat_decimal(reported, "unrealized")),
-        daily: money_opt(heartbeat_decimal(reported, "daily")),
-        fees: money(heartbeat_decimal(reported, "fees").unwrap_or(trades_fees)),
-        equity: money_opt(heartbeat_decimal(reported, "equity")),
-        as_of: if realized.is_some() { as_of } else { None },
-        trades_realized: money(trades_realized),
-        trades,
-        by_strategy: by_strategy
-            .into_iter()
-            .map(|t| StrategyPnl {
-                strategy: t.strategy,
-                trades: t.trades,
-                realized: money(t.realized),
-                fees: money(t.fees),
-            })
-            .collect(),
-    }))
+    Ok(Json(view))
 }
 
 #[cfg(test)]

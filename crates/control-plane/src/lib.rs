@@ -129,7 +129,7 @@ impl AppState {
         tenants::CreateTenantRequest, status::StatusView, status::FleetPage, status::WorkerView, status::HeartbeatView,
         alerts::ChannelsView, alerts::ChannelView, alerts::ChannelsRequest,
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
-        data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl,
+        data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl, data::PositionView,
         billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView, billing::api::UsageList, billing::api::TenantUsageView,
         error::Problem
     )),

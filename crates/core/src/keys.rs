@@ -146,6 +146,17 @@ pub fn venue_names() -> impl Iterator<Item = &'static str> {
     VENUES.iter().map(|(v, _)| *v)
 }
 
+/// Each venue's key fields as forms ask for them: (field, required, multi-line).
+pub fn venue_key_fields() -> impl Iterator<Item = (&'static str, Vec<(&'static str, bool, bool)>)> {
+    VENUES.iter().map(|(venue, specs)| {
+        let fields = specs
+            .iter()
+            .map(|s| (s.name, s.required, s.format == Format::RsaPem))
+            .collect();
+        (*venue, fields)
+    })
+}
+
 /// A tenant's exchange keys: venue → field → secret value.
 #[derive(Clone, Default)]
 pub struct ExchangeKeys {

@@ -7,6 +7,7 @@
 pub mod keys;
 pub mod lifecycle;
 pub mod risk;
+pub mod schema;
 pub mod strategy;
 pub mod tenant;
 pub mod validation;

@@ -2,6 +2,7 @@
 //! API at onboarding. The checks themselves live in `polybot-engine`.
 
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -11,17 +12,20 @@ use crate::validation::{Checker, FieldError, Section, decimal, parse_section};
 pub const RISK_PATH: &str = "risk";
 
 /// `risk`: limits in the account currency (USD/USDC), applied per tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskLimits {
     /// Cost basis held in one market (all outcomes) plus the new order's cost.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub max_position_per_market: Decimal,
     /// Cost basis held across all markets plus the new order's cost.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub max_total_exposure: Decimal,
     /// No new orders once today's (UTC) loss, marked to market, reaches this.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub max_daily_loss: Decimal,
     /// Orders resting at the venues at once (live execution; paper fills at once).
     pub max_open_orders: u32,

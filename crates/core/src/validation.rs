@@ -403,8 +403,19 @@ pub mod decimal {
             .map_err(|_| serde::de::Error::custom(format!("{text:?} is not a decimal number")))
     }
 
+    /// The JSON Schema of such a field: a decimal number, given as a string
+    /// (as the API writes it) or a number.
+    pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "number"], "format": "decimal"})
+    }
+
     /// The same for `Option<Decimal>`.
     pub mod option {
+        /// The JSON Schema of an optional decimal field.
+        pub fn schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            schemars::json_schema!({"type": ["string", "number", "null"], "format": "decimal"})
+        }
+
         use rust_decimal::Decimal;
         use serde::{Deserialize, Deserializer, Serializer};
 

@@ -243,6 +243,52 @@ pub struct PnlSummary {
     /// Whether the daily loss limit stopped new decisions today.
     #[serde(default)]
     pub daily_loss_limit_hit: bool,
+    /// The part of `unrealized` locked in complete sets and hedged pairs
+    /// (what they pay at resolution minus their cost).
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub locked: Decimal,
+    /// Equity when the engine started: `equity − starting_equity =
+    /// realized + unrealized − fees`.
+    #[serde(default, with = "rust_decimal::serde::str")]
+    pub starting_equity: Decimal,
+    /// Strategy name → its share of the figures above.
+    #[serde(default)]
+    pub by_strategy: BTreeMap<String, StrategyPnlSummary>,
+    /// The open positions at their marks.
+    #[serde(default)]
+    pub positions: Vec<PositionSummary>,
+}
+
+/// One strategy's PnL in a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StrategyPnlSummary {
+    #[serde(with = "rust_decimal::serde::str")]
+    pub realized: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub unrealized: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub locked: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub fees: Decimal,
+}
+
+/// One open position in a heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PositionSummary {
+    pub strategy: String,
+    pub venue: String,
+    pub market: String,
+    pub outcome: String,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub quantity: Decimal,
+    #[serde(with = "rust_decimal::serde::str")]
+    pub avg_price: Decimal,
+    /// Best bid, else last trade, else the average price.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub mark: Decimal,
+    /// How much of `quantity` is part of a complete set or hedged pair.
+    #[serde(with = "rust_decimal::serde::str")]
+    pub locked: Decimal,
 }
 
 /// The engine's counters since the worker started.

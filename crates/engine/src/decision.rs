@@ -107,6 +107,9 @@ pub struct Fill {
     /// Sum of price × size over the levels taken.
     pub notional: Decimal,
     pub fee: Decimal,
+    /// PnL the fill realised in the accounting ([`crate::portfolio`]): zero
+    /// for a buy, proceeds minus the cost basis sold for a sell; fees apart.
+    pub realised_pnl: Decimal,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -138,6 +141,9 @@ pub struct PairBlocked {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Settlement {
     pub ts: Timestamp,
+    /// The strategy whose positions were paid (one settlement per strategy
+    /// that held the market).
+    pub strategy: StrategyKind,
     pub market: MarketId,
     pub winning_outcome: OutcomeIdx,
     /// Cash paid out (1 per winning share held).

@@ -536,15 +536,14 @@ impl<C: Clock> Engine<C> {
                 if state.resolved.is_none() {
                     state.resolved = Some(resolution.outcome);
                     let venue = state.def.venue;
-                    if let Some((payout, realised_pnl)) =
-                        self.portfolio.settle(venue, idx, resolution.outcome)
-                    {
+                    for payout in self.portfolio.settle(venue, idx, resolution.outcome) {
                         out.push(Decision::Settlement(Settlement {
                             ts: now,
+                            strategy: payout.strategy,
                             market: resolution.market.clone(),
                             winning_outcome: resolution.outcome,
-                            payout,
-                            realised_pnl,
+                            payout: payout.payout,
+                            realised_pnl: payout.realised_pnl,
                         }));
                     }
                 }
@@ -629,6 +628,7 @@ impl<C: Clock> Engine<C> {
         out.push(Decision::Opportunity(opportunity));
         let mut failure: Option<String> = None;
         let mut filled_any = false;
+        let mut filled_legs: Vec<(MarketIdx, usize)> = Vec::with_capacity(2);
         for leg in legs {
             let Some(idx) = self.markets.find(leg.market.as_str()) else {
                 failure = Some(format!(
@@ -664,17 +664,7 @@ impl<C: Clock> Engine<C> {
             if sweep.filled > Decimal::ZERO {
                 filled_any = true;
                 self.stats.fills += 1;
-                self.portfolio.apply_fill(
-                    leg.venue,
-                    idx,
-                    outcomes,
-                    leg.outcome,
-                    leg.side,
-                    sweep.filled,
-                    sweep.notional,
-                    sweep.fee,
-                );
-                out.push(Decision::Fill(Fill {
+                let mut fill = Fill {
                     order: order_id,
                     opportunity: id,
                     strategy,
@@ -687,7 +677,11 @@ impl<C: Clock> Engine<C> {
                     avg_price: sweep.avg_price(),
                     notional: sweep.notional,
                     fee: sweep.fee,
-                }));
+                    realised_pnl: Decimal::ZERO,
+                };
+                fill.realised_pnl = self.portfolio.apply_fill(idx, outcomes, &fill);
+                filled_legs.push((idx, leg.outcome));
+                out.push(Decision::Fill(fill));
             }
             if sweep.filled < leg.size {
                 let remaining = leg.size - sweep.filled;
@@ -706,6 +700,13 @@ impl<C: Clock> Engine<C> {
                 failure.get_or_insert(reason);
             }
             self.risk.order_closed();
+        }
+        // A cross-venue pair's two legs pay exactly 1 together: the
+        // accounting values them as a set, so the locked edge shows.
+        if strategy == StrategyKind::CrossVenueArb
+            && let [a, b] = filled_legs[..]
+        {
+            self.portfolio.hedge(strategy, a, b);
         }
         if self.execution == Execution::Venue {
             if let Some(reason) = failure

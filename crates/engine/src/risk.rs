@@ -98,8 +98,12 @@ impl RiskManager {
         }
     }
 
-    /// Today's PnL, marked to market (negative is a loss).
+    /// Today's PnL, marked to market (negative is a loss); zero before the
+    /// first event, when no day has begun (and nothing can have moved).
     pub fn daily_pnl(&self, portfolio: &Portfolio, markets: &Markets) -> Decimal {
+        if self.day.is_none() {
+            return Decimal::ZERO;
+        }
         portfolio.equity(markets) - self.day_start_equity
     }
 

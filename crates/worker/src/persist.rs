@@ -6,11 +6,12 @@
 //!   and in shadow and live modes what the executor did with each order:
 //!   client and venue ids, state, the signed order as sent or, in shadow,
 //!   as it would have been sent);
-//! - a `Fill` becomes a `trades` row (paper fill: average price, size, fee,
-//!   realised PnL — the fee, since fees are booked as realised — and mode);
-//! - a `Settlement` becomes a `trades` row with side `settle` carrying the
-//!   PnL the resolution realised, so that the trades' realised PnL adds up to
-//!   the portfolio's;
+//! - a `Fill` becomes a `trades` row (average price, size, fee, the PnL the
+//!   accounting says it realised — zero for a buy, fees being their own
+//!   column — and mode);
+//! - a `Settlement` becomes a `trades` row with side `settle`, one per
+//!   strategy that held the market, carrying the PnL the resolution realised,
+//!   so that the trades' realised PnL and fees add up to the portfolio's;
 //! - balances are upserted per venue from the portfolio.
 //!
 //! Row ids are derived from the run's key and the engine's sequence numbers,
@@ -19,11 +20,9 @@
 //! epoch: a fenced worker's flush fails and writes nothing. The statements
 //! are the store's ([`polybot_store::repo`]); this module decides the rows.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use polybot_core::Mode;
-use polybot_core::strategy::{StrategyKind, Venue};
+use polybot_core::strategy::Venue;
 use polybot_engine::{Clock, Decision, Engine, Fill, Opportunity, Settlement, Side, Timestamp};
 use polybot_store::repo::balances::{self, NewBalance};
 use polybot_store::repo::opportunities::{self, NewOpportunity};
@@ -62,8 +61,6 @@ pub struct Recorder {
     mode: Mode,
     opportunities: Vec<NewOpportunity>,
     trades: Vec<NewTrade>,
-    /// The first strategy that traded each market (settlements carry none).
-    traded_by: HashMap<String, StrategyKind>,
     /// Balances as last written, to skip unchanged upserts.
     written_balances: Vec<(Venue, Decimal)>,
     /// What the executor did with each opportunity's orders (shadow and
@@ -82,7 +79,6 @@ impl Recorder {
             mode,
             opportunities: Vec::new(),
             trades: Vec::new(),
-            traded_by: HashMap::new(),
             written_balances: Vec::new(),
             orders: HashMap::new(),
             totals: Written::default(),
@@ -135,9 +131,6 @@ impl Recorder {
                 }
                 Decision::Fill(f) => {
                     let row = self.fill_row(engine, f);
-                    self.traded_by
-                        .entry(f.market.as_str().to_owned())
-                        .or_insert(f.strategy);
                     self.trades.push(row);
                 }
                 Decision::Settlement(s) => {
@@ -176,7 +169,7 @@ impl Recorder {
                     "side": l.side,
                     "limit_price": l.limit_price.normalize().to_string(),
                     "size": l.size.normalize().to_string(),
-                    "expected_avg_price": l.expected_avg_price.normalize().to_string(),
+                    "expected_avg_price": l.expected_avg_price.round_dp(6).normalize().to_string(),
                     "expected_fee": l.expected_fee.normalize().to_string(),
                 })
             })
@@ -191,8 +184,10 @@ impl Recorder {
             venue: venues.join("+"),
             market: markets.join(" / "),
             description: o.summary.clone(),
-            edge: Some(o.edge.normalize()),
-            expected_profit: Some(o.expected_profit.normalize()),
+            // Per-unit edges come from divisions (28 digits); six places
+            // are finer than any venue's tick and a millionth of a cent.
+            edge: Some(o.edge.round_dp(6).normalize()),
+            expected_profit: Some(o.expected_profit.round_dp(6).normalize()),
             size: Some(o.legs.first().map(|l| l.size).unwrap_or_default()),
             details,
             detected_at: time(o.detected_at),
@@ -213,12 +208,10 @@ impl Recorder {
             }
             .to_owned(),
             outcome: outcome_name(engine, f.market.as_str(), f.outcome),
-            price: f.avg_price.normalize(),
+            price: f.avg_price.round_dp(6).normalize(),
             size: f.size.normalize(),
             fee: f.fee.normalize(),
-            // Fees are realised when paid; a buy realises nothing else (the
-            // strategies only buy; resolutions realise the rest).
-            realized_pnl: (-f.fee).normalize(),
+            realized_pnl: f.realised_pnl.normalize(),
             details: json!({
                 "order": f.order.0,
                 "notional": f.notional.normalize().to_string(),
@@ -229,17 +222,17 @@ impl Recorder {
     }
 
     fn settlement_row<C: Clock>(&self, engine: &Engine<C>, s: &Settlement) -> NewTrade {
-        let strategy = self
-            .traded_by
-            .get(s.market.as_str())
-            .map_or("settlement", StrategyKind::as_str);
         let venue = engine
             .market(s.market.as_str())
             .map_or("unknown", |m| m.def.venue.as_str());
         NewTrade {
-            id: self.id(b"settlement", 0, s.market.as_str().as_bytes()),
+            id: self.id(
+                b"settlement",
+                s.strategy.index() as u64,
+                s.market.as_str().as_bytes(),
+            ),
             opportunity_id: None,
-            strategy: strategy.to_owned(),
+            strategy: s.strategy.as_str().to_owned(),
             venue: venue.to_owned(),
             market: s.market.as_str().to_owned(),
             side: "settle".to_owned(),

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use polybot_core::worker::{
-    BreakerPosition, EngineCounters, FeedStatus, PnlSummary, SourceStatus, StrategyHealth,
-    StrategyStatus, WorkerHealth, WorkerPhase, WrittenCounters,
+    BreakerPosition, EngineCounters, FeedStatus, PnlSummary, PositionSummary, SourceStatus,
+    StrategyHealth, StrategyPnlSummary, StrategyStatus, WorkerHealth, WorkerPhase, WrittenCounters,
 };
 use polybot_core::{Mode, TenantId};
 use polybot_engine::{
@@ -414,6 +414,35 @@ fn pnl<C: Clock>(p: &PortfolioSnapshot, engine: &Engine<C>) -> PnlSummary {
         equity: p.equity.normalize(),
         exposure: p.exposure.normalize(),
         daily_loss_limit_hit: engine.daily_loss_limit_hit(),
+        locked: p.locked_pnl.normalize(),
+        starting_equity: p.starting_equity.normalize(),
+        by_strategy: p
+            .by_strategy
+            .iter()
+            .map(|s| {
+                let summary = StrategyPnlSummary {
+                    realized: s.realised_pnl.normalize(),
+                    unrealized: s.unrealised_pnl.normalize(),
+                    locked: s.locked_pnl.normalize(),
+                    fees: s.fees_paid.normalize(),
+                };
+                (s.strategy.as_str().to_owned(), summary)
+            })
+            .collect(),
+        positions: p
+            .positions
+            .iter()
+            .map(|v| PositionSummary {
+                strategy: v.strategy.as_str().to_owned(),
+                venue: v.venue.as_str().to_owned(),
+                market: v.market.as_str().to_owned(),
+                outcome: v.outcome_name.clone(),
+                quantity: v.quantity.normalize(),
+                avg_price: v.avg_price.round_dp(6).normalize(),
+                mark: v.mark.normalize(),
+                locked: v.locked.normalize(),
+            })
+            .collect(),
     }
 }
 

@@ -1,7 +1,10 @@
 //! The dashboard in headless Chromium (Debian's `chromium`, which
 //! scripts/test installs), driven over the DevTools protocol with a small
 //! client of our own: sign in, a form error, onboard a tenant through the
-//! form, watch it reach `running` on the fleet page, open its page.
+//! form, watch it reach `running` on the fleet page, open its page, onboard
+//! one with two strategies (no JSON typed) and be refused its name again; and
+//! `polybot up --demo`'s trader view: a chart with points, positions, the
+//! equity `/pnl` reports, a duplicate name refused, the fleet on a phone.
 //! Screenshots land in `<target>/browser-artifacts/`.
 
 use std::io::{BufRead, BufReader};
@@ -305,11 +308,11 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
         .wait_for("the onboarding form", "document.querySelector('#onboard')")
         .await;
     browser
-        .eval(&format!(
-            "document.querySelector('#name').value = ''; document.querySelector('#strategies').value = {}; \
+        .eval(
+            "document.querySelector('#name').value = ''; \
+             document.getElementById('strategies-complement_arb-min_edge').value = 'lots'; \
              document.querySelector('#create').click(); true",
-            js(r#"{"complement_arb": {"bogus": 1}}"#)
-        ))
+        )
         .await;
     browser
         .wait_for(
@@ -327,7 +330,7 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
         "{errors}"
     );
     assert!(
-        errors.contains("strategies.complement_arb.bogus"),
+        errors.contains("strategies.complement_arb.min_edge: \"lots\" is not a decimal number"),
         "{errors}"
     );
     let shot = browser.screenshot("onboarding-form-error.png").await;
@@ -335,11 +338,11 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
 
     // Onboard through the form.
     browser
-        .eval(&format!(
-            "document.querySelector('#name').value = 'browser-co'; document.querySelector('#strategies').value = {}; \
+        .eval(
+            "document.querySelector('#name').value = 'browser-co'; \
+             document.getElementById('strategies-complement_arb-min_edge').value = '0.01'; \
              document.querySelector('#create').click(); true",
-            js(r#"{"complement_arb": {}}"#)
-        ))
+        )
         .await;
     browser
         .wait_for(
@@ -415,4 +418,312 @@ async fn an_operator_signs_in_onboards_a_tenant_and_watches_it_run(
     );
     let shot = browser.screenshot("tenant.png").await;
     eprintln!("screenshot: {}", shot.display());
+
+    // Two strategies through the form, without typing JSON: tick, fill in,
+    // untick a venue, add a curated pair in its row.
+    browser.goto(&format!("{base}/ui/tenants/new")).await;
+    browser
+        .wait_for("the onboarding form", "document.querySelector('#onboard')")
+        .await;
+    let shot = browser.screenshot("onboarding-form.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    let filled = browser
+        .eval(
+            "const set = (id, v) => { document.getElementById(id).value = v; }; \
+             const tick = (sel, on) => { document.querySelector(sel).checked = on; }; \
+             set('name', 'two-strategies-co'); \
+             set('strategies-complement_arb-min_edge', '0.015'); \
+             set('strategies-complement_arb-max_size', '60'); \
+             tick('input[name=\"strategies.complement_arb.venues\"][value=kalshi]', false); \
+             tick('#strategies-cross_venue_arb-enabled', true); \
+             set('strategies-cross_venue_arb-min_edge', '0.035'); \
+             set('strategies-cross_venue_arb-scan_interval_secs', '9'); \
+             set('strategies-cross_venue_arb-assets', 'BTC, SOL'); \
+             set('strategies-cross_venue_arb-pairs-0--polymarket', 'pm-fed-cut'); \
+             set('strategies-cross_venue_arb-pairs-0--kalshi', 'KXFED-25DEC'); \
+             tick('#strategies-cross_venue_arb-pairs-0--inverted', true); \
+             set('risk-max_daily_loss', '75'); \
+             Array.from(document.querySelectorAll('textarea')).filter(t => !t.closest('#exchange-keys')).length",
+        )
+        .await;
+    assert_eq!(filled, Some(json!(0)), "no text area but the keys'");
+    browser
+        .eval("document.querySelector('#create').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "the second tenant's page",
+            "document.querySelector('#tenant-name') && document.querySelector('#tenant-name').innerText === 'two-strategies-co'",
+        )
+        .await;
+    let location = browser.eval("location.pathname").await.unwrap();
+    let second = location
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/ui/tenants/")
+        .to_owned();
+    let tenant: Value = serde_json::from_str(
+        &reqwest::Client::new()
+            .get(format!("{base}/tenants/{second}"))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let strategies = &tenant["strategies"];
+    assert_eq!(
+        strategies.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["complement_arb", "cross_venue_arb"],
+        "{tenant}"
+    );
+    let complement = &strategies["complement_arb"];
+    assert_eq!(complement["min_edge"], "0.015");
+    assert_eq!(complement["max_size"], "60");
+    assert_eq!(complement["venues"], json!(["polymarket"]));
+    assert_eq!(complement["scan_interval_secs"], 5, "the default");
+    let cross = &strategies["cross_venue_arb"];
+    assert_eq!(cross["enabled"], true);
+    assert_eq!(cross["min_edge"], "0.035");
+    assert_eq!(cross["scan_interval_secs"], 9);
+    assert_eq!(cross["assets"], json!(["BTC", "SOL"]));
+    assert_eq!(
+        cross["pairs"],
+        json!([{"polymarket": "pm-fed-cut", "kalshi": "KXFED-25DEC", "inverted": true}])
+    );
+    assert_eq!(tenant["risk"]["max_daily_loss"], "75", "{tenant}");
+
+    // Its settings page shows the same values in the same form, to edit.
+    browser
+        .eval("document.querySelector('#settings-link').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "the settings page",
+            "document.querySelector('#edit-config')",
+        )
+        .await;
+    let shown = browser
+        .eval(
+            "[document.getElementById('strategies-cross_venue_arb-enabled').checked, \
+              document.getElementById('strategies-cross_venue_arb-pairs-0--polymarket').value, \
+              document.getElementById('strategies-complement_arb-min_edge').value, \
+              document.getElementById('risk-max_daily_loss').value]",
+        )
+        .await;
+    assert_eq!(shown, Some(json!([true, "pm-fed-cut", "0.015", "75"])));
+    let shot = browser.screenshot("settings.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // The same name again is refused beside the name field; nothing is created.
+    browser.goto(&format!("{base}/ui/tenants/new")).await;
+    browser
+        .wait_for("the onboarding form", "document.querySelector('#onboard')")
+        .await;
+    browser
+        .eval("document.querySelector('#name').value = 'two-strategies-co'; document.querySelector('#create').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "the name's error",
+            "document.querySelector('.field-error[data-field=name]')",
+        )
+        .await;
+    let error = browser
+        .eval("document.querySelector('.field-error[data-field=name]').innerText")
+        .await
+        .unwrap();
+    assert!(
+        error
+            .as_str()
+            .unwrap()
+            .contains("a tenant named \"two-strategies-co\" already exists"),
+        "{error}"
+    );
+}
+
+/// Signs in with `token` at `base`, landing on the fleet page.
+async fn sign_in(browser: &mut Browser, base: &str, token: &str) {
+    browser.goto(&format!("{base}/")).await;
+    browser
+        .wait_for("the sign-in page", "document.querySelector('#token')")
+        .await;
+    browser
+        .eval(&format!(
+            "document.querySelector('#token').value = {}; document.querySelector('#sign-in').click(); true",
+            js(token)
+        ))
+        .await;
+    browser
+        .wait_for("the fleet page", "document.querySelector('#fleet')")
+        .await;
+}
+
+/// Money as the dashboard shows it: cents.
+fn cents(text: &str) -> String {
+    let value: rust_decimal::Decimal = text.parse().unwrap();
+    format!(
+        "{:.2}",
+        value.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
+    )
+}
+
+#[tokio::test]
+async fn the_demo_tenants_trader_view_charts_its_pnl_shows_positions_and_the_equity_of_pnl() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    // The 15-minute recording at 60× plays in 15 s, so that its markets
+    // resolve within the minute the page is given.
+    let up = tokio::task::spawn_blocking(move || crate::demo::start_at(&data_dir, Some("60")))
+        .await
+        .unwrap();
+    let base = format!("http://{}", up.addr);
+    let started = Instant::now();
+    let mut browser = Browser::launch(&dir.path().join("chromium-profile")).await;
+    sign_in(&mut browser, &base, &up.token).await;
+    let tenant = loop {
+        if let Some(t) = up.demo_tenants().into_iter().next() {
+            break t;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no demo tenant"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    // Within a minute: a chart with points and positions, open or settled,
+    // without reloading the page (its live part updates itself).
+    browser.goto(&format!("{base}/ui/tenants/{tenant}")).await;
+    let ready = "document.querySelector('#pnl-chart polyline') \
+        && document.querySelector('#pnl-chart polyline').getAttribute('points').split(' ').length >= 5 \
+        && (document.querySelector('#positions') || document.querySelector('#positions-none')) \
+        && document.querySelectorAll('#trades tr').length > 3";
+    loop {
+        if browser.eval(&format!("!!({ready})")).await == Some(json!(true)) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no chart with points and positions within a minute: {:?}",
+            browser.eval("document.querySelector('#trader') && document.querySelector('#trader').innerText").await
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        browser
+            .eval("document.querySelector('#tenant-name').innerText")
+            .await,
+        Some(json!("demo"))
+    );
+    // The equity shown is /pnl's, to the cent (once the recording has
+    // ended the figures stop moving; until then a heartbeat may land
+    // between the two reads, so read again).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (shown, reported) = loop {
+        let shown = browser
+            .eval("document.querySelector('#equity').innerText")
+            .await
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let (status, pnl) = up.get(&format!("/tenants/{tenant}/pnl"));
+        assert_eq!(status, 200, "{pnl}");
+        let reported = pnl["equity"].as_str().map(cents).unwrap_or_default();
+        if shown == reported || Instant::now() > deadline {
+            break (shown, reported);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(shown, reported);
+    let (_, pnl) = up.get(&format!("/tenants/{tenant}/pnl"));
+    // The books reconcile: equity − start = realized + unrealized − fees.
+    let d = |k: &str| -> rust_decimal::Decimal { pnl[k].as_str().unwrap().parse().unwrap() };
+    assert_eq!(
+        d("equity") - d("starting_equity"),
+        d("realized") + d("unrealized") - d("fees"),
+        "{pnl}"
+    );
+    assert_eq!(pnl["realized"], pnl["trades_realized"], "{pnl}");
+    // Numbers at the venues' precision: no figure or table number with more
+    // than four decimals (prices to a tenth of a tick, cents, shares).
+    let numbers = browser
+        .eval("Array.from(document.querySelectorAll('td.num, .card strong')).map(e => e.innerText).join(' ')")
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let long: Vec<&str> = numbers
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|n| n.split_once('.').is_some_and(|(_, f)| f.len() > 4))
+        .collect();
+    assert_eq!(
+        long,
+        Vec::<&str>::new(),
+        "numbers with more than four decimals"
+    );
+    assert!(numbers.len() > 100, "the tables have numbers: {numbers}");
+    let shot = browser.screenshot("demo-tenant.png").await;
+    eprintln!("screenshot: {}", shot.display());
+
+    // The fleet, and the onboarding form refusing a name that is taken.
+    browser.goto(&format!("{base}/ui/fleet")).await;
+    browser
+        .wait_for("the fleet page", "document.querySelector('#fleet')")
+        .await;
+    let shot = browser.screenshot("demo-fleet.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    browser.goto(&format!("{base}/ui/tenants/new")).await;
+    browser
+        .wait_for("the onboarding form", "document.querySelector('#onboard')")
+        .await;
+    let shot = browser.screenshot("onboarding.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    browser
+        .eval("document.querySelector('#name').value = 'demo'; document.querySelector('#create').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "the name's error",
+            "document.querySelector('.field-error[data-field=name]')",
+        )
+        .await;
+    let error = browser
+        .eval("document.querySelector('.field-error[data-field=name]').innerText")
+        .await
+        .unwrap();
+    assert!(
+        error
+            .as_str()
+            .unwrap()
+            .contains("a tenant named \"demo\" already exists"),
+        "{error}"
+    );
+    assert_eq!(up.demo_tenants().len(), 1);
+
+    // On a 390 px phone the fleet fits the screen's width.
+    browser
+        .command(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+        )
+        .await;
+    browser.goto(&format!("{base}/ui/fleet")).await;
+    browser
+        .wait_for("the fleet page", "document.querySelector('#fleet')")
+        .await;
+    let width = browser
+        .eval("document.documentElement.scrollWidth")
+        .await
+        .unwrap();
+    assert!(
+        width.as_i64().unwrap() <= 390,
+        "the fleet is {width} px wide"
+    );
+    let shot = browser.screenshot("fleet-phone.png").await;
+    eprintln!("screenshot: {}", shot.display());
+    up.stop();
 }

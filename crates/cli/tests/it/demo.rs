@@ -14,18 +14,28 @@ use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-struct Up {
+pub(crate) struct Up {
     child: Child,
-    addr: String,
-    token: String,
+    pub addr: String,
+    pub token: String,
 }
 
 fn start(data_dir: &Path) -> Up {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_polybot"))
+    start_at(data_dir, None)
+}
+
+/// `polybot up --demo` on `data_dir`, its recording played at `speed`
+/// (`POLYBOT_REPLAY_SPEED`; the demo's own 1 when none).
+pub(crate) fn start_at(data_dir: &Path, speed: Option<&str>) -> Up {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_polybot"));
+    command.env_remove("POLYBOT_REPLAY_SPEED");
+    if let Some(speed) = speed {
+        command.env("POLYBOT_REPLAY_SPEED", speed);
+    }
+    let mut child = command
         .args(["up", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .env_remove("DATABASE_URL")
-        .env_remove("POLYBOT_REPLAY_SPEED")
         .env_remove("POLYBOT_PAPER_BALANCES")
         .env("POLYBOT_HEARTBEAT_SECS", "0.5")
         .env("POLYBOT_LOG", "info")
@@ -65,7 +75,7 @@ fn start(data_dir: &Path) -> Up {
 }
 
 impl Up {
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
         write!(
             stream,
@@ -80,7 +90,7 @@ impl Up {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
-    fn demo_tenants(&self) -> Vec<String> {
+    pub(crate) fn demo_tenants(&self) -> Vec<String> {
         let (status, page) = self.get("/tenants?limit=200");
         assert_eq!(status, 200, "{page}");
         page["items"]
@@ -92,7 +102,7 @@ impl Up {
             .collect()
     }
 
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
         for _ in 0..600 {
             if let Some(status) = self.child.try_wait().unwrap() {

@@ -55,6 +55,7 @@ fn doctor_reports_geo_blocks_missing_keys_and_unreachable_venues() {
         .args(["doctor", "--json", "--timeout", "2", "--data-dir"])
         .arg(dir.path())
         .env_remove("DATABASE_URL")
+        .env_remove("POLYBOT_URL")
         .env("POLYBOT_POLYMARKET_GAMMA_URL", format!("http://{addr}/ok"))
         .env("POLYBOT_POLYMARKET_CLOB_URL", format!("http://{addr}/ok"))
         .env("POLYBOT_KALSHI_URL", format!("http://{addr}/ok"))
@@ -115,6 +116,53 @@ fn doctor_reports_geo_blocks_missing_keys_and_unreachable_venues() {
             ("launcher", "ok")
         ]
     );
+}
+
+#[test]
+fn doctors_text_fits_100_columns_and_checks_a_running_instance() {
+    let addr = mock_venues();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_polybot"))
+        .args(["doctor", "--timeout", "2", "--data-dir"])
+        .arg(dir.path())
+        .args(["--url", &format!("http://{addr}")])
+        .env_remove("DATABASE_URL")
+        .env("POLYBOT_TOKEN", "pbo_doctor-test-token")
+        .env("POLYBOT_POLYMARKET_GAMMA_URL", format!("http://{addr}/ok"))
+        .env("POLYBOT_POLYMARKET_CLOB_URL", format!("http://{addr}/ok"))
+        .env("POLYBOT_KALSHI_URL", format!("http://{addr}/ok"))
+        .env("POLYBOT_BINANCE_US_URL", format!("http://{addr}/ok"))
+        .env("POLYBOT_BINANCE_URL", format!("http://{addr}/geo"))
+        .env("POLYBOT_COINBASE_URL", "http://127.0.0.1:9")
+        .env("POLYBOT_KRAKEN_URL", format!("http://{addr}/ok"))
+        .env("POLYBOT_ALPACA_DATA_URL", format!("http://{addr}/ok"))
+        .env("POLYBOT_ALPACA_TRADING_URL", format!("http://{addr}/keys"))
+        .env("POLYBOT_IBKR_GATEWAY_ADDR", "127.0.0.1:9")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in stdout.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+    // The geo-block's fix is there, wrapped under its venue.
+    assert!(stdout.contains("Binance global"), "{stdout}");
+    assert!(stdout.contains("    fix: "), "{stdout}");
+    // The running instance: ready, and its (empty) fleet read with the token.
+    let instance = stdout
+        .lines()
+        .find(|l| l.starts_with("instance "))
+        .unwrap_or_else(|| panic!("no instance check in:\n{stdout}"));
+    assert!(instance.contains(" ok"), "{instance}");
+    assert!(stdout.contains("0 tenants; 0 of 0 workers"), "{stdout}");
 }
 
 #[test]

@@ -232,7 +232,18 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
             table.contains(&token_id) && !table.contains(&token[4..]),
             "{table}"
         );
-        let revoked = ok(&tenants(&cp, t, &["revoke-token", "acme", &token_id]));
+        let unasked = tenants(&cp, t, &["revoke-token", "acme", &token_id]);
+        assert!(!unasked.status.success());
+        assert!(
+            String::from_utf8_lossy(&unasked.stderr).contains("pass --yes to confirm"),
+            "{}",
+            String::from_utf8_lossy(&unasked.stderr)
+        );
+        let revoked = ok(&tenants(
+            &cp,
+            t,
+            &["revoke-token", "acme", &token_id, "--yes"],
+        ));
         assert!(revoked.contains("is revoked"), "{revoked}");
         let refused = tenants(&cp, Some(&token), &["list"]);
         assert!(!refused.status.success());
@@ -255,8 +266,31 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
         ));
         assert!(listed.contains("bolt"));
 
-        // delete.
-        let deleted = ok(&tenants(&cp, t, &["delete", "bolt"]));
+        // trades, positions and PnL of a tenant that has not traded yet.
+        let trades = ok(&tenants(&cp, t, &["trades", "acme"]));
+        assert!(trades.starts_with("EXECUTED  STRATEGY"), "{trades}");
+        let positions = ok(&tenants(&cp, t, &["positions", "acme"]));
+        assert_eq!(positions, "no open positions\n");
+        let pnl = ok(&tenants(&cp, t, &["pnl", "acme"]));
+        let field = |name: &str| {
+            pnl.lines()
+                .find(|l| l.split_whitespace().next() == Some(name))
+                .map(|l| l.split_whitespace().last().unwrap_or_default().to_owned())
+        };
+        assert_eq!(field("realized").as_deref(), Some("0.00"), "{pnl}");
+        assert_eq!(field("fees").as_deref(), Some("0.00"), "{pnl}");
+        // Nothing has happened yet: nothing made or lost today.
+        assert_eq!(field("today").as_deref(), Some("0.00"), "{pnl}");
+
+        // delete: asked first; without a terminal, --yes confirms.
+        let unasked = tenants(&cp, t, &["delete", "bolt"]);
+        assert!(!unasked.status.success());
+        assert!(
+            String::from_utf8_lossy(&unasked.stderr).contains("pass --yes to confirm"),
+            "{}",
+            String::from_utf8_lossy(&unasked.stderr)
+        );
+        let deleted = ok(&tenants(&cp, t, &["delete", "bolt", "--yes"]));
         assert!(deleted.contains(" is offboard"), "{deleted}");
         drop(cp);
     })

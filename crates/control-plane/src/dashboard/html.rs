@@ -63,6 +63,12 @@ impl Html {
         self.raw(open).text(value).raw(close)
     }
 
+    /// Appends markup another writer built (so, itself escaped).
+    pub fn append(&mut self, other: Html) -> &mut Self {
+        self.buf.push_str(&other.buf);
+        self
+    }
+
     pub fn finish(self) -> String {
         self.buf
     }

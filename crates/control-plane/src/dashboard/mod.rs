@@ -22,6 +22,7 @@
 //! `resume`, `delete`), so validation, messages, permissions and the audit log
 //! are identical.
 
+mod config_form;
 mod html;
 mod pages;
 
@@ -58,9 +59,13 @@ pub fn routes() -> Router<AppState> {
         .route("/ui", get(|| async { redirect("/ui/fleet") }))
         .route("/ui/", get(|| async { redirect("/ui/fleet") }))
         .route("/ui/app.js", get(script))
+        .route("/ui/favicon.svg", get(favicon))
+        .route("/ui/config-schema", get(config_schema))
+        .route("/favicon.ico", get(favicon))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/fleet", get(pages::fleet))
+        .route("/ui/fleet/live", get(pages::fleet_live))
         .route("/ui/go", get(pages::go))
         .route("/ui/billing", get(pages::billing))
         .route(
@@ -68,6 +73,20 @@ pub fn routes() -> Router<AppState> {
             get(pages::onboard_form).post(pages::onboard),
         )
         .route("/ui/tenants/{id}", get(pages::tenant))
+        .route("/ui/tenants/{id}/live", get(pages::tenant_live))
+        .route("/ui/tenants/{id}/settings", get(pages::settings))
+        .route(
+            "/ui/alert-channels",
+            get(pages::operator_channels).post(pages::save_operator_channels),
+        )
+        .route(
+            "/ui/tenants/{id}/settings/{part}",
+            post(pages::save_settings),
+        )
+        .route(
+            "/ui/tenants/{id}/tokens/{token_id}/revoke",
+            post(pages::revoke_token),
+        )
         .route("/ui/tenants/{id}/{action}", post(pages::act))
 }
 
@@ -160,7 +179,7 @@ pub fn page(status: StatusCode, body: String) -> Response {
     headers.insert(
         "content-security-policy",
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
@@ -177,6 +196,38 @@ async fn script() -> Response {
         HeaderValue::from_static("text/javascript; charset=utf-8"),
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The JSON Schema of a tenant's configuration, from which the forms are
+/// rendered (public: it holds no tenant's data).
+async fn config_schema() -> Response {
+    let mut response = axum::Json(&*config_form::SCHEMA).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The dashboard's icon: a rising line on the header's colour.
+async fn favicon() -> Response {
+    const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
+<rect width=\"32\" height=\"32\" rx=\"6\" fill=\"#1d2330\"/>\
+<polyline points=\"5,24 12,17 18,20 27,8\" fill=\"none\" stroke=\"#5bd68a\" stroke-width=\"3\" stroke-linecap=\"round\" stroke-linejoin=\"round\"/></svg>";
+    let mut response = ICON.into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/svg+xml"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=86400"));
+    response
+}
+
+/// A live part of a page, as the page's script fetches it: `{"html": …}`
+/// (markup the server escaped), never cached.
+pub fn live_json(html: String) -> Response {
+    let mut response = axum::Json(serde_json::json!({ "html": html })).into_response();
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -239,9 +290,15 @@ pub async fn require(state: &AppState, headers: &HeaderMap) -> UiResult<Session>
 
 /// Checks the form's CSRF token against the session's.
 pub fn check_csrf(session: &Session, form: &BTreeMap<String, String>) -> UiResult<()> {
-    match form.get("csrf") {
-        Some(given) if constant_time_eq(given.as_bytes(), session.csrf.as_bytes()) => Ok(()),
-        _ => Err(UiError::Csrf),
+    check_csrf_value(session, form.get("csrf").map(String::as_str).unwrap_or(""))
+}
+
+/// Checks a form's CSRF token (as given) against the session's.
+pub fn check_csrf_value(session: &Session, given: &str) -> UiResult<()> {
+    if !given.is_empty() && constant_time_eq(given.as_bytes(), session.csrf.as_bytes()) {
+        Ok(())
+    } else {
+        Err(UiError::Csrf)
     }
 }
 

@@ -6,11 +6,16 @@
 
 mod billing_view;
 mod fleet_view;
+mod settings;
 mod tenant_view;
+mod trader;
 
 pub use self::billing_view::overview as billing;
-pub use self::fleet_view::fleet;
-pub use self::tenant_view::tenant;
+pub use self::fleet_view::{fleet, fleet_live};
+pub use self::settings::{
+    operator_channels, revoke_token, save as save_settings, save_operator_channels, settings,
+};
+pub use self::tenant_view::{tenant, tenant_live};
 
 use std::collections::BTreeMap;
 
@@ -23,10 +28,12 @@ use polybot_core::validation::FieldError;
 use polybot_core::worker::{BreakerPosition, StrategyStatus};
 use polybot_store::repo::fleet::TenantStatus;
 use rust_decimal::Decimal;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
+use super::config_form::{Form, Purpose, Values, keys_of, risk_of, strategies_of};
 use super::{
-    Html, Session, UiError, UiResult, check_csrf, page, random_token, redirect, require, visible,
+    Html, Session, UiError, UiResult, check_csrf, check_csrf_value, page, random_token, redirect,
+    require, visible,
 };
 use crate::AppState;
 use crate::auth::{Caller, Operator, TenantAccess};
@@ -49,19 +56,26 @@ th{background:#eef1f5;font-weight:600}\
 form.inline{display:inline}label{display:block;margin:8px 0}\
 textarea{width:100%;font-family:monospace}input[type=text],input[type=password],select{min-width:240px}\
 .notice{background:#d5f5dd;padding:6px 10px;border-radius:4px}\
+.scroll{overflow-x:auto;max-width:100%}.num{text-align:right;font-variant-numeric:tabular-nums}\
+.pos{color:#0b7a2a}.neg{color:#a40000}svg.chart{width:100%;max-width:760px;height:auto;background:#fff;border:1px solid #e3e6eb}\
+button[disabled]{opacity:.5;cursor:not-allowed}fieldset{background:#fff;border:1px solid #e3e6eb;margin:8px 0}\
+label.inline{display:inline;margin:0 8px 0 0}.help,.default{color:#5a6270;display:block;font-size:12px}\
+fieldset.row{background:#f6f7f9}fieldset legend{font-weight:600}.choices,.rows{margin:8px 0}\
+@media (max-width:700px){header{flex-wrap:wrap;gap:8px}main{padding:8px}main.narrow{margin:8px auto}\
+input[type=text],input[type=password],select{min-width:0;max-width:100%}.card{flex:1 1 40%}}\
 </style>";
 
 /// `<!doctype html>…<body>` and, when signed in, the navigation bar.
 pub fn head(h: &mut Html, title: &str, session: Option<&Session>) {
-    head_with(h, title, session, false);
+    head_for(h, title, session, None);
 }
 
-/// As [`head`]; `refresh` reloads the page every 5 s.
-pub fn head_with(h: &mut Html, title: &str, session: Option<&Session>, refresh: bool) {
-    h.raw("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">");
-    if refresh {
-        h.raw("<meta http-equiv=\"refresh\" content=\"5\">");
-    }
+/// As [`head`]; a tenant session's bar names its tenant when `tenant_name`
+/// is given (its id is no name for people).
+pub fn head_for(h: &mut Html, title: &str, session: Option<&Session>, tenant_name: Option<&str>) {
+    h.raw("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">")
+        .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
+        .raw("<link rel=\"icon\" href=\"/ui/favicon.svg\" type=\"image/svg+xml\">");
     h.raw("<title>")
         .text(title)
         .raw(" · PolyBot Cloud</title>")
@@ -71,20 +85,58 @@ pub fn head_with(h: &mut Html, title: &str, session: Option<&Session>, refresh: 
         h.raw("<header><strong>PolyBot Cloud</strong>");
         match s.caller {
             Caller::Operator => {
-                h.raw("<a href=\"/ui/fleet\">Fleet</a><a href=\"/ui/tenants/new\" id=\"nav-onboard\">Onboard a tenant</a><a href=\"/ui/billing\">Billing</a><span>operator</span>");
+                h.raw("<a href=\"/ui/fleet\">Fleet</a><a href=\"/ui/tenants/new\" id=\"nav-onboard\">Onboard a tenant</a><a href=\"/ui/alert-channels\" id=\"nav-channels\">Alert channels</a><a href=\"/ui/billing\">Billing</a><span>operator</span>");
             }
             Caller::Tenant(t) => {
                 h.raw("<a href=\"/ui/tenants/")
                     .text(t)
-                    .raw("\">My tenant</a><span>tenant ")
-                    .text(t)
-                    .raw("</span>");
+                    .raw("\">My tenant</a><span id=\"signed-in-as\">");
+                match tenant_name {
+                    Some(name) => h.text(name),
+                    None => h.raw("tenant"),
+                };
+                h.raw("</span>");
             }
         }
         h.raw("<form method=\"post\" action=\"/ui/logout\"><input type=\"hidden\" name=\"csrf\" value=\"")
             .text(&s.csrf)
             .raw("\"><button type=\"submit\">Sign out</button></form></header>");
     }
+}
+
+/// Money at the venues' precision: cents.
+pub(crate) fn usd(d: Decimal) -> String {
+    let cents = d.round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+    format!("{cents:.2}")
+}
+
+/// A signed amount of money, with its class (`pos`, `neg`) for colour.
+pub(crate) fn signed(d: Decimal) -> (&'static str, String) {
+    let text = usd(d);
+    let class = if text.starts_with('-') {
+        "num neg"
+    } else if d.is_zero() || text == "0.00" {
+        "num"
+    } else {
+        "num pos"
+    };
+    (class, text)
+}
+
+/// A price or an edge per share, to a tenth of the finest tick (0.001 on
+/// Polymarket): at most four places, at least two.
+pub(crate) fn price(d: Decimal) -> String {
+    let r = d.round_dp(4).normalize();
+    if r.scale() < 2 {
+        format!("{r:.2}")
+    } else {
+        r.to_string()
+    }
+}
+
+/// Shares: at most two places.
+pub(crate) fn shares(d: Decimal) -> String {
+    d.round_dp(2).normalize().to_string()
 }
 
 fn badge(h: &mut Html, value: &str) {
@@ -97,6 +149,14 @@ fn badge(h: &mut Html, value: &str) {
             .collect::<String>(),
     );
     h.raw("\">").text(value).raw("</span>");
+}
+
+/// How long ago the newest heartbeat was: "12 s ago", or "none yet".
+fn heartbeat_age(seconds: Option<i64>) -> String {
+    match seconds {
+        None => "none yet".to_owned(),
+        Some(_) => format!("{} ago", age(seconds)),
+    }
 }
 
 fn age(seconds: Option<i64>) -> String {
@@ -140,9 +200,15 @@ fn strategies(status: &TenantStatus) -> Vec<(&str, StrategyStatus, BreakerPositi
         .unwrap_or_default()
 }
 
-fn dec(v: Option<Decimal>) -> String {
-    v.map(|d| d.normalize().to_string())
-        .unwrap_or_else(|| "–".to_owned())
+/// What the tenant's worker should be doing, in words that fit its state:
+/// a tenant still onboarding has no worker to want yet.
+fn desired_text(status: &TenantStatus) -> &'static str {
+    match status.state {
+        polybot_core::lifecycle::TenantState::Provisioning => "running once onboarded",
+        polybot_core::lifecycle::TenantState::Offboarding
+        | polybot_core::lifecycle::TenantState::Offboarded => "stopped (offboarding)",
+        _ => status.desired(),
+    }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -226,35 +292,34 @@ pub async fn act(
 // Onboarding
 // ---------------------------------------------------------------------------
 
-const DEFAULT_STRATEGIES: &str = "{\"complement_arb\": {}}";
-
-struct FormState<'a> {
-    name: &'a str,
-    strategies: &'a str,
-    risk: &'a str,
-    keys_given: bool,
-}
-
-fn field_errors(h: &mut Html, errors: &[FieldError], prefix: &str) {
-    for e in errors.iter().filter(|e| {
-        e.field == prefix
-            || e.field.starts_with(&format!("{prefix}."))
-            || e.field.starts_with(&format!("{prefix}["))
-    }) {
-        h.raw("<span class=\"field-error\" data-field=\"")
-            .text(&e.field)
-            .raw("\">")
-            .text(e)
-            .raw("</span>");
-    }
-}
-
 fn onboard_page(
     session: &Session,
     status: StatusCode,
-    form: &FormState<'_>,
+    values: &Values,
     errors: &[FieldError],
+    keys_given: bool,
 ) -> Response {
+    let mut form = Form::new(values, errors);
+    form.h
+        .raw(
+            "<label>Name <input type=\"text\" name=\"name\" id=\"name\" maxlength=\"100\" value=\"",
+        )
+        .text(values.one("name"))
+        .raw("\"></label>");
+    form.errors_of("name");
+    form.h.raw("<label>Mode <select name=\"mode\" id=\"mode\">");
+    form.h.raw("<option selected>paper</option>");
+    // Live execution is not built yet: the API refuses it, so the form
+    // does not offer it as a choice.
+    form.h
+        .raw("<option value=\"live\" disabled>live (not available yet)</option>");
+    form.h.raw("</select></label>");
+    form.errors_of("mode");
+    form.h.raw("<h2>Strategies</h2><p class=\"help\">Tick the strategies to run; each field starts at its default.</p>");
+    form.strategies();
+    form.risk();
+    form.keys("Exchange keys (optional in paper mode)");
+    let unshown = form.unshown();
     let mut h = Html::new();
     head(&mut h, "Onboard a tenant", Some(session));
     h.raw("<main class=\"narrow\"><h1>Onboard a tenant</h1>");
@@ -262,44 +327,24 @@ fn onboard_page(
         h.raw("<p class=\"error\" id=\"form-errors\">")
             .text(errors.len())
             .raw(" field(s) are invalid; nothing was created.");
-        if form.keys_given {
+        if keys_given {
             h.raw(" Exchange keys are never shown again: enter them once more.");
         }
         h.raw("</p>");
-        let known = ["name", "mode", "strategies", "risk", "exchange_keys"];
-        for e in errors.iter().filter(|e| {
-            !known
-                .iter()
-                .any(|k| e.field == *k || e.field.starts_with(&format!("{k}.")))
-        }) {
-            h.el("<span class=\"field-error\">", e, "</span>");
+        for e in unshown {
+            h.raw("<span class=\"field-error\" data-field=\"")
+                .text(&e.field)
+                .raw("\">")
+                .text(e)
+                .raw("</span>");
         }
     }
     h.raw("<form method=\"post\" action=\"/ui/tenants/new\" id=\"onboard\"><input type=\"hidden\" name=\"csrf\" value=\"")
         .text(&session.csrf)
         .raw("\"><input type=\"hidden\" name=\"idempotency_key\" value=\"")
         .text(random_token())
-        .raw("\"><label>Name <input type=\"text\" name=\"name\" id=\"name\" maxlength=\"100\" value=\"")
-        .text(form.name)
-        .raw("\"></label>");
-    field_errors(&mut h, errors, "name");
-    h.raw("<label>Mode <select name=\"mode\" id=\"mode\">");
-    h.raw("<option selected>paper</option>");
-    // Live execution is not built yet: the API refuses it, so the form
-    // does not offer it as a choice.
-    h.raw("<option value=\"live\" disabled>live (not available yet)</option>");
-    h.raw("</select></label>");
-    field_errors(&mut h, errors, "mode");
-    h.raw("<label>Strategies (JSON: name → settings) <textarea name=\"strategies\" id=\"strategies\" rows=\"4\">")
-        .text(form.strategies)
-        .raw("</textarea></label>");
-    field_errors(&mut h, errors, "strategies");
-    h.raw("<label>Risk limits (JSON; empty for the defaults) <textarea name=\"risk\" id=\"risk\" rows=\"3\">")
-        .text(form.risk)
-        .raw("</textarea></label>");
-    field_errors(&mut h, errors, "risk");
-    h.raw("<label>Exchange keys (JSON: venue → fields; optional for paper mode). Write-only: only a masked fingerprint is shown afterwards. <textarea name=\"exchange_keys\" id=\"exchange_keys\" rows=\"4\" autocomplete=\"off\" spellcheck=\"false\" placeholder='{\"kalshi\": {\"key_id\": \"…\", \"private_key_pem\": \"…\"}}'></textarea></label>");
-    field_errors(&mut h, errors, "exchange_keys");
+        .raw("\">");
+    h.append(form.h);
     h.raw(
         "<button type=\"submit\" id=\"create\">Create tenant</button></form></main></body></html>",
     );
@@ -311,79 +356,46 @@ pub async fn onboard_form(State(state): State<AppState>, headers: HeaderMap) -> 
     if session.caller != Caller::Operator {
         return Err(UiError::Forbidden("only an operator may onboard tenants"));
     }
-    Ok(onboard_page(
-        &session,
-        StatusCode::OK,
-        &FormState {
-            name: "",
-            strategies: DEFAULT_STRATEGIES,
-            risk: "",
-            keys_given: false,
-        },
-        &[],
-    ))
+    let values = Values::of_config(&json!({"complement_arb": {}}), &json!({}));
+    Ok(onboard_page(&session, StatusCode::OK, &values, &[], false))
 }
 
-/// Builds `POST /tenants`'s JSON body from the form and hands it to the API
-/// handler itself: the same validation, the same messages.
+/// Builds `POST /tenants`'s JSON body from the form's fields (as the schema
+/// types them) and hands it to the API handler itself: the same validation,
+/// the same messages, shown beside the fields they name.
 pub async fn onboard(
     State(state): State<AppState>,
     headers: HeaderMap,
-    axum::Form(form): axum::Form<BTreeMap<String, String>>,
+    axum::Form(pairs): axum::Form<Vec<(String, String)>>,
 ) -> UiResult<Response> {
     let session = require(&state, &headers).await?;
-    check_csrf(&session, &form)?;
+    let mut values = Values::from_pairs(&pairs);
+    check_csrf_value(&session, values.one("csrf"))?;
     if session.caller != Caller::Operator {
         return Err(UiError::Forbidden("only an operator may onboard tenants"));
     }
-    let field = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
     let mut body = Map::new();
-    let mut errors = Vec::new();
-    body.insert("name".into(), Value::String(field("name").to_owned()));
-    body.insert("mode".into(), Value::String(field("mode").to_owned()));
-    for name in ["strategies", "risk", "exchange_keys"] {
-        let text = field(name).trim();
-        if text.is_empty() {
-            continue;
-        }
-        match serde_json::from_str::<Value>(text) {
-            Ok(v) => {
-                body.insert(name.into(), v);
-            }
-            Err(e) => errors.push(FieldError::new(
-                name,
-                format!(
-                    "is not valid JSON (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
-            )),
-        }
-    }
-    let keys_given = !field("exchange_keys").trim().is_empty();
-    let form_state = FormState {
-        name: field("name"),
-        strategies: field("strategies"),
-        risk: field("risk"),
-        keys_given,
-    };
-    if !errors.is_empty() {
-        return Ok(onboard_page(
-            &session,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &form_state,
-            &errors,
-        ));
+    body.insert("name".into(), Value::String(values.one("name").to_owned()));
+    body.insert("mode".into(), Value::String(values.one("mode").to_owned()));
+    body.insert("strategies".into(), strategies_of(&values, Purpose::Create));
+    body.insert("risk".into(), risk_of(&values));
+    if let Some(keys) = keys_of(&values) {
+        body.insert("exchange_keys".into(), keys);
     }
     let mut api_headers = HeaderMap::new();
-    if let Ok(key) = HeaderValue::from_str(field("idempotency_key"))
-        && !field("idempotency_key").is_empty()
+    let key = values.one("idempotency_key");
+    if let Ok(key) = HeaderValue::from_str(key)
+        && !key.is_empty()
     {
         api_headers.insert("idempotency-key", key);
     }
     let bytes = Bytes::from(Value::Object(body).to_string());
     let operator = Operator::check(session.caller)?;
-    match crate::tenants::create(State(state.clone()), operator, api_headers, bytes).await {
+    let result = crate::tenants::create(State(state.clone()), operator, api_headers, bytes).await;
+    // Keys are never shown again: the form comes back without them.
+    let keys_given = keys_of(&values).is_some();
+    values.forget_keys();
+    match result {
         Ok(response) => {
             let raw = axum::body::to_bytes(response.into_body(), 1 << 20)
                 .await
@@ -406,8 +418,17 @@ pub async fn onboard(
         Err(ApiError::Validation(errors)) => Ok(onboard_page(
             &session,
             StatusCode::UNPROCESSABLE_ENTITY,
-            &form_state,
+            &values,
             &errors,
+            keys_given,
+        )),
+        // A taken name is the name field's error, shown beside it.
+        Err(ApiError::Conflict(message)) if message.starts_with("name: ") => Ok(onboard_page(
+            &session,
+            StatusCode::CONFLICT,
+            &values,
+            &[FieldError::new("name", &message["name: ".len()..])],
+            keys_given,
         )),
         Err(other) => Err(other.into()),
     }

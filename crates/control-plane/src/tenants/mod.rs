@@ -142,6 +142,7 @@ pub struct CreateTenantRequest {
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "the token is a tenant's; only an operator token may do this", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another tenant that is not offboarded has this name", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -241,7 +242,9 @@ pub async fn create(
     }
     let name = input.name.unwrap_or_default();
     let mode = input.mode.unwrap_or_default();
-    tenants::insert(&mut tx, &name, mode).await?;
+    tenants::insert(&mut tx, &name, mode)
+        .await
+        .map_err(|err| name_taken(err, &name))?;
     if let Some(plan) = &plan {
         polybot_store::repo::billing::set_plan(&mut tx, &plan.id).await?;
     }
@@ -286,6 +289,19 @@ pub async fn create(
     tx.commit().await?;
     state.start_provisioning(tenant);
     Ok(created_response(StatusCode::CREATED, body))
+}
+
+/// A name another live tenant holds is a 409 that says so; any other
+/// database error stays what it is.
+fn name_taken(err: polybot_store::DbError, name: &str) -> ApiError {
+    if tenants::is_name_taken(&err) {
+        ApiError::Conflict(format!(
+            "name: a tenant named {name:?} already exists; choose another name \
+             (a name is freed once its tenant is offboarded)"
+        ))
+    } else {
+        err.into()
+    }
 }
 
 fn created_response(status: StatusCode, body: Value) -> Response {
@@ -469,7 +485,9 @@ pub async fn patch(
     .await?;
     let changed: Vec<&str> = body.keys().map(String::as_str).collect();
     let spec_changed = input.mode.is_some() || input.strategies.is_some() || input.risk.is_some();
-    tenants::update(&mut tx, input.name.as_deref(), input.mode, spec_changed).await?;
+    tenants::update(&mut tx, input.name.as_deref(), input.mode, spec_changed)
+        .await
+        .map_err(|err| name_taken(err, input.name.as_deref().unwrap_or_default()))?;
     configs::update(
         &mut tx,
         input.strategies.as_ref().map(to_json).as_ref(),

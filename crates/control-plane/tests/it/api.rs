@@ -86,6 +86,42 @@ async fn onboarding_creates_an_active_tenant_with_masked_keys(
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_name_a_live_tenant_holds_is_a_409_that_says_so(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let acme = h.onboard(json!({"name": "acme"})).await;
+    let again = h
+        .call(
+            Method::POST,
+            "/tenants",
+            Some(OPERATOR),
+            Some(json!({"name": "acme"})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+    assert_eq!(again.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        again.body["detail"],
+        "name: a tenant named \"acme\" already exists; choose another name \
+         (a name is freed once its tenant is offboarded)"
+    );
+    assert_eq!(h.count("SELECT count(*) FROM tenants").await, 1);
+    let other = h.onboard(json!({"name": "other"})).await;
+    let rename = h
+        .call(
+            Method::PATCH,
+            &format!("/tenants/{other}"),
+            Some(OPERATOR),
+            Some(json!({"name": "acme"})),
+        )
+        .await;
+    assert_eq!(rename.status, StatusCode::CONFLICT, "{}", rename.text);
+    assert_ne!(acme, other);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_name_alone_is_a_valid_onboarding(pool_opts: PgPoolOptions, options: PgConnectOptions) {
     let h = Harness::new(pool_opts, options).await;
     let id = h.onboard(json!({"name": "acme"})).await;

@@ -258,7 +258,28 @@ async fn the_fleet_page_shows_every_tenant_with_worker_health_and_filters(
             .contains("frame-ancestors 'none'")
     );
     let html = &page.text;
-    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+    // No whole-page reload (it would erase a filter being typed): the
+    // figures and the table update from the live part, the filter kept.
+    assert!(!html.contains("http-equiv=\"refresh\""));
+    assert!(html.contains("<div id=\"fleet-live\" data-live=\"/ui/fleet/live\">"));
+    let live = agent.get("/ui/fleet/live?q=beta").await;
+    assert_eq!(live.status, StatusCode::OK);
+    assert_eq!(live.headers["cache-control"], "no-store");
+    let live: Value = serde_json::from_str(&live.text).unwrap();
+    let live = live["html"].as_str().unwrap();
+    assert!(live.contains(&format!("data-tenant=\"{beta}\"")), "{live}");
+    assert!(!live.contains(&format!("data-tenant=\"{alpha}\"")));
+    assert!(
+        !live.contains("fleet-filter"),
+        "the filter form is not replaced"
+    );
+    assert!(
+        agent
+            .get("/ui/fleet?q=be%20ta")
+            .await
+            .text
+            .contains("data-live=\"/ui/fleet/live?q=be%20ta\"")
+    );
     // Names are escaped, never markup.
     assert!(html.contains("alpha &lt;b&gt;&amp;"), "{html}");
     assert!(!html.contains("alpha <b>"));
@@ -303,12 +324,17 @@ async fn the_tenant_page_shows_timeline_trading_data_pnl_chart_and_audit_and_its
         "worker 4242 started (spec abc)", // timeline
         "YES+NO &lt; 1",                  // opportunity, escaped
         "2026-01-02 03:04:05",            // its executed_at
-        "<td>0.48</td>",                  // a trade
-        "<td>1002.75</td>",               // balance
+        "<td class=\"num\">0.48</td>",    // a trade, at the venue's precision
+        "<td class=\"num\">1002.75</td>", // balance, in cents
         "<svg id=\"pnl-chart\"",          // the chart
         "<polyline",
-        "last 2.75",                                      // cumulative PnL
-        "tenant.create",                                  // audit log
+        "class=\"trade-marker\"",      // the trades on it
+        "id=\"pnl-chart-last\">2.75<", // cumulative PnL net of fees
+        "<section id=\"trader\">",
+        "<svg id=\"daily-chart\"",
+        "id=\"strategy-pnl\"",
+        "Heartbeat <span id=\"heartbeat\">", // "… s ago", never "never ago"
+        "tenant.create",                     // audit log
         "polymarket</td><td><span class=\"badge ok\">ok", // venues
         "geo_blocked",
         "id=\"action-pause\"",
@@ -320,6 +346,20 @@ async fn the_tenant_page_shows_timeline_trading_data_pnl_chart_and_audit_and_its
             "no {needle:?} in the tenant page:\n{html}"
         );
     }
+    // An active tenant can be paused, not resumed.
+    assert!(
+        html.contains("id=\"action-pause\">Pause</button>"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"action-resume\" disabled"), "{html}");
+    assert!(!html.contains("never ago"));
+    assert!(html.contains(&format!("data-live=\"/ui/tenants/{alpha}/live\"")));
+    let live = agent.get(&format!("/ui/tenants/{alpha}/live")).await;
+    assert_eq!(live.status, StatusCode::OK, "{}", live.text);
+    let live: Value = serde_json::from_str(&live.text).unwrap();
+    let live = live["html"].as_str().unwrap();
+    assert!(live.contains("<section id=\"trader\">"), "{live}");
+    assert!(live.contains("<table id=\"trades\">"), "{live}");
     // Keys: a fingerprint, never the key.
     assert!(html.contains("kalshi hmac-sha256:"));
     assert!(!html.contains("kalshi-key-id-0001"));
@@ -418,9 +458,30 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
     let page = agent.get("/ui/tenants/new").await;
     assert_eq!(page.status, StatusCode::OK);
     let csrf = csrf_of(&page.text);
-    let strategies = r#"{"complement_arb": {"min_edge": "lots"}, "nope": {}}"#;
-    let risk = r#"{"max_daily_loss": -5}"#;
-    let keys = r#"{"kalshi": {"key_id": "visible-key-id-77"}}"#;
+    // The form is the schema's: every strategy, its fields at their defaults,
+    // the risk limits, write-only key inputs; no JSON to type.
+    for input in [
+        "name=\"strategies.complement_arb.enabled\"",
+        "name=\"strategies.crypto_15m.spot_venues\" value=\"kraken\" checked",
+        "name=\"strategies.cross_venue_arb.min_edge\" id=\"strategies-cross_venue_arb-min_edge\" type=\"text\" inputmode=\"decimal\" value=\"0.02\"",
+        "name=\"strategies.news_arb.rules[0].keywords\"",
+        "name=\"risk.max_open_orders\" id=\"risk-max_open_orders\" type=\"number\" step=\"1\" min=\"0\" value=\"20\"",
+        "type=\"password\" autocomplete=\"new-password\" name=\"exchange_keys.kalshi.key_id\"",
+    ] {
+        assert!(page.text.contains(input), "no `{input}` in\n{}", page.text);
+    }
+    assert!(
+        page.text
+            .contains("Smallest set size worth trading, in shares.")
+    );
+    // The schema the form is rendered from is served as it is.
+    let schema = h.call(Method::GET, "/ui/config-schema", None, None).await;
+    assert_eq!(schema.status, StatusCode::OK);
+    assert_eq!(
+        schema.body["$defs"]["Crypto15mConfig"]["properties"]["min_edge"]["default"],
+        "0.03"
+    );
+    assert!(!page.text.contains("<textarea name=\"strategies\""));
     let reply = agent
         .post(
             "/ui/tenants/new",
@@ -428,9 +489,11 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
                 ("csrf", &csrf),
                 ("name", ""),
                 ("mode", "live"),
-                ("strategies", strategies),
-                ("risk", risk),
-                ("exchange_keys", keys),
+                ("strategies.complement_arb.enabled", "on"),
+                ("strategies.complement_arb.min_edge", "lots"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("risk.max_daily_loss", "-5"),
+                ("exchange_keys.kalshi.key_id", "visible-key-id-77"),
             ],
         )
         .await;
@@ -448,9 +511,9 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
             Some(OPERATOR),
             Some(json!({
                 "name": "", "mode": "live",
-                "strategies": serde_json::from_str::<Value>(strategies).unwrap(),
-                "risk": serde_json::from_str::<Value>(risk).unwrap(),
-                "exchange_keys": serde_json::from_str::<Value>(keys).unwrap(),
+                "strategies": {"complement_arb": {"min_edge": "lots", "venues": ["polymarket"]}},
+                "risk": {"max_daily_loss": "-5"},
+                "exchange_keys": {"kalshi": {"key_id": "visible-key-id-77"}},
             })),
         )
         .await;
@@ -469,7 +532,18 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
             reply.text
         );
     }
+    // Each beside its field.
     assert!(reply.text.contains("data-field=\"name\""));
+    assert!(reply.text.contains(
+        "value=\"lots\"> <small class=\"help\">Minimum profit per complete set after fees"
+    ));
+    assert!(
+        reply.text.contains(
+            "<span class=\"field-error\" data-field=\"strategies.complement_arb.min_edge\">"
+        ),
+        "{}",
+        reply.text
+    );
     assert!(
         reply.text.contains(&escape(
             "mode: live execution is not available for the tenant's venues yet"
@@ -478,7 +552,7 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
         reply.text
     );
     // What was typed comes back, except the keys.
-    assert!(reply.text.contains(&escape(strategies)));
+    assert!(reply.text.contains("name=\"risk.max_daily_loss\" id=\"risk-max_daily_loss\" type=\"text\" inputmode=\"decimal\" value=\"-5\""));
     assert!(!reply.text.contains("visible-key-id-77"));
     assert!(reply.text.contains("Exchange keys are never shown again"));
     assert_eq!(
@@ -487,7 +561,7 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
         "nothing created"
     );
 
-    // Malformed JSON in a text area is a field error of the form.
+    // Text in a number field is that field's error, as the API words it.
     let reply = agent
         .post(
             "/ui/tenants/new",
@@ -495,15 +569,16 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
                 ("csrf", &csrf),
                 ("name", "x"),
                 ("mode", "paper"),
-                ("strategies", "{oops"),
+                ("strategies.crypto_15m.enabled", "on"),
+                ("strategies.crypto_15m.scan_interval_secs", "soon"),
             ],
         )
         .await;
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
-        reply
-            .text
-            .contains("strategies: is not valid JSON (line 1, column 2)"),
+        reply.text.contains(
+            "<span class=\"field-error\" data-field=\"strategies.crypto_15m.scan_interval_secs\">"
+        ),
         "{}",
         reply.text
     );
@@ -521,9 +596,11 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
                 ("idempotency_key", "form-1"),
                 ("name", "gamma"),
                 ("mode", "paper"),
-                ("strategies", r#"{"complement_arb": {}}"#),
-                ("risk", ""),
-                ("exchange_keys", &json!({"kalshi": {"key_id": "visible-key-id-77", "private_key_pem": TEST_PEM}}).to_string()),
+                ("strategies.complement_arb.enabled", "on"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("strategies.complement_arb.venues", "kalshi"),
+                ("exchange_keys.kalshi.key_id", "visible-key-id-77"),
+                ("exchange_keys.kalshi.private_key_pem", TEST_PEM),
             ],
         )
         .await;
@@ -552,9 +629,11 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
                 ("idempotency_key", "form-1"),
                 ("name", "gamma"),
                 ("mode", "paper"),
-                ("strategies", r#"{"complement_arb": {}}"#),
-                ("risk", ""),
-                ("exchange_keys", &json!({"kalshi": {"key_id": "visible-key-id-77", "private_key_pem": TEST_PEM}}).to_string()),
+                ("strategies.complement_arb.enabled", "on"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("strategies.complement_arb.venues", "kalshi"),
+                ("exchange_keys.kalshi.key_id", "visible-key-id-77"),
+                ("exchange_keys.kalshi.private_key_pem", TEST_PEM),
             ],
         )
         .await;
@@ -704,4 +783,380 @@ async fn the_tenant_page_shows_an_operator_hold_that_the_tenant_cannot_lift(
         .await;
     assert_eq!(state.body["state"], "paused");
     assert_eq!(state.body["held_by_operator"], true);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_tenant_edits_its_strategies_and_risk_and_replaces_its_keys_in_the_settings_forms(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let alpha = h
+        .onboard(json!({"name": "alpha", "strategies": {"complement_arb": {"min_edge": "0.02"}}}))
+        .await;
+    let token = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let agent = Agent::sign_in(&h, &token).await;
+    let tenant_page = agent.get(&format!("/ui/tenants/{alpha}")).await;
+    assert!(tenant_page.text.contains(&format!(
+        "href=\"/ui/tenants/{alpha}/settings\" id=\"settings-link\""
+    )));
+    let settings = format!("/ui/tenants/{alpha}/settings");
+    let page = agent.get(&settings).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csrf = csrf_of(&page.text);
+    // The form shows the stored config: complement_arb ticked at its 0.02.
+    assert!(page.text.contains(
+        "name=\"strategies.complement_arb.enabled\" id=\"strategies-complement_arb-enabled\" value=\"on\" checked"
+    ));
+    assert!(page.text.contains("id=\"strategies-complement_arb-min_edge\" type=\"text\" inputmode=\"decimal\" value=\"0.02\""));
+    assert!(
+        page.text
+            .contains("name=\"strategies.complement_arb.configured\"")
+    );
+
+    // A bad value is that field's error; nothing is saved.
+    let bad = agent
+        .post(
+            &format!("{settings}/config"),
+            &[
+                ("csrf", &csrf),
+                ("strategies.complement_arb.configured", "1"),
+                ("strategies.complement_arb.enabled", "on"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("strategies.complement_arb.min_edge", "2"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        bad.text.contains(
+            "<span class=\"field-error\" data-field=\"strategies.complement_arb.min_edge\">"
+        ),
+        "{}",
+        bad.text
+    );
+    assert!(
+        bad.text.contains("value=\"2\""),
+        "what was typed comes back"
+    );
+
+    // complement_arb switched off (its settings kept), crypto_15m on, a risk limit.
+    let saved = agent
+        .post(
+            &format!("{settings}/config"),
+            &[
+                ("csrf", &csrf),
+                ("strategies.complement_arb.configured", "1"),
+                ("strategies.complement_arb.venues", "polymarket"),
+                ("strategies.complement_arb.min_edge", "0.02"),
+                ("strategies.crypto_15m.enabled", "on"),
+                ("strategies.crypto_15m.assets", "BTC"),
+                ("strategies.crypto_15m.spot_venues", "coinbase"),
+                ("strategies.crypto_15m.spot_venues", "kraken"),
+                ("strategies.crypto_15m.min_edge", "0.04"),
+                ("risk.max_daily_loss", "120"),
+                ("risk.kill_switch", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.text);
+    let tenant = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body;
+    let strategies = &tenant["strategies"];
+    assert_eq!(strategies["complement_arb"]["enabled"], false);
+    assert_eq!(strategies["complement_arb"]["min_edge"], "0.02");
+    assert_eq!(strategies["crypto_15m"]["enabled"], true);
+    assert_eq!(strategies["crypto_15m"]["min_edge"], "0.04");
+    assert_eq!(strategies["crypto_15m"]["assets"], json!(["BTC"]));
+    assert_eq!(
+        strategies["crypto_15m"]["spot_venues"],
+        json!(["coinbase", "kraken"])
+    );
+    assert_eq!(tenant["risk"]["max_daily_loss"], "120");
+    assert_eq!(tenant["risk"]["kill_switch"], true);
+    let page = agent.get(&location(&saved)).await;
+    assert!(
+        page.text.contains("Saved: the worker restarts"),
+        "{}",
+        page.text
+    );
+
+    // Keys: write-only, every error beside its field, fingerprints after.
+    let reply = agent
+        .post(&format!("{settings}/keys"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.text.contains("enter the keys of at least one venue"));
+    let reply = agent
+        .post(
+            &format!("{settings}/keys"),
+            &[
+                ("csrf", &csrf),
+                ("exchange_keys.kalshi.key_id", "secret-key-id-4242"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply.text.contains(
+            "<span class=\"field-error\" data-field=\"exchange_keys.kalshi.private_key_pem\">"
+        ),
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains("secret-key-id-4242"));
+    let reply = agent
+        .post(
+            &format!("{settings}/keys"),
+            &[
+                ("csrf", &csrf),
+                ("exchange_keys.kalshi.key_id", "secret-key-id-4242"),
+                ("exchange_keys.kalshi.private_key_pem", TEST_PEM),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let page = agent.get(&location(&reply)).await;
+    assert!(page.text.contains("kalshi sha256:"), "{}", page.text);
+    assert!(!page.text.contains("secret-key-id-4242"));
+    assert!(page.text.contains("Keys replaced"));
+    // Alert channels: errors by field, then saved; the secret is write-only.
+    let reply = agent
+        .post(
+            &format!("{settings}/channels"),
+            &[
+                ("csrf", &csrf),
+                ("channels[0].kind", "telegram"),
+                ("channels[0].target", "not a chat"),
+                ("channels[0].secret", "nope"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for field in ["channels[0].chat_id", "channels[0].bot_token"] {
+        assert!(
+            reply
+                .text
+                .contains(&format!("data-field=\"{}\"", escape(field))),
+            "{field}: {}",
+            reply.text
+        );
+    }
+    let bot_token = "123456:AAbbCCddEEffGGhhIIjjKKllMMnn";
+    let reply = agent
+        .post(
+            &format!("{settings}/channels"),
+            &[
+                ("csrf", &csrf),
+                ("channels[0].kind", "telegram"),
+                ("channels[0].target", "-1001234"),
+                ("channels[0].secret", bot_token),
+                ("channels[1].kind", "webhook"),
+                ("channels[1].target", ""),
+                ("channels[1].secret", ""),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let stored = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}/alert-channels"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body;
+    assert_eq!(stored["channels"].as_array().unwrap().len(), 1, "{stored}");
+    assert_eq!(stored["channels"][0]["target"], "-1001234");
+    let page = agent.get(&location(&reply)).await;
+    assert!(
+        page.text.contains("telegram -1001234 sha256:"),
+        "{}",
+        page.text
+    );
+    assert!(!page.text.contains(bot_token));
+    let tenant_page = agent.get(&format!("/ui/tenants/{alpha}")).await;
+    assert!(
+        !tenant_page
+            .text
+            .contains("PUT /tenants/{id}/alert-channels")
+    );
+
+    // Tokens: the tenant's session lists and revokes, and is told how to create.
+    assert!(page.text.contains("id=\"tokens\""));
+    assert!(!page.text.contains("id=\"create-token\""));
+    assert!(page.text.contains("POST /tenants/{id}/tokens"));
+    let operator = Agent::sign_in(&h, OPERATOR).await;
+    let page = operator.get(&settings).await;
+    let op_csrf = csrf_of(&page.text);
+    let created = operator
+        .post(
+            &format!("{settings}/tokens"),
+            &[
+                ("csrf", &op_csrf),
+                ("label", "ci"),
+                ("expires_in_days", "7"),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let new_token = created
+        .text
+        .split("<code id=\"new-token\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(new_token.starts_with("pbt_"), "{new_token}");
+    let listed = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body;
+    let ci = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["label"] == "ci")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own = format!("/tenants/{alpha}");
+    assert_eq!(
+        h.call(Method::GET, &own, Some(&new_token), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    // The tenant revokes it from its own settings page.
+    let reply = agent
+        .post(
+            &format!("/ui/tenants/{alpha}/tokens/{ci}/revoke"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    assert_eq!(
+        h.call(Method::GET, &own, Some(&new_token), None)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    // A tenant session that posts the creation anyway is refused.
+    let reply = agent
+        .post(&format!("{settings}/tokens"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+
+    // Without the CSRF token: refused.
+    let reply = agent
+        .post(
+            &format!("{settings}/config"),
+            &[("risk.max_daily_loss", "1")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn an_operator_sets_the_operator_wide_alert_channels_in_a_form(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let operator = Agent::sign_in(&h, OPERATOR).await;
+    let page = operator.get("/ui/alert-channels").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.text
+            .contains("id=\"edit-channels\" action=\"/ui/alert-channels\"")
+    );
+    let csrf = csrf_of(&page.text);
+    let reply = operator
+        .post(
+            "/ui/alert-channels",
+            &[
+                ("csrf", &csrf),
+                ("channels[0].kind", "webhook"),
+                ("channels[0].target", "ftp://x"),
+                ("channels[0].secret", "short"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply.text.contains("data-field=\"channels[0].url\""),
+        "{}",
+        reply.text
+    );
+    assert!(!reply.text.contains("value=\"short\""));
+    let reply = operator
+        .post(
+            "/ui/alert-channels",
+            &[
+                ("csrf", &csrf),
+                ("channels[0].kind", "telegram"),
+                ("channels[0].target", "@polybot_ops"),
+                ("channels[0].secret", "123456:AAbbCCddEEffGGhhIIjjKKllMMnn"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
+    let stored = h
+        .call(Method::GET, "/alert-channels", Some(OPERATOR), None)
+        .await
+        .body;
+    assert_eq!(stored["channels"][0]["target"], "@polybot_ops", "{stored}");
+    assert!(
+        operator
+            .get(&location(&reply))
+            .await
+            .text
+            .contains("telegram @polybot_ops sha256:")
+    );
+    // A tenant's session may not.
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    let token = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tenant = Agent::sign_in(&h, &token).await;
+    assert_eq!(
+        tenant.get("/ui/alert-channels").await.status,
+        StatusCode::FORBIDDEN
+    );
 }

@@ -36,8 +36,8 @@ async fn seed(h: &Harness, tenant: &str) {
         .unwrap();
     }
     for (i, (side, price, fee, pnl)) in [
-        ("buy", "0.40", "1.68", "-1.68"),
-        ("buy", "0.55", "1.7325", "-1.7325"),
+        ("buy", "0.40", "1.68", "0"),
+        ("buy", "0.55", "1.7325", "0"),
         ("settle", "1", "0", "5"),
     ]
     .into_iter()
@@ -78,8 +78,18 @@ async fn seed(h: &Harness, tenant: &str) {
     sqlx::query("INSERT INTO worker_heartbeats (tenant_id, epoch, health) VALUES ($1, 1, $2)")
         .bind(tenant)
         .bind(
-            json!({"phase": "running", "pnl": {"realized": "1.5875", "unrealized": "-2.5",
-            "daily": "-0.9125", "fees": "3.4125", "equity": "1999.0875", "exposure": "95"}}),
+            // After the two buys, before the settlement (13:00:02).
+            json!({"phase": "running", "engine": {"clock": 1_777_467_601_000_i64},
+            "pnl": {"realized": "0", "unrealized": "5", "locked": "5",
+            "daily": "1.5875", "fees": "3.4125", "equity": "2001.5875", "starting_equity": "2000",
+            "exposure": "95",
+            "by_strategy": {"complement_arb": {"realized": "0", "unrealized": "5", "locked": "5", "fees": "3.4125"}},
+            "positions": [
+                {"strategy": "complement_arb", "venue": "polymarket", "market": "pm-eth-5k", "outcome": "Yes",
+                 "quantity": "100", "avg_price": "0.4", "mark": "0.38", "locked": "100"},
+                {"strategy": "complement_arb", "venue": "polymarket", "market": "pm-eth-5k", "outcome": "No",
+                 "quantity": "100", "avg_price": "0.55", "mark": "0.5", "locked": "100"}
+            ]}}),
         )
         .execute(&h.pool)
         .await
@@ -277,10 +287,7 @@ async fn trades_balances_and_pnl_carry_money_as_decimal_strings(
         .collect();
     assert_eq!(
         rows,
-        [
-            ("settle", "1", "0", "5"),
-            ("buy", "0.55", "1.7325", "-1.7325")
-        ]
+        [("settle", "1", "0", "5"), ("buy", "0.55", "1.7325", "0")]
     );
     assert_eq!(items[0]["mode"], "paper");
     let cursor = trades.body["next_cursor"].as_str().unwrap();
@@ -335,17 +342,30 @@ async fn trades_balances_and_pnl_carry_money_as_decimal_strings(
         .await;
     assert_eq!(pnl.status, StatusCode::OK, "{}", pnl.text);
     assert_eq!(pnl.body["source"], "heartbeat");
-    assert_eq!(pnl.body["realized"], "1.5875");
-    assert_eq!(pnl.body["unrealized"], "-2.5");
-    assert_eq!(pnl.body["daily"], "-0.9125");
+    // The set bought for 95 pays 100: 5 locked, not realized yet, and the
+    // fees on their own line; equity moved by 5 − 3.4125.
+    assert_eq!(pnl.body["realized"], "0");
+    assert_eq!(pnl.body["unrealized"], "5");
+    assert_eq!(pnl.body["locked"], "5");
     assert_eq!(pnl.body["fees"], "3.4125");
-    assert_eq!(pnl.body["equity"], "1999.0875");
-    assert_eq!(pnl.body["trades"], 3);
-    assert_eq!(pnl.body["trades_realized"], "1.5875");
+    assert_eq!(pnl.body["net"], "1.5875");
+    assert_eq!(pnl.body["daily"], "1.5875");
+    assert_eq!(pnl.body["equity"], "2001.5875");
+    assert_eq!(pnl.body["starting_equity"], "2000");
+    assert_eq!(pnl.body["data_time"], "2026-04-29T13:00:01Z");
+    // The trades up to the heartbeat's moment: the two buys, not the
+    // settlement written after it, so they agree with the heartbeat.
+    assert_eq!(pnl.body["trades"], 2);
+    assert_eq!(pnl.body["trades_realized"], "0");
+    assert_eq!(pnl.body["trades_fees"], "3.4125");
     assert_eq!(
         pnl.body["by_strategy"],
-        json!([{"strategy": "complement_arb", "trades": 3, "realized": "1.5875", "fees": "3.4125"}])
+        json!([{"strategy": "complement_arb", "trades": 2, "realized": "0", "fees": "3.4125",
+                "unrealized": "5", "locked": "5"}])
     );
+    assert_eq!(pnl.body["positions"][1]["outcome"], "No");
+    assert_eq!(pnl.body["positions"][1]["locked"], "100");
+    assert_eq!(pnl.body["positions"].as_array().map(Vec::len), Some(2));
     assert!(pnl.body["as_of"].is_string());
 }
 

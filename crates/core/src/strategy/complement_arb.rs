@@ -2,13 +2,15 @@
 //! market when the asks, plus fees, add up to less than 1 minus a minimum edge.
 
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{StrategyKind, Venue};
 use crate::validation::{Checker, FieldError, Section, decimal, field_path};
 
-/// `strategies.complement_arb`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Complement arbitrage (`strategies.complement_arb`): buy every outcome of one
+/// market when the asks plus fees add up to less than 1 minus a minimum edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ComplementArbConfig {
     /// Off keeps the settings but takes no decisions.
@@ -17,12 +19,15 @@ pub struct ComplementArbConfig {
     pub venues: Vec<Venue>,
     /// Minimum profit per complete set after fees, in price units (0.01 = 1¢ per $1 set).
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub min_edge: Decimal,
     /// Smallest set size worth trading, in shares.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub min_size: Decimal,
     /// Largest set size per opportunity, in shares.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub max_size: Decimal,
     /// How often the worker refreshes books it does not stream, in seconds.
     pub scan_interval_secs: u64,

@@ -5,25 +5,32 @@
 use std::collections::BTreeSet;
 
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StrategyKind;
 use crate::validation::{Checker, FieldError, Section, check_section_array, decimal, field_path};
 
-/// `strategies.cross_venue_arb`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Cross-venue arbitrage (`strategies.cross_venue_arb`): YES on Polymarket and
+/// NO on Kalshi (or the reverse) on matched markets, when both asks plus fees
+/// are below 1 minus a minimum edge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CrossVenueArbConfig {
+    /// Off keeps the settings but takes no decisions.
     pub enabled: bool,
     /// Minimum profit per hedged pair after both venues' fees, in price units.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub min_edge: Decimal,
     /// Smallest pair size worth trading, in contracts.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub min_size: Decimal,
     /// Largest pair size per opportunity, in contracts.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub max_size: Decimal,
     /// How often the worker refreshes books it does not stream, in seconds.
     pub scan_interval_secs: u64,
@@ -55,7 +62,7 @@ impl Default for CrossVenueArbConfig {
 
 /// One curated Polymarket ↔ Kalshi pair. It is still never traded when the two
 /// markets' resolution sources or windows differ.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CuratedPair {
     /// The Polymarket market id (as the feed names it).

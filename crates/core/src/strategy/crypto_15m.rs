@@ -3,16 +3,20 @@
 //! against the window's opening price, the time left and recent volatility.
 
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::cross_venue_arb::validate_assets;
 use super::{StrategyKind, Venue};
 use crate::validation::{Checker, FieldError, Section, decimal, field_path};
 
-/// `strategies.crypto_15m`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// 15-minute crypto up/down (`strategies.crypto_15m`): Polymarket's 15-minute
+/// markets priced from spot against the window's opening price, the time left
+/// and recent volatility.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Crypto15mConfig {
+    /// Off keeps the settings but takes no decisions.
     pub enabled: bool,
     /// Assets whose 15-minute markets are traded (upper case, e.g. "BTC").
     pub assets: Vec<String>,
@@ -20,12 +24,15 @@ pub struct Crypto15mConfig {
     pub spot_venues: Vec<Venue>,
     /// Minimum fair value minus (ask + fee) per share, in price units.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub min_edge: Decimal,
     /// Smallest order worth sending, in shares.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub min_size: Decimal,
     /// Largest order per opportunity, in shares.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub max_size: Decimal,
     /// How often a market is re-priced on clock ticks alone (time decay), in seconds.
     pub scan_interval_secs: u64,

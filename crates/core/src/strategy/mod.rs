@@ -15,6 +15,7 @@ mod news_arb;
 use std::fmt;
 use std::str::FromStr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -93,7 +94,9 @@ const STRATEGY_NAMES: &[&str] = &[
 
 /// A trading venue. Prediction markets settle at 0 or 1 per share; the CEXs
 /// quote spot prices (and could be traded with a percentage fee).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Venue {
     Polymarket,
@@ -161,7 +164,7 @@ impl FromStr for Venue {
 }
 
 /// Which strategies a tenant runs and how; a strategy that is absent is off.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StrategiesConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,16 +8,19 @@
 use std::collections::BTreeSet;
 
 use rust_decimal::Decimal;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::StrategyKind;
 use crate::validation::{Checker, FieldError, Section, check_section_array, decimal, field_path};
 
-/// `strategies.news_arb`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// News arbitrage (`strategies.news_arb`): headlines matched to markets by
+/// rules that name the outcome the news makes likely and what it is worth.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NewsArbConfig {
+    /// Off keeps the settings but takes no decisions.
     pub enabled: bool,
     /// How often the worker polls the news sources, in seconds.
     pub poll_interval_secs: u64,
@@ -30,9 +33,11 @@ pub struct NewsArbConfig {
     pub max_headline_age_secs: u64,
     /// Minimum fair price minus (ask + fee) per share, in price units.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub min_edge: Decimal,
     /// Largest order per headline and rule, in shares.
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub max_size: Decimal,
     /// After trading a market on news, ignore it for this many seconds.
     pub market_cooldown_secs: u64,
@@ -59,7 +64,7 @@ impl Default for NewsArbConfig {
 /// One headline-to-market rule. A headline matches when it contains every
 /// `keywords` entry, at least one `entities` entry (if any are listed) and no
 /// `exclude` entry, as whole words, ignoring case.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct NewsRule {
     /// The market id, as the venue's feed names it.
@@ -71,9 +76,11 @@ pub struct NewsRule {
     pub exclude: Vec<String>,
     /// What the outcome is worth once the news is out, in (0, 1).
     #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
     pub fair_price: Decimal,
     /// Overrides the strategy's `max_size` for this rule.
     #[serde(with = "decimal::option", skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "decimal::option::schema")]
     pub max_size: Option<Decimal>,
 }
 

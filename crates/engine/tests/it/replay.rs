@@ -197,9 +197,10 @@ fn the_replay_ends_flat_with_the_pnl_of_its_four_trades() {
         ]
     );
     let p = engine.portfolio();
-    // complement 1.5875 + cross-venue 1.5875 + 15-minute 8.559 + news 6.04
-    assert_eq!(p.realised_pnl, dec!(17.774));
+    // complement 5 + cross-venue 5 + 15-minute 9 + news 6.04, fees apart
+    assert_eq!(p.realised_pnl, dec!(25.04));
     assert_eq!(p.fees_paid, dec!(7.266));
+    assert_eq!(p.realised_pnl - p.fees_paid, dec!(17.774));
     assert_eq!(p.unrealised_pnl, dec!(0));
     assert_eq!(p.exposure, dec!(0));
     assert_eq!(p.positions, vec![]);

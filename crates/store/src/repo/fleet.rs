@@ -63,8 +63,9 @@ macro_rules! figures_ctes {
     () => {
         "WITH o AS (SELECT tenant_id, count(*) AS n, count(executed_at) AS executed \
                     FROM opportunities GROUP BY tenant_id), \
-              x AS (SELECT tenant_id, count(*) AS n, coalesce(sum(realized_pnl), 0) AS pnl_total, \
-                           coalesce(sum(realized_pnl) FILTER \
+              x AS (SELECT tenant_id, count(*) AS n, \
+                           coalesce(sum(coalesce(realized_pnl, 0) - fee), 0) AS pnl_total, \
+                           coalesce(sum(coalesce(realized_pnl, 0) - fee) FILTER \
                                (WHERE executed_at >= (SELECT date_trunc('day', now(), 'UTC'))), 0) AS pnl_today \
                     FROM trades GROUP BY tenant_id), \
               e AS (SELECT tenant_id, count(*) AS n FROM tenant_runtime_events \
@@ -231,7 +232,8 @@ pub struct TenantFigures {
     pub trades: i64,
     /// Realized PnL since onboarding, net of fees.
     pub pnl_total: Decimal,
-    /// Realized PnL since midnight UTC.
+    /// Realized PnL net of fees since midnight UTC by the wall clock (see
+    /// [`TenantFigures::today`] for the figure to show).
     pub pnl_today: Decimal,
     /// Worker crashes, fencings and launcher errors the reconciler recorded.
     pub errors: i64,
@@ -241,6 +243,20 @@ pub struct TenantFigures {
     pub availability_30d: Option<f64>,
     /// `alert` or `alert:subject`, sorted.
     pub firing_alerts: Vec<String>,
+}
+
+impl TenantFigures {
+    /// Today's PnL as the engine reports it (marked to market, on the
+    /// engine's own clock, so a replay's recorded day counts), else the
+    /// realized PnL net of fees since midnight UTC.
+    pub fn today(&self) -> Decimal {
+        self.status
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.health.as_ref())
+            .and_then(|h| h.pnl.as_ref())
+            .map_or(self.pnl_today, |p| p.daily.normalize())
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -573,7 +589,7 @@ pub async fn watched(
         .await
         .map_err(DbError::query("reading the database clock"))?;
     let rows: Vec<WatchedRow> = sqlx::query_as(concat!(
-        "WITH x AS (SELECT tenant_id, sum(realized_pnl) AS pnl_today FROM trades \
+        "WITH x AS (SELECT tenant_id, sum(coalesce(realized_pnl, 0) - fee) AS pnl_today FROM trades \
                     WHERE executed_at >= date_trunc('day', now(), 'UTC') GROUP BY tenant_id), \
               f AS (SELECT DISTINCT ON (tenant_id) tenant_id, detail FROM tenant_runtime_events \
                     WHERE kind = 'fenced' AND at > now() - make_interval(secs => $1) \

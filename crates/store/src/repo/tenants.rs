@@ -66,6 +66,16 @@ const DETAIL_SELECT: &str = "SELECT t.id, t.name, t.mode, t.state, t.provisionin
      FROM tenants t LEFT JOIN tenant_configs c ON c.tenant_id = t.id \
      LEFT JOIN tenant_secrets s ON s.tenant_id = t.id";
 
+/// The unique index that keeps a name to one tenant that is not offboarded
+/// (migration 0015); an insert or rename that breaks it fails with this
+/// constraint ([`DbError::constraint`]).
+pub const LIVE_NAME_KEY: &str = "tenants_live_name_key";
+
+/// Whether `err` is a name already taken by another tenant that is not offboarded.
+pub fn is_name_taken(err: &DbError) -> bool {
+    err.constraint() == Some(LIVE_NAME_KEY)
+}
+
 /// Inserts the transaction's tenant in state `provisioning`.
 pub async fn insert(tx: &mut TenantTx, name: &str, mode: Mode) -> Result<TenantRow, DbError> {
     let id = tx.tenant().as_uuid();

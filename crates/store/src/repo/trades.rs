@@ -69,14 +69,21 @@ pub async fn page(
     .map_err(DbError::query("listing trades"))
 }
 
-/// The trades summed per strategy, by strategy name.
-pub async fn totals_by_strategy(tx: &mut TenantTx) -> Result<Vec<StrategyTotals>, DbError> {
+/// The trades summed per strategy, by strategy name; only those executed at
+/// or before `until` when given (the engine time of a heartbeat, so that the
+/// sums and that heartbeat's figures describe the same moment).
+pub async fn totals_by_strategy(
+    tx: &mut TenantTx,
+    until: Option<DateTime<Utc>>,
+) -> Result<Vec<StrategyTotals>, DbError> {
     sqlx::query_as::<_, StrategyTotals>(
         "SELECT strategy, count(*) AS trades, coalesce(sum(realized_pnl), 0) AS realized, \
                 coalesce(sum(fee), 0) AS fees \
-         FROM trades WHERE tenant_id = $1 GROUP BY strategy ORDER BY strategy",
+         FROM trades WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR executed_at <= $2) \
+         GROUP BY strategy ORDER BY strategy",
     )
     .bind(tx.tenant().as_uuid())
+    .bind(until)
     .fetch_all(&mut **tx)
     .await
     .map_err(DbError::query("summing trades"))
@@ -177,16 +184,21 @@ pub async fn insert_batch(
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PnlPoint {
     pub at: DateTime<Utc>,
+    /// Realized PnL net of fees, summed up to and including this trade.
     pub total: Decimal,
 }
 
-/// Cumulative realized PnL after each trade of the last 30 days, thinned
-/// to about `points` points (the last trade always included), oldest first.
+/// Cumulative realized PnL net of fees after each trade of the 30 days up
+/// to the newest trade, thinned to about `points` points (the last trade
+/// always included), oldest first. The window ends at the data's own newest
+/// trade, not at the wall clock, so a replay of a recorded day charts too.
 pub async fn pnl_curve(tx: &mut TenantTx, points: i64) -> Result<Vec<PnlPoint>, DbError> {
     sqlx::query_as(
-        "WITH c AS (SELECT executed_at, sum(coalesce(realized_pnl, 0)) OVER (ORDER BY executed_at, id) AS total, \
+        "WITH c AS (SELECT executed_at, \
+                           sum(coalesce(realized_pnl, 0) - fee) OVER (ORDER BY executed_at, id) AS total, \
                            row_number() OVER (ORDER BY executed_at, id) AS n, count(*) OVER () AS k \
-                    FROM trades WHERE tenant_id = $1 AND executed_at > now() - interval '30 days') \
+                    FROM trades WHERE tenant_id = $1 AND executed_at > \
+                         (SELECT max(executed_at) FROM trades WHERE tenant_id = $1) - interval '30 days') \
          SELECT executed_at AS at, total FROM c WHERE n % greatest(k / $2, 1) = 0 OR n = k ORDER BY n",
     )
     .bind(tx.tenant().as_uuid())
@@ -194,4 +206,32 @@ pub async fn pnl_curve(tx: &mut TenantTx, points: i64) -> Result<Vec<PnlPoint>, 
     .fetch_all(&mut **tx)
     .await
     .map_err(DbError::query("reading the tenant's PnL"))
+}
+
+/// One UTC day of trades.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DailyPnl {
+    pub day: chrono::NaiveDate,
+    pub trades: i64,
+    /// Realized PnL of the day, fees apart.
+    pub realized: Decimal,
+    pub fees: Decimal,
+}
+
+/// Realized PnL and fees per UTC day over the `days` days up to the newest
+/// trade (the data's own time), oldest first; days without trades are absent.
+pub async fn daily(tx: &mut TenantTx, days: i32) -> Result<Vec<DailyPnl>, DbError> {
+    sqlx::query_as(
+        "SELECT (executed_at AT TIME ZONE 'UTC')::date AS day, count(*) AS trades, \
+                coalesce(sum(realized_pnl), 0) AS realized, coalesce(sum(fee), 0) AS fees \
+         FROM trades WHERE tenant_id = $1 AND executed_at >= \
+              (SELECT date_trunc('day', max(executed_at), 'UTC') FROM trades WHERE tenant_id = $1) \
+              - make_interval(days => $2 - 1) \
+         GROUP BY 1 ORDER BY 1",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(days.max(1))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::query("reading the tenant's daily PnL"))
 }

@@ -3,7 +3,7 @@
 //! second tenant whose rows must not appear.
 
 use polybot_core::TenantId;
-use polybot_store::repo::{audit, balances, opportunities, trades};
+use polybot_store::repo::{audit, balances, heartbeats, opportunities, trades};
 use polybot_store::testing::create_tenant;
 use polybot_store::{Db, Scope};
 use rust_decimal::Decimal;
@@ -134,6 +134,100 @@ async fn the_pnl_curve_accumulates_the_last_30_days_oldest_first(pool: PgPool) {
     // are the same one.
     let thinned: Vec<Decimal> = thinned.iter().map(|p| p.total).collect();
     assert_eq!(thinned, [Decimal::new(275, 2)]);
+}
+
+/// A tenant whose trades carry a recording's dates (April 2026), with fees.
+async fn replayed_tenant(db: &Db) -> TenantId {
+    let r = create_tenant(db, "replayed").await.unwrap();
+    exec(
+        db,
+        r,
+        &[
+            "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, fee, realized_pnl, executed_at) \
+             VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'm', 'buy', 0.4, 100, 1.68, 0, '2026-04-28T23:59:00Z')",
+            "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, fee, realized_pnl, executed_at) \
+             VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'm', 'buy', 0.55, 100, 1.7325, 0, '2026-04-29T13:00:00Z')",
+            "INSERT INTO trades (id, tenant_id, strategy, venue, market, side, price, size, fee, realized_pnl, executed_at) \
+             VALUES (gen_random_uuid(), $1, 'complement_arb', 'polymarket', 'm', 'settle', 1, 100, 0, 5, '2026-04-29T13:15:00Z')",
+        ],
+    )
+    .await;
+    r
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_replayed_tenants_pnl_charts_on_the_recordings_own_dates_net_of_fees(pool: PgPool) {
+    let (db, _a, _b) = two_tenants(pool).await;
+    let r = replayed_tenant(&db).await;
+    let mut tx = db.tenant(r).await.unwrap();
+    let curve = trades::pnl_curve(&mut tx, 300).await.unwrap();
+    let daily = trades::daily(&mut tx, 30).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        curve.iter().map(|p| p.total).collect::<Vec<_>>(),
+        [
+            Decimal::new(-168, 2),
+            Decimal::new(-34125, 4),
+            Decimal::new(15875, 4)
+        ]
+    );
+    assert_eq!(
+        daily
+            .iter()
+            .map(|d| (d.day.to_string(), d.trades, d.realized, d.fees))
+            .collect::<Vec<_>>(),
+        [
+            (
+                "2026-04-28".to_owned(),
+                1,
+                Decimal::ZERO,
+                Decimal::new(168, 2)
+            ),
+            (
+                "2026-04-29".to_owned(),
+                2,
+                Decimal::new(5, 0),
+                Decimal::new(17325, 4)
+            ),
+        ]
+    );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_equity_curve_is_the_newest_runs_heartbeats_on_the_engines_clock(pool: PgPool) {
+    let (db, a, b) = two_tenants(pool).await;
+    let beat = |epoch: i64, clock: i64, equity: &str| {
+        format!(
+            "INSERT INTO worker_heartbeats (tenant_id, epoch, health) VALUES ($1, {epoch}, \
+             '{{\"engine\": {{\"clock\": {clock}}}, \"pnl\": {{\"equity\": \"{equity}\", \"starting_equity\": \"1000\"}}}}')"
+        )
+    };
+    let statements = [
+        beat(1, 5, "900"),
+        beat(2, 0, "1000"),
+        beat(2, 1_000, "1000"),
+        beat(2, 2_000, "1001.5"),
+        beat(2, 3_000, "999.25"),
+    ];
+    let refs: Vec<&str> = statements.iter().map(String::as_str).collect();
+    exec(&db, a, &refs).await;
+    exec(&db, b, &[&beat(7, 1, "5")]).await;
+    let mut tx = db.tenant(a).await.unwrap();
+    let curve = heartbeats::equity_curve(&mut tx, 100).await.unwrap();
+    let thinned = heartbeats::equity_curve(&mut tx, 1).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        curve
+            .iter()
+            .map(|p| (p.clock, p.pnl.as_str(), p.equity.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (1_000, "0", "1000"),
+            (2_000, "1.5", "1001.5"),
+            (3_000, "-0.75", "999.25")
+        ]
+    );
+    assert_eq!(thinned.iter().map(|p| p.clock).collect::<Vec<_>>(), [3_000]);
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]

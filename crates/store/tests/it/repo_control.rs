@@ -80,6 +80,32 @@ async fn a_new_tenant_reads_back_as_provisioning(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_name_belongs_to_one_live_tenant_and_is_freed_by_offboarding(pool: PgPool) {
+    let db = control(pool);
+    let first = create_tenant(&db, "acme").await.unwrap();
+    let err = create_tenant(&db, "acme").await.unwrap_err();
+    assert!(tenants::is_name_taken(&err), "{err}");
+    // A rename onto a taken name is refused the same way.
+    let other = create_tenant(&db, "other").await.unwrap();
+    let mut tx = db.tenant(other).await.unwrap();
+    let err = tenants::update(&mut tx, Some("acme"), None, false)
+        .await
+        .unwrap_err();
+    assert!(tenants::is_name_taken(&err), "{err}");
+    drop(tx);
+    let mut tx = db.tenant(first).await.unwrap();
+    tenants::set_state(&mut tx, TenantState::Offboarding, false)
+        .await
+        .unwrap();
+    tenants::set_state(&mut tx, TenantState::Offboarded, false)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let again = create_tenant(&db, "acme").await.unwrap();
+    assert_ne!(again, first);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_tenant_exists_only_once_inserted(pool: PgPool) {
     let db = control(pool);
     let (a, _) = two_tenants(&db).await;
@@ -847,7 +873,18 @@ async fn trade_totals_sum_per_strategy_over_the_tenants_own_trades(pool: PgPool)
     tx.commit().await.unwrap();
 
     let mut tx = db.tenant(a).await.unwrap();
-    let totals = trades::totals_by_strategy(&mut tx).await.unwrap();
+    // As of a moment: the trade at 3 s is later and not counted.
+    let until = trades::totals_by_strategy(&mut tx, Some(at(2)))
+        .await
+        .unwrap();
+    assert_eq!(
+        until
+            .iter()
+            .map(|t| (t.strategy.as_str(), t.trades))
+            .collect::<Vec<_>>(),
+        vec![("complement_arb", 1), ("news_arb", 1)]
+    );
+    let totals = trades::totals_by_strategy(&mut tx, None).await.unwrap();
     assert_eq!(
         totals,
         vec![
@@ -873,7 +910,11 @@ async fn the_reported_pnl_is_the_newest_heartbeat_that_has_one(pool: PgPool) {
     let (a, b) = two_tenants(&db).await;
     let beats = [
         (a, 1, json!({"pnl": {"realized": "1"}})),
-        (a, 2, json!({"pnl": {"realized": "2"}})),
+        (
+            a,
+            2,
+            json!({"pnl": {"realized": "2"}, "engine": {"clock": 1_777_467_600_000_i64}}),
+        ),
         (a, 3, json!({"phase": "running"})),
         (b, 4, json!({"pnl": {"realized": "9"}})),
     ];
@@ -897,6 +938,7 @@ async fn the_reported_pnl_is_the_newest_heartbeat_that_has_one(pool: PgPool) {
         .expect("reported");
     assert_eq!(reported.at, at(2));
     assert_eq!(reported.pnl, Some(json!({"realized": "2"})));
+    assert_eq!(reported.clock, Some(1_777_467_600_000));
     let mut ghost = db.tenant(TenantId::new()).await.unwrap();
     assert_eq!(heartbeats::reported_pnl(&mut ghost).await.unwrap(), None);
 }

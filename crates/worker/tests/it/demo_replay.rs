@@ -76,6 +76,10 @@ fn every_strategy_acts_within_the_first_seconds_of_the_demo_recording() {
         (10_230, 72, 21, 0)
     );
     let p = engine.portfolio();
-    assert_eq!(p.realised_pnl, dec!(49.02584));
+    assert_eq!(p.realised_pnl, dec!(124.3));
     assert_eq!(p.fees_paid, dec!(75.27416));
+    assert_eq!(
+        p.equity - p.starting_equity,
+        p.realised_pnl + p.unrealised_pnl - p.fees_paid
+    );
 }

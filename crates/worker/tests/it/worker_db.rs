@@ -193,7 +193,7 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
                 dec!(0.40),
                 dec!(100),
                 dec!(1.68),
-                dec!(-1.68),
+                dec!(0),
                 paper()
             ),
             (
@@ -204,7 +204,7 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
                 dec!(0.55),
                 dec!(100),
                 dec!(1.7325),
-                dec!(-1.7325),
+                dec!(0),
                 paper()
             ),
             (
@@ -215,7 +215,7 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
                 dec!(0.40),
                 dec!(100),
                 dec!(1.68),
-                dec!(-1.68),
+                dec!(0),
                 paper()
             ),
             (
@@ -226,7 +226,7 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
                 dec!(0.55),
                 dec!(100),
                 dec!(1.7325),
-                dec!(-1.7325),
+                dec!(0),
                 paper()
             ),
             (
@@ -237,7 +237,7 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
                 dec!(0.70),
                 dec!(30),
                 dec!(0.441),
-                dec!(-0.441),
+                dec!(0),
                 paper()
             ),
             (
@@ -312,7 +312,13 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
         .fetch_one(&mut a_conn)
         .await
         .unwrap();
-    assert_eq!(realized, dec!(17.774));
+    assert_eq!(realized, dec!(25.04));
+    let fees: Decimal = sqlx::query_scalar("SELECT sum(fee) FROM trades")
+        .fetch_one(&mut a_conn)
+        .await
+        .unwrap();
+    // Realised minus fees: what the recording's 2,000 grew by.
+    assert_eq!(realized - fees, dec!(17.774));
     // Every fill points at its opportunity.
     let orphans: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM trades t WHERE side <> 'settle' AND NOT EXISTS \
@@ -345,8 +351,15 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
     assert_eq!(phase, "stopped");
     assert_eq!(
         health["pnl"],
-        json!({"realized": "17.774", "unrealized": "0", "daily": "17.774", "fees": "7.266",
-               "equity": "2017.774", "exposure": "0", "daily_loss_limit_hit": false})
+        json!({"realized": "25.04", "unrealized": "0", "daily": "17.774", "fees": "7.266",
+        "equity": "2017.774", "exposure": "0", "daily_loss_limit_hit": false,
+        "locked": "0", "starting_equity": "2000", "positions": [],
+        "by_strategy": {
+            "complement_arb": {"realized": "5", "unrealized": "0", "locked": "0", "fees": "3.4125"},
+            "cross_venue_arb": {"realized": "5", "unrealized": "0", "locked": "0", "fees": "3.4125"},
+            "crypto_15m": {"realized": "9", "unrealized": "0", "locked": "0", "fees": "0.441"},
+            "news_arb": {"realized": "6.04", "unrealized": "0", "locked": "0", "fees": "0"}
+        }})
     );
     assert_eq!(
         health["strategies"]["complement_arb"],

@@ -1,7 +1,9 @@
 //! The fleet page: every tenant the session may see, with its worker,
 //! heartbeat, strategies, breakers, alerts, PnL and availability. It loads the
 //! store's fleet figures ([`load`]), then renders them ([`render`], a pure
-//! function of what was loaded).
+//! function of what was loaded). The figures and the table are re-read every
+//! 5 s by the page's script from [`fleet_live`] with the same filter; the
+//! filter form is not replaced, so typing in it is never interrupted.
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,7 +14,7 @@ use polybot_store::DbError;
 use polybot_store::repo::fleet::{self, TenantFigures};
 use rust_decimal::Decimal;
 
-use super::{age, badge, head_with, percent, strategies};
+use super::{badge, desired_text, head_for, heartbeat_age, percent, signed, strategies, usd};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::dashboard::{Html, Session, UiResult, page, require};
@@ -33,6 +35,45 @@ pub async fn fleet(
     let session = require(&state, &headers).await?;
     let all = load(&state, session.caller).await?;
     Ok(page(StatusCode::OK, render(&session, &all, &filter)))
+}
+
+/// The page's live part (figures and table) as JSON, for the page's script.
+pub async fn fleet_live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(filter): Query<FleetFilter>,
+) -> UiResult<Response> {
+    let session = require(&state, &headers).await?;
+    let all = load(&state, session.caller).await?;
+    let mut h = Html::new();
+    live(&mut h, &all, &filter);
+    Ok(crate::dashboard::live_json(h.finish()))
+}
+
+/// `?q=…&state=…&worker=…` for the live part's URL, each value escaped
+/// for a query string.
+fn query_string(filter: &FleetFilter) -> String {
+    let mut out = String::new();
+    for (key, value) in [
+        ("q", &filter.q),
+        ("state", &filter.state),
+        ("worker", &filter.worker),
+    ] {
+        let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        out.push(if out.is_empty() { '?' } else { '&' });
+        out.push_str(key);
+        out.push('=');
+        for b in value.bytes() {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.' {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
 }
 
 /// Every tenant's figures for an operator; a tenant's own for a tenant.
@@ -58,66 +99,15 @@ pub(crate) fn render(session: &Session, all: &[TenantFigures], filter: &FleetFil
     let needle = filter.q.as_deref().unwrap_or("").trim().to_lowercase();
     let state_filter = filter.state.as_deref().unwrap_or("").trim();
     let worker_filter = filter.worker.as_deref().unwrap_or("").trim();
-    let shown: Vec<&TenantFigures> = all
-        .iter()
-        .filter(|f| {
-            needle.is_empty()
-                || f.status.name.to_lowercase().contains(&needle)
-                || f.status.id.to_string().contains(&needle)
-        })
-        .filter(|f| state_filter.is_empty() || f.status.state.as_str() == state_filter)
-        .filter(|f| worker_filter.is_empty() || f.status.actual() == worker_filter)
-        .collect();
-
     let mut h = Html::new();
-    head_with(&mut h, "Fleet", Some(session), true);
-    let desired = all.iter().filter(|f| f.status.desired_running()).count();
-    let running = all
-        .iter()
-        .filter(|f| f.status.actual() == "running")
-        .count();
-    let breakers_open = all
-        .iter()
-        .flat_map(|f| f.status.breakers())
-        .filter(|(_, b)| *b == BreakerPosition::Open)
-        .count();
-    let alerts: usize = all.iter().map(|f| f.firing_alerts.len()).sum();
-    let pnl_today: Decimal = all.iter().map(|f| f.pnl_today).sum();
-    h.raw("<main><h1>Fleet</h1><div class=\"cards\">")
-        .el(
-            "<div class=\"card\">Tenants <strong id=\"count-tenants\">",
-            all.len(),
-            "</strong></div>",
-        )
-        .el(
-            "<div class=\"card\">Workers desired <strong id=\"count-desired\">",
-            desired,
-            "</strong></div>",
-        )
-        .el(
-            "<div class=\"card\">running <strong id=\"count-running\">",
-            running,
-            "</strong></div>",
-        )
-        .el(
-            "<div class=\"card\">Open breakers <strong>",
-            breakers_open,
-            "</strong></div>",
-        )
-        .el(
-            "<div class=\"card\">Firing alerts <strong>",
-            alerts,
-            "</strong></div>",
-        )
-        .el(
-            "<div class=\"card\">PnL today <strong>",
-            pnl_today.normalize(),
-            "</strong></div>",
-        )
-        .raw("</div>");
-
+    let own_name = match session.caller {
+        Caller::Tenant(_) => all.first().map(|f| f.status.name.as_str()),
+        Caller::Operator => None,
+    };
+    head_for(&mut h, "Fleet", Some(session), own_name);
+    h.raw("<main><h1>Fleet</h1>");
     // Filter and tenant selector (plain GET forms; work without script).
-    h.raw("<form method=\"get\" action=\"/ui/fleet\" class=\"inline\"><input type=\"text\" name=\"q\" placeholder=\"name or id\" value=\"")
+    h.raw("<form method=\"get\" action=\"/ui/fleet\" class=\"inline\" id=\"fleet-filter\"><input type=\"text\" name=\"q\" id=\"fleet-q\" placeholder=\"name or id\" value=\"")
         .text(&needle)
         .raw("\"> <select name=\"state\"><option value=\"\">any state</option>");
     // The fleet page never shows an offboarded tenant.
@@ -160,18 +150,83 @@ pub(crate) fn render(session: &Session, all: &[TenantFigures], filter: &FleetFil
             .raw("</option>");
     }
     h.raw("</select><noscript><button type=\"submit\">Open</button></noscript></form>");
+    h.raw("<div id=\"fleet-live\" data-live=\"/ui/fleet/live")
+        .text(query_string(filter))
+        .raw("\">");
+    live(&mut h, all, filter);
+    h.raw("</div><p>Updates every 5 s. SLO: availability ≥ ")
+        .text(percent(AVAILABILITY_OBJECTIVE.parse::<f64>().ok()))
+        .raw(" of desired time over 30 days.</p></main></body></html>");
+    h.finish()
+}
 
-    h.raw("<table id=\"fleet\"><thead><tr><th>Tenant</th><th>State</th><th>Desired</th><th>Worker</th><th>Heartbeat</th><th>Strategies</th><th>Open breakers</th><th>Alerts</th><th>Last error</th><th>PnL today</th><th>Availability 1 h / 30 d</th></tr></thead><tbody>");
+/// The figures and the table of those that pass `filter`.
+fn live(h: &mut Html, all: &[TenantFigures], filter: &FleetFilter) {
+    let needle = filter.q.as_deref().unwrap_or("").trim().to_lowercase();
+    let state_filter = filter.state.as_deref().unwrap_or("").trim();
+    let worker_filter = filter.worker.as_deref().unwrap_or("").trim();
+    let shown: Vec<&TenantFigures> = all
+        .iter()
+        .filter(|f| {
+            needle.is_empty()
+                || f.status.name.to_lowercase().contains(&needle)
+                || f.status.id.to_string().contains(&needle)
+        })
+        .filter(|f| state_filter.is_empty() || f.status.state.as_str() == state_filter)
+        .filter(|f| worker_filter.is_empty() || f.status.actual() == worker_filter)
+        .collect();
+    let desired = all.iter().filter(|f| f.status.desired_running()).count();
+    let running = all
+        .iter()
+        .filter(|f| f.status.actual() == "running")
+        .count();
+    let breakers_open = all
+        .iter()
+        .flat_map(|f| f.status.breakers())
+        .filter(|(_, b)| *b == BreakerPosition::Open)
+        .count();
+    let alerts: usize = all.iter().map(|f| f.firing_alerts.len()).sum();
+    let pnl_today: Decimal = all.iter().map(TenantFigures::today).sum();
+    h.raw("<div class=\"cards\">")
+        .el(
+            "<div class=\"card\">Tenants <strong id=\"count-tenants\">",
+            all.len(),
+            "</strong></div>",
+        )
+        .el(
+            "<div class=\"card\">Workers desired <strong id=\"count-desired\">",
+            desired,
+            "</strong></div>",
+        )
+        .el(
+            "<div class=\"card\">running <strong id=\"count-running\">",
+            running,
+            "</strong></div>",
+        )
+        .el(
+            "<div class=\"card\">Open breakers <strong>",
+            breakers_open,
+            "</strong></div>",
+        )
+        .el(
+            "<div class=\"card\">Firing alerts <strong>",
+            alerts,
+            "</strong></div>",
+        )
+        .el(
+            "<div class=\"card\">PnL today <strong id=\"fleet-pnl-today\">",
+            usd(pnl_today),
+            "</strong></div>",
+        )
+        .raw("</div>");
+    h.raw("<div class=\"scroll\"><table id=\"fleet\"><thead><tr><th>Tenant</th><th>State</th><th>Desired</th><th>Worker</th><th>Heartbeat</th><th>Strategies</th><th>Open breakers</th><th>Alerts</th><th>Last error</th><th class=\"num\">PnL today</th><th>Availability 1 h / 30 d</th></tr></thead><tbody>");
     for f in &shown {
-        row(&mut h, f);
+        row(h, f);
     }
     if shown.is_empty() {
         h.raw("<tr><td colspan=\"11\">No tenant matches.</td></tr>");
     }
-    h.raw("</tbody></table><p>Refreshes every 5 s. SLO: availability ≥ ")
-        .text(percent(AVAILABILITY_OBJECTIVE.parse::<f64>().ok()))
-        .raw(" of desired time over 30 days.</p></main></body></html>");
-    h.finish()
+    h.raw("</tbody></table></div>");
 }
 
 /// One tenant's row of the fleet table.
@@ -187,14 +242,16 @@ fn row(h: &mut Html, f: &TenantFigures) {
         .raw("</a></td><td>");
     badge(h, status.state.as_str());
     h.raw("</td><td>")
-        .text(status.desired())
+        .text(desired_text(status))
         .raw("</td><td class=\"worker\">");
     badge(h, status.actual());
     if status.restarts() > 0 {
         h.text(format!(" ({} restarts)", status.restarts()));
     }
     h.raw("</td><td>")
-        .text(age(status.heartbeat.as_ref().map(|hb| hb.age_seconds())))
+        .text(heartbeat_age(
+            status.heartbeat.as_ref().map(|hb| hb.age_seconds()),
+        ))
         .raw("</td><td>");
     if strategies.is_empty() {
         h.raw("–");
@@ -235,8 +292,12 @@ fn row(h: &mut Html, f: &TenantFigures) {
     }
     h.raw("</td><td class=\"error\">")
         .text(status.runtime_or_tenant_error().unwrap_or(""))
-        .raw("</td><td>")
-        .text(f.pnl_today)
+        .raw("</td>");
+    let (class, text) = signed(f.today());
+    h.raw("<td class=\"")
+        .raw(class)
+        .raw("\">")
+        .text(text)
         .raw("</td><td>")
         .text(percent(f.availability_1h))
         .raw(" / ")

@@ -1,24 +1,32 @@
-//! The tenant page: its worker, figures, alerts, strategies and venues, PnL
-//! chart, timeline, opportunities, trades, balances and audit log, with the
-//! pause / resume / offboard buttons. [`load`] reads everything into a
-//! [`TenantPage`]; [`render`] is a pure function of it.
+//! The tenant page: its worker and figures, the trader view ([`super::trader`]:
+//! equity, charts, positions, PnL by strategy), alerts, strategies and
+//! venues, timeline, opportunities, trades, balances and audit log, with the
+//! pause / resume / offboard buttons (enabled when the tenant's state allows
+//! them). [`load`] reads everything into a [`TenantPage`]; [`render`] is a
+//! pure function of it. The live part (figures, trader view, trades) is
+//! re-read every 5 s by the page's script from [`tenant_live`], so the page
+//! never reloads as a whole.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use polybot_core::TenantId;
+use polybot_core::lifecycle::TenantState;
+use polybot_store::TenantTx;
 use polybot_store::repo::alerts::{self as alert_states, FiringAlert};
 use polybot_store::repo::audit::{self, AuditEntry};
 use polybot_store::repo::balances::{self, Balance};
 use polybot_store::repo::fleet::{self, TenantFigures};
 use polybot_store::repo::opportunities::{self, Opportunity};
 use polybot_store::repo::runtime::{self, Event};
-use polybot_store::repo::trades::{self, PnlPoint, Trade};
-use polybot_store::{DbError, TenantTx};
+use polybot_store::repo::trades::{self, Trade};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 
-use super::{age, badge, dec, head, percent, strategies, time};
+use super::trader::{self, Trader};
+use super::{
+    badge, desired_text, head_for, heartbeat_age, percent, price, shares, signed, strategies, time,
+    usd,
+};
 use crate::AppState;
 use crate::auth::{Caller, TenantAccess};
 use crate::dashboard::{
@@ -29,8 +37,6 @@ use crate::tenants::TenantView;
 
 /// How many rows of each list the page shows.
 const LIST: i64 = 50;
-/// About how many points the PnL chart draws.
-const CHART_POINTS: i64 = 300;
 /// Balances shown: one per venue and asset, so every one of them.
 const BALANCES: i64 = 1_000;
 
@@ -43,7 +49,7 @@ pub(crate) struct TenantPage {
     pub opportunities: Vec<Opportunity>,
     pub trades: Vec<Trade>,
     pub balances: Vec<Balance>,
-    pub pnl: Vec<PnlPoint>,
+    pub trader: Trader,
     pub audit: Vec<AuditEntry>,
     /// (alert, subject, summary, since).
     pub firing: Vec<FiringAlert>,
@@ -66,6 +72,20 @@ pub async fn tenant(
     ))
 }
 
+/// The page's live part as JSON (`{"html": …}`), for the page's script.
+pub async fn tenant_live(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): PathId,
+) -> UiResult<Response> {
+    let session = require(&state, &headers).await?;
+    let tenant = visible(&session, &id)?;
+    let loaded = load(&state, session.caller, tenant).await?;
+    let mut h = Html::new();
+    live(&mut h, &session, &loaded);
+    Ok(crate::dashboard::live_json(h.finish()))
+}
+
 /// Reads the page's data: the tenant's view through the API's own handler
 /// (the same masking of keys), the rest in one tenant transaction.
 pub(crate) async fn load(
@@ -85,17 +105,13 @@ pub(crate) async fn load(
     Ok(page)
 }
 
-async fn read(
-    tx: &mut TenantTx,
-    figures: TenantFigures,
-    view: TenantView,
-) -> Result<TenantPage, DbError> {
+async fn read(tx: &mut TenantTx, figures: TenantFigures, view: TenantView) -> UiResult<TenantPage> {
     Ok(TenantPage {
         events: runtime::recent_events(tx, LIST).await?,
         opportunities: opportunities::page(tx, None, None, LIST).await?,
         trades: trades::page(tx, None, None, LIST).await?,
         balances: balances::page(tx, None, BALANCES).await?,
-        pnl: trades::pnl_curve(tx, CHART_POINTS).await?,
+        trader: trader::read(tx).await?,
         audit: audit::recent(tx, LIST).await?,
         firing: alert_states::firing(tx).await?,
         channels: crate::alerts::tenant_channels(tx)
@@ -109,66 +125,15 @@ async fn read(
     })
 }
 
-/// An inline SVG line chart of cumulative PnL (integer and decimal maths only).
-fn pnl_chart(h: &mut Html, points: &[PnlPoint]) {
-    const W: i64 = 640;
-    const H: i64 = 160;
-    const PAD: i64 = 8;
-    let [first, .., last] = points else {
-        h.raw("<p id=\"pnl-chart\">Not enough trades yet for a chart.</p>");
-        return;
-    };
-    let t0 = first.at.timestamp_millis();
-    let t1 = last.at.timestamp_millis();
-    let span = (t1 - t0).max(1);
-    let min = points
-        .iter()
-        .map(|p| p.total)
-        .fold(Decimal::ZERO, Decimal::min);
-    let max = points
-        .iter()
-        .map(|p| p.total)
-        .fold(Decimal::ZERO, Decimal::max);
-    let range = if max == min { Decimal::ONE } else { max - min };
-    let y = |v: Decimal| -> i64 {
-        PAD + ((max - v) * Decimal::from(H - 2 * PAD) / range)
-            .round()
-            .to_i64()
-            .unwrap_or(0)
-    };
-    let mut coords = String::new();
-    for p in points {
-        let x = PAD + (p.at.timestamp_millis() - t0) * (W - 2 * PAD) / span;
-        coords.push_str(&format!("{x},{} ", y(p.total)));
-    }
-    let zero = y(Decimal::ZERO);
-    h.raw("<svg id=\"pnl-chart\" role=\"img\" aria-label=\"cumulative PnL\" width=\"640\" height=\"160\" viewBox=\"0 0 640 160\" style=\"background:#fff;border:1px solid #e3e6eb\">")
-        .raw("<line x1=\"0\" x2=\"640\" stroke=\"#bbb\" stroke-dasharray=\"4\" y1=\"")
-        .text(zero)
-        .raw("\" y2=\"")
-        .text(zero)
-        .raw("\"/><polyline fill=\"none\" stroke=\"#2c6bed\" stroke-width=\"2\" points=\"")
-        .text(coords.trim_end())
-        .raw("\"/><text x=\"10\" y=\"14\" font-size=\"11\">max ")
-        .text(max.normalize())
-        .raw("</text><text x=\"10\" y=\"154\" font-size=\"11\">min ")
-        .text(min.normalize())
-        .raw("</text></svg><p>From ")
-        .text(time(Some(first.at)))
-        .raw(" to ")
-        .text(time(Some(last.at)))
-        .raw(" UTC; last ")
-        .text(last.total.normalize())
-        .raw("</p>");
-}
-
+/// A tenant action's button, disabled (with why, on hover) when the
+/// tenant's state does not allow it.
 fn action_button(
     h: &mut Html,
     session: &Session,
     tenant: TenantId,
-    action: &'static str,
-    label: &'static str,
+    (action, label): (&'static str, &'static str),
     confirm: bool,
+    refused: Option<&'static str>,
 ) {
     h.raw("<form method=\"post\" class=\"inline\" action=\"/ui/tenants/")
         .text(tenant)
@@ -182,19 +147,21 @@ fn action_button(
         .text(&session.csrf)
         .raw("\"><button type=\"submit\" id=\"action-")
         .raw(action)
-        .raw("\">")
-        .raw(label)
-        .raw("</button></form> ");
+        .raw("\"");
+    if let Some(why) = refused {
+        h.raw(" disabled title=\"").raw(why).raw("\"");
+    }
+    h.raw(">").raw(label).raw("</button></form> ");
 }
 
 /// The page for what [`load`] read.
 pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>) -> String {
-    let figures = &data.figures;
-    let status = &figures.status;
+    let status = &data.figures.status;
     let view = &data.view;
     let tenant = status.tenant_id();
     let mut h = Html::new();
-    head(&mut h, &status.name, Some(session));
+    let own_name = matches!(session.caller, Caller::Tenant(_)).then_some(status.name.as_str());
+    head_for(&mut h, &status.name, Some(session), own_name);
     h.raw("<main><h1 id=\"tenant-name\">")
         .text(&status.name)
         .raw("</h1><p><code>")
@@ -203,16 +170,38 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
         .text(&view.mode)
         .raw(" mode · onboarding step ")
         .text(&view.provisioning.step)
-        .raw("</p>");
+        .raw(" · <a href=\"/ui/tenants/")
+        .text(tenant)
+        .raw("/settings\" id=\"settings-link\">Settings</a> (strategies, risk limits, keys)</p>");
     if let Some(n) = notice {
         h.el("<p class=\"notice\" id=\"notice\">", n, "</p>");
     }
+    h.raw("<div id=\"live\" data-live=\"/ui/tenants/")
+        .text(tenant)
+        .raw("/live\">");
+    live(&mut h, session, data);
+    h.raw("</div>");
+    alerts(&mut h, data);
+    health(&mut h, data);
+    super::billing_view::section(&mut h, data.billing.as_ref());
+    tables(&mut h, data);
+    h.raw("</main></body></html>");
+    h.finish()
+}
+
+/// What changes while one looks: state, worker, figures, buttons, the
+/// trader view and the newest trades.
+fn live(h: &mut Html, session: &Session, data: &TenantPage) {
+    let figures = &data.figures;
+    let status = &figures.status;
+    let view = &data.view;
+    let tenant = status.tenant_id();
     h.raw("<div class=\"cards\"><div class=\"card\">State ");
-    badge(&mut h, status.state.as_str());
-    h.raw("</div><div class=\"card\">Desired <strong>")
-        .text(status.desired())
+    badge(h, status.state.as_str());
+    h.raw("</div><div class=\"card\">Desired <strong id=\"desired\">")
+        .text(desired_text(status))
         .raw("</strong></div><div class=\"card\">Worker <span id=\"worker-state\">");
-    badge(&mut h, status.actual());
+    badge(h, status.actual());
     h.raw("</span>");
     if let Some(runtime) = &status.runtime {
         if let Some(instance) = &runtime.instance_id {
@@ -225,13 +214,11 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
             h.text(format!(", back-off until {}", time(Some(until))));
         }
     }
-    h.raw("</div><div class=\"card\">Heartbeat ")
-        .text(age(status.heartbeat.as_ref().map(|hb| hb.age_seconds())))
-        .raw(" ago</div><div class=\"card\">PnL today <strong>")
-        .text(figures.pnl_today)
-        .raw("</strong>, total ")
-        .text(figures.pnl_total)
-        .raw("</div><div class=\"card\">Availability 1 h <strong>")
+    h.raw("</div><div class=\"card\">Heartbeat <span id=\"heartbeat\">")
+        .text(heartbeat_age(
+            status.heartbeat.as_ref().map(|hb| hb.age_seconds()),
+        ))
+        .raw("</span></div><div class=\"card\">Availability 1 h <strong>")
         .text(percent(figures.availability_1h))
         .raw("</strong>, 30 d <strong id=\"availability-30d\">")
         .text(percent(figures.availability_30d))
@@ -259,22 +246,44 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
             "</p>",
         );
     }
+    let state = status.state;
     h.raw("<p>");
-    action_button(&mut h, session, tenant, "pause", "Pause", false);
-    action_button(&mut h, session, tenant, "resume", "Resume", false);
+    action_button(
+        h,
+        session,
+        tenant,
+        ("pause", "Pause"),
+        false,
+        (state != TenantState::Active).then_some("only an active tenant can be paused"),
+    );
+    let resume_refused = if !matches!(state, TenantState::Paused | TenantState::Failed) {
+        Some("only a paused or failed tenant can be resumed")
+    } else if view.held_by_operator && session.caller != Caller::Operator {
+        Some("an operator holds this tenant paused")
+    } else {
+        None
+    };
+    let resume = if state == TenantState::Failed {
+        ("resume", "Retry onboarding")
+    } else {
+        ("resume", "Resume")
+    };
+    action_button(h, session, tenant, resume, false, resume_refused);
     if session.caller == Caller::Operator {
-        action_button(&mut h, session, tenant, "offboard", "Offboard", true);
+        action_button(
+            h,
+            session,
+            tenant,
+            ("offboard", "Offboard"),
+            true,
+            matches!(state, TenantState::Offboarding | TenantState::Offboarded)
+                .then_some("the tenant is already being offboarded"),
+        );
     }
     h.raw("</p>");
-
-    alerts(&mut h, data);
-    health(&mut h, data);
-    super::billing_view::section(&mut h, data.billing.as_ref());
-    h.raw("<h2>PnL</h2>");
-    pnl_chart(&mut h, &data.pnl);
-    tables(&mut h, data);
-    h.raw("</main></body></html>");
-    h.finish()
+    trader::render(h, &data.trader, &data.trades);
+    trades_table(h, &data.trades);
+    opportunities_table(h, data);
 }
 
 fn alerts(h: &mut Html, data: &TenantPage) {
@@ -293,7 +302,9 @@ fn alerts(h: &mut Html, data: &TenantPage) {
     }
     h.raw("<p>Channels: ");
     if data.channels.is_empty() {
-        h.raw("none (set them with <code>PUT /tenants/{id}/alert-channels</code>)");
+        h.raw("none (add them in the <a href=\"/ui/tenants/")
+            .text(data.figures.status.tenant_id())
+            .raw("/settings#channels\">settings</a>)");
     }
     for c in &data.channels {
         h.raw("<span class=\"badge\">")
@@ -366,7 +377,34 @@ fn tables(h: &mut Html, data: &TenantPage) {
         badge(h, &e.kind);
         h.el("</td><td>", &e.detail, "</td></tr>");
     }
-    h.raw("</table><h2>Recent opportunities</h2><table id=\"opportunities\"><tr><th>Detected</th><th>Strategy</th><th>Venue</th><th>Market</th><th>Description</th><th>Edge</th><th>Expected profit</th><th>Size</th><th>Executed at</th></tr>");
+    h.raw("</table>");
+    h.raw("<h2>Balances</h2><div class=\"scroll\"><table id=\"balances\"><tr><th>Venue</th><th>Asset</th><th>Amount</th><th>Updated</th></tr>");
+    if data.balances.is_empty() {
+        h.raw("<tr><td colspan=\"4\">None yet.</td></tr>");
+    }
+    for b in &data.balances {
+        h.el("<tr><td>", &b.venue, "</td>")
+            .el("<td>", &b.asset, "</td>")
+            .el("<td class=\"num\">", usd(b.amount), "</td>")
+            .el("<td>", time(Some(b.updated_at)), "</td></tr>");
+    }
+    h.raw("</table></div><h2>Audit log</h2><div class=\"scroll\"><table id=\"audit\"><tr><th>At (UTC)</th><th>Actor</th><th>Action</th><th>Details</th></tr>");
+    for a in &data.audit {
+        h.el("<tr><td>", time(Some(a.at)), "</td>")
+            .el("<td>", &a.actor, "</td>")
+            .el("<td>", &a.action, "</td>")
+            .el("<td><code>", &a.details, "</code></td></tr>");
+    }
+    h.raw("</table></div>");
+}
+
+fn dash() -> String {
+    "–".to_owned()
+}
+
+/// The newest opportunities.
+fn opportunities_table(h: &mut Html, data: &TenantPage) {
+    h.raw("<h2>Recent opportunities</h2><div class=\"scroll\"><table id=\"opportunities\"><tr><th>Detected</th><th>Strategy</th><th>Venue</th><th>Market</th><th>Description</th><th>Edge</th><th>Expected profit</th><th>Size</th><th>Executed at</th></tr>");
     if data.opportunities.is_empty() {
         h.raw("<tr><td colspan=\"9\">None yet.</td></tr>");
     }
@@ -376,44 +414,49 @@ fn tables(h: &mut Html, data: &TenantPage) {
             .el("<td>", &o.venue, "</td>")
             .el("<td>", &o.market, "</td>")
             .el("<td>", &o.description, "</td>")
-            .el("<td>", dec(o.edge), "</td>")
-            .el("<td>", dec(o.expected_profit), "</td>")
-            .el("<td>", dec(o.size), "</td>")
+            .el(
+                "<td class=\"num\">",
+                o.edge.map_or_else(dash, price),
+                "</td>",
+            )
+            .el(
+                "<td class=\"num\">",
+                o.expected_profit.map_or_else(dash, usd),
+                "</td>",
+            )
+            .el(
+                "<td class=\"num\">",
+                o.size.map_or_else(dash, shares),
+                "</td>",
+            )
             .el("<td>", time(o.executed_at), "</td></tr>");
     }
-    h.raw("</table><h2>Trades</h2><table id=\"trades\"><tr><th>Executed</th><th>Strategy</th><th>Venue</th><th>Market</th><th>Side</th><th>Outcome</th><th>Price</th><th>Size</th><th>Fee</th><th>Realized PnL</th><th>Mode</th></tr>");
-    if data.trades.is_empty() {
+    h.raw("</table></div>");
+}
+
+/// The newest trades, with the markers' colours' meaning.
+fn trades_table(h: &mut Html, trades: &[Trade]) {
+    h.raw("<h2>Trades</h2><div class=\"scroll\"><table id=\"trades\"><tr><th>Executed (UTC)</th><th>Strategy</th><th>Venue</th><th>Market</th><th>Side</th><th>Outcome</th><th class=\"num\">Price</th><th class=\"num\">Shares</th><th class=\"num\">Fee</th><th class=\"num\">Realized</th><th>Mode</th></tr>");
+    if trades.is_empty() {
         h.raw("<tr><td colspan=\"11\">None yet.</td></tr>");
     }
-    for t in &data.trades {
+    for t in trades {
         h.el("<tr><td>", time(Some(t.executed_at)), "</td>")
             .el("<td>", &t.strategy, "</td>")
             .el("<td>", &t.venue, "</td>")
             .el("<td>", &t.market, "</td>")
             .el("<td>", &t.side, "</td>")
             .el("<td>", t.outcome.as_deref().unwrap_or("–"), "</td>")
-            .el("<td>", t.price.normalize(), "</td>")
-            .el("<td>", t.size.normalize(), "</td>")
-            .el("<td>", t.fee.normalize(), "</td>")
-            .el("<td>", dec(t.realized_pnl), "</td>")
+            .el("<td class=\"num\">", price(t.price), "</td>")
+            .el("<td class=\"num\">", shares(t.size), "</td>")
+            .el("<td class=\"num\">", usd(t.fee), "</td>");
+        let (class, text) = signed(t.realized_pnl.unwrap_or(Decimal::ZERO));
+        h.raw("<td class=\"")
+            .raw(class)
+            .raw("\">")
+            .text(text)
+            .raw("</td>")
             .el("<td>", &t.mode, "</td></tr>");
     }
-    h.raw("</table><h2>Balances</h2><table id=\"balances\"><tr><th>Venue</th><th>Asset</th><th>Amount</th><th>Updated</th></tr>");
-    if data.balances.is_empty() {
-        h.raw("<tr><td colspan=\"4\">None yet.</td></tr>");
-    }
-    for b in &data.balances {
-        h.el("<tr><td>", &b.venue, "</td>")
-            .el("<td>", &b.asset, "</td>")
-            .el("<td>", b.amount.normalize(), "</td>")
-            .el("<td>", time(Some(b.updated_at)), "</td></tr>");
-    }
-    h.raw("</table><h2>Audit log</h2><table id=\"audit\"><tr><th>At (UTC)</th><th>Actor</th><th>Action</th><th>Details</th></tr>");
-    for a in &data.audit {
-        h.el("<tr><td>", time(Some(a.at)), "</td>")
-            .el("<td>", &a.actor, "</td>")
-            .el("<td>", &a.action, "</td>")
-            .el("<td><code>", &a.details, "</code></td></tr>");
-    }
-    h.raw("</table>");
+    h.raw("</table></div>");
 }

@@ -93,7 +93,9 @@ fn the_set_is_settled_at_one_and_the_profit_realised() {
     assert_eq!(settlement.payout, dec!(100));
     assert_eq!(settlement.realised_pnl, dec!(5)); // 100 − 95 cost basis
     let p = e.portfolio();
-    assert_eq!(p.realised_pnl, dec!(1.5875)); // 5 − 3.4125 fees
+    assert_eq!(p.realised_pnl, dec!(5));
+    assert_eq!(p.fees_paid, dec!(3.4125));
+    assert_eq!(p.realised_pnl - p.fees_paid, dec!(1.5875));
     assert_eq!(
         p.balances,
         vec![
@@ -111,7 +113,9 @@ fn a_complete_set_is_marked_at_one_before_resolution() {
     let p = e.portfolio();
     assert_eq!(p.exposure, dec!(95));
     assert_eq!(p.unrealised_pnl, dec!(5));
-    assert_eq!(p.realised_pnl, dec!(-3.4125));
+    assert_eq!(p.locked_pnl, dec!(5));
+    assert_eq!(p.realised_pnl, dec!(0));
+    assert_eq!(p.fees_paid, dec!(3.4125));
     assert_eq!(p.equity, dec!(1000) + dec!(1000) + dec!(1.5875));
 }
 

@@ -159,7 +159,8 @@ fn a_spot_well_below_the_published_open_buys_down_and_the_resolution_pays_it() {
         (1, dec!(30), dec!(0.70), dec!(0.441))
     );
     let p = e.portfolio();
-    assert_eq!(p.realised_pnl, dec!(8.559)); // 30 − 21 − 0.441
+    assert_eq!(p.realised_pnl, dec!(9)); // 30 − 21
+    assert_eq!(p.fees_paid, dec!(0.441));
     assert_eq!(p.balances[0], (Venue::Polymarket, dec!(1008.559)));
 }
 
