@@ -172,18 +172,7 @@ impl<C: Clock> Engine<C> {
         let idx = self.markets.find(order.market.as_str())?;
         let outcomes = self.markets.get(idx).books.len();
         let notional = size * avg_price;
-        self.portfolio.apply_fill(
-            order.venue,
-            idx,
-            outcomes,
-            order.outcome,
-            order.side,
-            size,
-            notional,
-            fee,
-        );
-        self.stats.fills += 1;
-        Some(Decision::Fill(Fill {
+        let mut fill = Fill {
             order: order.id,
             opportunity: order.opportunity,
             strategy: order.strategy,
@@ -196,7 +185,11 @@ impl<C: Clock> Engine<C> {
             avg_price,
             notional,
             fee,
-        }))
+            realised_pnl: Decimal::ZERO,
+        };
+        fill.realised_pnl = self.portfolio.apply_fill(idx, outcomes, &fill);
+        self.stats.fills += 1;
+        Some(Decision::Fill(fill))
     }
 
     /// The venue is done with `order` (filled, killed, refused, cancelled,

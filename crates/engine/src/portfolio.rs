@@ -478,6 +478,8 @@ mod tests {
             closes_at: None,
             recurring: None,
             reference_price: None,
+            venue_ids: None,
+            fee_exponent: 1,
         });
         markets
             .apply_snapshot(&BookSnapshot {

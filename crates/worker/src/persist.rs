@@ -20,6 +20,8 @@
 //! epoch: a fenced worker's flush fails and writes nothing. The statements
 //! are the store's ([`polybot_store::repo`]); this module decides the rows.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use polybot_core::Mode;
 use polybot_core::strategy::Venue;
