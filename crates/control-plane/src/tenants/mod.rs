@@ -29,6 +29,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
 
 mod input;
+pub mod live;
 
 use input::{idempotency_key, parse_body, parse_input, request_hash, to_json};
 
@@ -96,11 +97,11 @@ async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
     Ok(tenants::detail(tx).await?.map(TenantView::from))
 }
 
-/// What `mode=live` answers until a venue has live execution: the worker has
-/// no order path to any venue yet, so accepting it would paper-trade under a
-/// live label. The live-trading issues lift this venue by venue.
-pub const LIVE_REFUSED: &str = "live execution is not available for the tenant's venues yet; \
-     use paper (the default)";
+/// What onboarding answers to `mode=live` or `shadow`: a tenant starts in
+/// paper, and going live is a separate, deliberate step (the preflight, the
+/// acknowledgement, the audit entry of `PATCH /tenants/{id}`).
+pub const LIVE_REFUSED: &str = "a tenant starts in paper; once onboarded, switch it to shadow \
+     or live with PATCH /tenants/{id} (see docs/live-trading.md)";
 
 fn live_refused() -> FieldError {
     FieldError::new("mode", LIVE_REFUSED)
@@ -116,7 +117,8 @@ fn live_refused() -> FieldError {
 pub struct CreateTenantRequest {
     /// 1 to 100 characters.
     name: String,
-    /// paper (default). live is refused (422) until a venue has live execution.
+    /// paper (default). shadow and live are refused (422): a tenant starts in
+    /// paper and switches with `PATCH /tenants/{id}`.
     mode: Option<String>,
     /// Per venue, all optional: polymarket {private_key, api_key, secret, passphrase},
     /// kalshi {key_id, private_key_pem}, binance_us {api_key, secret_key},
@@ -440,20 +442,59 @@ pub async fn patch(
     TenantAccess { caller, tenant }: TenantAccess,
     body: Bytes,
 ) -> ApiResult<Json<TenantView>> {
-    let body = parse_body(&body)?;
-    let live = matches!(
-        body.get("mode").and_then(Value::as_str),
-        Some("live" | "shadow")
-    );
+    let mut body = parse_body(&body)?;
+    let acknowledgement = body.remove(live::ACKNOWLEDGEMENT_FIELD);
     let input =
         parse_input(&body, &["name", "mode", "strategies", "risk"]).map_err(|mut errors| {
-            if live {
-                errors.push(live_refused());
-            }
+            let mode = body
+                .get("mode")
+                .and_then(Value::as_str)
+                .and_then(|m| m.parse::<Mode>().ok());
+            errors.extend(live::check_acknowledgement(mode, acknowledgement.as_ref()));
             ApiError::Validation(errors)
         })?;
-    if matches!(input.mode, Some(Mode::Live | Mode::Shadow)) {
-        return Err(ApiError::Validation(vec![live_refused()]));
+    let acknowledged = live::check_acknowledgement(input.mode, acknowledgement.as_ref());
+    if !acknowledged.is_empty() {
+        return Err(ApiError::Validation(acknowledged));
+    }
+    let settings = &state.settings.live;
+    if input.mode == Some(Mode::Live) && settings.requires_operator && caller != Caller::Operator {
+        return Err(ApiError::Forbidden(live::OPERATOR_ONLY));
+    }
+    if let Some(mode @ (Mode::Live | Mode::Shadow)) = input.mode {
+        // Read, then ask the venue outside any transaction: the preflight
+        // may take seconds, and no row should stay locked meanwhile.
+        let mut tx = state.db.tenant(tenant).await?;
+        let detail = tenants::detail(&mut tx)
+            .await?
+            .ok_or(ApiError::NotFound("tenant"))?;
+        let keys = state
+            .secrets
+            .get(&mut tx)
+            .await?
+            .map(|s| s.exchange_keys)
+            .unwrap_or_default();
+        tx.commit().await?;
+        let strategies = match &input.strategies {
+            Some(s) => s.clone(),
+            None => detail
+                .strategies
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored strategies: {e}")))?
+                .unwrap_or_default(),
+        };
+        let refused = live::venues_without_execution(&strategies, &keys);
+        if !refused.is_empty() {
+            return Err(ApiError::Validation(vec![live::venues_refused(
+                mode, &refused,
+            )]));
+        }
+        if detail.mode != mode.as_str() {
+            live::preflight(&settings.polymarket, &keys)
+                .await
+                .map_err(|e| ApiError::Validation(vec![e]))?;
+        }
     }
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
@@ -462,6 +503,10 @@ pub async fn patch(
             "tenant is {current}; it cannot be changed"
         )));
     }
+    let before = tenants::detail(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?
+        .mode;
     crate::billing::check(
         &mut tx,
         &crate::billing::Wanted::of(input.mode, input.strategies.as_ref(), None),
@@ -483,6 +528,15 @@ pub async fn patch(
         json!({"fields": changed}),
     )
     .await?;
+    if let Some(mode) = input.mode.filter(|m| m.as_str() != before) {
+        audit::append(
+            &mut tx,
+            &caller.actor(),
+            "tenant.mode",
+            json!({"from": before, "to": mode.as_str()}),
+        )
+        .await?;
+    }
     let view = load_view(&mut tx)
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
