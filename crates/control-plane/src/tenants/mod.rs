@@ -423,18 +423,42 @@ async fn lock_state(tx: &mut TenantTx) -> ApiResult<TenantState> {
         .ok_or(ApiError::NotFound("tenant"))
 }
 
-/// Change a tenant's name, mode, strategies or risk limits (validated like onboarding).
+/// The body of `PATCH /tenants/{id}` (documentation; the handler validates field by field).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct UpdateTenantRequest {
+    /// 1 to 100 characters.
+    name: Option<String>,
+    /// paper, shadow or live. shadow and live need every venue the tenant
+    /// trades or holds keys for to execute (Polymarket only, for now) and
+    /// Polymarket keys that pass a signed, read-only preflight (balance and
+    /// allowance); live also needs `live_acknowledgement` and, when the
+    /// platform sets `POLYBOT_LIVE_REQUIRES_OPERATOR` (the default), an
+    /// operator token.
+    mode: Option<String>,
+    /// With `mode: live` only, exactly "I understand real orders will be sent".
+    live_acknowledgement: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    strategies: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    risk: Option<Value>,
+}
+
+/// Change a tenant's name, mode, strategies or risk limits (validated like
+/// onboarding). Switching to shadow or live first asks the venue, with the
+/// tenant's keys, for its balance; the audit log records who switched.
 #[utoipa::path(patch, path = "/tenants/{id}", operation_id = "update_tenant", tag = "tenants",
-    request_body = Object,
+    request_body = UpdateTenantRequest,
     params(("id" = Uuid, Path, description = "the tenant's id")),
     responses(
         (status = 200, description = "the updated tenant", body = TenantView),
         (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a tenant token asked for live where only an operator may switch a tenant to live", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid, a venue has no live execution, the live acknowledgement is missing, or the keys failed the preflight (exchange_keys.polymarket, with the venue's status and words)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn patch(

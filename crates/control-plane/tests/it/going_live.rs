@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::common::{self, Harness, OPERATOR, TEST_PEM};
+use crate::dashboard::Agent;
 
 const KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const ADDRESS: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
@@ -133,9 +134,20 @@ async fn a_tenant_whose_keys_pass_the_preflight_goes_to_shadow_then_live(
     let id = polymarket_tenant(&h, &clob, true).await;
     let token = tenant_token(&h, &id).await;
 
+    let agent = Agent::sign_in(&h, OPERATOR).await;
+    let shadow =
+        "<span class=\"badge mode-shadow\" title=\"orders are signed, none is sent\">SHADOW</span>";
+    let live = "<span class=\"badge mode-live\" title=\"real orders are sent\">LIVE</span>";
+    let fleet = agent.get("/ui/fleet").await;
+    assert!(
+        !fleet.text.contains("class=\"badge mode-"),
+        "a paper tenant has no badge"
+    );
+
     let reply = switch(&h, &id, &token, json!({"mode": "shadow"})).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["mode"], "shadow");
+    assert!(agent.get("/ui/fleet").await.text.contains(shadow));
 
     let reply = switch(&h, &id, OPERATOR, json!({"mode": "live"})).await;
     assert_eq!(
@@ -170,6 +182,14 @@ async fn a_tenant_whose_keys_pass_the_preflight_goes_to_shadow_then_live(
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
     assert_eq!(reply.body["mode"], "live");
     assert_eq!(stored_mode(&h, &id).await, "live");
+    assert!(agent.get("/ui/fleet").await.text.contains(live));
+    let page = agent.get(&format!("/ui/tenants/{id}")).await;
+    assert!(
+        page.text
+            .contains(&format!("<h1 id=\"tenant-name\">acme {live}</h1>")),
+        "{}",
+        page.text
+    );
 
     assert_eq!(
         mode_changes(&h, &id).await,

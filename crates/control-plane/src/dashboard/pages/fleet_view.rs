@@ -12,7 +12,7 @@ use polybot_store::DbError;
 use polybot_store::repo::fleet::{self, TenantFigures};
 use rust_decimal::Decimal;
 
-use super::{age, badge, head_with, percent, strategies};
+use super::{age, badge, head_with, mode_badge, percent, strategies};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::dashboard::{Html, Session, UiResult, page, require};
@@ -184,7 +184,9 @@ fn row(h: &mut Html, f: &TenantFigures) {
         .text(status.id)
         .raw("\">")
         .text(&status.name)
-        .raw("</a></td><td>");
+        .raw("</a>");
+    mode_badge(h, &status.mode);
+    h.raw("</td><td>");
     badge(h, status.state.as_str());
     h.raw("</td><td>")
         .text(status.desired())

@@ -18,7 +18,7 @@ use polybot_store::{DbError, TenantTx};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use super::{age, badge, dec, head, percent, strategies, time};
+use super::{age, badge, dec, head, mode_badge, percent, strategies, time};
 use crate::AppState;
 use crate::auth::{Caller, TenantAccess};
 use crate::dashboard::{
@@ -195,9 +195,9 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
     let tenant = status.tenant_id();
     let mut h = Html::new();
     head(&mut h, &status.name, Some(session));
-    h.raw("<main><h1 id=\"tenant-name\">")
-        .text(&status.name)
-        .raw("</h1><p><code>")
+    h.raw("<main><h1 id=\"tenant-name\">").text(&status.name);
+    mode_badge(&mut h, &view.mode);
+    h.raw("</h1><p><code>")
         .text(status.id)
         .raw("</code> · ")
         .text(&view.mode)
