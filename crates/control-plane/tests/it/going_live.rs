@@ -296,3 +296,61 @@ async fn a_kalshi_tenant_stays_out_of_shadow_and_live(
     assert_eq!(stored_mode(&h, &id).await, "paper");
     assert_eq!(clob.order_posts(), 0);
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_tenant_switched_to_live_gets_a_live_worker(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+
+    use polybot_control_plane::reconcile::Reconciler;
+    use polybot_launcher::local::LocalLauncher;
+
+    let clob = ClobStandIn::start(POLYGON).await;
+    let h = harness(pool_opts, options, &clob, true).await;
+    let id = polymarket_tenant(&h, &clob, true).await;
+    let reply = switch(
+        &h,
+        &id,
+        OPERATOR,
+        json!({"mode": "live", "live_acknowledgement": ACKNOWLEDGEMENT}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+
+    // A stand-in worker that prints the environment it was started with
+    // (its output goes to the tenant's log).
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("fake-polybot");
+    std::fs::write(&program, "#!/bin/sh\nenv\nexec sleep 30\n").unwrap();
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let launcher =
+        Arc::new(LocalLauncher::new(program.clone(), dir.path().join("workers")).unwrap());
+    let mut reconciler = Reconciler::new(
+        h.state.db.clone(),
+        launcher.clone(),
+        h.state.secrets.clone(),
+        h.state.reconcile.clone(),
+    );
+    let report = reconciler.pass().await.unwrap();
+    assert_eq!(report.started, 1, "{report:?}");
+
+    let written = dir.path().join("workers").join(format!("{id}.log"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let env = loop {
+        let text = std::fs::read_to_string(&written).unwrap_or_default();
+        if text.contains("POLYBOT_MODE=") {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the worker never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mode: Vec<&str> = env
+        .lines()
+        .filter(|l| l.starts_with("POLYBOT_MODE="))
+        .collect();
+    assert_eq!(mode, ["POLYBOT_MODE=live"]);
+    launcher.shutdown().await;
+}
