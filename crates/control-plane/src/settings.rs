@@ -177,7 +177,7 @@ pub struct SettingsArgs {
     pub telegram_api_base: String,
     /// Only operators may switch a tenant to live (tenant tokens get a 403).
     /// On unless turned off: real money moves, so the platform decides.
-    #[arg(long, env = "POLYBOT_LIVE_REQUIRES_OPERATOR", value_name = "BOOL", default_value = "true", value_parser = Named(switch))]
+    #[arg(long, env = "POLYBOT_LIVE_REQUIRES_OPERATOR", value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set, value_parser = Named(switch))]
     pub live_requires_operator: bool,
     /// The Polymarket CLOB the live preflight asks; the worker's setting.
     #[arg(long, env = "POLYBOT_POLYMARKET_CLOB_URL", value_name = "URL", default_value = "https://clob.polymarket.com", value_parser = Named(http_base))]
@@ -324,6 +324,25 @@ mod tests {
             settings.alerts.telegram_api_base,
             "https://api.telegram.org"
         );
+    }
+
+    #[test]
+    fn live_is_for_operators_unless_turned_off_and_the_preflight_asks_the_workers_clob() {
+        let settings = parse(&[]).expect("the defaults parse");
+        assert!(settings.live.requires_operator);
+        assert_eq!(
+            settings.live.polymarket.host,
+            "https://clob.polymarket.com/"
+        );
+        let settings = parse(&[
+            "--live-requires-operator",
+            "off",
+            "--polymarket-clob-url",
+            "http://127.0.0.1:9/",
+        ])
+        .expect("the flags parse");
+        assert!(!settings.live.requires_operator);
+        assert_eq!(settings.live.polymarket.host, "http://127.0.0.1:9/");
     }
 
     #[test]
