@@ -126,7 +126,7 @@ impl AppState {
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated, tenants::CreateTokenRequest, tenants::TokenView, tenants::TokenList,
-        tenants::CreateTenantRequest, status::StatusView, status::FleetPage, status::WorkerView, status::HeartbeatView,
+        tenants::CreateTenantRequest, tenants::UpdateTenantRequest, status::StatusView, status::FleetPage, status::WorkerView, status::HeartbeatView,
         alerts::ChannelsView, alerts::ChannelView, alerts::ChannelsRequest,
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl, data::PositionView,

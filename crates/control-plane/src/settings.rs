@@ -77,6 +77,8 @@ pub struct Settings {
     pub alerts: AlertSettings,
     /// Plans, Stripe and payment holds (`crate::billing`).
     pub billing: crate::billing::BillingSettings,
+    /// Who may switch a tenant to live, and the CLOB its preflight asks.
+    pub live: crate::tenants::live::LiveSettings,
 }
 
 impl std::fmt::Debug for Settings {
@@ -87,6 +89,7 @@ impl std::fmt::Debug for Settings {
             .field("session_ttl", &self.session_ttl)
             .field("alerts", &self.alerts)
             .field("billing", &self.billing)
+            .field("live", &self.live)
             .finish()
     }
 }
@@ -99,6 +102,7 @@ impl Default for Settings {
             session_ttl: Duration::from_secs(12 * 3600),
             alerts: AlertSettings::default(),
             billing: crate::billing::BillingSettings::default(),
+            live: crate::tenants::live::LiveSettings::default(),
         }
     }
 }
@@ -171,6 +175,13 @@ pub struct SettingsArgs {
     /// The Telegram Bot API that telegram channels send through.
     #[arg(long, env = "POLYBOT_TELEGRAM_API_BASE", value_name = "URL", default_value = "https://api.telegram.org", value_parser = Named(http_base))]
     pub telegram_api_base: String,
+    /// Only operators may switch a tenant to live (tenant tokens get a 403).
+    /// On unless turned off: real money moves, so the platform decides.
+    #[arg(long, env = "POLYBOT_LIVE_REQUIRES_OPERATOR", value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set, value_parser = Named(switch))]
+    pub live_requires_operator: bool,
+    /// The Polymarket CLOB the live preflight asks; the worker's setting.
+    #[arg(long, env = "POLYBOT_POLYMARKET_CLOB_URL", value_name = "URL", default_value = "https://clob.polymarket.com", value_parser = Named(http_base))]
+    pub polymarket_clob_url: String,
 }
 
 impl From<SettingsArgs> for Settings {
@@ -196,6 +207,13 @@ impl From<SettingsArgs> for Settings {
                 ..defaults
             },
             billing: crate::billing::BillingSettings::default(),
+            live: crate::tenants::live::LiveSettings {
+                requires_operator: args.live_requires_operator,
+                polymarket: polybot_venues::execution::polymarket::PolymarketSettings {
+                    host: format!("{}/", args.polymarket_clob_url.trim_end_matches('/')),
+                    ..Default::default()
+                },
+            },
         }
     }
 }
@@ -306,6 +324,25 @@ mod tests {
             settings.alerts.telegram_api_base,
             "https://api.telegram.org"
         );
+    }
+
+    #[test]
+    fn live_is_for_operators_unless_turned_off_and_the_preflight_asks_the_workers_clob() {
+        let settings = parse(&[]).expect("the defaults parse");
+        assert!(settings.live.requires_operator);
+        assert_eq!(
+            settings.live.polymarket.host,
+            "https://clob.polymarket.com/"
+        );
+        let settings = parse(&[
+            "--live-requires-operator",
+            "off",
+            "--polymarket-clob-url",
+            "http://127.0.0.1:9/",
+        ])
+        .expect("the flags parse");
+        assert!(!settings.live.requires_operator);
+        assert_eq!(settings.live.polymarket.host, "http://127.0.0.1:9/");
     }
 
     #[test]

@@ -119,12 +119,14 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
         let stderr = String::from_utf8_lossy(&bad.stderr);
         assert!(stderr.contains("POST /tenants failed (422)"), "{stderr}");
         assert!(stderr.contains("strategies.nope"), "{stderr}");
-        // Live mode is refused like the API refuses it.
+        // Onboarding in live mode is refused like the API refuses it.
         let live = tenants(&cp, t, &["create", "--name", "x", "--mode", "live"]);
         assert!(!live.status.success());
         let stderr = String::from_utf8_lossy(&live.stderr);
         assert!(
-            stderr.contains("mode: live execution is not available for the tenant's venues yet"),
+            stderr.contains(
+                "mode: a tenant starts in paper; once onboarded, switch it to shadow or live"
+            ),
             "{stderr}"
         );
 

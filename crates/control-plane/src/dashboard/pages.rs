@@ -49,6 +49,7 @@ th,td{border-bottom:1px solid #e3e6eb;padding:4px 8px;text-align:left;vertical-a
 th{background:#eef1f5;font-weight:600}\
 .badge{display:inline-block;padding:0 6px;border-radius:8px;background:#e3e6eb;margin:1px}\
 .ok,.running,.active,.closed{background:#d5f5dd}.bad,.crash_loop,.launch_backoff,.failed,.open{background:#ffd6d6}.capacity{background:#fff1c2}\
+.badge.mode-live{background:#b00020;color:#fff;font-weight:700}.badge.mode-shadow{background:#3d3d8f;color:#fff;font-weight:700}\
 .warn,.starting,.pending,.paused,.half_open,.stopping,.provisioning{background:#fff1c2}\
 .error{color:#a40000}.field-error{color:#a40000;display:block}\
 .cards{display:flex;gap:12px;flex-wrap:wrap;margin-bottom:12px}\
@@ -137,6 +138,16 @@ pub(crate) fn price(d: Decimal) -> String {
 /// Shares: at most two places.
 pub(crate) fn shares(d: Decimal) -> String {
     d.round_dp(2).normalize().to_string()
+}
+
+/// A tenant that is not paper trading, unmistakable wherever it is named:
+/// LIVE (real orders) or SHADOW (orders signed, none sent). Paper shows none.
+fn mode_badge(h: &mut Html, mode: &str) {
+    match mode {
+        "live" => h.raw(" <span class=\"badge mode-live\" title=\"real orders are sent\">LIVE</span>"),
+        "shadow" => h.raw(" <span class=\"badge mode-shadow\" title=\"orders are signed, none is sent\">SHADOW</span>"),
+        _ => h,
+    };
 }
 
 fn badge(h: &mut Html, value: &str) {

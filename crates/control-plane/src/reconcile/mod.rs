@@ -18,8 +18,8 @@
 //! ([`events`]): an event wakes a pass early and brings the exit it
 //! describes, and the listing becomes a slow backstop.
 
-pub mod events;
 mod billing;
+pub mod events;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -29,6 +29,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
 
 mod input;
+pub mod live;
 
 use input::{idempotency_key, parse_body, parse_input, request_hash, to_json};
 
@@ -96,11 +97,11 @@ async fn load_view(tx: &mut TenantTx) -> Result<Option<TenantView>, DbError> {
     Ok(tenants::detail(tx).await?.map(TenantView::from))
 }
 
-/// What `mode=live` answers until a venue has live execution: the worker has
-/// no order path to any venue yet, so accepting it would paper-trade under a
-/// live label. The live-trading issues lift this venue by venue.
-pub const LIVE_REFUSED: &str = "live execution is not available for the tenant's venues yet; \
-     use paper (the default)";
+/// What onboarding answers to `mode=live` or `shadow`: a tenant starts in
+/// paper, and going live is a separate, deliberate step (the preflight, the
+/// acknowledgement, the audit entry of `PATCH /tenants/{id}`).
+pub const LIVE_REFUSED: &str = "a tenant starts in paper; once onboarded, switch it to shadow \
+     or live with PATCH /tenants/{id} (see docs/live-trading.md)";
 
 fn live_refused() -> FieldError {
     FieldError::new("mode", LIVE_REFUSED)
@@ -116,7 +117,8 @@ fn live_refused() -> FieldError {
 pub struct CreateTenantRequest {
     /// 1 to 100 characters.
     name: String,
-    /// paper (default). live is refused (422) until a venue has live execution.
+    /// paper (default). shadow and live are refused (422): a tenant starts in
+    /// paper and switches with `PATCH /tenants/{id}`.
     mode: Option<String>,
     /// Per venue, all optional: polymarket {private_key, api_key, secret, passphrase},
     /// kalshi {key_id, private_key_pem}, binance_us {api_key, secret_key},
@@ -437,18 +439,42 @@ async fn lock_state(tx: &mut TenantTx) -> ApiResult<TenantState> {
         .ok_or(ApiError::NotFound("tenant"))
 }
 
-/// Change a tenant's name, mode, strategies or risk limits (validated like onboarding).
+/// The body of `PATCH /tenants/{id}` (documentation; the handler validates field by field).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct UpdateTenantRequest {
+    /// 1 to 100 characters.
+    name: Option<String>,
+    /// paper, shadow or live. shadow and live need every venue the tenant
+    /// trades or holds keys for to execute (Polymarket only, for now) and
+    /// Polymarket keys that pass a signed, read-only preflight (balance and
+    /// allowance); live also needs `live_acknowledgement` and, when the
+    /// platform sets `POLYBOT_LIVE_REQUIRES_OPERATOR` (the default), an
+    /// operator token.
+    mode: Option<String>,
+    /// With `mode: live` only, exactly "I understand real orders will be sent".
+    live_acknowledgement: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    strategies: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    risk: Option<Value>,
+}
+
+/// Change a tenant's name, mode, strategies or risk limits (validated like
+/// onboarding). Switching to shadow or live first asks the venue, with the
+/// tenant's keys, for its balance; the audit log records who switched.
 #[utoipa::path(patch, path = "/tenants/{id}", operation_id = "update_tenant", tag = "tenants",
-    request_body = Object,
+    request_body = UpdateTenantRequest,
     params(("id" = Uuid, Path, description = "the tenant's id")),
     responses(
         (status = 200, description = "the updated tenant", body = TenantView),
         (status = 400, description = "the body is not a JSON object", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "a tenant token asked for live where only an operator may switch a tenant to live", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid, a venue has no live execution, the live acknowledgement is missing, or the keys failed the preflight (exchange_keys.polymarket, with the venue's status and words)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn patch(
@@ -456,20 +482,59 @@ pub async fn patch(
     TenantAccess { caller, tenant }: TenantAccess,
     body: Bytes,
 ) -> ApiResult<Json<TenantView>> {
-    let body = parse_body(&body)?;
-    let live = matches!(
-        body.get("mode").and_then(Value::as_str),
-        Some("live" | "shadow")
-    );
+    let mut body = parse_body(&body)?;
+    let acknowledgement = body.remove(live::ACKNOWLEDGEMENT_FIELD);
     let input =
         parse_input(&body, &["name", "mode", "strategies", "risk"]).map_err(|mut errors| {
-            if live {
-                errors.push(live_refused());
-            }
+            let mode = body
+                .get("mode")
+                .and_then(Value::as_str)
+                .and_then(|m| m.parse::<Mode>().ok());
+            errors.extend(live::check_acknowledgement(mode, acknowledgement.as_ref()));
             ApiError::Validation(errors)
         })?;
-    if matches!(input.mode, Some(Mode::Live | Mode::Shadow)) {
-        return Err(ApiError::Validation(vec![live_refused()]));
+    let acknowledged = live::check_acknowledgement(input.mode, acknowledgement.as_ref());
+    if !acknowledged.is_empty() {
+        return Err(ApiError::Validation(acknowledged));
+    }
+    let settings = &state.settings.live;
+    if input.mode == Some(Mode::Live) && settings.requires_operator && caller != Caller::Operator {
+        return Err(ApiError::Forbidden(live::OPERATOR_ONLY));
+    }
+    if let Some(mode @ (Mode::Live | Mode::Shadow)) = input.mode {
+        // Read, then ask the venue outside any transaction: the preflight
+        // may take seconds, and no row should stay locked meanwhile.
+        let mut tx = state.db.tenant(tenant).await?;
+        let detail = tenants::detail(&mut tx)
+            .await?
+            .ok_or(ApiError::NotFound("tenant"))?;
+        let keys = state
+            .secrets
+            .get(&mut tx)
+            .await?
+            .map(|s| s.exchange_keys)
+            .unwrap_or_default();
+        tx.commit().await?;
+        let strategies = match &input.strategies {
+            Some(s) => s.clone(),
+            None => detail
+                .strategies
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| ApiError::Internal(anyhow::anyhow!("stored strategies: {e}")))?
+                .unwrap_or_default(),
+        };
+        let refused = live::venues_without_execution(&strategies, &keys);
+        if !refused.is_empty() {
+            return Err(ApiError::Validation(vec![live::venues_refused(
+                mode, &refused,
+            )]));
+        }
+        if detail.mode != mode.as_str() {
+            live::preflight(&settings.polymarket, &keys)
+                .await
+                .map_err(|e| ApiError::Validation(vec![e]))?;
+        }
     }
     let mut tx = state.db.tenant(tenant).await?;
     let current = lock_state(&mut tx).await?;
@@ -478,6 +543,10 @@ pub async fn patch(
             "tenant is {current}; it cannot be changed"
         )));
     }
+    let before = tenants::detail(&mut tx)
+        .await?
+        .ok_or(ApiError::NotFound("tenant"))?
+        .mode;
     crate::billing::check(
         &mut tx,
         &crate::billing::Wanted::of(input.mode, input.strategies.as_ref(), None),
@@ -501,6 +570,15 @@ pub async fn patch(
         json!({"fields": changed}),
     )
     .await?;
+    if let Some(mode) = input.mode.filter(|m| m.as_str() != before) {
+        audit::append(
+            &mut tx,
+            &caller.actor(),
+            "tenant.mode",
+            json!({"from": before, "to": mode.as_str()}),
+        )
+        .await?;
+    }
     let view = load_view(&mut tx)
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;

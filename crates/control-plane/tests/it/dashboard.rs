@@ -546,7 +546,7 @@ async fn the_onboarding_form_validates_like_the_api_and_never_shows_keys_again(
     );
     assert!(
         reply.text.contains(&escape(
-            "mode: live execution is not available for the tenant's venues yet"
+            "mode: a tenant starts in paper; once onboarded, switch it to shadow or live"
         )),
         "the form refuses live mode like the API:\n{}",
         reply.text

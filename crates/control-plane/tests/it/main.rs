@@ -9,6 +9,7 @@ mod control_text;
 mod dashboard;
 mod data;
 mod ecs_fleet;
+mod going_live;
 mod housekeeping;
 mod leak;
 mod metrics;

@@ -1,5 +1,5 @@
-//! What a tenant's token may and may not do to itself: no live mode before a
-//! venue has live execution, no lifting an operator's hold, no unbounded or
+//! What a tenant's token may and may not do to itself: no shadow or live mode
+//! on a venue without live execution, no lifting an operator's hold, no unbounded or
 //! everlasting tokens (issue 16, items 5, 6 and 11). Each test performs the
 //! attack and checks what was stored.
 
@@ -28,7 +28,7 @@ async fn tenant_token(h: &Harness, tenant: &str) -> String {
     reply.body["token"].as_str().unwrap().to_owned()
 }
 
-fn the_live_refusal(reply: &common::Reply) {
+fn the_live_refusal(reply: &common::Reply, message: &str) {
     assert_eq!(
         reply.status,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -39,10 +39,7 @@ fn the_live_refusal(reply: &common::Reply) {
     let errors = reply.body["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{}", reply.text);
     assert_eq!(errors[0]["field"], "mode");
-    assert_eq!(
-        errors[0]["message"],
-        "live execution is not available for the tenant's venues yet; use paper (the default)"
-    );
+    assert_eq!(errors[0]["message"], message);
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
@@ -62,14 +59,18 @@ async fn onboarding_in_live_mode_is_refused_and_stores_nothing(
             })),
         )
         .await;
-    the_live_refusal(&reply);
+    the_live_refusal(
+        &reply,
+        "a tenant starts in paper; once onboarded, switch it to shadow or live with \
+         PATCH /tenants/{id} (see docs/live-trading.md)",
+    );
     assert_eq!(h.count("SELECT count(*) FROM tenants").await, 0);
     assert_eq!(h.count("SELECT count(*) FROM tenant_secrets").await, 0);
     assert_eq!(h.count("SELECT count(*) FROM audit_log").await, 0);
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
-async fn switching_a_tenant_to_live_is_refused_and_changes_nothing(
+async fn switching_a_kalshi_tenant_to_shadow_is_refused_and_changes_nothing(
     pool_opts: PgPoolOptions,
     options: PgConnectOptions,
 ) {
@@ -87,10 +88,14 @@ async fn switching_a_tenant_to_live_is_refused_and_changes_nothing(
                 Method::PATCH,
                 &format!("/tenants/{id}"),
                 Some(caller),
-                Some(json!({"mode": "live", "name": "renamed"})),
+                Some(json!({"mode": "shadow", "name": "renamed"})),
             )
             .await;
-        the_live_refusal(&reply);
+        the_live_refusal(
+            &reply,
+            "shadow needs live execution on every venue the tenant trades or holds keys for; \
+             kalshi has none yet (only polymarket does): remove its strategies and keys, or stay in paper",
+        );
     }
     assert_eq!(
         h.count(&format!(

@@ -14,7 +14,9 @@ use polybot_store::DbError;
 use polybot_store::repo::fleet::{self, TenantFigures};
 use rust_decimal::Decimal;
 
-use super::{badge, desired_text, head_for, heartbeat_age, percent, signed, strategies, usd};
+use super::{
+    badge, desired_text, head_for, heartbeat_age, mode_badge, percent, signed, strategies, usd,
+};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::dashboard::{Html, Session, UiResult, page, require};
@@ -239,7 +241,9 @@ fn row(h: &mut Html, f: &TenantFigures) {
         .text(status.id)
         .raw("\">")
         .text(&status.name)
-        .raw("</a></td><td>");
+        .raw("</a>");
+    mode_badge(h, &status.mode);
+    h.raw("</td><td>");
     badge(h, status.state.as_str());
     h.raw("</td><td>")
         .text(desired_text(status))

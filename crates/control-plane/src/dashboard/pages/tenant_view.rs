@@ -24,8 +24,8 @@ use rust_decimal::Decimal;
 
 use super::trader::{self, Trader};
 use super::{
-    badge, desired_text, head_for, heartbeat_age, percent, price, shares, signed, strategies, time,
-    usd,
+    badge, desired_text, head_for, heartbeat_age, mode_badge, percent, price, shares, signed,
+    strategies, time, usd,
 };
 use crate::AppState;
 use crate::auth::{Caller, TenantAccess};
@@ -162,9 +162,9 @@ pub(crate) fn render(session: &Session, data: &TenantPage, notice: Option<&str>)
     let mut h = Html::new();
     let own_name = matches!(session.caller, Caller::Tenant(_)).then_some(status.name.as_str());
     head_for(&mut h, &status.name, Some(session), own_name);
-    h.raw("<main><h1 id=\"tenant-name\">")
-        .text(&status.name)
-        .raw("</h1><p><code>")
+    h.raw("<main><h1 id=\"tenant-name\">").text(&status.name);
+    mode_badge(&mut h, &view.mode);
+    h.raw("</h1><p><code>")
         .text(status.id)
         .raw("</code> · ")
         .text(&view.mode)
