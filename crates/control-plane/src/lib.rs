@@ -107,10 +107,25 @@ impl AppState {
         });
     }
 
-    /// Asks the reconciler for an early pass.
+    /// Asks the reconciler for an early pass, on whichever replica leads.
     pub fn wake(&self) {
-        self.reconcile.notify_one();
+        wake_leader(&self.db, &self.reconcile);
     }
+}
+
+/// Wakes this replica's reconciler and announces the change to the others
+/// (`NOTIFY`, [`polybot_store::wakeups`]), so that a change accepted by a
+/// standby reaches the leader at once rather than at its next backstop pass.
+/// The announcement is sent in the background: a failure to send it only
+/// delays the pass, and is logged.
+pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
+    local.notify_one();
+    let db = db.clone();
+    tokio::spawn(async move {
+        if let Err(err) = polybot_store::wakeups::announce(&db).await {
+            tracing::warn!(error = %err, "could not announce a change to the reconciler leader");
+        }
+    });
 }
 
 #[derive(OpenApi)]

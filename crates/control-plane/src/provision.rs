@@ -265,7 +265,7 @@ impl Provisioner {
                     tx.commit().await?;
                     tracing::info!(%tenant, step = next.as_str(), "onboarding step done");
                     if next == Step::Done {
-                        self.wake.notify_one();
+                        crate::wake_leader(&self.db, &self.wake);
                         return Ok(());
                     }
                     if let Some(Fault::Crash) = self.fault.as_ref().and_then(|hook| hook(next)) {
@@ -388,7 +388,7 @@ impl Provisioner {
         )
         .await?;
         tx.commit().await?;
-        self.wake.notify_one();
+        crate::wake_leader(&self.db, &self.wake);
         Ok(())
     }
 }

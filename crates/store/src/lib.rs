@@ -7,6 +7,8 @@
 //! - [`legacy`]: the import of the single-tenant bot's tables.
 //! - [`repo`]: repositories; every function takes a transaction.
 //! - [`embedded`]: a private PostgreSQL cluster for `polybot up` and the tests.
+//! - [`wakeups`]: `NOTIFY`/`LISTEN` that wakes the reconciler on whichever
+//!   replica leads.
 //!
 //! Nothing outside this crate touches the pool: a query on a tenant table that
 //! does not go through a [`TenantTx`] is a bug.
@@ -18,5 +20,6 @@ pub mod repo;
 pub mod roles;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod wakeups;
 
 pub use db::{Db, DbError, LeaderLock, MIGRATOR, OperatorTx, Scope, TenantTx, applied_migrations};

@@ -260,6 +260,7 @@ impl Reconciler {
             // the lock, stopping) ends it.
             let consuming = CancellationToken::new();
             let _consumer = consuming.clone().drop_guard();
+            let listening = consuming.child_token();
             if let Some(source) = &self.events {
                 tokio::spawn(events::consume(
                     source.clone(),
@@ -268,6 +269,12 @@ impl Reconciler {
                     consuming,
                 ));
             }
+            // Changes accepted by other replicas arrive as announcements.
+            tokio::spawn(listen_for_changes(
+                self.db.clone(),
+                self.wake.clone(),
+                listening,
+            ));
             let mut next_prune = tokio::time::Instant::now();
             let mut next_resume = tokio::time::Instant::now() + RESUME_EVERY;
             loop {
@@ -905,4 +912,35 @@ enum Outcome {
     /// Another launcher call (a stop) failed.
     Failed(String),
     Reset,
+}
+
+/// While this replica leads: wakes its passes on every change another
+/// replica announces ([`polybot_store::wakeups`]) until `stop`. A lost
+/// connection is re-opened after a second; meanwhile the leader's own timer
+/// still runs passes.
+async fn listen_for_changes(db: Db, wake: Arc<Notify>, stop: CancellationToken) {
+    let mut listener = None;
+    loop {
+        let result = async {
+            let listener = match &mut listener {
+                Some(listener) => listener,
+                None => listener.insert(polybot_store::wakeups::listen(&db).await?),
+            };
+            listener.next().await
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            result = result => match result {
+                Ok(()) => wake.notify_one(),
+                Err(err) => {
+                    tracing::warn!(error = %err, "not hearing other replicas' changes; retrying in 1 s");
+                    listener = None;
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            },
+        }
+    }
 }

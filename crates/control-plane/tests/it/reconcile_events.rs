@@ -423,3 +423,50 @@ async fn a_tenant_past_the_capacity_waits_in_capacity_and_starts_when_a_task_sto
     assert_eq!(launcher.live(&b).len(), 1);
     assert_eq!(status(&h, &b).await["worker"]["state"], "starting");
 }
+
+/// Waits (up to 20 s) until `done` holds, polling.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..200 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} never happened");
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_tenant_onboarded_through_a_standby_replica_wakes_the_leader_at_once(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let launcher = Arc::new(FakeLauncher::default());
+    let queue = Arc::new(FakeQueue::default());
+    // The leader, on another replica: with its event source and a settled
+    // fleet it would not pass again for an hour on its own.
+    let mut leader = reconciler(&h, &launcher, &queue);
+    leader.backstop_interval = Duration::from_secs(3600);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(leader.run(stop.clone()));
+    eventually("the leader listening for other replicas' changes", async || {
+        h.count(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE query LIKE 'LISTEN %polybot_reconcile%'",
+        )
+        .await
+            == 1
+    })
+    .await;
+
+    // The API replica `h` (not the leader) onboards a tenant.
+    let a = h.onboard(json!({"name": "a"})).await;
+
+    eventually("the leader starting the tenant's worker", async || {
+        launcher.live(&a).len() == 1
+    })
+    .await;
+    stop.cancel();
+    running.await.unwrap();
+    assert_eq!(launcher.live(&a).len(), 1);
+}

@@ -16,3 +16,4 @@ mod repo_runtime;
 mod repo_secrets;
 mod repo_worker;
 mod search_path_attack;
+mod wakeups;
