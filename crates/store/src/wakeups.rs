@@ -35,7 +35,9 @@ pub async fn listen(db: &Db) -> Result<Listener, DbError> {
     let pool = control_pool(db, "listening for changes")?;
     let mut listener = PgListener::connect_with(pool)
         .await
-        .map_err(DbError::query("opening the reconciler's listening connection"))?;
+        .map_err(DbError::query(
+            "opening the reconciler's listening connection",
+        ))?;
     listener
         .listen(CHANNEL)
         .await

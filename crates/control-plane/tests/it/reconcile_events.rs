@@ -449,14 +449,17 @@ async fn a_tenant_onboarded_through_a_standby_replica_wakes_the_leader_at_once(
     leader.backstop_interval = Duration::from_secs(3600);
     let stop = tokio_util::sync::CancellationToken::new();
     let running = tokio::spawn(leader.run(stop.clone()));
-    eventually("the leader listening for other replicas' changes", async || {
-        h.count(
-            "SELECT count(*) FROM pg_stat_activity \
+    eventually(
+        "the leader listening for other replicas' changes",
+        async || {
+            h.count(
+                "SELECT count(*) FROM pg_stat_activity \
              WHERE query LIKE 'LISTEN %polybot_reconcile%'",
-        )
-        .await
-            == 1
-    })
+            )
+            .await
+                == 1
+        },
+    )
     .await;
 
     // The API replica `h` (not the leader) onboards a tenant.

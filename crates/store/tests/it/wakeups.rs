@@ -37,12 +37,16 @@ async fn a_workers_pool_cannot_announce_or_listen(pool: PgPool) {
     let worker = Db::from_pool(pool, Scope::Worker(TenantId::new()));
     let announced = wakeups::announce(&worker).await.unwrap_err();
     assert!(
-        announced.to_string().contains("workers do not wake the reconciler"),
+        announced
+            .to_string()
+            .contains("workers do not wake the reconciler"),
         "{announced}"
     );
     let listened = wakeups::listen(&worker).await.unwrap_err();
     assert!(
-        listened.to_string().contains("workers do not wake the reconciler"),
+        listened
+            .to_string()
+            .contains("workers do not wake the reconciler"),
         "{listened}"
     );
 }
