@@ -230,6 +230,10 @@ impl utoipa::Modify for ServingLimits {
                     responses
                         .entry("429".to_owned())
                         .or_insert_with(|| throttled.clone().into());
+                } else if let Some(declared) = responses.get_mut("429") {
+                    // A public operation that spends the same budget (the
+                    // Stripe webhook's bad signatures) answers the same way.
+                    *declared = throttled.clone().into();
                 }
             }
         }

@@ -935,7 +935,7 @@ async fn a_tenant_edits_its_strategies_and_risk_and_replaces_its_keys_in_the_set
         .await;
     assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.text);
     let page = agent.get(&location(&reply)).await;
-    assert!(page.text.contains("kalshi sha256:"), "{}", page.text);
+    assert!(page.text.contains("kalshi hmac-sha256:"), "{}", page.text);
     assert!(!page.text.contains("secret-key-id-4242"));
     assert!(page.text.contains("Keys replaced"));
     // Alert channels: errors by field, then saved; the secret is write-only.
@@ -989,7 +989,7 @@ async fn a_tenant_edits_its_strategies_and_risk_and_replaces_its_keys_in_the_set
     assert_eq!(stored["channels"][0]["target"], "-1001234");
     let page = agent.get(&location(&reply)).await;
     assert!(
-        page.text.contains("telegram -1001234 sha256:"),
+        page.text.contains("telegram -1001234 hmac-sha256:"),
         "{}",
         page.text
     );
@@ -1138,7 +1138,7 @@ async fn an_operator_sets_the_operator_wide_alert_channels_in_a_form(
             .get(&location(&reply))
             .await
             .text
-            .contains("telegram @polybot_ops sha256:")
+            .contains("telegram @polybot_ops hmac-sha256:")
     );
     // A tenant's session may not.
     let alpha = h.onboard(json!({"name": "alpha"})).await;

@@ -168,7 +168,13 @@ impl FakeQueue {
 #[async_trait]
 impl TaskEvents for FakeQueue {
     async fn receive(&self) -> Result<Vec<TaskEvent>, LaunchError> {
-        Ok(self.messages.lock().unwrap().drain(..).collect())
+        let messages: Vec<TaskEvent> = self.messages.lock().unwrap().drain(..).collect();
+        if messages.is_empty() {
+            // A long poll that found nothing: SQS waits before answering, so
+            // a consumer never spins on an empty queue.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(messages)
     }
 
     async fn delete(&self, receipts: &[String]) -> Result<(), LaunchError> {
@@ -454,7 +460,8 @@ async fn a_tenant_onboarded_through_a_standby_replica_wakes_the_leader_at_once(
         async || {
             h.count(
                 "SELECT count(*) FROM pg_stat_activity \
-             WHERE query LIKE 'LISTEN %polybot_reconcile%'",
+             WHERE datname = current_database() \
+             AND query LIKE 'LISTEN %polybot_reconcile%'",
             )
             .await
                 == 1

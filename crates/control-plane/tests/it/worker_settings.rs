@@ -88,10 +88,12 @@ async fn a_local_worker_gets_the_operators_newsapi_key_with_its_own_secrets(
 ) {
     let h = Harness::new(pool_opts, options).await;
     let tenant = h.onboard(json!({"name": "acme"})).await;
-    // A stand-in worker that keeps what it reads on standard input.
+    // A stand-in worker that echoes what it reads on standard input into
+    // its log (run as root, the launcher starts it under a uid of its own
+    // and by descriptor, so it can write nothing beside its program).
     let dir = tempfile::tempdir().unwrap();
     let program = dir.path().join("fake-polybot");
-    std::fs::write(&program, "#!/bin/sh\ncat > \"$0.stdin\"\nexec sleep 30\n").unwrap();
+    std::fs::write(&program, "#!/bin/sh\ncat\necho\nexec sleep 30\n").unwrap();
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
     let launcher =
         Arc::new(LocalLauncher::new(program.clone(), dir.path().join("workers")).unwrap());
@@ -108,11 +110,16 @@ async fn a_local_worker_gets_the_operators_newsapi_key_with_its_own_secrets(
     let report = reconciler.pass().await.unwrap();
     assert_eq!(report.started, 1, "{report:?}");
 
-    let stdin = program.with_extension("stdin");
+    let log = launcher.log_path(tenant.parse().unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     let secrets: Value = loop {
-        let text = std::fs::read_to_string(&stdin).unwrap_or_default();
-        if let Ok(secrets) = serde_json::from_str(&text) {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let echoed = text.lines().find_map(|line| {
+            serde_json::from_str::<Value>(line)
+                .ok()
+                .filter(|v| v.get("DATABASE_URL").is_some())
+        });
+        if let Some(secrets) = echoed {
             break secrets;
         }
         assert!(
