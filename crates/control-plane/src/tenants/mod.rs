@@ -891,8 +891,21 @@ pub struct CreateTokenRequest {
 )]
 pub async fn create_token(
     State(state): State<AppState>,
-    TenantAccess { caller, tenant }: TenantAccess,
+    access: TenantAccess,
     headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    let own = bearer(&headers).map(hash_token);
+    create_token_bounded(state, access, own.as_deref(), body).await
+}
+
+/// Creates a tenant token; a tenant caller's `own` is the hash of the token
+/// it acts with (its bearer, or the one its dashboard session was opened
+/// with), whose expiry the new token may not pass.
+pub(crate) async fn create_token_bounded(
+    state: AppState,
+    TenantAccess { caller, tenant }: TenantAccess,
+    own: Option<&[u8]>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     let known = ["label", "expires_in_days"];
@@ -949,8 +962,8 @@ pub async fn create_token(
     let mut expires_at = lifetime.unwrap_or(TokenLifetime::DEFAULT).expiry(now);
     if let Caller::Tenant(_) = caller {
         // A token may hand on no more than it has: never a longer life.
-        let own = match bearer(&headers) {
-            Some(token) => tokens::expiry_of(&mut tx, &hash_token(token)).await?,
+        let own = match own {
+            Some(hash) => tokens::expiry_of(&mut tx, hash).await?,
             None => None,
         };
         let own = own.ok_or(ApiError::Unauthorized)?;
