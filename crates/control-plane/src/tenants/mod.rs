@@ -30,6 +30,7 @@ use crate::paging::{decode_cursor, encode_cursor};
 
 mod input;
 pub mod live;
+pub mod recording;
 
 use input::{idempotency_key, parse_body, parse_input, request_hash, to_json};
 
@@ -186,6 +187,10 @@ pub async fn create(
         }
         if matches!(input.mode, Some(Mode::Live | Mode::Shadow)) {
             errors.push(live_refused());
+        }
+        if let (Some(recording), Some(strategies)) = (&state.settings.recording, &input.strategies)
+        {
+            errors.extend(recording.refusals(strategies));
         }
         if errors.is_empty() {
             Ok(input)
@@ -493,7 +498,10 @@ pub async fn patch(
             errors.extend(live::check_acknowledgement(mode, acknowledgement.as_ref()));
             ApiError::Validation(errors)
         })?;
-    let acknowledged = live::check_acknowledgement(input.mode, acknowledgement.as_ref());
+    let mut acknowledged = live::check_acknowledgement(input.mode, acknowledgement.as_ref());
+    if let (Some(recording), Some(strategies)) = (&state.settings.recording, &input.strategies) {
+        acknowledged.extend(recording.refusals(strategies));
+    }
     if !acknowledged.is_empty() {
         return Err(ApiError::Validation(acknowledged));
     }
