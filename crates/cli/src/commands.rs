@@ -517,6 +517,15 @@ async fn serve(
     let mut state = AppState::new(database.db.clone(), secrets, worker_db);
     let mut settings: polybot_control_plane::settings::Settings = serve.settings.clone().into();
     settings.billing = serve.billing.clone().into();
+    if backends.demo.is_some() {
+        // Every local worker plays the bundled recording: refuse settings
+        // naming what it lacks instead of a tenant that waits in silence.
+        settings.recording = Some(
+            polybot_control_plane::tenants::recording::Recording::from_jsonl(
+                polybot_worker::demo::DEMO_REPLAY,
+            ),
+        );
+    }
     state.settings = Arc::new(settings);
     state.channel_key = channel_key;
     let sealed = polybot_control_plane::alerts::seal_plaintext_secrets(&state)

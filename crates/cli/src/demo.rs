@@ -143,3 +143,19 @@ async fn find(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Resu
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use polybot_control_plane::tenants::recording::Recording;
+    use polybot_core::strategy::StrategiesConfig;
+
+    #[test]
+    fn the_demo_tenants_strategies_name_only_what_the_recording_holds() {
+        let request = polybot_worker::demo::demo_tenant_request();
+        let strategies: StrategiesConfig =
+            serde_json::from_value(request["strategies"].clone()).unwrap();
+        let refusals =
+            Recording::from_jsonl(polybot_worker::demo::DEMO_REPLAY).refusals(&strategies);
+        assert!(refusals.is_empty(), "{refusals:?}");
+    }
+}

@@ -79,6 +79,9 @@ pub struct Settings {
     pub billing: crate::billing::BillingSettings,
     /// Who may switch a tenant to live, and the CLOB its preflight asks.
     pub live: crate::tenants::live::LiveSettings,
+    /// The recording every worker replays (`polybot up --demo`): strategies
+    /// naming assets or markets it lacks are refused at onboarding.
+    pub recording: Option<crate::tenants::recording::Recording>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -90,6 +93,7 @@ impl std::fmt::Debug for Settings {
             .field("alerts", &self.alerts)
             .field("billing", &self.billing)
             .field("live", &self.live)
+            .field("recording", &self.recording.is_some())
             .finish()
     }
 }
@@ -103,6 +107,7 @@ impl Default for Settings {
             alerts: AlertSettings::default(),
             billing: crate::billing::BillingSettings::default(),
             live: crate::tenants::live::LiveSettings::default(),
+            recording: None,
         }
     }
 }
@@ -214,6 +219,7 @@ impl From<SettingsArgs> for Settings {
                     ..Default::default()
                 },
             },
+            recording: None,
         }
     }
 }

@@ -154,6 +154,7 @@ impl Evaluator {
             names: HashMap::with_capacity(watch.tenants.len()),
         };
         for watched in watch.tenants {
+            let pnl_today = watched.today();
             let status = watched.status;
             let tenant = status.tenant_id();
             // A worker held for payment is not expected to run: for alerts
@@ -172,7 +173,7 @@ impl Evaluator {
                 last_exit: status.runtime.and_then(|r| r.last_exit),
                 heartbeat_at: status.heartbeat.as_ref().map(|h| h.at),
                 health: status.heartbeat.and_then(|h| h.health),
-                pnl_today: watched.pnl_today,
+                pnl_today,
                 max_daily_loss: watched.max_daily_loss,
                 fenced: watched.fenced,
                 alerts: alerts.remove(&tenant).unwrap_or_default(),

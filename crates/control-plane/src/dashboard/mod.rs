@@ -96,6 +96,9 @@ pub struct Session {
     pub caller: Caller,
     pub csrf: String,
     id_hash: Vec<u8>,
+    /// The hash of the token the session was opened with: a token created
+    /// from the session never outlives it.
+    pub(crate) token_hash: Vec<u8>,
 }
 
 /// Why a dashboard request did not render its page.
@@ -279,6 +282,7 @@ pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Ses
             caller,
             csrf: row.csrf_token,
             id_hash,
+            token_hash: row.token_hash,
         })
     }))
 }

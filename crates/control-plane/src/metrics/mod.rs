@@ -296,7 +296,7 @@ mod tests {
         (
             "polybot_tenant_pnl_today",
             "gauge",
-            "Realized PnL since midnight UTC, net of fees.",
+            "PnL today as the engine reports it (on the data's own day), else realized net of fees since midnight UTC.",
         ),
         (
             "polybot_tenant_errors_total",

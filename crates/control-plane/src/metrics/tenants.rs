@@ -238,9 +238,9 @@ impl Collector for TenantSeries {
         )?;
         per_tenant(
             "polybot_tenant_pnl_today",
-            "Realized PnL since midnight UTC, net of fees.",
+            "PnL today as the engine reports it (on the data's own day), else realized net of fees since midnight UTC.",
             MetricType::Gauge,
-            &|f| Some(Value::Amount(f.pnl_today)),
+            &|f| Some(Value::Amount(f.today())),
         )?;
         per_tenant(
             "polybot_tenant_errors",

@@ -30,6 +30,7 @@ use crate::paging::{decode_cursor, encode_cursor};
 
 mod input;
 pub mod live;
+pub mod recording;
 
 use input::{idempotency_key, parse_body, parse_input, request_hash, to_json};
 
@@ -186,6 +187,10 @@ pub async fn create(
         }
         if matches!(input.mode, Some(Mode::Live | Mode::Shadow)) {
             errors.push(live_refused());
+        }
+        if let (Some(recording), Some(strategies)) = (&state.settings.recording, &input.strategies)
+        {
+            errors.extend(recording.refusals(strategies));
         }
         if errors.is_empty() {
             Ok(input)
@@ -493,7 +498,10 @@ pub async fn patch(
             errors.extend(live::check_acknowledgement(mode, acknowledgement.as_ref()));
             ApiError::Validation(errors)
         })?;
-    let acknowledged = live::check_acknowledgement(input.mode, acknowledgement.as_ref());
+    let mut acknowledged = live::check_acknowledgement(input.mode, acknowledgement.as_ref());
+    if let (Some(recording), Some(strategies)) = (&state.settings.recording, &input.strategies) {
+        acknowledged.extend(recording.refusals(strategies));
+    }
     if !acknowledged.is_empty() {
         return Err(ApiError::Validation(acknowledged));
     }
@@ -891,8 +899,21 @@ pub struct CreateTokenRequest {
 )]
 pub async fn create_token(
     State(state): State<AppState>,
-    TenantAccess { caller, tenant }: TenantAccess,
+    access: TenantAccess,
     headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
+    let own = bearer(&headers).map(hash_token);
+    create_token_bounded(state, access, own.as_deref(), body).await
+}
+
+/// Creates a tenant token; a tenant caller's `own` is the hash of the token
+/// it acts with (its bearer, or the one its dashboard session was opened
+/// with), whose expiry the new token may not pass.
+pub(crate) async fn create_token_bounded(
+    state: AppState,
+    TenantAccess { caller, tenant }: TenantAccess,
+    own: Option<&[u8]>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<TokenCreated>)> {
     let known = ["label", "expires_in_days"];
@@ -949,8 +970,8 @@ pub async fn create_token(
     let mut expires_at = lifetime.unwrap_or(TokenLifetime::DEFAULT).expiry(now);
     if let Caller::Tenant(_) = caller {
         // A token may hand on no more than it has: never a longer life.
-        let own = match bearer(&headers) {
-            Some(token) => tokens::expiry_of(&mut tx, &hash_token(token)).await?,
+        let own = match own {
+            Some(hash) => tokens::expiry_of(&mut tx, hash).await?,
             None => None,
         };
         let own = own.ok_or(ApiError::Unauthorized)?;

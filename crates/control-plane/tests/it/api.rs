@@ -122,6 +122,80 @@ async fn a_name_a_live_tenant_holds_is_a_409_that_says_so(
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn with_a_replayed_recording_strategies_naming_what_it_lacks_are_a_422_listing_what_it_has(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    use polybot_control_plane::settings::Settings;
+    use polybot_control_plane::tenants::recording::Recording;
+    let mut h = Harness::new(pool_opts, options).await;
+    h.state.settings = std::sync::Arc::new(Settings {
+        recording: Some(Recording::from_jsonl(include_str!(
+            "../../../../data/replay/demo.jsonl"
+        ))),
+        ..Settings::default()
+    });
+    let reply = h
+        .call(
+            Method::POST,
+            "/tenants",
+            Some(OPERATOR),
+            Some(json!({"name": "eth", "strategies": {
+                "crypto_15m": {"assets": ["BTC", "ETH"]},
+                "news_arb": {"rules": [{"market": "no-such-market", "outcome": "Yes", "keywords": ["fed"]}]}
+            }})),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.text
+    );
+    assert_eq!(reply.headers["content-type"], "application/problem+json");
+    assert_eq!(
+        fields(&reply),
+        [
+            "strategies.crypto_15m.assets[1]",
+            "strategies.news_arb.rules[0].market"
+        ]
+    );
+    assert_eq!(
+        reply.body["errors"][0]["message"],
+        "the replayed recording has no ETH markets; it has BTC"
+    );
+    let market = reply.body["errors"][1]["message"].as_str().unwrap();
+    assert!(
+        market.starts_with("the replayed recording has no market \"no-such-market\"; it has ")
+            && market.contains("fed-decision-in-june-cut-25bps"),
+        "{market}"
+    );
+    let listed = h.call(Method::GET, "/tenants", Some(OPERATOR), None).await;
+    assert_eq!(listed.body["items"], json!([]));
+    // What the recording has is accepted; an edit is held to it as well.
+    let id = h.onboard(json!({"name": "btc", "strategies": {
+        "crypto_15m": {"assets": ["BTC"]},
+        "news_arb": {"rules": [{"market": "fed-decision-in-june-cut-25bps", "outcome": "Yes", "keywords": ["fed"]}]}
+    }}))
+    .await;
+    let edit = h
+        .call(
+            Method::PATCH,
+            &format!("/tenants/{id}"),
+            Some(OPERATOR),
+            Some(json!({"strategies": {"cross_venue_arb": {"assets": ["SOL"]}}})),
+        )
+        .await;
+    assert_eq!(
+        edit.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        edit.text
+    );
+    assert_eq!(fields(&edit), ["strategies.cross_venue_arb.assets[0]"]);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_name_alone_is_a_valid_onboarding(pool_opts: PgPoolOptions, options: PgConnectOptions) {
     let h = Harness::new(pool_opts, options).await;
     let id = h.onboard(json!({"name": "acme"})).await;

@@ -1001,10 +1001,10 @@ async fn a_tenant_edits_its_strategies_and_risk_and_replaces_its_keys_in_the_set
             .contains("PUT /tenants/{id}/alert-channels")
     );
 
-    // Tokens: the tenant's session lists and revokes, and is told how to create.
+    // Tokens: the tenant's session lists, creates and revokes.
     assert!(page.text.contains("id=\"tokens\""));
-    assert!(!page.text.contains("id=\"create-token\""));
-    assert!(page.text.contains("POST /tenants/{id}/tokens"));
+    assert!(page.text.contains("id=\"create-token\""));
+    assert!(page.text.contains("id=\"token-bound\""));
     let operator = Agent::sign_in(&h, OPERATOR).await;
     let page = operator.get(&settings).await;
     let op_csrf = csrf_of(&page.text);
@@ -1068,11 +1068,78 @@ async fn a_tenant_edits_its_strategies_and_risk_and_replaces_its_keys_in_the_set
             .status,
         StatusCode::UNAUTHORIZED
     );
-    // A tenant session that posts the creation anyway is refused.
-    let reply = agent
-        .post(&format!("{settings}/tokens"), &[("csrf", &csrf)])
+    // A tenant session creates a token that never outlives the token it
+    // signed in with: without a lifetime it ends with that token, a week
+    // is granted, a year is refused with the reason.
+    let expiry_of = |listed: &Value, pred: &dyn Fn(&Value) -> bool| {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| pred(t))
+            .unwrap()["expires_at"]
+            .as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+    };
+    let list = || async {
+        h.call(
+            Method::GET,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body
+    };
+    let created = agent
+        .post(
+            &format!("{settings}/tokens"),
+            &[("csrf", &csrf), ("label", "from-session")],
+        )
         .await;
-    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert!(created.text.contains("<code id=\"new-token\">pbt_"));
+    let listed = list().await;
+    let signed_in_with = expiry_of(&listed, &|t| t["label"] == "");
+    assert_eq!(
+        expiry_of(&listed, &|t| t["label"] == "from-session"),
+        signed_in_with
+    );
+    let created = agent
+        .post(
+            &format!("{settings}/tokens"),
+            &[("csrf", &csrf), ("label", "week"), ("expires_in_days", "7")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let week = expiry_of(&list().await, &|t| t["label"] == "week");
+    assert!(week < signed_in_with, "{week} {signed_in_with}");
+    let refused = agent
+        .post(
+            &format!("{settings}/tokens"),
+            &[
+                ("csrf", &csrf),
+                ("label", "year"),
+                ("expires_in_days", "365"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text
+    );
+    assert!(
+        refused
+            .text
+            .contains("expires_in_days: a tenant token cannot create a token that outlives itself"),
+        "{}",
+        refused.text
+    );
+    assert!(!list().await.to_string().contains("\"label\":\"year\""));
 
     // Without the CSRF token: refused.
     let reply = agent

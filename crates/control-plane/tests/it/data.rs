@@ -79,7 +79,8 @@ async fn seed(h: &Harness, tenant: &str) {
         .bind(tenant)
         .bind(
             // After the two buys, before the settlement (13:00:02).
-            json!({"phase": "running", "engine": {"clock": 1_777_467_601_000_i64},
+            json!({"phase": "running", "engine": {"clock": 1_777_467_601_000_i64, "events": 4,
+                "opportunities": 1, "orders": 2, "fills": 2, "cancels": 0, "rejections": 0, "data_errors": 0},
             "pnl": {"realized": "0", "unrealized": "5", "locked": "5",
             "daily": "1.5875", "fees": "3.4125", "equity": "2001.5875", "starting_equity": "2000",
             "exposure": "95",
@@ -350,6 +351,17 @@ async fn trades_balances_and_pnl_carry_money_as_decimal_strings(
     assert_eq!(pnl.body["fees"], "3.4125");
     assert_eq!(pnl.body["net"], "1.5875");
     assert_eq!(pnl.body["daily"], "1.5875");
+    // The replayed tenant's trades carry the recording's dates, yet the
+    // metric counts the engine's day, as the pages and `/pnl` do.
+    let metrics = h.call(Method::GET, "/metrics", Some(OPERATOR), None).await;
+    assert_eq!(metrics.status, StatusCode::OK, "{}", metrics.text);
+    let series = format!("polybot_tenant_pnl_today{{tenant_id=\"{a}\"}} ");
+    let today = metrics
+        .text
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .unwrap_or_else(|| panic!("no {series} in {}", metrics.text));
+    assert_eq!(today, pnl.body["daily"].as_str().unwrap());
     assert_eq!(pnl.body["equity"], "2001.5875");
     assert_eq!(pnl.body["starting_equity"], "2000");
     assert_eq!(pnl.body["data_time"], "2026-04-29T13:00:01Z");

@@ -250,13 +250,18 @@ impl TenantFigures {
     /// engine's own clock, so a replay's recorded day counts), else the
     /// realized PnL net of fees since midnight UTC.
     pub fn today(&self) -> Decimal {
-        self.status
-            .heartbeat
-            .as_ref()
-            .and_then(|h| h.health.as_ref())
-            .and_then(|h| h.pnl.as_ref())
-            .map_or(self.pnl_today, |p| p.daily.normalize())
+        engine_today(&self.status).unwrap_or(self.pnl_today)
     }
+}
+
+/// Today's PnL from the tenant's newest heartbeat, on the engine's own clock.
+fn engine_today(status: &TenantStatus) -> Option<Decimal> {
+    status
+        .heartbeat
+        .as_ref()
+        .and_then(|h| h.health.as_ref())
+        .and_then(|h| h.pnl.as_ref())
+        .map(|p| p.daily.normalize())
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -559,12 +564,22 @@ pub struct Watch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Watched {
     pub status: TenantStatus,
-    /// Realized PnL since midnight UTC.
+    /// Realized PnL net of fees since midnight UTC by the wall clock (see
+    /// [`Watched::today`] for the figure to judge).
     pub pnl_today: Decimal,
     /// The tenant's daily loss limit (`risk.max_daily_loss`), if set and a number.
     pub max_daily_loss: Option<Decimal>,
     /// The newest `fenced` timeline event within the window, if any.
     pub fenced: Option<String>,
+}
+
+impl Watched {
+    /// Today's PnL as the engine reports it (so a replay's recorded day
+    /// counts, as on the dashboard), else the realized PnL net of fees since
+    /// midnight UTC.
+    pub fn today(&self) -> Decimal {
+        engine_today(&self.status).unwrap_or(self.pnl_today)
+    }
 }
 
 #[derive(Debug, sqlx::FromRow)]

@@ -18,6 +18,9 @@ pub struct SessionRow {
     pub operator_token: Option<Uuid>,
     /// Set when the session's token is a live tenant token.
     pub tenant: Option<Uuid>,
+    /// The hash of the token the session was opened with (what bounds a
+    /// token the session creates).
+    pub token_hash: Vec<u8>,
 }
 
 impl SessionRow {
@@ -33,7 +36,7 @@ pub async fn find(op: &mut OperatorTx, id_hash: &[u8]) -> Result<Option<SessionR
         "SELECT s.csrf_token, \
             (SELECT o.id FROM operator_tokens o WHERE o.token_hash = s.token_hash AND o.revoked_at IS NULL) \
               AS operator_token, \
-            polybot.tenant_for_token(s.token_hash) AS tenant \
+            polybot.tenant_for_token(s.token_hash) AS tenant, s.token_hash \
          FROM dashboard_sessions s WHERE s.id_hash = $1 AND s.expires_at > now()",
     )
     .bind(id_hash)

@@ -606,6 +606,7 @@ async fn a_session_resolves_its_token_and_ends_when_closed(pool: PgPool) {
     assert_eq!(operator.tenant_id(), None);
     let tenant = sessions::find(&mut op, b"sess-a").await.unwrap().unwrap();
     assert_eq!((tenant.operator_token, tenant.tenant_id()), (None, Some(a)));
+    assert_eq!(tenant.token_hash, b"token-a");
     let orphan = sessions::find(&mut op, b"sess-x").await.unwrap().unwrap();
     assert_eq!((orphan.operator_token, orphan.tenant_id()), (None, None));
     assert_eq!(sessions::find(&mut op, b"unknown").await.unwrap(), None);

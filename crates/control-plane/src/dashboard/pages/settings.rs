@@ -170,17 +170,12 @@ pub async fn save(
                         .unwrap_or_else(|_| json!(days)),
                 );
             }
-            // The API bounds a tenant's new token by the expiry of the token
-            // making the request, which a dashboard session does not hold.
-            if matches!(session.caller, Caller::Tenant(_)) {
-                return Err(crate::dashboard::UiError::Forbidden(
-                    "a tenant creates tokens with its own token (POST /tenants/{id}/tokens or `polybot tenants create-token`), so that a new token never outlives it",
-                ));
-            }
-            let created = crate::tenants::create_token(
-                State(state.clone()),
+            // A tenant session acts with the token it was opened with: the
+            // new token never outlives that one.
+            let created = crate::tenants::create_token_bounded(
+                state.clone(),
                 access()?,
-                HeaderMap::new(),
+                Some(&session.token_hash),
                 Bytes::from(Value::Object(body).to_string()),
             )
             .await;
@@ -200,6 +195,16 @@ pub async fn save(
                         },
                     ));
                 }
+                // Asking for more life than the signed-in token has is the
+                // lifetime field's fault, as the form shows it.
+                Err(ApiError::Forbidden(why)) => (
+                    Part::Tokens,
+                    Err(ApiError::Validation(vec![FieldError::new(
+                        "expires_in_days",
+                        why,
+                    )])),
+                    "",
+                ),
                 Err(err) => (Part::Tokens, Err(err), ""),
             }
         }
@@ -473,17 +478,13 @@ fn tokens_section(
         h.raw("</table></div>");
     }
     error_spans(h, errors, "");
-    match session.caller {
-        Caller::Operator => {
-            h.raw("<form method=\"post\" id=\"create-token\" action=\"/ui/tenants/")
-                .text(view.id)
-                .raw("/settings/tokens\">");
-            csrf_input(h, session);
-            h.raw("<label>Label <input type=\"text\" name=\"label\" id=\"token-label\" maxlength=\"100\"></label><label>Expires in days <input type=\"number\" name=\"expires_in_days\" id=\"token-days\" min=\"1\" step=\"1\" placeholder=\"the default\"></label><button type=\"submit\" id=\"create-token-button\">Create a token</button></form>");
-        }
-        Caller::Tenant(_) => {
-            h.raw("<p class=\"help\">A new token is created with a token of yours (<code>POST /tenants/{id}/tokens</code>), so that it never outlives the one creating it.</p>");
-        }
+    h.raw("<form method=\"post\" id=\"create-token\" action=\"/ui/tenants/")
+        .text(view.id)
+        .raw("/settings/tokens\">");
+    csrf_input(h, session);
+    h.raw("<label>Label <input type=\"text\" name=\"label\" id=\"token-label\" maxlength=\"100\"></label><label>Expires in days <input type=\"number\" name=\"expires_in_days\" id=\"token-days\" min=\"1\" step=\"1\" placeholder=\"the default\"></label><button type=\"submit\" id=\"create-token-button\">Create a token</button></form>");
+    if let Caller::Tenant(_) = session.caller {
+        h.raw("<p class=\"help\" id=\"token-bound\">A new token never outlives the token you signed in with.</p>");
     }
 }
 
