@@ -15,6 +15,12 @@ pub const RISK_PATH: &str = "risk";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RiskLimits {
+    /// The most one order may commit: its limit price times its size, in
+    /// any mode (paper, shadow, live). An opportunity with a larger leg is
+    /// refused whole. Default 100.
+    #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
+    pub max_order_notional: Decimal,
     /// Cost basis held in one market (all outcomes) plus the new order's cost.
     #[serde(with = "decimal")]
     #[schemars(schema_with = "decimal::schema")]
@@ -40,6 +46,7 @@ pub struct RiskLimits {
 impl Default for RiskLimits {
     fn default() -> Self {
         Self {
+            max_order_notional: Decimal::new(100, 0),
             max_position_per_market: Decimal::new(500, 0),
             max_total_exposure: Decimal::new(5_000, 0),
             max_daily_loss: Decimal::new(250, 0),
@@ -60,6 +67,7 @@ impl RiskLimits {
 
 impl Section for RiskLimits {
     const FIELDS: &'static [&'static str] = &[
+        "max_order_notional",
         "max_position_per_market",
         "max_total_exposure",
         "max_daily_loss",
@@ -71,6 +79,7 @@ impl Section for RiskLimits {
 
     fn validate_at(&self, path: &str) -> Vec<FieldError> {
         let mut c = Checker::new(path);
+        c.positive("max_order_notional", self.max_order_notional);
         c.positive("max_position_per_market", self.max_position_per_market);
         c.positive("max_total_exposure", self.max_total_exposure);
         c.positive("max_daily_loss", self.max_daily_loss);
@@ -170,6 +179,29 @@ mod tests {
             .find(|e| e.field == "risk.max_position_per_market")
             .unwrap();
         assert_eq!(words.message, "\"lots\" is not a decimal number");
+    }
+
+    #[test]
+    fn the_order_notional_cap_reads_as_a_decimal_and_must_be_positive() {
+        assert_eq!(RiskLimits::default().max_order_notional, Decimal::new(100, 0));
+        let limits = parse_risk(&json!({"max_order_notional": "25.5"})).unwrap();
+        assert_eq!(limits.max_order_notional, Decimal::new(255, 1));
+        let errors = parse_risk(&json!({"max_order_notional": 0})).unwrap_err();
+        assert_eq!(
+            errors,
+            vec![FieldError::new(
+                "risk.max_order_notional",
+                "must be greater than 0, got 0"
+            )]
+        );
+        let errors = parse_risk(&json!({"max_order_notional": "fifty"})).unwrap_err();
+        assert_eq!(
+            errors,
+            vec![FieldError::new(
+                "risk.max_order_notional",
+                "\"fifty\" is not a decimal number"
+            )]
+        );
     }
 
     #[test]

@@ -20,6 +20,16 @@ use crate::types::{MarketId, Side};
 pub enum RiskViolation {
     #[error("the kill switch is on: no new orders")]
     KillSwitch,
+    #[error(
+        "an order in {market} would commit {notional} ({size} at {limit_price}), over max_order_notional {limit}"
+    )]
+    OrderNotional {
+        market: MarketId,
+        size: Decimal,
+        limit_price: Decimal,
+        notional: Decimal,
+        limit: Decimal,
+    },
     #[error("position in {market} would be {would_be}, over max_position_per_market {limit}")]
     MarketPosition {
         market: MarketId,
@@ -122,6 +132,20 @@ impl RiskManager {
     ) -> Result<(), RiskViolation> {
         if self.kill_switch {
             return Err(RiskViolation::KillSwitch);
+        }
+        // Each order on its own: the most it can commit is its limit price
+        // times its size, whichever way it trades.
+        for leg in legs {
+            let notional = leg.limit_price * leg.size;
+            if notional > self.limits.max_order_notional {
+                return Err(RiskViolation::OrderNotional {
+                    market: leg.market.clone(),
+                    size: leg.size,
+                    limit_price: leg.limit_price,
+                    notional,
+                    limit: self.limits.max_order_notional,
+                });
+            }
         }
         let loss = -self.daily_pnl(portfolio, markets);
         if loss >= self.limits.max_daily_loss {

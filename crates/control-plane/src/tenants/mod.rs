@@ -130,7 +130,7 @@ pub struct CreateTenantRequest {
     /// Strategy name → typed config: complement_arb, cross_venue_arb, crypto_15m, news_arb.
     #[schema(value_type = Option<Object>)]
     strategies: Option<Value>,
-    /// max_position_per_market, max_total_exposure, max_daily_loss, max_open_orders, kill_switch, …
+    /// max_order_notional, max_position_per_market, max_total_exposure, max_daily_loss, max_open_orders, kill_switch, …
     #[schema(value_type = Option<Object>)]
     risk: Option<Value>,
 }

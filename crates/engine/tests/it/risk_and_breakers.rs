@@ -86,6 +86,60 @@ fn the_kill_switch_rejects_every_order_and_says_so() {
 }
 
 #[test]
+fn a_set_with_one_order_over_the_notional_cap_is_rejected_whole() {
+    let limits = RiskLimits {
+        max_order_notional: dec!(45),
+        ..RiskLimits::default()
+    };
+    let mut e = engine(limits, dec!(1000));
+    let out = run(&mut e, &arb(1, "m1"));
+    // YES: 100 at 0.40 commits 40, within the cap; NO: 100 at 0.50 is 50.
+    assert_eq!(
+        rejections(&out),
+        vec![&RiskViolation::OrderNotional {
+            market: "m1".into(),
+            size: dec!(100),
+            limit_price: dec!(0.50),
+            notional: dec!(50.00),
+            limit: dec!(45)
+        }]
+    );
+    assert_eq!(
+        rejections(&out)[0].to_string(),
+        "an order in m1 would commit 50.00 (100 at 0.50), over max_order_notional 45"
+    );
+    assert_eq!(fill_count(&out), 0, "no leg of a rejected set is sent");
+    assert!(
+        !out.iter().any(|d| matches!(d, Decision::Order(_))),
+        "no order is emitted"
+    );
+    let opportunity = out
+        .iter()
+        .find_map(|d| match d {
+            Decision::Opportunity(o) => Some(o),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(opportunity.executed_at, None);
+    assert_eq!(
+        opportunity.rejection.as_deref(),
+        Some("an order in m1 would commit 50.00 (100 at 0.50), over max_order_notional 45")
+    );
+}
+
+#[test]
+fn an_order_at_the_notional_cap_passes() {
+    let limits = RiskLimits {
+        max_order_notional: dec!(50),
+        ..RiskLimits::default()
+    };
+    let mut e = engine(limits, dec!(1000));
+    let out = run(&mut e, &arb(1, "m1"));
+    assert!(rejections(&out).is_empty());
+    assert_eq!(fill_count(&out), 2);
+}
+
+#[test]
 fn a_set_that_would_exceed_the_per_market_limit_is_rejected_whole() {
     let limits = RiskLimits {
         max_position_per_market: dec!(89.99),

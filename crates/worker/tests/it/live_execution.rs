@@ -641,3 +641,48 @@ async fn a_venue_failing_every_order_opens_the_strategys_breaker(
     assert!(!executed);
     assert_eq!(details["orders"][0]["state"], "in_doubt", "{details}");
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn an_order_over_the_notional_cap_is_refused_in_paper_shadow_and_live(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    // The NO leg is 100 at 0.55: 55 committed, over a cap of 50.
+    let refusal = "an order in pm-eth-5k would commit 55.00 (100 at 0.55), over max_order_notional 50";
+    for mode in [Mode::Paper, Mode::Shadow, Mode::Live] {
+        let a = create_tenant(&control, &format!("capped-{mode}")).await.unwrap();
+        let mut tx = control.tenant(a).await.unwrap();
+        sqlx::query("INSERT INTO tenant_configs (tenant_id, strategies, risk) VALUES ($1, $2, $3)")
+            .bind(a.as_uuid())
+            .bind(json!({"complement_arb": {}}))
+            .bind(json!({"max_order_notional": "50"}))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let login = tenant_login(&control, &base, a).await.unwrap();
+        let venue = venue().await;
+        let dir = tempfile::tempdir().unwrap();
+        let replay = recording(&dir, &venue.market, true);
+
+        polybot_worker::run(
+            config(a, login.clone(), mode, &venue, replay),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(venue.clob.order_posts(), 0, "{mode}");
+        assert!(trades(&login).await.is_empty(), "{mode}");
+        let opportunities = opportunity_details(&login).await;
+        assert_eq!(opportunities.len(), 1, "{mode}");
+        let (details, executed) = &opportunities[0];
+        assert!(!executed, "{mode}: {details}");
+        assert_eq!(details["not_executed"], refusal, "{mode}: {details}");
+        assert_eq!(details.get("orders"), None, "{mode}: {details}");
+    }
+}
