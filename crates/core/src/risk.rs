@@ -183,7 +183,10 @@ mod tests {
 
     #[test]
     fn the_order_notional_cap_reads_as_a_decimal_and_must_be_positive() {
-        assert_eq!(RiskLimits::default().max_order_notional, Decimal::new(100, 0));
+        assert_eq!(
+            RiskLimits::default().max_order_notional,
+            Decimal::new(100, 0)
+        );
         let limits = parse_risk(&json!({"max_order_notional": "25.5"})).unwrap();
         assert_eq!(limits.max_order_notional, Decimal::new(255, 1));
         let errors = parse_risk(&json!({"max_order_notional": 0})).unwrap_err();

@@ -16,11 +16,20 @@
 //!   engine's cash, keeps the open orders (cancelled with the kill switch),
 //!   and writes what it found to the tenant's audit log.
 //!
+//! - Fills that come after an order's answer (an order the venue holds as
+//!   "delayed" and matches later, or one resting on the book) arrive on the
+//!   venue's user channel ([`UserChannel`]); while the channel is down the
+//!   worker polls `GET /data/trades` instead ([`Execution::poll_fills`]).
+//!   Each trade id is booked once, whichever path brought it first.
+//! - Polymarket cancels a client's orders when its heartbeats stop; a live
+//!   worker sends them ([`Execution::venue_heartbeat`]), and when one fails
+//!   it cancels every open order itself and says so.
+//!
 //! Only Polymarket executes; an order for another venue is refused and
 //! counted as a failure. Not here: SQL (the store's), the decisions (the
 //! engine's).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,9 +44,10 @@ use polybot_store::{Db, DbError};
 use polybot_venues::execution::polymarket::{
     ApiCredentials, PolymarketExecutor, PolymarketKeys, PolymarketSettings,
 };
+use polybot_venues::execution::user_channel::{UserChannel, UserChannelOptions};
 use polybot_venues::execution::{
     ClientOrderId, ExecError, Executor, Fence, MarketRules, OpenOrder, OrderRequest, OrderSide,
-    OrderState, Placed, ShadowExecutor, TimeInForce,
+    OrderState, Placed, ShadowExecutor, TimeInForce, VenueFill,
 };
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
@@ -48,14 +58,36 @@ const ATTEMPTS: u32 = 4;
 const BACKOFF: Duration = Duration::from_millis(100);
 
 /// Where the executor reaches the venue.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExecutionSettings {
     pub polymarket: PolymarketSettings,
+    /// The WebSocket base of the venue's user channel (`/ws/user` is
+    /// appended); without one, fills after an order's answer are polled.
+    pub user_channel: Option<String>,
+    pub user_channel_options: UserChannelOptions,
+    /// How often `GET /data/trades` is polled for the fills of open orders
+    /// while the user channel is down.
+    pub poll_every: Duration,
+    /// How often the venue's cancel-on-disconnect heartbeat is sent
+    /// (Polymarket cancels a client's orders about 10 s after the last).
+    pub venue_heartbeat_every: Duration,
+}
+
+impl Default for ExecutionSettings {
+    fn default() -> Self {
+        Self {
+            polymarket: PolymarketSettings::default(),
+            user_channel: None,
+            user_channel_options: UserChannelOptions::default(),
+            poll_every: Duration::from_secs(2),
+            venue_heartbeat_every: Duration::from_secs(5),
+        }
+    }
 }
 
 impl ExecutionSettings {
-    /// The CLOB's URL from `POLYBOT_POLYMARKET_CLOB_URL` (the real one
-    /// when unset).
+    /// The CLOB's URL from `POLYBOT_POLYMARKET_CLOB_URL` and the user
+    /// channel's from `POLYBOT_POLYMARKET_WS_URL` (the real ones when unset).
     pub fn from_env() -> anyhow::Result<Self> {
         let endpoints =
             polybot_venues::Endpoints::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -64,6 +96,8 @@ impl ExecutionSettings {
                 host: format!("{}/", endpoints.polymarket_clob.trim_end_matches('/')),
                 ..PolymarketSettings::default()
             },
+            user_channel: Some(endpoints.polymarket_ws),
+            ..Self::default()
         })
     }
 }
@@ -113,6 +147,36 @@ pub async fn connect(
     settings: &ExecutionSettings,
     fence: Arc<dyn Fence>,
 ) -> anyhow::Result<Option<Arc<dyn Executor>>> {
+    Ok(connect_with_channel(mode, keys, settings, fence)
+        .await?
+        .map(|(executor, _)| executor))
+}
+
+/// The worker's execution for a mode: none in paper; in live, with the
+/// venue's user channel when the settings name one.
+pub async fn start(
+    mode: Mode,
+    keys: &ExchangeKeys,
+    settings: &ExecutionSettings,
+    fence: Arc<dyn Fence>,
+    tenant: TenantId,
+    epoch: i64,
+) -> anyhow::Result<Option<Execution>> {
+    Ok(connect_with_channel(mode, keys, settings, fence)
+        .await?
+        .map(|(executor, channel)| {
+            let mut execution = Execution::new(executor, tenant, epoch);
+            execution.channel = channel;
+            execution
+        }))
+}
+
+async fn connect_with_channel(
+    mode: Mode,
+    keys: &ExchangeKeys,
+    settings: &ExecutionSettings,
+    fence: Arc<dyn Fence>,
+) -> anyhow::Result<Option<(Arc<dyn Executor>, Option<UserChannel>)>> {
     if mode == Mode::Paper {
         return Ok(None);
     }
@@ -130,9 +194,26 @@ pub async fn connect(
             )
         })?;
     Ok(Some(match mode {
-        Mode::Shadow => Arc::new(ShadowExecutor::new(executor)) as Arc<dyn Executor>,
-        _ => Arc::new(executor),
+        Mode::Shadow => (
+            Arc::new(ShadowExecutor::new(executor)) as Arc<dyn Executor>,
+            None,
+        ),
+        _ => {
+            let channel = settings
+                .user_channel
+                .as_deref()
+                .map(|url| executor.user_channel(url, settings.user_channel_options.clone()));
+            (Arc::new(executor) as Arc<dyn Executor>, channel)
+        }
     }))
+}
+
+/// An order of this worker the venue has not finished with (resting, or
+/// held for delayed matching): its later fills are booked against it.
+#[derive(Debug, Clone)]
+struct Working {
+    order: Order,
+    filled: Decimal,
 }
 
 /// What became of one order, for the opportunity's record.
@@ -153,6 +234,18 @@ pub struct Execution {
     open: Vec<OpenOrder>,
     /// Orders whose fate is unknown after every retry.
     in_doubt: u64,
+    /// This worker's orders the venue may still fill, by venue order id.
+    working: HashMap<String, Working>,
+    /// Trade ids already booked (from an order's answer, the user channel
+    /// or polling): each is booked once.
+    booked: HashSet<String>,
+    channel: Option<UserChannel>,
+    /// Polls ask for trades since this time (Unix milliseconds).
+    poll_since_ms: i64,
+    /// The id the venue's last heartbeat answer gave.
+    heartbeat_id: Option<String>,
+    /// Whether the last venue heartbeat failed (its orders were cancelled).
+    heartbeat_lost: bool,
 }
 
 impl std::fmt::Debug for Execution {
@@ -174,6 +267,127 @@ impl Execution {
             rules: HashMap::new(),
             open: Vec::new(),
             in_doubt: 0,
+            working: HashMap::new(),
+            booked: HashSet::new(),
+            channel: None,
+            // A minute's margin for clocks apart.
+            poll_since_ms: chrono::Utc::now().timestamp_millis() - 60_000,
+            heartbeat_id: None,
+            heartbeat_lost: false,
+        }
+    }
+
+    /// Whether the venue's user channel is up now.
+    pub fn user_channel_connected(&self) -> bool {
+        self.channel.as_ref().is_some_and(UserChannel::is_connected)
+    }
+
+    /// Whether fills of this worker's orders may still come.
+    pub fn has_working_orders(&self) -> bool {
+        !self.working.is_empty()
+    }
+
+    /// The next fill the user channel reports; pending forever without one.
+    pub async fn next_user_fill(&mut self) -> VenueFill {
+        loop {
+            let next = match self.channel.as_mut() {
+                Some(channel) => channel.next().await,
+                None => std::future::pending().await,
+            };
+            match next {
+                Some(fill) => return fill,
+                // The channel's task is gone: polling takes over for good.
+                None => self.channel = None,
+            }
+        }
+    }
+
+    /// Books a fill the venue reported after the order's answer: against
+    /// the working order it belongs to, once per trade id. Returns whether
+    /// it was booked.
+    pub fn on_fill<C: Clock>(
+        &mut self,
+        engine: &mut Engine<C>,
+        fill: &VenueFill,
+        decisions: &mut Vec<Decision>,
+    ) -> bool {
+        if self.booked.contains(&fill.trade_id) {
+            return false;
+        }
+        let Some(working) = self.working.get_mut(&fill.venue_order_id) else {
+            tracing::debug!(trade = %fill.trade_id, order = %fill.venue_order_id, "a trade of an order this worker is not waiting on");
+            return false;
+        };
+        self.booked.insert(fill.trade_id.clone());
+        decisions.extend(engine.venue_fill(&working.order, fill.size, fill.price, fill.fee));
+        working.filled += fill.size;
+        tracing::info!(trade = %fill.trade_id, order = %fill.venue_order_id, size = %fill.size, price = %fill.price, "fill booked after the order's answer");
+        if working.filled >= working.order.size {
+            let done = self
+                .working
+                .remove(&fill.venue_order_id)
+                .unwrap_or_else(|| unreachable!("the working order was just found"));
+            self.open
+                .retain(|o| o.venue_order_id != fill.venue_order_id);
+            decisions.extend(engine.order_finished(&done.order, done.filled, None, false));
+        }
+        true
+    }
+
+    /// While the user channel is down (or absent) and orders are working,
+    /// reads the tenant's trades over REST and books the new ones. Returns
+    /// how many were booked.
+    pub async fn poll_fills<C: Clock>(
+        &mut self,
+        engine: &mut Engine<C>,
+        decisions: &mut Vec<Decision>,
+    ) -> Result<usize, ExecError> {
+        if self.working.is_empty() || self.user_channel_connected() {
+            return Ok(0);
+        }
+        let fills = self.executor.fills(self.poll_since_ms).await?;
+        let mut booked = 0;
+        for fill in &fills {
+            if self.on_fill(engine, fill, decisions) {
+                booked += 1;
+            }
+        }
+        Ok(booked)
+    }
+
+    /// Sends the venue's cancel-on-disconnect heartbeat. When it fails, the
+    /// venue will cancel the tenant's orders on its own: the worker cancels
+    /// every open order now rather than leave them to chance. Returns what
+    /// happened when the worker has something to say: the heartbeat was
+    /// lost (and what was cancelled), or orders found open during the
+    /// outage were cancelled. Further failures of the same outage are only
+    /// logged; the first success ends the outage.
+    pub async fn venue_heartbeat(&mut self) -> Option<String> {
+        match self.executor.heartbeat(self.heartbeat_id.clone()).await {
+            Ok(id) => {
+                if self.heartbeat_lost {
+                    tracing::info!("the venue's heartbeat is back");
+                }
+                self.heartbeat_lost = false;
+                self.heartbeat_id = id;
+                None
+            }
+            Err(e) => {
+                let first = !self.heartbeat_lost;
+                self.heartbeat_lost = true;
+                self.heartbeat_id = None;
+                if !first && self.open.is_empty() {
+                    tracing::warn!(error = %e, "the venue's heartbeat is still failing");
+                    return None;
+                }
+                let cancelled = match self.cancel_all().await {
+                    Ok(ids) => format!("cancelled {} open orders", ids.len()),
+                    Err(c) => format!("cancelling the open orders failed too: {c}"),
+                };
+                Some(format!(
+                    "the venue's cancel-on-disconnect heartbeat failed ({e}); {cancelled}"
+                ))
+            }
         }
     }
 
@@ -226,6 +440,7 @@ impl Execution {
     pub async fn cancel_all(&mut self) -> Result<Vec<String>, ExecError> {
         let cancelled = self.executor.cancel_all().await?;
         self.open.clear();
+        self.working.clear();
         Ok(cancelled)
     }
 
@@ -418,8 +633,11 @@ impl Execution {
         decisions: &mut Vec<Decision>,
     ) -> Value {
         for fill in &placed.fills {
-            decisions.extend(engine.venue_fill(order, fill.size, fill.price, fill.fee));
+            if self.booked.insert(fill.trade_id.clone()) {
+                decisions.extend(engine.venue_fill(order, fill.size, fill.price, fill.fee));
+            }
         }
+        self.booked.extend(placed.trade_ids.iter().cloned());
         let details = json!({
             "order": order.id.0,
             "client_order_id": placed.client_id,
@@ -431,6 +649,13 @@ impl Execution {
         });
         match placed.state {
             OrderState::Open | OrderState::Pending => {
+                self.working.insert(
+                    placed.venue_order_id.clone(),
+                    Working {
+                        order: order.clone(),
+                        filled: placed.filled,
+                    },
+                );
                 self.open.push(OpenOrder {
                     venue_order_id: placed.venue_order_id.clone(),
                     market: order.market.as_str().to_owned(),
@@ -475,6 +700,17 @@ fn not_executed(decisions: &mut [Decision], reports: &[OrderReport]) {
             continue;
         };
         if o.executed_at.is_none() || filled.contains(&o.id.0) {
+            continue;
+        }
+        // An order the venue still works on may fill later.
+        let working = reports.iter().any(|r| {
+            r.opportunity == o.id.0
+                && matches!(
+                    r.details.get("state").and_then(Value::as_str),
+                    Some("open" | "pending")
+                )
+        });
+        if working {
             continue;
         }
         let reason = reports

@@ -68,6 +68,9 @@ pub struct Recorder {
     /// What the executor did with each opportunity's orders (shadow and
     /// live), by opportunity number, until its row is made.
     orders: HashMap<u64, Vec<Value>>,
+    /// Fills recorded per order: an order the venue fills in several
+    /// trades gets a row per trade.
+    fills_per_order: HashMap<u64, u32>,
     pub totals: Written,
 }
 
@@ -83,6 +86,7 @@ impl Recorder {
             trades: Vec::new(),
             written_balances: Vec::new(),
             orders: HashMap::new(),
+            fills_per_order: HashMap::new(),
             totals: Written::default(),
         }
     }
@@ -132,7 +136,10 @@ impl Recorder {
                     self.opportunities.push(row);
                 }
                 Decision::Fill(f) => {
-                    let row = self.fill_row(engine, f);
+                    let nth = self.fills_per_order.entry(f.order.0).or_default();
+                    let row_of_order = *nth;
+                    *nth += 1;
+                    let row = self.fill_row(engine, f, row_of_order);
                     self.trades.push(row);
                 }
                 Decision::Settlement(s) => {
@@ -197,9 +204,16 @@ impl Recorder {
         }
     }
 
-    fn fill_row<C: Clock>(&self, engine: &Engine<C>, f: &Fill) -> NewTrade {
+    /// `nth` counts the order's earlier fills: the first keeps the id a
+    /// replay has always given it.
+    fn fill_row<C: Clock>(&self, engine: &Engine<C>, f: &Fill, nth: u32) -> NewTrade {
+        let extra = if nth == 0 {
+            Vec::new()
+        } else {
+            nth.to_be_bytes().to_vec()
+        };
         NewTrade {
-            id: self.id(b"fill", f.order.0, &[]),
+            id: self.id(b"fill", f.order.0, &extra),
             opportunity_id: Some(self.opportunity_id(f.opportunity.0)),
             strategy: f.strategy.as_str().to_owned(),
             venue: f.venue.as_str().to_owned(),

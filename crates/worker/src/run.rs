@@ -20,11 +20,21 @@ use polybot_engine::{
     BreakerState, Clock, Engine, EngineConfig, EventClock, Execution as EngineExecution,
     PortfolioSnapshot,
 };
+use polybot_store::repo::audit;
 use polybot_store::{Db, Scope};
+use polybot_venues::execution::{ExecutionKind, VenueFill};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::execution::{DbFence, Execution};
+
+/// The next fill the user channel reports; pending without an execution.
+async fn next_user_fill(execution: &mut Option<Execution>) -> VenueFill {
+    match execution {
+        Some(exec) => exec.next_user_fill().await,
+        None => std::future::pending().await,
+    }
+}
 use crate::live::LiveSource;
 use crate::persist::Recorder;
 use crate::source::{EventSource, ReplaySource, SystemClock, TickSource};
@@ -68,6 +78,8 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
         flush_rows: config.flush_rows,
         last_error: None,
         errors: 0,
+        poll_every: config.execution.poll_every,
+        venue_heartbeat_every: config.execution.venue_heartbeat_every,
     };
     let engine_config = EngineConfig {
         strategies: tenant_config.strategies.clone(),
@@ -79,15 +91,17 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
         tenant,
         epoch,
     });
-    let execution = match crate::execution::connect(
+    let execution = match crate::execution::start(
         config.mode,
         &config.keys,
         &config.execution,
         fence,
+        tenant,
+        epoch,
     )
     .await
     {
-        Ok(executor) => executor.map(|e| Execution::new(e, tenant, epoch)),
+        Ok(execution) => execution,
         Err(e) => {
             let result = ctx.fail(&tenant_config, format!("{e:#}")).await;
             ctx.db.close().await;
@@ -208,6 +222,10 @@ struct Ctx {
     /// The newest failure, with its context, for the heartbeat.
     last_error: Option<String>,
     errors: u64,
+    /// How often trades are polled while the user channel is down.
+    poll_every: Duration,
+    /// How often the venue's cancel-on-disconnect heartbeat goes out (live).
+    venue_heartbeat_every: Duration,
 }
 
 impl Ctx {
@@ -259,6 +277,27 @@ impl Ctx {
                 self.note_error(message.clone());
                 WorkerError::Other(anyhow::anyhow!(message))
             }
+        }
+    }
+
+    /// The venue's heartbeat failed and the worker cancelled the tenant's
+    /// orders: said in health, the log and the tenant's audit log.
+    async fn venue_heartbeat_lost(&mut self, message: String) {
+        self.note_error(message.clone());
+        let written = async {
+            let mut tx = self.db.fenced(self.tenant, self.epoch).await?;
+            audit::append(
+                &mut tx,
+                "worker",
+                "venue.heartbeat_lost",
+                serde_json::json!({ "error": message }),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<(), polybot_store::DbError>(())
+        };
+        if let Err(e) = written.await {
+            tracing::warn!(tenant = %self.tenant, error = %e, "the heartbeat loss could not be written to the audit log");
         }
     }
 
@@ -487,6 +526,13 @@ where
     heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut flushes = tokio::time::interval(ctx.flush_every);
     flushes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut polls = tokio::time::interval(ctx.poll_every);
+    polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut venue_beats = tokio::time::interval(ctx.venue_heartbeat_every);
+    venue_beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let live = execution
+        .as_ref()
+        .is_some_and(|e| e.kind() == ExecutionKind::Live);
     let outcome: Result<(), WorkerError> = loop {
         let phase = if finished {
             WorkerPhase::Finished
@@ -506,9 +552,37 @@ where
                     break Err(e);
                 }
             }
+            _ = venue_beats.tick(), if live => {
+                if let Some(exec) = execution.as_mut()
+                    && let Some(message) = exec.venue_heartbeat().await
+                {
+                    ctx.venue_heartbeat_lost(message).await;
+                }
+            }
             _ = flushes.tick(), if recorder.pending() > 0 => {
                 if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                     break Err(e);
+                }
+            }
+            fill = next_user_fill(&mut execution), if live => {
+                decisions.clear();
+                if let Some(exec) = execution.as_mut()
+                    && exec.on_fill(&mut engine, &fill, &mut decisions)
+                {
+                    recorder.record(&engine, &decisions);
+                }
+            }
+            _ = polls.tick(), if execution.as_ref().is_some_and(|e| e.has_working_orders() && !e.user_channel_connected()) => {
+                decisions.clear();
+                if let Some(exec) = execution.as_mut() {
+                    match exec.poll_fills(&mut engine, &mut decisions).await {
+                        Ok(0) => {}
+                        Ok(booked) => {
+                            tracing::info!(tenant = %ctx.tenant, booked, "fills found by polling while the user channel is down");
+                            recorder.record(&engine, &decisions);
+                        }
+                        Err(e) => ctx.note_error(format!("polling the venue's trades: {e}")),
+                    }
                 }
             }
             next = source.next_event(), if !finished && recorder.pending() < BACKLOG_LIMIT => {

@@ -18,6 +18,7 @@
 
 pub mod polymarket;
 pub mod shadow;
+pub mod user_channel;
 
 use std::fmt;
 
@@ -217,6 +218,10 @@ pub struct Placed {
     pub filled: Decimal,
     /// Trades the venue reported for the order so far.
     pub fills: Vec<VenueFill>,
+    /// The venue's ids of every trade `fills` covers (an order's answer
+    /// sums its trades into one fill): the same trades reported again by
+    /// the user channel or `GET /data/trades` are not booked twice.
+    pub trade_ids: Vec<String>,
     /// True when the venue had this order already (a retry found it).
     pub recovered: bool,
     /// The body that was (or, in shadow, would have been) sent.
@@ -370,6 +375,14 @@ pub trait Executor: Send + Sync {
     async fn positions(&self) -> Result<Vec<VenuePosition>, ExecError>;
 
     async fn balances(&self) -> Result<Vec<VenueBalance>, ExecError>;
+
+    /// Keeps the tenant's orders alive at a venue that cancels them when
+    /// its client goes quiet (Polymarket's `POST /v1/heartbeats`): `previous`
+    /// is the id the last heartbeat returned; the answer is the next one.
+    /// `None` when the executor sends no heartbeats (paper, shadow).
+    async fn heartbeat(&self, _previous: Option<String>) -> Result<Option<String>, ExecError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ use polymarket_client_sdk_v2::types::U256;
 use rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::user_channel::{UserChannel, UserChannelAuth, UserChannelOptions};
 use super::{
     ClientOrderId, ExecError, ExecutionKind, Executor, FeeParams, Fence, MarketRules, OpenOrder,
     OrderRequest, OrderSide, OrderState, Placed, TimeInForce, VenueBalance, VenueFill,
@@ -158,8 +159,9 @@ pub struct PolymarketExecutor {
     timeout: Duration,
     fence: Arc<dyn Fence>,
     journal: Mutex<HashMap<ClientOrderId, Journaled>>,
-    /// Markets whose rules the SDK's caches hold.
-    rules: Mutex<HashMap<String, MarketRules>>,
+    /// Markets whose rules the SDK's caches hold (shared with the user
+    /// channel, which prices the fees of the fills it reports).
+    rules: Arc<Mutex<HashMap<String, MarketRules>>>,
     /// Tokens whose positions [`Executor::positions`] reports.
     instruments: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -312,7 +314,7 @@ impl PolymarketExecutor {
             timeout: settings.timeout,
             fence,
             journal: Mutex::new(HashMap::new()),
-            rules: Mutex::new(HashMap::new()),
+            rules: Arc::new(Mutex::new(HashMap::new())),
             instruments: Mutex::new(std::collections::BTreeSet::new()),
         })
     }
@@ -320,6 +322,19 @@ impl PolymarketExecutor {
     /// The wallet address orders are signed by.
     pub fn address(&self) -> String {
         self.signer.address().to_checksum(None)
+    }
+
+    /// Starts the user channel at `ws_base` (`wss://ws-subscriptions-clob.polymarket.com`)
+    /// with this executor's L2 credentials (given or derived): the fills of
+    /// the tenant's orders as the venue makes them.
+    pub fn user_channel(&self, ws_base: &str, options: UserChannelOptions) -> UserChannel {
+        let credentials = self.client.credentials();
+        let auth = UserChannelAuth {
+            api_key: credentials.key().to_string(),
+            secret: SecretString::from(credentials.secret().expose_secret().to_owned()),
+            passphrase: SecretString::from(credentials.passphrase().expose_secret().to_owned()),
+        };
+        UserChannel::spawn(ws_base, auth, self.rules.clone(), options)
     }
 
     async fn call<T>(
@@ -495,6 +510,7 @@ impl PolymarketExecutor {
                     venue_order_id: found.id,
                     state,
                     filled: found.size_matched.normalize(),
+                    trade_ids: fills.iter().map(|f| f.trade_id.clone()).collect(),
                     fills,
                     recovered: true,
                     wire: String::new(),
@@ -647,6 +663,7 @@ fn placed_from(
         _ => OrderState::Closed,
     };
     let mut fills = Vec::new();
+    let trade_ids = response.trade_ids.clone();
     if shares > Decimal::ZERO {
         let price = (cash / shares).round_dp(TOKEN_DECIMALS).normalize();
         fills.push(VenueFill {
@@ -675,6 +692,7 @@ fn placed_from(
         state,
         filled: shares.normalize(),
         fills,
+        trade_ids,
         recovered: false,
         wire,
     }
@@ -822,6 +840,21 @@ impl Executor for PolymarketExecutor {
             }
         }
         Ok(out)
+    }
+
+    async fn heartbeat(&self, previous: Option<String>) -> Result<Option<String>, ExecError> {
+        let previous = previous.and_then(|id| uuid::Uuid::parse_str(&id).ok());
+        let response = self
+            .call("POST /v1/heartbeats", self.client.post_heartbeat(previous))
+            .await?;
+        if let Some(error) = response.error.filter(|e| !e.is_empty()) {
+            return Err(ExecError::Venue(VenueError::new(
+                Api::PolymarketClob,
+                "POST /v1/heartbeats",
+                ErrorKind::Api { message: error },
+            )));
+        }
+        Ok(Some(response.heartbeat_id.to_string()))
     }
 
     async fn balances(&self) -> Result<Vec<VenueBalance>, ExecError> {

@@ -60,6 +60,7 @@ impl Executor for ShadowExecutor {
             state: OrderState::NotSent,
             filled: rust_decimal::Decimal::ZERO,
             fills: Vec::new(),
+            trade_ids: Vec::new(),
             recovered: false,
             wire: serde_json::to_string(&signed).unwrap_or_default(),
         };

@@ -13,13 +13,31 @@
 //! answer the next order posts: 429 with or without `Retry-After`, 500, or
 //! accept-then-stall (the order is taken, the answer comes too late).
 //!
+//! The user channel (`{ws_url}/ws/user`) is served too: a subscription
+//! whose `auth` matches an account gets a `trade` event for each of that
+//! account's trades, once `MATCHED` and again `CONFIRMED` (the same trade id),
+//! and `PONG` for `PING`; [`ClobStandIn::set_user_channel`] takes it down
+//! (open sockets closed, new ones refused) and up again. Orders can be held
+//! ([`ClobStandIn::hold_matching`]: accepted as `delayed`, matched when the
+//! test calls [`ClobStandIn::release_held`]), so a fill can come after the
+//! order's answer. `POST /v1/heartbeats` keeps an account's orders alive:
+//! once an account has sent one, going longer than the heartbeat timeout
+//! without the next cancels its open orders, as the exchange does;
+//! [`ClobStandIn::fail_heartbeats`] makes the endpoint answer 500.
+//!
 //! Not here: on-chain settlement (fills are final at match time) and the
-//! WebSocket channels.
+//! market channel.
 
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 
 use alloy_primitives::{Address, B256, Signature, U256};
 use alloy_sol_types::{SolStruct, sol};
@@ -149,6 +167,22 @@ struct State {
     /// L1 headers of the last API-key request, for the published vector.
     last_l1: Option<HashMap<String, String>>,
     rejections: Vec<String>,
+    /// Orders are accepted as `delayed` and matched on release.
+    hold: bool,
+    /// Trade events for the user channel: (owner's API key, JSON).
+    user_events: broadcast::Sender<(uuid::Uuid, String)>,
+    /// User-channel sockets subscribed now.
+    user_subscribers: usize,
+    /// Subscriptions refused for bad credentials.
+    user_refusals: u64,
+    /// Per account: the heartbeat id expected next, and when the last came.
+    heartbeats: HashMap<uuid::Uuid, (uuid::Uuid, Instant)>,
+    heartbeat_timeout: Duration,
+    heartbeats_fail: bool,
+    heartbeats_received: u64,
+    /// Orders cancelled because an account's heartbeats stopped.
+    expired: Vec<String>,
+    cancel_all_requests: u64,
 }
 
 /// The stand-in, listening on loopback until dropped.
@@ -156,6 +190,17 @@ struct State {
 pub struct ClobStandIn {
     server: MockServer,
     state: Arc<Mutex<State>>,
+    ws_addr: std::net::SocketAddr,
+    channel_up: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for ClobStandIn {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -179,6 +224,16 @@ impl ClobStandIn {
             last_post: None,
             last_l1: None,
             rejections: Vec::new(),
+            hold: false,
+            user_events: broadcast::channel(1_024).0,
+            user_subscribers: 0,
+            user_refusals: 0,
+            heartbeats: HashMap::new(),
+            heartbeat_timeout: Duration::from_secs(10),
+            heartbeats_fail: false,
+            heartbeats_received: 0,
+            expired: Vec::new(),
+            cancel_all_requests: 0,
         }));
         let server = MockServer::start().await;
         Mock::given(any())
@@ -187,12 +242,109 @@ impl ClobStandIn {
             })
             .mount(&server)
             .await;
-        Self { server, state }
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("binding the user channel: {e}"));
+        let ws_addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("the user channel's address: {e}"));
+        let (channel_up, up) = watch::channel(true);
+        let tasks = vec![
+            tokio::spawn(serve_user_channel(listener, state.clone(), up)),
+            tokio::spawn(expire_heartbeats(Arc::downgrade(&state))),
+        ];
+        Self {
+            server,
+            state,
+            ws_addr,
+            channel_up,
+            tasks,
+        }
     }
 
     /// The base URL, ending in `/` as the SDK expects.
     pub fn url(&self) -> String {
         format!("{}/", self.server.uri())
+    }
+
+    /// The WebSocket base (`/ws/user` is the user channel).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.ws_addr)
+    }
+
+    /// Takes the user channel down (open sockets closed, new ones refused)
+    /// or brings it back.
+    pub fn set_user_channel(&self, up: bool) {
+        self.channel_up.send_replace(up);
+    }
+
+    /// User-channel sockets subscribed now.
+    pub fn user_channel_subscribers(&self) -> usize {
+        lock(&self.state).user_subscribers
+    }
+
+    /// User-channel subscriptions refused for bad credentials so far.
+    pub fn user_channel_refusals(&self) -> u64 {
+        lock(&self.state).user_refusals
+    }
+
+    /// Held, orders are accepted as `delayed` and matched only by
+    /// [`release_held`](Self::release_held).
+    pub fn hold_matching(&self, hold: bool) {
+        lock(&self.state).hold = hold;
+    }
+
+    /// Ids of the orders held now.
+    pub fn held_order_ids(&self) -> Vec<String> {
+        lock(&self.state)
+            .orders
+            .iter()
+            .filter(|o| o.status == "DELAYED")
+            .map(|o| o.id.clone())
+            .collect()
+    }
+
+    /// Matches every held order against the book; returns the trade ids.
+    pub fn release_held(&self) -> Vec<String> {
+        let mut state = lock(&self.state);
+        let held: Vec<usize> = (0..state.orders.len())
+            .filter(|&i| state.orders[i].status == "DELAYED")
+            .collect();
+        let mut trades = Vec::new();
+        for index in held {
+            let token = state.orders[index].token.clone();
+            let Some(market) = state.market_of(&token).cloned() else {
+                continue;
+            };
+            trades.extend(state.execute(index, &market).3);
+        }
+        trades
+    }
+
+    /// How long an account may go without a heartbeat (once it sent one)
+    /// before its open orders are cancelled (10 s, as the exchange).
+    pub fn set_heartbeat_timeout(&self, timeout: Duration) {
+        lock(&self.state).heartbeat_timeout = timeout;
+    }
+
+    /// Failing, `POST /v1/heartbeats` answers 500.
+    pub fn fail_heartbeats(&self, fail: bool) {
+        lock(&self.state).heartbeats_fail = fail;
+    }
+
+    /// Heartbeats accepted so far.
+    pub fn heartbeats_received(&self) -> u64 {
+        lock(&self.state).heartbeats_received
+    }
+
+    /// Orders the stand-in cancelled because their account's heartbeats stopped.
+    pub fn expired_orders(&self) -> Vec<String> {
+        lock(&self.state).expired.clone()
+    }
+
+    /// `DELETE /cancel-all` requests received.
+    pub fn cancel_all_requests(&self) -> u64 {
+        lock(&self.state).cancel_all_requests
     }
 
     /// Opens an account for the wallet `address` with `balance` pUSD;
@@ -265,7 +417,7 @@ impl ClobStandIn {
         lock(&self.state)
             .orders
             .iter()
-            .filter(|o| o.status == "LIVE")
+            .filter(|o| o.status == "LIVE" || o.status == "DELAYED")
             .map(|o| o.id.clone())
             .collect()
     }
@@ -509,7 +661,7 @@ impl State {
                 let data: Vec<Value> = self
                     .orders
                     .iter()
-                    .filter(|o| o.owner == owner && o.status == "LIVE")
+                    .filter(|o| o.owner == owner && (o.status == "LIVE" || o.status == "DELAYED"))
                     .map(order_json)
                     .collect();
                 ResponseTemplate::new(200).set_body_json(page(data))
@@ -550,6 +702,7 @@ impl State {
                     .set_body_json(json!({"canceled": canceled, "not_canceled": not}))
             }
             ("DELETE", "/cancel-all") => {
+                self.cancel_all_requests += 1;
                 let canceled = self.cancel(owner, |_| true);
                 ResponseTemplate::new(200)
                     .set_body_json(json!({"canceled": canceled, "not_canceled": {}}))
@@ -567,6 +720,30 @@ impl State {
                     "allowances": {},
                 }))
             }
+            ("POST", "/v1/heartbeats") => {
+                if self.heartbeats_fail {
+                    return error(500, "heartbeat service unavailable");
+                }
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                let given = body["heartbeat_id"]
+                    .as_str()
+                    .and_then(|id| uuid::Uuid::parse_str(id).ok());
+                let expected = self.heartbeats.get(&owner).map(|(id, _)| *id);
+                match (given, expected) {
+                    (Some(given), Some(expected)) if given != expected => {
+                        ResponseTemplate::new(400).set_body_json(json!({
+                            "heartbeat_id": expected, "error": "invalid heartbeat id",
+                        }))
+                    }
+                    _ => {
+                        let next = uuid::Uuid::new_v4();
+                        self.heartbeats.insert(owner, (next, Instant::now()));
+                        self.heartbeats_received += 1;
+                        ResponseTemplate::new(200)
+                            .set_body_json(json!({"heartbeat_id": next, "error": null}))
+                    }
+                }
+            }
             _ => error(404, format!("{method} {path} is not part of the stand-in")),
         }
     }
@@ -574,7 +751,7 @@ impl State {
     fn cancel(&mut self, owner: uuid::Uuid, which: impl Fn(&StoredOrder) -> bool) -> Vec<String> {
         let mut canceled = Vec::new();
         for o in &mut self.orders {
-            if o.owner == owner && o.status == "LIVE" && which(o) {
+            if o.owner == owner && (o.status == "LIVE" || o.status == "DELAYED") && which(o) {
                 o.status = "CANCELED";
                 canceled.push(o.id.clone());
             }
@@ -708,7 +885,66 @@ impl State {
             );
         }
         let order_type = body["orderType"].as_str().unwrap_or("GTC").to_owned();
-        // Match against the given book.
+        let now = chrono::Utc::now().timestamp();
+        self.orders.push(StoredOrder {
+            id: id.clone(),
+            owner: self.accounts[account].api_key,
+            maker: account_address,
+            market: market.condition_id.clone(),
+            token,
+            side: if buying { "BUY" } else { "SELL" },
+            price,
+            size: shares,
+            matched: Decimal::ZERO,
+            status: "DELAYED",
+            order_type,
+            created: now,
+        });
+        if self.hold {
+            // Accepted, matched later ([`ClobStandIn::release_held`]).
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "success": true, "errorMsg": "", "orderID": id, "status": "delayed",
+                "makingAmount": "0", "takingAmount": "0",
+                "transactionsHashes": [], "tradeIDs": [],
+            }));
+        }
+        let index = self.orders.len() - 1;
+        let (status, notional, matched, trade_ids) = self.execute(index, &market);
+        let (making, taking) = if buying {
+            (notional, matched)
+        } else {
+            (matched, notional)
+        };
+        let hashes: Vec<String> = if trade_ids.is_empty() {
+            Vec::new()
+        } else {
+            vec![format!("0x{}", "ab".repeat(32))]
+        };
+        ResponseTemplate::new(200).set_body_json(json!({
+            "success": true,
+            "errorMsg": "",
+            "orderID": id,
+            "status": status.to_ascii_lowercase(),
+            "makingAmount": making.normalize().to_string(),
+            "takingAmount": taking.normalize().to_string(),
+            "transactionsHashes": hashes,
+            "tradeIDs": trade_ids,
+        }))
+    }
+
+    /// Matches the order at `index` against the book the test gave: books
+    /// its trades (and tells the user channel), moves cash and shares, and
+    /// leaves it resting, matched or cancelled. Returns the answer's status,
+    /// the cash and shares that changed hands, and the trade ids.
+    fn execute(
+        &mut self,
+        index: usize,
+        market: &StandInMarket,
+    ) -> (&'static str, Decimal, Decimal, Vec<String>) {
+        let order = self.orders[index].clone();
+        let buying = order.side == "BUY";
+        let token = order.token.clone();
+        let (price, shares) = (order.price, order.size);
         let book = if buying {
             self.asks.entry(token.clone()).or_default()
         } else {
@@ -727,7 +963,7 @@ impl State {
             .map(|(_, s)| *s)
             .sum();
         let mut fills: Vec<(Decimal, Decimal)> = Vec::new();
-        if !(order_type == "FOK" && available < shares) {
+        if !(order.order_type == "FOK" && available < shares) {
             let mut left = shares;
             for level in book.iter_mut() {
                 if left.is_zero() || !crosses(level.0) {
@@ -754,19 +990,20 @@ impl State {
             .sum::<Decimal>()
             .round_dp_with_strategy(5, rust_decimal::RoundingStrategy::ToZero);
         let now = chrono::Utc::now().timestamp();
-        let owner = self.accounts[account].api_key;
-        {
-            let a = &mut self.accounts[account];
-            let position = a.positions.entry(token.clone()).or_default();
-            if buying {
-                a.balance -= notional + fee;
-                *position += matched;
-            } else {
-                a.balance += notional - fee;
-                *position -= matched;
-            }
+        let account = self
+            .accounts
+            .iter_mut()
+            .find(|a| a.api_key == order.owner)
+            .unwrap_or_else(|| panic!("the order's account is gone"));
+        let position = account.positions.entry(token.clone()).or_default();
+        if buying {
+            account.balance -= notional + fee;
+            *position += matched;
+        } else {
+            account.balance += notional - fee;
+            *position -= matched;
         }
-        let rests = matched < shares && (order_type == "GTC" || order_type == "GTD");
+        let rests = matched < shares && (order.order_type == "GTC" || order.order_type == "GTD");
         let status = if rests {
             "LIVE"
         } else if matched.is_zero() {
@@ -774,65 +1011,189 @@ impl State {
         } else {
             "MATCHED"
         };
-        let side = if buying { "BUY" } else { "SELL" };
         let mut trade_ids = Vec::new();
         for (i, (p, s)) in fills.iter().enumerate() {
-            let trade_id = format!("{id}-{i}");
-            trade_ids.push(trade_id.clone());
-            self.trades.push(Trade {
-                id: trade_id,
-                order: id.clone(),
-                owner,
-                maker: account_address,
+            let trade = Trade {
+                id: format!("{}-{i}", order.id),
+                order: order.id.clone(),
+                owner: order.owner,
+                maker: order.maker,
                 market: market.condition_id.clone(),
                 token: token.clone(),
-                side,
+                side: order.side,
                 price: *p,
                 size: *s,
                 time: now,
-            });
+            };
+            trade_ids.push(trade.id.clone());
+            self.announce(&trade);
+            self.trades.push(trade);
         }
-        self.orders.push(StoredOrder {
-            id: id.clone(),
-            owner,
-            maker: account_address,
-            market: market.condition_id.clone(),
-            token,
-            side,
-            price,
-            size: shares,
-            matched,
-            status: if status == "LIVE" {
-                "LIVE"
-            } else if status == "MATCHED" {
-                "MATCHED"
-            } else {
-                "CANCELED"
-            },
-            order_type,
-            created: now,
-        });
-        let (making, taking) = if buying {
-            (notional, matched)
-        } else {
-            (matched, notional)
+        let stored = &mut self.orders[index];
+        stored.matched = matched;
+        stored.status = match status {
+            "LIVE" => "LIVE",
+            "MATCHED" => "MATCHED",
+            _ => "CANCELED",
         };
-        let hashes: Vec<String> = if fills.is_empty() {
-            Vec::new()
-        } else {
-            vec![format!("0x{}", "ab".repeat(32))]
-        };
-        ResponseTemplate::new(200).set_body_json(json!({
-            "success": true,
-            "errorMsg": "",
-            "orderID": id,
-            "status": status.to_ascii_lowercase(),
-            "makingAmount": making.normalize().to_string(),
-            "takingAmount": taking.normalize().to_string(),
-            "transactionsHashes": hashes,
-            "tradeIDs": trade_ids,
-        }))
+        (status, notional, matched, trade_ids)
     }
+
+    /// Tells the trade's owner on the user channel, as the venue does: once
+    /// matched, again confirmed (the same trade id both times).
+    fn announce(&self, t: &Trade) {
+        for status in ["MATCHED", "CONFIRMED"] {
+            let event = json!({
+                "event_type": "trade", "type": "TRADE", "id": t.id, "market": t.market,
+                "asset_id": t.token, "side": t.side, "size": t.size.to_string(),
+                "price": t.price.to_string(), "status": status,
+                "taker_order_id": t.order, "owner": t.owner.to_string(),
+                "trade_owner": t.owner.to_string(), "trader_side": "TAKER",
+                "maker_orders": [], "fee_rate_bps": "0",
+                "matchtime": t.time.to_string(), "timestamp": t.time.to_string(),
+            });
+            // Nobody listening is fine: the trade stays in `GET /data/trades`.
+            if self.user_events.send((t.owner, event.to_string())).is_err() {
+                tracing::debug!(trade = %t.id, "no user channel listening");
+            }
+        }
+    }
+}
+
+/// Cancels the open orders of every account whose heartbeats stopped.
+async fn expire_heartbeats(state: std::sync::Weak<Mutex<State>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tick.tick().await;
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let mut state = lock(&state);
+        let timeout = state.heartbeat_timeout;
+        let stopped: Vec<uuid::Uuid> = state
+            .heartbeats
+            .iter()
+            .filter(|(_, (_, last))| last.elapsed() > timeout)
+            .map(|(owner, _)| *owner)
+            .collect();
+        for owner in stopped {
+            state.heartbeats.remove(&owner);
+            let cancelled = state.cancel(owner, |_| true);
+            state.expired.extend(cancelled);
+        }
+    }
+}
+
+/// Accepts user-channel sockets at `/ws/user` while the channel is up.
+async fn serve_user_channel(
+    listener: TcpListener,
+    state: Arc<Mutex<State>>,
+    up: watch::Receiver<bool>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        if !*up.borrow() {
+            drop(stream);
+            continue;
+        }
+        tokio::spawn(user_session(stream, state.clone(), up.clone()));
+    }
+}
+
+/// The account whose credentials the subscription carries.
+fn subscriber(state: &Mutex<State>, text: &str) -> Option<uuid::Uuid> {
+    let message: Value = serde_json::from_str(text).ok()?;
+    if message["type"] != "user" {
+        return None;
+    }
+    let auth = &message["auth"];
+    lock(state)
+        .accounts
+        .iter()
+        .find(|a| {
+            auth["apiKey"].as_str() == Some(a.api_key.to_string().as_str())
+                && auth["secret"].as_str() == Some(a.secret.as_str())
+                && auth["passphrase"].as_str() == Some(a.passphrase.as_str())
+        })
+        .map(|a| a.api_key)
+}
+
+async fn user_session(stream: TcpStream, state: Arc<Mutex<State>>, mut up: watch::Receiver<bool>) {
+    use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    // The signature is tungstenite's handshake callback's.
+    #[allow(clippy::result_large_err)]
+    let check_path = |request: &Request, response: Response| {
+        if request.uri().path() == "/ws/user" {
+            Ok(response)
+        } else {
+            let mut refusal = ErrorResponse::new(Some("only /ws/user is served".to_owned()));
+            *refusal.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
+            Err(refusal)
+        }
+    };
+    let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, check_path).await else {
+        return;
+    };
+    let (mut sink, mut source) = ws.split();
+    let owner = loop {
+        match source.next().await {
+            Some(Ok(Message::Text(text))) if text.as_str() == "PING" => {
+                if sink.send(Message::Text("PONG".into())).await.is_err() {
+                    return;
+                }
+            }
+            Some(Ok(Message::Text(text))) => break subscriber(&state, text.as_str()),
+            Some(Ok(_)) => {}
+            _ => return,
+        }
+    };
+    let Some(owner) = owner else {
+        lock(&state).user_refusals += 1;
+        if sink
+            .send(Message::Text(r#"{"error":"invalid credentials"}"#.into()))
+            .await
+            .is_ok()
+            && let Err(e) = sink.send(Message::Close(None)).await
+        {
+            tracing::debug!(error = %e, "user channel: close not sent");
+        }
+        return;
+    };
+    let mut events = {
+        let mut state = lock(&state);
+        state.user_subscribers += 1;
+        state.user_events.subscribe()
+    };
+    loop {
+        tokio::select! {
+            changed = up.changed() => {
+                if changed.is_err() || !*up.borrow() {
+                    break;
+                }
+            }
+            event = events.recv() => match event {
+                Ok((to, text)) if to == owner => {
+                    if sink.send(Message::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            frame = source.next() => match frame {
+                Some(Ok(Message::Text(text))) if text.as_str() == "PING" => {
+                    if sink.send(Message::Text("PONG".into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    lock(&state).user_subscribers -= 1;
 }
 
 fn order_json(o: &StoredOrder) -> Value {

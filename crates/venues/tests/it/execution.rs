@@ -475,3 +475,116 @@ async fn the_sdk_signs_l1_exactly_as_the_published_vector() {
     );
     assert_eq!(headers.get("POLY_NONCE").map(String::as_str), Some("23"));
 }
+
+/// Polls `check` every 20 ms for up to 10 s.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..500 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn the_user_channel_reports_each_trade_of_ours_with_the_markets_fee() {
+    let (clob, keys, market) = stand_in(dec!(100)).await;
+    clob.set_asks(
+        &market.tokens[0],
+        &[(dec!(0.40), dec!(6)), (dec!(0.41), dec!(10))],
+    );
+    let exec = executor(&clob, &keys).await;
+    let rules = rules(&exec, &market).await;
+    let mut channel = exec.user_channel(
+        &clob.ws_url(),
+        polybot_venues::execution::user_channel::UserChannelOptions::default(),
+    );
+    assert!(eventually(|| clob.user_channel_subscribers() == 1).await);
+    assert!(channel.is_connected());
+
+    let placed = exec
+        .place(&buy(&market, 1, dec!(0.41), dec!(10)), &rules)
+        .await
+        .unwrap();
+    assert_eq!(placed.trade_ids.len(), 2, "{placed:?}");
+
+    // Two trades (two levels), each reported matched and then confirmed;
+    // fees floored to five decimals: 4 × 0.07 × 0.41 × 0.59 = 0.067732.
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let fill = tokio::time::timeout(Duration::from_secs(10), channel.next())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push((
+            fill.trade_id,
+            fill.venue_order_id,
+            fill.price,
+            fill.size,
+            fill.fee,
+        ));
+    }
+    let id = &placed.venue_order_id;
+    let first = (
+        placed.trade_ids[0].clone(),
+        id.clone(),
+        dec!(0.4),
+        dec!(6),
+        dec!(0.1008),
+    );
+    let second = (
+        placed.trade_ids[1].clone(),
+        id.clone(),
+        dec!(0.41),
+        dec!(4),
+        dec!(0.06773),
+    );
+    assert_eq!(seen, vec![first.clone(), first, second.clone(), second]);
+    channel.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_user_channel_with_wrong_credentials_is_refused() {
+    let (clob, keys, _market) = stand_in(dec!(100)).await;
+    let exec = executor(&clob, &keys).await;
+    let channel = polybot_venues::execution::user_channel::UserChannel::spawn(
+        &clob.ws_url(),
+        polybot_venues::execution::user_channel::UserChannelAuth {
+            api_key: uuid::Uuid::nil().to_string(),
+            secret: SecretString::from("bm9wZQ=="),
+            passphrase: SecretString::from("nope"),
+        },
+        Default::default(),
+        Default::default(),
+    );
+    assert!(eventually(|| clob.user_channel_refusals() >= 1).await);
+    assert_eq!(clob.user_channel_subscribers(), 0);
+    drop(exec);
+    channel.shutdown().await;
+}
+
+#[tokio::test]
+async fn when_an_accounts_heartbeats_stop_the_venue_cancels_its_open_orders() {
+    let (clob, keys, market) = stand_in(dec!(100)).await;
+    clob.set_heartbeat_timeout(Duration::from_millis(300));
+    let exec = executor(&clob, &keys).await;
+    let rules = rules(&exec, &market).await;
+    let mut order = buy(&market, 1, dec!(0.30), dec!(10));
+    order.time_in_force = TimeInForce::GoodTillCancelled;
+    let placed = exec.place(&order, &rules).await.unwrap();
+    let first = exec.heartbeat(None).await.unwrap();
+    assert!(first.is_some());
+    // The next heartbeat must carry the id the last one returned.
+    let second = exec.heartbeat(first.clone()).await.unwrap();
+    assert_ne!(second, first);
+    assert!(matches!(
+        exec.heartbeat(first).await,
+        Err(ExecError::Venue(_))
+    ));
+    assert_eq!(clob.heartbeats_received(), 2);
+
+    assert!(eventually(|| clob.open_order_ids().is_empty()).await);
+    assert_eq!(clob.expired_orders(), vec![placed.venue_order_id]);
+    assert_eq!(clob.cancel_all_requests(), 0);
+}

@@ -19,6 +19,7 @@ use polybot_store::{Db, Scope};
 use polybot_venues::execution::polymarket::{
     ApiCredentials, POLYGON, PolymarketExecutor, PolymarketKeys, PolymarketSettings,
 };
+use polybot_venues::execution::user_channel::UserChannelOptions;
 use polybot_venues::execution::{
     ClientOrderId, ExecError, Executor, NoFence, OrderRequest, OrderSide, TimeInForce,
 };
@@ -149,6 +150,14 @@ fn settings(clob: &ClobStandIn) -> ExecutionSettings {
             chain_id: POLYGON,
             timeout: Duration::from_millis(400),
         },
+        user_channel: Some(clob.ws_url()),
+        user_channel_options: UserChannelOptions {
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(200),
+            ping_interval: Duration::from_secs(10),
+        },
+        poll_every: Duration::from_millis(100),
+        venue_heartbeat_every: Duration::from_millis(100),
     }
 }
 
@@ -652,9 +661,12 @@ async fn an_order_over_the_notional_cap_is_refused_in_paper_shadow_and_live(
         Scope::Control,
     );
     // The NO leg is 100 at 0.55: 55 committed, over a cap of 50.
-    let refusal = "an order in pm-eth-5k would commit 55.00 (100 at 0.55), over max_order_notional 50";
+    let refusal =
+        "an order in pm-eth-5k would commit 55.00 (100 at 0.55), over max_order_notional 50";
     for mode in [Mode::Paper, Mode::Shadow, Mode::Live] {
-        let a = create_tenant(&control, &format!("capped-{mode}")).await.unwrap();
+        let a = create_tenant(&control, &format!("capped-{mode}"))
+            .await
+            .unwrap();
         let mut tx = control.tenant(a).await.unwrap();
         sqlx::query("INSERT INTO tenant_configs (tenant_id, strategies, risk) VALUES ($1, $2, $3)")
             .bind(a.as_uuid())
@@ -685,4 +697,222 @@ async fn an_order_over_the_notional_cap_is_refused_in_paper_shadow_and_live(
         assert_eq!(details["not_executed"], refusal, "{mode}: {details}");
         assert_eq!(details.get("orders"), None, "{mode}: {details}");
     }
+}
+
+/// Runs a live worker on the book recording until `stop`.
+fn spawn_live(
+    a: TenantId,
+    login: &PgConnectOptions,
+    venue: &Venue1,
+    replay: std::path::PathBuf,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), polybot_worker::WorkerError>> {
+    let mut config = config(a, login.clone(), Mode::Live, venue, replay);
+    if let Some(replay) = config.replay.as_mut() {
+        replay.exit_at_end = false;
+    }
+    tokio::spawn(polybot_worker::run(config, stop.clone()))
+}
+
+async fn cash(login: &PgConnectOptions) -> Option<Decimal> {
+    let mut conn = login.connect().await.unwrap();
+    sqlx::query_scalar("SELECT amount FROM balances WHERE venue = 'polymarket'")
+        .fetch_optional(&mut conn)
+        .await
+        .unwrap()
+}
+
+fn both_legs_live() -> Vec<Trade> {
+    vec![
+        (
+            s("pm-eth-5k"),
+            s("Yes"),
+            dec!(0.4),
+            dec!(100),
+            dec!(1.68),
+            s("live"),
+        ),
+        (
+            s("pm-eth-5k"),
+            s("No"),
+            dec!(0.55),
+            dec!(100),
+            dec!(1.7325),
+            s("live"),
+        ),
+    ]
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_fill_made_after_the_orders_answer_arrives_on_the_user_channel_and_is_booked_once(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    let a = tenant(&control).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let venue = venue().await;
+    // The venue takes both orders as "delayed" and matches them later.
+    venue.clob.hold_matching(true);
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let worker = spawn_live(
+        a,
+        &login,
+        &venue,
+        recording(&dir, &venue.market, true),
+        &stop,
+    );
+    assert!(eventually(|| async { venue.clob.user_channel_subscribers() == 1 }).await);
+    assert!(eventually(|| async { venue.clob.held_order_ids().len() == 2 }).await);
+    assert!(trades(&login).await.is_empty(), "nothing filled yet");
+
+    let released = venue.clob.release_held();
+    assert_eq!(released.len(), 2);
+    assert!(eventually(|| async { trades(&login).await.len() >= 2 }).await);
+    assert!(eventually(|| async { cash(&login).await == Some(dec!(901.5875)) }).await);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+
+    // Each trade came twice on the channel (matched, then confirmed): one row each.
+    assert_eq!(trades(&login).await, both_legs_live());
+    assert_eq!(venue.clob.order_posts(), 2);
+    assert_eq!(venue.clob.balance(ADDRESS), dec!(901.5875));
+    assert_eq!(cash(&login).await, Some(dec!(901.5875)));
+    let (details, executed) = &opportunity_details(&login).await[0];
+    assert!(executed, "{details}");
+    assert_eq!(details["orders"][0]["state"], "pending", "{details}");
+    assert_eq!(details.get("not_executed"), None, "{details}");
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn with_the_user_channel_down_a_later_fill_is_found_by_polling(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    let a = tenant(&control).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let venue = venue().await;
+    venue.clob.set_user_channel(false);
+    venue.clob.hold_matching(true);
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let worker = spawn_live(
+        a,
+        &login,
+        &venue,
+        recording(&dir, &venue.market, true),
+        &stop,
+    );
+    assert!(eventually(|| async { venue.clob.held_order_ids().len() == 2 }).await);
+
+    venue.clob.release_held();
+    assert!(eventually(|| async { trades(&login).await.len() >= 2 }).await);
+    assert!(eventually(|| async { cash(&login).await == Some(dec!(901.5875)) }).await);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+
+    assert_eq!(venue.clob.user_channel_subscribers(), 0);
+    assert_eq!(trades(&login).await, both_legs_live());
+    assert_eq!(cash(&login).await, Some(dec!(901.5875)));
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn when_the_venues_heartbeat_fails_the_worker_cancels_its_orders_and_says_so(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    let a = tenant(&control).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let venue = venue().await;
+    // The venue itself would wait a minute: any cancel before is the worker's.
+    venue.clob.set_heartbeat_timeout(Duration::from_secs(60));
+    let previous = PolymarketExecutor::connect(
+        &settings(&venue.clob).polymarket,
+        &venue.sdk_keys,
+        Arc::new(NoFence),
+    )
+    .await
+    .unwrap();
+    let rules = previous
+        .market_rules(&venue.market.condition_id)
+        .await
+        .unwrap();
+    let resting = previous
+        .place(
+            &OrderRequest {
+                client_id: ClientOrderId::derive(a.as_uuid().as_bytes(), 1, 1),
+                market: venue.market.condition_id.clone(),
+                instrument: venue.market.tokens[0].clone(),
+                side: OrderSide::Buy,
+                price: dec!(0.30),
+                size: dec!(10),
+                time_in_force: TimeInForce::GoodTillCancelled,
+            },
+            &rules,
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let worker = spawn_live(
+        a,
+        &login,
+        &venue,
+        recording(&dir, &venue.market, false),
+        &stop,
+    );
+    assert!(eventually(|| async { venue.clob.heartbeats_received() >= 2 }).await);
+    assert_eq!(
+        venue.clob.open_order_ids(),
+        vec![resting.venue_order_id.clone()]
+    );
+
+    venue.clob.fail_heartbeats(true);
+    assert!(eventually(|| async { venue.clob.open_order_ids().is_empty() }).await);
+    assert_eq!(venue.clob.cancel_all_requests(), 1);
+    assert!(venue.clob.expired_orders().is_empty());
+    let said = "the venue's cancel-on-disconnect heartbeat failed";
+    assert!(
+        eventually(|| async {
+            last_health(&login).await.is_some_and(|h| {
+                h["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains(said) && e.contains("cancelled 1 open orders"))
+            })
+        })
+        .await,
+        "{:?}",
+        last_health(&login).await
+    );
+    assert!(!worker.is_finished(), "the worker runs on");
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+    let mut tx = control.tenant(a).await.unwrap();
+    let lost: Vec<Value> = audit::list(&mut tx)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "venue.heartbeat_lost" && e.actor == "worker")
+        .map(|e| e.details)
+        .collect();
+    tx.commit().await.unwrap();
+    assert_eq!(lost.len(), 1, "{lost:?}");
+    assert!(
+        lost[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with(said)),
+        "{lost:?}"
+    );
 }
