@@ -230,6 +230,12 @@ impl<C: Clock> Engine<C> {
         }))
     }
 
+    /// Orders sent and not yet finished (live: working at the venue), as
+    /// the `max_open_orders` limit counts them.
+    pub fn open_orders(&self) -> u32 {
+        self.risk.open_orders()
+    }
+
     /// Sets a venue's cash to what the venue reports (live reconciliation).
     pub fn set_cash(&mut self, venue: Venue, amount: Decimal) {
         self.portfolio.set_cash(venue, amount);

@@ -362,7 +362,7 @@ impl Execution {
     /// lost (and what was cancelled), or orders found open during the
     /// outage were cancelled. Further failures of the same outage are only
     /// logged; the first success ends the outage.
-    pub async fn venue_heartbeat(&mut self) -> Option<String> {
+    pub async fn venue_heartbeat<C: Clock>(&mut self, engine: &mut Engine<C>) -> Option<String> {
         match self.executor.heartbeat(self.heartbeat_id.clone()).await {
             Ok(id) => {
                 if self.heartbeat_lost {
@@ -380,7 +380,10 @@ impl Execution {
                     tracing::warn!(error = %e, "the venue's heartbeat is still failing");
                     return None;
                 }
-                let cancelled = match self.cancel_all().await {
+                let cancelled = match self
+                    .cancel_all(engine, "cancelled: the venue's heartbeat failed")
+                    .await
+                {
                     Ok(ids) => format!("cancelled {} open orders", ids.len()),
                     Err(c) => format!("cancelling the open orders failed too: {c}"),
                 };
@@ -437,10 +440,24 @@ impl Execution {
     }
 
     /// Cancels every order of the tenant at the venue (the kill switch).
-    pub async fn cancel_all(&mut self) -> Result<Vec<String>, ExecError> {
+    /// The engine stops counting this worker's working orders as open (they
+    /// are done, with what filled of them), so the open-order limit frees up.
+    pub async fn cancel_all<C: Clock>(
+        &mut self,
+        engine: &mut Engine<C>,
+        reason: &str,
+    ) -> Result<Vec<String>, ExecError> {
         let cancelled = self.executor.cancel_all().await?;
         self.open.clear();
-        self.working.clear();
+        for (_, working) in self.working.drain() {
+            // The cancel of the unfilled rest is not a row of its own.
+            engine.order_finished(
+                &working.order,
+                working.filled,
+                Some(reason.to_owned()),
+                false,
+            );
+        }
         Ok(cancelled)
     }
 

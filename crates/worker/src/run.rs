@@ -251,7 +251,10 @@ impl Ctx {
         engine.set_kill_switch(on);
         tracing::warn!(tenant = %self.tenant, on, "kill switch changed");
         if let (true, Some(exec)) = (on, execution) {
-            match exec.cancel_all().await {
+            match exec
+                .cancel_all(engine, "cancelled: the kill switch is on")
+                .await
+            {
                 Ok(cancelled) => tracing::warn!(
                     tenant = %self.tenant,
                     cancelled = cancelled.len(),
@@ -554,7 +557,7 @@ where
             }
             _ = venue_beats.tick(), if live => {
                 if let Some(exec) = execution.as_mut()
-                    && let Some(message) = exec.venue_heartbeat().await
+                    && let Some(message) = exec.venue_heartbeat(&mut engine).await
                 {
                     ctx.venue_heartbeat_lost(message).await;
                 }
@@ -647,7 +650,10 @@ where
     if let Some(exec) = execution.as_mut()
         && !exec.open_orders().is_empty()
     {
-        match exec.cancel_all().await {
+        match exec
+            .cancel_all(&mut engine, "cancelled: the worker stopped")
+            .await
+        {
             Ok(cancelled) => {
                 tracing::info!(tenant = %ctx.tenant, cancelled = cancelled.len(), "open orders cancelled on stop")
             }

@@ -916,3 +916,79 @@ async fn when_the_venues_heartbeat_fails_the_worker_cancels_its_orders_and_says_
         "{lost:?}"
     );
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn cancelling_every_order_frees_the_open_order_slots_of_working_orders(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    let a = tenant(&control).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let worker_db = Db::connect(login.clone(), Scope::Worker(a), 2)
+        .await
+        .unwrap();
+    let epoch = take_lease(&worker_db, a, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let venue = venue().await;
+    venue.clob.hold_matching(true);
+    let fence = Arc::new(DbFence {
+        db: worker_db.clone(),
+        tenant: a,
+        epoch,
+    });
+    let mut execution = polybot_worker::execution::start(
+        Mode::Live,
+        &venue.keys,
+        &settings(&venue.clob),
+        fence,
+        a,
+        epoch,
+    )
+    .await
+    .unwrap()
+    .expect("live mode has an execution");
+    let mut engine = Engine::new(
+        EngineConfig {
+            strategies: polybot_core::strategy::parse_strategies(&json!({"complement_arb": {}}))
+                .unwrap(),
+            risk: Default::default(),
+            balances: vec![(Venue::Polymarket, dec!(1000))],
+        },
+        EventClock::default(),
+    )
+    .unwrap();
+    engine.set_execution(EngineExecution::Venue);
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(recording(&dir, &venue.market, true)).unwrap();
+    let mut decisions = Vec::new();
+    for event in Replay::new(text.as_bytes()) {
+        decisions.clear();
+        engine.on_event(&event.unwrap(), &mut decisions).unwrap();
+        if decisions.iter().any(|d| matches!(d, Decision::Order(_))) {
+            execution
+                .execute(&mut engine, &mut decisions)
+                .await
+                .unwrap();
+        }
+    }
+    // Both legs are held by the venue: working, and counted as open.
+    assert_eq!(venue.clob.held_order_ids().len(), 2);
+    assert!(execution.has_working_orders());
+    assert_eq!(engine.open_orders(), 2);
+
+    let cancelled = execution
+        .cancel_all(&mut engine, "cancelled: the kill switch is on")
+        .await
+        .unwrap();
+
+    assert_eq!(cancelled.len(), 2);
+    assert!(venue.clob.open_order_ids().is_empty());
+    assert!(!execution.has_working_orders());
+    assert_eq!(engine.open_orders(), 0);
+    worker_db.close().await;
+}
