@@ -11,6 +11,10 @@
 //! sends, the fence check before every send, and a timeout on every call
 //! (the SDK's HTTP client has none).
 //!
+//! The executor also sends the venue's cancel-on-disconnect heartbeat
+//! (`POST /v1/heartbeats`, [`Executor::heartbeat`]) and starts the user
+//! channel with its credentials ([`PolymarketExecutor::user_channel`]).
+//!
 //! Not here: what to trade, or what to do with a fill (the worker books it).
 
 use std::collections::HashMap;

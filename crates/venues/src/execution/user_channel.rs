@@ -347,8 +347,17 @@ async fn run(
         };
         match attempt {
             Ok((ws, _)) => {
-                failures = 0;
-                let stop = session(ws, &auth, &rules, &options, &cancel, &fills, &connected).await;
+                let stop = session(
+                    ws,
+                    &auth,
+                    &rules,
+                    &options,
+                    &cancel,
+                    &fills,
+                    &connected,
+                    &mut failures,
+                )
+                .await;
                 connected.send_replace(false);
                 if stop {
                     return;
@@ -365,7 +374,10 @@ async fn run(
     }
 }
 
-/// One connection; true when the channel should stop for good.
+/// One connection; true when the channel should stop for good. The
+/// back-off resets only once the venue has said something: a subscription
+/// it refuses (and closes) keeps backing off.
+#[allow(clippy::too_many_arguments)]
 async fn session<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     auth: &UserChannelAuth,
@@ -374,6 +386,7 @@ async fn session<S>(
     cancel: &CancellationToken,
     fills: &mpsc::Sender<VenueFill>,
     connected: &watch::Sender<bool>,
+    failures: &mut u32,
 ) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -423,6 +436,12 @@ where
                 };
                 last_heard = Instant::now();
                 let text = text.as_str();
+                if text.contains("\"error\"") && !text.contains("event_type") {
+                    let excerpt: String = text.chars().take(200).collect();
+                    tracing::warn!(frame = %excerpt, "user channel: the venue refused the subscription");
+                    continue;
+                }
+                *failures = 0;
                 if text == "PONG" || text.is_empty() {
                     continue;
                 }
