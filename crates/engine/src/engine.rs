@@ -236,6 +236,14 @@ impl<C: Clock> Engine<C> {
         self.risk.open_orders()
     }
 
+    /// Counts positions the venue held before the engine started (live
+    /// reconciliation: `cost` in the venue's market `venue_market`, the
+    /// condition id on Polymarket) towards `max_position_per_market` and
+    /// `max_total_exposure`.
+    pub fn carry_position(&mut self, venue_market: &str, cost: Decimal) {
+        self.risk.carry(venue_market, cost);
+    }
+
     /// Sets a venue's cash to what the venue reports (live reconciliation).
     pub fn set_cash(&mut self, venue: Venue, amount: Decimal) {
         self.portfolio.set_cash(venue, amount);

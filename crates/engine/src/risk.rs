@@ -2,6 +2,8 @@
 //! if any leg would break a limit, no leg is sent (an arbitrage with one leg
 //! missing is a naked bet).
 
+use std::collections::HashMap;
+
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -57,6 +59,10 @@ pub struct RiskManager {
     open_orders: u32,
     day: Option<i64>,
     day_start_equity: Decimal,
+    /// Cost of positions the venue held before this engine started, by
+    /// the venue's market id (live: found when the worker reconciled).
+    carried: HashMap<String, Decimal>,
+    carried_total: Decimal,
 }
 
 impl RiskManager {
@@ -67,7 +73,35 @@ impl RiskManager {
             open_orders: 0,
             day: None,
             day_start_equity: Decimal::ZERO,
+            carried: HashMap::new(),
+            carried_total: Decimal::ZERO,
         }
+    }
+
+    /// Counts `cost` held in the venue's market `venue_market` before the
+    /// engine started towards the position and exposure limits.
+    pub fn carry(&mut self, venue_market: &str, cost: Decimal) {
+        *self.carried.entry(venue_market.to_owned()).or_default() += cost;
+        self.carried_total += cost;
+    }
+
+    /// Cost carried in from before the engine started, in all markets.
+    pub fn carried_total(&self) -> Decimal {
+        self.carried_total
+    }
+
+    fn carried_in(&self, markets: &Markets, idx: crate::types::MarketIdx) -> Decimal {
+        if self.carried.is_empty() {
+            return Decimal::ZERO;
+        }
+        markets
+            .get(idx)
+            .def
+            .venue_ids
+            .as_ref()
+            .and_then(|ids| self.carried.get(&ids.market))
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn limits(&self) -> &RiskLimits {
@@ -179,7 +213,7 @@ impl RiskManager {
                 .map(|l| l.expected_avg_price * l.size)
                 .sum();
             added_total += added;
-            let would_be = portfolio.market_exposure(m) + added;
+            let would_be = portfolio.market_exposure(m) + self.carried_in(markets, m) + added;
             if would_be > self.limits.max_position_per_market {
                 return Err(RiskViolation::MarketPosition {
                     market: leg.market.clone(),
@@ -188,7 +222,7 @@ impl RiskManager {
                 });
             }
         }
-        let would_be = portfolio.total_exposure() + added_total;
+        let would_be = portfolio.total_exposure() + self.carried_total + added_total;
         if would_be > self.limits.max_total_exposure {
             return Err(RiskViolation::TotalExposure {
                 would_be,

@@ -12,9 +12,11 @@
 //!   bounded number of times with back-off; an order still in doubt after
 //!   that is left to the next start's reconciliation, never re-decided.
 //! - On start, before the first event, [`Execution::reconcile`] reads the
-//!   venue's open orders, positions and balances, books the balance as the
-//!   engine's cash, keeps the open orders (cancelled with the kill switch),
-//!   and writes what it found to the tenant's audit log.
+//!   venue's open orders, balances, trade history and the positions it
+//!   names, books the balance as the engine's cash, counts the positions'
+//!   cost towards the engine's position and exposure limits, keeps the open
+//!   orders (cancelled with the kill switch), and writes what it found to
+//!   the tenant's audit log.
 //!
 //! - Fills that come after an order's answer (an order the venue holds as
 //!   "delayed" and matches later, or one resting on the book) arrive on the
@@ -420,9 +422,17 @@ impl Execution {
         let venue = |e: ExecError| anyhow::anyhow!("reconciling with Polymarket: {e}");
         let open = self.executor.open_orders().await.map_err(venue)?;
         let balances = self.executor.balances().await.map_err(venue)?;
+        // The tenant's trade history names the tokens it may hold (the
+        // venue reports a token's balance one token at a time) and what
+        // they cost.
+        let history = self.executor.fills(0).await.map_err(venue)?;
         let positions = self.executor.positions().await.map_err(venue)?;
         if let Some(cash) = balances.first() {
             engine.set_cash(Venue::Polymarket, cash.amount);
+        }
+        let carried = carried_positions(&history, &positions);
+        for c in &carried {
+            engine.carry_position(&c.market, c.cost);
         }
         let found = json!({
             "mode": self.executor.kind(),
@@ -430,6 +440,7 @@ impl Execution {
             "open_orders": open,
             "balances": balances,
             "positions": positions,
+            "carried": carried,
         });
         let mut tx = db.fenced(tenant, self.epoch).await?;
         audit::append(&mut tx, "worker", "venue.reconciled", found.clone()).await?;
@@ -700,6 +711,57 @@ impl Execution {
         }
         details
     }
+}
+
+/// A position the venue held when the worker started, priced at what the
+/// tenant's trades paid for it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Carried {
+    pub market: String,
+    pub instrument: String,
+    pub size: Decimal,
+    pub cost: Decimal,
+}
+
+/// The cost of each position held: its size times the average price the
+/// tenant's buys of the token paid (its trades' average when it has no
+/// buys). A token the history does not name has no known market and is
+/// left out.
+pub fn carried_positions(
+    history: &[polybot_venues::execution::VenueFill],
+    positions: &[polybot_venues::execution::VenuePosition],
+) -> Vec<Carried> {
+    let mut out = Vec::new();
+    for position in positions {
+        let trades: Vec<_> = history
+            .iter()
+            .filter(|f| f.instrument == position.instrument)
+            .collect();
+        let Some(first) = trades.first() else {
+            continue;
+        };
+        let buys: Vec<_> = trades
+            .iter()
+            .copied()
+            .filter(|f| f.side == OrderSide::Buy)
+            .collect();
+        let priced = if buys.is_empty() { &trades } else { &buys };
+        let (cash, shares) = priced
+            .iter()
+            .fold((Decimal::ZERO, Decimal::ZERO), |(c, s), f| {
+                (c + f.price * f.size, s + f.size)
+            });
+        if shares.is_zero() {
+            continue;
+        }
+        out.push(Carried {
+            market: first.market.clone(),
+            instrument: position.instrument.clone(),
+            size: position.size,
+            cost: (position.size * cash / shares).round_dp(6).normalize(),
+        });
+    }
+    out
 }
 
 /// An opportunity none of whose orders filled was not executed: its row

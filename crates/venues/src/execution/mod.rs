@@ -233,6 +233,8 @@ pub struct Placed {
 pub struct VenueFill {
     pub trade_id: String,
     pub venue_order_id: String,
+    /// The market (Polymarket: the condition id).
+    pub market: String,
     pub instrument: String,
     pub side: OrderSide,
     pub price: Decimal,

@@ -554,6 +554,7 @@ impl PolymarketExecutor {
         VenueFill {
             fee: polymarket_fee(&fees, t.size, t.price),
             venue_order_id: order_id.map_or(t.taker_order_id, str::to_owned),
+            market: t.market.to_string(),
             trade_id: t.id,
             instrument: t.asset_id.to_string(),
             side: side_of(t.side),
@@ -677,6 +678,7 @@ fn placed_from(
                 .cloned()
                 .unwrap_or_else(|| response.order_id.clone()),
             venue_order_id: response.order_id.clone(),
+            market: order.market.clone(),
             instrument: order.instrument.clone(),
             side: order.side,
             price,
@@ -814,6 +816,8 @@ impl Executor for PolymarketExecutor {
                 )
                 .await?;
             out.extend(page.data.into_iter().map(|t| self.fill_of(&rules, t, None)));
+            // Tokens the tenant traded are those whose positions matter.
+            self.watch_instruments(out.iter().map(|f| f.instrument.clone()));
             if page.next_cursor.is_empty() || page.next_cursor == "LTE=" {
                 break;
             }

@@ -272,6 +272,7 @@ pub fn parse_user_message(
             out.push(VenueFill {
                 fee: polymarket_fee(&fees, size, price),
                 venue_order_id: trade.taker_order_id.clone().unwrap_or_default(),
+                market: trade.market.clone(),
                 trade_id: trade.id.clone(),
                 instrument: trade.asset_id.clone(),
                 side,
@@ -298,6 +299,7 @@ pub fn parse_user_message(
                     polymarket_fee(&fees, size, price)
                 },
                 venue_order_id: m.order_id.clone(),
+                market: trade.market.clone(),
                 trade_id: if n == 0 {
                     trade.id.clone()
                 } else {
@@ -499,6 +501,7 @@ mod tests {
             vec![VenueFill {
                 trade_id: "t1".to_owned(),
                 venue_order_id: "0xo".to_owned(),
+                market: "0xm".to_owned(),
                 instrument: "11".to_owned(),
                 side: OrderSide::Buy,
                 price: dec!(0.4),

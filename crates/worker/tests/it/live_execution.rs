@@ -992,3 +992,78 @@ async fn cancelling_every_order_frees_the_open_order_slots_of_working_orders(
     assert_eq!(engine.open_orders(), 0);
     worker_db.close().await;
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_position_held_at_start_counts_towards_the_per_market_limit(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    // The set costs 95; with the 4 already held the market would hold 99.
+    let a = tenant_with_risk(&control, json!({"max_position_per_market": "97"})).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let venue = venue().await;
+    // An earlier run bought 10 YES at 0.40.
+    let previous = PolymarketExecutor::connect(
+        &settings(&venue.clob).polymarket,
+        &venue.sdk_keys,
+        Arc::new(NoFence),
+    )
+    .await
+    .unwrap();
+    let rules = previous
+        .market_rules(&venue.market.condition_id)
+        .await
+        .unwrap();
+    previous
+        .place(
+            &OrderRequest {
+                client_id: ClientOrderId::derive(a.as_uuid().as_bytes(), 1, 1),
+                market: venue.market.condition_id.clone(),
+                instrument: venue.market.tokens[0].clone(),
+                side: OrderSide::Buy,
+                price: dec!(0.40),
+                size: dec!(10),
+                time_in_force: TimeInForce::ImmediateOrCancel,
+            },
+            &rules,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        venue.clob.position(ADDRESS, &venue.market.tokens[0]),
+        dec!(10)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let replay = recording(&dir, &venue.market, true);
+
+    polybot_worker::run(
+        config(a, login.clone(), Mode::Live, &venue, replay),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+
+    let found = reconciled(&control, a).await;
+    assert_eq!(
+        found[0]["carried"],
+        json!([{
+            "market": venue.market.condition_id, "instrument": venue.market.tokens[0],
+            "size": "10", "cost": "4",
+        }]),
+        "{}",
+        found[0]
+    );
+    assert_eq!(venue.clob.order_posts(), 1, "only the earlier run's order");
+    assert!(trades(&login).await.is_empty());
+    let (details, executed) = &opportunity_details(&login).await[0];
+    assert!(!executed);
+    assert_eq!(
+        details["not_executed"],
+        "position in pm-eth-5k would be 99.00, over max_position_per_market 97",
+        "{details}"
+    );
+}
