@@ -27,14 +27,6 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::execution::{DbFence, Execution};
-
-/// The next fill the user channel reports; pending without an execution.
-async fn next_user_fill(execution: &mut Option<Execution>) -> VenueFill {
-    match execution {
-        Some(exec) => exec.next_user_fill().await,
-        None => std::future::pending().await,
-    }
-}
 use crate::live::LiveSource;
 use crate::persist::Recorder;
 use crate::source::{EventSource, ReplaySource, SystemClock, TickSource};
@@ -52,6 +44,14 @@ const FINAL_HEARTBEAT: Duration = Duration::from_secs(5);
 /// Why the engine sees no market data, when no recording is given.
 pub const NO_FEED: &str = "no market data feed: POLYBOT_LIVE_DATA=0 turned the venues' live \
      public data off; unset it to trade on them, or set POLYBOT_REPLAY to trade on a recording";
+
+/// The next fill the user channel reports; pending without an execution.
+async fn next_user_fill(execution: &mut Option<Execution>) -> VenueFill {
+    match execution {
+        Some(exec) => exec.next_user_fill().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Runs the worker until `stop`, until it is fenced, or (with
 /// `POLYBOT_REPLAY_EXIT=1`) until its recording is played out.
