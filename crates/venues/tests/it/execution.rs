@@ -588,3 +588,26 @@ async fn when_an_accounts_heartbeats_stop_the_venue_cancels_its_open_orders() {
     assert_eq!(clob.expired_orders(), vec![placed.venue_order_id]);
     assert_eq!(clob.cancel_all_requests(), 0);
 }
+
+#[tokio::test]
+async fn the_user_channel_says_when_it_is_down_and_reconnects_when_the_venue_is_back() {
+    let (clob, keys, _market) = stand_in(dec!(100)).await;
+    let exec = executor(&clob, &keys).await;
+    let channel = exec.user_channel(
+        &clob.ws_url(),
+        polybot_venues::execution::user_channel::UserChannelOptions {
+            reconnect_min: Duration::from_millis(20),
+            reconnect_max: Duration::from_millis(100),
+            ping_interval: Duration::from_secs(10),
+        },
+    );
+    assert!(eventually(|| clob.user_channel_subscribers() == 1 && channel.is_connected()).await);
+
+    clob.set_user_channel(false);
+    assert!(eventually(|| !channel.is_connected()).await);
+    assert_eq!(clob.user_channel_subscribers(), 0);
+
+    clob.set_user_channel(true);
+    assert!(eventually(|| clob.user_channel_subscribers() == 1 && channel.is_connected()).await);
+    channel.shutdown().await;
+}
