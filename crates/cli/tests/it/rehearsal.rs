@@ -1144,21 +1144,20 @@ async fn the_cloud_deployment_boots_onboards_and_trades_as_ecs_would_run_it() {
     r.worker.kill();
     r.cloud.stop(&r.task, 1).await;
     let task_arn = r.task.task_arn().unwrap();
+    // moto lists a stopped task without its exit code: should a backstop
+    // pass list it before the event arrives, the exit is counted then and
+    // completed by the event.
+    let event_exit = format!(
+        "worker {task_arn}: EssentialContainerExited: Essential container in task exited; \
+         container worker exited with exit code 1"
+    );
     let status = r
         .control_plane
         .wait_for_status(token, &r.tenant, "the exit recorded", |s| {
-            s["worker"]["restarts"] != 0
+            s["worker"]["last_exit"] == event_exit.as_str()
         })
         .await;
-    assert_eq!(status["worker"]["restarts"], 1, "{status:#}");
-    assert_eq!(
-        status["worker"]["last_exit"],
-        format!(
-            "worker {task_arn}: EssentialContainerExited: Essential container in task exited; \
-             container worker exited with exit code 1"
-        ),
-        "the exit is the event's: {status:#}"
-    );
+    assert_eq!(status["worker"]["restarts"], 1, "counted once: {status:#}");
     let replacement = r.cloud.the_task_after(&r.tenant, &r.task).await;
     assert_ne!(replacement.task_arn(), r.task.task_arn());
     r.cloud.wait_for_drained_events().await;

@@ -539,7 +539,14 @@ impl Reconciler {
         let mut op = self.db.operator().await?;
         let recorded = exits::recorded(&mut op, &exited).await?;
         op.commit().await?;
-        actual.retain(|i| i.phase.is_live() || !recorded.contains(&i.id));
+        // An exit recorded without its code stays in when this sighting
+        // knows the code (the event after a part-way listing): the pass
+        // completes the row without counting it again.
+        actual.retain(|i| match (&i.phase, recorded.get(&i.id)) {
+            (Phase::Exited(exit), Some(None)) => exit.code.is_some(),
+            (_, Some(_)) => i.phase.is_live(),
+            (_, None) => true,
+        });
         Ok(())
     }
 
@@ -643,7 +650,8 @@ impl Reconciler {
     }
 
     /// Records `exit` of the tenant's instance `instance_id` in `tx`, opening
-    /// it the first time; `true` if no reconciler recorded it before.
+    /// it the first time; [`exits::Recorded::New`] if no reconciler recorded it
+    /// before.
     async fn record_exit(
         &self,
         tenant: TenantId,
@@ -651,7 +659,7 @@ impl Reconciler {
         instance_id: &str,
         exit: &Exit,
         crashed: bool,
-    ) -> Result<bool, DbError> {
+    ) -> Result<exits::Recorded, DbError> {
         let tx = match tx {
             Some(tx) => tx,
             None => tx.insert(self.db.tenant(tenant).await?),
@@ -684,17 +692,22 @@ impl Reconciler {
         // leader recorded already changes nothing here.
         let mut tx: Option<TenantTx> = None;
         let mut counted: HashSet<&str> = HashSet::new();
+        let mut completed: HashSet<&str> = HashSet::new();
         for outcome in &outcomes {
             if let Outcome::Exited {
                 instance_id,
                 exit,
                 crashed,
             } = outcome
-                && self
+            {
+                match self
                     .record_exit(tenant, &mut tx, instance_id, exit, *crashed)
                     .await?
-            {
-                counted.insert(instance_id.as_str());
+                {
+                    exits::Recorded::New => counted.insert(instance_id.as_str()),
+                    exits::Recorded::Completed => completed.insert(instance_id.as_str()),
+                    exits::Recorded::Known => false,
+                };
             }
         }
         let mut restarts = row.desired.restarts;
@@ -729,6 +742,11 @@ impl Reconciler {
                     exit,
                     crashed,
                 } => {
+                    if completed.contains(instance_id.as_str()) {
+                        // Counted when first seen; now with its exit code.
+                        last_exit = Some(format!("worker {instance_id}: {}", exit.reason));
+                        continue;
+                    }
                     if !counted.contains(instance_id.as_str()) {
                         continue;
                     }

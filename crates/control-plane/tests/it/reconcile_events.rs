@@ -302,6 +302,72 @@ async fn an_exit_the_listing_no_longer_has_is_learned_from_its_event(
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn an_exit_listed_before_its_code_is_known_is_completed_by_its_event_and_counted_once(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let launcher = Arc::new(FakeLauncher::default());
+    let queue = Arc::new(FakeQueue::default());
+    let reconciler = reconciler(&h, &launcher, &queue);
+    let a = h.onboard(json!({"name": "a"})).await;
+    reconciler.pass().await.unwrap();
+    let task = launcher.live(&a)[0].id.clone();
+
+    // The listing sees the task stopped before its container's exit code is
+    // known (as the emulator lists it, and ECS part-way through a stop).
+    let stopped = launcher.crash(&task);
+    {
+        let mut tasks = launcher.tasks.lock().unwrap();
+        let listed = tasks.iter_mut().find(|i| i.id == task).unwrap();
+        listed.phase = Phase::Exited(Exit {
+            code: None,
+            reason: "Essential container in task exited".into(),
+            requested: false,
+            at: Utc::now(),
+        });
+    }
+    let report = reconciler.pass().await.unwrap();
+    assert_eq!(report.exits, 1, "{report:?}");
+    let first = status(&h, &a).await;
+    assert_eq!(first["worker"]["restarts"], 1, "{first}");
+    assert_eq!(
+        first["worker"]["last_exit"],
+        format!("worker {task}: Essential container in task exited")
+    );
+
+    // Then ECS's event, with the code: the exit is completed, not counted
+    // again, and its message goes.
+    let receipt = queue.send(EventContent::Instance(stopped));
+    assert_eq!(reconciler.receive_events().await.unwrap(), 1);
+    reconciler.pass().await.unwrap();
+    assert_eq!(queue.deleted(), [receipt]);
+    let after = status(&h, &a).await;
+    assert_eq!(after["worker"]["restarts"], 1, "{after}");
+    assert_eq!(
+        after["worker"]["last_exit"],
+        format!(
+            "worker {task}: EssentialContainerExited: container worker exited with exit code 1"
+        )
+    );
+    assert_eq!(
+        h.count(&format!(
+            "SELECT count(*) FROM worker_exits WHERE tenant_id = '{a}' AND exit_code = 1"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(timeline_kinds(&h, &a, "crashed").await, 1);
+
+    // A later sighting without the code changes nothing back.
+    reconciler.pass().await.unwrap();
+    assert_eq!(
+        status(&h, &a).await["worker"]["last_exit"],
+        after["worker"]["last_exit"]
+    );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_failing_launch_backs_off_for_its_tenant_and_the_others_start(
     pool_opts: PgPoolOptions,
     options: PgConnectOptions,

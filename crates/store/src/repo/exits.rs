@@ -6,7 +6,7 @@
 //! What does not live here: what an exit does to the restart count and the
 //! back-off (the reconciler's plan), and the runtime row (`repo::runtime`).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -25,12 +25,33 @@ pub struct NewExit<'a> {
     pub exited_at: DateTime<Utc>,
 }
 
-/// Records an exit of the transaction's tenant; `true` if it is new, `false`
-/// if this instance's exit was recorded before (and then nothing changes).
-pub async fn record(tx: &mut TenantTx, exit: &NewExit<'_>) -> Result<bool, DbError> {
-    let inserted = sqlx::query(
+/// What [`record`] did with an exit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// The first record of this instance's exit: it counts.
+    New,
+    /// Recorded before without an exit code (a stop seen part-way, before
+    /// the container's code was known), now completed with this one's code
+    /// and reason; it does not count again.
+    Completed,
+    /// Recorded before; nothing changed.
+    Known,
+}
+
+/// Records an exit of the transaction's tenant: [`Recorded::New`] the first
+/// time; a later sighting that knows the exit code an earlier one lacked
+/// completes the row ([`Recorded::Completed`]); anything else changes
+/// nothing ([`Recorded::Known`]).
+pub async fn record(tx: &mut TenantTx, exit: &NewExit<'_>) -> Result<Recorded, DbError> {
+    // `xmax = 0` holds for a row this statement inserted, not for one it
+    // updated; no row comes back when the conflict's update did not apply.
+    let inserted: Option<bool> = sqlx::query_scalar(
         "INSERT INTO worker_exits (tenant_id, instance_id, exit_code, reason, requested, crashed, exited_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant_id, instance_id) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (tenant_id, instance_id) DO UPDATE \
+             SET exit_code = EXCLUDED.exit_code, reason = EXCLUDED.reason \
+             WHERE worker_exits.exit_code IS NULL AND EXCLUDED.exit_code IS NOT NULL \
+         RETURNING (xmax = 0)",
     )
     .bind(tx.tenant().as_uuid())
     .bind(exit.instance_id)
@@ -39,29 +60,34 @@ pub async fn record(tx: &mut TenantTx, exit: &NewExit<'_>) -> Result<bool, DbErr
     .bind(exit.requested)
     .bind(exit.crashed)
     .bind(exit.exited_at)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await
-    .map_err(DbError::query("recording a worker exit"))?
-    .rows_affected();
-    Ok(inserted == 1)
+    .map_err(DbError::query("recording a worker exit"))?;
+    Ok(match inserted {
+        Some(true) => Recorded::New,
+        Some(false) => Recorded::Completed,
+        None => Recorded::Known,
+    })
 }
 
 /// Which of `instance_ids` have a recorded exit, across the fleet (operator
-/// scope): the reconciler leaves those out of its plan.
+/// scope), each with its recorded exit code: the reconciler leaves those out
+/// of its plan, unless it now knows the code a row lacks.
 pub async fn recorded(
     op: &mut OperatorTx,
     instance_ids: &[String],
-) -> Result<HashSet<String>, DbError> {
+) -> Result<HashMap<String, Option<i32>>, DbError> {
     if instance_ids.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT instance_id FROM worker_exits WHERE instance_id = ANY($1)")
-            .bind(instance_ids)
-            .fetch_all(&mut **op)
-            .await
-            .map_err(DbError::query("reading which worker exits are recorded"))?;
-    Ok(ids.into_iter().collect())
+    let rows: Vec<(String, Option<i32>)> = sqlx::query_as(
+        "SELECT instance_id, exit_code FROM worker_exits WHERE instance_id = ANY($1)",
+    )
+    .bind(instance_ids)
+    .fetch_all(&mut **op)
+    .await
+    .map_err(DbError::query("reading which worker exits are recorded"))?;
+    Ok(rows.into_iter().collect())
 }
 
 /// A recorded exit.

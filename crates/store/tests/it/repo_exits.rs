@@ -2,7 +2,7 @@
 
 use chrono::{Duration, Utc};
 use polybot_core::TenantId;
-use polybot_store::repo::exits::{self, NewExit};
+use polybot_store::repo::exits::{self, NewExit, Recorded};
 use polybot_store::testing::create_tenant;
 use polybot_store::{Db, Scope};
 use sqlx::PgPool;
@@ -31,7 +31,10 @@ async fn two_tenants(pool: PgPool) -> (Db, TenantId, TenantId) {
 async fn an_exit_is_new_the_first_time_only(pool: PgPool) {
     let (db, a, _) = two_tenants(pool).await;
     let mut tx = db.tenant(a).await.unwrap();
-    assert!(exits::record(&mut tx, &crash(TASK)).await.unwrap());
+    assert_eq!(
+        exits::record(&mut tx, &crash(TASK)).await.unwrap(),
+        Recorded::New
+    );
     tx.commit().await.unwrap();
 
     // Another reconciler (a new leader) seeing the same stopped task.
@@ -40,7 +43,10 @@ async fn an_exit_is_new_the_first_time_only(pool: PgPool) {
         reason: "seen again by the backstop",
         ..crash(TASK)
     };
-    assert!(!exits::record(&mut tx, &again).await.unwrap());
+    assert_eq!(
+        exits::record(&mut tx, &again).await.unwrap(),
+        Recorded::Known
+    );
     let recent = exits::recent(&mut tx, 10).await.unwrap();
     assert_eq!(recent.len(), 1);
     assert_eq!(recent[0].instance_id, TASK);
@@ -53,22 +59,79 @@ async fn an_exit_is_new_the_first_time_only(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn an_exit_recorded_without_its_code_is_completed_once_by_a_sighting_that_has_it(
+    pool: PgPool,
+) {
+    let (db, a, _) = two_tenants(pool).await;
+    let mut tx = db.tenant(a).await.unwrap();
+    let part_way = NewExit {
+        exit_code: None,
+        reason: "Essential container in task exited",
+        ..crash(TASK)
+    };
+    assert_eq!(
+        exits::record(&mut tx, &part_way).await.unwrap(),
+        Recorded::New
+    );
+    // Another sighting without a code changes nothing.
+    assert_eq!(
+        exits::record(&mut tx, &part_way).await.unwrap(),
+        Recorded::Known
+    );
+    // The event, with the code, completes the row.
+    assert_eq!(
+        exits::record(&mut tx, &crash(TASK)).await.unwrap(),
+        Recorded::Completed
+    );
+    // And a code, once known, is never replaced.
+    let other = NewExit {
+        exit_code: Some(137),
+        reason: "killed",
+        ..crash(TASK)
+    };
+    assert_eq!(
+        exits::record(&mut tx, &other).await.unwrap(),
+        Recorded::Known
+    );
+    let recent = exits::recent(&mut tx, 10).await.unwrap();
+    assert_eq!(recent.len(), 1);
+    assert_eq!(recent[0].exit_code, Some(1));
+    assert_eq!(
+        recent[0].reason,
+        "EssentialContainerExited: container worker exited with exit code 1"
+    );
+    tx.commit().await.unwrap();
+    let mut op = db.operator().await.unwrap();
+    let recorded = exits::recorded(&mut op, &[TASK.to_owned()]).await.unwrap();
+    assert_eq!(recorded.get(TASK), Some(&Some(1)));
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn the_operator_reads_which_exits_are_recorded_across_tenants(pool: PgPool) {
     let (db, a, b) = two_tenants(pool).await;
     for (tenant, id) in [(a, "task-a"), (b, "task-b")] {
         let mut tx = db.tenant(tenant).await.unwrap();
-        assert!(exits::record(&mut tx, &crash(id)).await.unwrap());
+        assert_eq!(
+            exits::record(&mut tx, &crash(id)).await.unwrap(),
+            Recorded::New
+        );
         tx.commit().await.unwrap();
     }
     let mut op = db.operator().await.unwrap();
     let asked: Vec<String> = ["task-a", "task-b", "task-c"].map(String::from).to_vec();
-    let mut recorded: Vec<String> = exits::recorded(&mut op, &asked)
+    let mut recorded: Vec<(String, Option<i32>)> = exits::recorded(&mut op, &asked)
         .await
         .unwrap()
         .into_iter()
         .collect();
     recorded.sort();
-    assert_eq!(recorded, ["task-a", "task-b"]);
+    assert_eq!(
+        recorded,
+        [
+            ("task-a".to_owned(), Some(1)),
+            ("task-b".to_owned(), Some(1))
+        ]
+    );
     assert!(exits::recorded(&mut op, &[]).await.unwrap().is_empty());
 }
 
@@ -76,12 +139,18 @@ async fn the_operator_reads_which_exits_are_recorded_across_tenants(pool: PgPool
 async fn a_tenant_sees_only_its_own_exits(pool: PgPool) {
     let (db, a, b) = two_tenants(pool).await;
     let mut tx = db.tenant(a).await.unwrap();
-    assert!(exits::record(&mut tx, &crash(TASK)).await.unwrap());
+    assert_eq!(
+        exits::record(&mut tx, &crash(TASK)).await.unwrap(),
+        Recorded::New
+    );
     tx.commit().await.unwrap();
     let mut tx = db.tenant(b).await.unwrap();
     assert_eq!(exits::recent(&mut tx, 10).await.unwrap(), []);
     // The same id under another tenant is another exit.
-    assert!(exits::record(&mut tx, &crash(TASK)).await.unwrap());
+    assert_eq!(
+        exits::record(&mut tx, &crash(TASK)).await.unwrap(),
+        Recorded::New
+    );
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
@@ -89,7 +158,7 @@ async fn exits_older_than_the_retention_are_pruned_in_batches(pool: PgPool) {
     let (db, a, _) = two_tenants(pool.clone()).await;
     let mut tx = db.tenant(a).await.unwrap();
     for id in ["old-1", "old-2", "new"] {
-        assert!(
+        assert_eq!(
             exits::record(
                 &mut tx,
                 &NewExit {
@@ -98,7 +167,8 @@ async fn exits_older_than_the_retention_are_pruned_in_batches(pool: PgPool) {
                 }
             )
             .await
-            .unwrap()
+            .unwrap(),
+            Recorded::New
         );
     }
     tx.commit().await.unwrap();
