@@ -550,14 +550,9 @@ impl Reconciler {
                 .iter()
                 .filter(|i| i.tenant == tenant && i.phase.is_live())
                 .collect();
-            let recorded = self
-                .record(
-                    row,
-                    &live,
-                    outcomes.remove(&tenant).unwrap_or_default(),
-                    now,
-                )
-                .await?;
+            let outcomes = outcomes.remove(&tenant).unwrap_or_default();
+            let failure = release_failure(row, &actual, &outcomes);
+            let recorded = self.record(row, &live, outcomes, now).await?;
             report.settled &= !matches!(recorded.actual, "starting" | "stopping" | "pending");
             observed.push(crate::rollout::drive::Observed {
                 tenant,
@@ -565,12 +560,17 @@ impl Reconciler {
                 release: row.release.clone(),
                 rolled_by: row.rolled_by,
                 settled: !row.desired.run || recorded.replaced,
+                failure,
             });
             if let Some(until) = recorded.backoff_until.filter(|u| *u > now) {
                 report.next_backoff = Some(report.next_backoff.map_or(until, |n| n.min(until)));
             }
         }
-        report.rollout = crate::rollout::drive::step(&self.db, &observed, (self.clock)()).await?;
+        // A rollout's trouble is the rollout's: logged, and the pass stands.
+        match crate::rollout::drive::step(&self.db, &observed, (self.clock)()).await {
+            Ok(step) => report.rollout = step,
+            Err(err) => tracing::warn!(error = %err, "the rollout step failed; next pass retries"),
+        }
         if report.rollout.begun > 0 {
             // The begun tenant's spec changed: replace its worker without
             // waiting for the backstop.
@@ -950,6 +950,27 @@ enum StartError {
     Capacity(String),
     /// Anything else: back off.
     Failed(String),
+}
+
+/// How the worker of `row`'s current spec failed in this pass, if it did: it
+/// crashed (an exit nobody asked for of an instance with the current spec
+/// hash), or it could not be launched. A stopped worker of an older spec is
+/// no failure of the new one.
+fn release_failure(row: &Row, actual: &[Instance], outcomes: &[Outcome]) -> Option<String> {
+    outcomes.iter().find_map(|outcome| match outcome {
+        Outcome::Exited {
+            instance_id,
+            exit,
+            crashed: true,
+        } if actual
+            .iter()
+            .any(|i| &i.id == instance_id && i.spec_hash == row.desired.spec_hash) =>
+        {
+            Some(format!("worker {instance_id} crashed: {}", exit.reason))
+        }
+        Outcome::StartFailed(message) => Some(format!("the worker did not start: {message}")),
+        _ => None,
+    })
 }
 
 /// What a spec hash is salted with: the launcher's own salt (on ECS its

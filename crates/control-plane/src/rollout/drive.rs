@@ -13,6 +13,11 @@
 //! tenant never has two live workers (and the lease fences any stale twin).
 //! The rollout's row stays locked while a tenant begins, so a pause or abort
 //! answered by the API is never followed by another tenant beginning.
+//!
+//! A running rollout pauses itself when a worker of the new release fails in
+//! a tenant it reached (a crash of a worker with the new spec, or a launch
+//! that failed): a bad image stops at the first tenant instead of crossing
+//! the fleet. Resuming goes on past it; a later failure pauses again.
 
 use chrono::{DateTime, Utc};
 use polybot_core::TenantId;
@@ -34,6 +39,9 @@ pub struct Observed {
     pub rolled_by: Option<(i64, bool)>,
     /// Its worker runs its current release, or it should run none.
     pub settled: bool,
+    /// How the worker of its current release failed in this pass (crashed,
+    /// or could not be launched), if it did.
+    pub failure: Option<String>,
 }
 
 /// What one step did.
@@ -49,6 +57,8 @@ pub struct StepReport {
     pub next_due: Option<DateTime<Utc>>,
     /// The rollout completed in this step.
     pub completed: Option<i64>,
+    /// The rollout paused itself: a worker of the new release failed.
+    pub paused: bool,
 }
 
 /// One step at `now`; see the module docs.
@@ -94,6 +104,26 @@ pub async fn step(
     pending.sort_by_key(|t| t.tenant);
     if rollout.state != "running" {
         op.commit().await?;
+        return Ok(report);
+    }
+    // A worker of the new release failed: stop here until the operator
+    // resumes (past this tenant) or aborts.
+    if let Some((tenant, failure)) = tenants
+        .iter()
+        .filter(mine)
+        .find_map(|t| t.failure.as_ref().map(|f| (t.tenant, f)))
+    {
+        let reason: String = format!(
+            "paused: tenant {tenant}'s worker of the new release failed ({failure}); \
+             resume to go on, abort to stop"
+        )
+        .chars()
+        .take(500)
+        .collect();
+        rollouts::set_state(&mut op, rollout.id, "paused", Some(&reason), None).await?;
+        op.commit().await?;
+        tracing::warn!(rollout = rollout.id, %tenant, failure, "rollout paused: a worker of the new release failed");
+        report.paused = true;
         return Ok(report);
     }
     if pending.is_empty() {

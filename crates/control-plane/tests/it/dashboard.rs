@@ -1270,6 +1270,14 @@ async fn the_rollout_page_shows_progress_and_its_buttons_pause_resume_and_abort(
         page.text
     );
     assert!(page.text.contains("id=\"rollout-pause\""), "{}", page.text);
+    let fleet = operator.get("/ui/fleet").await;
+    assert!(
+        fleet.text.contains(
+            "<p class=\"notice\" id=\"fleet-rollout\"><a href=\"/ui/rollout\">Rollout 1</a> running: 0 of 2 tenants done, 0 rolling.</p>"
+        ),
+        "{}",
+        fleet.text
+    );
     assert!(!page.text.contains("id=\"rollout-resume\""));
 
     // A form without the session's CSRF token changes nothing.

@@ -531,6 +531,40 @@ async fn an_image_rollout_replaces_each_ecs_task_at_its_rate_through_pause_resum
         pass_until_done(&h, &second, &launcher, &tenants, 1).await,
         1
     );
+    // Its worker of v3 dies: the rollout pauses itself at that tenant.
+    let reached = h
+        .call(Method::GET, "/fleet/rollouts/current", Some(OPERATOR), None)
+        .await
+        .body["recent"][0]["tenant_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let v3_task = live(&launcher.list().await.unwrap(), &reached)[0]
+        .id
+        .clone();
+    assert_eq!(image_of(&ecs, &cluster, &v3_task).await, IMAGE_V3);
+    ecs.stop_task()
+        .cluster(&cluster)
+        .task(&v3_task)
+        .reason("Essential container in task exited")
+        .send()
+        .await
+        .unwrap();
+    *clock.lock().unwrap() = t0 + chrono::Duration::seconds(60);
+    let report = second.pass().await.unwrap();
+    assert!(report.rollout.paused, "{report:?}");
+    assert_eq!(report.rollout.begun, 0, "{report:?}");
+    let paused = h
+        .call(Method::GET, "/fleet/rollouts/current", Some(OPERATOR), None)
+        .await;
+    assert_eq!(paused.body["state"], "paused", "{}", paused.text);
+    let reason = paused.body["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "paused: tenant {reached}'s worker of the new release failed (worker {v3_task} crashed: "
+        )),
+        "{reason}"
+    );
     let aborted = h
         .call(
             Method::POST,
