@@ -1042,3 +1042,37 @@ async fn listen_for_changes(db: Db, wake: Arc<Notify>, stop: CancellationToken) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_without_a_release_keeps_its_spec_hash_and_a_release_changes_it() {
+        let none = Release::default();
+        assert_eq!(release_salt("img:v1", &none), "img:v1");
+        assert_eq!(
+            salted("h".into(), &release_salt("", &none)),
+            "h",
+            "local workers without a release keep their hash"
+        );
+        let image = Release {
+            image: Some("img:v2".into()),
+            settings: BTreeMap::new(),
+        };
+        // The release's image replaces the launcher's: a control plane
+        // restarted with another --ecs-worker-image leaves rolled tenants be.
+        assert_eq!(release_salt("img:v1", &image), "img:v2");
+        assert_eq!(release_salt("img:v9", &image), "img:v2");
+        let settings = Release {
+            image: None,
+            settings: BTreeMap::from([("POLYBOT_LOG".to_owned(), "debug".to_owned())]),
+        };
+        assert_eq!(release_salt("", &settings), "\nPOLYBOT_LOG=debug");
+        assert_ne!(
+            salted("h".into(), &release_salt("", &settings)),
+            "h",
+            "a setting replaces the worker"
+        );
+    }
+}
