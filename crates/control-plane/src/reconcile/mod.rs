@@ -17,6 +17,11 @@
 //! from SQS) the leader also long-polls it in a task of its own
 //! ([`events`]): an event wakes a pass early and brings the exit it
 //! describes, and the listing becomes a slow backstop.
+//!
+//! After recording, a pass takes one step of the fleet rollout, if one is
+//! unfinished ([`crate::rollout::drive`]): so only the leader drives it. A
+//! rollout's release (image and settings) is mixed into each tenant's spec
+//! hash, which is how a tenant the rollout reached gets its worker replaced.
 
 mod billing;
 pub mod events;
@@ -104,7 +109,7 @@ pub struct Reconciler {
     pub clock: Clock,
 }
 
-/// Where a pass reads the time.
+/// Where the rollout step reads the time.
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 impl std::fmt::Debug for Reconciler {
