@@ -53,6 +53,9 @@ pub enum Command {
     /// Manage tenants through the control plane's API (list, show, create,
     /// pause, resume, delete, token).
     Tenants(crate::tenants_cli::TenantsArgs),
+    /// Fleet-wide operations through the control plane's API: roll a new
+    /// worker image or worker settings across every tenant.
+    Fleet(crate::fleet_cli::FleetArgs),
     /// Record the venues' live public market data into the engine's JSONL
     /// replay format (what POLYBOT_REPLAY and `up --demo` play).
     Record(crate::record::RecordArgs),
@@ -279,6 +282,7 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
         Command::Doctor(args) => crate::ops::doctor(args).await,
         Command::Cost(args) => crate::ops::cost(args).await,
         Command::Tenants(args) => crate::tenants_cli::run(args).await,
+        Command::Fleet(args) => crate::fleet_cli::run(args).await,
         Command::Record(args) => crate::record::run(args).await,
     }
 }
@@ -528,6 +532,8 @@ async fn serve(
     }
     state.settings = Arc::new(settings);
     state.channel_key = channel_key;
+    // Image rollouts need a launcher that runs images (ECS).
+    state.worker_images = backends.launcher == LauncherKind::Ecs;
     let sealed = polybot_control_plane::alerts::seal_plaintext_secrets(&state)
         .await
         .context("sealing alert channel secrets stored in plaintext")?;

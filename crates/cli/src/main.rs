@@ -8,6 +8,7 @@ use clap::Parser;
 mod commands;
 mod demo;
 mod ecs_args;
+mod fleet_cli;
 mod ops;
 mod record;
 mod shutdown;

@@ -36,6 +36,7 @@ pub mod paging;
 pub mod provision;
 pub mod query_text;
 pub mod reconcile;
+pub mod rollout;
 pub mod serve;
 pub mod settings;
 pub mod status;
@@ -66,6 +67,9 @@ pub struct AppState {
     pub channel_key: Arc<alerts::ChannelKey>,
     /// Tenants' API calls not yet written to `tenant_usage`.
     pub api_calls: billing::calls::ApiCalls,
+    /// Whether the launcher runs worker images a rollout may change (ECS);
+    /// `false` (local processes) refuses image rollouts with a 422.
+    pub worker_images: bool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -93,6 +97,7 @@ impl AppState {
             settings: Arc::new(settings::Settings::default()),
             channel_key: Arc::new(alerts::ChannelKey::ephemeral()),
             api_calls: billing::calls::ApiCalls::default(),
+            worker_images: false,
         }
     }
 
@@ -137,7 +142,8 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         healthz, readyz, metrics::metrics,
         data::opportunities, data::trades, data::balances, data::pnl,
         alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels,
-        billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::api::usage, billing::webhook::receive
+        billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::api::usage, billing::webhook::receive,
+        rollout::start, rollout::current, rollout::get, rollout::pause, rollout::resume, rollout::abort
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated, tenants::CreateTokenRequest, tenants::TokenView, tenants::TokenList,
@@ -146,6 +152,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl, data::PositionView,
         billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView, billing::api::UsageList, billing::api::TenantUsageView,
+        rollout::StartRolloutRequest, rollout::RolloutView, rollout::ProgressView, rollout::ReachedView,
         error::Problem
     )),
     tags(
@@ -154,6 +161,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         (name = "data", description = "A tenant's opportunities, trades, balances and profit."),
         (name = "alerts", description = "Where alerts are sent: a tenant's channels and the operator's."),
         (name = "billing", description = "Plans, a tenant's payment state and usage, Stripe Checkout and webhooks."),
+        (name = "fleet", description = "Fleet-wide rollouts of a worker image or worker settings (operators only)."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
     ),
     modifiers(&BearerAuth, &ServingLimits),
@@ -303,6 +311,12 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{id}/balances", get(data::balances))
         .route("/tenants/{id}/pnl", get(data::pnl))
         .route("/fleet", get(status::fleet))
+        .route("/fleet/rollouts", post(rollout::start))
+        .route("/fleet/rollouts/current", get(rollout::current))
+        .route("/fleet/rollouts/{id}", get(rollout::get))
+        .route("/fleet/rollouts/{id}/pause", post(rollout::pause))
+        .route("/fleet/rollouts/{id}/resume", post(rollout::resume))
+        .route("/fleet/rollouts/{id}/abort", post(rollout::abort))
         .route("/tenants/{id}/exchange-keys", put(tenants::rotate_keys))
         .route("/tenants/{id}/pause", post(tenants::pause))
         .route("/tenants/{id}/resume", post(tenants::resume))

@@ -219,6 +219,28 @@ pub trait Launcher: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Whether workers run an image a rollout may change (ECS); a launcher
+    /// that runs this machine's program (local processes) has none.
+    fn runs_images(&self) -> bool {
+        false
+    }
+
+    /// The worker image of `tenant`'s next `ensure_spec` and `start`, from
+    /// a fleet rollout; `None` is the launcher's configured image. A launcher
+    /// without images refuses one.
+    fn set_worker_image(&self, tenant: TenantId, image: Option<&str>) -> Result<(), LaunchError> {
+        match image {
+            None => Ok(()),
+            Some(image) => Err(LaunchError::InvalidSpec {
+                launcher: self.kind(),
+                message: format!(
+                    "tenant {tenant}: the {} launcher runs no worker images, so it cannot run {image}",
+                    self.kind()
+                ),
+            }),
+        }
+    }
+
     /// Prepares whatever starting `spec` needs (a task definition revision on
     /// ECS; nothing locally). Idempotent: an unchanged spec changes nothing.
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError>;

@@ -382,3 +382,100 @@ async fn cost_per_tenant_prices_each_tenants_worker_hours_against_its_plan(
     );
     tokio::task::spawn_blocking(move || drop(cp)).await.unwrap();
 }
+
+/// Runs `polybot fleet <args>` against `cp` with the operator token.
+fn fleet(cp: &ControlPlane, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_polybot"))
+        .arg("fleet")
+        .args(args)
+        .env("POLYBOT_URL", format!("http://{}", cp.addr))
+        .env("POLYBOT_TOKEN", OPERATOR)
+        .env("POLYBOT_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_fleet_rollout_commands_roll_settings_across_local_workers_and_refuse_an_image(
+    _pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = url_for(&options);
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let cp = ControlPlane::start(&url, &path);
+        let none = fleet(&cp, &["rollout", "status"]);
+        assert!(!none.status.success());
+        let stderr = String::from_utf8_lossy(&none.stderr);
+        assert!(
+            stderr.contains("GET /fleet/rollouts/current failed (404): rollout not found"),
+            "{stderr}"
+        );
+        ok(&tenants(&cp, Some(OPERATOR), &["create", "--name", "acme"]));
+
+        // The local launcher has no image to roll out.
+        let image = fleet(&cp, &["rollout", "start", "--image", "polybot:v2"]);
+        assert!(!image.status.success());
+        let stderr = String::from_utf8_lossy(&image.stderr);
+        assert!(
+            stderr.contains("POST /fleet/rollouts failed (422)"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("\n  image: the local launcher runs"),
+            "{stderr}"
+        );
+
+        let started = ok(&fleet(
+            &cp,
+            &[
+                "rollout",
+                "start",
+                "--setting",
+                "POLYBOT_LOG=debug",
+                "--per-minute",
+                "60",
+            ],
+        ));
+        assert!(
+            started.starts_with("rollout 1: running (60 a minute): POLYBOT_LOG=debug\n"),
+            "{started}"
+        );
+        let again = fleet(&cp, &["rollout", "start", "--setting", "POLYBOT_LOG=info"]);
+        assert!(!again.status.success());
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        assert!(
+            stderr.contains("(409): rollout 1 is running: resume or abort it"),
+            "{stderr}"
+        );
+
+        // The tenant's worker is replaced by one with the setting.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            let status: Value =
+                serde_json::from_str(&ok(&fleet(&cp, &["rollout", "status", "--json"]))).unwrap();
+            if status["state"] == "done" || Instant::now() > deadline {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(status["state"], "done", "{status}");
+        assert_eq!(
+            status["progress"],
+            serde_json::json!({"total": 1, "done": 1, "rolling": 0, "pending": 0})
+        );
+        assert_eq!(status["recent"][0]["name"], "acme");
+        let text = ok(&fleet(&cp, &["rollout", "status", "--id", "1"]));
+        assert!(
+            text.contains("  1 of 1 tenants done, 0 rolling, 0 pending\n"),
+            "{text}"
+        );
+        let late = fleet(&cp, &["rollout", "pause"]);
+        assert!(!late.status.success());
+        let stderr = String::from_utf8_lossy(&late.stderr);
+        assert!(stderr.contains("(409): rollout 1 is done"), "{stderr}");
+    })
+    .await
+    .unwrap();
+}

@@ -68,6 +68,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/fleet/live", get(pages::fleet_live))
         .route("/ui/go", get(pages::go))
         .route("/ui/billing", get(pages::billing))
+        .route("/ui/rollout", get(pages::rollout))
+        .route("/ui/rollout/{id}/{action}", post(pages::act_on_rollout))
         .route(
             "/ui/tenants/new",
             get(pages::onboard_form).post(pages::onboard),

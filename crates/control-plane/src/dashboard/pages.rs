@@ -6,12 +6,14 @@
 
 mod billing_view;
 mod fleet_view;
+mod rollout_view;
 mod settings;
 mod tenant_view;
 mod trader;
 
 pub use self::billing_view::overview as billing;
 pub use self::fleet_view::{fleet, fleet_live};
+pub use self::rollout_view::{act as act_on_rollout, rollout};
 pub use self::settings::{
     operator_channels, revoke_token, save as save_settings, save_operator_channels, settings,
 };
@@ -86,7 +88,7 @@ pub fn head_for(h: &mut Html, title: &str, session: Option<&Session>, tenant_nam
         h.raw("<header><strong>PolyBot Cloud</strong>");
         match s.caller {
             Caller::Operator => {
-                h.raw("<a href=\"/ui/fleet\">Fleet</a><a href=\"/ui/tenants/new\" id=\"nav-onboard\">Onboard a tenant</a><a href=\"/ui/alert-channels\" id=\"nav-channels\">Alert channels</a><a href=\"/ui/billing\">Billing</a><span>operator</span>");
+                h.raw("<a href=\"/ui/fleet\">Fleet</a><a href=\"/ui/tenants/new\" id=\"nav-onboard\">Onboard a tenant</a><a href=\"/ui/alert-channels\" id=\"nav-channels\">Alert channels</a><a href=\"/ui/billing\">Billing</a><a href=\"/ui/rollout\" id=\"nav-rollout\">Rollout</a><span>operator</span>");
             }
             Caller::Tenant(t) => {
                 h.raw("<a href=\"/ui/tenants/")

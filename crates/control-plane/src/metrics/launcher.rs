@@ -49,6 +49,18 @@ impl Launcher for InstrumentedLauncher {
         self.inner.set_worker_size(tenant, size)
     }
 
+    fn runs_images(&self) -> bool {
+        self.inner.runs_images()
+    }
+
+    fn set_worker_image(
+        &self,
+        tenant: polybot_core::TenantId,
+        image: Option<&str>,
+    ) -> Result<(), LaunchError> {
+        self.inner.set_worker_image(tenant, image)
+    }
+
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {
         let result = self.inner.ensure_spec(spec).await;
         self.count("ensure_spec", &result);

@@ -28,7 +28,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use polybot_core::TenantId;
 use polybot_store::DbError;
-use polybot_store::repo::fleet;
+use polybot_store::repo::{fleet, rollouts};
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::registry::Registry;
 use sha2::{Digest, Sha256};
@@ -63,6 +63,7 @@ pub const EXPORTED: &[&str] = &[
     "polybot_tenant_availability_ratio",
     "polybot_tenant_alert_firing",
     "polybot_slo_availability_objective",
+    "polybot_rollout_tenants",
     "polybot_http_request_duration_seconds",
     "polybot_reconcile_pass_duration_seconds",
     "polybot_reconcile_passes_total",
@@ -83,8 +84,16 @@ pub async fn render(state: &AppState, scope: Option<TenantId>) -> Result<String,
             let mut op = state.db.operator().await?;
             let figures = fleet::figures(&mut op).await?;
             let by_state = fleet::count_by_state(&mut op).await?;
+            let rollout = match rollouts::latest(&mut op).await? {
+                Some(r) if matches!(r.state.as_str(), "running" | "paused") => {
+                    Some(rollouts::progress(&mut op, r.id).await?)
+                }
+                _ => None,
+            };
             op.commit().await?;
-            scraped.register_collector(Box::new(FleetGauges::new(by_state, &figures)));
+            scraped.register_collector(Box::new(
+                FleetGauges::new(by_state, &figures).with_rollout(rollout),
+            ));
             scraped.register_collector(Box::new(TenantSeries(figures)));
         }
         Some(tenant) => {
@@ -176,7 +185,7 @@ mod tests {
     /// Every series' name, type and help, as the hand-written exposition
     /// wrote them before `prometheus-client` (dashboards and the rules file
     /// depend on them).
-    const HEADERS: [(&str, &str, &str); 29] = [
+    const HEADERS: [(&str, &str, &str); 30] = [
         (
             "polybot_http_request_duration_seconds",
             "histogram",
@@ -228,6 +237,11 @@ mod tests {
             "Alert evaluation rounds run by this replica while it was the evaluator.",
         ),
         ("polybot_tenants", "gauge", "Tenants by lifecycle state."),
+        (
+            "polybot_rollout_tenants",
+            "gauge",
+            "Tenants of the unfinished fleet rollout by progress (done, rolling, pending); zero without one.",
+        ),
         (
             "polybot_workers_desired",
             "gauge",
@@ -356,10 +370,15 @@ mod tests {
         metrics.notification("webhook", "sent");
         let figures = vec![one_tenant()];
         let mut scraped = Registry::default();
-        scraped.register_collector(Box::new(FleetGauges::new(
-            vec![(TenantState::Active, 1)],
-            &figures,
-        )));
+        scraped.register_collector(Box::new(
+            FleetGauges::new(vec![(TenantState::Active, 1)], &figures).with_rollout(Some(
+                polybot_store::repo::rollouts::Progress {
+                    total: 5,
+                    done: 2,
+                    rolling: 1,
+                },
+            )),
+        ));
         scraped.register_collector(Box::new(TenantSeries(figures)));
         let mut out = String::new();
         prometheus_text::encode(&mut out, &scraped).expect("encodes");
@@ -412,6 +431,8 @@ mod tests {
             "polybot_tenants{state=\"active\"} 1".to_owned(),
             "polybot_tenants{state=\"paused\"} 0".to_owned(),
             "polybot_workers_desired 1".to_owned(),
+            "polybot_rollout_tenants{state=\"done\"} 2".to_owned(),
+            "polybot_rollout_tenants{state=\"pending\"} 2".to_owned(),
             "polybot_workers_running 0".to_owned(),
             "polybot_slo_availability_objective 0.995".to_owned(),
             "polybot_reconcile_actions_total{action=\"started\"} 2".to_owned(),

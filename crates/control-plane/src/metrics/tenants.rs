@@ -88,6 +88,9 @@ pub(super) struct FleetGauges {
     pub running: usize,
     /// Workers that should run but wait for the account's Fargate capacity.
     pub waiting_for_capacity: usize,
+    /// The unfinished rollout's tenants: done, rolling, pending (zeros
+    /// without one).
+    pub rollout: [i64; 3],
 }
 
 impl FleetGauges {
@@ -106,7 +109,19 @@ impl FleetGauges {
                 .iter()
                 .filter(|f| f.status.actual() == "capacity")
                 .count(),
+            rollout: [0; 3],
         }
+    }
+
+    /// With the unfinished rollout's progress.
+    pub fn with_rollout(
+        mut self,
+        progress: Option<polybot_store::repo::rollouts::Progress>,
+    ) -> Self {
+        if let Some(p) = progress {
+            self.rollout = [p.done, p.rolling, p.pending()];
+        }
+        self
     }
 }
 
@@ -147,6 +162,16 @@ impl Collector for FleetGauges {
             "Workers that should run but wait for the account's Fargate vCPU quota.",
             MetricType::Gauge,
             usize_gauge(self.waiting_for_capacity),
+        )?;
+        family(
+            &mut encoder,
+            "polybot_rollout_tenants",
+            "Tenants of the unfinished fleet rollout by progress (done, rolling, pending); zero without one.",
+            MetricType::Gauge,
+            ["done", "rolling", "pending"]
+                .into_iter()
+                .zip(self.rollout)
+                .map(|(state, n)| ([("state", state)], Value::Gauge(n))),
         )?;
         single(
             &mut encoder,

@@ -17,6 +17,11 @@
 //! from SQS) the leader also long-polls it in a task of its own
 //! ([`events`]): an event wakes a pass early and brings the exit it
 //! describes, and the listing becomes a slow backstop.
+//!
+//! After recording, a pass takes one step of the fleet rollout, if one is
+//! unfinished ([`crate::rollout::drive`]): so only the leader drives it. A
+//! rollout's release (image and settings) is mixed into each tenant's spec
+//! hash, which is how a tenant the rollout reached gets its worker replaced.
 
 mod billing;
 pub mod events;
@@ -35,6 +40,7 @@ use polybot_secrets::SecretStore;
 use polybot_store::repo::exits::{self, NewExit};
 use polybot_store::repo::fleet::{self, DesiredRow};
 use polybot_store::repo::housekeeping;
+use polybot_store::repo::rollouts::{self, Release};
 use polybot_store::repo::runtime::{self, Observation};
 use polybot_store::{Db, DbError, TenantTx};
 use secrecy::SecretString;
@@ -98,7 +104,13 @@ pub struct Reconciler {
     /// Finishes unfinished onboardings and offboardings every
     /// `RESUME_EVERY` (see [`Reconciler::with_provisioner`]).
     provisioner: Option<crate::provision::Provisioner>,
+    /// The time a rollout's pace is measured by (tests step it with their
+    /// own clock; the rest of a pass reads the system's).
+    pub clock: Clock,
 }
+
+/// Where the rollout step reads the time.
+pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
 impl std::fmt::Debug for Reconciler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -122,6 +134,14 @@ struct Row {
     stored: Option<Stored>,
     /// The plan's worker size and any payment hold.
     terms: billing::Terms,
+    /// What the worker runs beyond its spec: a rollout's image and settings
+    /// (the tenant's own release, or the fleet's).
+    release: Release,
+    /// The rollout that gave the tenant its own release, and whether its
+    /// worker is still being replaced.
+    rolled_by: Option<(i64, bool)>,
+    /// Not offboarding or offboarded: rollouts cover it.
+    covered: bool,
 }
 
 /// The observed part of a `tenant_runtime` row.
@@ -155,6 +175,8 @@ pub struct PassReport {
     pub settled: bool,
     /// The earliest back-off that ends after this pass, if any.
     pub next_backoff: Option<DateTime<Utc>>,
+    /// What the rollout step did after the pass.
+    pub rollout: crate::rollout::drive::StepReport,
 }
 
 impl Reconciler {
@@ -182,6 +204,7 @@ impl Reconciler {
             payment_grace: Duration::from_secs(72 * 3600),
             metrics: crate::metrics::Metrics::default(),
             provisioner: None,
+            clock: Arc::new(Utc::now),
         }
     }
 
@@ -314,7 +337,7 @@ impl Reconciler {
                     ),
                     Err(_) => self.metrics.reconcile_failed(),
                 }
-                let wait = self.next_wait(result.as_ref().ok(), Utc::now());
+                let wait = self.next_wait(result.as_ref().ok(), (self.clock)());
                 match result {
                     Ok(report)
                         if report.started + report.stopped + report.exits + report.errors > 0 =>
@@ -342,8 +365,18 @@ impl Reconciler {
     /// short interval without an event source or while workers are in
     /// motion; else the backstop, or less if a back-off ends sooner.
     fn next_wait(&self, report: Option<&PassReport>, now: DateTime<Utc>) -> Duration {
+        // A rollout's next tenant is due: wake for it (not sooner than 100 ms).
+        let until_rollout = report
+            .and_then(|r| r.rollout.next_due)
+            .map(|at| {
+                (at - now)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_millis(100))
+            })
+            .unwrap_or(Duration::MAX);
         let Some(report) = report.filter(|r| r.settled && self.events.is_some()) else {
-            return self.interval;
+            return self.interval.min(until_rollout);
         };
         // A back-off that already ended (negative) is due now.
         let until_backoff = report
@@ -353,18 +386,20 @@ impl Reconciler {
         self.backstop_interval
             .min(until_backoff)
             .max(self.interval.min(Duration::from_millis(100)))
+            .min(until_rollout)
     }
 
     async fn read_desired(&self) -> Result<Vec<Row>, DbError> {
         let mut op = self.db.operator().await?;
         let rows = fleet::desired(&mut op).await?;
         let standings = polybot_store::repo::billing::standings(&mut op).await?;
+        let fleet_release = rollouts::fleet_release(&mut op).await?;
         op.commit().await?;
         let mut terms = billing::terms(standings, Utc::now(), self.payment_grace);
         Ok(rows
             .into_iter()
             .map(|row| {
-                let mut row = self.row(row);
+                let mut row = self.row(row, &fleet_release);
                 if let Some(terms) = terms.remove(&row.desired.tenant) {
                     billing::apply(&mut row.desired, &terms);
                     row.terms = terms;
@@ -375,9 +410,13 @@ impl Reconciler {
     }
 
     /// A tenant as a pass plans it, from the store's read.
-    fn row(&self, row: DesiredRow) -> Row {
+    fn row(&self, row: DesiredRow, fleet_release: &Release) -> Row {
         let mode: Mode = row.mode.parse().unwrap_or_default();
         let runtime = row.runtime;
+        let (release, rolled_by) = match row.release {
+            Some(own) => (own.release, Some((own.rollout_id, own.rolling))),
+            None => (fleet_release.clone(), None),
+        };
         Row {
             desired: Desired {
                 tenant: TenantId::from_uuid(row.id),
@@ -390,7 +429,7 @@ impl Reconciler {
                         &row.risk,
                         row.secret_version,
                     ),
-                    &self.spec_salt,
+                    &release_salt(&self.spec_salt, &release),
                 ),
                 restarts: runtime
                     .as_ref()
@@ -412,6 +451,12 @@ impl Reconciler {
                 observed_at: r.observed_at,
             }),
             terms: billing::Terms::default(),
+            release,
+            rolled_by,
+            covered: !matches!(
+                row.state,
+                TenantState::Offboarding | TenantState::Offboarded
+            ),
         }
     }
 
@@ -503,24 +548,38 @@ impl Reconciler {
         }
 
         report.settled = true;
+        let mut observed = Vec::with_capacity(rows.len());
         for row in &rows {
             let tenant = row.desired.tenant;
             let live: Vec<&Instance> = actual
                 .iter()
                 .filter(|i| i.tenant == tenant && i.phase.is_live())
                 .collect();
-            let recorded = self
-                .record(
-                    row,
-                    &live,
-                    outcomes.remove(&tenant).unwrap_or_default(),
-                    now,
-                )
-                .await?;
+            let outcomes = outcomes.remove(&tenant).unwrap_or_default();
+            let failure = release_failure(row, &actual, &outcomes);
+            let recorded = self.record(row, &live, outcomes, now).await?;
             report.settled &= !matches!(recorded.actual, "starting" | "stopping" | "pending");
+            observed.push(crate::rollout::drive::Observed {
+                tenant,
+                covered: row.covered,
+                release: row.release.clone(),
+                rolled_by: row.rolled_by,
+                settled: !row.desired.run || recorded.replaced,
+                failure,
+            });
             if let Some(until) = recorded.backoff_until.filter(|u| *u > now) {
                 report.next_backoff = Some(report.next_backoff.map_or(until, |n| n.min(until)));
             }
+        }
+        // A rollout's trouble is the rollout's: logged, and the pass stands.
+        match crate::rollout::drive::step(&self.db, &observed, (self.clock)()).await {
+            Ok(step) => report.rollout = step,
+            Err(err) => tracing::warn!(error = %err, "the rollout step failed; next pass retries"),
+        }
+        if report.rollout.begun > 0 {
+            // The begun tenant's spec changed: replace its worker without
+            // waiting for the backstop.
+            report.settled = false;
         }
         Ok((report, true))
     }
@@ -634,10 +693,18 @@ impl Reconciler {
             ibkr: venues.get("ibkr").is_some(),
             secret_env,
             secret_reference: reference,
-            env: self.worker_env.clone(),
+            env: self
+                .worker_env
+                .clone()
+                .into_iter()
+                .chain(row.release.settings.clone())
+                .collect(),
         };
         self.launcher
             .set_worker_size(tenant, row.terms.size)
+            .map_err(|e| failed(&e))?;
+        self.launcher
+            .set_worker_image(tenant, row.release.image.as_deref())
             .map_err(|e| failed(&e))?;
         let launched = match self.launcher.ensure_spec(&spec).await {
             Ok(()) => self.launcher.start(&spec).await,
@@ -835,6 +902,7 @@ impl Reconciler {
         let recorded = Recorded {
             actual,
             backoff_until,
+            replaced: current.is_some(),
         };
         // Nothing happened and nothing changed: no write (one transaction per
         // tenant per pass would cost the database more than the pass itself),
@@ -894,6 +962,8 @@ impl Reconciler {
 struct Recorded {
     actual: &'static str,
     backoff_until: Option<DateTime<Utc>>,
+    /// A live worker runs the tenant's current spec.
+    replaced: bool,
 }
 
 /// Why a start did not happen.
@@ -903,6 +973,39 @@ enum StartError {
     Capacity(String),
     /// Anything else: back off.
     Failed(String),
+}
+
+/// How the worker of `row`'s current spec failed in this pass, if it did: it
+/// crashed (an exit nobody asked for of an instance with the current spec
+/// hash), or it could not be launched. A stopped worker of an older spec is
+/// no failure of the new one.
+fn release_failure(row: &Row, actual: &[Instance], outcomes: &[Outcome]) -> Option<String> {
+    outcomes.iter().find_map(|outcome| match outcome {
+        Outcome::Exited {
+            instance_id,
+            exit,
+            crashed: true,
+        } if actual
+            .iter()
+            .any(|i| &i.id == instance_id && i.spec_hash == row.desired.spec_hash) =>
+        {
+            Some(format!("worker {instance_id} crashed: {}", exit.reason))
+        }
+        Outcome::StartFailed(message) => Some(format!("the worker did not start: {message}")),
+        _ => None,
+    })
+}
+
+/// What a spec hash is salted with: the launcher's own salt (on ECS its
+/// configured image), or the release's image in its place, and the
+/// release's settings. A tenant without a release keeps its hash, so a
+/// control plane that learns of rollouts replaces no worker by itself.
+fn release_salt(salt: &str, release: &Release) -> String {
+    let mut salted = release.image.clone().unwrap_or_else(|| salt.to_owned());
+    for (name, value) in &release.settings {
+        salted.push_str(&format!("\n{name}={value}"));
+    }
+    salted
 }
 
 /// `hash` with `salt` mixed in (unchanged when there is no salt).
@@ -960,5 +1063,39 @@ async fn listen_for_changes(db: Db, wake: Arc<Notify>, stop: CancellationToken) 
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_without_a_release_keeps_its_spec_hash_and_a_release_changes_it() {
+        let none = Release::default();
+        assert_eq!(release_salt("img:v1", &none), "img:v1");
+        assert_eq!(
+            salted("h".into(), &release_salt("", &none)),
+            "h",
+            "local workers without a release keep their hash"
+        );
+        let image = Release {
+            image: Some("img:v2".into()),
+            settings: BTreeMap::new(),
+        };
+        // The release's image replaces the launcher's: a control plane
+        // restarted with another --ecs-worker-image leaves rolled tenants be.
+        assert_eq!(release_salt("img:v1", &image), "img:v2");
+        assert_eq!(release_salt("img:v9", &image), "img:v2");
+        let settings = Release {
+            image: None,
+            settings: BTreeMap::from([("POLYBOT_LOG".to_owned(), "debug".to_owned())]),
+        };
+        assert_eq!(release_salt("", &settings), "\nPOLYBOT_LOG=debug");
+        assert_ne!(
+            salted("h".into(), &release_salt("", &settings)),
+            "h",
+            "a setting replaces the worker"
+        );
     }
 }

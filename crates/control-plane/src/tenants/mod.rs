@@ -34,6 +34,12 @@ pub mod recording;
 
 use input::{idempotency_key, parse_body, parse_input, request_hash, to_json};
 
+/// A request body as a JSON object, with the API's checks of its text (for
+/// other modules' handlers: 400 if it is not an object).
+pub(crate) fn parse_object(body: &Bytes) -> ApiResult<serde_json::Map<String, Value>> {
+    parse_body(body)
+}
+
 // ---------------------------------------------------------------------------
 // Views
 // ---------------------------------------------------------------------------

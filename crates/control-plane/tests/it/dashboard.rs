@@ -1227,3 +1227,111 @@ async fn an_operator_sets_the_operator_wide_alert_channels_in_a_form(
         StatusCode::FORBIDDEN
     );
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_rollout_page_shows_progress_and_its_buttons_pause_resume_and_abort(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let operator = Agent::sign_in(&h, OPERATOR).await;
+    let empty = operator.get("/ui/rollout").await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(empty.text.contains("id=\"rollout-none\""), "{}", empty.text);
+    assert!(
+        operator
+            .get("/ui/fleet")
+            .await
+            .text
+            .contains("<a href=\"/ui/rollout\" id=\"nav-rollout\">Rollout</a>")
+    );
+    let alpha = h.onboard(json!({"name": "alpha"})).await;
+    h.onboard(json!({"name": "beta"})).await;
+    let started = h
+        .call(
+            Method::POST,
+            "/fleet/rollouts",
+            Some(OPERATOR),
+            Some(json!({"settings": {"POLYBOT_LOG": "debug"}, "per_minute": 20})),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let page = operator.get("/ui/rollout").await;
+    assert!(
+        page.text.contains(
+            "<div class=\"card\" id=\"rollout-progress\"><strong>0</strong> of 2 done, 0 rolling, 2 pending</div>"
+        ),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text.contains("<code>POLYBOT_LOG=debug</code>"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("id=\"rollout-pause\""), "{}", page.text);
+    let fleet = operator.get("/ui/fleet").await;
+    assert!(
+        fleet.text.contains(
+            "<p class=\"notice\" id=\"fleet-rollout\"><a href=\"/ui/rollout\">Rollout 1</a> running: 0 of 2 tenants done, 0 rolling.</p>"
+        ),
+        "{}",
+        fleet.text
+    );
+    assert!(!page.text.contains("id=\"rollout-resume\""));
+
+    // A form without the session's CSRF token changes nothing.
+    let forged = operator.post("/ui/rollout/1/pause", &[("csrf", "x")]).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN, "{}", forged.text);
+    let csrf = csrf_of(&page.text);
+    let paused = operator
+        .post("/ui/rollout/1/pause", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER, "{}", paused.text);
+    assert_eq!(location(&paused), "/ui/rollout");
+    let page = operator.get("/ui/rollout").await;
+    assert!(
+        page.text.contains("paused by the operator"),
+        "{}",
+        page.text
+    );
+    assert!(page.text.contains("id=\"rollout-resume\""), "{}", page.text);
+    let resumed = operator
+        .post("/ui/rollout/1/resume", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER);
+    let aborted = operator
+        .post("/ui/rollout/1/abort", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(aborted.status, StatusCode::SEE_OTHER);
+    let rollout = h
+        .call(Method::GET, "/fleet/rollouts/1", Some(OPERATOR), None)
+        .await;
+    assert_eq!(rollout.body["state"], "aborted", "{}", rollout.text);
+    let page = operator.get("/ui/rollout").await;
+    assert!(!page.text.contains("id=\"rollout-abort\""), "{}", page.text);
+    // Done or aborted: the API's 409, shown by the dashboard.
+    let again = operator
+        .post("/ui/rollout/1/resume", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
+
+    // Tenants' sessions may not see or act on it.
+    let token = h
+        .call(
+            Method::POST,
+            &format!("/tenants/{alpha}/tokens"),
+            Some(OPERATOR),
+            None,
+        )
+        .await
+        .body["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tenant = Agent::sign_in(&h, &token).await;
+    assert_eq!(
+        tenant.get("/ui/rollout").await.status,
+        StatusCode::FORBIDDEN
+    );
+}

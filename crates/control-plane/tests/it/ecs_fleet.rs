@@ -20,13 +20,13 @@ use polybot_secrets::aws::AwsSecretStore;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
-fn endpoint() -> String {
+pub(crate) fn endpoint() -> String {
     std::env::var("POLYBOT_TEST_AWS_ENDPOINT").unwrap_or_else(|_| {
         panic!("POLYBOT_TEST_AWS_ENDPOINT is not set: run these tests through scripts/test, which starts the AWS emulator")
     })
 }
 
-async fn aws() -> SdkConfig {
+pub(crate) async fn aws() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(Region::new("us-east-1"))
@@ -36,7 +36,7 @@ async fn aws() -> SdkConfig {
         .await
 }
 
-async fn moto_setup() -> String {
+pub(crate) async fn moto_setup() -> String {
     let http = reqwest::Client::new();
     let reply = http
         .post(format!(

@@ -18,6 +18,7 @@ mod onboarding;
 mod openapi;
 mod protection;
 mod reconcile_events;
+mod rollout;
 mod tenant_controls;
 mod transport;
 mod worker_settings;

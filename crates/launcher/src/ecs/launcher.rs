@@ -51,6 +51,8 @@ struct Registered {
 struct State {
     definitions: HashMap<TenantId, Registered>,
     sizes: HashMap<TenantId, FargateSize>,
+    /// Worker images a rollout gave tenants, in place of the configured one.
+    images: HashMap<TenantId, String>,
     /// Successful RunTasks per tenant: the attempt part of the next clientToken.
     launches: HashMap<TenantId, u64>,
 }
@@ -202,8 +204,22 @@ impl EcsLauncher {
         } else {
             None
         };
+        // A rollout's image for this tenant renders a definition of its own
+        // (another definition hash: a new revision of the tenant's family).
+        let image = lock(&self.state).images.get(&spec.tenant).cloned();
+        let rolled;
+        let config = match image {
+            Some(image) => {
+                rolled = EcsConfig {
+                    worker_image: image,
+                    ..self.config.clone()
+                };
+                &rolled
+            }
+            None => &self.config,
+        };
         task_definition::render(
-            &self.config,
+            config,
             spec.tenant,
             spec.mode,
             secret_arn,
@@ -474,6 +490,24 @@ impl Launcher for EcsLauncher {
                 Ok(())
             }
         }
+    }
+
+    fn runs_images(&self) -> bool {
+        true
+    }
+
+    fn set_worker_image(&self, tenant: TenantId, image: Option<&str>) -> Result<(), LaunchError> {
+        let mut state = lock(&self.state);
+        match image {
+            Some(image) if image.trim().is_empty() => {
+                return Err(invalid(format!(
+                    "tenant {tenant}: the worker image is empty"
+                )));
+            }
+            Some(image) => state.images.insert(tenant, image.to_owned()),
+            None => state.images.remove(&tenant),
+        };
+        Ok(())
     }
 
     async fn ensure_spec(&self, spec: &LaunchSpec) -> Result<(), LaunchError> {

@@ -480,6 +480,9 @@ pub struct DesiredRow {
     pub secret_version: Option<i64>,
     pub runtime: Option<Runtime>,
     pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The release a rollout gave the tenant (`tenant_releases`); `None`:
+    /// the fleet's ([`super::rollouts::fleet_release`]).
+    pub release: Option<super::rollouts::TenantRelease>,
 }
 
 #[derive(Debug, sqlx::FromRow)]
@@ -503,6 +506,10 @@ struct DesiredSqlRow {
     runtime_error: Option<String>,
     observed_at: Option<DateTime<Utc>>,
     heartbeat_at: Option<DateTime<Utc>>,
+    release_rollout: Option<i64>,
+    release_image: Option<String>,
+    release_settings: Option<Value>,
+    release_state: Option<String>,
 }
 
 /// Every tenant the reconciler must look at (operator scope): all but the
@@ -512,10 +519,13 @@ pub async fn desired(op: &mut OperatorTx) -> Result<Vec<DesiredRow>, DbError> {
         "SELECT t.id, t.state, t.mode, t.spec_version, c.strategies, c.risk, \
                 sec.version AS secret_version, r.desired, r.actual, r.instance_id, r.spec_hash, \
                 r.restarts, r.launch_failures, r.backoff_until, r.last_exit, r.last_error AS runtime_error, \
-                r.observed_at, h.at AS heartbeat_at ",
+                r.observed_at, h.at AS heartbeat_at, rel.rollout_id AS release_rollout, \
+                rel.image AS release_image, rel.settings AS release_settings, \
+                rel.state AS release_state ",
         tenant_runtime_heartbeat!(),
         "JOIN tenant_configs c ON c.tenant_id = t.id \
          LEFT JOIN tenant_secrets sec ON sec.tenant_id = t.id \
+         LEFT JOIN tenant_releases rel ON rel.tenant_id = t.id \
          WHERE t.state <> 'offboarded' OR r.actual NOT IN ('stopped')"
     ))
     .fetch_all(&mut **op)
@@ -547,6 +557,12 @@ pub async fn desired(op: &mut OperatorTx) -> Result<Vec<DesiredRow>, DbError> {
                 _ => None,
             },
             last_heartbeat: row.heartbeat_at,
+            release: super::rollouts::TenantRelease::from_columns(
+                row.release_rollout,
+                row.release_image,
+                row.release_settings,
+                row.release_state,
+            ),
         })
         .collect())
 }

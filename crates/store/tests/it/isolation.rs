@@ -38,6 +38,13 @@ pub(crate) const SEED: &[(&str, &str)] = &[
         "INSERT INTO tenant_runtime (tenant_id) VALUES ($1)",
     ),
     (
+        "tenant_releases",
+        "WITH r AS (INSERT INTO fleet_rollouts (settings, per_minute, state, finished_at) \
+                    VALUES ('{\"POLYBOT_LOG\": \"debug\"}', 1, 'done', now()) RETURNING id) \
+         INSERT INTO tenant_releases (tenant_id, rollout_id, state, began_at, done_at) \
+         SELECT $1, id, 'done', now(), now() FROM r",
+    ),
+    (
         "tenant_runtime_events",
         "INSERT INTO tenant_runtime_events (tenant_id, kind, detail) VALUES ($1, 'observed', 'seed')",
     ),

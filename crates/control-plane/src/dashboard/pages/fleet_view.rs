@@ -36,7 +36,17 @@ pub async fn fleet(
 ) -> UiResult<Response> {
     let session = require(&state, &headers).await?;
     let all = load(&state, session.caller).await?;
-    Ok(page(StatusCode::OK, render(&session, &all, &filter)))
+    // Operators see an unfinished rollout's progress above the fleet.
+    let rollout = match session.caller {
+        Caller::Operator => crate::rollout::latest(&state)
+            .await?
+            .filter(|r| matches!(r.state.as_str(), "running" | "paused")),
+        Caller::Tenant(_) => None,
+    };
+    Ok(page(
+        StatusCode::OK,
+        render(&session, &all, &filter, rollout.as_ref()),
+    ))
 }
 
 /// The page's live part (figures and table) as JSON, for the page's script.
@@ -97,7 +107,12 @@ pub(crate) async fn load(state: &AppState, caller: Caller) -> Result<Vec<TenantF
 }
 
 /// The page for `all`, showing those that pass `filter`.
-pub(crate) fn render(session: &Session, all: &[TenantFigures], filter: &FleetFilter) -> String {
+pub(crate) fn render(
+    session: &Session,
+    all: &[TenantFigures],
+    filter: &FleetFilter,
+    rollout: Option<&crate::rollout::RolloutView>,
+) -> String {
     let needle = filter.q.as_deref().unwrap_or("").trim().to_lowercase();
     let state_filter = filter.state.as_deref().unwrap_or("").trim();
     let worker_filter = filter.worker.as_deref().unwrap_or("").trim();
@@ -108,6 +123,19 @@ pub(crate) fn render(session: &Session, all: &[TenantFigures], filter: &FleetFil
     };
     head_for(&mut h, "Fleet", Some(session), own_name);
     h.raw("<main><h1>Fleet</h1>");
+    if let Some(r) = rollout {
+        h.raw("<p class=\"notice\" id=\"fleet-rollout\"><a href=\"/ui/rollout\">Rollout ")
+            .text(r.id)
+            .raw("</a> ")
+            .text(&r.state)
+            .raw(": ")
+            .text(r.progress.done)
+            .raw(" of ")
+            .text(r.progress.total)
+            .raw(" tenants done, ")
+            .text(r.progress.rolling)
+            .raw(" rolling.</p>");
+    }
     // Filter and tenant selector (plain GET forms; work without script).
     h.raw("<form method=\"get\" action=\"/ui/fleet\" class=\"inline\" id=\"fleet-filter\"><input type=\"text\" name=\"q\" id=\"fleet-q\" placeholder=\"name or id\" value=\"")
         .text(&needle)
