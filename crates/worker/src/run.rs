@@ -79,21 +79,17 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
         tenant,
         epoch,
     });
-    let execution = match crate::execution::connect(
-        config.mode,
-        &config.keys,
-        &config.execution,
-        fence,
-    )
-    .await
-    {
-        Ok(executor) => executor.map(|e| Execution::new(e, tenant, epoch)),
-        Err(e) => {
-            let result = ctx.fail(&tenant_config, format!("{e:#}")).await;
-            ctx.db.close().await;
-            return result;
-        }
-    };
+    let execution =
+        match crate::execution::connect_venues(config.mode, &config.keys, &config.execution, fence)
+            .await
+        {
+            Ok(venues) => Execution::with_venues(venues, tenant, epoch),
+            Err(e) => {
+                let result = ctx.fail(&tenant_config, format!("{e:#}")).await;
+                ctx.db.close().await;
+                return result;
+            }
+        };
     // Trades say what really happened: only a live executor's fills are live.
     let trade_mode = if config.mode == Mode::Live {
         Mode::Live

@@ -149,6 +149,7 @@ fn settings(clob: &ClobStandIn) -> ExecutionSettings {
             chain_id: POLYGON,
             timeout: Duration::from_millis(400),
         },
+        ..ExecutionSettings::default()
     }
 }
 
