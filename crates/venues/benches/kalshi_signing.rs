@@ -32,9 +32,10 @@ fn micros(d: Duration) -> String {
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
     let total: Duration = samples.iter().sum();
-    let per_s = samples.len() as f64 / total.as_secs_f64();
+    let per_s = u128::try_from(samples.len()).unwrap_or(u128::MAX) * 1_000_000_000
+        / total.as_nanos().max(1);
     println!(
-        "{name:<8} n={:<5} p50={:>8} µs  p99={:>8} µs  max={:>8} µs  ≈{per_s:.0}/s on one core",
+        "{name:<8} n={:<5} p50={:>8} µs  p99={:>8} µs  max={:>8} µs  ≈{per_s}/s on one core",
         samples.len(),
         micros(percentile(&samples, 500)),
         micros(percentile(&samples, 990)),

@@ -138,10 +138,10 @@ pub async fn connect_venues(
         return Ok(Vec::new());
     }
     let mut out: Vec<(Venue, Arc<dyn Executor>)> = Vec::new();
-    if polymarket_keys(keys).is_some() {
-        if let Some(executor) = connect(mode, keys, settings, fence.clone()).await? {
-            out.push((Venue::Polymarket, executor));
-        }
+    if polymarket_keys(keys).is_some()
+        && let Some(executor) = connect(mode, keys, settings, fence.clone()).await?
+    {
+        out.push((Venue::Polymarket, executor));
     }
     if let Some(kalshi) = kalshi_keys(keys) {
         let executor = KalshiExecutor::connect(&settings.kalshi, &kalshi, fence)
