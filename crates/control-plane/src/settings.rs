@@ -187,6 +187,9 @@ pub struct SettingsArgs {
     /// The Polymarket CLOB the live preflight asks; the worker's setting.
     #[arg(long, env = "POLYBOT_POLYMARKET_CLOB_URL", value_name = "URL", default_value = "https://clob.polymarket.com", value_parser = Named(http_base))]
     pub polymarket_clob_url: String,
+    /// Kalshi's trade API (with `/trade-api/v2`) the live preflight asks; the worker's setting.
+    #[arg(long, env = "POLYBOT_KALSHI_URL", value_name = "URL", default_value = "https://external-api.kalshi.com/trade-api/v2", value_parser = Named(http_base))]
+    pub kalshi_url: String,
 }
 
 impl From<SettingsArgs> for Settings {
@@ -216,6 +219,10 @@ impl From<SettingsArgs> for Settings {
                 requires_operator: args.live_requires_operator,
                 polymarket: polybot_venues::execution::polymarket::PolymarketSettings {
                     host: format!("{}/", args.polymarket_clob_url.trim_end_matches('/')),
+                    ..Default::default()
+                },
+                kalshi: polybot_venues::execution::kalshi::KalshiSettings {
+                    base: args.kalshi_url.trim_end_matches('/').to_owned(),
                     ..Default::default()
                 },
             },
@@ -349,6 +356,13 @@ mod tests {
         .expect("the flags parse");
         assert!(!settings.live.requires_operator);
         assert_eq!(settings.live.polymarket.host, "http://127.0.0.1:9/");
+        assert_eq!(
+            parse(&[]).expect("the defaults parse").live.kalshi.base,
+            "https://external-api.kalshi.com/trade-api/v2"
+        );
+        let settings =
+            parse(&["--kalshi-url", "http://127.0.0.1:9/trade-api/v2/"]).expect("the flag parses");
+        assert_eq!(settings.live.kalshi.base, "http://127.0.0.1:9/trade-api/v2");
     }
 
     #[test]

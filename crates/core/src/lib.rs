@@ -4,6 +4,7 @@
 //! Nothing here performs I/O; the database, the network and the clock live in
 //! the crates that depend on this one.
 
+pub mod fees;
 pub mod keys;
 pub mod lifecycle;
 pub mod risk;

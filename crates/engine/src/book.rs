@@ -132,7 +132,7 @@ impl OrderBook {
             Side::Sell => &self.bids,
         };
         let mut out = Sweep::default();
-        let mut raw_fee = Decimal::ZERO;
+        let mut fee = fees.tally(side == Side::Buy);
         for level in levels {
             let within = match side {
                 Side::Buy => level.price <= limit,
@@ -144,10 +144,10 @@ impl OrderBook {
             let take = level.size.min(size - out.filled);
             out.filled += take;
             out.notional += take * level.price;
-            raw_fee += fees.raw_fee(take, level.price);
+            fee.add(take, level.price);
             out.worst_price = level.price;
         }
-        out.fee = fees.round(raw_fee);
+        out.fee = fee.total();
         out
     }
 

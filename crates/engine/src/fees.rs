@@ -4,7 +4,12 @@
 //!   §8); the rate and exponent are each market's own, read from the CLOB's
 //!   market info (`fd.r`, `fd.e`), never a constant. Rounded down to 5
 //!   decimals, as the venue's accounting does (nautilus_trader [3P]).
-//! - Kalshi: `ceil_to_cent(0.07 × C × P × (1 − P))` (VENUES.md §2).
+//! - Kalshi: per fill, `rate × C × P × (1 − P)` rounded up to $0.0001, then
+//!   the exchange's rounding fee and per-order accumulator
+//!   ([`KalshiFeeAccumulator`], docs.kalshi.com `fee_rounding`); for one
+//!   fill at a whole-cent price this is `ceil_to_cent(rate × C × P × (1 − P))`
+//!   (VENUES.md §2). Takers pay [`KALSHI_TAKER_RATE`], makers
+//!   [`KALSHI_MAKER_RATE`].
 //! - CEX (Binance US, Coinbase, Kraken): a percentage of the notional, rounded
 //!   up to 8 decimals so that a fee is never under-counted.
 
@@ -25,8 +30,39 @@ pub enum FeeModel {
     Percentage { rate: Decimal },
 }
 
-/// Kalshi's published taker rate.
-pub const KALSHI_TAKER_RATE: Decimal = Decimal::from_parts(7, 0, 0, false, 2);
+pub use polybot_core::fees::{
+    KALSHI_CENT, KALSHI_MAKER_RATE, KALSHI_TAKER_RATE, KalshiFeeAccumulator, KalshiFillFee,
+};
+
+/// An order's fee added up fill by fill, rounded as its venue rounds it.
+#[derive(Debug, Clone, Copy)]
+pub struct FeeTally {
+    model: FeeModel,
+    buying: bool,
+    /// Polymarket and CEX: the fee before rounding; Kalshi: the net so far.
+    sum: Decimal,
+    kalshi: KalshiFeeAccumulator,
+}
+
+impl FeeTally {
+    /// Adds one fill (one level of a sweep).
+    pub fn add(&mut self, size: Decimal, price: Decimal) {
+        match self.model {
+            FeeModel::Kalshi { rate } => {
+                self.sum += self.kalshi.fill(size, price, rate, self.buying).net;
+            }
+            model => self.sum += model.raw_fee(size, price),
+        }
+    }
+
+    /// The order's fee.
+    pub fn total(&self) -> Decimal {
+        match self.model {
+            FeeModel::Kalshi { .. } => self.sum.normalize(),
+            model => model.round(self.sum),
+        }
+    }
+}
 
 impl FeeModel {
     /// The venue's taker model at `rate` (the market's category rate for
@@ -39,9 +75,22 @@ impl FeeModel {
         }
     }
 
-    /// The fee on one fill of `size` at `price`.
+    /// The fee on one buy filled at once: `size` at `price`.
     pub fn fee(&self, size: Decimal, price: Decimal) -> Decimal {
-        self.round(self.raw_fee(size, price))
+        let mut tally = self.tally(true);
+        tally.add(size, price);
+        tally.total()
+    }
+
+    /// An empty tally for one order (`buying` or selling: Kalshi's rounding
+    /// floors the balance change, which differs between the two).
+    pub fn tally(&self, buying: bool) -> FeeTally {
+        FeeTally {
+            model: *self,
+            buying,
+            sum: Decimal::ZERO,
+            kalshi: KalshiFeeAccumulator::default(),
+        }
     }
 
     /// The fee before the venue's rounding: what one level of a fill adds to
@@ -71,7 +120,8 @@ impl FeeModel {
         self.raw_fee(Decimal::ONE, price)
     }
 
-    /// The venue's rounding of an order's total fee.
+    /// The venue's rounding of an order's total fee (Kalshi's is per fill:
+    /// see [`FeeTally`]; this rounds a single total up to the cent).
     pub fn round(&self, raw: Decimal) -> Decimal {
         match self {
             FeeModel::Polymarket { .. } => raw.round_dp_with_strategy(5, RoundingStrategy::ToZero),
@@ -156,6 +206,39 @@ mod tests {
         assert_eq!(kalshi_taker_fee(dec!(1), dec!(0.50)), dec!(0.02));
         assert_eq!(kalshi_taker_fee(dec!(10), dec!(0.30)), dec!(0.15));
         assert_eq!(kalshi_taker_fee(dec!(100), dec!(0.05)), dec!(0.34));
+    }
+
+    // VENUES.md §2's table (taker 0.07, maker 0.0175).
+    #[test]
+    fn kalshi_taker_and_maker_fees_match_the_published_table() {
+        let maker = FeeModel::Kalshi {
+            rate: KALSHI_MAKER_RATE,
+        };
+        for (count, price, taker, maker_fee) in [
+            (dec!(1), dec!(0.50), dec!(0.02), dec!(0.01)),
+            (dec!(100), dec!(0.50), dec!(1.75), dec!(0.44)),
+            (dec!(10), dec!(0.30), dec!(0.15), dec!(0.04)),
+            (dec!(100), dec!(0.05), dec!(0.34), dec!(0.09)),
+        ] {
+            assert_eq!(kalshi_taker_fee(count, price), taker, "{count} @ {price}");
+            assert_eq!(maker.fee(count, price), maker_fee, "{count} @ {price}");
+        }
+    }
+
+    #[test]
+    fn a_kalshi_sweep_tallies_fees_level_by_level_with_the_accumulator() {
+        let model = FeeModel::Kalshi {
+            rate: KALSHI_TAKER_RATE,
+        };
+        let mut tally = model.tally(true);
+        for _ in 0..4 {
+            tally.add(dec!(1), dec!(0.50));
+        }
+        assert_eq!(tally.total(), dec!(0.07));
+        // Selling: revenue is positive, the floor still rounds against us.
+        let mut sell = model.tally(false);
+        sell.add(dec!(1), dec!(0.50));
+        assert_eq!(sell.total(), dec!(0.02));
     }
 
     #[test]

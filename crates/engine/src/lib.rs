@@ -75,7 +75,10 @@ pub use event::{
     BookDelta, BookSnapshot, Direction, Event, EventKind, Headline, MarketDef, RecurringSpec,
     Resolution, SpotPrice, TradePrint, VenueIds,
 };
-pub use fees::{FeeModel, cex_taker_fee, kalshi_taker_fee, polymarket_taker_fee};
+pub use fees::{
+    FeeModel, FeeTally, KalshiFeeAccumulator, KalshiFillFee, cex_taker_fee, kalshi_taker_fee,
+    polymarket_taker_fee,
+};
 pub use health::{FeedHealth, HealthStatus, RateLimit, StrategyHealth};
 pub use portfolio::{Payout, Portfolio, PortfolioSnapshot, PositionView, StrategyPnl};
 pub use replay::{Replay, ReplayError, ReplayParser, parse_jsonl};

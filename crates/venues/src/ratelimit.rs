@@ -166,6 +166,149 @@ pub mod limits {
     }
 }
 
+/// One Kalshi account's read and write budgets, as token buckets in the
+/// exchange's units: a request costs [`KalshiLimits::REQUEST`] tokens
+/// (10), a cancel inside a batch cancel a fifth of that (VENUES.md §2:
+/// "each cancel counts as 0.2"). The buckets are sized from the account's
+/// tier (`GET /account/limits`, [`KalshiLimits::apply`]) and start at the
+/// documented Basic tier. Each tenant's executor owns its own, so one
+/// tenant's burst never spends another's budget.
+#[derive(Debug)]
+pub struct KalshiLimits {
+    pub read: RateLimiter,
+    pub write: RateLimiter,
+    tier: Mutex<String>,
+}
+
+/// A Kalshi tier's budgets, in requests per second (VENUES.md §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KalshiTier {
+    pub read_per_s: u32,
+    pub write_per_s: u32,
+}
+
+impl KalshiTier {
+    pub const BASIC: Self = Self::new(20, 10);
+    pub const ADVANCED: Self = Self::new(30, 30);
+    pub const PREMIER: Self = Self::new(100, 100);
+    pub const PRIME: Self = Self::new(400, 400);
+
+    const fn new(read_per_s: u32, write_per_s: u32) -> Self {
+        Self {
+            read_per_s,
+            write_per_s,
+        }
+    }
+
+    /// The documented tier of this name (`basic`, `advanced`, …).
+    pub fn named(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "basic" => Some(Self::BASIC),
+            "advanced" => Some(Self::ADVANCED),
+            "premier" => Some(Self::PREMIER),
+            "prime" => Some(Self::PRIME),
+            _ => None,
+        }
+    }
+}
+
+/// What `GET /account/limits` says, in either of its published shapes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct KalshiAccountLimits {
+    #[serde(default)]
+    pub usage_tier: Option<String>,
+    /// The flat shape: requests per second.
+    #[serde(default)]
+    pub read_limit: Option<u32>,
+    #[serde(default)]
+    pub write_limit: Option<u32>,
+    /// The token-bucket shape: tokens per second and bucket size.
+    #[serde(default)]
+    pub read: Option<KalshiBucket>,
+    #[serde(default)]
+    pub write: Option<KalshiBucket>,
+}
+
+/// One token bucket as `GET /account/limits` describes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub struct KalshiBucket {
+    pub refill_rate: u32,
+    pub bucket_capacity: u32,
+}
+
+impl Default for KalshiLimits {
+    fn default() -> Self {
+        Self::for_tier("basic", KalshiTier::BASIC)
+    }
+}
+
+impl KalshiLimits {
+    /// Tokens one request costs.
+    pub const REQUEST: u32 = 10;
+    /// Tokens one cancel inside a batch cancel costs (0.2 of a request).
+    pub const BATCH_CANCEL_ITEM: u32 = 2;
+
+    /// Budgets of a documented tier: its per-second rate, a second's worth at once.
+    pub fn for_tier(name: &str, tier: KalshiTier) -> Self {
+        let bucket = |per_s: u32| per_s.saturating_mul(Self::REQUEST);
+        Self {
+            read: RateLimiter::new(
+                "kalshi read",
+                bucket(tier.read_per_s),
+                Duration::from_secs(1),
+            ),
+            write: RateLimiter::new(
+                "kalshi write",
+                bucket(tier.write_per_s),
+                Duration::from_secs(1),
+            ),
+            tier: Mutex::new(name.to_owned()),
+        }
+    }
+
+    /// The tier the buckets are sized for.
+    pub fn tier(&self) -> String {
+        self.tier.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Re-sizes the buckets from the account's answer: token buckets as
+    /// given, else the flat per-second limits, else the named tier; an
+    /// answer with none of these leaves the buckets as they are.
+    pub fn apply(&self, limits: &KalshiAccountLimits) {
+        let named = limits.usage_tier.as_deref().and_then(KalshiTier::named);
+        let size = |limiter: &RateLimiter,
+                    bucket: Option<KalshiBucket>,
+                    flat: Option<u32>,
+                    tier: Option<u32>| {
+            if let Some(b) = bucket.filter(|b| b.refill_rate > 0) {
+                limiter.set_limit(
+                    b.refill_rate,
+                    Duration::from_secs(1),
+                    b.bucket_capacity.max(Self::REQUEST),
+                );
+            } else if let Some(per_s) = flat.or(tier).filter(|n| *n > 0) {
+                let tokens = per_s.saturating_mul(Self::REQUEST);
+                limiter.set_limit(tokens, Duration::from_secs(1), tokens);
+            }
+        };
+        size(
+            &self.read,
+            limits.read,
+            limits.read_limit,
+            named.map(|t| t.read_per_s),
+        );
+        size(
+            &self.write,
+            limits.write,
+            limits.write_limit,
+            named.map(|t| t.write_per_s),
+        );
+        if let Some(tier) = &limits.usage_tier {
+            *self.tier.lock().unwrap_or_else(|e| e.into_inner()) = tier.clone();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +339,55 @@ mod tests {
             assert_eq!(*d, expected, "request {i}");
         }
         assert_eq!(done[34], Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kalshi_basic_writes_go_ten_a_second_and_one_tenant_never_spends_anothers() {
+        let a = KalshiLimits::default();
+        let b = KalshiLimits::default();
+        let start = Instant::now();
+        // Tenant A: a second's worth of writes at once, then one every 100 ms.
+        for _ in 0..10 {
+            a.write.acquire(KalshiLimits::REQUEST).await;
+        }
+        assert_eq!(Instant::now() - start, Duration::ZERO);
+        a.write.acquire(KalshiLimits::REQUEST).await;
+        assert_eq!(Instant::now() - start, Duration::from_millis(100));
+        // Tenant B's bucket is its own: full, no wait.
+        let b_start = Instant::now();
+        for _ in 0..10 {
+            b.write.acquire(KalshiLimits::REQUEST).await;
+        }
+        assert_eq!(Instant::now() - b_start, Duration::ZERO);
+        // Reads are a separate bucket of 20 a second.
+        assert_eq!(a.read.interval(), Duration::from_millis(5));
+        assert_eq!(a.tier(), "basic");
+    }
+
+    #[test]
+    fn kalshi_buckets_follow_the_accounts_limits_in_either_shape() {
+        let limits = KalshiLimits::default();
+        let flat: KalshiAccountLimits =
+            serde_json::from_str(r#"{"usage_tier":"advanced","read_limit":30,"write_limit":30}"#)
+                .unwrap_or_else(|e| panic!("{e}"));
+        limits.apply(&flat);
+        assert_eq!(limits.tier(), "advanced");
+        // 30 requests a second = 300 tokens a second.
+        assert_eq!(limits.write.interval(), Duration::from_secs(1) / 300);
+        let buckets: KalshiAccountLimits = serde_json::from_str(
+            r#"{"usage_tier":"premier","read":{"refill_rate":1000,"bucket_capacity":2000},
+                "write":{"refill_rate":500,"bucket_capacity":500},"grants":[]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        limits.apply(&buckets);
+        assert_eq!(limits.tier(), "premier");
+        assert_eq!(limits.read.interval(), Duration::from_millis(1));
+        assert_eq!(limits.write.interval(), Duration::from_millis(2));
+        // Only a tier name: its documented budgets.
+        let named: KalshiAccountLimits =
+            serde_json::from_str(r#"{"usage_tier":"Prime"}"#).unwrap_or_else(|e| panic!("{e}"));
+        limits.apply(&named);
+        assert_eq!(limits.write.interval(), Duration::from_secs(1) / 4000);
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,8 +27,10 @@
 //!   worker sends them ([`Execution::venue_heartbeat`]), and when one fails
 //!   it cancels every open order itself and says so.
 //!
-//! Only Polymarket executes; an order for another venue is refused and
-//! counted as a failure. Not here: SQL (the store's), the decisions (the
+//! Polymarket and Kalshi execute, each through its own executor, chosen by
+//! the order's venue (a tenant with keys for both has both); an order for
+//! another venue, or for a venue the tenant holds no keys for, is refused
+//! and counted as a failure. Not here: SQL (the store's), the decisions (the
 //! engine's).
 
 use std::collections::{HashMap, HashSet};
@@ -43,6 +45,7 @@ use polybot_core::{Mode, TenantId};
 use polybot_engine::{Clock, Decision, Engine, Order, Side};
 use polybot_store::repo::audit;
 use polybot_store::{Db, DbError};
+use polybot_venues::execution::kalshi::{KalshiExecutor, KalshiKeys, KalshiSettings};
 use polybot_venues::execution::polymarket::{
     ApiCredentials, PolymarketExecutor, PolymarketKeys, PolymarketSettings,
 };
@@ -73,6 +76,7 @@ pub struct ExecutionSettings {
     /// How often the venue's cancel-on-disconnect heartbeat is sent
     /// (Polymarket cancels a client's orders about 10 s after the last).
     pub venue_heartbeat_every: Duration,
+    pub kalshi: KalshiSettings,
 }
 
 impl Default for ExecutionSettings {
@@ -83,13 +87,15 @@ impl Default for ExecutionSettings {
             user_channel_options: UserChannelOptions::default(),
             poll_every: Duration::from_secs(2),
             venue_heartbeat_every: Duration::from_secs(5),
+            kalshi: KalshiSettings::default(),
         }
     }
 }
 
 impl ExecutionSettings {
-    /// The CLOB's URL from `POLYBOT_POLYMARKET_CLOB_URL` and the user
-    /// channel's from `POLYBOT_POLYMARKET_WS_URL` (the real ones when unset).
+    /// The CLOB's URL from `POLYBOT_POLYMARKET_CLOB_URL`, the user
+    /// channel's from `POLYBOT_POLYMARKET_WS_URL` and Kalshi's trade API from
+    /// `POLYBOT_KALSHI_URL` (the real ones when unset).
     pub fn from_env() -> anyhow::Result<Self> {
         let endpoints =
             polybot_venues::Endpoints::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -97,6 +103,10 @@ impl ExecutionSettings {
             polymarket: PolymarketSettings {
                 host: format!("{}/", endpoints.polymarket_clob.trim_end_matches('/')),
                 ..PolymarketSettings::default()
+            },
+            kalshi: KalshiSettings {
+                base: endpoints.kalshi.clone(),
+                ..KalshiSettings::default()
             },
             user_channel: Some(endpoints.polymarket_ws),
             ..Self::default()
@@ -142,7 +152,70 @@ fn polymarket_keys(keys: &ExchangeKeys) -> Option<PolymarketKeys> {
     Some(PolymarketKeys { private_key, api })
 }
 
-/// The executor a mode selects: none in paper (the engine fills).
+/// The tenant's Kalshi key from the onboarding JSON.
+fn kalshi_keys(keys: &ExchangeKeys) -> Option<KalshiKeys> {
+    let key_id = keys.get("kalshi", "key_id")?;
+    let private_key_pem = keys.get("kalshi", "private_key_pem")?.clone();
+    Some(KalshiKeys {
+        key_id: secrecy::ExposeSecret::expose_secret(key_id)
+            .trim()
+            .to_owned(),
+        private_key_pem,
+    })
+}
+
+/// The executors a mode selects, one per venue the tenant holds keys for
+/// (Polymarket, Kalshi): none in paper (the engine fills).
+pub async fn connect_venues(
+    mode: Mode,
+    keys: &ExchangeKeys,
+    settings: &ExecutionSettings,
+    fence: Arc<dyn Fence>,
+) -> anyhow::Result<Vec<(Venue, Arc<dyn Executor>)>> {
+    Ok(connect_venues_with_channel(mode, keys, settings, fence)
+        .await?
+        .0)
+}
+
+/// [`connect_venues`], with Polymarket's user channel in live mode when the
+/// settings name one.
+async fn connect_venues_with_channel(
+    mode: Mode,
+    keys: &ExchangeKeys,
+    settings: &ExecutionSettings,
+    fence: Arc<dyn Fence>,
+) -> anyhow::Result<(Vec<(Venue, Arc<dyn Executor>)>, Option<UserChannel>)> {
+    if mode == Mode::Paper {
+        return Ok((Vec::new(), None));
+    }
+    let mut out: Vec<(Venue, Arc<dyn Executor>)> = Vec::new();
+    let mut channel = None;
+    if polymarket_keys(keys).is_some()
+        && let Some((executor, user_channel)) =
+            connect_with_channel(mode, keys, settings, fence.clone()).await?
+    {
+        out.push((Venue::Polymarket, executor));
+        channel = user_channel;
+    }
+    if let Some(kalshi) = kalshi_keys(keys) {
+        let executor = KalshiExecutor::connect(&settings.kalshi, &kalshi, fence)
+            .await
+            .with_context(|| format!("connecting to Kalshi at {}", settings.kalshi.base))?;
+        let executor = match mode {
+            Mode::Shadow => executor.shadow(),
+            _ => executor,
+        };
+        out.push((Venue::Kalshi, Arc::new(executor)));
+    }
+    anyhow::ensure!(
+        !out.is_empty(),
+        "{mode} mode needs the tenant's Polymarket keys (exchange_keys.polymarket.private_key) \
+         or Kalshi keys (exchange_keys.kalshi.key_id and private_key_pem)"
+    );
+    Ok((out, channel))
+}
+
+/// The Polymarket executor a mode selects: none in paper (the engine fills).
 pub async fn connect(
     mode: Mode,
     keys: &ExchangeKeys,
@@ -154,8 +227,9 @@ pub async fn connect(
         .map(|(executor, _)| executor))
 }
 
-/// The worker's execution for a mode: none in paper; in live, with the
-/// venue's user channel when the settings name one.
+/// The worker's execution for a mode: none in paper; otherwise an executor
+/// per venue the tenant holds keys for, in live with Polymarket's user
+/// channel when the settings name one.
 pub async fn start(
     mode: Mode,
     keys: &ExchangeKeys,
@@ -164,13 +238,13 @@ pub async fn start(
     tenant: TenantId,
     epoch: i64,
 ) -> anyhow::Result<Option<Execution>> {
-    Ok(connect_with_channel(mode, keys, settings, fence)
-        .await?
-        .map(|(executor, channel)| {
-            let mut execution = Execution::new(executor, tenant, epoch);
+    let (venues, channel) = connect_venues_with_channel(mode, keys, settings, fence).await?;
+    Ok(
+        Execution::with_venues(venues, tenant, epoch).map(|mut execution| {
             execution.channel = channel;
             execution
-        }))
+        }),
+    )
 }
 
 async fn connect_with_channel(
@@ -229,6 +303,8 @@ pub struct OrderReport {
 /// A worker's executor and what it tracks.
 pub struct Execution {
     executor: Arc<dyn Executor>,
+    /// The executor of each venue that executes (Polymarket's is `executor`).
+    venues: Vec<(Venue, Arc<dyn Executor>)>,
     tenant: [u8; 16],
     epoch: i64,
     rules: HashMap<String, MarketRules>,
@@ -261,9 +337,22 @@ impl std::fmt::Debug for Execution {
 }
 
 impl Execution {
+    /// Execution on Polymarket only.
     pub fn new(executor: Arc<dyn Executor>, tenant: TenantId, epoch: i64) -> Self {
-        Self {
+        Self::with_venues(vec![(Venue::Polymarket, executor)], tenant, epoch)
+            .unwrap_or_else(|| unreachable!("one executor was given"))
+    }
+
+    /// Execution on each of `venues` (none when the list is empty).
+    pub fn with_venues(
+        venues: Vec<(Venue, Arc<dyn Executor>)>,
+        tenant: TenantId,
+        epoch: i64,
+    ) -> Option<Self> {
+        let executor = venues.first()?.1.clone();
+        Some(Self {
             executor,
+            venues,
             tenant: *tenant.as_uuid().as_bytes(),
             epoch,
             rules: HashMap::new(),
@@ -276,7 +365,7 @@ impl Execution {
             poll_since_ms: chrono::Utc::now().timestamp_millis() - 60_000,
             heartbeat_id: None,
             heartbeat_lost: false,
-        }
+        })
     }
 
     /// Whether the venue's user channel is up now.
@@ -336,22 +425,28 @@ impl Execution {
         true
     }
 
-    /// While the user channel is down (or absent) and orders are working,
-    /// reads the tenant's trades over REST and books the new ones. Returns
-    /// how many were booked.
+    /// While orders are working, reads the tenant's trades over REST from
+    /// each venue whose fills do not stream (Polymarket's while its user
+    /// channel is down; Kalshi's always) and books the new ones. Returns how
+    /// many were booked.
     pub async fn poll_fills<C: Clock>(
         &mut self,
         engine: &mut Engine<C>,
         decisions: &mut Vec<Decision>,
     ) -> Result<usize, ExecError> {
-        if self.working.is_empty() || self.user_channel_connected() {
+        if self.working.is_empty() {
             return Ok(0);
         }
-        let fills = self.executor.fills(self.poll_since_ms).await?;
         let mut booked = 0;
-        for fill in &fills {
-            if self.on_fill(engine, fill, decisions) {
-                booked += 1;
+        for (venue, executor) in self.venues.clone() {
+            // Polymarket's fills come over its user channel while it is up.
+            if venue == Venue::Polymarket && self.user_channel_connected() {
+                continue;
+            }
+            for fill in &executor.fills(self.poll_since_ms).await? {
+                if self.on_fill(engine, fill, decisions) {
+                    booked += 1;
+                }
             }
         }
         Ok(booked)
@@ -365,7 +460,8 @@ impl Execution {
     /// outage were cancelled. Further failures of the same outage are only
     /// logged; the first success ends the outage.
     pub async fn venue_heartbeat<C: Clock>(&mut self, engine: &mut Engine<C>) -> Option<String> {
-        match self.executor.heartbeat(self.heartbeat_id.clone()).await {
+        let executor = self.executor_for(Venue::Polymarket)?;
+        match executor.heartbeat(self.heartbeat_id.clone()).await {
             Ok(id) => {
                 if self.heartbeat_lost {
                     tracing::info!("the venue's heartbeat is back");
@@ -396,6 +492,14 @@ impl Execution {
         }
     }
 
+    /// The executor of `venue`, when the tenant executes there.
+    fn executor_for(&self, venue: Venue) -> Option<Arc<dyn Executor>> {
+        self.venues
+            .iter()
+            .find(|(v, _)| *v == venue)
+            .map(|(_, e)| e.clone())
+    }
+
     pub fn kind(&self) -> polybot_venues::execution::ExecutionKind {
         self.executor.kind()
     }
@@ -419,16 +523,34 @@ impl Execution {
         db: &Db,
         tenant: TenantId,
     ) -> Result<Value, crate::WorkerError> {
-        let venue = |e: ExecError| anyhow::anyhow!("reconciling with Polymarket: {e}");
-        let open = self.executor.open_orders().await.map_err(venue)?;
-        let balances = self.executor.balances().await.map_err(venue)?;
-        // The tenant's trade history names the tokens it may hold (the
-        // venue reports a token's balance one token at a time) and what
-        // they cost.
-        let history = self.executor.fills(0).await.map_err(venue)?;
-        let positions = self.executor.positions().await.map_err(venue)?;
-        if let Some(cash) = balances.first() {
-            engine.set_cash(Venue::Polymarket, cash.amount);
+        let mut open = Vec::new();
+        let mut balances = Vec::new();
+        let mut positions = Vec::new();
+        let mut history = Vec::new();
+        let mut per_venue = serde_json::Map::new();
+        for (name, executor) in &self.venues {
+            let venue = |e: ExecError| anyhow::anyhow!("reconciling with {name}: {e}");
+            let venue_open = executor.open_orders().await.map_err(venue)?;
+            let venue_balances = executor.balances().await.map_err(venue)?;
+            // The tenant's trade history names the tokens it may hold (a
+            // venue may report a token's balance one token at a time, so it
+            // is read first) and what they cost.
+            history.extend(executor.fills(0).await.map_err(venue)?);
+            let venue_positions = executor.positions().await.map_err(venue)?;
+            if let Some(cash) = venue_balances.first() {
+                engine.set_cash(*name, cash.amount);
+            }
+            per_venue.insert(
+                name.as_str().to_owned(),
+                json!({
+                    "open_orders": venue_open,
+                    "balances": venue_balances,
+                    "positions": venue_positions,
+                }),
+            );
+            open.extend(venue_open);
+            balances.extend(venue_balances);
+            positions.extend(venue_positions);
         }
         let carried = carried_positions(&history, &positions);
         for c in &carried {
@@ -441,6 +563,7 @@ impl Execution {
             "balances": balances,
             "positions": positions,
             "carried": carried,
+            "venues": per_venue,
         });
         let mut tx = db.fenced(tenant, self.epoch).await?;
         audit::append(&mut tx, "worker", "venue.reconciled", found.clone()).await?;
@@ -458,7 +581,10 @@ impl Execution {
         engine: &mut Engine<C>,
         reason: &str,
     ) -> Result<Vec<String>, ExecError> {
-        let cancelled = self.executor.cancel_all().await?;
+        let mut cancelled = Vec::new();
+        for (_, executor) in &self.venues {
+            cancelled.extend(executor.cancel_all().await?);
+        }
         self.open.clear();
         for (_, working) in self.working.drain() {
             // The cancel of the unfilled rest is not a row of its own.
@@ -506,7 +632,7 @@ impl Execution {
             opportunity: order.opportunity.0,
             details,
         };
-        let (request, rules) = match self.request(engine, order, client_id).await {
+        let (executor, request, rules) = match self.request(engine, order, client_id).await {
             Ok(found) => found,
             Err(reason) => {
                 decisions.extend(engine.order_finished(
@@ -521,7 +647,7 @@ impl Execution {
                 })));
             }
         };
-        match self.place(&request, &rules).await {
+        match self.place(executor.as_ref(), &request, &rules).await {
             Ok(placed) => Ok(report(self.book(engine, order, &placed, decisions))),
             Err(e @ (ExecError::Fenced { .. } | ExecError::LeaseUnverified(_))) => {
                 decisions.extend(engine.order_finished(
@@ -560,16 +686,26 @@ impl Execution {
         engine: &Engine<C>,
         order: &Order,
         client_id: ClientOrderId,
-    ) -> Result<(OrderRequest, MarketRules), String> {
-        if order.venue != Venue::Polymarket {
-            return Err(format!(
-                "live execution is not available for {} yet",
-                order.venue
-            ));
-        }
-        let ids = engine
-            .market(order.market.as_str())
-            .and_then(|m| m.def.venue_ids.clone())
+    ) -> Result<(Arc<dyn Executor>, OrderRequest, MarketRules), String> {
+        let executor = self
+            .executor_for(order.venue)
+            .ok_or_else(|| match order.venue {
+                Venue::Polymarket | Venue::Kalshi => format!(
+                    "no {} executor: the tenant holds no {} keys",
+                    order.venue, order.venue
+                ),
+                venue => format!("live execution is not available for {venue} yet"),
+            })?;
+        let def = engine.market(order.market.as_str()).map(|m| &m.def);
+        let ids = def
+            .and_then(|d| d.venue_ids.clone())
+            // A Kalshi market is its ticker; an outcome is its side.
+            .or_else(|| {
+                (order.venue == Venue::Kalshi).then(|| polybot_engine::VenueIds {
+                    market: order.market.as_str().to_owned(),
+                    instruments: vec!["yes".to_owned(), "no".to_owned()],
+                })
+            })
             .ok_or_else(|| {
                 format!(
                     "{}: the venue's market and token ids are unknown",
@@ -583,8 +719,7 @@ impl Execution {
         let rules = match self.rules.get(&ids.market) {
             Some(rules) => rules.clone(),
             None => {
-                let rules = self
-                    .executor
+                let rules = executor
                     .market_rules(&ids.market)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -606,6 +741,12 @@ impl Execution {
                     * tick,
             ),
         };
+        // Kalshi trades whole contracts unless the market takes fractions.
+        let decimals = if order.venue == Venue::Kalshi && rules.min_size >= Decimal::ONE {
+            0
+        } else {
+            2
+        };
         let request = OrderRequest {
             client_id,
             market: ids.market,
@@ -614,24 +755,25 @@ impl Execution {
             price: price.normalize(),
             size: order
                 .size
-                .round_dp_with_strategy(2, RoundingStrategy::ToZero)
+                .round_dp_with_strategy(decimals, RoundingStrategy::ToZero)
                 .normalize(),
             time_in_force: TimeInForce::ImmediateOrCancel,
         };
-        Ok((request, rules))
+        Ok((executor, request, rules))
     }
 
     /// Places with bounded retries; a retry of the same request asks the
     /// venue before it sends.
     async fn place(
         &self,
+        executor: &dyn Executor,
         request: &OrderRequest,
         rules: &MarketRules,
     ) -> Result<Placed, ExecError> {
         let mut wait = BACKOFF;
         let mut attempt = 1;
         loop {
-            match self.executor.place(request, rules).await {
+            match executor.place(request, rules).await {
                 Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
                     let pause = match &e {
                         ExecError::Venue(v) => match v.kind() {

@@ -74,9 +74,9 @@ pub struct WorkerArgs {
     /// without them the worker paper-trades on public data.
     #[arg(long, env = env::EXCHANGE_KEYS, value_name = env::EXCHANGE_KEYS, hide_env_values = true)]
     pub exchange_keys: Option<SecretString>,
-    /// `paper`, `shadow` (orders signed with the tenant's Polymarket keys and
-    /// recorded, never sent) or `live` (sent to Polymarket's CLOB,
-    /// `POLYBOT_POLYMARKET_CLOB_URL`).
+    /// `paper`, `shadow` (orders signed with the tenant's Polymarket or
+    /// Kalshi keys and recorded, never sent) or `live` (sent to Polymarket's
+    /// CLOB, `POLYBOT_POLYMARKET_CLOB_URL`, or Kalshi, `POLYBOT_KALSHI_URL`).
     #[arg(long, env = env::MODE, value_name = env::MODE, default_value = "paper")]
     pub mode: polybot_core::Mode,
     /// The hash of the spec the worker was started from; echoed in heartbeats.
@@ -201,7 +201,8 @@ pub struct WorkerConfig {
     /// The files besides the system's that the worker reads (its recording,
     /// its database's root certificate): all its [`sandbox`] lets it read.
     pub sandbox_files: Vec<PathBuf>,
-    /// Where shadow and live orders go (`POLYBOT_POLYMARKET_CLOB_URL`).
+    /// Where shadow and live orders go (`POLYBOT_POLYMARKET_CLOB_URL`,
+    /// `POLYBOT_KALSHI_URL`).
     pub execution: execution::ExecutionSettings,
 }
 

@@ -1,8 +1,10 @@
 //! Going live deliberately: what a switch to `shadow` or `live` must pass
-//! before the mode changes — only venues that execute (Polymarket), the
-//! tenant's keys proven by a signed, read-only preflight against the CLOB,
-//! the explicit acknowledgement for `live`, and the platform setting that
-//! may keep the switch to operators.
+//! before the mode changes — only venues that execute (Polymarket, Kalshi),
+//! keys for every executing venue the tenant trades, each venue's keys
+//! proven by a signed, read-only preflight (Polymarket: balance and
+//! allowance on the CLOB; Kalshi: `GET /portfolio/balance`), the explicit
+//! acknowledgement for `live`, and the platform setting that may keep the
+//! switch to operators.
 //!
 //! Not here: the order path itself (`polybot_venues::execution`), or what
 //! the worker does in each mode.
@@ -14,6 +16,7 @@ use polybot_core::Mode;
 use polybot_core::keys::ExchangeKeys;
 use polybot_core::strategy::{StrategiesConfig, Venue};
 use polybot_core::validation::FieldError;
+use polybot_venues::execution::kalshi::{KalshiExecutor, KalshiKeys, KalshiSettings};
 use polybot_venues::execution::polymarket::{
     ApiCredentials, PolymarketExecutor, PolymarketKeys, PolymarketSettings,
 };
@@ -32,6 +35,8 @@ pub struct LiveSettings {
     pub requires_operator: bool,
     /// The CLOB the preflight asks (the worker's `POLYBOT_POLYMARKET_CLOB_URL`).
     pub polymarket: PolymarketSettings,
+    /// Kalshi's trade API the preflight asks (the worker's `POLYBOT_KALSHI_URL`).
+    pub kalshi: KalshiSettings,
 }
 
 impl Default for LiveSettings {
@@ -39,6 +44,7 @@ impl Default for LiveSettings {
         Self {
             requires_operator: true,
             polymarket: PolymarketSettings::default(),
+            kalshi: KalshiSettings::default(),
         }
     }
 }
@@ -69,12 +75,11 @@ pub fn check_acknowledgement(
     }
 }
 
-/// The venues a tenant trades on or holds keys for that cannot execute yet
-/// (only Polymarket does); a news feed's key is no venue.
-pub fn venues_without_execution(
-    strategies: &StrategiesConfig,
-    keys: &ExchangeKeys,
-) -> Vec<&'static str> {
+/// The venues that execute.
+const EXECUTING: [Venue; 2] = [Venue::Polymarket, Venue::Kalshi];
+
+/// The prediction-market venues the tenant's strategies trade.
+fn traded_venues(strategies: &StrategiesConfig) -> Vec<&'static str> {
     let mut traded: Vec<&'static str> = Vec::new();
     if let Some(c) = &strategies.complement_arb {
         traded.extend(c.venues.iter().map(Venue::as_str));
@@ -82,11 +87,42 @@ pub fn venues_without_execution(
     if strategies.cross_venue_arb.is_some() {
         traded.extend([Venue::Polymarket.as_str(), Venue::Kalshi.as_str()]);
     }
+    traded
+}
+
+/// The venues a tenant trades on or holds keys for that cannot execute yet
+/// (Polymarket and Kalshi do); a news feed's key is no venue.
+pub fn venues_without_execution(
+    strategies: &StrategiesConfig,
+    keys: &ExchangeKeys,
+) -> Vec<&'static str> {
+    let mut traded = traded_venues(strategies);
     traded.extend(keys.venues().filter(|v| *v != "newsapi"));
-    traded.retain(|v| *v != Venue::Polymarket.as_str());
+    traded.retain(|v| !EXECUTING.iter().any(|e| e.as_str() == *v));
     traded.sort_unstable();
     traded.dedup();
     traded
+}
+
+/// Executing venues the tenant trades without holding keys for them: each
+/// is a field error naming the keys to set.
+pub fn venues_without_keys(strategies: &StrategiesConfig, keys: &ExchangeKeys) -> Vec<FieldError> {
+    let mut traded = traded_venues(strategies);
+    traded.sort_unstable();
+    traded.dedup();
+    traded
+        .into_iter()
+        .filter(|v| keys.venues().all(|held| held != *v))
+        .map(|v| {
+            FieldError::new(
+                format!("exchange_keys.{v}"),
+                format!(
+                    "the tenant's strategies trade on {v}, so shadow and live need its keys; \
+                     set them with PUT /tenants/{{id}}/exchange-keys first"
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The refusal naming the venues that keep a tenant out of shadow and live.
@@ -95,7 +131,7 @@ pub fn venues_refused(mode: Mode, venues: &[&str]) -> FieldError {
         "mode",
         format!(
             "{mode} needs live execution on every venue the tenant trades or holds keys for; \
-             {} has none yet (only polymarket does): remove its strategies and keys, or stay in paper",
+             {} has none yet (only polymarket and kalshi do): remove its strategies and keys, or stay in paper",
             venues.join(", ")
         ),
     )
@@ -157,4 +193,78 @@ pub async fn preflight(
         .await
         .map_err(|e| failed(e.to_string()))?;
     Ok(())
+}
+
+/// The signed, read-only Kalshi preflight: reads the account's balance
+/// (`GET /portfolio/balance`, RSA-PSS signed with the tenant's key). A
+/// failure names the field and carries the venue's status and words, with
+/// the key cut out.
+pub async fn preflight_kalshi(
+    settings: &KalshiSettings,
+    keys: &ExchangeKeys,
+) -> Result<(), FieldError> {
+    let (Some(key_id), Some(pem)) = (
+        keys.get("kalshi", "key_id"),
+        keys.get("kalshi", "private_key_pem"),
+    ) else {
+        return Err(FieldError::new(
+            "exchange_keys.kalshi",
+            "key_id and private_key_pem are required for shadow and live; set the keys with PUT /tenants/{id}/exchange-keys first",
+        ));
+    };
+    let secret = pem.expose_secret().trim().to_owned();
+    let failed = |what: String| {
+        let mut text = format!("the preflight against Kalshi failed: {what}");
+        if secret.len() >= 4 {
+            text = text.replace(secret.as_str(), "[redacted]");
+        }
+        FieldError::new("exchange_keys.kalshi", text)
+    };
+    let keys = KalshiKeys {
+        key_id: key_id.expose_secret().trim().to_owned(),
+        private_key_pem: pem.clone(),
+    };
+    let executor = KalshiExecutor::new(settings, &keys, Arc::new(ReadOnly))
+        .map_err(|e| failed(e.to_string()))?;
+    executor
+        .balances()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    Ok(())
+}
+
+/// Every preflight a switch to shadow or live needs: keys for each
+/// executing venue the strategies trade, and a signed read-only call to
+/// each executing venue the tenant holds keys for.
+pub async fn preflight_venues(
+    settings: &LiveSettings,
+    strategies: &StrategiesConfig,
+    keys: &ExchangeKeys,
+) -> Result<(), Vec<FieldError>> {
+    let mut errors = venues_without_keys(strategies, keys);
+    let holds = |venue: &str| keys.venues().any(|v| v == venue);
+    if !holds("polymarket") && !holds("kalshi") {
+        errors.push(FieldError::new(
+            "exchange_keys",
+            "shadow and live need Polymarket or Kalshi keys; set them with PUT /tenants/{id}/exchange-keys first",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if holds("polymarket")
+        && let Err(e) = preflight(&settings.polymarket, keys).await
+    {
+        errors.push(e);
+    }
+    if holds("kalshi")
+        && let Err(e) = preflight_kalshi(&settings.kalshi, keys).await
+    {
+        errors.push(e);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }

@@ -457,9 +457,10 @@ pub struct UpdateTenantRequest {
     /// 1 to 100 characters.
     name: Option<String>,
     /// paper, shadow or live. shadow and live need every venue the tenant
-    /// trades or holds keys for to execute (Polymarket only, for now) and
-    /// Polymarket keys that pass a signed, read-only preflight (balance and
-    /// allowance); live also needs `live_acknowledgement` and, when the
+    /// trades or holds keys for to execute (Polymarket and Kalshi), keys for
+    /// each of them, and keys that pass a signed, read-only preflight
+    /// (Polymarket: balance and allowance; Kalshi: the balance); live also
+    /// needs `live_acknowledgement` and, when the
     /// platform sets `POLYBOT_LIVE_REQUIRES_OPERATOR` (the default), an
     /// operator token.
     mode: Option<String>,
@@ -485,7 +486,7 @@ pub struct UpdateTenantRequest {
         (status = 403, description = "a tenant token asked for live where only an operator may switch a tenant to live", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "the tenant's state does not allow this", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "a field of the request is invalid, a venue has no live execution, the live acknowledgement is missing, or the keys failed the preflight (exchange_keys.polymarket, with the venue's status and words)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a field of the request is invalid, a venue has no live execution, the live acknowledgement is missing, or the keys are missing or failed the preflight (exchange_keys.polymarket or exchange_keys.kalshi, with the venue's status and words)", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn patch(
@@ -545,9 +546,9 @@ pub async fn patch(
             )]));
         }
         if detail.mode != mode.as_str() {
-            live::preflight(&settings.polymarket, &keys)
+            live::preflight_venues(settings, &strategies, &keys)
                 .await
-                .map_err(|e| ApiError::Validation(vec![e]))?;
+                .map_err(ApiError::Validation)?;
         }
     }
     let mut tx = state.db.tenant(tenant).await?;

@@ -1,15 +1,17 @@
-//! Going live is deliberate (issue 18, item 6): a switch to shadow or live
-//! passes a signed, read-only preflight against the CLOB stand-in, live needs
-//! the acknowledgement and, when the platform says so, an operator; other
-//! venues keep the refusal; the audit log says who switched.
+//! Going live is deliberate (issue 18, item 6; issue 19 for Kalshi): a
+//! switch to shadow or live passes a signed, read-only preflight against the
+//! CLOB stand-in and the Kalshi stand-in, live needs the acknowledgement
+//! and, when the platform says so, an operator; venues without execution
+//! keep the refusal; the audit log says who switched.
 
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
 use polybot_control_plane::settings::Settings;
 use polybot_control_plane::tenants::live::{ACKNOWLEDGEMENT, LiveSettings};
+use polybot_venues::execution::kalshi::KalshiSettings;
 use polybot_venues::execution::polymarket::{POLYGON, PolymarketSettings};
-use polybot_venues::testing::ClobStandIn;
+use polybot_venues::testing::{ClobStandIn, KalshiStandIn};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -36,11 +38,35 @@ async fn harness(
                 chain_id: POLYGON,
                 ..PolymarketSettings::default()
             },
+            ..LiveSettings::default()
         },
         ..Settings::default()
     });
     h
 }
+
+/// A harness whose preflight asks the Kalshi stand-in.
+async fn kalshi_harness(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+    kalshi: &KalshiStandIn,
+) -> Harness {
+    let mut h = Harness::new(pool_opts, options).await;
+    h.state.settings = Arc::new(Settings {
+        live: LiveSettings {
+            requires_operator: true,
+            kalshi: KalshiSettings {
+                base: kalshi.url(),
+                ..KalshiSettings::default()
+            },
+            ..LiveSettings::default()
+        },
+        ..Settings::default()
+    });
+    h
+}
+
+const KALSHI_KEY_ID: &str = "a952bcbe-ec3b-4b5b-b8f9-11dae589608c";
 
 /// A Polymarket-only tenant whose keys open an account at `clob` (or do not).
 async fn polymarket_tenant(h: &Harness, clob: &ClobStandIn, account: bool) -> String {
@@ -263,36 +289,109 @@ async fn keys_the_venue_refuses_fail_the_preflight_without_showing_them(
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
-async fn a_kalshi_tenant_stays_out_of_shadow_and_live(
+async fn a_kalshi_tenant_goes_live_after_a_signed_balance_read_at_kalshi(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let kalshi = KalshiStandIn::start().await;
+    kalshi.open_account_for_private_key(KALSHI_KEY_ID, TEST_PEM, Decimal::from(500));
+    let h = kalshi_harness(pool_opts, options, &kalshi).await;
+    let id = h
+        .onboard(json!({
+            "name": "acme",
+            "strategies": {"complement_arb": {"venues": ["kalshi"]}},
+            "exchange_keys": {"kalshi": {"key_id": KALSHI_KEY_ID, "private_key_pem": TEST_PEM}},
+        }))
+        .await;
+    let reply = switch(
+        &h,
+        &id,
+        OPERATOR,
+        json!({"mode": "live", "live_acknowledgement": ACKNOWLEDGEMENT}),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    assert_eq!(stored_mode(&h, &id).await, "live");
+    assert_eq!(
+        mode_changes(&h, &id).await,
+        vec![(
+            "operator".to_owned(),
+            json!({"from": "paper", "to": "live"})
+        )]
+    );
+    // The preflight was one signed, verified, read-only call.
+    assert_eq!(
+        kalshi.signed_requests(),
+        vec!["GET /portfolio/balance".to_owned()]
+    );
+    assert!(kalshi.rejections().is_empty(), "{:?}", kalshi.rejections());
+    assert_eq!(kalshi.order_creates(), 0);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn kalshi_keys_the_exchange_refuses_fail_the_preflight_without_showing_them(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let kalshi = KalshiStandIn::start().await;
+    let h = kalshi_harness(pool_opts, options, &kalshi).await;
+    let id = h
+        .onboard(json!({
+            "name": "acme",
+            "exchange_keys": {"kalshi": {"key_id": KALSHI_KEY_ID, "private_key_pem": TEST_PEM}},
+        }))
+        .await;
+    let reply = switch(&h, &id, OPERATOR, json!({"mode": "shadow"})).await;
+    let errors = errors(&reply);
+    assert_eq!(errors.len(), 1, "{}", reply.text);
+    assert_eq!(errors[0].0, "exchange_keys.kalshi");
+    assert!(
+        errors[0].1.starts_with(
+            "the preflight against Kalshi failed: Kalshi GET /portfolio/balance: unauthorised"
+        ),
+        "{}",
+        errors[0].1
+    );
+    assert!(errors[0].1.contains("(HTTP 401)"), "{}", errors[0].1);
+    assert!(!reply.text.contains("PRIVATE KEY"), "{}", reply.text);
+    assert!(
+        !reply.text.contains("MIIEvgIBADANBgkqhkiG9w0BAQEFAASC"),
+        "{}",
+        reply.text
+    );
+    assert_eq!(stored_mode(&h, &id).await, "paper");
+    assert_eq!(mode_changes(&h, &id).await, vec![]);
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_tenant_trading_kalshi_without_its_keys_stays_in_paper(
     pool_opts: PgPoolOptions,
     options: PgConnectOptions,
 ) {
     let clob = ClobStandIn::start(POLYGON).await;
     let h = harness(pool_opts, options, &clob, true).await;
+    let (api_key, secret, passphrase) = clob.open_account(ADDRESS, Decimal::from(1000));
     let id = h
         .onboard(json!({
             "name": "acme",
-            "exchange_keys": {"kalshi": {"key_id": "a952bcbe-ec3b-4b5b-b8f9-11dae589608c", "private_key_pem": TEST_PEM}},
+            "strategies": {"complement_arb": {"venues": ["polymarket", "kalshi"]}},
+            "exchange_keys": {"polymarket": {
+                "private_key": KEY, "api_key": api_key, "secret": secret, "passphrase": passphrase,
+            }},
         }))
         .await;
-    for body in [
-        json!({"mode": "shadow"}),
-        json!({"mode": "live", "live_acknowledgement": ACKNOWLEDGEMENT}),
-    ] {
-        let reply = switch(&h, &id, OPERATOR, body).await;
-        let errors = errors(&reply);
-        assert_eq!(errors.len(), 1, "{}", reply.text);
-        assert_eq!(errors[0].0, "mode");
-        assert!(
-            errors[0].1.contains(
-                "kalshi has none yet (only polymarket does): remove its strategies and keys, or stay in paper"
-            ),
-            "{}",
-            errors[0].1
-        );
-    }
+    let reply = switch(&h, &id, OPERATOR, json!({"mode": "shadow"})).await;
+    let errors = errors(&reply);
+    assert_eq!(
+        errors,
+        vec![(
+            "exchange_keys.kalshi".to_owned(),
+            "the tenant's strategies trade on kalshi, so shadow and live need its keys; \
+             set them with PUT /tenants/{id}/exchange-keys first"
+                .to_owned()
+        )]
+    );
     assert_eq!(stored_mode(&h, &id).await, "paper");
-    assert_eq!(clob.order_posts(), 0);
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]

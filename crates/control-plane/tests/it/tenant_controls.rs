@@ -70,7 +70,7 @@ async fn onboarding_in_live_mode_is_refused_and_stores_nothing(
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
-async fn switching_a_kalshi_tenant_to_shadow_is_refused_and_changes_nothing(
+async fn switching_a_binance_us_tenant_to_shadow_is_refused_and_changes_nothing(
     pool_opts: PgPoolOptions,
     options: PgConnectOptions,
 ) {
@@ -78,7 +78,7 @@ async fn switching_a_kalshi_tenant_to_shadow_is_refused_and_changes_nothing(
     let id = h
         .onboard(json!({
             "name": "acme",
-            "exchange_keys": {"kalshi": {"key_id": "a952bcbe-ec3b-4b5b-b8f9-11dae589608c", "private_key_pem": TEST_PEM}},
+            "exchange_keys": {"binance_us": {"api_key": "OLDKEY", "secret_key": "OLDSECRET"}},
         }))
         .await;
     let token = tenant_token(&h, &id).await;
@@ -94,7 +94,7 @@ async fn switching_a_kalshi_tenant_to_shadow_is_refused_and_changes_nothing(
         the_live_refusal(
             &reply,
             "shadow needs live execution on every venue the tenant trades or holds keys for; \
-             kalshi has none yet (only polymarket does): remove its strategies and keys, or stay in paper",
+             binance_us has none yet (only polymarket and kalshi do): remove its strategies and keys, or stay in paper",
         );
     }
     assert_eq!(

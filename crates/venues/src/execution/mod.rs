@@ -1,8 +1,10 @@
 //! Order execution at a venue: one [`Executor`] trait (place, cancel,
 //! cancel-all, open orders, fills, positions, balances), its shadow
 //! implementation ([`ShadowExecutor`]: orders built, signed and checked
-//! against the market's rules, never sent) and Polymarket's live one
-//! ([`polymarket::PolymarketExecutor`], CLOB V2 through the official SDK).
+//! against the market's rules, never sent), Polymarket's live one
+//! ([`polymarket::PolymarketExecutor`], CLOB V2 through the official SDK)
+//! and Kalshi's ([`kalshi::KalshiExecutor`], REST v2 with RSA-PSS signed
+//! requests, live or shadow).
 //!
 //! Exactly-once: every order carries a [`ClientOrderId`] derived from
 //! (tenant, lease epoch, decision), which fixes the order's salt; an executor
@@ -16,6 +18,7 @@
 //! simulated exchange walks the book it already holds), and persistence (the
 //! worker records what an executor reports).
 
+pub mod kalshi;
 pub mod polymarket;
 pub mod shadow;
 pub mod user_channel;

@@ -144,6 +144,35 @@ mod tests {
         }
     }
 
+    // Kalshi's PSS parameters: SHA-256, MGF1-SHA256, a salt as long as the
+    // digest (32 bytes). A verifier expecting any other salt length refuses
+    // the signature, so this pins the length, not just the scheme.
+    #[test]
+    fn the_salt_is_as_long_as_the_sha256_digest() {
+        let signer = KalshiSigner::from_pem("id", &SecretString::from(PKCS8))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let message = "1703123456789POST/trade-api/v2/portfolio/orders";
+        let signature = signer.sign(1703123456789, "POST", "/trade-api/v2/portfolio/orders");
+        let bytes = STANDARD.decode(&signature).unwrap_or_default();
+        // A 2048-bit key signs 256 bytes.
+        assert_eq!(bytes.len(), 256);
+        let signature = Signature::try_from(bytes.as_slice()).unwrap_or_else(|e| panic!("{e}"));
+        let public = RsaPublicKey::from_public_key_pem(PUBLIC)
+            .unwrap_or_else(|e| panic!("test public key: {e}"));
+        for (salt_len, verifies) in [(32, true), (20, false), (0, false), (64, false)] {
+            let verifier = VerifyingKey::<Sha256>::new_with_salt_len(public.clone(), salt_len);
+            assert_eq!(
+                verifier.verify(message.as_bytes(), &signature).is_ok(),
+                verifies,
+                "salt length {salt_len}"
+            );
+        }
+        // Salted: signing twice gives two different signatures, both valid.
+        let again = signer.sign(1703123456789, "POST", "/trade-api/v2/portfolio/orders");
+        assert_ne!(STANDARD.encode(&bytes), again);
+        assert!(verify(message, &again));
+    }
+
     #[test]
     fn a_bad_pem_is_a_signing_error_that_does_not_echo_the_key() {
         let err = KalshiSigner::from_pem("id", &SecretString::from("-----BEGIN nonsense sekrit"))

@@ -4,5 +4,7 @@
 //! Not here: recorded market-data fixtures (each crate's tests keep theirs).
 
 pub mod clob;
+pub mod kalshi;
 
 pub use clob::{ClobStandIn, Fault, StandInMarket};
+pub use kalshi::{KalshiFault, KalshiStandIn};

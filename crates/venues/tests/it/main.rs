@@ -9,6 +9,7 @@ mod common;
 mod doctor;
 mod execution;
 mod kalshi;
+mod kalshi_execution;
 mod kraken;
 mod news;
 mod polymarket;

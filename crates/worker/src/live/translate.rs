@@ -94,7 +94,12 @@ pub fn kalshi_market_def(m: &KalshiMarket, asset: Option<&str>) -> MarketDef {
         closes_at: ts_of(m.close_time),
         reference_price: asset.and(m.floor_strike),
         recurring,
-        venue_ids: None,
+        // The order path names a Kalshi market by its ticker and an
+        // outcome by its side.
+        venue_ids: Some(VenueIds {
+            market: m.ticker.clone(),
+            instruments: vec!["yes".to_owned(), "no".to_owned()],
+        }),
         fee_exponent: 1,
     }
 }

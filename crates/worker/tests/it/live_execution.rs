@@ -158,6 +158,7 @@ fn settings(clob: &ClobStandIn) -> ExecutionSettings {
         },
         poll_every: Duration::from_millis(100),
         venue_heartbeat_every: Duration::from_millis(100),
+        ..ExecutionSettings::default()
     }
 }
 

@@ -2,6 +2,7 @@
 //! instead of one per file).
 
 mod demo_replay;
+mod kalshi_execution;
 mod live_execution;
 #[path = "common/live_mock.rs"]
 #[allow(dead_code)]

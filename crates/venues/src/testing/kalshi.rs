@@ -1,0 +1,822 @@
+//! A stand-in for Kalshi's trade API (REST v2), served on loopback under
+//! `/trade-api/v2`, built from the documented endpoints: the public markets
+//! and order books, and the private portfolio endpoints (balance, create
+//! order, cancel, batch cancel, orders, fills, positions) and
+//! `GET /account/limits`.
+//!
+//! Every private request's RSA-PSS signature is verified with the account's
+//! public key over `timestamp ‖ METHOD ‖ path` (the path with
+//! `/trade-api/v2`, without the query); a bad or missing signature is a 401.
+//! An order is refused as the exchange refuses it: a client order id seen
+//! before (409 `order_already_exists`), an unknown market, a price off the
+//! cent or outside (0, 1), more than the balance. Accepted orders take the
+//! book the test set (bids only, as Kalshi publishes: buying YES takes the
+//! NO bids at `1 − price`), fully, partly or not at all, and pay Kalshi's
+//! taker fee with the per-order accumulator; an immediate-or-cancel rest is
+//! cancelled, a good-till-cancelled rest stays open. Faults queued with
+//! [`KalshiStandIn::push_fault`] answer the next order creates: 429 with or
+//! without `Retry-After`, 500, a refusal, or accept-then-stall (the order is
+//! taken, the answer comes too late).
+//!
+//! Not here: the WebSocket, settlement, maker fills of resting orders.
+
+use std::collections::{HashMap, VecDeque};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use polybot_core::fees::{KALSHI_TAKER_RATE, KalshiFeeAccumulator};
+use rsa::RsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::pss::{Signature, VerifyingKey};
+use rsa::signature::Verifier;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// The API prefix every path sits under (and which signatures cover).
+pub const PREFIX: &str = "/trade-api/v2";
+
+/// The answer the next order create gets instead of the usual one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KalshiFault {
+    /// HTTP 429, with `Retry-After: n` seconds when given; nothing taken.
+    TooManyRequests { retry_after: Option<u64> },
+    /// HTTP 500; nothing taken.
+    ServerError,
+    /// HTTP 400 with this error code (e.g. `market_closed`); nothing taken.
+    Reject(String),
+    /// The order is taken (and matched), the answer comes after this delay.
+    AcceptThenStall(Duration),
+}
+
+#[derive(Debug)]
+struct Account {
+    key_id: String,
+    verifier: VerifyingKey<Sha256>,
+    /// Cents.
+    balance: Decimal,
+    /// Per ticker: contracts, positive YES, negative NO.
+    positions: HashMap<String, Decimal>,
+}
+
+#[derive(Debug, Clone)]
+struct StoredOrder {
+    id: String,
+    client_order_id: String,
+    key_id: String,
+    ticker: String,
+    side: String,
+    action: String,
+    /// The price of `side`, in dollars.
+    price: Decimal,
+    count: Decimal,
+    filled: Decimal,
+    status: &'static str,
+    fees: Decimal,
+    created: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone)]
+struct Fill {
+    id: String,
+    order_id: String,
+    key_id: String,
+    ticker: String,
+    side: String,
+    action: String,
+    /// The price of `side`, in dollars.
+    price: Decimal,
+    count: Decimal,
+    fee: Decimal,
+    at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    accounts: Vec<Account>,
+    /// Tickers listed, with their status.
+    markets: HashMap<String, String>,
+    /// Per ticker: YES bids and NO bids, `(price, size)`.
+    yes_bids: HashMap<String, Vec<(Decimal, Decimal)>>,
+    no_bids: HashMap<String, Vec<(Decimal, Decimal)>>,
+    orders: Vec<StoredOrder>,
+    fills: Vec<Fill>,
+    faults: VecDeque<KalshiFault>,
+    /// Faults for other private requests, by `METHOD path`.
+    route_faults: HashMap<String, VecDeque<KalshiFault>>,
+    limits: Option<Value>,
+    /// Order creates received (including refused and faulted ones).
+    creates: u64,
+    /// Private requests whose signature verified.
+    verified: u64,
+    /// Why requests were refused, oldest first.
+    rejections: Vec<String>,
+    /// Signed paths seen, in order (method and path).
+    seen: Vec<String>,
+}
+
+/// The stand-in, listening on loopback until dropped.
+#[derive(Debug)]
+pub struct KalshiStandIn {
+    server: MockServer,
+    state: Arc<Mutex<State>>,
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl KalshiStandIn {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let server = MockServer::start().await;
+        Mock::given(any())
+            .respond_with(Handler {
+                state: state.clone(),
+            })
+            .mount(&server)
+            .await;
+        Self { server, state }
+    }
+
+    /// The trade API's base URL, `http://127.0.0.1:port/trade-api/v2`.
+    pub fn url(&self) -> String {
+        format!("{}{PREFIX}", self.server.uri())
+    }
+
+    /// Opens an account for the API key `key_id` whose public key is the
+    /// PEM (SPKI) `public_pem`, holding `balance` dollars.
+    pub fn open_account(&self, key_id: &str, public_pem: &str, balance: Decimal) {
+        let public = RsaPublicKey::from_public_key_pem(public_pem)
+            .unwrap_or_else(|e| panic!("public key: {e}"));
+        lock(&self.state).accounts.push(Account {
+            key_id: key_id.to_owned(),
+            verifier: VerifyingKey::<Sha256>::new(public),
+            balance: balance * Decimal::ONE_HUNDRED,
+            positions: HashMap::new(),
+        });
+    }
+
+    /// Opens an account for `key_id` whose key pair is the private PEM
+    /// (PKCS#8 or PKCS#1) the test also gives the tenant; the stand-in keeps
+    /// only its public half.
+    pub fn open_account_for_private_key(&self, key_id: &str, private_pem: &str, balance: Decimal) {
+        use rsa::pkcs1::DecodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let private = rsa::RsaPrivateKey::from_pkcs8_pem(private_pem.trim())
+            .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(private_pem.trim()))
+            .unwrap_or_else(|e| panic!("private key: {e}"));
+        lock(&self.state).accounts.push(Account {
+            key_id: key_id.to_owned(),
+            verifier: VerifyingKey::<Sha256>::new(private.to_public_key()),
+            balance: balance * Decimal::ONE_HUNDRED,
+            positions: HashMap::new(),
+        });
+    }
+
+    /// Lists an open market.
+    pub fn list_market(&self, ticker: &str) {
+        lock(&self.state)
+            .markets
+            .insert(ticker.to_owned(), "active".to_owned());
+    }
+
+    /// Sets a listed market's status (`active`, `closed`, …).
+    pub fn set_market_status(&self, ticker: &str, status: &str) {
+        lock(&self.state)
+            .markets
+            .insert(ticker.to_owned(), status.to_owned());
+    }
+
+    /// The book, bids only as Kalshi publishes it: YES bids and NO bids.
+    pub fn set_book(&self, ticker: &str, yes: &[(Decimal, Decimal)], no: &[(Decimal, Decimal)]) {
+        let mut state = lock(&self.state);
+        state.yes_bids.insert(ticker.to_owned(), sorted(yes));
+        state.no_bids.insert(ticker.to_owned(), sorted(no));
+    }
+
+    /// What `GET /account/limits` answers (404 until set).
+    pub fn set_account_limits(&self, body: Value) {
+        lock(&self.state).limits = Some(body);
+    }
+
+    /// The next order create gets `fault`.
+    pub fn push_fault(&self, fault: KalshiFault) {
+        lock(&self.state).faults.push_back(fault);
+    }
+
+    /// The next signed request to `route` (`"GET /portfolio/balance"`, the
+    /// path below `/trade-api/v2`) gets `fault`.
+    pub fn push_fault_on(&self, route: &str, fault: KalshiFault) {
+        lock(&self.state)
+            .route_faults
+            .entry(route.to_owned())
+            .or_default()
+            .push_back(fault);
+    }
+
+    /// Order creates received, whatever their fate.
+    pub fn order_creates(&self) -> u64 {
+        lock(&self.state).creates
+    }
+
+    /// Orders taken (filled, resting or cancelled).
+    pub fn orders_taken(&self) -> usize {
+        lock(&self.state).orders.len()
+    }
+
+    /// Ids of the orders resting now.
+    pub fn open_order_ids(&self) -> Vec<String> {
+        lock(&self.state)
+            .orders
+            .iter()
+            .filter(|o| o.status == "resting")
+            .map(|o| o.id.clone())
+            .collect()
+    }
+
+    /// Private requests whose signature verified.
+    pub fn signatures_verified(&self) -> u64 {
+        lock(&self.state).verified
+    }
+
+    /// `METHOD path` of every private request that verified, in order.
+    pub fn signed_requests(&self) -> Vec<String> {
+        lock(&self.state).seen.clone()
+    }
+
+    /// Why requests were refused, oldest first.
+    pub fn rejections(&self) -> Vec<String> {
+        lock(&self.state).rejections.clone()
+    }
+
+    /// The account's cash in dollars.
+    pub fn balance(&self, key_id: &str) -> Decimal {
+        lock(&self.state)
+            .accounts
+            .iter()
+            .find(|a| a.key_id == key_id)
+            .map(|a| (a.balance / Decimal::ONE_HUNDRED).normalize())
+            .unwrap_or_default()
+    }
+
+    /// The account's position in `ticker`: positive YES, negative NO.
+    pub fn position(&self, key_id: &str, ticker: &str) -> Decimal {
+        lock(&self.state)
+            .accounts
+            .iter()
+            .find(|a| a.key_id == key_id)
+            .and_then(|a| a.positions.get(ticker).copied())
+            .unwrap_or_default()
+    }
+}
+
+fn sorted(levels: &[(Decimal, Decimal)]) -> Vec<(Decimal, Decimal)> {
+    let mut levels = levels.to_vec();
+    levels.sort_by_key(|l| l.0);
+    levels
+}
+
+struct Handler {
+    state: Arc<Mutex<State>>,
+}
+
+fn header(request: &Request, name: &str) -> Option<String> {
+    request
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn query(request: &Request, name: &str) -> Option<String> {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Kalshi's error body.
+fn error(status: u16, code: &str, message: impl Into<String>) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({
+        "error": {"code": code, "message": message.into()}
+    }))
+}
+
+fn dollars(d: Decimal) -> String {
+    format!("{:.4}", d)
+}
+
+fn count_fp(d: Decimal) -> String {
+    format!("{:.2}", d)
+}
+
+impl Respond for Handler {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let mut state = lock(&self.state);
+        let Some(path) = request.url.path().strip_prefix(PREFIX).map(str::to_owned) else {
+            return error(404, "not_found", "not under /trade-api/v2");
+        };
+        let method = request.method.as_str().to_owned();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/markets") => {
+                let markets: Vec<Value> = state
+                    .markets
+                    .iter()
+                    .map(|(t, s)| state.market_json(t, s))
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(json!({"markets": markets, "cursor": ""}))
+            }
+            ("GET", p) if p.starts_with("/markets/") => {
+                let rest = &p["/markets/".len()..];
+                let (ticker, book) = match rest.strip_suffix("/orderbook") {
+                    Some(t) => (t, true),
+                    None => (rest, false),
+                };
+                let Some(status) = state.markets.get(ticker).cloned() else {
+                    return error(404, "not_found", format!("market {ticker} not found"));
+                };
+                if book {
+                    let side = |levels: Option<&Vec<(Decimal, Decimal)>>| -> Vec<Value> {
+                        levels
+                            .into_iter()
+                            .flatten()
+                            .map(|(p, s)| json!([dollars(*p), count_fp(*s)]))
+                            .collect()
+                    };
+                    ResponseTemplate::new(200).set_body_json(json!({"orderbook_fp": {
+                        "yes_dollars": side(state.yes_bids.get(ticker)),
+                        "no_dollars": side(state.no_bids.get(ticker)),
+                    }}))
+                } else {
+                    ResponseTemplate::new(200)
+                        .set_body_json(json!({"market": state.market_json(ticker, &status)}))
+                }
+            }
+            _ => match state.authenticate(request) {
+                Err(reason) => {
+                    state.rejections.push(reason.clone());
+                    error(401, "unauthorized", reason)
+                }
+                Ok(account) => {
+                    state.verified += 1;
+                    state.seen.push(format!("{method} {path}"));
+                    state.private(request, &method, &path, account)
+                }
+            },
+        }
+    }
+}
+
+impl State {
+    fn market_json(&self, ticker: &str, status: &str) -> Value {
+        let best = |levels: Option<&Vec<(Decimal, Decimal)>>| {
+            levels.and_then(|l| l.last()).map(|(p, _)| *p)
+        };
+        let yes_bid = best(self.yes_bids.get(ticker));
+        let no_bid = best(self.no_bids.get(ticker));
+        json!({
+            "ticker": ticker, "event_ticker": ticker.split('-').next().unwrap_or(ticker),
+            "title": format!("{ticker}?"), "status": status, "market_type": "binary",
+            "price_level_structure": "linear_cent",
+            "yes_bid_dollars": yes_bid.map(dollars), "no_bid_dollars": no_bid.map(dollars),
+            "yes_ask_dollars": no_bid.map(|p| dollars(Decimal::ONE - p)),
+            "no_ask_dollars": yes_bid.map(|p| dollars(Decimal::ONE - p)),
+            "close_time": "2099-01-01T00:00:00Z", "open_time": "2020-01-01T00:00:00Z",
+        })
+    }
+
+    /// The three headers and the RSA-PSS signature over
+    /// `timestamp ‖ METHOD ‖ path`; the account's index, or why not (401).
+    fn authenticate(&self, request: &Request) -> Result<usize, String> {
+        let get = |n: &str| header(request, n).ok_or_else(|| format!("missing {n}"));
+        let key = get("KALSHI-ACCESS-KEY")?;
+        let timestamp = get("KALSHI-ACCESS-TIMESTAMP")?;
+        let signature = get("KALSHI-ACCESS-SIGNATURE")?;
+        if timestamp.parse::<i64>().is_err() {
+            return Err("KALSHI-ACCESS-TIMESTAMP is not milliseconds".to_owned());
+        }
+        let index = self
+            .accounts
+            .iter()
+            .position(|a| a.key_id == key)
+            .ok_or_else(|| "unknown API key".to_owned())?;
+        let message = format!(
+            "{timestamp}{}{}",
+            request.method.as_str(),
+            request.url.path()
+        );
+        let bytes = STANDARD
+            .decode(signature)
+            .map_err(|_| "the signature is not base64".to_owned())?;
+        let signature = Signature::try_from(bytes.as_slice())
+            .map_err(|_| "the signature is malformed".to_owned())?;
+        self.accounts[index]
+            .verifier
+            .verify(message.as_bytes(), &signature)
+            .map_err(|_| format!("invalid signature over {message:?}"))?;
+        Ok(index)
+    }
+
+    fn private(
+        &mut self,
+        request: &Request,
+        method: &str,
+        path: &str,
+        account: usize,
+    ) -> ResponseTemplate {
+        let key = self.accounts[account].key_id.clone();
+        let fault = self
+            .route_faults
+            .get_mut(&format!("{method} {path}"))
+            .and_then(VecDeque::pop_front);
+        let stall = match fault {
+            Some(KalshiFault::TooManyRequests { retry_after }) => {
+                let mut response = error(429, "too_many_requests", "too many requests");
+                if let Some(secs) = retry_after {
+                    response = response.insert_header("Retry-After", secs.to_string().as_str());
+                }
+                return response;
+            }
+            Some(KalshiFault::ServerError) => {
+                return error(500, "internal_error", "internal error");
+            }
+            Some(KalshiFault::Reject(code)) => return self.reject(400, &code, code.clone()),
+            Some(KalshiFault::AcceptThenStall(delay)) => Some(delay),
+            None => None,
+        };
+        let response = self.route(request, method, path, account, &key);
+        match stall {
+            Some(delay) => response.set_delay(delay),
+            None => response,
+        }
+    }
+
+    fn route(
+        &mut self,
+        request: &Request,
+        method: &str,
+        path: &str,
+        account: usize,
+        key: &str,
+    ) -> ResponseTemplate {
+        let key = key.to_owned();
+        match (method, path) {
+            ("GET", "/portfolio/balance") => {
+                use rust_decimal::prelude::ToPrimitive;
+                let cents = self.accounts[account].balance.trunc().to_i64();
+                ResponseTemplate::new(200).set_body_json(json!({
+                    "balance": cents.unwrap_or_default(),
+                    "portfolio_value": 0, "updated_ts": chrono::Utc::now().timestamp(),
+                }))
+            }
+            ("GET", "/account/limits") => match &self.limits {
+                Some(body) => ResponseTemplate::new(200).set_body_json(body.clone()),
+                None => error(404, "not_found", "account limits are not available"),
+            },
+            ("POST", "/portfolio/orders") => self.create(request, account),
+            ("GET", "/portfolio/orders") => {
+                let status = query(request, "status");
+                let ticker = query(request, "ticker");
+                let orders: Vec<Value> = self
+                    .orders
+                    .iter()
+                    .filter(|o| o.key_id == key)
+                    .filter(|o| status.as_deref().is_none_or(|s| s == o.status))
+                    .filter(|o| ticker.as_deref().is_none_or(|t| t == o.ticker))
+                    .map(order_json)
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(json!({"orders": orders, "cursor": ""}))
+            }
+            ("DELETE", "/portfolio/orders/batched") => {
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                let ids: Vec<String> = body["ids"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect();
+                let answers: Vec<Value> = ids
+                    .iter()
+                    .map(|id| match self.cancel(&key, id) {
+                        Ok(order) => json!({"order_id": id, "order": order, "reduced_by_fp": "0.00"}),
+                        Err(reason) => json!({"order_id": id, "error": {"code": "not_found", "message": reason}}),
+                    })
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(json!({"orders": answers}))
+            }
+            ("GET", p) if p.starts_with("/portfolio/orders/") => {
+                let id = &p["/portfolio/orders/".len()..];
+                match self.orders.iter().find(|o| o.id == id && o.key_id == key) {
+                    Some(o) => {
+                        ResponseTemplate::new(200).set_body_json(json!({"order": order_json(o)}))
+                    }
+                    None => error(404, "not_found", format!("order {id} not found")),
+                }
+            }
+            ("DELETE", p) if p.starts_with("/portfolio/orders/") => {
+                let id = p["/portfolio/orders/".len()..].to_owned();
+                match self.cancel(&key, &id) {
+                    Ok(order) => ResponseTemplate::new(200)
+                        .set_body_json(json!({"order": order, "reduced_by_fp": "0.00"})),
+                    Err(reason) => error(404, "not_found", reason),
+                }
+            }
+            ("GET", "/portfolio/fills") => {
+                let order_id = query(request, "order_id");
+                let min_ts = query(request, "min_ts").and_then(|t| t.parse::<i64>().ok());
+                let fills: Vec<Value> = self
+                    .fills
+                    .iter()
+                    .filter(|f| f.key_id == key)
+                    .filter(|f| order_id.as_deref().is_none_or(|o| o == f.order_id))
+                    .filter(|f| min_ts.is_none_or(|t| f.at.timestamp() >= t))
+                    .map(|f| {
+                        let (yes, no) = if f.side == "yes" {
+                            (f.price, Decimal::ONE - f.price)
+                        } else {
+                            (Decimal::ONE - f.price, f.price)
+                        };
+                        json!({
+                            "fill_id": f.id, "trade_id": f.id, "order_id": f.order_id,
+                            "ticker": f.ticker, "market_ticker": f.ticker, "side": f.side,
+                            "action": f.action, "count_fp": count_fp(f.count),
+                            "yes_price_dollars": dollars(yes), "no_price_dollars": dollars(no),
+                            "is_taker": true, "fee_cost": dollars(f.fee),
+                            "created_time": f.at.to_rfc3339(), "ts": f.at.timestamp(),
+                        })
+                    })
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(json!({"fills": fills, "cursor": ""}))
+            }
+            ("GET", "/portfolio/positions") => {
+                let positions: Vec<Value> = self.accounts[account]
+                    .positions
+                    .iter()
+                    .filter(|(_, p)| !p.is_zero())
+                    .map(|(t, p)| json!({"ticker": t, "position_fp": count_fp(*p)}))
+                    .collect();
+                ResponseTemplate::new(200).set_body_json(
+                    json!({"market_positions": positions, "event_positions": [], "cursor": ""}),
+                )
+            }
+            _ => error(
+                404,
+                "not_found",
+                format!("{method} {path} is not part of the stand-in"),
+            ),
+        }
+    }
+
+    fn cancel(&mut self, key: &str, id: &str) -> Result<Value, String> {
+        match self
+            .orders
+            .iter_mut()
+            .find(|o| o.id == id && o.key_id == key && o.status == "resting")
+        {
+            Some(o) => {
+                o.status = "canceled";
+                Ok(order_json(o))
+            }
+            None => Err(format!("order {id} is not resting")),
+        }
+    }
+
+    fn reject(&mut self, status: u16, code: &str, message: String) -> ResponseTemplate {
+        self.rejections.push(format!("{code}: {message}"));
+        error(status, code, message)
+    }
+
+    fn create(&mut self, request: &Request, account: usize) -> ResponseTemplate {
+        self.creates += 1;
+        let stall = match self.faults.pop_front() {
+            Some(KalshiFault::TooManyRequests { retry_after }) => {
+                let mut response = error(429, "too_many_requests", "too many requests");
+                if let Some(secs) = retry_after {
+                    response = response.insert_header("Retry-After", secs.to_string().as_str());
+                }
+                return response;
+            }
+            Some(KalshiFault::ServerError) => {
+                return error(500, "internal_error", "internal error");
+            }
+            Some(KalshiFault::Reject(code)) => {
+                return self.reject(
+                    400,
+                    &code,
+                    format!("the exchange refused the order ({code})"),
+                );
+            }
+            Some(KalshiFault::AcceptThenStall(delay)) => Some(delay),
+            None => None,
+        };
+        let body: Value = match serde_json::from_slice(&request.body) {
+            Ok(body) => body,
+            Err(e) => return self.reject(400, "invalid_parameters", format!("invalid JSON: {e}")),
+        };
+        let response = self.take(&body, account);
+        match stall {
+            Some(delay) => response.set_delay(delay),
+            None => response,
+        }
+    }
+
+    fn take(&mut self, body: &Value, account: usize) -> ResponseTemplate {
+        let text = |name: &str| body[name].as_str().map(str::to_owned);
+        let decimal = |name: &str| match &body[name] {
+            Value::String(s) => Decimal::from_str(s).ok(),
+            Value::Number(n) => Decimal::from_str(&n.to_string()).ok(),
+            _ => None,
+        };
+        let (Some(ticker), Some(side), Some(action)) =
+            (text("ticker"), text("side"), text("action"))
+        else {
+            return self.reject(
+                400,
+                "invalid_parameters",
+                "ticker, side and action are required".to_owned(),
+            );
+        };
+        let client_order_id = text("client_order_id").unwrap_or_default();
+        let key = self.accounts[account].key_id.clone();
+        if !client_order_id.is_empty()
+            && self
+                .orders
+                .iter()
+                .any(|o| o.key_id == key && o.client_order_id == client_order_id)
+        {
+            return self.reject(
+                409,
+                "order_already_exists",
+                format!("an order with client_order_id {client_order_id} already exists"),
+            );
+        }
+        if !matches!(side.as_str(), "yes" | "no") || !matches!(action.as_str(), "buy" | "sell") {
+            return self.reject(
+                400,
+                "invalid_parameters",
+                format!("side {side:?} / action {action:?}"),
+            );
+        }
+        match self.markets.get(&ticker) {
+            None => {
+                return self.reject(
+                    404,
+                    "market_not_found",
+                    format!("market {ticker} not found"),
+                );
+            }
+            Some(status) if status != "active" && status != "open" => {
+                return self.reject(400, "market_closed", format!("market {ticker} is {status}"));
+            }
+            Some(_) => {}
+        }
+        let price = decimal(&format!("{side}_price_dollars"))
+            .or_else(|| decimal(&format!("{side}_price")).map(|c| c / Decimal::ONE_HUNDRED));
+        let count = decimal("count_fp").or_else(|| decimal("count"));
+        let (Some(price), Some(count)) = (price, count) else {
+            return self.reject(
+                400,
+                "invalid_parameters",
+                "a price for the side and a count are required".to_owned(),
+            );
+        };
+        let cent = Decimal::new(1, 2);
+        if price <= Decimal::ZERO || price >= Decimal::ONE || !(price % cent).is_zero() {
+            return self.reject(
+                400,
+                "invalid_price",
+                format!("price {price} is not a whole cent in (0, 1)"),
+            );
+        }
+        if count <= Decimal::ZERO {
+            return self.reject(400, "invalid_parameters", format!("count {count}"));
+        }
+        let buying = action == "buy";
+        if buying {
+            let needed = price * count * Decimal::ONE_HUNDRED;
+            if needed > self.accounts[account].balance {
+                return self.reject(
+                    400,
+                    "insufficient_balance",
+                    format!(
+                        "{needed} cents needed, {} held",
+                        self.accounts[account].balance
+                    ),
+                );
+            }
+        }
+        let tif = text("time_in_force").unwrap_or_else(|| "good_till_canceled".to_owned());
+        // Buying YES takes the NO bids (at 1 − their price); selling YES hits the YES bids.
+        let takes_other = buying;
+        let book = match (side.as_str(), takes_other) {
+            ("yes", true) | ("no", false) => self.no_bids.entry(ticker.clone()).or_default(),
+            _ => self.yes_bids.entry(ticker.clone()).or_default(),
+        };
+        let at_our_price = |bid: Decimal| if takes_other { Decimal::ONE - bid } else { bid };
+        let crosses = |bid: Decimal| {
+            if buying {
+                at_our_price(bid) <= price
+            } else {
+                bid >= price
+            }
+        };
+        let available: Decimal = book
+            .iter()
+            .filter(|(p, _)| crosses(*p))
+            .map(|(_, s)| *s)
+            .sum();
+        let mut fills: Vec<(Decimal, Decimal)> = Vec::new();
+        if !(tif == "fill_or_kill" && available < count) {
+            let mut left = count;
+            // Best first: the highest bid is the last element.
+            for level in book.iter_mut().rev() {
+                if left.is_zero() || !crosses(level.0) {
+                    break;
+                }
+                let take = left.min(level.1);
+                level.1 -= take;
+                left -= take;
+                fills.push((at_our_price(level.0), take));
+            }
+            book.retain(|(_, s)| !s.is_zero());
+        }
+        let filled: Decimal = fills.iter().map(|(_, s)| *s).sum();
+        let id = format!("ord-{}", self.orders.len() + 1);
+        let now = chrono::Utc::now();
+        let mut accumulator = KalshiFeeAccumulator::default();
+        let mut total_fee = Decimal::ZERO;
+        for (i, (p, s)) in fills.iter().enumerate() {
+            let fee = accumulator.fill(*s, *p, KALSHI_TAKER_RATE, buying).net;
+            total_fee += fee;
+            let a = &mut self.accounts[account];
+            let cash = p * s * Decimal::ONE_HUNDRED;
+            if buying {
+                a.balance -= cash + fee * Decimal::ONE_HUNDRED;
+            } else {
+                a.balance += cash - fee * Decimal::ONE_HUNDRED;
+            }
+            let signed = if (side == "yes") == buying { *s } else { -*s };
+            *a.positions.entry(ticker.clone()).or_default() += signed;
+            self.fills.push(Fill {
+                id: format!("{id}-fill-{}", i + 1),
+                order_id: id.clone(),
+                key_id: key.clone(),
+                ticker: ticker.clone(),
+                side: side.clone(),
+                action: action.clone(),
+                price: *p,
+                count: *s,
+                fee,
+                at: now,
+            });
+        }
+        let rests = filled < count && tif == "good_till_canceled";
+        let status = if rests {
+            "resting"
+        } else if filled == count {
+            "executed"
+        } else {
+            "canceled"
+        };
+        let order = StoredOrder {
+            id,
+            client_order_id,
+            key_id: key,
+            ticker,
+            side,
+            action,
+            price,
+            count,
+            filled,
+            status,
+            fees: total_fee,
+            created: now,
+        };
+        let json = order_json(&order);
+        self.orders.push(order);
+        ResponseTemplate::new(201).set_body_json(json!({"order": json}))
+    }
+}
+
+fn order_json(o: &StoredOrder) -> Value {
+    let (yes, no) = if o.side == "yes" {
+        (o.price, Decimal::ONE - o.price)
+    } else {
+        (Decimal::ONE - o.price, o.price)
+    };
+    json!({
+        "order_id": o.id, "client_order_id": o.client_order_id, "ticker": o.ticker,
+        "side": o.side, "action": o.action, "type": "limit", "status": o.status,
+        "yes_price_dollars": dollars(yes), "no_price_dollars": dollars(no),
+        "initial_count_fp": count_fp(o.count), "fill_count_fp": count_fp(o.filled),
+        "remaining_count_fp": count_fp(if o.status == "resting" { o.count - o.filled } else { Decimal::ZERO }),
+        "taker_fees_dollars": dollars(o.fees), "created_time": o.created.to_rfc3339(),
+    })
+}
