@@ -107,15 +107,17 @@ async fn main() {
     }
     eprintln!("{workers} tenants onboarded; starting their workers");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, (tenant, claim)) in fleet.into_iter().enumerate() {
+    // Connect every worker first (each logs in to PgBouncer with SCRAM, a
+    // few at a time, as workers that start over a minute would) and take
+    // its lease; then run them all at once.
+    let connecting = Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut joining = tokio::task::JoinSet::new();
+    for (tenant, claim) in fleet {
         let options = pooler.connect_options(&name);
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            // Spread the workers' periods as independent workers would be.
-            tokio::time::sleep(period.mul_f64(i as f64 / workers as f64)).await;
+        let gate = gate.clone();
+        joining.spawn(async move {
+            let _permit = gate.acquire_owned().await.unwrap();
             let db = Db::connect_worker(options, tenant, Some(claim), 2)
                 .await
                 .unwrap();
@@ -124,6 +126,26 @@ async fn main() {
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
+            (tenant, db, epoch)
+        });
+    }
+    let mut connected = Vec::with_capacity(workers);
+    while let Some(done) = joining.join_next().await {
+        connected.push(done.unwrap());
+    }
+    eprintln!(
+        "{workers} workers connected through PgBouncer in {:.1} s; running them",
+        connecting.elapsed().as_secs_f64()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, (tenant, db, epoch)) in connected.into_iter().enumerate() {
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            // Spread the workers' periods as independent workers would be.
+            tokio::time::sleep(period.mul_f64(i as f64 / workers as f64)).await;
             let mut latencies = Vec::new();
             let mut errors = 0u64;
             let mut ticker = tokio::time::interval(period);
