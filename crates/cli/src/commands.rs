@@ -224,9 +224,10 @@ pub struct UpArgs {
     pub newsapi_key_file: Option<PathBuf>,
     /// With the private PostgreSQL: the most server connections its PgBouncer
     /// opens for all workers together (workers share them transaction by
-    /// transaction).
+    /// transaction; the private PostgreSQL allows 300 in all, the control
+    /// plane keeps 16).
     #[arg(long, env = "POLYBOT_WORKER_CONNECTIONS", default_value_t = 50,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
+          value_parser = clap::value_parser!(u32).range(1..=250))]
     pub worker_connections: u32,
 }
 
