@@ -3,7 +3,11 @@
 //!
 //! `cargo bench -p polybot-cli --bench fleet_start` uses DATABASE_URL (a
 //! superuser URL) if set, else a private cluster in a temporary directory.
-//! `POLYBOT_BENCH_TENANTS` changes the count.
+//! `POLYBOT_BENCH_TENANTS` changes the count. `POLYBOT_BENCH_POOLER=<budget>`
+//! puts workers behind PgBouncer (the store's embedded one) with that many
+//! server connections, with the shared worker login and a claim each, as
+//! `polybot up` does; without it each tenant logs in as its own role. Either
+//! way it prints the server connections the workers use once all run.
 
 // Timings for a human to read: floats are fine here, unlike money.
 #![allow(clippy::float_arithmetic)]
@@ -69,7 +73,45 @@ async fn main() {
     let (server_part, _) = admin_url.rsplit_once('/').unwrap();
     let url = format!("{server_part}/{name}");
 
-    let mut cp = Command::new(env!("CARGO_BIN_EXE_polybot"))
+    let budget: Option<u32> = std::env::var("POLYBOT_BENCH_POOLER")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let pooler = match budget {
+        Some(budget) => {
+            let db = polybot_store::Db::connect(
+                admin.clone().database(&name),
+                polybot_store::Scope::Control,
+                2,
+            )
+            .await
+            .unwrap();
+            db.migrate().await.unwrap();
+            Some(
+                polybot_store::testing::TestPooler::start(
+                    &db,
+                    &admin.clone().database(&name),
+                    budget,
+                )
+                .await,
+            )
+        }
+        None => None,
+    };
+    let mut cp = Command::new(env!("CARGO_BIN_EXE_polybot"));
+    if let Some(pooler) = &pooler {
+        cp.env(
+            "POLYBOT_WORKER_DATABASE_URL",
+            format!(
+                "postgres://{}:{}@127.0.0.1:{}/{name}?sslmode=disable",
+                pooler.login,
+                pooler.password().expose_secret(),
+                pooler.port()
+            ),
+        );
+    } else {
+        cp.env_remove("POLYBOT_WORKER_DATABASE_URL");
+    }
+    let mut cp = cp
         .args(["control-plane", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("cp"))
         .env("DATABASE_URL", &url)
@@ -124,6 +166,34 @@ async fn main() {
         onboarded.as_secs_f64(),
         all_running.as_secs_f64()
     );
+    // The workers' server connections, sampled for 10 s while they run.
+    let worker_login = pooler.as_ref().map(|p| p.login.clone());
+    let mut most = 0i64;
+    for _ in 0..50 {
+        let servers: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND (usename = $2 OR usename LIKE 'polybot\\_t\\_%')",
+        )
+        .bind(&name)
+        .bind(worker_login.as_deref().unwrap_or(""))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        most = most.max(servers);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    println!(
+        "server connections of the {running} workers: at most {most} ({}); the database's in all: {all}",
+        match budget {
+            Some(budget) => format!("through PgBouncer, budget {budget}"),
+            None => "one login role per tenant".to_owned(),
+        }
+    );
 
     if running < tenants {
         let warnings = warnings.lock().unwrap();
@@ -158,6 +228,7 @@ async fn main() {
         .await
         .unwrap();
     conn.close().await.unwrap();
+    drop(pooler);
     if let Some(server) = server {
         server.stop().await.unwrap();
     }

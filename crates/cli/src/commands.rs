@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use polybot_store::embedded::{self, EmbeddedOptions, EmbeddedPostgres};
+use polybot_store::pooler::{EmbeddedPooler, PoolerOptions};
 use polybot_store::{Db, Scope};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
@@ -106,6 +107,19 @@ pub struct ControlPlaneArgs {
     /// control plane's (e.g. an RDS endpoint behind a proxy).
     #[arg(long, env = "POLYBOT_WORKER_DATABASE_HOST")]
     pub worker_database_host: Option<String>,
+    /// The fleet's shared worker login as workers reach it through the
+    /// pooler (PgBouncer in transaction mode):
+    /// postgres://<login>:<password>@<pgbouncer>:6432/<db>?sslmode=…
+    /// (`polybot migrate --worker-database-url` creates the login). Each
+    /// worker gets it with its tenant's claim. Without it, each tenant gets a
+    /// database login of its own on DATABASE_URL's server (no pooling).
+    #[arg(
+        long,
+        env = "POLYBOT_WORKER_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub worker_database_url: Option<SecretString>,
     /// The operator's bearer token (starts with pbo_); without it one is
     /// created in <data-dir>/operator-token (not with --launcher ecs, which
     /// requires it).
@@ -211,6 +225,13 @@ pub struct UpArgs {
     /// their environment.
     #[arg(long, value_name = "FILE")]
     pub newsapi_key_file: Option<PathBuf>,
+    /// With the private PostgreSQL: the most server connections its PgBouncer
+    /// opens for all workers together (workers share them transaction by
+    /// transaction; the private PostgreSQL allows 300 in all, the control
+    /// plane keeps 16).
+    #[arg(long, env = "POLYBOT_WORKER_CONNECTIONS", default_value_t = 50,
+          value_parser = clap::value_parser!(u32).range(1..=250))]
+    pub worker_connections: u32,
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +253,17 @@ pub struct MigrateArgs {
         hide_env_values = true
     )]
     pub control_plane_database_url: Option<SecretString>,
+    /// The workers' shared DATABASE_URL (through the pooler): its user is
+    /// created (or its password reset) as a login that is a member of
+    /// polybot_worker only, bound by the database to the tenant of the claim
+    /// each transaction carries.
+    #[arg(
+        long,
+        env = "POLYBOT_WORKER_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub worker_database_url: Option<SecretString>,
 }
 
 #[derive(Debug, Args)]
@@ -293,7 +325,15 @@ struct Database {
     db: Db,
     options: PgConnectOptions,
     embedded: Option<EmbeddedPostgres>,
+    /// The private cluster's PgBouncer, once started.
+    pooler: Option<EmbeddedPooler>,
+    /// How workers reach the private cluster through it: the shared worker
+    /// login's options and password.
+    worker: Option<(PgConnectOptions, SecretString)>,
 }
+
+/// The shared worker login of the private cluster.
+const EMBEDDED_WORKER_LOGIN: &str = "polybot_workers";
 
 impl Database {
     async fn open(args: &DatabaseArgs) -> anyhow::Result<Self> {
@@ -319,11 +359,48 @@ impl Database {
             db,
             options,
             embedded,
+            pooler: None,
+            worker: None,
         })
+    }
+
+    /// With the private cluster: migrates, creates the shared worker login
+    /// and starts PgBouncer in front of the cluster with at most
+    /// `server_connections` connections to it, through which workers then
+    /// connect. Without it (DATABASE_URL), nothing.
+    async fn start_pooler(&mut self, server_connections: u32) -> anyhow::Result<()> {
+        let Some(server) = &self.embedded else {
+            return Ok(());
+        };
+        migrate_and_report(&self.db).await?;
+        let password = server.worker_password()?;
+        polybot_store::roles::ensure_worker_login(&self.db, EMBEDDED_WORKER_LOGIN, &password)
+            .await
+            .context("creating the workers' database login")?;
+        let mut options = PoolerOptions::new(
+            server.cluster_dir().join("pgbouncer"),
+            "127.0.0.1",
+            server.port(),
+        );
+        options.server_connections = server_connections;
+        options.logins = vec![(EMBEDDED_WORKER_LOGIN.to_owned(), password.clone())];
+        let pooler = EmbeddedPooler::start(&options).await?;
+        let worker = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(pooler.port())
+            .username(EMBEDDED_WORKER_LOGIN)
+            .database(embedded::DATABASE)
+            .ssl_mode(sqlx::postgres::PgSslMode::Disable);
+        self.worker = Some((worker, password));
+        self.pooler = Some(pooler);
+        Ok(())
     }
 
     async fn close(self) -> anyhow::Result<()> {
         self.db.close().await;
+        if let Some(pooler) = self.pooler {
+            pooler.stop().await?;
+        }
         if let Some(server) = self.embedded {
             server.stop().await?;
         }
@@ -362,7 +439,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         true => Some(crate::demo::Demo::prepare(&args.db.data_dir)?),
         false => None,
     };
-    let database = Database::open(&args.db).await?;
+    let mut database = Database::open(&args.db).await?;
+    if let Err(err) = database.start_pooler(args.worker_connections).await {
+        database.close().await?;
+        return Err(err);
+    }
     let result = serve(
         &database,
         &args.db.data_dir,
@@ -399,6 +480,7 @@ async fn control_plane(mut args: ControlPlaneArgs) -> anyhow::Result<()> {
         launcher: args.launcher,
         ecs: Some(args.ecs),
         worker_database_host: args.worker_database_host,
+        worker_database_url: args.worker_database_url,
         demo: None,
         master_key: cloud.map(|cloud| cloud.master_key),
         newsapi_key_file: None,
@@ -423,6 +505,8 @@ struct Backends {
     launcher: LauncherKind,
     ecs: Option<crate::ecs_args::EcsArgs>,
     worker_database_host: Option<String>,
+    /// The shared worker login through the pooler (`--worker-database-url`).
+    worker_database_url: Option<SecretString>,
     /// `polybot up --demo`: the recording the workers play (without it,
     /// workers trade on the venues' live public data).
     demo: Option<crate::demo::Demo>,
@@ -442,6 +526,7 @@ impl Default for Backends {
             launcher: LauncherKind::Local,
             ecs: None,
             worker_database_host: None,
+            worker_database_url: None,
             demo: None,
             master_key: None,
             newsapi_key_file: None,
@@ -514,7 +599,15 @@ async fn serve(
         )),
         _ => Arc::new(LocalSecretStore::new(master)),
     };
-    let mut worker_db = WorkerDatabase::from_options(&database.options);
+    let mut worker_db = match (&database.worker, &backends.worker_database_url) {
+        (Some((options, password)), _) => WorkerDatabase::shared(options, password.clone()),
+        (None, Some(url)) => {
+            let (options, password) =
+                login_url(url, "POLYBOT_WORKER_DATABASE_URL").context("--worker-database-url")?;
+            WorkerDatabase::shared(&options, password)
+        }
+        (None, None) => WorkerDatabase::from_options(&database.options),
+    };
     if let Some(host) = backends.worker_database_host {
         worker_db.host = host;
     }
@@ -721,28 +814,17 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     let result = async {
         migrate_and_report(&database.db).await?;
         if let Some(url) = &args.control_plane_database_url {
-            let options: PgConnectOptions = url
-                .expose_secret()
-                .parse()
-                .context("POLYBOT_CONTROL_PLANE_DATABASE_URL is not a valid postgres:// URL")?;
-            // Percent-decoding is not done here: a password that needs it
-            // is refused (the generated ones are letters and digits).
-            let password = url::Url::parse(url.expose_secret())
-                .ok()
-                .and_then(|url| url.password().map(str::to_owned))
-                .filter(|password| !password.is_empty() && !password.contains('%'))
-                .context(
-                    "POLYBOT_CONTROL_PLANE_DATABASE_URL needs a password of letters, digits \
-                     and unreserved characters (no percent-encoding)",
-                )?;
+            let (options, password) = login_url(url, "POLYBOT_CONTROL_PLANE_DATABASE_URL")?;
             let login = options.get_username().to_owned();
-            polybot_store::roles::ensure_control_plane_login(
-                &database.db,
-                &login,
-                &SecretString::from(password),
-            )
-            .await?;
+            polybot_store::roles::ensure_control_plane_login(&database.db, &login, &password)
+                .await?;
             tracing::info!(%login, "the control plane's database login is ready");
+        }
+        if let Some(url) = &args.worker_database_url {
+            let (options, password) = login_url(url, "POLYBOT_WORKER_DATABASE_URL")?;
+            let login = options.get_username().to_owned();
+            polybot_store::roles::ensure_worker_login(&database.db, &login, &password).await?;
+            tracing::info!(%login, "the workers' shared database login is ready");
         }
         if args.import_legacy {
             let report = polybot_store::legacy::import(&database.db).await?;
@@ -753,6 +835,36 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     .await;
     database.close().await?;
     result
+}
+
+/// A login's URL (`variable` names it in errors): its options and its
+/// password. Percent-decoding is not done: a password that needs it is
+/// refused (the generated ones are letters and digits), and so it goes into
+/// workers' URLs and PgBouncer's files as it is.
+fn login_url(
+    url: &SecretString,
+    variable: &str,
+) -> anyhow::Result<(PgConnectOptions, SecretString)> {
+    let options: PgConnectOptions = url
+        .expose_secret()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{variable} is not a valid postgres:// URL"))?;
+    let password = url::Url::parse(url.expose_secret())
+        .ok()
+        .and_then(|url| url.password().map(str::to_owned))
+        .filter(|password| {
+            !password.is_empty()
+                && password
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+        })
+        .with_context(|| {
+            format!(
+                "{variable} needs a password of letters, digits and unreserved characters \
+                 (no percent-encoding)"
+            )
+        })?;
+    Ok((options, SecretString::from(password)))
 }
 
 async fn postgres(args: PostgresArgs) -> anyhow::Result<()> {

@@ -44,7 +44,7 @@ pub mod tenants;
 pub mod throttle;
 pub mod worker_settings;
 
-pub use provision::{Provisioner, WorkerDatabase};
+pub use provision::{Provisioner, SharedLogin, WorkerDatabase};
 
 /// What every handler shares. Cheap to clone.
 #[derive(Clone)]

@@ -8,10 +8,14 @@
 //!
 //! - `created`: the API wrote the tenant, its configuration and its exchange
 //!   keys (sealed in the secret store) in one transaction.
-//! - `role`: the tenant's database login role exists.
-//! - `secret`: the secret holds the keys and the role's credentials. The role's
-//!   password is set in the same transaction that writes the secret (role
-//!   changes are transactional in PostgreSQL), so the two cannot disagree.
+//! - `role`: the tenant's database access exists: its claim key (workers
+//!   share one login through the pooler, see [`WorkerDatabase`]) or, without
+//!   a pooler, its own login role.
+//! - `secret`: the secret holds the keys and the worker's `DATABASE_URL`:
+//!   the shared login with a freshly minted claim, or the tenant role's
+//!   credentials (its password is set in the same transaction that writes
+//!   the secret: role changes are transactional in PostgreSQL, so the two
+//!   cannot disagree).
 //! - `spec`: the launch spec (what the worker runs) is prepared.
 //!
 //! Each step commits with its marker, so a control plane killed anywhere
@@ -28,7 +32,7 @@ use polybot_secrets::{SecretStore, TenantSecret};
 use polybot_store::repo::{audit, configs, runtime, tenants};
 use polybot_store::{Db, DbError, TenantTx};
 use rand::RngCore;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgSslMode};
 use tokio::sync::Notify;
@@ -87,10 +91,15 @@ pub enum ProvisionError {
     Db(#[from] DbError),
 }
 
-/// Where workers reach the database: the control plane's server and database,
-/// logged in as the tenant's own role, with the control plane's TLS settings
+/// Where workers reach the database, with the control plane's TLS settings
 /// (`sslmode`, and `sslrootcert` when it names a file) so that a worker
 /// verifies the server exactly as the control plane does.
+///
+/// With a [`SharedLogin`] (the pooler), every worker logs in with the
+/// fleet's one worker login and its transactions carry the tenant's claim
+/// (`polybot_store::claims`); without one, each tenant gets a login role of
+/// its own on the control plane's server (a server pool per tenant: no
+/// pooling; kept for deployments that run no pooler yet).
 #[derive(Debug, Clone)]
 pub struct WorkerDatabase {
     pub host: String,
@@ -99,9 +108,32 @@ pub struct WorkerDatabase {
     pub ssl_mode: PgSslMode,
     /// The CA certificate file the server's certificate is checked against.
     pub ssl_root_cert: Option<String>,
+    /// The fleet's shared worker login, when workers go through the pooler.
+    pub shared_login: Option<SharedLogin>,
+}
+
+/// The fleet's shared worker login (a member of `polybot_worker`), as
+/// workers reach it through the pooler.
+#[derive(Clone)]
+pub struct SharedLogin {
+    pub user: String,
+    pub password: SecretString,
+    /// How long each minted claim is honoured.
+    pub claim_lifetime: std::time::Duration,
+}
+
+impl std::fmt::Debug for SharedLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedLogin")
+            .field("user", &self.user)
+            .field("password", &"[REDACTED]")
+            .field("claim_lifetime", &self.claim_lifetime)
+            .finish()
+    }
 }
 
 impl WorkerDatabase {
+    /// Workers log in to the control plane's server, each with a role of its own.
     pub fn from_options(options: &PgConnectOptions) -> Self {
         Self {
             host: options.get_host().to_owned(),
@@ -109,7 +141,47 @@ impl WorkerDatabase {
             database: options.get_database().unwrap_or("postgres").to_owned(),
             ssl_mode: options.get_ssl_mode(),
             ssl_root_cert: ssl_root_cert_file(options),
+            shared_login: None,
         }
+    }
+
+    /// Workers log in with `worker` (the shared worker login's options, as
+    /// workers reach the pooler: host, port, database, TLS, user and
+    /// `password`) and carry their tenant's claim.
+    pub fn shared(worker: &PgConnectOptions, password: SecretString) -> Self {
+        Self {
+            shared_login: Some(SharedLogin {
+                user: worker.get_username().to_owned(),
+                password,
+                claim_lifetime: polybot_store::claims::DEFAULT_LIFETIME,
+            }),
+            ..Self::from_options(worker)
+        }
+    }
+
+    /// The worker's `DATABASE_URL` through the pooler: the shared login, and
+    /// the claim as `polybot_claim`. The claim is plain text
+    /// (`v1.<uuid>.<digits>.<hex>`), the login's name and password are
+    /// checked to need no escaping where they are configured.
+    fn shared_url(&self, login: &SharedLogin, claim: &polybot_store::WorkerClaim) -> SecretString {
+        let mut url = format!(
+            "postgres://{}:{}@{}:{}/{}?sslmode={}",
+            login.user,
+            login.password.expose_secret(),
+            self.host,
+            self.port,
+            self.database,
+            ssl_mode_name(self.ssl_mode),
+        );
+        if let Some(cert) = &self.ssl_root_cert {
+            url.push_str("&sslrootcert=");
+            url.extend(url::form_urlencoded::byte_serialize(cert.as_bytes()));
+        }
+        url.push('&');
+        url.push_str(polybot_store::claims::URL_PARAMETER);
+        url.push('=');
+        url.push_str(claim.expose_secret());
+        SecretString::from(url)
     }
 
     /// The tenant's `DATABASE_URL`. Role names and passwords are hex, so
@@ -219,6 +291,57 @@ impl Provisioner {
         Ok(count)
     }
 
+    /// Renews the worker claims that expire within `within` (the shared
+    /// worker login only): for each such active or paused tenant, mints a
+    /// fresh claim and rewrites the secret's `DATABASE_URL` with it. The
+    /// secret's new version changes the launch spec, so the reconciler
+    /// replaces the worker, which starts with the new claim. Returns how many
+    /// were renewed.
+    pub async fn renew_claims(&self, within: std::time::Duration) -> Result<usize, ProvisionError> {
+        let Some(login) = &self.worker_db.shared_login else {
+            return Ok(0);
+        };
+        let mut op = self.db.operator().await?;
+        let due = polybot_store::claims::expiring(&mut op, within, 100).await?;
+        op.commit().await?;
+        let mut renewed = 0;
+        for tenant in due {
+            let mut tx = self.db.tenant(tenant).await?;
+            let Some(onboarding) = tenants::lock_onboarding(&mut tx).await? else {
+                continue;
+            };
+            if !matches!(onboarding.state, TenantState::Active | TenantState::Paused) {
+                continue;
+            }
+            let claim = polybot_store::claims::mint_in(&mut tx, login.claim_lifetime).await?;
+            let mut secret = self
+                .secrets
+                .get(&mut tx)
+                .await
+                .map_err(|e| step_err(Step::Secret, e))?
+                .unwrap_or_else(TenantSecret::default);
+            secret.database_url = Some(self.worker_db.shared_url(login, &claim));
+            self.secrets
+                .put(&mut tx, &secret)
+                .await
+                .map_err(|e| step_err(Step::Secret, e))?;
+            audit::append(
+                &mut tx,
+                "control-plane",
+                "tenant.worker_claim_renewed",
+                serde_json::json!({"expires_at": claim.expires_at()}),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(%tenant, expires_at = %claim.expires_at(), "renewed the worker's database claim");
+            renewed += 1;
+        }
+        if renewed > 0 {
+            crate::wake_leader(&self.db, &self.wake);
+        }
+        Ok(renewed)
+    }
+
     /// Runs `tenant`'s onboarding (or offboarding) from where it stands to the end.
     pub async fn run(&self, tenant: TenantId) -> Result<(), ProvisionError> {
         loop {
@@ -288,8 +411,33 @@ impl Provisioner {
         tenant: TenantId,
         done: Step,
     ) -> Result<Step, ProvisionError> {
-        match done {
-            Step::Created => {
+        match (done, &self.worker_db.shared_login) {
+            // The tenant's claim key: minting creates it (this claim is
+            // thrown away; the next step mints the one the secret keeps).
+            (Step::Created, Some(login)) => {
+                polybot_store::claims::mint_in(tx, login.claim_lifetime)
+                    .await
+                    .map_err(|e| step_err(Step::Role, e))?;
+                Ok(Step::Role)
+            }
+            (Step::Role, Some(login)) => {
+                let claim = polybot_store::claims::mint_in(tx, login.claim_lifetime)
+                    .await
+                    .map_err(|e| step_err(Step::Secret, e))?;
+                let mut secret = self
+                    .secrets
+                    .get(tx)
+                    .await
+                    .map_err(|e| step_err(Step::Secret, e))?
+                    .unwrap_or_else(TenantSecret::default);
+                secret.database_url = Some(self.worker_db.shared_url(login, &claim));
+                self.secrets
+                    .put(tx, &secret)
+                    .await
+                    .map_err(|e| step_err(Step::Secret, e))?;
+                Ok(Step::Secret)
+            }
+            (Step::Created, None) => {
                 // A random password that nobody keeps: the next step sets the
                 // real one together with the secret.
                 polybot_store::roles::ensure_tenant_role_in(
@@ -300,7 +448,7 @@ impl Provisioner {
                 .map_err(|e| step_err(Step::Role, e))?;
                 Ok(Step::Role)
             }
-            Step::Role => {
+            (Step::Role, None) => {
                 let password = random_password();
                 polybot_store::roles::ensure_tenant_role_in(
                     tx,
@@ -321,20 +469,21 @@ impl Provisioner {
                     .map_err(|e| step_err(Step::Secret, e))?;
                 Ok(Step::Secret)
             }
-            Step::Secret => {
+            (Step::Secret, _) => {
                 prepare_spec(tx)
                     .await
                     .map_err(|e| step_err(Step::Spec, e))?;
                 Ok(Step::Spec)
             }
-            Step::Spec | Step::Done => Ok(Step::Done),
+            (Step::Spec | Step::Done, _) => Ok(Step::Done),
         }
     }
 
-    /// Marks the tenant failed and undoes what onboarding created (the role
-    /// and the launch spec); the sealed keys stay for a retry.
+    /// Marks the tenant failed and undoes what onboarding created (the claim
+    /// key or role, and the launch spec); the sealed keys stay for a retry.
     async fn fail(&self, tenant: TenantId, err: &ProvisionError) -> Result<(), ProvisionError> {
         let mut tx = self.db.tenant(tenant).await?;
+        polybot_store::claims::revoke_in(&mut tx).await?;
         polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
         runtime::remove(&mut tx).await?;
         tenants::mark_failed(&mut tx, &err.to_string()).await?;
@@ -352,8 +501,9 @@ impl Provisioner {
 
     /// Offboarding: the worker is stopped by the reconciler (the tenant is no
     /// longer desired), the tenant's database sessions are ended, the secret
-    /// is scheduled for deletion, the database role is dropped with whatever
-    /// it owns. Data is kept. Idempotent, and a no-op unless the tenant is
+    /// is scheduled for deletion, the tenant's worker claims are revoked and
+    /// its own database role (if it has one) is dropped with whatever it
+    /// owns. Data is kept. Idempotent, and a no-op unless the tenant is
     /// `offboarding`; a failure leaves it `offboarding`, and the reconciler
     /// retries it ([`Provisioner::resume_all`]).
     pub async fn offboard(&self, tenant: TenantId) -> Result<(), ProvisionError> {
@@ -378,6 +528,9 @@ impl Provisioner {
             .schedule_deletion(&mut tx, self.recovery_days)
             .await
             .map_err(|e| step_err(Step::Done, e))?;
+        // A worker of the shared login holding a claim sees nothing from its
+        // next statement on; a tenant's own login is dropped.
+        polybot_store::claims::revoke_in(&mut tx).await?;
         polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
         tenants::mark_offboarded(&mut tx).await?;
         audit::append(

@@ -1,12 +1,15 @@
 //! The pool and the scoped transactions.
 
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::Duration;
 
 use polybot_core::TenantId;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
+
+use crate::claims::WorkerClaim;
 
 /// The migrations of `migrations/`, embedded at compile time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -72,8 +75,11 @@ pub enum Scope {
     /// `polybot_control`; every transaction switches to that role first, so row
     /// level security applies.
     Control,
-    /// A worker: the pool logs in as the tenant's own role, which the database
-    /// binds to that tenant whatever the session sets.
+    /// A worker. Either the pool logs in with the fleet's shared worker login
+    /// and every transaction carries the tenant's [`WorkerClaim`], which the
+    /// database verifies; or (tenants onboarded before claims) it logs in as
+    /// the tenant's own role, which the database binds to that tenant. In both
+    /// cases nothing the session sets can name another tenant.
     Worker(TenantId),
 }
 
@@ -82,6 +88,8 @@ pub enum Scope {
 pub struct Db {
     pool: PgPool,
     scope: Scope,
+    /// The claim a worker's transactions carry (shared worker login).
+    claim: Option<Arc<WorkerClaim>>,
 }
 
 impl Db {
@@ -98,12 +106,52 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(DbError::query("connecting"))?;
-        Ok(Self { pool, scope })
+        Ok(Self {
+            pool,
+            scope,
+            claim: None,
+        })
+    }
+
+    /// Connects a worker of `tenant`. With a `claim` (the shared worker login,
+    /// through a transaction-mode pooler) every transaction sets it first,
+    /// and no statement is kept prepared across transactions: the pooler may
+    /// give the next transaction another server connection (PgBouncer
+    /// before 1.21 does not carry prepared statements over). Without one the
+    /// options log in as the tenant's own role.
+    pub async fn connect_worker(
+        options: PgConnectOptions,
+        tenant: TenantId,
+        claim: Option<WorkerClaim>,
+        max_connections: u32,
+    ) -> Result<Self, DbError> {
+        let claim = check_claim(tenant, claim)?;
+        let options = match &claim {
+            Some(_) => options.statement_cache_capacity(0),
+            None => options,
+        };
+        let mut db = Self::connect(options, Scope::Worker(tenant), max_connections).await?;
+        db.claim = claim;
+        Ok(db)
     }
 
     /// Wraps an existing pool (tests get one per fresh database).
     pub fn from_pool(pool: PgPool, scope: Scope) -> Self {
-        Self { pool, scope }
+        Self {
+            pool,
+            scope,
+            claim: None,
+        }
+    }
+
+    /// Wraps an existing pool of the shared worker login for `claim`'s tenant
+    /// (tests; the pool's connections should not cache statements).
+    pub fn worker_from_pool(pool: PgPool, claim: WorkerClaim) -> Self {
+        Self {
+            pool,
+            scope: Scope::Worker(claim.tenant()),
+            claim: Some(Arc::new(claim)),
+        }
     }
 
     pub fn scope(&self) -> Scope {
@@ -156,10 +204,20 @@ impl Db {
                  set_config('plan_cache_mode', 'force_generic_plan', true)",
                 tenant.as_uuid().hyphenated()
             ),
-            // The login role is the binding; the database ignores the setting.
+            // The claim rides along with BEGIN, local to the transaction, so a
+            // pooled server connection never carries it into another
+            // worker's transaction. Its text is checked to be plain
+            // (`v1.<uuid>.<digits>.<hex>`) when it is parsed.
             Scope::Worker(own) => {
                 debug_assert_eq!(own, tenant, "a worker only reaches its own tenant");
-                "BEGIN".to_owned()
+                match &self.claim {
+                    Some(claim) => format!(
+                        "BEGIN; SELECT set_config('polybot.worker_claim', '{}', true)",
+                        claim.expose_secret()
+                    ),
+                    // The login role is the binding; the database ignores the setting.
+                    None => "BEGIN".to_owned(),
+                }
             }
         };
         let tx = self
@@ -246,6 +304,24 @@ impl Db {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// A worker's claim must be for the tenant it serves: refusing a mismatch here
+/// names the mistake (the database would only show no rows).
+fn check_claim(
+    tenant: TenantId,
+    claim: Option<WorkerClaim>,
+) -> Result<Option<Arc<WorkerClaim>>, DbError> {
+    match claim {
+        Some(claim) if claim.tenant() != tenant => Err(DbError::Query {
+            context: "checking the worker's database claim",
+            source: sqlx::Error::Protocol(format!(
+                "the claim is for tenant {}, this worker serves tenant {tenant}",
+                claim.tenant()
+            )),
+        }),
+        claim => Ok(claim.map(Arc::new)),
     }
 }
 

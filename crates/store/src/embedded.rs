@@ -10,6 +10,8 @@
 //!   postgres.log           the server's output
 //!   port                   the TCP port of the last start, reused when free
 //!   superuser-password     0600, the `postgres` superuser's password
+//!   worker-password        0600, the shared worker login's password
+//!   pgbouncer/             the PgBouncer in front of it (`polybot up`; see `crate::pooler`)
 //! ```
 //!
 //! `initdb` and `postgres` refuse to run as root. When this process is root the
@@ -82,7 +84,7 @@ pub enum EmbeddedError {
     Database(#[from] sqlx::Error),
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> EmbeddedError {
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> EmbeddedError {
     let path = path.to_path_buf();
     move |source| EmbeddedError::Io {
         action,
@@ -174,14 +176,14 @@ impl Binaries {
 
 /// The OS user the server runs as, when this process is root.
 #[derive(Debug, Clone)]
-struct ServerUser {
+pub(crate) struct ServerUser {
     name: String,
     uid: nix::unistd::Uid,
     gid: nix::unistd::Gid,
 }
 
 impl ServerUser {
-    fn for_this_process() -> Result<Option<Self>, EmbeddedError> {
+    pub(crate) fn for_this_process() -> Result<Option<Self>, EmbeddedError> {
         if !Uid::effective().is_root() {
             return Ok(None);
         }
@@ -197,7 +199,7 @@ impl ServerUser {
         Err(EmbeddedError::NoUnprivilegedUser)
     }
 
-    fn chown(&self, path: &Path) -> Result<(), EmbeddedError> {
+    pub(crate) fn chown(&self, path: &Path) -> Result<(), EmbeddedError> {
         nix::unistd::chown(path, Some(self.uid), Some(self.gid))
             .map_err(|e| io::Error::from_raw_os_error(e as i32))
             .map_err(io_err("changing the owner of", path))
@@ -215,7 +217,7 @@ impl ServerUser {
             .unwrap_or(false)
     }
 
-    fn command(&self, program: &Path) -> Command {
+    pub(crate) fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new("runuser");
         cmd.args(["-u", &self.name, "--"]).arg(program);
         cmd
@@ -272,7 +274,7 @@ fn path_hash(path: &Path) -> String {
     hex::encode(Sha256::digest(path.as_os_str().as_encoded_bytes()))
 }
 
-fn progress(message: &str) {
+pub(crate) fn progress(message: &str) {
     tracing::info!(target: "polybot::postgres", "{message}");
 }
 
@@ -483,6 +485,21 @@ impl EmbeddedPostgres {
         &self.cluster_dir
     }
 
+    /// The password of the cluster's shared worker login (which workers use
+    /// through its PgBouncer): `<cluster>/worker-password`, created (0600) on
+    /// first use and kept, so that workers' secrets stay valid across starts.
+    pub fn worker_password(&self) -> Result<SecretString, EmbeddedError> {
+        let path = self.cluster_dir.join("worker-password");
+        if let Ok(password) = read_secret_file(&path)
+            && !password.expose_secret().is_empty()
+        {
+            return Ok(password);
+        }
+        let password = random_password();
+        write_private_file(&path, password.as_bytes())?;
+        Ok(SecretString::from(password))
+    }
+
     /// Superuser connection options for `database`, over TCP.
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
         PgConnectOptions::new()
@@ -636,14 +653,14 @@ async fn wait_for_pid_file_removal(pgdata: &Path, limit: Duration) {
     }
 }
 
-fn reusable_port(port_file: &Path) -> Option<u16> {
+pub(crate) fn reusable_port(port_file: &Path) -> Option<u16> {
     let port: u16 = fs::read_to_string(port_file).ok()?.trim().parse().ok()?;
     TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .ok()
         .map(|_| port)
 }
 
-fn free_port(cluster: &Path) -> Result<u16, EmbeddedError> {
+pub(crate) fn free_port(cluster: &Path) -> Result<u16, EmbeddedError> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .map_err(io_err("finding a free port for", cluster))?;
     let port = listener
@@ -653,14 +670,14 @@ fn free_port(cluster: &Path) -> Result<u16, EmbeddedError> {
     Ok(port)
 }
 
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 
-fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), EmbeddedError> {
+pub(crate) fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), EmbeddedError> {
     let mut file = fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -672,12 +689,12 @@ fn write_private_file(path: &Path, contents: &[u8]) -> Result<(), EmbeddedError>
     Ok(())
 }
 
-fn read_secret_file(path: &Path) -> Result<SecretString, EmbeddedError> {
+pub(crate) fn read_secret_file(path: &Path) -> Result<SecretString, EmbeddedError> {
     let text = fs::read_to_string(path).map_err(io_err("reading", path))?;
     Ok(SecretString::from(text.trim().to_owned()))
 }
 
-fn tail_of(path: &Path, lines: usize) -> String {
+pub(crate) fn tail_of(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")

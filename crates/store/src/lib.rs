@@ -7,19 +7,24 @@
 //! - [`legacy`]: the import of the single-tenant bot's tables.
 //! - [`repo`]: repositories; every function takes a transaction.
 //! - [`embedded`]: a private PostgreSQL cluster for `polybot up` and the tests.
+//! - [`claims`]: the per-tenant claims workers carry through the pooler.
+//! - [`pooler`]: the private PgBouncer in front of it, the workers' connection budget.
 //! - [`wakeups`]: `NOTIFY`/`LISTEN` that wakes the reconciler on whichever
 //!   replica leads.
 //!
 //! Nothing outside this crate touches the pool: a query on a tenant table that
 //! does not go through a [`TenantTx`] is a bug.
 
+pub mod claims;
 pub mod db;
 pub mod embedded;
 pub mod legacy;
+pub mod pooler;
 pub mod repo;
 pub mod roles;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod wakeups;
 
+pub use claims::WorkerClaim;
 pub use db::{Db, DbError, LeaderLock, MIGRATOR, OperatorTx, Scope, TenantTx, applied_migrations};

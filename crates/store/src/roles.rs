@@ -87,7 +87,7 @@ pub async fn end_tenant_sessions_in(tx: &mut crate::TenantTx) -> Result<i32, DbE
         .map_err(DbError::query("ending the tenant's database sessions"))
 }
 
-/// Roles the control plane's login must never be: the groups of
+/// Roles a login (the control plane's, the workers') must never be: the groups of
 /// `0001_roles.sql`, whose attributes and grants migrations rely on.
 const GROUP_ROLES: [&str; 3] = ["polybot_owner", "polybot_control", "polybot_worker"];
 
@@ -104,8 +104,62 @@ pub async fn ensure_control_plane_login(
     login: &str,
     password: &SecretString,
 ) -> Result<(), DbError> {
+    ensure_login(db, Login::ControlPlane, login, password).await
+}
+
+/// Creates the fleet's shared worker login `login`, or resets it: LOGIN with
+/// `password`, a direct member of `polybot_worker` (which makes the database
+/// bind each of its transactions to the tenant of the claim it carries, see
+/// [`crate::claims`]) and of nothing else, with no superuser, CREATEDB,
+/// CREATEROLE, REPLICATION or BYPASSRLS. Runs as the administrator.
+/// Idempotent.
+pub async fn ensure_worker_login(
+    db: &Db,
+    login: &str,
+    password: &SecretString,
+) -> Result<(), DbError> {
+    ensure_login(db, Login::Worker, login, password).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Login {
+    ControlPlane,
+    Worker,
+}
+
+impl Login {
+    fn context(self) -> &'static str {
+        match self {
+            Login::ControlPlane => "creating the control plane's database login",
+            Login::Worker => "creating the workers' database login",
+        }
+    }
+
+    fn who(self) -> &'static str {
+        match self {
+            Login::ControlPlane => "the control plane",
+            Login::Worker => "the workers",
+        }
+    }
+
+    /// The group it joins, and the one it must never be in.
+    fn groups(self) -> (&'static str, &'static str) {
+        match self {
+            Login::ControlPlane => ("polybot_control", "polybot_worker"),
+            Login::Worker => ("polybot_worker", "polybot_control"),
+        }
+    }
+}
+
+async fn ensure_login(
+    db: &Db,
+    kind: Login,
+    login: &str,
+    password: &SecretString,
+) -> Result<(), DbError> {
+    let context = kind.context();
     let refuse = |why: String| DbError::Query {
-        context: "creating the control plane's database login",
+        context,
         source: sqlx::Error::Protocol(why),
     };
     let plain = login.len() <= 63
@@ -115,8 +169,9 @@ pub async fn ensure_control_plane_login(
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !plain || login.starts_with("polybot_t_") || GROUP_ROLES.contains(&login) {
         return Err(refuse(format!(
-            "{login:?} cannot be the control plane's login: use lowercase letters, digits \
-             and _, not a tenant's role (polybot_t_…) nor one of {GROUP_ROLES:?}"
+            "{login:?} cannot be {}'s login: use lowercase letters, digits \
+             and _, not a tenant's role (polybot_t_…) nor one of {GROUP_ROLES:?}",
+            kind.who()
         )));
     }
     let mut tx = db
@@ -130,8 +185,9 @@ pub async fn ensure_control_plane_login(
         .map_err(DbError::query("reading the administrator's name"))?;
     if administrator == login {
         return Err(refuse(format!(
-            "{login:?} is the administrator running the migrations; the control plane needs \
-             a login of its own"
+            "{login:?} is the administrator running the migrations; {} needs \
+             a login of its own",
+            kind.who()
         )));
     }
     let exists: bool =
@@ -139,32 +195,45 @@ pub async fn ensure_control_plane_login(
             .bind(login)
             .fetch_one(&mut *tx)
             .await
-            .map_err(DbError::query("looking up the control plane's login"))?;
+            .map_err(DbError::query("looking up a database login"))?;
+    let (group, never) = kind.groups();
+    let in_never: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_auth_members m \
+         WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = $1) \
+           AND m.roleid = (SELECT oid FROM pg_roles WHERE rolname = $2))",
+    )
+    .bind(login)
+    .bind(never)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(DbError::query("looking up a database login's groups"))?;
     // Role statements take no parameters: the server quotes the name and
     // the password itself (%I, %L).
     let statements: Vec<String> = sqlx::query_scalar(
-        "SELECT format(s, $1, $2) FROM unnest(ARRAY[
-             CASE WHEN $3 THEN 'ALTER ROLE %I WITH LOGIN PASSWORD %L'
-                  ELSE 'CREATE ROLE %I WITH LOGIN PASSWORD %L' END
+        "SELECT format(s, $1, $2, $4, $5) FROM unnest(ARRAY[
+             CASE WHEN $3 THEN 'ALTER ROLE %1$I WITH LOGIN PASSWORD %2$L'
+                  ELSE 'CREATE ROLE %1$I WITH LOGIN PASSWORD %2$L' END
                  || ' NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT',
-             'GRANT polybot_control TO %I'
-         ]) WITH ORDINALITY AS t(s, n) ORDER BY n",
+             'GRANT %3$I TO %1$I',
+             CASE WHEN $6 THEN 'REVOKE %4$I FROM %1$I' END
+         ]) WITH ORDINALITY AS t(s, n) WHERE s IS NOT NULL ORDER BY n",
     )
     .bind(login)
     .bind(password.expose_secret())
     .bind(exists)
+    .bind(group)
+    .bind(never)
+    .bind(in_never)
     .fetch_all(&mut *tx)
     .await
-    .map_err(DbError::query("preparing the control plane's login"))?;
+    .map_err(DbError::query("preparing a database login"))?;
     for statement in statements {
         sqlx::raw_sql(&statement)
             .execute(&mut *tx)
             .await
-            .map_err(DbError::query(
-                "creating the control plane's database login",
-            ))?;
+            .map_err(DbError::query(context))?;
     }
     tx.commit()
         .await
-        .map_err(DbError::query("committing the control plane's login"))
+        .map_err(DbError::query("committing a database login"))
 }

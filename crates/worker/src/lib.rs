@@ -62,7 +62,10 @@ pub struct WorkerArgs {
     /// The tenant this worker serves (a UUID).
     #[arg(long, env = env::TENANT_ID, value_name = env::TENANT_ID)]
     pub tenant_id: TenantId,
-    /// The tenant's own database login (postgres://polybot_t_…@host/db).
+    /// The worker's database login: the fleet's shared worker login through
+    /// the pooler, with the tenant's claim in its `polybot_claim` parameter
+    /// (postgres://polybot_workers:…@pooler:6432/db?polybot_claim=v1.…), or a
+    /// tenant's own login (postgres://polybot_t_…@host/db) from before claims.
     #[arg(long, env = env::DATABASE_URL, value_name = env::DATABASE_URL, hide_env_values = true, required_unless_present = "secrets_stdin")]
     pub database_url: Option<SecretString>,
     /// Read DATABASE_URL and EXCHANGE_KEYS from standard input, a JSON object
@@ -183,6 +186,9 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 pub struct WorkerConfig {
     pub tenant: TenantId,
     pub database: PgConnectOptions,
+    /// The claim each transaction carries (the shared worker login), taken
+    /// out of `DATABASE_URL`; `None` for a tenant's own login.
+    pub claim: Option<polybot_store::WorkerClaim>,
     pub keys: ExchangeKeys,
     pub mode: polybot_core::Mode,
     pub spec_hash: String,
@@ -220,6 +226,7 @@ impl fmt::Debug for WorkerConfig {
         f.debug_struct("WorkerConfig")
             .field("tenant", &self.tenant)
             .field("database", &database)
+            .field("claim", &self.claim)
             .field("keys", &self.keys)
             .field("mode", &self.mode)
             .field("spec_hash", &self.spec_hash)
@@ -317,10 +324,33 @@ impl WorkerConfig {
                 env::SECRETS_STDIN
             )
         })?;
+        let (database_url, claim) =
+            polybot_store::claims::split_claim_from_url(database_url.expose_secret())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", env::DATABASE_URL))?;
+        let database_url = SecretString::from(database_url);
         let database: PgConnectOptions = database_url
             .expose_secret()
             .parse()
             .map_err(|_| anyhow::anyhow!("{} is not a valid postgres:// URL", env::DATABASE_URL))?;
+        if let Some(claim) = &claim {
+            if claim.tenant() != args.tenant_id {
+                anyhow::bail!(
+                    "{}: the database claim is for tenant {}, not {} ({})",
+                    env::DATABASE_URL,
+                    claim.tenant(),
+                    args.tenant_id,
+                    env::TENANT_ID
+                );
+            }
+            if claim.expires_at() <= chrono::Utc::now() {
+                anyhow::bail!(
+                    "{}: the database claim expired at {}; the control plane issues a new one \
+                     when it rewrites the tenant's secret (docs/security.md, worker claims)",
+                    env::DATABASE_URL,
+                    claim.expires_at().to_rfc3339()
+                );
+            }
+        }
         let keys = match &args.exchange_keys {
             Some(json) if !json.expose_secret().trim().is_empty() => {
                 ExchangeKeys::from_secret_json(json).map_err(|errors| {
@@ -362,6 +392,7 @@ impl WorkerConfig {
         Ok(Self {
             tenant: args.tenant_id,
             database,
+            claim,
             keys,
             mode: args.mode,
             spec_hash: args.spec_hash,

@@ -20,8 +20,8 @@ use polybot_engine::{
     BreakerState, Clock, Engine, EngineConfig, EventClock, Execution as EngineExecution,
     PortfolioSnapshot,
 };
+use polybot_store::Db;
 use polybot_store::repo::audit;
-use polybot_store::{Db, Scope};
 use polybot_venues::execution::{ExecutionKind, VenueFill};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -57,9 +57,9 @@ async fn next_user_fill(execution: &mut Option<Execution>) -> VenueFill {
 /// `POLYBOT_REPLAY_EXIT=1`) until its recording is played out.
 pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), WorkerError> {
     let tenant = config.tenant;
-    let db = Db::connect(config.database.clone(), Scope::Worker(tenant), 2)
+    let db = Db::connect_worker(config.database.clone(), tenant, config.claim.clone(), 2)
         .await
-        .context("connecting to the database as the tenant's role")?;
+        .context("connecting to the database as the tenant's worker")?;
     let ttl = config.heartbeat * 3;
     let epoch = take_lease(&db, tenant, ttl).await?;
     tracing::info!(%tenant, epoch, mode = %config.mode, venues = ?config.keys.venues().collect::<Vec<_>>(), "worker holds the lease");

@@ -179,7 +179,17 @@ fn up_demo_shows_every_strategys_opportunities_within_seconds_and_restarts_idemp
         "{status_view}"
     );
     worker_reaches_nothing_of_the_data_dir(&data_dir, &tenant);
+    the_worker_went_through_pgbouncer(&data_dir, &tenant);
     up.stop();
+    let pgbouncer = std::fs::read_to_string(data_dir.join("postgres/pgbouncer/pgbouncer.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse::<i32>().ok());
+    if let Some(pid) = pgbouncer {
+        assert!(
+            signal::kill(Pid::from_raw(pid), None).is_err(),
+            "PgBouncer (pid {pid}) outlived polybot up"
+        );
+    }
 
     // Restarted on the same data dir: still one demo tenant.
     let again = start(&data_dir);
@@ -191,6 +201,61 @@ fn up_demo_shows_every_strategys_opportunities_within_seconds_and_restarts_idemp
     }
     assert_eq!(tenants, [tenant]);
     again.stop();
+}
+
+/// Issue 22, on a real `polybot up`: the worker's secret names the shared
+/// worker login at the private PgBouncer with the tenant's claim, no login
+/// role of the tenant's own exists, and the worker login's server
+/// connections stay within the pooler's budget (50 by default).
+fn the_worker_went_through_pgbouncer(data_dir: &Path, tenant: &str) {
+    let cluster = data_dir.join("postgres");
+    let password = std::fs::read_to_string(cluster.join("superuser-password")).unwrap();
+    let port: u16 = std::fs::read_to_string(cluster.join("port"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let pooler_port: u16 = std::fs::read_to_string(cluster.join("pgbouncer/port"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_ne!(pooler_port, port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use sqlx::ConnectOptions;
+        let mut admin = sqlx::postgres::PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("postgres")
+            .password(password.trim())
+            .database("polybot")
+            .connect()
+            .await
+            .unwrap();
+        let tenant = uuid::Uuid::parse_str(tenant).unwrap();
+        let (own_role, has_key): (bool, bool) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'polybot_t_' || replace($1::text, '-', '')), \
+                    EXISTS (SELECT 1 FROM polybot.worker_claim_keys WHERE tenant_id = $1)",
+        )
+        .bind(tenant)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert_eq!((own_role, has_key), (false, true));
+        let (servers, through_pooler): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE client_addr IS NOT NULL) \
+             FROM pg_stat_activity WHERE usename = 'polybot_workers'",
+        )
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+        assert!(servers <= 50, "{servers} server connections of the worker login");
+        assert_eq!(servers, through_pooler);
+    });
 }
 
 /// Issue 16 #3, on a real `polybot up`: as root the demo tenant's worker

@@ -18,6 +18,13 @@ fn running_postmaster(data_dir: &Path) -> Option<Pid> {
     signal::kill(pid, None).ok().map(|_| pid)
 }
 
+/// PgBouncer's pid from its pid file, if it is running.
+fn running_pgbouncer(data_dir: &Path) -> Option<Pid> {
+    let text = std::fs::read_to_string(data_dir.join("postgres/pgbouncer/pgbouncer.pid")).ok()?;
+    let pid = Pid::from_raw(text.trim().parse().ok()?);
+    signal::kill(pid, None).ok().map(|_| pid)
+}
+
 /// A started `polybot`, interrupted and reaped when dropped: a failing
 /// assertion must not leave it (and its PostgreSQL) running.
 struct Running(Child);
@@ -154,6 +161,11 @@ fn check_cold_start_stop_and_reuse(make: impl Fn() -> Command, data_dir: &Path) 
         "{text}"
     );
     let server = running_postmaster(data_dir).expect("the private PostgreSQL is running");
+    let pooler = running_pgbouncer(data_dir).expect("the workers' PgBouncer is running");
+    assert!(
+        text.contains("PgBouncer is accepting connections"),
+        "{text}"
+    );
     assert_eq!(http_get(&text, "/healthz"), "ok");
     use std::os::unix::fs::PermissionsExt;
     let token =
@@ -165,6 +177,10 @@ fn check_cold_start_stop_and_reuse(make: impl Fn() -> Command, data_dir: &Path) 
     assert!(
         signal::kill(server, None).is_err(),
         "PostgreSQL (pid {server}) outlived polybot up"
+    );
+    assert!(
+        signal::kill(pooler, None).is_err(),
+        "PgBouncer (pid {pooler}) outlived polybot up"
     );
     assert_eq!(running_postmaster(data_dir), None);
 

@@ -59,6 +59,9 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How often the leader finishes onboardings and offboardings left unfinished
 /// (a failed role drop, a control plane that died mid-way).
 const RESUME_EVERY: Duration = Duration::from_secs(30);
+/// Worker claims are renewed this long before they expire (they last a
+/// year, `polybot_store::claims::DEFAULT_LIFETIME`).
+pub const RENEW_CLAIMS_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// The advisory-lock key of reconciler leadership.
 pub const LEADER_KEY: i64 = 0x706f_6c79_626f_7401;
@@ -216,10 +219,15 @@ impl Reconciler {
     }
 
     /// Runs [`Provisioner::resume_all`](crate::provision::Provisioner::resume_all)
-    /// if a provisioner was given; returns how many tenants it took up.
+    /// if a provisioner was given, then renews the worker claims due within
+    /// [`RENEW_CLAIMS_BEFORE`]; returns how many tenants it took up.
     pub async fn resume_unfinished(&self) -> Result<usize, crate::provision::ProvisionError> {
         match &self.provisioner {
-            Some(provisioner) => provisioner.resume_all().await,
+            Some(provisioner) => {
+                let resumed = provisioner.resume_all().await?;
+                provisioner.renew_claims(RENEW_CLAIMS_BEFORE).await?;
+                Ok(resumed)
+            }
             None => Ok(0),
         }
     }

@@ -16,6 +16,7 @@ mod metrics;
 mod offboarding;
 mod onboarding;
 mod openapi;
+mod pooled_onboarding;
 mod protection;
 mod reconcile_events;
 mod rollout;

@@ -168,6 +168,93 @@ pub(crate) async fn visible(
     }
 }
 
+/// How the suite runs a statement as tenant A: on A's own login's
+/// connection, or (through the pooler) in a transaction of its own that
+/// carries A's claim.
+pub(crate) trait Session {
+    async fn count(&mut self, sql: &str, tenant: uuid::Uuid) -> Result<i64, sqlx::Error>;
+    async fn execute(&mut self, sql: &str, binds: &[uuid::Uuid]) -> Result<u64, sqlx::Error>;
+}
+
+impl Session for PgConnection {
+    async fn count(&mut self, sql: &str, tenant: uuid::Uuid) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar(sql).bind(tenant).fetch_one(self).await
+    }
+
+    async fn execute(&mut self, sql: &str, binds: &[uuid::Uuid]) -> Result<u64, sqlx::Error> {
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        Ok(query.execute(self).await?.rows_affected())
+    }
+}
+
+/// A worker login's connection through the pooler: every statement runs in
+/// a transaction of its own that first sets `claim` (if any), as
+/// [`polybot_store::Db`] does for a worker.
+pub(crate) struct Claimed {
+    pub conn: PgConnection,
+    pub claim: Option<String>,
+    /// Statements the worker runs first in each transaction (an attack's setup).
+    pub setup: Vec<String>,
+}
+
+impl Claimed {
+    async fn begin(&mut self) -> Result<sqlx::Transaction<'_, sqlx::Postgres>, sqlx::Error> {
+        let mut tx = self.conn.begin().await?;
+        if let Some(claim) = &self.claim {
+            sqlx::query("SELECT set_config('polybot.worker_claim', $1, true)")
+                .bind(claim)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for sql in &self.setup {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        }
+        Ok(tx)
+    }
+}
+
+impl Session for Claimed {
+    async fn count(&mut self, sql: &str, tenant: uuid::Uuid) -> Result<i64, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let n = sqlx::query_scalar(sql)
+            .bind(tenant)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn execute(&mut self, sql: &str, binds: &[uuid::Uuid]) -> Result<u64, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let mut query = sqlx::query(sql);
+        for bind in binds {
+            query = query.bind(*bind);
+        }
+        let done = query.execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok(done)
+    }
+}
+
+/// [`visible`] for any [`Session`].
+pub(crate) async fn visible_to(
+    session: &mut impl Session,
+    table: &str,
+    column: &str,
+    tenant: TenantId,
+) -> Option<i64> {
+    // Table and column names come from the catalog, not from input.
+    let sql = format!("SELECT count(*) FROM {table} WHERE {column} = $1");
+    match session.count(&sql, tenant.as_uuid()).await {
+        Ok(n) => Some(n),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42501") => None,
+        Err(e) => panic!("reading {table}: {e}"),
+    }
+}
+
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_tenant_role_reads_none_of_another_tenants_rows(
     pool_opts: PgPoolOptions,
@@ -184,16 +271,16 @@ async fn a_tenant_role_reads_none_of_another_tenants_rows(
 pub(crate) async fn assert_a_reads_none_of_bs_rows(
     pool: &PgPool,
     f: &Fixture,
-    a: &mut PgConnection,
+    a: &mut impl Session,
 ) {
     let mut readable = 0;
     for (table, column) in tenant_tables(pool).await {
-        let others = visible(a, &table, &column, f.b).await;
+        let others = visible_to(a, &table, &column, f.b).await;
         assert!(
             matches!(others, None | Some(0)),
             "A sees {others:?} of B's rows in {table}"
         );
-        if let Some(own) = visible(a, &table, &column, f.a).await {
+        if let Some(own) = visible_to(a, &table, &column, f.a).await {
             assert_eq!(own, 1, "A sees its own row in {table}");
             readable += 1;
         }
@@ -266,13 +353,10 @@ async fn setting_the_tenant_as_a_tenant_role_changes_nothing(
 pub(crate) async fn assert_a_writes_none_of_bs_rows(
     pool: &PgPool,
     f: &Fixture,
-    a: &mut PgConnection,
+    a: &mut impl Session,
 ) {
     for (table, insert) in SEED {
-        let result = sqlx::query(insert)
-            .bind(f.b.as_uuid())
-            .execute(&mut *a)
-            .await;
+        let result = a.execute(insert, &[f.b.as_uuid()]).await;
         let code = result.expect_err(&format!("A inserted a row of B into {table}"));
         let code = code
             .as_database_error()
@@ -284,24 +368,16 @@ pub(crate) async fn assert_a_writes_none_of_bs_rows(
 
     for (table, column) in tenant_tables(pool).await {
         let update = format!("UPDATE {table} SET {column} = {column} WHERE {column} = $1");
-        match sqlx::query(&update)
-            .bind(f.b.as_uuid())
-            .execute(&mut *a)
-            .await
-        {
-            Ok(done) => assert_eq!(done.rows_affected(), 0, "A updated B's rows in {table}"),
+        match a.execute(&update, &[f.b.as_uuid()]).await {
+            Ok(done) => assert_eq!(done, 0, "A updated B's rows in {table}"),
             Err(e) => assert_eq!(
                 e.as_database_error().and_then(|e| e.code()).as_deref(),
                 Some("42501")
             ),
         }
         let delete = format!("DELETE FROM {table} WHERE {column} = $1");
-        match sqlx::query(&delete)
-            .bind(f.b.as_uuid())
-            .execute(&mut *a)
-            .await
-        {
-            Ok(done) => assert_eq!(done.rows_affected(), 0, "A deleted B's rows in {table}"),
+        match a.execute(&delete, &[f.b.as_uuid()]).await {
+            Ok(done) => assert_eq!(done, 0, "A deleted B's rows in {table}"),
             Err(e) => assert_eq!(
                 e.as_database_error().and_then(|e| e.code()).as_deref(),
                 Some("42501")
@@ -310,10 +386,11 @@ pub(crate) async fn assert_a_writes_none_of_bs_rows(
     }
 
     // Moving its own row over to B fails the WITH CHECK clause.
-    let moved = sqlx::query("UPDATE opportunities SET tenant_id = $1 WHERE tenant_id = $2")
-        .bind(f.b.as_uuid())
-        .bind(f.a.as_uuid())
-        .execute(&mut *a)
+    let moved = a
+        .execute(
+            "UPDATE opportunities SET tenant_id = $1 WHERE tenant_id = $2",
+            &[f.b.as_uuid(), f.a.as_uuid()],
+        )
         .await
         .expect_err("A moved a row to B");
     assert_eq!(

@@ -1,6 +1,7 @@
 //! The integration tests of `polybot-store`, as one test binary (one link
 //! instead of one per file).
 
+mod claims;
 mod control_login;
 mod isolation;
 mod legacy;

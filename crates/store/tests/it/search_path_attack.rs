@@ -8,7 +8,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection};
 
 use crate::isolation::{
-    assert_a_reads_none_of_bs_rows, assert_a_writes_none_of_bs_rows, two_seeded_tenants,
+    Claimed, assert_a_reads_none_of_bs_rows, assert_a_writes_none_of_bs_rows, two_seeded_tenants,
+    visible_to,
 };
 
 fn code(err: &sqlx::Error) -> Option<String> {
@@ -170,4 +171,102 @@ async fn a_tenant_login_cannot_list_the_clusters_sessions(
             .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(sessions, 1);
+}
+
+/// Issue 22: the same attack by the shared worker login through PgBouncer,
+/// against what verifying a claim calls: `sha256`, `decode` and `date_part`
+/// shadowed in `public` (so that an unpinned verification would take an
+/// all-zero MAC for any tenant and never see an expiry), `public` put first
+/// in every transaction (session settings do not survive the pooler).
+async fn shadowing_worker(
+    pool: &PgPool,
+    f: &crate::isolation::Fixture,
+    base: &PgConnectOptions,
+    pooler: &polybot_store::testing::TestPooler,
+    claim: Option<String>,
+) -> Claimed {
+    open_public_to_everyone(pool).await;
+    let database = base.get_database().unwrap();
+    let mut conn = pooler.connect_options(database).connect().await.unwrap();
+    let zeros = "0".repeat(64);
+    let b_hex = f.b.as_uuid().simple().to_string();
+    for sql in [
+        format!(
+            "CREATE FUNCTION public.sha256(bytea) RETURNS bytea LANGUAGE sql \
+             AS $$ SELECT '\\x{zeros}'::bytea $$"
+        ),
+        format!(
+            "CREATE FUNCTION public.decode(text, text) RETURNS bytea LANGUAGE sql \
+             AS $$ SELECT '\\x{zeros}'::bytea $$"
+        ),
+        "CREATE FUNCTION public.date_part(text, timestamptz) RETURNS double precision \
+         LANGUAGE sql AS $$ SELECT 0::double precision $$"
+            .to_owned(),
+        format!(
+            "CREATE FUNCTION public.substr(text, integer) RETURNS text LANGUAGE sql \
+             AS $$ SELECT '{b_hex}'::text $$"
+        ),
+    ] {
+        sqlx::raw_sql(&sql)
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    Claimed {
+        conn,
+        claim,
+        setup: vec!["SET LOCAL search_path = public, pg_catalog".to_owned()],
+    }
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_worker_login_that_shadows_sha256_through_the_pooler_reads_and_writes_none_of_another_tenants_rows(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let pool = pool_opts.connect_with(base.clone()).await.unwrap();
+    let f = two_seeded_tenants(pool.clone(), base.clone()).await;
+    let pooler = polybot_store::testing::TestPooler::start(&f.db, &base, 2).await;
+    let claim =
+        polybot_store::testing::mint_claim(&f.db, f.a, std::time::Duration::from_secs(3600))
+            .await
+            .unwrap();
+    // B has a key too, so only the pinned names stand between A and B.
+    polybot_store::testing::mint_claim(&f.db, f.b, std::time::Duration::from_secs(3600))
+        .await
+        .unwrap();
+
+    // With its own claim: A's rows, none of B's.
+    let mut a = shadowing_worker(
+        &pool,
+        &f,
+        &base,
+        &pooler,
+        Some(claim.expose_secret().to_owned()),
+    )
+    .await;
+    // The shadows are live in its transactions: an unqualified call gets them.
+    let mut tx = sqlx::Connection::begin(&mut a.conn).await.unwrap();
+    sqlx::raw_sql("SET LOCAL search_path = public, pg_catalog")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let shadowed: String = sqlx::query_scalar("SELECT encode(sha256('x'::bytea), 'hex')")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(shadowed, "0".repeat(64));
+    tx.rollback().await.unwrap();
+
+    assert_a_reads_none_of_bs_rows(&pool, &f, &mut a).await;
+    assert_a_writes_none_of_bs_rows(&pool, &f, &mut a).await;
+
+    // A claim for B with an all-zero MAC, long expired: nothing.
+    a.claim = Some(format!("v1.{}.1.{}", f.b, "0".repeat(64)));
+    for tenant in [f.a, f.b] {
+        assert_eq!(
+            visible_to(&mut a, "opportunities", "tenant_id", tenant).await,
+            Some(0)
+        );
+    }
 }

@@ -89,6 +89,7 @@ fn config(
     WorkerConfig {
         tenant,
         database: login,
+        claim: None,
         keys: keys(),
         mode,
         spec_hash: "test-spec".into(),

@@ -172,6 +172,7 @@ fn config(
     WorkerConfig {
         tenant,
         database: login,
+        claim: None,
         keys: venue.keys.clone(),
         mode,
         spec_hash: "test-spec".into(),

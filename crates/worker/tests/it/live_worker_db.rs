@@ -49,6 +49,7 @@ async fn a_worker_on_live_data_writes_opportunities_and_reports_venue_health(
     let config = WorkerConfig {
         tenant,
         database: login.clone(),
+        claim: None,
         keys: live_mock::keys(),
         mode: Mode::Paper,
         spec_hash: "live-test".into(),

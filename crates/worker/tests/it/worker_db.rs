@@ -59,6 +59,7 @@ fn worker_config(tenant: TenantId, login: PgConnectOptions, pace: Pace) -> Worke
     WorkerConfig {
         tenant,
         database: login,
+        claim: None,
         keys: Default::default(),
         mode: Mode::Paper,
         spec_hash: "test-spec".into(),
@@ -562,4 +563,60 @@ async fn a_fenced_workers_writes_are_refused_and_it_stops(
     // It was fenced before its first opportunity: nothing of epoch 3 but heartbeats.
     assert_eq!(count(&mut a_conn, "opportunities").await, 0);
     worker_db.close().await;
+}
+
+/// Issue 22: the worker through PgBouncer with the shared worker login and
+/// its tenant's claim plays the same recording and writes the same rows,
+/// which only its tenant's claim reads; the other tenant's claim reads none.
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_worker_through_pgbouncer_with_its_claim_writes_rows_only_its_tenant_can_read(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let pool = pool_opts.connect_with(base.clone()).await.unwrap();
+    let control = Db::from_pool(pool, Scope::Control);
+    let a = tenant_with_config(&control, "tenant-a").await;
+    let b = tenant_with_config(&control, "tenant-b").await;
+    let pooler = polybot_store::testing::TestPooler::start(&control, &base, 2).await;
+    let shared = pooler.connect_options(base.get_database().unwrap());
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let a_claim = polybot_store::testing::mint_claim(&control, a, year)
+        .await
+        .unwrap();
+    let b_claim = polybot_store::testing::mint_claim(&control, b, year)
+        .await
+        .unwrap();
+
+    let mut config = worker_config(a, shared.clone(), Pace::AsFastAsPossible);
+    config.claim = Some(a_claim.clone());
+    polybot_worker::run(config, CancellationToken::new())
+        .await
+        .unwrap();
+
+    let counts = |tenant: TenantId, claim: polybot_store::WorkerClaim| {
+        let shared = shared.clone();
+        async move {
+            let db = Db::connect_worker(shared, tenant, Some(claim), 1)
+                .await
+                .unwrap();
+            let mut tx = db.tenant(tenant).await.unwrap();
+            let mut seen = Vec::new();
+            for table in ["opportunities", "trades", "balances", "worker_heartbeats"] {
+                seen.push(count(&mut tx, table).await);
+            }
+            tx.commit().await.unwrap();
+            db.close().await;
+            seen
+        }
+    };
+    let a_sees = counts(a, a_claim).await;
+    assert!(a_sees.iter().all(|n| *n > 0), "{a_sees:?}");
+    let mut a_direct = control.tenant(a).await.unwrap();
+    let mut stored = Vec::new();
+    for table in ["opportunities", "trades", "balances", "worker_heartbeats"] {
+        stored.push(count(&mut a_direct, table).await);
+    }
+    a_direct.commit().await.unwrap();
+    assert_eq!(a_sees, stored);
+    assert_eq!(counts(b, b_claim).await, vec![0, 0, 0, 0]);
 }
