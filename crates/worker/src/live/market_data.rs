@@ -729,3 +729,114 @@ impl<'a> Subscriber<'a> {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use polybot_engine::{BookDelta, Timestamp, parse_jsonl};
+    use rust_decimal::Decimal;
+    use serde_json::json;
+
+    use super::*;
+
+    fn plan(strategies: serde_json::Value) -> FeedPlan {
+        FeedPlan::for_strategies(&polybot_core::strategy::parse_strategies(&strategies).unwrap())
+    }
+
+    #[test]
+    fn the_union_of_two_tenants_plans_reads_what_either_reads_and_no_news() {
+        let a = plan(json!({
+            "crypto_15m": {"assets": ["BTC"], "spot_venues": ["coinbase"], "scan_interval_secs": 5},
+            "news_arb": {"newsapi_query": "fed", "rules": []}
+        }));
+        let b = plan(json!({
+            "crypto_15m": {"assets": ["ETH", "BTC"], "spot_venues": ["coinbase", "kraken"], "scan_interval_secs": 2},
+            "complement_arb": {"venues": ["kalshi"]}
+        }));
+        let union = union(&[a.clone(), b.clone()]).unwrap();
+        assert_eq!(union.updown_assets, vec!["BTC", "ETH"]);
+        assert_eq!(
+            union.spot,
+            vec![
+                (Venue::Coinbase, vec!["BTC".to_owned(), "ETH".to_owned()]),
+                (Venue::Kraken, vec!["BTC".to_owned(), "ETH".to_owned()])
+            ]
+        );
+        assert!(union.complement_kalshi && !union.complement_polymarket);
+        assert_eq!(union.spot_every, Duration::from_secs(2));
+        assert_eq!(union.newsapi_query, None);
+        // The same tenants in another order: the same union.
+        assert_eq!(super::union(&[b, a.clone()]), Some(union.clone()));
+        assert_eq!(
+            topics(&union),
+            vec![
+                "kalshi:complement",
+                "polymarket:updown:BTC",
+                "polymarket:updown:ETH",
+                "spot:coinbase:BTC",
+                "spot:coinbase:ETH",
+                "spot:kraken:BTC",
+                "spot:kraken:ETH"
+            ]
+        );
+        // News alone needs nothing from the service.
+        assert_eq!(
+            super::union(&[plan(
+                json!({"news_arb": {"rss_feeds": ["https://w.example/rss"], "rules": []}})
+            )]),
+            None
+        );
+    }
+
+    #[test]
+    fn a_books_snapshot_is_the_whole_book_with_the_deltas_applied() {
+        let mut publisher = Publisher {
+            plan: plan(
+                json!({"cross_venue_arb": {"pairs": [{"polymarket": "fed-cut", "kalshi": "KXFED"}]}}),
+            ),
+            ..Publisher::default()
+        };
+        let events = parse_jsonl(concat!(
+            r#"{"type":"market","ts":1,"market":"fed-cut","venue":"polymarket","outcomes":["Yes","No"],"fee_rate":"0.07"}"#, "\n",
+            r#"{"type":"book","ts":2,"market":"fed-cut","outcome":0,"bids":[["0.40","10"]],"asks":[["0.45","20"]]}"#, "\n",
+        ))
+        .unwrap();
+        let (topics, field) = publisher.route(&events[0]);
+        assert_eq!(topics, vec!["polymarket:market:fed-cut"]);
+        assert_eq!(field.unwrap().0, "0m:fed-cut");
+        publisher.route(&events[1]);
+        let delta = Event::new(
+            Timestamp(3),
+            EventKind::BookDelta(BookDelta {
+                market: MarketId::new("fed-cut"),
+                outcome: 0,
+                side: BookSide::Ask,
+                price: Decimal::new(44, 2),
+                size: Decimal::new(5, 0),
+            }),
+        );
+        let (topics, field) = publisher.route(&delta);
+        assert_eq!(topics, vec!["polymarket:market:fed-cut"]);
+        let (field, line) = field.unwrap();
+        assert_eq!(field, "1b:fed-cut:0");
+        let mut parser = ReplayParser::new();
+        parser.parse_line(&event_line(&events[0])).unwrap();
+        let Some(Event {
+            kind: EventKind::Book(book),
+            ..
+        }) = parser.parse_line(&line).unwrap()
+        else {
+            panic!("the snapshot of a delta is a book: {line}");
+        };
+        assert_eq!(
+            book.bids,
+            vec![Level::new(Decimal::new(40, 2), Decimal::new(10, 0))]
+        );
+        assert_eq!(
+            book.asks,
+            vec![
+                Level::new(Decimal::new(44, 2), Decimal::new(5, 0)),
+                Level::new(Decimal::new(45, 2), Decimal::new(20, 0))
+            ]
+        );
+    }
+}
