@@ -506,7 +506,7 @@ pub(super) async fn shared_feed(ctx: Ctx, url: String, plan: FeedPlan, keys: Vec
             Err(message) => {
                 for key in &keys {
                     ctx.shared
-                        .fail(*key, FeedState::Unreachable, message.clone(), None);
+                        .fail(key, FeedState::Unreachable, message.clone(), None);
                 }
                 if !ctx.pause(backoff).await {
                     return;
@@ -593,7 +593,7 @@ impl<'a> Subscriber<'a> {
             }
         }
         for key in self.keys {
-            self.ctx.shared.ok(*key);
+            self.ctx.shared.ok(key);
         }
         let mut renew = tokio::time::interval(REGISTER_EVERY);
         renew.tick().await;

@@ -269,7 +269,7 @@ impl LiveSource {
                 let keys = market_data::shared_keys(&plan);
                 if !market_data::topics(&plan).is_empty() {
                     for key in &keys {
-                        shared.expect(*key);
+                        shared.expect(key);
                     }
                     parts.push("shared market data");
                     tasks.spawn(market_data::shared_feed(

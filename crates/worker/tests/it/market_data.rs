@@ -244,7 +244,7 @@ fn start_service(redis: &Redis, rest: &MockServer, feed: &CoinbaseFeed) -> Cance
 }
 
 fn prices(range: std::ops::RangeInclusive<i64>) -> Vec<Decimal> {
-    range.map(|i| Decimal::new(65_000_00 + i, 2)).collect()
+    range.map(|i| Decimal::new(6_500_000 + i, 2)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
