@@ -47,7 +47,8 @@ use futures::StreamExt;
 use polybot_core::strategy::Venue;
 use polybot_core::worker::FeedState;
 use polybot_engine::{
-    BookSide, BookSnapshot, Event, EventKind, Level, MarketDef, MarketId, ReplayParser, event_line,
+    BookSide, BookSnapshot, Event, EventKind, Level, MarketDef, MarketId, ReplayParser, Timestamp,
+    event_line,
 };
 use redis::AsyncCommands;
 use rust_decimal::Decimal;
@@ -66,6 +67,9 @@ pub const PLANS_KEY: &str = "polybot:md:plans";
 pub const REGISTER_EVERY: Duration = Duration::from_secs(10);
 /// How long a registration lives without renewal.
 const REGISTRATION_TTL_MS: i64 = 3 * 10_000;
+/// How long after a market closes it stays in the snapshots (its
+/// resolution may follow its close).
+const PRUNE_AFTER: Duration = Duration::from_secs(3_600);
 /// The snapshot field holding the sequence number the snapshot is current to.
 const SEQ_FIELD: &str = "_seq";
 
@@ -218,6 +222,10 @@ pub async fn run_market_data(
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = refresh.tick() => {
+                publisher
+                    .prune(&mut conn, Timestamp(now_ms()))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
                 let wanted = read_plans(&mut conn).await.map_err(anyhow::Error::msg)?;
                 let wanted = union(&wanted);
                 if feeds.as_ref().map(|f| &f.plan) != wanted.as_ref() {
@@ -346,6 +354,8 @@ struct Publisher {
     plan: FeedPlan,
     /// Each market's topics, from its definition.
     routes: HashMap<MarketId, Vec<String>>,
+    /// When each market closes and how many outcomes it has, for pruning.
+    closes: HashMap<MarketId, (Timestamp, usize)>,
     books: HashMap<(MarketId, usize), BookState>,
     /// The last sequence number published per topic.
     seq: HashMap<String, u64>,
@@ -386,6 +396,10 @@ impl Publisher {
             EventKind::Market(def) => {
                 let topics = self.market_topics(def);
                 self.routes.insert(def.id.clone(), topics.clone());
+                if let Some(closes_at) = def.closes_at {
+                    self.closes
+                        .insert(def.id.clone(), (closes_at, def.outcomes.len()));
+                }
                 (topics, Some((format!("0m:{}", def.id), event_line(event))))
             }
             EventKind::Book(book) => {
@@ -448,6 +462,39 @@ impl Publisher {
                 (Vec::new(), None)
             }
         }
+    }
+
+    /// Forgets the markets that closed more than [`PRUNE_AFTER`] before
+    /// `now` and removes them from the snapshots, which would otherwise grow
+    /// by every 15-minute window.
+    async fn prune(
+        &mut self,
+        conn: &mut redis::aio::MultiplexedConnection,
+        now: Timestamp,
+    ) -> Result<(), String> {
+        let cutoff = now.0 - PRUNE_AFTER.as_millis() as i64;
+        let closed: Vec<(MarketId, usize)> = self
+            .closes
+            .iter()
+            .filter(|(_, (at, _))| at.0 < cutoff)
+            .map(|(id, (_, outcomes))| (id.clone(), *outcomes))
+            .collect();
+        for (id, outcomes) in closed {
+            self.closes.remove(&id);
+            let topics = self.routes.remove(&id).unwrap_or_default();
+            let mut fields = vec![format!("0m:{id}"), format!("2r:{id}")];
+            for outcome in 0..outcomes {
+                self.books.remove(&(id.clone(), outcome));
+                fields.push(format!("1b:{id}:{outcome}"));
+            }
+            for topic in topics {
+                let _removed: i64 = conn
+                    .hdel(snapshot_key(&topic), &fields)
+                    .await
+                    .map_err(redis_err("pruning a closed market from a snapshot"))?;
+            }
+        }
+        Ok(())
     }
 
     async fn publish(
@@ -732,7 +779,7 @@ impl<'a> Subscriber<'a> {
 
 #[cfg(test)]
 mod tests {
-    use polybot_engine::{BookDelta, Timestamp, parse_jsonl};
+    use polybot_engine::{BookDelta, parse_jsonl};
     use rust_decimal::Decimal;
     use serde_json::json;
 
@@ -838,5 +885,82 @@ mod tests {
                 Level::new(Decimal::new(45, 2), Decimal::new(20, 0))
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn markets_closed_an_hour_ago_leave_the_snapshots() {
+        let Some(binary) = std::env::var_os("POLYBOT_REDIS_SERVER").or_else(|| {
+            std::env::split_paths(&std::env::var_os("PATH")?)
+                .map(|p| p.join("redis-server"))
+                .find(|p| p.is_file())
+                .map(Into::into)
+        }) else {
+            panic!(
+                "redis-server is installed (Debian: apt-get install redis-server; scripts/test installs it)"
+            );
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("redis.sock");
+        let mut child = tokio::process::Command::new(binary)
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&socket)
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("redis+unix://{}", socket.display());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut conn = loop {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(conn) = client.get_multiplexed_async_connection().await
+            {
+                break conn;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server answered"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let now = 10_000_000_000;
+        let mut publisher = Publisher {
+            plan: plan(json!({"complement_arb": {"venues": ["polymarket"]}})),
+            ..Publisher::default()
+        };
+        let events = parse_jsonl(&format!(
+            "{}\n{}\n{}\n{}\n",
+            json!({"type":"market","ts":1,"market":"old","venue":"polymarket","outcomes":["Yes","No"],"fee_rate":"0.07","closes_at": now - 3_600_001}),
+            json!({"type":"book","ts":2,"market":"old","outcome":1,"bids":[["0.4","1"]],"asks":[]}),
+            json!({"type":"market","ts":3,"market":"open","venue":"polymarket","outcomes":["Yes","No"],"fee_rate":"0.07","closes_at": now + 1}),
+            json!({"type":"book","ts":4,"market":"open","outcome":0,"bids":[["0.4","1"]],"asks":[]}),
+        ))
+        .unwrap();
+        for event in &events {
+            publisher.publish(&mut conn, event).await.unwrap();
+        }
+        let fields = |conn: &mut redis::aio::MultiplexedConnection| {
+            let mut conn = conn.clone();
+            async move {
+                let mut f: Vec<String> = conn
+                    .hkeys("polybot:md:snap:polymarket:complement")
+                    .await
+                    .unwrap();
+                f.sort();
+                f
+            }
+        };
+        assert_eq!(
+            fields(&mut conn).await,
+            vec!["0m:old", "0m:open", "1b:old:1", "1b:open:0", "_seq"]
+        );
+        publisher.prune(&mut conn, Timestamp(now)).await.unwrap();
+        assert_eq!(
+            fields(&mut conn).await,
+            vec!["0m:open", "1b:open:0", "_seq"]
+        );
+        child.kill().await.unwrap();
     }
 }
