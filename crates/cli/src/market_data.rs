@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Args;
 use polybot_worker::LiveSettings;
 use polybot_worker::live::market_data::{MarketDataSettings, run_market_data};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 #[derive(Debug, Args)]
 pub struct MarketDataArgs {
@@ -27,7 +27,7 @@ pub async fn run(args: MarketDataArgs) -> anyhow::Result<()> {
     live.market_data = None;
     run_market_data(
         MarketDataSettings {
-            redis_url: args.redis_url.expose_secret().to_owned(),
+            redis_url: args.redis_url,
             live,
             refresh_every: Duration::from_secs(args.refresh_secs.max(1)),
         },
@@ -78,7 +78,7 @@ pub async fn start_local(
     let mut live = LiveSettings::from_env()?;
     live.market_data = None;
     let settings = MarketDataSettings {
-        redis_url: redis.service_url.expose_secret().to_owned(),
+        redis_url: redis.service_url.clone(),
         live,
         refresh_every: Duration::from_secs(2),
     };

@@ -187,7 +187,7 @@ pub fn union(plans: &[FeedPlan]) -> Option<FeedPlan> {
 #[derive(Debug, Clone)]
 pub struct MarketDataSettings {
     /// The Redis the service publishes to (`redis://…`).
-    pub redis_url: String,
+    pub redis_url: secrecy::SecretString,
     /// How the service reaches the venues.
     pub live: LiveSettings,
     /// How often registrations are read again.
@@ -207,7 +207,7 @@ pub async fn run_market_data(
     settings: MarketDataSettings,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = redis::Client::open(settings.redis_url.as_str())
+    let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&settings.redis_url))
         .map_err(|e| anyhow::anyhow!("market data: the Redis URL: {e}"))?;
     let mut conn = client
         .get_multiplexed_async_connection()

@@ -94,7 +94,7 @@ pub struct LiveSettings {
     pub rediscover_every: Duration,
     /// The shared market-data service's Redis (`POLYBOT_MARKET_DATA_URL`):
     /// when set, public market data comes from there, not from the venues.
-    pub market_data: Option<String>,
+    pub market_data: Option<secrecy::SecretString>,
     /// How many events wait for the engine before feeds wait (or, reading
     /// the shared service, drop updates and resync from its snapshots).
     pub channel_capacity: usize,
@@ -143,7 +143,7 @@ impl LiveSettings {
             {
                 anyhow::bail!("{ENV_MARKET_DATA_URL} is not a redis:// (or redis+unix://) URL");
             }
-            settings.market_data = Some(url.to_owned());
+            settings.market_data = Some(url.to_owned().into());
         }
         Ok(settings)
     }
@@ -274,7 +274,7 @@ impl LiveSource {
                     parts.push("shared market data");
                     tasks.spawn(market_data::shared_feed(
                         ctx.clone(),
-                        url.clone(),
+                        secrecy::ExposeSecret::expose_secret(url).to_owned(),
                         plan.clone(),
                         keys,
                     ));

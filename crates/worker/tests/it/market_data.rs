@@ -171,7 +171,7 @@ fn venue_settings(rest: &MockServer, feed: &CoinbaseFeed) -> LiveSettings {
 
 fn worker_settings(rest: &MockServer, feed: &CoinbaseFeed, redis: &Redis) -> LiveSettings {
     let mut settings = venue_settings(rest, feed);
-    settings.market_data = Some(redis.url.clone());
+    settings.market_data = Some(redis.url.clone().into());
     settings
 }
 
@@ -230,7 +230,7 @@ async fn spot_prices_until(source: &mut LiveSource, last: Decimal) -> Vec<Decima
 fn start_service(redis: &Redis, rest: &MockServer, feed: &CoinbaseFeed) -> CancellationToken {
     let cancel = CancellationToken::new();
     let settings = MarketDataSettings {
-        redis_url: redis.url.clone(),
+        redis_url: redis.url.clone().into(),
         live: venue_settings(rest, feed),
         refresh_every: Duration::from_millis(50),
     };
