@@ -66,7 +66,7 @@ impl PrivateRedis {
              dir {dir}\n\
              user default off\n\
              user marketdata on >{service_pw} ~polybot:md:* &polybot:md:* +@all\n\
-             user worker on >{worker_pw} %R~polybot:md:snap:* %RW~polybot:md:plans &polybot:md:ev:* +ping +subscribe +unsubscribe +hgetall +hset\n",
+             user worker on >{worker_pw} %R~polybot:md:snap:* %R~polybot:md:health %RW~polybot:md:plans &polybot:md:ev:* +ping +get +subscribe +unsubscribe +hgetall +hset\n",
             dir = dir.display(),
         );
         let config_path = dir.join("redis.conf");
@@ -206,6 +206,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(snapshot, vec!["_seq", "1"]);
+        let health: Option<String> = redis::cmd("GET")
+            .arg("polybot:md:health")
+            .query_async(&mut worker)
+            .await
+            .unwrap();
+        assert_eq!(health, None);
 
         // What it may not: publish, write a snapshot, touch other keys.
         for cmd in [
@@ -218,6 +224,7 @@ mod tests {
                 .arg("1s:BTC")
                 .arg("{}")
                 .clone(),
+            redis::cmd("SET").arg("polybot:md:health").arg("{}").clone(),
             redis::cmd("GET").arg("other").clone(),
         ] {
             let err = cmd

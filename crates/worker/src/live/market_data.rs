@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use polybot_core::strategy::Venue;
-use polybot_core::worker::FeedState;
+use polybot_core::worker::{FeedState, FeedStatus};
 use polybot_engine::{
     BookSide, BookSnapshot, Event, EventKind, Level, MarketDef, MarketId, ReplayParser, Timestamp,
     event_line,
@@ -65,8 +65,8 @@ use super::{Ctx, LiveSettings};
 pub const PLANS_KEY: &str = "polybot:md:plans";
 /// How often a worker renews its registration.
 pub const REGISTER_EVERY: Duration = Duration::from_secs(10);
-/// How long a registration lives without renewal.
-const REGISTRATION_TTL_MS: i64 = 3 * 10_000;
+/// The service's view of the venue feeds' health (JSON, by feed key).
+pub const HEALTH_KEY: &str = "polybot:md:health";
 /// How long after a market closes it stays in the snapshots (its
 /// resolution may follow its close).
 const PRUNE_AFTER: Duration = Duration::from_secs(3_600);
@@ -226,6 +226,15 @@ pub async fn run_market_data(
                     .prune(&mut conn, Timestamp(now_ms()))
                     .await
                     .map_err(anyhow::Error::msg)?;
+                if let Some(f) = &feeds {
+                    let health = serde_json::to_string(&f.shared.feeds())
+                        .map_err(|e| anyhow::anyhow!("market data: encoding the feeds' health: {e}"))?;
+                    let () = conn
+                        .set(HEALTH_KEY, health)
+                        .await
+                        .map_err(redis_err("writing the feeds' health"))
+                        .map_err(anyhow::Error::msg)?;
+                }
                 let wanted = read_plans(&mut conn).await.map_err(anyhow::Error::msg)?;
                 let wanted = union(&wanted);
                 if feeds.as_ref().map(|f| &f.plan) != wanted.as_ref() {
@@ -289,6 +298,7 @@ async fn read_plans(conn: &mut redis::aio::MultiplexedConnection) -> Result<Vec<
 /// The service's running venue feeds for one plan.
 struct Feeds {
     plan: FeedPlan,
+    shared: Shared,
     events: mpsc::Receiver<Event>,
     cancel: CancellationToken,
     tasks: JoinSet<()>,
@@ -298,9 +308,10 @@ impl Feeds {
     fn start(settings: &LiveSettings, plan: FeedPlan) -> anyhow::Result<Self> {
         let (tx, events) = mpsc::channel(4_096);
         let cancel = CancellationToken::new();
+        let shared = Shared::default();
         let ctx = Ctx {
             tx,
-            shared: Shared::default(),
+            shared: shared.clone(),
             cancel: cancel.clone(),
         };
         let mut tasks = JoinSet::new();
@@ -309,6 +320,7 @@ impl Feeds {
             .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         Ok(Self {
             plan,
+            shared,
             events,
             cancel,
             tasks,
@@ -541,11 +553,17 @@ impl Publisher {
 /// The worker's side: subscribes to `plan`'s topics at `url` and hands the
 /// events to the engine through `ctx`; reconnects (and resyncs) after a
 /// failure. Health reports the venue feeds as the connection to the service.
-pub(super) async fn shared_feed(ctx: Ctx, url: String, plan: FeedPlan, keys: Vec<&'static str>) {
+pub(super) async fn shared_feed(
+    ctx: Ctx,
+    url: String,
+    plan: FeedPlan,
+    keys: Vec<&'static str>,
+    every: Duration,
+) {
     let subscriber = uuid::Uuid::new_v4().to_string();
     let mut backoff = Duration::from_millis(200);
     loop {
-        let result = Subscriber::new(&ctx, &url, &plan, &subscriber, &keys)
+        let result = Subscriber::new(&ctx, &url, &plan, &subscriber, &keys, every)
             .run()
             .await;
         match result {
@@ -584,6 +602,7 @@ struct Subscriber<'a> {
     plan: &'a FeedPlan,
     id: &'a str,
     keys: &'a [&'static str],
+    every: Duration,
     parser: ReplayParser,
     /// The last sequence number applied, per topic.
     applied: HashMap<String, u64>,
@@ -598,6 +617,7 @@ impl<'a> Subscriber<'a> {
         plan: &'a FeedPlan,
         id: &'a str,
         keys: &'a [&'static str],
+        every: Duration,
     ) -> Self {
         Self {
             ctx,
@@ -605,6 +625,7 @@ impl<'a> Subscriber<'a> {
             plan,
             id,
             keys,
+            every,
             parser: ReplayParser::new(),
             applied: HashMap::new(),
             lagging: false,
@@ -639,16 +660,15 @@ impl<'a> Subscriber<'a> {
                 return Ok(());
             }
         }
-        for key in self.keys {
-            self.ctx.shared.ok(key);
-        }
-        let mut renew = tokio::time::interval(REGISTER_EVERY);
+        self.apply_health(&mut conn).await?;
+        let mut renew = tokio::time::interval(self.every);
         renew.tick().await;
         loop {
             let message = tokio::select! {
                 () = ctx.cancel.cancelled() => return Ok(()),
                 _ = renew.tick() => {
                     self.register(&mut conn).await?;
+                    self.apply_health(&mut conn).await?;
                     continue;
                 }
                 // Lagging: as soon as the engine has room again, replace
@@ -731,10 +751,49 @@ impl<'a> Subscriber<'a> {
         }
     }
 
+    /// The venue feeds' health as the service sees it: the connection to
+    /// the service works, so a feed is as healthy as the service's.
+    async fn apply_health(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<(), String> {
+        let json: Option<String> = conn
+            .get(HEALTH_KEY)
+            .await
+            .map_err(redis_err("reading the feeds' health"))?;
+        let feeds: BTreeMap<String, FeedStatus> = match json.as_deref().map(serde_json::from_str) {
+            Some(Ok(feeds)) => feeds,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "market data: unreadable feed health is ignored");
+                BTreeMap::new()
+            }
+            None => BTreeMap::new(),
+        };
+        for key in self.keys {
+            match feeds.get(*key) {
+                Some(status) if !matches!(status.status, FeedState::Ok | FeedState::Connecting) => {
+                    let error = status
+                        .last_error
+                        .as_deref()
+                        .unwrap_or(status.status.as_str());
+                    self.ctx.shared.fail(
+                        key,
+                        status.status,
+                        format!("the market-data service: {error}"),
+                        status.fix.clone(),
+                    );
+                }
+                _ => self.ctx.shared.ok(key),
+            }
+        }
+        Ok(())
+    }
+
     async fn register(&self, conn: &mut redis::aio::MultiplexedConnection) -> Result<(), String> {
+        let ttl_ms = i64::try_from(self.every.as_millis()).unwrap_or(i64::MAX / 4) * 3;
         let registration = Registration {
             plan: public_part(self.plan),
-            expires_at_ms: now_ms() + REGISTRATION_TTL_MS,
+            expires_at_ms: now_ms() + ttl_ms,
         };
         let json = serde_json::to_string(&registration)
             .map_err(|e| format!("market data: encoding the registration: {e}"))?;

@@ -95,6 +95,9 @@ pub struct LiveSettings {
     /// The shared market-data service's Redis (`POLYBOT_MARKET_DATA_URL`):
     /// when set, public market data comes from there, not from the venues.
     pub market_data: Option<secrecy::SecretString>,
+    /// How often a worker on the shared service renews its registration
+    /// and reads the service's view of the venues' health.
+    pub market_data_every: Duration,
     /// How many events wait for the engine before feeds wait (or, reading
     /// the shared service, drop updates and resync from its snapshots).
     pub channel_capacity: usize,
@@ -112,6 +115,7 @@ impl LiveSettings {
             complement_markets: 20,
             rediscover_every: Duration::from_secs(60),
             market_data: None,
+            market_data_every: market_data::REGISTER_EVERY,
             channel_capacity: 4_096,
         }
     }
@@ -277,6 +281,7 @@ impl LiveSource {
                         secrecy::ExposeSecret::expose_secret(url).to_owned(),
                         plan.clone(),
                         keys,
+                        settings.market_data_every,
                     ));
                 }
             }

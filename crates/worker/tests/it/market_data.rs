@@ -172,6 +172,7 @@ fn venue_settings(rest: &MockServer, feed: &CoinbaseFeed) -> LiveSettings {
 fn worker_settings(rest: &MockServer, feed: &CoinbaseFeed, redis: &Redis) -> LiveSettings {
     let mut settings = venue_settings(rest, feed);
     settings.market_data = Some(redis.url.clone().into());
+    settings.market_data_every = Duration::from_millis(100);
     settings
 }
 
@@ -279,6 +280,28 @@ async fn two_tenants_share_one_venue_connection_and_receive_the_same_events() {
     assert_eq!(spot_prices_until(&mut a, last).await, sent);
     assert_eq!(spot_prices_until(&mut b, last).await, sent);
     assert_eq!(feed.connections.load(Ordering::SeqCst), 1);
+    // The service cannot read Polymarket (the stand-in answers 404): the
+    // workers' heartbeats say so, with the service's error.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let gamma = loop {
+        let health = a.health();
+        if let Some(status) = health.get("polymarket_gamma")
+            && status.status == FeedState::Error
+        {
+            break status.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the service's Polymarket failure reached the worker: {health:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let error = gamma.last_error.unwrap();
+    assert!(
+        error.starts_with("the market-data service: ") && error.contains("404"),
+        "{error}"
+    );
+    assert_eq!(a.health()["coinbase"].status, FeedState::Ok);
     service.cancel();
     a.shutdown().await;
     b.shutdown().await;
