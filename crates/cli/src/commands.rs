@@ -60,6 +60,10 @@ pub enum Command {
     /// Record the venues' live public market data into the engine's JSONL
     /// replay format (what POLYBOT_REPLAY and `up --demo` play).
     Record(crate::record::RecordArgs),
+    /// Run the deployment's shared market-data service: one set of public
+    /// venue connections for every tenant's worker, published through Redis
+    /// (workers read it when POLYBOT_MARKET_DATA_URL is set).
+    MarketData(crate::market_data::MarketDataArgs),
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +236,11 @@ pub struct UpArgs {
     #[arg(long, env = "POLYBOT_WORKER_CONNECTIONS", default_value_t = 50,
           value_parser = clap::value_parser!(u32).range(1..=250))]
     pub worker_connections: u32,
+    /// Workers read the venues themselves instead of through the shared
+    /// market-data service (by default started, with a private
+    /// redis-server, when the host has redis-server).
+    #[arg(long)]
+    pub no_shared_market_data: bool,
 }
 
 #[derive(Debug, Args)]
@@ -316,6 +325,7 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
         Command::Tenants(args) => crate::tenants_cli::run(args).await,
         Command::Fleet(args) => crate::fleet_cli::run(args).await,
         Command::Record(args) => crate::record::run(args).await,
+        Command::MarketData(args) => crate::market_data::run(args).await,
     }
 }
 
@@ -444,6 +454,20 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         database.close().await?;
         return Err(err);
     }
+    // Live data (not a recording): one set of public venue connections for
+    // every tenant, through a private Redis (docs/market-data.md).
+    let shared = match (&demo, args.no_shared_market_data) {
+        (None, false) => {
+            match crate::market_data::start_local(&args.db.data_dir, stop.clone()).await {
+                Ok(shared) => shared,
+                Err(e) => {
+                    database.close().await?;
+                    return Err(e);
+                }
+            }
+        }
+        _ => None,
+    };
     let result = serve(
         &database,
         &args.db.data_dir,
@@ -452,11 +476,15 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         Backends {
             demo,
             newsapi_key_file: args.newsapi_key_file,
+            market_data_url: shared.as_ref().map(|s| s.worker_url()),
             ..Backends::default()
         },
         stop,
     )
     .await;
+    if let Some(shared) = shared {
+        shared.stop().await;
+    }
     database.close().await?;
     result
 }
@@ -484,6 +512,7 @@ async fn control_plane(mut args: ControlPlaneArgs) -> anyhow::Result<()> {
         demo: None,
         master_key: cloud.map(|cloud| cloud.master_key),
         newsapi_key_file: None,
+        market_data_url: None,
     };
     let result = serve(
         &database,
@@ -517,6 +546,8 @@ struct Backends {
     master_key: Option<SecretString>,
     /// `polybot up --newsapi-key-file`: the operator's NewsAPI key to store.
     newsapi_key_file: Option<PathBuf>,
+    /// `polybot up`: the shared market-data service's Redis, for workers.
+    market_data_url: Option<SecretString>,
 }
 
 impl Default for Backends {
@@ -530,6 +561,7 @@ impl Default for Backends {
             demo: None,
             master_key: None,
             newsapi_key_file: None,
+            market_data_url: None,
         }
     }
 }
@@ -690,6 +722,12 @@ async fn serve(
     reconciler.worker_secrets = worker_secrets;
     if let Some(demo) = &backends.demo {
         reconciler.worker_env.extend(demo.worker_env());
+    }
+    if let Some(url) = &backends.market_data_url {
+        reconciler.worker_env.insert(
+            polybot_core::worker::env::MARKET_DATA_URL.to_owned(),
+            url.expose_secret().to_owned(),
+        );
     }
     reconciler.spec_salt = spec_salt;
     if let Some((events, backstop)) = task_events {

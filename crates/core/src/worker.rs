@@ -53,6 +53,11 @@ pub mod env {
     /// [`REPLAY`] is given: on unless `0` (no market data at all, for tests
     /// of the worker's lifecycle).
     pub const LIVE_DATA: &str = "POLYBOT_LIVE_DATA";
+    /// The shared market-data service's Redis (`redis://…`): when set, the
+    /// worker takes the venues' public market data from there instead of
+    /// opening its own venue connections (news and private streams stay in
+    /// the worker).
+    pub const MARKET_DATA_URL: &str = "POLYBOT_MARKET_DATA_URL";
     /// The NewsAPI base URL for the news strategy.
     pub const NEWSAPI_URL: &str = "POLYBOT_NEWSAPI_URL";
     /// The operator's NewsAPI key, for tenants that bring none (a secret:
@@ -98,6 +103,7 @@ pub mod env {
         REPLAY_SPEED,
         REPLAY_EXIT,
         LIVE_DATA,
+        MARKET_DATA_URL,
         NEWSAPI_URL,
         PAPER_BALANCES,
         FLUSH_MS,

@@ -81,7 +81,7 @@ pub use fees::{
 };
 pub use health::{FeedHealth, HealthStatus, RateLimit, StrategyHealth};
 pub use portfolio::{Payout, Portfolio, PortfolioSnapshot, PositionView, StrategyPnl};
-pub use replay::{Replay, ReplayError, ReplayParser, parse_jsonl};
+pub use replay::{Replay, ReplayError, ReplayParser, event_line, parse_jsonl};
 pub use risk::RiskViolation;
 pub use strategies::cross_venue_arb::{PairOrigin, PairView};
 pub use types::{Asset, BookSide, Level, MarketId, OutcomeIdx, Side};

@@ -1,11 +1,12 @@
 //! Recorded market data as JSON Lines: one event per line, parsed into the
-//! same [`Event`]s a live feed produces. The format is documented in the
-//! crate root.
+//! same [`Event`]s a live feed produces, and written back by [`event_line`]
+//! (the shared market-data service publishes events in this format). The
+//! format is documented in the crate root.
 
 use std::io::BufRead;
 
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use polybot_core::strategy::{StrategyKind, Venue};
 
@@ -25,14 +26,14 @@ pub struct ReplayError {
     pub message: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum OutcomeRef {
     Index(usize),
     Name(String),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum Line {
     Market {
@@ -382,6 +383,87 @@ impl ReplayParser {
     }
 }
 
+/// One event as a replay line (no trailing newline): what
+/// [`ReplayParser::parse_line`] reads back into an equal event, once the
+/// event's market has been defined by its own `market` line. Outcomes are
+/// written as indices.
+pub fn event_line(event: &Event) -> String {
+    let ts = event.ts.0;
+    let pairs = |levels: &[Level]| levels.iter().map(|l| (l.price, l.size)).collect();
+    let line = match &event.kind {
+        EventKind::Market(def) => Line::Market {
+            ts,
+            market: def.id.as_str().to_owned(),
+            venue: def.venue,
+            outcomes: def.outcomes.clone(),
+            fee_rate: def.fee_rate,
+            fee_exponent: Some(def.fee_exponent),
+            question: def.question.clone(),
+            resolution_source: def.resolution_source.clone(),
+            window_start: def.window_start.map(|t| t.0),
+            closes_at: def.closes_at.map(|t| t.0),
+            asset: def.recurring.as_ref().map(|r| r.asset.as_str().to_owned()),
+            direction: def.recurring.as_ref().map(|r| r.direction),
+            strike: def.recurring.as_ref().and_then(|r| r.strike),
+            reference_price: def.reference_price,
+            condition_id: def.venue_ids.as_ref().map(|v| v.market.clone()),
+            tokens: def.venue_ids.as_ref().map(|v| v.instruments.clone()),
+        },
+        EventKind::Book(book) => Line::Book {
+            ts,
+            market: book.market.as_str().to_owned(),
+            outcome: OutcomeRef::Index(book.outcome),
+            bids: pairs(&book.bids),
+            asks: pairs(&book.asks),
+        },
+        EventKind::BookDelta(delta) => Line::BookDelta {
+            ts,
+            market: delta.market.as_str().to_owned(),
+            outcome: OutcomeRef::Index(delta.outcome),
+            side: delta.side,
+            price: delta.price,
+            size: delta.size,
+        },
+        EventKind::Trade(trade) => Line::Trade {
+            ts,
+            market: trade.market.as_str().to_owned(),
+            outcome: OutcomeRef::Index(trade.outcome),
+            price: trade.price,
+            size: trade.size,
+            side: trade.aggressor,
+        },
+        EventKind::Spot(spot) => Line::Spot {
+            ts,
+            venue: spot.venue,
+            asset: spot.asset.as_str().to_owned(),
+            price: spot.price,
+        },
+        EventKind::Headline(h) => Line::Headline {
+            ts,
+            id: h.id.clone(),
+            source: h.source.clone(),
+            title: h.title.clone(),
+            summary: h.summary.clone(),
+            published: Some(h.published.0),
+        },
+        EventKind::Resolved(r) => Line::Resolved {
+            ts,
+            market: r.market.as_str().to_owned(),
+            outcome: OutcomeRef::Index(r.outcome),
+        },
+        EventKind::FeedHealth(h) => Line::FeedHealth {
+            ts,
+            strategy: h.strategy,
+            degraded: h.degraded.clone(),
+            rate_limited: h.rate_limited.as_ref().map(|r| r.reason.clone()),
+            rate_limited_until: h.rate_limited.as_ref().and_then(|r| r.until.map(|t| t.0)),
+        },
+        EventKind::Tick => Line::Tick { ts },
+    };
+    serde_json::to_string(&line)
+        .expect("a replay line serializes: every field is a string, number or list")
+}
+
 /// An iterator of events over a JSONL reader (a file, a decompressor, a
 /// byte slice).
 #[derive(Debug)]
@@ -435,6 +517,35 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
+
+    #[test]
+    fn every_kind_of_event_written_as_a_line_parses_back_equal() {
+        let text = concat!(
+            r#"{"type":"market","ts":1,"market":"btc-updown","venue":"polymarket","outcomes":["Up","Down"],"fee_rate":"0.07","fee_exponent":2,"question":"q","resolution_source":"src","window_start":0,"closes_at":900000,"asset":"BTC","direction":"above","strike":"94000.5","reference_price":"93000","condition_id":"0xc","tokens":["t1","t2"]}"#,
+            "\n",
+            r#"{"type":"market","ts":1,"market":"K","venue":"kalshi","outcomes":["Yes","No"],"fee_rate":"0.07"}"#,
+            "\n",
+            r#"{"type":"book","ts":2,"market":"btc-updown","outcome":"Down","bids":[["0.40","10"]],"asks":[["0.45","20.5"]]}"#,
+            "\n",
+            r#"{"type":"book_delta","ts":3,"market":"K","outcome":1,"side":"bid","price":"0.3","size":"0"}"#,
+            "\n",
+            r#"{"type":"trade","ts":4,"market":"K","outcome":0,"price":"0.5","size":"1","side":"sell"}"#,
+            "\n",
+            r#"{"type":"spot","ts":5,"venue":"kraken","asset":"eth","price":"3100.25"}"#,
+            "\n",
+            r#"{"type":"headline","ts":6,"id":"u1","source":"rss","title":"Fed cuts","summary":"s","published":5}"#,
+            "\n",
+            r#"{"type":"resolved","ts":7,"market":"K","outcome":"No"}"#,
+            "\n",
+            r#"{"type":"feed_health","ts":8,"strategy":"news_arb","degraded":"down","rate_limited":"429","rate_limited_until":99}"#,
+            "\n",
+            r#"{"type":"tick","ts":9}"#,
+            "\n",
+        );
+        let events = parse_jsonl(text).unwrap();
+        let written: String = events.iter().map(|e| event_line(e) + "\n").collect();
+        assert_eq!(parse_jsonl(&written).unwrap(), events);
+    }
 
     #[test]
     fn a_book_line_names_its_outcome_and_prices_are_strings() {

@@ -3,7 +3,7 @@
 //! Settings ([`WorkerArgs`], the same for local processes and ECS tasks):
 //! each has a flag and the environment variable a launcher sets, named in
 //! [`polybot_core::worker::env`]; the venues' endpoints (the `POLYBOT_*_URL`
-//! overrides, `POLYBOT_NEWSAPI_URL`) are read by [`LiveSettings::from_env`]
+//! overrides, `POLYBOT_NEWSAPI_URL`, `POLYBOT_MARKET_DATA_URL`) are read by [`LiveSettings::from_env`]
 //! when live data is on. A malformed value stops the worker at startup,
 //! naming the variable.
 //!

@@ -52,6 +52,15 @@ fn a_malformed_heartbeat_mode_or_flush_size_stops_the_worker_naming_the_variable
 }
 
 #[test]
+fn a_market_data_url_that_is_not_redis_stops_the_worker_naming_the_variable_not_the_url() {
+    let url = format!("http://market:{PASSWORD}@cache.internal:6379");
+    let (code, stderr) = refused(&[(env::MARKET_DATA_URL, &url)]);
+    assert_ne!(code, Some(exit::OK), "{stderr}");
+    assert!(stderr.contains(env::MARKET_DATA_URL), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
+
+#[test]
 fn a_malformed_secret_is_refused_naming_its_variable_without_echoing_it() {
     let (code, stderr) = refused(&[(
         env::DATABASE_URL,

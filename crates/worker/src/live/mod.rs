@@ -31,11 +31,16 @@
 //! stamped with the time they were received (the wall clock), so a recording
 //! of them replays in order.
 //!
+//! With `POLYBOT_MARKET_DATA_URL` set, the venues' public data comes from the
+//! deployment's shared market-data service instead ([`market_data`]): the
+//! worker opens no venue connection for it, and only news stays here.
+//!
 //! Not here: the engine (crate `polybot-engine`), the HTTP and news clients
 //! and their rate limits (crate `polybot-venues`).
 
 mod health;
 mod kalshi;
+pub mod market_data;
 mod news;
 mod plan;
 mod polymarket;
@@ -63,6 +68,9 @@ use self::plan::{KALSHI, NEWSAPI, POLYMARKET_CLOB, POLYMARKET_GAMMA, RSS, spot_k
 use self::spot::{SpotClient, spot_name};
 use crate::source::{EventSource, SourceError, SystemClock};
 
+/// The shared market-data service's Redis.
+pub const ENV_MARKET_DATA_URL: &str = polybot_core::worker::env::MARKET_DATA_URL;
+
 /// Base URL of NewsAPI (a recorded-response server in tests).
 pub const ENV_NEWSAPI_URL: &str = polybot_core::worker::env::NEWSAPI_URL;
 
@@ -84,6 +92,15 @@ pub struct LiveSettings {
     pub complement_markets: usize,
     /// How often markets are discovered again (new windows, new listings).
     pub rediscover_every: Duration,
+    /// The shared market-data service's Redis (`POLYBOT_MARKET_DATA_URL`):
+    /// when set, public market data comes from there, not from the venues.
+    pub market_data: Option<secrecy::SecretString>,
+    /// How often a worker on the shared service renews its registration
+    /// and reads the service's view of the venues' health.
+    pub market_data_every: Duration,
+    /// How many events wait for the engine before feeds wait (or, reading
+    /// the shared service, drop updates and resync from its snapshots).
+    pub channel_capacity: usize,
 }
 
 impl LiveSettings {
@@ -97,6 +114,9 @@ impl LiveSettings {
             stream: true,
             complement_markets: 20,
             rediscover_every: Duration::from_secs(60),
+            market_data: None,
+            market_data_every: market_data::REGISTER_EVERY,
+            channel_capacity: 4_096,
         }
     }
 
@@ -116,6 +136,18 @@ impl LiveSettings {
                 anyhow::bail!("{ENV_NEWSAPI_URL} is not an http(s) URL: {url:?}");
             }
             settings.newsapi_url = url.to_owned();
+        }
+        if let Ok(url) = std::env::var(ENV_MARKET_DATA_URL)
+            && !url.trim().is_empty()
+        {
+            let url = url.trim();
+            if !url.starts_with("redis://")
+                && !url.starts_with("redis+unix://")
+                && !url.starts_with("unix://")
+            {
+                anyhow::bail!("{ENV_MARKET_DATA_URL} is not a redis:// (or redis+unix://) URL");
+            }
+            settings.market_data = Some(url.to_owned().into());
         }
         Ok(settings)
     }
@@ -164,6 +196,58 @@ impl Ctx {
     }
 }
 
+/// Starts the venues' public feeds `plan` needs (everything but news), one
+/// task each, on `ctx`.
+fn spawn_public_feeds(
+    ctx: &Ctx,
+    plan: &FeedPlan,
+    settings: &LiveSettings,
+    tasks: &mut JoinSet<()>,
+    parts: &mut Vec<&'static str>,
+) -> Result<(), SourceError> {
+    let shared = &ctx.shared;
+    let fatal = |e: VenueError| SourceError {
+        message: format!("starting the live feeds: {e}"),
+        fatal: true,
+    };
+    if plan.needs_polymarket() {
+        let pm = Polymarket::with_options(&settings.endpoints, &settings.client).map_err(fatal)?;
+        shared.expect(POLYMARKET_GAMMA);
+        shared.expect(POLYMARKET_CLOB);
+        parts.push("Polymarket");
+        tasks.spawn(polymarket::polymarket_feed(
+            ctx.clone(),
+            pm,
+            plan.clone(),
+            settings.clone(),
+        ));
+    }
+    if plan.needs_kalshi() {
+        let kalshi = Kalshi::with_options(&settings.endpoints, &settings.client).map_err(fatal)?;
+        shared.expect(KALSHI);
+        parts.push("Kalshi");
+        tasks.spawn(kalshi::kalshi_feed(
+            ctx.clone(),
+            kalshi,
+            plan.clone(),
+            settings.clone(),
+        ));
+    }
+    for (venue, assets) in &plan.spot {
+        let client = SpotClient::new(*venue, settings).map_err(fatal)?;
+        shared.expect(spot_key(*venue));
+        parts.push(spot_name(*venue));
+        tasks.spawn(spot::spot_feed(
+            ctx.clone(),
+            client,
+            assets.clone(),
+            plan.spot_every,
+            settings.clone(),
+        ));
+    }
+    Ok(())
+}
+
 impl LiveSource {
     /// Starts the feeds `strategies` need. Must run inside a Tokio runtime.
     /// `keys` gives the NewsAPI key (else the operator's, in `settings`);
@@ -174,7 +258,7 @@ impl LiveSource {
         keys: &ExchangeKeys,
     ) -> Result<Self, SourceError> {
         let plan = FeedPlan::for_strategies(strategies);
-        let (tx, events) = mpsc::channel(4_096);
+        let (tx, events) = mpsc::channel(settings.channel_capacity.max(1));
         let shared = Shared::default();
         let cancel = CancellationToken::new();
         let ctx = Ctx {
@@ -182,48 +266,26 @@ impl LiveSource {
             shared: shared.clone(),
             cancel: cancel.clone(),
         };
-        let fatal = |e: VenueError| SourceError {
-            message: format!("starting the live feeds: {e}"),
-            fatal: true,
-        };
         let mut tasks = JoinSet::new();
         let mut parts = Vec::new();
-        if plan.needs_polymarket() {
-            let pm =
-                Polymarket::with_options(&settings.endpoints, &settings.client).map_err(fatal)?;
-            shared.expect(POLYMARKET_GAMMA);
-            shared.expect(POLYMARKET_CLOB);
-            parts.push("Polymarket");
-            tasks.spawn(polymarket::polymarket_feed(
-                ctx.clone(),
-                pm,
-                plan.clone(),
-                settings.clone(),
-            ));
-        }
-        if plan.needs_kalshi() {
-            let kalshi =
-                Kalshi::with_options(&settings.endpoints, &settings.client).map_err(fatal)?;
-            shared.expect(KALSHI);
-            parts.push("Kalshi");
-            tasks.spawn(kalshi::kalshi_feed(
-                ctx.clone(),
-                kalshi,
-                plan.clone(),
-                settings.clone(),
-            ));
-        }
-        for (venue, assets) in &plan.spot {
-            let client = SpotClient::new(*venue, &settings).map_err(fatal)?;
-            shared.expect(spot_key(*venue));
-            parts.push(spot_name(*venue));
-            tasks.spawn(spot::spot_feed(
-                ctx.clone(),
-                client,
-                assets.clone(),
-                plan.spot_every,
-                settings.clone(),
-            ));
+        match &settings.market_data {
+            Some(url) => {
+                let keys = market_data::shared_keys(&plan);
+                if !market_data::topics(&plan).is_empty() {
+                    for key in &keys {
+                        shared.expect(key);
+                    }
+                    parts.push("shared market data");
+                    tasks.spawn(market_data::shared_feed(
+                        ctx.clone(),
+                        secrecy::ExposeSecret::expose_secret(url).to_owned(),
+                        plan.clone(),
+                        keys,
+                        settings.market_data_every,
+                    ));
+                }
+            }
+            None => spawn_public_feeds(&ctx, &plan, &settings, &mut tasks, &mut parts)?,
         }
         if plan.needs_news() {
             let key = keys

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use polybot_core::strategy::{StrategiesConfig, StrategyKind, Venue};
 
-/// The feeds the tenant's enabled strategies need.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The feeds the tenant's enabled strategies need (serialized: a worker
+/// registers it with the shared market-data service).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FeedPlan {
     /// Assets whose 15-minute up/down events are followed on Polymarket.
     pub updown_assets: Vec<String>,

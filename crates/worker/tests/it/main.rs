@@ -10,5 +10,6 @@ mod live_mock;
 mod live_source;
 mod live_spot_stream;
 mod live_worker_db;
+mod market_data;
 mod sandbox;
 mod worker_db;

@@ -1,0 +1,109 @@
+//! `polybot market-data`: the deployment's shared market-data service (see
+//! `polybot_worker::live::market_data`). One per deployment: it holds the
+//! venues' public connections for every tenant and publishes through Redis.
+
+use std::time::Duration;
+
+use clap::Args;
+use polybot_worker::LiveSettings;
+use polybot_worker::live::market_data::{MarketDataSettings, run_market_data};
+use secrecy::SecretString;
+
+#[derive(Debug, Args)]
+pub struct MarketDataArgs {
+    /// The Redis to publish to and read the workers' registrations from
+    /// (`redis://:password@127.0.0.1:6379`); the workers' own setting.
+    #[arg(long, env = "POLYBOT_MARKET_DATA_URL")]
+    pub redis_url: SecretString,
+    /// How often the workers' registrations are read again (seconds).
+    #[arg(long, default_value_t = 5)]
+    pub refresh_secs: u64,
+}
+
+pub async fn run(args: MarketDataArgs) -> anyhow::Result<()> {
+    let stop = crate::shutdown::on_signal()?;
+    let mut live = LiveSettings::from_env()?;
+    // The service is what reads the venues.
+    live.market_data = None;
+    run_market_data(
+        MarketDataSettings {
+            redis_url: args.redis_url,
+            live,
+            refresh_every: Duration::from_secs(args.refresh_secs.max(1)),
+        },
+        stop,
+    )
+    .await
+}
+
+/// What `polybot up` runs for shared market data: a private redis-server and
+/// the service, as a task of this process that restarts after a failure.
+pub struct LocalMarketData {
+    redis: crate::redis_server::PrivateRedis,
+    service: tokio::task::JoinHandle<()>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl LocalMarketData {
+    /// The URL workers get (the `worker` Redis user).
+    pub fn worker_url(&self) -> SecretString {
+        self.redis.worker_url.clone()
+    }
+
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        if let Err(e) = self.service.await {
+            tracing::error!(error = %e, "the market-data service task failed");
+        }
+        self.redis.stop().await;
+    }
+}
+
+/// Starts the private Redis and the service when the host has redis-server;
+/// `None` (with how to install it) when it has not: workers then read the
+/// venues themselves.
+pub async fn start_local(
+    data_dir: &std::path::Path,
+    stop: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Option<LocalMarketData>> {
+    let Some(binary) = crate::redis_server::find_redis_server() else {
+        tracing::warn!(
+            "no redis-server on this host: every worker opens its own venue connections. \
+             For one shared set, install it (Debian: apt-get install redis-server) or name it \
+             in POLYBOT_REDIS_SERVER; --no-shared-market-data silences this"
+        );
+        return Ok(None);
+    };
+    let redis = crate::redis_server::PrivateRedis::start(&binary, data_dir).await?;
+    let mut live = LiveSettings::from_env()?;
+    live.market_data = None;
+    let settings = MarketDataSettings {
+        redis_url: redis.service_url.clone(),
+        live,
+        refresh_every: Duration::from_secs(2),
+    };
+    let cancel = stop.child_token();
+    let token = cancel.clone();
+    let service = tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
+        while !token.is_cancelled() {
+            match run_market_data(settings.clone(), token.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "the market-data service stopped; restarting");
+                    tokio::select! {
+                        () = token.cancelled() => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    });
+    tracing::info!("shared market data: a private redis-server and the market-data service");
+    Ok(Some(LocalMarketData {
+        redis,
+        service,
+        cancel,
+    }))
+}
