@@ -11,6 +11,7 @@ mod ecs_args;
 mod fleet_cli;
 mod ops;
 mod record;
+mod replay;
 mod shutdown;
 mod tenant_cost;
 mod tenants_cli;
