@@ -263,6 +263,22 @@ fn up_replay_a_tenant_switched_to_live_trades_through_the_venue_and_its_pnl_is_t
         assert_eq!(clob.order_posts(), 2, "{:?}", clob.rejections());
         assert_eq!(clob.position(ADDRESS, &market.tokens[0]), d("100"));
         assert_eq!(clob.position(ADDRESS, &market.tokens[1]), d("100"));
+        // 1000 − 95 − 3.4125, and the cash the tenant is shown is the venue's.
+        assert_eq!(clob.balance(ADDRESS), d("901.5875"));
+        let polymarket_cash = |page: &Value| {
+            page["items"].as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|b| b["venue"] == "polymarket")
+                    .map(|b| money(&b["amount"]))
+            })
+        };
+        let balances = up
+            .wait_for(&format!("/tenants/{id}/balances"), |page| {
+                polymarket_cash(page) == Some(d("901.5875"))
+            })
+            .await;
+        assert_eq!(polymarket_cash(&balances), Some(d("901.5875")));
 
         // 100 × 0.07 × p × (1 − p) per leg.
         let mut seen: Vec<(String, String, Decimal, Decimal, Decimal, String)> = trades["items"]
