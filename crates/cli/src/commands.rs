@@ -35,7 +35,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole platform on this machine: a private PostgreSQL (unless
     /// DATABASE_URL is set), migrations, and the control plane.
-    Up(UpArgs),
+    Up(Box<UpArgs>),
     /// Apply the database migrations (a no-op when they are current).
     Migrate(MigrateArgs),
     /// Run only the private PostgreSQL cluster of a data dir, until stopped.
@@ -58,7 +58,7 @@ pub enum Command {
     /// worker image or worker settings across every tenant.
     Fleet(crate::fleet_cli::FleetArgs),
     /// Record the venues' live public market data into the engine's JSONL
-    /// replay format (what POLYBOT_REPLAY and `up --demo` play).
+    /// replay format (what POLYBOT_REPLAY, `up --replay` and `up --demo` play).
     Record(crate::record::RecordArgs),
     /// Run the deployment's shared market-data service: one set of public
     /// venue connections for every tenant's worker, published through Redis
@@ -221,8 +221,15 @@ pub struct UpArgs {
     /// live public data (offline), and a demo tenant (paper mode, every
     /// strategy on) is onboarded: opportunities within seconds. Without it,
     /// workers paper-trade on the venues' live public data.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "replay")]
     pub demo: bool,
+    /// Workers trade on this recording (the JSONL replay format that
+    /// `polybot record` writes) instead of the venues' live public data, at
+    /// its recorded pace unless POLYBOT_REPLAY_SPEED says otherwise. Each
+    /// tenant's mode applies: paper fills, or, for a tenant switched to
+    /// live, real orders to the venue the recording's markets name.
+    #[arg(long, env = "POLYBOT_UP_REPLAY", value_name = "FILE")]
+    pub replay: Option<PathBuf>,
     /// A file holding the operator's NewsAPI key, for every tenant that has
     /// none of its own: sealed into the local secret store (it stays there
     /// for later starts) and handed to workers with their secrets, never in
@@ -315,7 +322,7 @@ pub async fn run(prepared: Prepared) -> anyhow::Result<()> {
         Prepared::Other(command) => *command,
     };
     match command {
-        Command::Up(args) => up(args).await,
+        Command::Up(args) => up(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Postgres(args) => postgres(args).await,
         Command::ControlPlane(args) => control_plane(*args).await,
@@ -449,6 +456,11 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         true => Some(crate::demo::Demo::prepare(&args.db.data_dir)?),
         false => None,
     };
+    let replay = args
+        .replay
+        .as_deref()
+        .map(crate::replay::Replayed::open)
+        .transpose()?;
     let mut database = Database::open(&args.db).await?;
     if let Err(err) = database.start_pooler(args.worker_connections).await {
         database.close().await?;
@@ -456,8 +468,9 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
     }
     // Live data (not a recording): one set of public venue connections for
     // every tenant, through a private Redis (docs/market-data.md).
-    let shared = match (&demo, args.no_shared_market_data) {
-        (None, false) => {
+    let recorded = demo.is_some() || replay.is_some();
+    let shared = match (recorded, args.no_shared_market_data) {
+        (false, false) => {
             match crate::market_data::start_local(&args.db.data_dir, stop.clone()).await {
                 Ok(shared) => shared,
                 Err(e) => {
@@ -475,6 +488,7 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         None,
         Backends {
             demo,
+            replay,
             newsapi_key_file: args.newsapi_key_file,
             market_data_url: shared.as_ref().map(|s| s.worker_url()),
             ..Backends::default()
@@ -510,6 +524,7 @@ async fn control_plane(mut args: ControlPlaneArgs) -> anyhow::Result<()> {
         worker_database_host: args.worker_database_host,
         worker_database_url: args.worker_database_url,
         demo: None,
+        replay: None,
         master_key: cloud.map(|cloud| cloud.master_key),
         newsapi_key_file: None,
         market_data_url: None,
@@ -539,6 +554,8 @@ struct Backends {
     /// `polybot up --demo`: the recording the workers play (without it,
     /// workers trade on the venues' live public data).
     demo: Option<crate::demo::Demo>,
+    /// `polybot up --replay FILE`: the recording the workers play.
+    replay: Option<crate::replay::Replayed>,
     /// Cloud mode: the master key from the environment. The control plane
     /// then writes nothing (no data dir, key or token file) and does not
     /// migrate: its database login may not (`polybot migrate` does, with the
@@ -559,6 +576,7 @@ impl Default for Backends {
             worker_database_host: None,
             worker_database_url: None,
             demo: None,
+            replay: None,
             master_key: None,
             newsapi_key_file: None,
             market_data_url: None,
@@ -655,6 +673,10 @@ async fn serve(
             ),
         );
     }
+    if let Some(replay) = &backends.replay {
+        // The same for a recording of the operator's.
+        settings.recording = Some(replay.recording.clone());
+    }
     state.settings = Arc::new(settings);
     state.channel_key = channel_key;
     // Image rollouts need a launcher that runs images (ECS).
@@ -728,6 +750,10 @@ async fn serve(
             polybot_core::worker::env::MARKET_DATA_URL.to_owned(),
             url.expose_secret().to_owned(),
         );
+    }
+    if let Some(replay) = &backends.replay {
+        reconciler.worker_env.extend(replay.worker_env());
+        tracing::info!(recording = %replay.path.display(), "workers play the recording");
     }
     reconciler.spec_salt = spec_salt;
     if let Some((events, backstop)) = task_events {

@@ -13,6 +13,7 @@ mod market_data;
 mod ops;
 mod record;
 mod redis_server;
+mod replay;
 mod shutdown;
 mod tenant_cost;
 mod tenants_cli;

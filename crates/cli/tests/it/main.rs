@@ -15,5 +15,6 @@ mod rehearsal;
 mod settings;
 mod tenants_cli;
 mod up;
+mod up_live;
 mod worker_isolation;
 mod worker_settings;

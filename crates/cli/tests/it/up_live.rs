@@ -1,0 +1,380 @@
+//! Live trading through `polybot up` (issue 18), nothing reaching a real
+//! venue: the workers play a recording (`--replay`) whose market the CLOB
+//! stand-in lists; a tenant onboarded with Polymarket keys is switched to
+//! live by the operator, with the acknowledgement and a preflight that reads
+//! the stand-in's balance; the opportunity in the recording becomes signed
+//! orders the stand-in fills, and the API's trades, positions and PnL are
+//! those fills.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use polybot_venues::execution::polymarket::POLYGON;
+use polybot_venues::testing::{ClobStandIn, StandInMarket};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+/// Anvil's first test key and its address.
+const KEY: &str = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const ADDRESS: &str = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
+const ACKNOWLEDGEMENT: &str = "I understand real orders will be sent";
+
+fn d(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+}
+
+/// A decimal field of an API answer.
+fn money(value: &Value) -> Decimal {
+    d(value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a decimal string: {value}")))
+}
+
+/// The stand-in's market, recorded: YES asks 0.40 and NO asks 0.55 for 100
+/// shares each, a complement arbitrage of 100 sets.
+fn recording(dir: &Path, market: &StandInMarket) -> PathBuf {
+    let lines = [
+        json!({
+            "type": "market", "ts": 1_777_467_540_000_i64, "market": "pm-eth-5k",
+            "venue": "polymarket", "outcomes": ["Yes", "No"], "fee_rate": "0.07",
+            "question": "ETH above 5000 on Friday?",
+            "condition_id": market.condition_id, "tokens": market.tokens,
+        }),
+        json!({"type": "book", "ts": 1_777_467_550_000_i64, "market": "pm-eth-5k",
+               "outcome": "Yes", "bids": [["0.36", "50"]], "asks": [["0.40", "100"]]}),
+        json!({"type": "book", "ts": 1_777_467_551_000_i64, "market": "pm-eth-5k",
+               "outcome": "No", "bids": [["0.50", "100"]], "asks": [["0.55", "100"]]}),
+    ];
+    let path = dir.join("recording.jsonl");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&path, text.join("\n") + "\n").unwrap();
+    path
+}
+
+/// A started `polybot up`, stopped (SIGTERM, then reaped) when dropped.
+struct Up {
+    child: Child,
+    base: String,
+    token: String,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        if let Err(err) = signal::kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM) {
+            eprintln!("could not stop polybot up: {err}");
+        }
+        for _ in 0..600 {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Err(err) = self.child.kill() {
+            eprintln!("could not kill polybot up: {err}");
+        }
+        if let Err(err) = self.child.wait() {
+            eprintln!("could not reap polybot up: {err}");
+        }
+    }
+}
+
+/// `polybot up --replay <recording>` with the venues' CLOB at `clob`.
+fn start(data_dir: &Path, replay: &Path, clob: &ClobStandIn) -> Up {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polybot"))
+        .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .arg("--replay")
+        .arg(replay)
+        .env_remove("DATABASE_URL")
+        .env_remove("POLYBOT_PAPER_BALANCES")
+        .env_remove("POLYBOT_REPLAY")
+        .env("POLYBOT_REPLAY_SPEED", "max")
+        .env("POLYBOT_HEARTBEAT_SECS", "0.5")
+        .env(
+            "POLYBOT_POLYMARKET_CLOB_URL",
+            clob.url().trim_end_matches('/'),
+        )
+        .env("POLYBOT_POLYMARKET_WS_URL", clob.ws_url())
+        .env("POLYBOT_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("polybot starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            log.push(line.clone());
+            if let Some(rest) = line.split("PolyBot is up: http://").nth(1) {
+                let addr = rest.split('/').next().unwrap().to_owned();
+                let token = std::fs::read_to_string(data_dir.join("operator-token"))
+                    .unwrap()
+                    .trim()
+                    .to_owned();
+                // Keep draining the log so that the child never blocks on stderr.
+                std::thread::spawn(move || {
+                    while let Ok(line) = rx.recv() {
+                        eprintln!("{line}");
+                    }
+                });
+                return Up {
+                    child,
+                    base: format!("http://{addr}"),
+                    token,
+                };
+            }
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    panic!("polybot up --replay never came up:\n{}", log.join("\n"));
+}
+
+impl Up {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let mut request = client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Polls `path` every 100 ms until `done` holds of its answer or 60 s pass.
+    async fn wait_for(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let body = self.get(path).await;
+            if done(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET {path} never got there: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[test]
+fn up_replay_a_tenant_switched_to_live_trades_through_the_venue_and_its_pnl_is_the_fills() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let clob = ClobStandIn::start(POLYGON).await;
+        let (api_key, secret, passphrase) = clob.open_account(ADDRESS, d("1000"));
+        let market = StandInMarket::binary(1);
+        clob.list_market(market.clone());
+        clob.set_asks(&market.tokens[0], &[(d("0.40"), d("100"))]);
+        clob.set_asks(&market.tokens[1], &[(d("0.55"), d("100"))]);
+        let dir = tempfile::tempdir().unwrap();
+        let replay = recording(dir.path(), &market);
+        let up = start(&dir.path().join("data"), &replay, &clob);
+
+        // Onboarded in paper with the kill switch on, so that its first
+        // (paper) pass over the recording trades nothing.
+        let (status, tenant) = up
+            .call(
+                reqwest::Method::POST,
+                "/tenants",
+                Some(json!({
+                    "name": "live-up",
+                    "strategies": {"complement_arb": {"venues": ["polymarket"]}},
+                    "risk": {"kill_switch": true},
+                    "exchange_keys": {"polymarket": {
+                        "private_key": KEY, "api_key": api_key,
+                        "secret": secret, "passphrase": passphrase,
+                    }},
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{tenant}");
+        let id = tenant["id"].as_str().unwrap().to_owned();
+        assert_eq!(tenant["mode"], "paper");
+        up.wait_for(&format!("/tenants/{id}/opportunities"), |page| {
+            page["items"]
+                .as_array()
+                .is_some_and(|items| !items.is_empty())
+        })
+        .await;
+        assert_eq!(clob.order_posts(), 0, "a paper tenant sends nothing");
+
+        let (status, switched) = up
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/tenants/{id}"),
+                Some(json!({
+                    "mode": "live",
+                    "live_acknowledgement": ACKNOWLEDGEMENT,
+                    "risk": {"kill_switch": false},
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{switched}");
+        assert_eq!(switched["mode"], "live");
+
+        let trades = up
+            .wait_for(&format!("/tenants/{id}/trades"), |page| {
+                page["items"]
+                    .as_array()
+                    .is_some_and(|items| items.len() >= 2)
+            })
+            .await;
+
+        // The stand-in took two orders signed by the tenant's key (it
+        // recovers each order's signer) and filled them in full.
+        assert_eq!(clob.order_posts(), 2, "{:?}", clob.rejections());
+        assert_eq!(clob.position(ADDRESS, &market.tokens[0]), d("100"));
+        assert_eq!(clob.position(ADDRESS, &market.tokens[1]), d("100"));
+        // 1000 − 95 − 3.4125, and the cash the tenant is shown is the venue's.
+        assert_eq!(clob.balance(ADDRESS), d("901.5875"));
+        let polymarket_cash = |page: &Value| {
+            page["items"].as_array().and_then(|items| {
+                items
+                    .iter()
+                    .find(|b| b["venue"] == "polymarket")
+                    .map(|b| money(&b["amount"]))
+            })
+        };
+        let balances = up
+            .wait_for(&format!("/tenants/{id}/balances"), |page| {
+                polymarket_cash(page) == Some(d("901.5875"))
+            })
+            .await;
+        assert_eq!(polymarket_cash(&balances), Some(d("901.5875")));
+
+        // 100 × 0.07 × p × (1 − p) per leg.
+        let mut seen: Vec<(String, String, Decimal, Decimal, Decimal, String)> = trades["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["market"].as_str().unwrap().to_owned(),
+                    t["outcome"].as_str().unwrap_or_default().to_owned(),
+                    money(&t["price"]),
+                    money(&t["size"]),
+                    money(&t["fee"]),
+                    t["mode"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        seen.sort_by(|a, b| b.1.cmp(&a.1));
+        let leg = |outcome: &str, price: &str, fee: &str| {
+            (
+                "pm-eth-5k".to_owned(),
+                outcome.to_owned(),
+                d(price),
+                d("100"),
+                d(fee),
+                "live".to_owned(),
+            )
+        };
+        assert_eq!(
+            seen,
+            [leg("Yes", "0.40", "1.68"), leg("No", "0.55", "1.7325")]
+        );
+
+        // Positions and PnL follow from those fills: 100 of each outcome at
+        // the fill prices, the fills' fees, and two trades.
+        let pnl = up
+            .wait_for(&format!("/tenants/{id}/pnl"), |pnl| {
+                pnl["trades"] == 2 && pnl["positions"].as_array().is_some_and(|p| p.len() == 2)
+            })
+            .await;
+        assert_eq!(money(&pnl["trades_fees"]), d("3.4125"), "{pnl}");
+        assert_eq!(money(&pnl["fees"]), d("3.4125"), "{pnl}");
+        let mut positions: Vec<(String, String, Decimal, Decimal)> = pnl["positions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["market"].as_str().unwrap().to_owned(),
+                    p["outcome"].as_str().unwrap().to_owned(),
+                    money(&p["quantity"]),
+                    money(&p["avg_price"]),
+                )
+            })
+            .collect();
+        positions.sort_by(|a, b| b.1.cmp(&a.1));
+        assert_eq!(
+            positions,
+            [
+                (
+                    "pm-eth-5k".to_owned(),
+                    "Yes".to_owned(),
+                    d("100"),
+                    d("0.40")
+                ),
+                ("pm-eth-5k".to_owned(), "No".to_owned(), d("100"), d("0.55")),
+            ],
+            "{pnl}"
+        );
+        drop(up);
+    });
+}
+
+#[test]
+fn up_refuses_a_replay_that_is_missing_or_not_a_recording_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_recording = dir.path().join("notes.txt");
+    std::fs::write(&not_a_recording, "buy low, sell high\n").unwrap();
+    for file in [dir.path().join("missing.jsonl"), not_a_recording] {
+        let output = Command::new(env!("CARGO_BIN_EXE_polybot"))
+            .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--replay")
+            .arg(&file)
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(&format!("--replay {}", file.display())),
+            "{stderr}"
+        );
+        assert!(
+            !dir.path().join("data/postgres").exists(),
+            "refused before any database was started"
+        );
+    }
+}
