@@ -107,6 +107,21 @@ pub struct Engine<C: Clock> {
     next_order: u64,
     stats: EngineStats,
     execution: Execution,
+    /// Positions the venue held before the engine started whose market has
+    /// not been listed yet: booked into the portfolio when it is.
+    unlisted_carried: Vec<CarriedPosition>,
+}
+
+/// A position the venue held before the engine started (live
+/// reconciliation), at its cost basis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct CarriedPosition {
+    /// The venue's market id (the condition id on Polymarket).
+    venue_market: String,
+    /// The venue's instrument (the CLOB token id on Polymarket).
+    instrument: String,
+    size: Decimal,
+    cost: Decimal,
 }
 
 impl<C: Clock> Engine<C> {
@@ -147,6 +162,7 @@ impl<C: Clock> Engine<C> {
             next_order: 1,
             stats: EngineStats::default(),
             execution: Execution::Paper,
+            unlisted_carried: Vec::new(),
         })
     }
 
@@ -236,12 +252,58 @@ impl<C: Clock> Engine<C> {
         self.risk.open_orders()
     }
 
-    /// Counts positions the venue held before the engine started (live
-    /// reconciliation: `cost` in the venue's market `venue_market`, the
-    /// condition id on Polymarket) towards `max_position_per_market` and
-    /// `max_total_exposure`.
-    pub fn carry_position(&mut self, venue_market: &str, cost: Decimal) {
-        self.risk.carry(venue_market, cost);
+    /// Books a position the venue held before the engine started (live
+    /// reconciliation): `size` of the venue's `instrument` (the CLOB token
+    /// id on Polymarket) in its market `venue_market` (the condition id),
+    /// at a cost basis of `cost`. Once the market is listed it is a
+    /// position like any other: marked to the book, so it is in unrealised
+    /// PnL, equity and today's loss, and it counts towards
+    /// `max_position_per_market` and `max_total_exposure`; until then its
+    /// cost counts towards `max_total_exposure`.
+    pub fn carry_position(
+        &mut self,
+        venue_market: &str,
+        instrument: &str,
+        size: Decimal,
+        cost: Decimal,
+    ) {
+        self.unlisted_carried.push(CarriedPosition {
+            venue_market: venue_market.to_owned(),
+            instrument: instrument.to_owned(),
+            size,
+            cost,
+        });
+        self.book_carried();
+    }
+
+    /// Books every carried position whose market is now listed.
+    fn book_carried(&mut self) {
+        if self.unlisted_carried.is_empty() {
+            return;
+        }
+        let markets = &self.markets;
+        let portfolio = &mut self.portfolio;
+        let risk = &mut self.risk;
+        self.unlisted_carried.retain(|c| {
+            let listed = markets.iter().find_map(|(idx, state)| {
+                let ids = state.def.venue_ids.as_ref()?;
+                if ids.market != c.venue_market {
+                    return None;
+                }
+                let outcome = ids.instruments.iter().position(|i| *i == c.instrument)?;
+                Some((idx, state.books.len(), outcome))
+            });
+            match listed {
+                Some((idx, outcomes, outcome)) if outcome < outcomes => {
+                    portfolio.carry(idx, outcomes, outcome, c.size, c.cost);
+                    risk.carried_booked(c.cost);
+                    false
+                }
+                _ => true,
+            }
+        });
+        self.risk
+            .set_unlisted_carried(self.unlisted_carried.iter().map(|c| c.cost).sum());
     }
 
     /// Sets a venue's cash to what the venue reports (live reconciliation).
@@ -507,6 +569,7 @@ impl<C: Clock> Engine<C> {
             }
             EventKind::Market(def) => {
                 let (idx, _) = self.markets.upsert((**def).clone());
+                self.book_carried();
                 if let Some(s) = self.complement.as_mut() {
                     s.on_market_listed(idx);
                 }

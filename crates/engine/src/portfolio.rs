@@ -16,6 +16,11 @@
 //!   bids, so an arbitrage shows the edge it locked instead of a loss to the
 //!   spread.
 //!
+//! Positions the venue held before the engine started (live: found when
+//! the worker reconciled) are booked with [`Portfolio::carry`] into a
+//! ledger of their own, at their cost basis: they count towards exposure,
+//! are marked like any other position, and settle against that basis.
+//!
 //! Marks: the best bid (what a long could be sold for), else the last trade,
 //! else the position's cost.
 //!
@@ -146,6 +151,8 @@ pub struct Portfolio {
     cash: [Decimal; 5],
     starting_equity: Decimal,
     ledgers: [Ledger; 4],
+    /// Positions held before the engine started, owned by no strategy.
+    carried: Ledger,
     market_cost: Vec<Decimal>,
     total_cost: Decimal,
 }
@@ -153,7 +160,9 @@ pub struct Portfolio {
 /// One open position, for reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PositionView {
-    pub strategy: StrategyKind,
+    /// The strategy that holds it; none for a position the venue held
+    /// before the engine started.
+    pub strategy: Option<StrategyKind>,
     pub market: MarketId,
     pub venue: Venue,
     pub outcome: OutcomeIdx,
@@ -204,7 +213,9 @@ pub struct PortfolioSnapshot {
     pub fees_paid: Decimal,
     pub starting_equity: Decimal,
     pub equity: Decimal,
-    /// Every strategy that traded, in [`StrategyKind::ALL`] order.
+    /// Every strategy that traded, in [`StrategyKind::ALL`] order. Positions
+    /// carried from before the engine started belong to none: they are in
+    /// the totals and in `positions` only.
     pub by_strategy: Vec<StrategyPnl>,
 }
 
@@ -249,7 +260,11 @@ impl Portfolio {
     }
 
     pub fn realised_pnl(&self) -> Decimal {
-        self.ledgers.iter().map(|l| l.realised).sum()
+        self.ledgers
+            .iter()
+            .chain(std::iter::once(&self.carried))
+            .map(|l| l.realised)
+            .sum()
     }
 
     pub fn fees_paid(&self) -> Decimal {
@@ -315,6 +330,40 @@ impl Portfolio {
         realised
     }
 
+    /// Books a position the venue held before the engine started: `size`
+    /// of `outcome` at a cost basis of `cost`, owned by no strategy. Its
+    /// cost counts towards exposure and moves the starting equity (money
+    /// found at the venue is not profit); from here on it is marked like
+    /// any other position and settles against `cost`.
+    pub fn carry(
+        &mut self,
+        market: MarketIdx,
+        outcomes: usize,
+        outcome: OutcomeIdx,
+        size: Decimal,
+        cost: Decimal,
+    ) {
+        if self.market_cost.len() <= market {
+            self.market_cost.resize(market + 1, Decimal::ZERO);
+        }
+        let ledger = &mut self.carried;
+        if ledger.positions.len() <= market {
+            ledger.positions.resize_with(market + 1, Vec::new);
+        }
+        if ledger.positions[market].len() < outcomes {
+            ledger.positions[market].resize(outcomes, Position::default());
+        }
+        let pos = &mut ledger.positions[market][outcome];
+        pos.qty += size;
+        pos.cost += cost;
+        if !ledger.held.contains(&market) {
+            ledger.held.push(market);
+        }
+        self.market_cost[market] += cost;
+        self.total_cost += cost;
+        self.starting_equity += cost;
+    }
+
     /// Records that `strategy`'s positions in `a` and `b` (market, outcome)
     /// pay exactly 1 together: the two legs of a cross-venue pair.
     pub fn hedge(
@@ -332,42 +381,65 @@ impl Portfolio {
 
     /// Pays out a resolved market, 1 per winning share, strategy by
     /// strategy; strategies that held nothing in it get nothing.
+    ///
+    /// A position carried from before the engine started settles too, into
+    /// the realised PnL against its cost basis; it has no strategy, so no
+    /// [`Payout`] names it.
     pub fn settle(&mut self, venue: Venue, market: MarketIdx, winner: OutcomeIdx) -> Vec<Payout> {
         let mut payouts = Vec::new();
         for kind in StrategyKind::ALL {
-            let ledger = &mut self.ledgers[kind.index()];
-            if !ledger.held.contains(&market) {
-                continue;
+            if let Some((payout, pnl)) = self.settle_ledger(Some(kind), venue, market, winner) {
+                payouts.push(Payout {
+                    strategy: kind,
+                    payout,
+                    realised_pnl: pnl,
+                });
             }
-            ledger.held.retain(|m| *m != market);
-            ledger.hedges.retain(|h| h.a.0 != market && h.b.0 != market);
-            let mut payout = Decimal::ZERO;
-            let mut basis = Decimal::ZERO;
-            for (i, pos) in ledger.positions[market].iter_mut().enumerate() {
-                if i == winner {
-                    payout += pos.qty;
-                }
-                basis += pos.cost;
-                *pos = Position::default();
-            }
-            self.cash[venue.index()] += payout;
-            self.market_cost[market] -= basis;
-            self.total_cost -= basis;
-            let pnl = payout - basis;
-            ledger.realised += pnl;
-            payouts.push(Payout {
-                strategy: kind,
-                payout,
-                realised_pnl: pnl,
-            });
         }
+        self.settle_ledger(None, venue, market, winner);
         payouts
+    }
+
+    /// Settles one ledger's positions in `market` (`None`: the carried
+    /// ledger); returns the payout and the PnL it realised, if it held any.
+    fn settle_ledger(
+        &mut self,
+        kind: Option<StrategyKind>,
+        venue: Venue,
+        market: MarketIdx,
+        winner: OutcomeIdx,
+    ) -> Option<(Decimal, Decimal)> {
+        let ledger = match kind {
+            Some(kind) => &mut self.ledgers[kind.index()],
+            None => &mut self.carried,
+        };
+        if !ledger.held.contains(&market) {
+            return None;
+        }
+        ledger.held.retain(|m| *m != market);
+        ledger.hedges.retain(|h| h.a.0 != market && h.b.0 != market);
+        let mut payout = Decimal::ZERO;
+        let mut basis = Decimal::ZERO;
+        for (i, pos) in ledger.positions[market].iter_mut().enumerate() {
+            if i == winner {
+                payout += pos.qty;
+            }
+            basis += pos.cost;
+            *pos = Position::default();
+        }
+        let pnl = payout - basis;
+        ledger.realised += pnl;
+        self.cash[venue.index()] += payout;
+        self.market_cost[market] -= basis;
+        self.total_cost -= basis;
+        Some((payout, pnl))
     }
 
     /// Value of the open positions: sets and pairs at 1, the rest at marks.
     pub fn mark_value(&self, markets: &Markets) -> Decimal {
         self.ledgers
             .iter()
+            .chain(std::iter::once(&self.carried))
             .map(|l| l.valuation(markets).0.value)
             .sum()
     }
@@ -398,22 +470,27 @@ impl Portfolio {
         let mut by_strategy = Vec::new();
         let mut value = Decimal::ZERO;
         let mut locked = Decimal::ZERO;
-        for kind in StrategyKind::ALL {
-            let ledger = &self.ledgers[kind.index()];
+        let ledgers = StrategyKind::ALL
+            .into_iter()
+            .map(|kind| (Some(kind), &self.ledgers[kind.index()]))
+            .chain(std::iter::once((None, &self.carried)));
+        for (kind, ledger) in ledgers {
             if ledger.positions.is_empty() {
                 continue;
             }
             let (v, rest) = ledger.valuation(markets);
             value += v.value;
             locked += v.locked_value - v.locked_cost;
-            by_strategy.push(StrategyPnl {
-                strategy: kind,
-                realised_pnl: ledger.realised,
-                unrealised_pnl: v.value - v.cost,
-                locked_pnl: v.locked_value - v.locked_cost,
-                fees_paid: ledger.fees,
-                exposure: v.cost,
-            });
+            if let Some(kind) = kind {
+                by_strategy.push(StrategyPnl {
+                    strategy: kind,
+                    realised_pnl: ledger.realised,
+                    unrealised_pnl: v.value - v.cost,
+                    locked_pnl: v.locked_value - v.locked_cost,
+                    fees_paid: ledger.fees,
+                    exposure: v.cost,
+                });
+            }
             for (m, open) in &rest {
                 let state = markets.get(*m);
                 for (outcome, pos) in ledger.positions[*m].iter().enumerate() {

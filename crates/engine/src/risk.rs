@@ -2,8 +2,6 @@
 //! if any leg would break a limit, no leg is sent (an arbitrage with one leg
 //! missing is a naked bet).
 
-use std::collections::HashMap;
-
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -59,10 +57,10 @@ pub struct RiskManager {
     open_orders: u32,
     day: Option<i64>,
     day_start_equity: Decimal,
-    /// Cost of positions the venue held before this engine started, by
-    /// the venue's market id (live: found when the worker reconciled).
-    carried: HashMap<String, Decimal>,
-    carried_total: Decimal,
+    /// Cost of positions the venue held before this engine started whose
+    /// market the engine does not know yet (live: found when the worker
+    /// reconciled); once it does, they are positions of the portfolio.
+    unlisted_carried: Decimal,
 }
 
 impl RiskManager {
@@ -73,35 +71,23 @@ impl RiskManager {
             open_orders: 0,
             day: None,
             day_start_equity: Decimal::ZERO,
-            carried: HashMap::new(),
-            carried_total: Decimal::ZERO,
+            unlisted_carried: Decimal::ZERO,
         }
     }
 
-    /// Counts `cost` held in the venue's market `venue_market` before the
-    /// engine started towards the position and exposure limits.
-    pub fn carry(&mut self, venue_market: &str, cost: Decimal) {
-        *self.carried.entry(venue_market.to_owned()).or_default() += cost;
-        self.carried_total += cost;
+    /// Sets the cost of carried positions whose market the engine does not
+    /// know yet; it counts towards `max_total_exposure`.
+    pub fn set_unlisted_carried(&mut self, cost: Decimal) {
+        self.unlisted_carried = cost;
     }
 
-    /// Cost carried in from before the engine started, in all markets.
-    pub fn carried_total(&self) -> Decimal {
-        self.carried_total
-    }
-
-    fn carried_in(&self, markets: &Markets, idx: crate::types::MarketIdx) -> Decimal {
-        if self.carried.is_empty() {
-            return Decimal::ZERO;
+    /// A position carried from before the engine started was booked into
+    /// the portfolio at `cost` after today's count began: today's start
+    /// moves with it, so finding it is neither a gain nor a loss.
+    pub fn carried_booked(&mut self, cost: Decimal) {
+        if self.day.is_some() {
+            self.day_start_equity += cost;
         }
-        markets
-            .get(idx)
-            .def
-            .venue_ids
-            .as_ref()
-            .and_then(|ids| self.carried.get(&ids.market))
-            .copied()
-            .unwrap_or_default()
     }
 
     pub fn limits(&self) -> &RiskLimits {
@@ -213,7 +199,7 @@ impl RiskManager {
                 .map(|l| l.expected_avg_price * l.size)
                 .sum();
             added_total += added;
-            let would_be = portfolio.market_exposure(m) + self.carried_in(markets, m) + added;
+            let would_be = portfolio.market_exposure(m) + added;
             if would_be > self.limits.max_position_per_market {
                 return Err(RiskViolation::MarketPosition {
                     market: leg.market.clone(),
@@ -222,7 +208,7 @@ impl RiskManager {
                 });
             }
         }
-        let would_be = portfolio.total_exposure() + self.carried_total + added_total;
+        let would_be = portfolio.total_exposure() + self.unlisted_carried + added_total;
         if would_be > self.limits.max_total_exposure {
             return Err(RiskViolation::TotalExposure {
                 would_be,

@@ -554,7 +554,7 @@ impl Execution {
         }
         let carried = carried_positions(&history, &positions);
         for c in &carried {
-            engine.carry_position(&c.market, c.cost);
+            engine.carry_position(&c.market, &c.instrument, c.size, c.cost);
         }
         let found = json!({
             "mode": self.executor.kind(),

@@ -40,6 +40,9 @@ const BACKLOG_LIMIT: usize = 20_000;
 const FINAL_FLUSH: Duration = Duration::from_secs(20);
 /// How long the final heartbeat may take.
 const FINAL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// The `strategy` of a heartbeat position the venue held before the engine
+/// started (live: found when the worker reconciled).
+const CARRIED: &str = "carried";
 
 /// Why the engine sees no market data, when no recording is given.
 pub const NO_FEED: &str = "no market data feed: POLYBOT_LIVE_DATA=0 turned the venues' live \
@@ -475,7 +478,9 @@ fn pnl<C: Clock>(p: &PortfolioSnapshot, engine: &Engine<C>) -> PnlSummary {
             .positions
             .iter()
             .map(|v| PositionSummary {
-                strategy: v.strategy.as_str().to_owned(),
+                // A position the venue held before the engine started
+                // belongs to no strategy.
+                strategy: v.strategy.map_or(CARRIED, |s| s.as_str()).to_owned(),
                 venue: v.venue.as_str().to_owned(),
                 market: v.market.as_str().to_owned(),
                 outcome: v.outcome_name.clone(),

@@ -162,3 +162,83 @@ fn an_engine_that_has_seen_no_event_made_nothing_today() {
     let p = e.portfolio();
     assert_eq!((p.equity, p.starting_equity), (dec!(2000), dec!(2000)));
 }
+
+#[test]
+fn a_position_held_before_the_start_is_marked_counts_in_todays_loss_and_settles_at_its_cost() {
+    use serde_json::json;
+    let config = EngineConfig {
+        strategies: StrategiesConfig::default(),
+        risk: RiskLimits {
+            max_daily_loss: dec!(3),
+            ..RiskLimits::default()
+        },
+        balances: vec![(Venue::Polymarket, dec!(100))],
+    };
+    let mut e = Engine::new(config, EventClock::default()).unwrap();
+    // The venue held 10 YES bought at 0.40 when the engine started; its
+    // market is not listed yet, so only its cost counts.
+    e.carry_position("0xcond", "tok-yes", dec!(10), dec!(4));
+    let p = e.portfolio();
+    assert_eq!(
+        (p.exposure, p.equity, p.positions.len()),
+        (dec!(0), dec!(100), 0)
+    );
+    let book = |ts: i64, bid: &str| {
+        json!({"type": "book", "ts": ts, "market": "pm-eth-5k", "outcome": "Yes",
+               "bids": [[bid, "50"]], "asks": [["0.60", "50"]]})
+    };
+    let lines = [
+        json!({"type": "market", "ts": 1_777_467_540_000_i64, "market": "pm-eth-5k",
+               "venue": "polymarket", "outcomes": ["Yes", "No"], "fee_rate": "0.07",
+               "question": "ETH above 5000 on Friday?", "condition_id": "0xcond",
+               "tokens": ["tok-yes", "tok-no"]}),
+        book(1_777_467_550_000, "0.36"),
+        book(1_777_467_560_000, "0.10"),
+        json!({"type": "resolved", "ts": 1_777_468_500_000_i64,
+               "market": "pm-eth-5k", "outcome": "Yes"}),
+    ];
+    let text: Vec<String> = lines.iter().map(ToString::to_string).collect();
+    let mut events = Replay::new(BufReader::new(text.join("\n").as_bytes()))
+        .collect::<Result<Vec<Event>, _>>()
+        .unwrap()
+        .into_iter();
+    e.run(events.by_ref().take(2), |_| {});
+    let p = e.portfolio();
+    // Marked at the 0.36 bid: 3.60 for what cost 4.
+    assert_eq!(p.exposure, dec!(4));
+    assert_eq!(p.starting_equity, dec!(104));
+    assert_eq!(p.equity, dec!(103.60));
+    assert_eq!(p.unrealised_pnl, dec!(-0.40));
+    assert_eq!(e.daily_pnl(), dec!(-0.40));
+    assert!(!e.daily_loss_limit_hit());
+    assert_eq!(
+        p.equity - p.starting_equity,
+        p.realised_pnl + p.unrealised_pnl - p.fees_paid
+    );
+    // No strategy holds it: it is in the totals, not in a strategy's PnL.
+    assert_eq!(p.by_strategy, vec![]);
+    let v = &p.positions[0];
+    assert_eq!(
+        (
+            v.strategy,
+            v.market.as_str(),
+            v.quantity,
+            v.avg_price,
+            v.mark
+        ),
+        (None, "pm-eth-5k", dec!(10), dec!(0.4), dec!(0.36))
+    );
+    // The bid falls to 0.10: 3 lost today, the daily-loss limit.
+    e.run(events.by_ref().take(1), |_| {});
+    assert_eq!(e.portfolio().unrealised_pnl, dec!(-3.00));
+    assert_eq!(e.daily_pnl(), dec!(-3.00));
+    assert!(e.daily_loss_limit_hit());
+    // YES wins: 10 paid against the cost of 4.
+    e.run(events, |_| {});
+    let p = e.portfolio();
+    assert_eq!(p.realised_pnl, dec!(6));
+    assert_eq!((p.unrealised_pnl, p.exposure), (dec!(0), dec!(0)));
+    assert_eq!(p.balances, vec![(Venue::Polymarket, dec!(110))]);
+    assert_eq!(p.equity - p.starting_equity, dec!(6));
+    assert!(p.positions.is_empty());
+}
