@@ -286,11 +286,19 @@ impl<C: Clock> Engine<C> {
         let risk = &mut self.risk;
         self.unlisted_carried.retain(|c| {
             let listed = markets.iter().find_map(|(idx, state)| {
-                let ids = state.def.venue_ids.as_ref()?;
-                if ids.market != c.venue_market {
-                    return None;
-                }
-                let outcome = ids.instruments.iter().position(|i| *i == c.instrument)?;
+                let def = &state.def;
+                let outcome = match &def.venue_ids {
+                    Some(ids) if ids.market == c.venue_market => {
+                        ids.instruments.iter().position(|i| *i == c.instrument)?
+                    }
+                    // A Kalshi market is its ticker; the venue names a
+                    // position `TICKER:yes` or `TICKER:no`.
+                    None if def.venue == Venue::Kalshi && def.id.as_str() == c.venue_market => {
+                        let side = c.instrument.strip_prefix(c.venue_market.as_str())?;
+                        ["yes", "no"].iter().position(|s| side == format!(":{s}"))?
+                    }
+                    _ => return None,
+                };
                 Some((idx, state.books.len(), outcome))
             });
             match listed {

@@ -242,3 +242,37 @@ fn a_position_held_before_the_start_is_marked_counts_in_todays_loss_and_settles_
     assert_eq!(p.equity - p.starting_equity, dec!(6));
     assert!(p.positions.is_empty());
 }
+
+#[test]
+fn a_kalshi_position_held_before_the_start_is_matched_by_ticker_and_side() {
+    use serde_json::json;
+    let mut e = engine(StrategiesConfig::default());
+    e.carry_position("KXETH-5K", "KXETH-5K:no", dec!(5), dec!(2));
+    let lines = [
+        json!({"type": "market", "ts": 1_777_467_540_000_i64, "market": "KXETH-5K",
+               "venue": "kalshi", "outcomes": ["Yes", "No"], "fee_rate": "0.07",
+               "question": "ETH above 5000 on Friday?"}),
+        json!({"type": "book", "ts": 1_777_467_550_000_i64, "market": "KXETH-5K",
+               "outcome": "No", "bids": [["0.30", "50"]], "asks": [["0.70", "50"]]}),
+    ];
+    let text: Vec<String> = lines.iter().map(ToString::to_string).collect();
+    let events = Replay::new(BufReader::new(text.join("\n").as_bytes()))
+        .collect::<Result<Vec<Event>, _>>()
+        .unwrap();
+    e.run(events, |_| {});
+    let p = e.portfolio();
+    assert_eq!(p.exposure, dec!(2));
+    assert_eq!(p.unrealised_pnl, dec!(-0.50));
+    assert_eq!(e.daily_pnl(), dec!(-0.50));
+    let v = &p.positions[0];
+    assert_eq!(
+        (
+            v.strategy,
+            v.venue,
+            v.outcome_name.as_str(),
+            v.quantity,
+            v.mark
+        ),
+        (None, Venue::Kalshi, "No", dec!(5), dec!(0.30))
+    );
+}

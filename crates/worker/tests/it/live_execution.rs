@@ -995,20 +995,8 @@ async fn cancelling_every_order_frees_the_open_order_slots_of_working_orders(
     worker_db.close().await;
 }
 
-#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
-async fn a_position_held_at_start_counts_towards_the_per_market_limit(
-    pool_opts: PgPoolOptions,
-    base: PgConnectOptions,
-) {
-    let control = Db::from_pool(
-        pool_opts.connect_with(base.clone()).await.unwrap(),
-        Scope::Control,
-    );
-    // The set costs 95; with the 4 already held the market would hold 99.
-    let a = tenant_with_risk(&control, json!({"max_position_per_market": "97"})).await;
-    let login = tenant_login(&control, &base, a).await.unwrap();
-    let venue = venue().await;
-    // An earlier run bought 10 YES at 0.40.
+/// An earlier run of tenant `a` bought 10 YES at 0.40: the venue holds them.
+async fn bought_earlier(venue: &Venue1, a: TenantId) {
     let previous = PolymarketExecutor::connect(
         &settings(&venue.clob).polymarket,
         &venue.sdk_keys,
@@ -1039,6 +1027,22 @@ async fn a_position_held_at_start_counts_towards_the_per_market_limit(
         venue.clob.position(ADDRESS, &venue.market.tokens[0]),
         dec!(10)
     );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_position_held_at_start_counts_towards_the_per_market_limit(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    // The set costs 95; with the 4 already held the market would hold 99.
+    let a = tenant_with_risk(&control, json!({"max_position_per_market": "97"})).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let venue = venue().await;
+    bought_earlier(&venue, a).await;
     let dir = tempfile::tempdir().unwrap();
     let replay = recording(&dir, &venue.market, true);
 
@@ -1066,6 +1070,59 @@ async fn a_position_held_at_start_counts_towards_the_per_market_limit(
     assert_eq!(
         details["not_executed"],
         "position in pm-eth-5k would be 99.00, over max_position_per_market 97",
+        "{details}"
+    );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_position_held_at_start_whose_bid_fell_shows_its_loss_and_trips_the_daily_loss_limit(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    // 10 YES cost 4; the recording bids 0.36 for YES: 0.40 lost today.
+    let a = tenant_with_risk(&control, json!({"max_daily_loss": "0.4"})).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let venue = venue().await;
+    bought_earlier(&venue, a).await;
+    let dir = tempfile::tempdir().unwrap();
+    let replay = recording(&dir, &venue.market, true);
+
+    polybot_worker::run(
+        config(a, login.clone(), Mode::Live, &venue, replay),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+
+    let health = last_health(&login).await.expect("a heartbeat");
+    let pnl = &health["pnl"];
+    assert_eq!(pnl["unrealized"], "-0.4", "{pnl}");
+    assert_eq!(pnl["daily"], "-0.4", "{pnl}");
+    assert_eq!(pnl["exposure"], "4", "{pnl}");
+    assert_eq!(pnl["daily_loss_limit_hit"], true, "{pnl}");
+    let equity: Decimal = pnl["equity"].as_str().unwrap().parse().unwrap();
+    let start: Decimal = pnl["starting_equity"].as_str().unwrap().parse().unwrap();
+    assert_eq!(equity - start, dec!(-0.4), "{pnl}");
+    assert_eq!(
+        pnl["positions"],
+        json!([{
+            "strategy": "carried", "venue": "polymarket", "market": "pm-eth-5k",
+            "outcome": "Yes", "quantity": "10", "avg_price": "0.4", "mark": "0.36",
+            "locked": "0",
+        }]),
+        "{pnl}"
+    );
+    // The arbitrage the recording offers is refused: today's loss is at the limit.
+    assert_eq!(venue.clob.order_posts(), 1, "only the earlier run's order");
+    assert!(trades(&login).await.is_empty());
+    let (details, executed) = &opportunity_details(&login).await[0];
+    assert!(!executed);
+    assert_eq!(
+        details["not_executed"], "today's loss is 0.400, at or over max_daily_loss 0.4",
         "{details}"
     );
 }
