@@ -234,7 +234,7 @@ resource "aws_ecs_service" "market_data" {
   task_definition = aws_ecs_task_definition.market_data.arn
   # One publisher per deployment: a new revision stops the old task before
   # it starts the new one (workers resync from the snapshots meanwhile).
-  desired_count                      = 1
+  desired_count                      = var.shared_market_data ? 1 : 0
   launch_type                        = "FARGATE"
   platform_version                   = "LATEST"
   deployment_minimum_healthy_percent = 0

@@ -57,6 +57,6 @@ resource "aws_secretsmanager_secret_version" "worker_settings" {
   secret_id = aws_secretsmanager_secret.worker_settings.id
   secret_string = jsonencode({
     POLYBOT_NEWSAPI_KEY     = var.newsapi_key == null ? "" : var.newsapi_key
-    POLYBOT_MARKET_DATA_URL = local.market_data_worker_url
+    POLYBOT_MARKET_DATA_URL = var.shared_market_data ? local.market_data_worker_url : ""
   })
 }

@@ -177,6 +177,12 @@ variable "workers_direct_database_access" {
 
 # --- shared market data (market_data.tf) ---
 
+variable "shared_market_data" {
+  description = "Run the market-data service and give the workers its Redis (POLYBOT_MARKET_DATA_URL). Off by default: ElastiCache here requires TLS, which polybot's Redis client does not speak yet (infra/README.md); the Redis is created either way."
+  type        = bool
+  default     = false
+}
+
 variable "redis_node_type" {
   description = "ElastiCache node type of the market-data Redis."
   type        = string
