@@ -20,7 +20,8 @@ locals {
     log_group                  = aws_cloudwatch_log_group.control_plane.name
     database_secret_arn        = local.database_secret_arn
     tokens_secret_arn          = aws_secretsmanager_secret.control_plane_tokens.arn
-    worker_settings_secret_arn = local.worker_settings_secret_arn
+    worker_settings_secret_arn = aws_secretsmanager_secret.worker_settings.arn
+    worker_database_secret_arn = aws_secretsmanager_secret.worker_database.arn
     cluster_arn                = aws_ecs_cluster.main.arn
     worker_subnet_ids          = join(",", local.private_subnet_ids)
     worker_security_group_id   = aws_security_group.workers.id
@@ -98,5 +99,5 @@ resource "aws_ecs_service" "control_plane" {
 
   # The schema is migrated (and the control plane's login created) before
   # a task of this revision starts: it refuses an older schema.
-  depends_on = [aws_lb_listener.https, aws_ecs_cluster_capacity_providers.main, terraform_data.migrate]
+  depends_on = [aws_lb_listener.https, aws_ecs_cluster_capacity_providers.main, terraform_data.migrate, aws_secretsmanager_secret_version.worker_database, aws_secretsmanager_secret_version.worker_settings]
 }

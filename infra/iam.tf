@@ -1,4 +1,4 @@
-# IAM, least privilege. Five roles:
+# IAM, least privilege. Seven roles:
 #
 #   control_plane_execution  ECS pulls the image, writes logs, injects the
 #                            control plane's DATABASE_URL and its tokens
@@ -14,6 +14,10 @@
 #                            into the one-shot migrate task (no task role)
 #   worker_task              the worker itself: no permissions at all; it never
 #                            calls Secrets Manager or any other AWS API
+#   pgbouncer_execution      ECS writes PgBouncer's logs and injects the shared
+#                            worker login (its image is public: no ECR rights)
+#   market_data_execution    ECS pulls the image, writes logs, injects the
+#                            market-data service's Redis URL (no task role)
 #
 # crates/deploy-spec/tests/iam.rs parses this file and asserts these boundaries.
 
@@ -73,9 +77,9 @@ data "aws_iam_policy_document" "control_plane_execution" {
   }
 
   statement {
-    sid       = "InjectDatabaseUrlAndTokens"
+    sid       = "InjectDatabaseUrlsAndTokens"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.database_secret_arn, aws_secretsmanager_secret.control_plane_tokens.arn]
+    resources = [local.database_secret_arn, aws_secretsmanager_secret.worker_database.arn, aws_secretsmanager_secret.control_plane_tokens.arn]
   }
 }
 
@@ -257,23 +261,19 @@ resource "aws_iam_role" "worker_task" {
   assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
 }
 
-# The operator's settings for every worker (secrets.tf), when there are any.
+# The operator's settings for every worker (secrets.tf).
 data "aws_iam_policy_document" "worker_settings" {
-  count = local.has_newsapi_key ? 1 : 0
-
   statement {
     sid       = "InjectWorkerSettings"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [aws_secretsmanager_secret.worker_settings[0].arn]
+    resources = [aws_secretsmanager_secret.worker_settings.arn]
   }
 }
 
 resource "aws_iam_role_policy" "worker_settings" {
-  count = local.has_newsapi_key ? 1 : 0
-
   name   = "worker-settings"
   role   = aws_iam_role.worker_execution.id
-  policy = data.aws_iam_policy_document.worker_settings[0].json
+  policy = data.aws_iam_policy_document.worker_settings.json
 }
 
 # --- the migrate task: execution role only (it calls no AWS API) ---
@@ -309,7 +309,7 @@ data "aws_iam_policy_document" "migrate_execution" {
   statement {
     sid       = "InjectDatabaseUrls"
     actions   = ["secretsmanager:GetSecretValue"]
-    resources = [local.admin_database_secret_arn, local.database_secret_arn]
+    resources = [local.admin_database_secret_arn, local.database_secret_arn, aws_secretsmanager_secret.worker_database.arn]
   }
 }
 
@@ -317,4 +317,74 @@ resource "aws_iam_role_policy" "migrate_execution" {
   name   = "execution"
   role   = aws_iam_role.migrate_execution.id
   policy = data.aws_iam_policy_document.migrate_execution.json
+}
+
+# --- PgBouncer: execution role only (pgbouncer.tf) ---
+
+resource "aws_iam_role" "pgbouncer_execution" {
+  name               = "${var.name}-pgbouncer-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "pgbouncer_execution" {
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.pgbouncer.arn}:*"]
+  }
+
+  statement {
+    sid       = "InjectWorkerLogin"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.worker_database.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "pgbouncer_execution" {
+  name   = "execution"
+  role   = aws_iam_role.pgbouncer_execution.id
+  policy = data.aws_iam_policy_document.pgbouncer_execution.json
+}
+
+# --- the market-data service: execution role only (market_data.tf) ---
+
+resource "aws_iam_role" "market_data_execution" {
+  name               = "${var.name}-market-data-execution"
+  assume_role_policy = data.aws_iam_policy_document.ecs_tasks_assume.json
+}
+
+data "aws_iam_policy_document" "market_data_execution" {
+  statement {
+    sid       = "PullAuth"
+    actions   = ["ecr:GetAuthorizationToken"]
+    resources = ["*"] # GetAuthorizationToken has no resource-level permissions
+  }
+
+  statement {
+    sid = "PullImage"
+    actions = [
+      "ecr:BatchCheckLayerAvailability",
+      "ecr:BatchGetImage",
+      "ecr:GetDownloadUrlForLayer",
+    ]
+    resources = [aws_ecr_repository.polybot.arn]
+  }
+
+  statement {
+    sid       = "WriteLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.market_data.arn}:*"]
+  }
+
+  statement {
+    sid       = "InjectRedisUrl"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.market_data.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "market_data_execution" {
+  name   = "execution"
+  role   = aws_iam_role.market_data_execution.id
+  policy = data.aws_iam_policy_document.market_data_execution.json
 }

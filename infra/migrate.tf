@@ -2,7 +2,8 @@
 # `polybot migrate`) with the administrator's DATABASE_URL, before the control
 # plane's service deploys a new revision: the control plane's own login can
 # neither change the schema nor start on an older one. The task also creates
-# (or resets the password of) that login from the control plane's secret.
+# (or resets the password of) that login from the control plane's secret,
+# and the workers' shared login (pgbouncer.tf) from theirs.
 #
 # terraform_data.migrate runs it whenever the task definition changes (a new
 # image), from the machine that applies, with the AWS CLI; a non-zero exit
@@ -16,12 +17,13 @@ locals {
   )
 
   migrate_task = jsondecode(templatestring(local.migrate_task_template, {
-    image                     = "${aws_ecr_repository.polybot.repository_url}:${var.image_tag}"
-    execution_role_arn        = aws_iam_role.migrate_execution.arn
-    region                    = local.region
-    log_group                 = aws_cloudwatch_log_group.control_plane.name
-    admin_database_secret_arn = local.admin_database_secret_arn
-    database_secret_arn       = local.database_secret_arn
+    image                      = "${aws_ecr_repository.polybot.repository_url}:${var.image_tag}"
+    execution_role_arn         = aws_iam_role.migrate_execution.arn
+    region                     = local.region
+    log_group                  = aws_cloudwatch_log_group.control_plane.name
+    admin_database_secret_arn  = local.admin_database_secret_arn
+    database_secret_arn        = local.database_secret_arn
+    worker_database_secret_arn = aws_secretsmanager_secret.worker_database.arn
   }))
 }
 
@@ -71,6 +73,7 @@ resource "terraform_data" "migrate" {
   depends_on = [
     aws_secretsmanager_secret_version.database,
     aws_secretsmanager_secret_version.database_admin,
+    aws_secretsmanager_secret_version.worker_database,
     aws_iam_role_policy.migrate_execution,
     # In a created network the task pulls its image and reads its secrets
     # through NAT (and the S3 endpoint): the routes must exist first.

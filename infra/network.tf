@@ -200,8 +200,9 @@ resource "aws_flow_log" "main" {
 # --- security groups ---
 #
 # Security groups. Workers accept nothing and reach only HTTPS (venues, AWS
-# APIs, the image registry) and the database; the database accepts only the
-# control plane and the workers.
+# APIs, the image registry), PgBouncer and the market-data Redis; the
+# database accepts only the control plane and PgBouncer (and the workers
+# themselves with var.workers_direct_database_access).
 
 resource "aws_security_group" "alb" {
   name        = "${var.name}-alb"
@@ -278,13 +279,34 @@ resource "aws_vpc_security_group_egress_rule" "workers_https" {
   cidr_ipv4         = "0.0.0.0/0"
 }
 
-resource "aws_vpc_security_group_egress_rule" "workers_database" {
+resource "aws_vpc_security_group_egress_rule" "workers_pgbouncer" {
   security_group_id            = aws_security_group.workers.id
-  description                  = "PostgreSQL"
+  description                  = "PostgreSQL through PgBouncer"
+  ip_protocol                  = "tcp"
+  from_port                    = 6432
+  to_port                      = 6432
+  referenced_security_group_id = aws_security_group.pgbouncer.id
+}
+
+# Only for tenants still on a login of their own (var.workers_direct_database_access).
+resource "aws_vpc_security_group_egress_rule" "workers_database" {
+  count = var.workers_direct_database_access ? 1 : 0
+
+  security_group_id            = aws_security_group.workers.id
+  description                  = "PostgreSQL, direct (tenants onboarded before migration 0020)"
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
   referenced_security_group_id = aws_security_group.database.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "workers_redis" {
+  security_group_id            = aws_security_group.workers.id
+  description                  = "The market-data Redis (TLS)"
+  ip_protocol                  = "tcp"
+  from_port                    = 6379
+  to_port                      = 6379
+  referenced_security_group_id = aws_security_group.redis.id
 }
 
 # Created even with an external database: its firewall should then admit this
@@ -305,10 +327,106 @@ resource "aws_vpc_security_group_ingress_rule" "database_from_control_plane" {
 }
 
 resource "aws_vpc_security_group_ingress_rule" "database_from_workers" {
+  count = var.workers_direct_database_access ? 1 : 0
+
   security_group_id            = aws_security_group.database.id
-  description                  = "PostgreSQL from the workers"
+  description                  = "PostgreSQL from the workers (tenants onboarded before migration 0020)"
   ip_protocol                  = "tcp"
   from_port                    = 5432
   to_port                      = 5432
+  referenced_security_group_id = aws_security_group.workers.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "database_from_pgbouncer" {
+  security_group_id            = aws_security_group.database.id
+  description                  = "PostgreSQL from PgBouncer"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.pgbouncer.id
+}
+
+# PgBouncer accepts the workers only, and reaches only the database and
+# (for its image, its logs and its secret) HTTPS.
+resource "aws_security_group" "pgbouncer" {
+  name        = "${var.name}-pgbouncer"
+  description = "PolyBot PgBouncer: ingress 6432 from the workers; egress PostgreSQL and HTTPS"
+  vpc_id      = local.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "pgbouncer_from_workers" {
+  security_group_id            = aws_security_group.pgbouncer.id
+  description                  = "PgBouncer from the workers"
+  ip_protocol                  = "tcp"
+  from_port                    = 6432
+  to_port                      = 6432
+  referenced_security_group_id = aws_security_group.workers.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "pgbouncer_database" {
+  security_group_id            = aws_security_group.pgbouncer.id
+  description                  = "PostgreSQL"
+  ip_protocol                  = "tcp"
+  from_port                    = 5432
+  to_port                      = 5432
+  referenced_security_group_id = aws_security_group.database.id
+}
+
+resource "aws_vpc_security_group_egress_rule" "pgbouncer_https" {
+  security_group_id = aws_security_group.pgbouncer.id
+  description       = "HTTPS to the image registry, Secrets Manager and CloudWatch"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+# The market-data service reaches the venues (HTTPS, WSS) and its Redis.
+resource "aws_security_group" "market_data" {
+  name        = "${var.name}-market-data"
+  description = "PolyBot market-data service: no ingress; egress HTTPS and Redis"
+  vpc_id      = local.vpc_id
+}
+
+resource "aws_vpc_security_group_egress_rule" "market_data_https" {
+  security_group_id = aws_security_group.market_data.id
+  description       = "HTTPS and WSS to the venues, ECR, Secrets Manager and CloudWatch"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_egress_rule" "market_data_redis" {
+  security_group_id            = aws_security_group.market_data.id
+  description                  = "The market-data Redis (TLS)"
+  ip_protocol                  = "tcp"
+  from_port                    = 6379
+  to_port                      = 6379
+  referenced_security_group_id = aws_security_group.redis.id
+}
+
+# The Redis accepts the market-data service and the workers only.
+resource "aws_security_group" "redis" {
+  name        = "${var.name}-redis"
+  description = "PolyBot market-data Redis: ingress from the market-data service and the workers only"
+  vpc_id      = local.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "redis_from_market_data" {
+  security_group_id            = aws_security_group.redis.id
+  description                  = "Redis from the market-data service"
+  ip_protocol                  = "tcp"
+  from_port                    = 6379
+  to_port                      = 6379
+  referenced_security_group_id = aws_security_group.market_data.id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "redis_from_workers" {
+  security_group_id            = aws_security_group.redis.id
+  description                  = "Redis from the workers"
+  ip_protocol                  = "tcp"
+  from_port                    = 6379
+  to_port                      = 6379
   referenced_security_group_id = aws_security_group.workers.id
 }

@@ -5,8 +5,10 @@
 #   polybot/control-plane/tokens  POLYBOT_OPERATOR_TOKEN, POLYBOT_METRICS_TOKEN,
 #       POLYBOT_MASTER_KEY: every replica gets the same ones; the control
 #       plane refuses to start in cloud mode without them
-#   polybot/workers/settings      POLYBOT_NEWSAPI_KEY, when var.newsapi_key is
-#       set: read by the worker execution role, outside polybot/tenants/*
+#   polybot/workers/settings      POLYBOT_NEWSAPI_KEY (empty unless
+#       var.newsapi_key is set) and POLYBOT_MARKET_DATA_URL (the `worker` user
+#       of the market-data Redis, market_data.tf): read by the worker
+#       execution role, outside polybot/tenants/*
 
 resource "random_password" "operator_token" {
   length  = 40
@@ -42,26 +44,19 @@ resource "aws_secretsmanager_secret_version" "control_plane_tokens" {
 
 resource "aws_secretsmanager_secret" "worker_settings" {
   #checkov:skip=CKV_AWS_149: encrypted with the AWS-managed Secrets Manager key; only the worker execution role can read it (iam.tf)
-  #checkov:skip=CKV2_AWS_57: a NewsAPI key is rotated at NewsAPI; the new one is set with var.newsapi_key
-  count = local.has_newsapi_key ? 1 : 0
-
+  #checkov:skip=CKV2_AWS_57: a NewsAPI key is rotated at NewsAPI (the new one is set with var.newsapi_key); the Redis password with a new apply (docs/operations.md)
   name                    = "polybot/workers/settings"
-  description             = "Operator-level settings of every PolyBot worker (POLYBOT_NEWSAPI_KEY)"
+  description             = "Operator-level settings of every PolyBot worker (POLYBOT_NEWSAPI_KEY, POLYBOT_MARKET_DATA_URL)"
   recovery_window_in_days = 7
 }
 
+# Every key the workers' task definitions name (WORKER_SETTINGS_KEYS of
+# crates/deploy-spec) must be present, or ECS refuses to start the task: an
+# unset NewsAPI key is an empty string, which the worker reads as none.
 resource "aws_secretsmanager_secret_version" "worker_settings" {
-  count = local.has_newsapi_key ? 1 : 0
-
-  secret_id     = aws_secretsmanager_secret.worker_settings[0].id
-  secret_string = jsonencode({ POLYBOT_NEWSAPI_KEY = var.newsapi_key })
-}
-
-locals {
-  # Whether the key is set is not itself a secret (count needs it in plain).
-  has_newsapi_key = nonsensitive(var.newsapi_key != null)
-
-  # Empty when there is none: the control plane then adds no settings secret
-  # to the workers' task definitions.
-  worker_settings_secret_arn = local.has_newsapi_key ? aws_secretsmanager_secret.worker_settings[0].arn : ""
+  secret_id = aws_secretsmanager_secret.worker_settings.id
+  secret_string = jsonencode({
+    POLYBOT_NEWSAPI_KEY     = var.newsapi_key == null ? "" : var.newsapi_key
+    POLYBOT_MARKET_DATA_URL = var.shared_market_data ? local.market_data_worker_url : ""
+  })
 }

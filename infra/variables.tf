@@ -128,6 +128,84 @@ variable "external_database_admin_secret_arn" {
   default     = null
 }
 
+variable "external_database_host" {
+  description = "With external_database_secret_arn: the database's host name, which PgBouncer (pgbouncer.tf) connects to on port 5432."
+  type        = string
+  default     = null
+}
+
+# --- the workers' connection pooler (pgbouncer.tf) ---
+
+variable "pgbouncer_image" {
+  description = "PgBouncer image configured by environment variables in the way of edoburu/docker-pgbouncer (DB_HOST, POOL_MODE, MAX_DB_CONNECTIONS, …), e.g. edoburu/pgbouncer:<version>, pinned by `@sha256:` digest, from a public registry the tasks reach through NAT (Docker Hub, ECR Public). PgBouncer 1.18 or later."
+  type        = string
+}
+
+variable "pgbouncer_tasks" {
+  description = "PgBouncer tasks (spread across availability zones); each opens at most pgbouncer_server_connections ÷ pgbouncer_tasks connections to PostgreSQL."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.pgbouncer_tasks >= 1 && var.pgbouncer_tasks <= 10
+    error_message = "Run 1 to 10 PgBouncer tasks."
+  }
+}
+
+variable "pgbouncer_server_connections" {
+  description = "The workers' connection budget: server connections all PgBouncer tasks together open to PostgreSQL (each task's max_db_connections and default_pool_size are this ÷ pgbouncer_tasks). 100 carries 1,000 workers (docs/scale.md)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.pgbouncer_server_connections >= 2 && var.pgbouncer_server_connections <= 5000
+    error_message = "Give 2 to 5,000 server connections."
+  }
+}
+
+variable "pgbouncer_max_client_connections" {
+  description = "Worker connections each PgBouncer task accepts (max_client_conn); a worker holds up to two."
+  type        = number
+  default     = 5000
+}
+
+variable "workers_direct_database_access" {
+  description = "Keep the workers' direct route to PostgreSQL (5432), for tenants onboarded before migration 0020 who still log in with a role of their own (docs/operations.md). False: workers reach only PgBouncer (6432)."
+  type        = bool
+  default     = false
+}
+
+# --- shared market data (market_data.tf) ---
+
+variable "shared_market_data" {
+  description = "Run the market-data service and give the workers its Redis (POLYBOT_MARKET_DATA_URL). Off by default: ElastiCache here requires TLS, which polybot's Redis client does not speak yet (infra/README.md); the Redis is created either way."
+  type        = bool
+  default     = false
+}
+
+variable "redis_node_type" {
+  description = "ElastiCache node type of the market-data Redis."
+  type        = string
+  default     = "cache.t4g.small"
+}
+
+variable "redis_engine_version" {
+  description = "ElastiCache Redis engine version (7.x: RBAC with read/write key permissions)."
+  type        = string
+  default     = "7.1"
+}
+
+variable "redis_replicas" {
+  description = "Read replicas of the market-data Redis in other availability zones (automatic failover needs at least one)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.redis_replicas >= 1 && var.redis_replicas <= 5
+    error_message = "Give 1 to 5 replicas: automatic failover needs one."
+  }
+}
+
 # --- operator settings for workers ---
 
 variable "newsapi_key" {

@@ -99,7 +99,8 @@ pub struct EcsArgs {
     pub ibkr_gateway_image: Option<String>,
 
     /// ARN of the operator's workers' settings secret (JSON with
-    /// POLYBOT_NEWSAPI_KEY), which ECS injects into every worker; empty for none.
+    /// POLYBOT_NEWSAPI_KEY and POLYBOT_MARKET_DATA_URL, either may be empty),
+    /// which ECS injects into every worker; empty for none.
     #[arg(
         long = "worker-settings-secret-arn",
         env = "POLYBOT_WORKER_SETTINGS_SECRET_ARN"

@@ -41,8 +41,10 @@ pub const TENANT_SECRET_PREFIX: &str = "polybot/tenants/";
 /// The operator-level settings every worker gets from the workers' settings
 /// secret (`polybot/workers/settings`, JSON keys of these names), when one is
 /// configured: injected by ECS like the tenant's own secrets, never put in
-/// plain environment.
-pub const WORKER_SETTINGS_KEYS: [&str; 1] = ["POLYBOT_NEWSAPI_KEY"];
+/// plain environment. ECS refuses to start a task whose secret lacks a key it
+/// names, so the secret holds every one (an empty value means none:
+/// `infra/secrets.tf`).
+pub const WORKER_SETTINGS_KEYS: [&str; 2] = ["POLYBOT_NEWSAPI_KEY", "POLYBOT_MARKET_DATA_URL"];
 /// Tag keys the template sets itself; `extra_tags` may not override them.
 pub const RESERVED_TAG_KEYS: [&str; 2] = ["tenant_id", "polybot:component"];
 /// ECS accepts at most 50 tags on a task definition.

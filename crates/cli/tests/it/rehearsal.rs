@@ -371,6 +371,7 @@ struct Cloud {
     /// The database's administrator (RDS's master user), not a superuser.
     admin_login: String,
     control_login: String,
+    worker_login: String,
     /// Holds the binary's copy and the read-only working directory.
     root: tempfile::TempDir,
     binary: PathBuf,
@@ -445,6 +446,13 @@ impl Cloud {
         let mut control_db = admin_db.clone();
         control_db.set_username(&control_login).unwrap();
         control_db.set_password(Some(&random_hex(20))).unwrap();
+        // The workers' shared login (infra/pgbouncer.tf). On AWS its URL
+        // names PgBouncer; here the workers reach the database directly,
+        // which is the same to them: each transaction carries its claim.
+        let worker_login = format!("polybot_w_{suffix}");
+        let mut worker_db = admin_db.clone();
+        worker_db.set_username(&worker_login).unwrap();
+        worker_db.set_password(Some(&random_hex(20))).unwrap();
 
         // The secrets of infra/database.tf and infra/secrets.tf.
         let operator_token = format!("pbo_{}", random_hex(20));
@@ -461,6 +469,15 @@ impl Cloud {
                 json!({"DATABASE_URL": admin_db.as_str()}),
             ),
             (
+                "worker_database",
+                "control-plane/worker-database",
+                json!({
+                    "POLYBOT_WORKER_DATABASE_URL": worker_db.as_str(),
+                    "DB_USER": worker_login,
+                    "DB_PASSWORD": worker_db.password().unwrap(),
+                }),
+            ),
+            (
                 "control_plane_tokens",
                 "control-plane/tokens",
                 json!({
@@ -472,7 +489,9 @@ impl Cloud {
             (
                 "worker_settings",
                 "workers/settings",
-                json!({"POLYBOT_NEWSAPI_KEY": random_hex(16)}),
+                // No shared market data in the rehearsal: an empty URL, as
+                // infra/secrets.tf writes an unset setting.
+                json!({"POLYBOT_NEWSAPI_KEY": random_hex(16), "POLYBOT_MARKET_DATA_URL": ""}),
             ),
         ] {
             let arn = secrets
@@ -519,6 +538,7 @@ impl Cloud {
             database,
             admin_login,
             control_login,
+            worker_login,
             root,
             binary,
             read_only,
@@ -567,6 +587,10 @@ impl Cloud {
                 ("region", json!(REGION)),
                 ("log_group", json!("/polybot/control-plane")),
                 ("database_secret_arn", json!(self.arn("database"))),
+                (
+                    "worker_database_secret_arn",
+                    json!(self.arn("worker_database")),
+                ),
                 ("tokens_secret_arn", json!(self.arn("control_plane_tokens"))),
                 (
                     "worker_settings_secret_arn",
@@ -604,6 +628,10 @@ impl Cloud {
                     json!(self.arn("database_admin")),
                 ),
                 ("database_secret_arn", json!(self.arn("database"))),
+                (
+                    "worker_database_secret_arn",
+                    json!(self.arn("worker_database")),
+                ),
             ]),
         )
     }
@@ -703,6 +731,10 @@ impl Cloud {
         assert_eq!(code, Some(0), "the migrate task failed:\n{output}");
         assert!(
             output.contains("the control plane's database login is ready"),
+            "{output}"
+        );
+        assert!(
+            output.contains("the workers' shared database login is ready"),
             "{output}"
         );
     }
@@ -993,6 +1025,7 @@ impl Cloud {
         for statement in [
             format!("DROP DATABASE {} WITH (FORCE)", self.database),
             format!("DROP ROLE IF EXISTS {}", self.control_login),
+            format!("DROP ROLE IF EXISTS {}", self.worker_login),
             format!("DROP ROLE IF EXISTS {}", self.admin_login),
         ] {
             sqlx::raw_sql(&statement).execute(&admin).await.unwrap();
@@ -1103,7 +1136,12 @@ async fn the_cloud_deployment_boots_onboards_and_trades_as_ecs_would_run_it() {
     let secrets: Vec<&str> = worker.secrets().iter().map(|s| s.name()).collect();
     assert_eq!(
         secrets,
-        ["EXCHANGE_KEYS", "DATABASE_URL", "POLYBOT_NEWSAPI_KEY"]
+        [
+            "EXCHANGE_KEYS",
+            "DATABASE_URL",
+            "POLYBOT_NEWSAPI_KEY",
+            "POLYBOT_MARKET_DATA_URL"
+        ]
     );
     assert!(
         worker.secrets()[2]

@@ -248,6 +248,8 @@ fn task_roles_and_the_worker_execution_role_reach_only_tenant_secrets() {
             "control_plane_execution",
             "migrate_execution",
             "worker_settings",
+            "pgbouncer_execution",
+            "market_data_execution",
         ];
         if !s.has_action("secretsmanager:") || named.contains(&s.document.as_str()) {
             continue;
@@ -307,7 +309,7 @@ fn reads_only(infra: &Infra, document: &str, resources: &[String]) {
 }
 
 #[test]
-fn the_migrate_task_reads_only_the_two_database_secrets_and_the_workers_only_their_settings() {
+fn the_migrate_task_reads_only_the_database_secrets_and_the_workers_only_their_settings() {
     let infra = infra();
     reads_only(
         &infra,
@@ -315,17 +317,32 @@ fn the_migrate_task_reads_only_the_two_database_secrets_and_the_workers_only_the
         &[
             infra.resolve("local.admin_database_secret_arn"),
             infra.resolve("local.database_secret_arn"),
+            "aws_secretsmanager_secret.worker_database.arn".to_owned(),
         ],
     );
     reads_only(
         &infra,
         "worker_settings",
-        &["aws_secretsmanager_secret.worker_settings[0].arn".to_owned()],
+        &["aws_secretsmanager_secret.worker_settings.arn".to_owned()],
+    );
+    // PgBouncer reads the shared worker login, the market-data service its
+    // Redis URL, and nothing else.
+    reads_only(
+        &infra,
+        "pgbouncer_execution",
+        &["aws_secretsmanager_secret.worker_database.arn".to_owned()],
+    );
+    reads_only(
+        &infra,
+        "market_data_execution",
+        &["aws_secretsmanager_secret.market_data.arn".to_owned()],
     );
     for (name, expected) in [
         ("database_admin", "polybot/control-plane/database-admin"),
         ("control_plane_tokens", "polybot/control-plane/tokens"),
         ("worker_settings", "polybot/workers/settings"),
+        ("worker_database", "polybot/control-plane/worker-database"),
+        ("market_data", "polybot/market-data/redis"),
     ] {
         let (_, secret) = infra
             .blocks("resource", "aws_secretsmanager_secret")
@@ -345,6 +362,7 @@ fn the_control_plane_execution_role_reads_only_its_database_secret_and_tokens() 
         "control_plane_execution",
         &[
             infra.resolve("local.database_secret_arn"),
+            "aws_secretsmanager_secret.worker_database.arn".to_owned(),
             "aws_secretsmanager_secret.control_plane_tokens.arn".to_owned(),
         ],
     );
@@ -485,6 +503,8 @@ fn each_role_gets_only_the_policy_meant_for_it() {
         "control_plane_task",
         "worker_execution",
         "migrate_execution",
+        "pgbouncer_execution",
+        "market_data_execution",
     ]
     .into_iter()
     .map(|r| {
@@ -508,7 +528,7 @@ fn each_role_gets_only_the_policy_meant_for_it() {
     .collect();
     expected.insert((
         "aws_iam_role.worker_execution.id".to_owned(),
-        "data.aws_iam_policy_document.worker_settings[0].json".to_owned(),
+        "data.aws_iam_policy_document.worker_settings.json".to_owned(),
     ));
     assert_eq!(attached, expected);
     // Managed policies only for RDS enhanced monitoring.
@@ -589,20 +609,156 @@ fn task_definition_text(file: &str) -> String {
 }
 
 #[test]
-fn terraform_fills_every_placeholder_of_the_control_plane_and_migrate_task_definitions() {
+fn terraform_fills_every_placeholder_of_the_task_definitions_it_registers() {
     let infra = infra();
-    for (file, local) in [
-        ("control-plane.task-definition.json", "control_plane_task"),
-        ("migrate.task-definition.json", "migrate_task"),
+    for (file, local, secret) in [
+        (
+            "control-plane.task-definition.json",
+            "control_plane_task",
+            "database_secret_arn",
+        ),
+        (
+            "migrate.task-definition.json",
+            "migrate_task",
+            "database_secret_arn",
+        ),
+        (
+            "pgbouncer.task-definition.json",
+            "pgbouncer_task",
+            "worker_database_secret_arn",
+        ),
+        (
+            "market-data.task-definition.json",
+            "market_data_task",
+            "market_data_secret_arn",
+        ),
     ] {
         let wanted: BTreeSet<String> = template::placeholders(&task_definition_text(file))
             .unwrap()
             .into_iter()
             .collect();
-        assert!(wanted.contains("database_secret_arn"), "{file}");
+        assert!(wanted.contains(secret), "{file}");
         let given: BTreeSet<String> = template_vars(&infra, local).into_keys().collect();
         assert_eq!(given, wanted, "{file}");
     }
+}
+
+/// The container's `environment` of a deploy/ecs task definition, by name.
+fn environment_of(file: &str) -> BTreeMap<String, String> {
+    let task: serde_json::Value = serde_json::from_str(&task_definition_text(file)).unwrap();
+    task["containerDefinitions"][0]["environment"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The names of the container's `secrets` of a deploy/ecs task definition.
+fn secret_names_of(file: &str) -> Vec<String> {
+    let task: serde_json::Value = serde_json::from_str(&task_definition_text(file)).unwrap();
+    task["containerDefinitions"][0]["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn pgbouncer_on_aws_pools_by_transaction_and_resets_like_the_embedded_one() {
+    // The settings crates/store/src/pooler.rs writes for `polybot up`.
+    let env = environment_of("pgbouncer.task-definition.json");
+    for (key, value) in [
+        ("POOL_MODE", "transaction"),
+        ("SERVER_RESET_QUERY", "DISCARD ALL"),
+        ("SERVER_RESET_QUERY_ALWAYS", "1"),
+        ("IGNORE_STARTUP_PARAMETERS", "extra_float_digits"),
+        ("MIN_POOL_SIZE", "0"),
+        ("RESERVE_POOL_SIZE", "0"),
+        ("AUTH_TYPE", "scram-sha-256"),
+        ("LISTEN_PORT", "6432"),
+        // RDS forces TLS (rds.force_ssl).
+        ("SERVER_TLS_SSLMODE", "require"),
+    ] {
+        assert_eq!(env.get(key).map(String::as_str), Some(value), "{key}");
+    }
+    // One database, one login: the pool is the task's whole budget.
+    assert_eq!(env["MAX_DB_CONNECTIONS"], "{{server_connections}}");
+    assert_eq!(env["DEFAULT_POOL_SIZE"], "{{server_connections}}");
+    let vars = template_vars(&infra(), "pgbouncer_task");
+    assert_eq!(
+        vars["server_connections"],
+        "local.pgbouncer_task_server_connections"
+    );
+    // The shared login's password comes from its secret, never in plain
+    // environment.
+    assert_eq!(
+        secret_names_of("pgbouncer.task-definition.json"),
+        ["DB_USER", "DB_PASSWORD"]
+    );
+    assert!(!env.contains_key("DB_PASSWORD") && !env.contains_key("DATABASE_URL"));
+}
+
+#[test]
+fn the_control_plane_and_the_migrate_task_get_the_shared_worker_login_from_its_secret() {
+    for file in [
+        "control-plane.task-definition.json",
+        "migrate.task-definition.json",
+    ] {
+        assert!(
+            secret_names_of(file).contains(&"POLYBOT_WORKER_DATABASE_URL".to_owned()),
+            "{file}"
+        );
+        assert!(!environment_of_any(file).contains_key("POLYBOT_WORKER_DATABASE_URL"));
+    }
+    let infra = infra();
+    for local in ["control_plane_task", "migrate_task"] {
+        assert_eq!(
+            template_vars(&infra, local)["worker_database_secret_arn"],
+            "aws_secretsmanager_secret.worker_database.arn",
+            "{local}"
+        );
+    }
+}
+
+/// Like [`environment_of`], empty for a container without `environment`.
+fn environment_of_any(file: &str) -> BTreeMap<String, String> {
+    let task: serde_json::Value = serde_json::from_str(&task_definition_text(file)).unwrap();
+    if task["containerDefinitions"][0]["environment"].is_null() {
+        return BTreeMap::new();
+    }
+    environment_of(file)
+}
+
+#[test]
+fn the_market_data_service_runs_the_same_image_and_reads_its_redis_url_from_a_secret() {
+    let task: serde_json::Value =
+        serde_json::from_str(&task_definition_text("market-data.task-definition.json")).unwrap();
+    assert_eq!(
+        task["containerDefinitions"][0]["command"],
+        serde_json::json!(["market-data"])
+    );
+    assert_eq!(
+        task["containerDefinitions"][0]["readonlyRootFilesystem"],
+        true
+    );
+    assert!(task["taskRoleArn"].is_null(), "it calls no AWS API");
+    assert_eq!(
+        secret_names_of("market-data.task-definition.json"),
+        ["POLYBOT_MARKET_DATA_URL"]
+    );
+    assert!(environment_of_any("market-data.task-definition.json").is_empty());
+    let vars = template_vars(&infra(), "market_data_task");
+    assert_eq!(
+        vars["image"],
+        template_vars(&infra(), "control_plane_task")["image"]
+    );
 }
 
 #[test]

@@ -369,11 +369,29 @@ fn the_operators_worker_settings_are_injected_from_their_secret_when_there_is_on
     let secrets = &container(&with, "worker")["secrets"];
     assert_eq!(
         names(secrets),
-        ["EXCHANGE_KEYS", "DATABASE_URL", "POLYBOT_NEWSAPI_KEY"]
+        [
+            "EXCHANGE_KEYS",
+            "DATABASE_URL",
+            "POLYBOT_NEWSAPI_KEY",
+            "POLYBOT_MARKET_DATA_URL"
+        ]
     );
     assert_eq!(
         secrets[2]["valueFrom"],
         format!("{arn}:POLYBOT_NEWSAPI_KEY::")
+    );
+    // The shared market data's Redis URL holds the `worker` user's password:
+    // from the secret, never in plain environment.
+    assert_eq!(
+        secrets[3]["valueFrom"],
+        format!("{arn}:POLYBOT_MARKET_DATA_URL::")
+    );
+    assert!(
+        container(&with, "worker")["environment"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["name"] != "POLYBOT_MARKET_DATA_URL")
     );
     // Never a tenant's secret: that one the worker execution role reads for
     // every tenant, so it must hold no tenant's data.
