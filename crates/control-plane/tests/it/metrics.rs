@@ -164,7 +164,9 @@ async fn metrics_show_fleet_tenant_reconciler_launcher_and_http_series_with_thei
     let stop = CancellationToken::new();
     let running = tokio::spawn(reconciler.run(stop.clone()));
     write_worker_data(&h, &alpha).await;
-    // Alpha is running once its (fresh) heartbeat follows the start.
+    // Alpha is running once its (fresh) heartbeat follows the start, and
+    // both tenants are started once the throttled start was retried (three
+    // calls to the launcher, whichever tenant came first).
     for _ in 0..200 {
         let actual: Option<String> =
             sqlx::query_scalar("SELECT actual FROM tenant_runtime WHERE tenant_id = $1")
@@ -172,13 +174,18 @@ async fn metrics_show_fleet_tenant_reconciler_launcher_and_http_series_with_thei
                 .fetch_optional(&h.pool)
                 .await
                 .unwrap();
-        if actual.as_deref() == Some("running") {
+        if actual.as_deref() == Some("running") && *launcher.starts.lock().unwrap() >= 3 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     stop.cancel();
     running.await.unwrap();
+    assert_eq!(
+        *launcher.starts.lock().unwrap(),
+        3,
+        "one throttled start, two that ran"
+    );
 
     // Two evaluations: the breaker alert fires, availability is accounted.
     let mut evaluator = Evaluator::new(h.state.clone());
