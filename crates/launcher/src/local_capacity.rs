@@ -314,7 +314,8 @@ mod tests {
 
     #[test]
     fn proc_figures_are_parsed() {
-        let meminfo = "MemTotal:       24683784 kB\nMemFree:  100 kB\nMemAvailable:   22486768 kB\n";
+        let meminfo =
+            "MemTotal:       24683784 kB\nMemFree:  100 kB\nMemAvailable:   22486768 kB\n";
         assert_eq!(meminfo_kib(meminfo, "MemAvailable"), Some(22_486_768));
         assert_eq!(meminfo_kib(meminfo, "SwapTotal"), None);
         let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
