@@ -184,8 +184,9 @@ impl WorkerLimit {
 
     /// Why one more worker does not fit, for the refusal.
     pub fn refusal(&self) -> String {
+        let workers = if self.max == 1 { "worker" } else { "workers" };
         format!(
-            "this machine runs at most {} local workers: {}; offboard or pause a tenant, or raise the limit (docs/operators.md)",
+            "this machine runs at most {} local {workers}: {}; offboard or pause a tenant, or raise the limit (docs/operators.md)",
             self.max, self.limit
         )
     }
@@ -268,6 +269,15 @@ mod tests {
         assert_eq!(
             limit.refusal(),
             "this machine runs at most 1372 local workers: memory (21959 MiB available, ~16 MiB per worker); \
+             offboard or pause a tenant, or raise the limit (docs/operators.md)"
+        );
+    }
+
+    #[test]
+    fn a_configured_limit_is_named_as_such() {
+        assert_eq!(
+            WorkerLimit::configured(1).refusal(),
+            "this machine runs at most 1 local worker: the configured --max-workers (POLYBOT_MAX_WORKERS); \
              offboard or pause a tenant, or raise the limit (docs/operators.md)"
         );
     }
