@@ -15,6 +15,7 @@ use std::sync::Arc;
 use polybot_control_plane::reconcile::Reconciler;
 use polybot_control_plane::{App, AppState, Config, WorkerDatabase};
 use polybot_launcher::local::LocalLauncher;
+use polybot_launcher::local_capacity::{MachineFigures, WorkerLimit};
 use polybot_secrets::SecretStore;
 use polybot_secrets::local::{LocalSecretStore, MasterKey};
 
@@ -75,6 +76,13 @@ pub struct ServeArgs {
     pub settings: polybot_control_plane::settings::SettingsArgs,
     #[command(flatten)]
     pub billing: polybot_control_plane::billing::BillingArgs,
+    /// With the local launcher, the most tenants with a worker (provisioning
+    /// or active) this machine runs: onboarding or resuming one more is
+    /// refused (409, naming the limit). By default the smallest of what
+    /// memory, the process limits and the open-file limit allow, as logged at
+    /// start (docs/operators.md).
+    #[arg(long, env = "POLYBOT_MAX_WORKERS", value_name = "N")]
+    pub max_workers: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -701,6 +709,12 @@ async fn serve(
     let (launcher, spec_salt): (Arc<dyn polybot_launcher::Launcher>, String) =
         match (backends.launcher, backends.ecs, &aws) {
             (LauncherKind::Ecs, Some(args), Some(aws)) => {
+                if serve.max_workers.is_some() {
+                    anyhow::bail!(
+                        "--max-workers (POLYBOT_MAX_WORKERS) bounds local workers; \
+                         with --launcher ecs the account's Fargate quotas do"
+                    );
+                }
                 let quotas = args.fargate_quotas();
                 let queue = args.events_queue_url();
                 let backstop = args.ecs_backstop_secs;
@@ -730,6 +744,25 @@ async fn serve(
                     polybot_launcher::local::current_program()?,
                     polybot_launcher::local::workers_dir(data_dir),
                 )?);
+                let limit = match serve.max_workers {
+                    Some(max) => WorkerLimit::configured(max),
+                    None => WorkerLimit::computed(
+                        &MachineFigures::read(
+                            launcher.running(),
+                            launcher.identity() == polybot_launcher::local::WorkerIdentity::Shared,
+                        )
+                        .context("reading this machine's memory and limits for --max-workers")?,
+                        &polybot_launcher::local_capacity::PER_WORKER,
+                    ),
+                };
+                tracing::info!(
+                    max_workers = limit.max,
+                    limit = %limit.limit,
+                    "local workers: tenants beyond this are refused at onboarding"
+                );
+                state.local_workers = Some(Arc::new(
+                    polybot_control_plane::tenants::capacity::LocalWorkers::new(limit),
+                ));
                 local = Some(launcher.clone());
                 (launcher, String::new())
             }

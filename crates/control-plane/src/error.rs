@@ -45,6 +45,11 @@ pub enum ApiError {
     /// 409: the tenant is in a state that does not allow this.
     #[error("{0}")]
     Conflict(String),
+    /// 409: the machine runs no more local workers; the message names the
+    /// limit reached and its figures. Not a 503: waiting does not help, an
+    /// operator's change (offboarding, pausing, a higher limit) does.
+    #[error("{0}")]
+    Capacity(String),
     /// 422: the same Idempotency-Key was used with another body.
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyMismatch,
@@ -86,7 +91,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Capacity(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -103,6 +108,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "/problems/forbidden",
             ApiError::NotFound(_) => "/problems/not-found",
             ApiError::Conflict(_) => "/problems/conflict",
+            ApiError::Capacity(_) => "/problems/capacity",
             ApiError::IdempotencyMismatch => "/problems/idempotency-key-reused",
             ApiError::TooManyRequests { .. } => "/problems/too-many-requests",
             ApiError::RequestTimeout => "/problems/request-timeout",

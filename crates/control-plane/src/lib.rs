@@ -70,6 +70,9 @@ pub struct AppState {
     /// Whether the launcher runs worker images a rollout may change (ECS);
     /// `false` (local processes) refuses image rollouts with a 422.
     pub worker_images: bool,
+    /// The local launcher's bound on workers, checked before a tenant is
+    /// onboarded or resumed; `None` (ECS, tests) admits every tenant.
+    pub local_workers: Option<Arc<tenants::capacity::LocalWorkers>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -98,6 +101,7 @@ impl AppState {
             channel_key: Arc::new(alerts::ChannelKey::ephemeral()),
             api_calls: billing::calls::ApiCalls::default(),
             worker_images: false,
+            local_workers: None,
         }
     }
 

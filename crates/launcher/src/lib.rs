@@ -22,6 +22,7 @@ use secrecy::SecretString;
 
 pub mod ecs;
 pub mod local;
+pub mod local_capacity;
 #[cfg(feature = "testing")]
 pub mod testing;
 

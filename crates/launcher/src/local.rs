@@ -145,6 +145,12 @@ impl LocalLauncher {
         Ok(launcher)
     }
 
+    /// How many tenants have a worker running (adopted or started).
+    pub fn running(&self) -> u64 {
+        let workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        workers.values().filter(|w| !w.is_empty()).count() as u64
+    }
+
     /// Which uid the next workers run as.
     pub fn identity(&self) -> WorkerIdentity {
         *self.identity.lock().unwrap_or_else(|e| e.into_inner())

@@ -28,6 +28,7 @@ use crate::auth::{
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
 
+pub mod capacity;
 mod input;
 pub mod live;
 pub mod recording;
@@ -151,7 +152,7 @@ pub struct CreateTenantRequest {
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 402, description = "the tenant's plan does not allow this; each error names the entitlement", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "the token is a tenant's; only an operator token may do this", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "another tenant that is not offboarded has this name", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "another tenant that is not offboarded has this name, or (local launcher) the machine runs no more workers: `/problems/capacity`, naming the limit reached and its figures", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "a field of the request is invalid", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -232,6 +233,12 @@ pub async fn create(
         }
     }
 
+    // With the local launcher, the machine must have room for its worker;
+    // the admission holds until the tenant is committed.
+    let admitted = match &state.local_workers {
+        Some(workers) => Some(workers.admit(&state.db).await?),
+        None => None,
+    };
     // The plan asked for (or the deployment's default) must allow the rest.
     let plan = match body.get("plan") {
         None | Some(Value::Null) => state.settings.billing.default_plan.clone(),
@@ -300,6 +307,7 @@ pub async fn create(
         .await?;
     }
     tx.commit().await?;
+    drop(admitted);
     state.start_provisioning(tenant);
     Ok(created_response(StatusCode::CREATED, body))
 }
@@ -728,7 +736,7 @@ pub async fn pause(
         (status = 200, description = "the resumed tenant", body = TenantView),
         (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the tenant's state does not allow this, or an operator holds it paused and the token is the tenant's", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the tenant's state does not allow this, an operator holds it paused and the token is the tenant's, or (local launcher) the machine runs no more workers: `/problems/capacity`, naming the limit reached and its figures", body = crate::error::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn resume(
@@ -756,6 +764,14 @@ async fn transition(
         .apply(action, actor)
         .map_err(|refusal| ApiError::Conflict(refusal.to_string()))?;
     let step = held.transition;
+    // A tenant that starts holding a worker slot (resumed from paused,
+    // failed or offboarded) needs room for its worker on this machine.
+    let admitted = match &state.local_workers {
+        Some(workers) if capacity::holds_slot(step.to) && !capacity::holds_slot(step.from) => {
+            Some(workers.admit(&state.db).await?)
+        }
+        _ => None,
+    };
     if step.restarts_onboarding
         && step.from == TenantState::Offboarded
         && !state.secrets.restore(&mut tx).await?
@@ -782,6 +798,7 @@ async fn transition(
         .await?
         .ok_or(ApiError::NotFound("tenant"))?;
     tx.commit().await?;
+    drop(admitted);
     if step.restarts_onboarding {
         state.start_provisioning(tenant);
     }

@@ -12,6 +12,7 @@ mod ecs_fleet;
 mod going_live;
 mod housekeeping;
 mod leak;
+mod local_capacity;
 mod metrics;
 mod offboarding;
 mod onboarding;
