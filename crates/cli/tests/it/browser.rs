@@ -184,6 +184,20 @@ impl Browser {
 
     /// Sends a command and waits for its result (events in between are skipped).
     async fn send(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        match self.send_raw(session, method, params).await {
+            Ok(result) => result,
+            Err(reply) => panic!("{method}: {reply}"),
+        }
+    }
+
+    /// Sends a command and waits for its answer: its result, or the error
+    /// reply DevTools gave.
+    async fn send_raw(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut message = json!({"id": id, "method": method, "params": params});
@@ -207,8 +221,10 @@ impl Browser {
             let Message::Text(text) = next else { continue };
             let reply: Value = serde_json::from_str(&text).unwrap();
             if reply["id"] == id {
-                assert!(reply.get("error").is_none(), "{method}: {reply}");
-                return reply["result"].clone();
+                if reply.get("error").is_some() {
+                    return Err(reply);
+                }
+                return Ok(reply["result"].clone());
             }
         }
     }
@@ -224,12 +240,27 @@ impl Browser {
 
     /// Evaluates `expression` in the page; None while it navigates or throws.
     async fn eval(&mut self, expression: &str) -> Option<Value> {
-        let result = self
-            .command(
+        let session = self.session.clone();
+        let result = match self
+            .send_raw(
+                Some(&session),
                 "Runtime.evaluate",
                 json!({"expression": expression, "returnByValue": true}),
             )
-            .await;
+            .await
+        {
+            Ok(result) => result,
+            // The page navigated away while the expression ran (a form's
+            // submit, a reload): the next evaluation sees the new page.
+            Err(reply)
+                if reply["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("navigated or closed")) =>
+            {
+                return None;
+            }
+            Err(reply) => panic!("Runtime.evaluate: {reply}"),
+        };
         if result.get("exceptionDetails").is_some() {
             return None;
         }
