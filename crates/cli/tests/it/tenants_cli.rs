@@ -413,6 +413,11 @@ async fn the_fleet_rollout_commands_roll_settings_across_local_workers_and_refus
             "{stderr}"
         );
         ok(&tenants(&cp, Some(OPERATOR), &["create", "--name", "acme"]));
+        ok(&tenants(
+            &cp,
+            Some(OPERATOR),
+            &["create", "--name", "bravo"],
+        ));
 
         // The local launcher has no image to roll out.
         let image = fleet(&cp, &["rollout", "start", "--image", "polybot:v2"]);
@@ -435,13 +440,15 @@ async fn the_fleet_rollout_commands_roll_settings_across_local_workers_and_refus
                 "--setting",
                 "POLYBOT_LOG=debug",
                 "--per-minute",
-                "60",
+                "6",
             ],
         ));
         assert!(
-            started.starts_with("rollout 1: running (60 a minute): POLYBOT_LOG=debug\n"),
+            started.starts_with("rollout 1: running (6 a minute): POLYBOT_LOG=debug\n"),
             "{started}"
         );
+        // The second tenant begins 10 s after the first: rollout 1 is
+        // still running.
         let again = fleet(&cp, &["rollout", "start", "--setting", "POLYBOT_LOG=info"]);
         assert!(!again.status.success());
         let stderr = String::from_utf8_lossy(&again.stderr);
@@ -450,7 +457,7 @@ async fn the_fleet_rollout_commands_roll_settings_across_local_workers_and_refus
             "{stderr}"
         );
 
-        // The tenant's worker is replaced by one with the setting.
+        // Each tenant's worker is replaced by one with the setting.
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             let status: Value =
@@ -463,12 +470,19 @@ async fn the_fleet_rollout_commands_roll_settings_across_local_workers_and_refus
         assert_eq!(status["state"], "done", "{status}");
         assert_eq!(
             status["progress"],
-            serde_json::json!({"total": 1, "done": 1, "rolling": 0, "pending": 0})
+            serde_json::json!({"total": 2, "done": 2, "rolling": 0, "pending": 0})
         );
-        assert_eq!(status["recent"][0]["name"], "acme");
+        let mut names: Vec<&str> = status["recent"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["acme", "bravo"], "{status}");
         let text = ok(&fleet(&cp, &["rollout", "status", "--id", "1"]));
         assert!(
-            text.contains("  1 of 1 tenants done, 0 rolling, 0 pending\n"),
+            text.contains("  2 of 2 tenants done, 0 rolling, 0 pending\n"),
             "{text}"
         );
         let late = fleet(&cp, &["rollout", "pause"]);

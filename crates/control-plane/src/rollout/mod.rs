@@ -306,16 +306,26 @@ pub async fn start(
         Ok(rollout) => rollout,
         Err(err) if rollouts::is_one_unfinished(&err) => {
             drop(op);
-            let mut op = state.db.operator().await?;
-            let other = rollouts::lock_unfinished(&mut op).await?;
-            op.commit().await?;
-            return Err(ApiError::Conflict(match other {
-                Some(other) => format!(
-                    "rollout {} is {}: resume or abort it before starting another",
-                    other.id, other.state
-                ),
-                None => "another rollout is unfinished".to_owned(),
-            }));
+            op = state.db.operator().await?;
+            match rollouts::lock_unfinished(&mut op).await? {
+                Some(other) => {
+                    op.commit().await?;
+                    return Err(ApiError::Conflict(format!(
+                        "rollout {} is {}: resume or abort it before starting another",
+                        other.id, other.state
+                    )));
+                }
+                // The unfinished one finished in between: this one starts.
+                None => match rollouts::start(&mut op, &change, per_minute).await {
+                    Ok(rollout) => rollout,
+                    Err(err) if rollouts::is_one_unfinished(&err) => {
+                        return Err(ApiError::Conflict(
+                            "another rollout was started at the same time".to_owned(),
+                        ));
+                    }
+                    Err(err) => return Err(err.into()),
+                },
+            }
         }
         Err(err) => return Err(err.into()),
     };
