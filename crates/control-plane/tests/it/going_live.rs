@@ -144,7 +144,8 @@ async fn mode_changes(h: &Harness, id: &str) -> Vec<(String, Value)> {
 }
 
 async fn stored_mode(h: &Harness, id: &str) -> String {
-    sqlx::query_scalar(&format!("SELECT mode FROM tenants WHERE id = '{id}'"))
+    sqlx::query_scalar("SELECT mode FROM tenants WHERE id = $1::uuid")
+        .bind(id)
         .fetch_one(&h.pool)
         .await
         .unwrap()
