@@ -178,14 +178,9 @@ variable "workers_direct_database_access" {
 # --- shared market data (market_data.tf) ---
 
 variable "shared_market_data" {
-  description = "Run the market-data service and give the workers its Redis (POLYBOT_MARKET_DATA_URL). Not available yet: ElastiCache here requires TLS, which polybot's Redis client does not speak yet (infra/README.md); the Redis is created either way."
+  description = "Run the market-data service (one ECS task) and give the workers its Redis (POLYBOT_MARKET_DATA_URL, rediss:// to the ElastiCache below): one set of public venue connections for the whole fleet instead of one per tenant. False: each worker reads the venues itself; the Redis is created either way."
   type        = bool
   default     = false
-
-  validation {
-    condition     = !var.shared_market_data
-    error_message = "shared_market_data is not available yet: ElastiCache requires TLS (rediss://), which polybot's Redis client and workers do not accept yet; workers would stop at start. Leave it false (infra/README.md)."
-  }
 }
 
 variable "redis_node_type" {

@@ -5,19 +5,45 @@
 use std::time::Duration;
 
 use clap::Args;
+use polybot_core::strategy::Venue;
 use polybot_worker::LiveSettings;
-use polybot_worker::live::market_data::{MarketDataSettings, run_market_data};
+use polybot_worker::live::market_data::{CaBundle, MarketDataSettings, run_market_data};
 use secrecy::SecretString;
 
 #[derive(Debug, Args)]
 pub struct MarketDataArgs {
     /// The Redis to publish to and read the workers' registrations from
-    /// (`redis://:password@127.0.0.1:6379`); the workers' own setting.
-    #[arg(long, env = "POLYBOT_MARKET_DATA_URL")]
+    /// (`redis://user:password@127.0.0.1:6379`, `rediss://…` over TLS); the
+    /// workers' own setting.
+    #[arg(long, env = "POLYBOT_MARKET_DATA_URL", hide_env_values = true)]
     pub redis_url: SecretString,
+    /// A PEM file of the CA certificates a rediss:// server's certificate
+    /// must chain to (a private CA); without it, the web PKI roots built
+    /// into the binary, which ElastiCache's certificates chain to.
+    #[arg(long, env = "POLYBOT_MARKET_DATA_CA_FILE", value_name = "FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+    /// The venues this service reads and publishes, comma-separated
+    /// (polymarket, kalshi, binance_us, coinbase, kraken): one service per
+    /// venue group against the same Redis shards the venue connections over
+    /// several processes. Default: every venue. No two services may share a
+    /// venue.
+    #[arg(long, env = "POLYBOT_MARKET_DATA_VENUES", value_delimiter = ',', value_parser = parse_venue)]
+    pub venues: Vec<Venue>,
     /// How often the workers' registrations are read again (seconds).
     #[arg(long, default_value_t = 5)]
     pub refresh_secs: u64,
+}
+
+/// A venue by its name in tenants' configs.
+fn parse_venue(name: &str) -> Result<Venue, String> {
+    let name = name.trim();
+    Venue::ALL
+        .into_iter()
+        .find(|v| v.as_str() == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = Venue::ALL.iter().map(Venue::as_str).collect();
+            format!("{name:?} is not a venue (one of {})", known.join(", "))
+        })
 }
 
 pub async fn run(args: MarketDataArgs) -> anyhow::Result<()> {
@@ -25,9 +51,20 @@ pub async fn run(args: MarketDataArgs) -> anyhow::Result<()> {
     let mut live = LiveSettings::from_env()?;
     // The service is what reads the venues.
     live.market_data = None;
+    let redis_ca = args
+        .redis_ca_file
+        .filter(|path| !path.as_os_str().is_empty())
+        .map(|path| CaBundle::read(&path))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--redis-ca-file: {e}"))?;
+    let mut venues = args.venues;
+    venues.sort_by_key(Venue::index);
+    venues.dedup();
     run_market_data(
         MarketDataSettings {
             redis_url: args.redis_url,
+            redis_ca,
+            venues: (!venues.is_empty()).then_some(venues),
             live,
             refresh_every: Duration::from_secs(args.refresh_secs.max(1)),
         },
@@ -79,6 +116,8 @@ pub async fn start_local(
     live.market_data = None;
     let settings = MarketDataSettings {
         redis_url: redis.service_url.clone(),
+        redis_ca: None,
+        venues: None,
         live,
         refresh_every: Duration::from_secs(2),
     };

@@ -53,11 +53,16 @@ pub mod env {
     /// [`REPLAY`] is given: on unless `0` (no market data at all, for tests
     /// of the worker's lifecycle).
     pub const LIVE_DATA: &str = "POLYBOT_LIVE_DATA";
-    /// The shared market-data service's Redis (`redis://…`): when set, the
+    /// The shared market-data service's Redis (`redis://…`, `rediss://…`
+    /// over TLS): when set, the
     /// worker takes the venues' public market data from there instead of
     /// opening its own venue connections (news and private streams stay in
     /// the worker).
     pub const MARKET_DATA_URL: &str = "POLYBOT_MARKET_DATA_URL";
+    /// A PEM file of the CA certificates a `rediss://` [`MARKET_DATA_URL`]'s
+    /// server certificate must chain to (a private CA); without it, the web
+    /// PKI roots built into the binary (ElastiCache's Amazon CA among them).
+    pub const MARKET_DATA_CA_FILE: &str = "POLYBOT_MARKET_DATA_CA_FILE";
     /// The NewsAPI base URL for the news strategy.
     pub const NEWSAPI_URL: &str = "POLYBOT_NEWSAPI_URL";
     /// The operator's NewsAPI key, for tenants that bring none (a secret:
@@ -104,6 +109,7 @@ pub mod env {
         REPLAY_EXIT,
         LIVE_DATA,
         MARKET_DATA_URL,
+        MARKET_DATA_CA_FILE,
         NEWSAPI_URL,
         PAPER_BALANCES,
         FLUSH_MS,

@@ -20,6 +20,7 @@ mod tls;
 
 pub use error::{ErrorKind, VenueError};
 pub use model::Api;
+pub use tls::install_crypto_provider;
 pub mod endpoints;
 pub mod http;
 mod num;

@@ -6,7 +6,10 @@
 
 use std::sync::Once;
 
-pub(crate) fn install_crypto_provider() {
+/// Installs ring as the process's rustls provider unless one is installed;
+/// every rustls client built from the process default (the WebSocket
+/// connector, the market-data Redis client) calls it first.
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Another part of the process may have installed one already; that

@@ -65,7 +65,8 @@ use super::{Ctx, LiveSettings};
 pub const PLANS_KEY: &str = "polybot:md:plans";
 /// How often a worker renews its registration.
 pub const REGISTER_EVERY: Duration = Duration::from_secs(10);
-/// The service's view of the venue feeds' health (JSON, by feed key).
+/// The service's view of the venue feeds' health: a hash of feed key →
+/// [`FeedStatus`] (JSON), each field written by the shard running the feed.
 pub const HEALTH_KEY: &str = "polybot:md:health";
 /// How long after a market closes it stays in the snapshots (its
 /// resolution may follow its close).
@@ -186,12 +187,102 @@ pub fn union(plans: &[FeedPlan]) -> Option<FeedPlan> {
 /// The market-data service's settings (`polybot market-data`).
 #[derive(Debug, Clone)]
 pub struct MarketDataSettings {
-    /// The Redis the service publishes to (`redis://…`).
+    /// The Redis the service publishes to (`redis://…`, `rediss://…` for TLS).
     pub redis_url: secrecy::SecretString,
+    /// The CA the Redis server's certificate must chain to (`rediss://`
+    /// only); without it, the web PKI roots built into the binary.
+    pub redis_ca: Option<CaBundle>,
+    /// The venues this shard reads and publishes (one service per venue
+    /// group against the same Redis); every venue when `None`.
+    pub venues: Option<Vec<Venue>>,
     /// How the service reaches the venues.
     pub live: LiveSettings,
     /// How often registrations are read again.
     pub refresh_every: Duration,
+}
+
+/// A PEM bundle of CA certificates a `rediss://` server's certificate must
+/// chain to (a private CA, or ElastiCache's when the web PKI roots are not
+/// wanted). Read once at start: a worker cannot open files once sandboxed.
+#[derive(Clone)]
+pub struct CaBundle {
+    pem: Vec<u8>,
+    /// Where it came from, for errors.
+    source: String,
+}
+
+impl std::fmt::Debug for CaBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaBundle")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CaBundle {
+    /// Reads `path`; an error if it holds no PEM certificate.
+    pub fn read(path: &std::path::Path) -> Result<Self, String> {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("reading the Redis CA bundle {}: {e}", path.display()))?;
+        Self::from_pem(pem, path.display().to_string())
+    }
+
+    /// A bundle from PEM text; `source` names it in errors.
+    pub fn from_pem(pem: Vec<u8>, source: String) -> Result<Self, String> {
+        if !pem
+            .windows(b"-----BEGIN CERTIFICATE-----".len())
+            .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+        {
+            return Err(format!(
+                "the Redis CA bundle {source} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+            ));
+        }
+        Ok(Self { pem, source })
+    }
+}
+
+/// A Redis client for `url`: `redis://`, `redis+unix://`, or `rediss://`
+/// (TLS, the server's certificate and name verified against `ca`, or the
+/// web PKI roots built into the binary without one). A CA bundle with a
+/// URL that is not `rediss://` is refused rather than ignored.
+pub fn redis_client(url: &str, ca: Option<&CaBundle>) -> Result<redis::Client, String> {
+    let tls = url.starts_with("rediss://");
+    if tls {
+        // rustls builds its configuration from the process's provider.
+        polybot_venues::install_crypto_provider();
+    }
+    let client = match ca {
+        Some(ca) if !tls => {
+            return Err(format!(
+                "market data: a CA bundle ({}) is given, but the Redis URL is not rediss:// (TLS)",
+                ca.source
+            ));
+        }
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.pem.clone()),
+            },
+        ),
+        None => redis::Client::open(url),
+    };
+    // The URL holds the password: the error never quotes it.
+    client.map_err(|e| format!("market data: the Redis URL: {e}"))
+}
+
+/// What a connection to `client` checks, for its errors: over TLS, a
+/// refused certificate is the likeliest cause, so the error says which
+/// roots it was checked against.
+fn connecting(client: &redis::Client, ca: Option<&CaBundle>) -> String {
+    match (&client.get_connection_info().addr, ca) {
+        (redis::ConnectionAddr::TcpTls { .. }, Some(ca)) => format!(
+            "connecting to Redis over TLS (the server's certificate checked against the CA bundle {})",
+            ca.source
+        ),
+        (redis::ConnectionAddr::TcpTls { .. }, None) => "connecting to Redis over TLS (the server's certificate checked against the web PKI roots; a private CA needs POLYBOT_MARKET_DATA_CA_FILE)".to_owned(),
+        _ => "connecting to Redis".to_owned(),
+    }
 }
 
 /// A Redis failure with what was being done.
@@ -199,25 +290,72 @@ fn redis_err(doing: &str) -> impl FnOnce(redis::RedisError) -> String + '_ {
     move |e| format!("market data: {doing}: {e}")
 }
 
+/// The part of `plan` a shard serving `venues` reads: the other venues'
+/// markets and spot prices are another shard's.
+pub fn for_venues(plan: &FeedPlan, venues: &[Venue]) -> FeedPlan {
+    let mut out = plan.clone();
+    if !venues.contains(&Venue::Polymarket) {
+        out.updown_assets.clear();
+        out.polymarket_slugs.clear();
+        out.complement_polymarket = false;
+    }
+    if !venues.contains(&Venue::Kalshi) {
+        out.kalshi_series.clear();
+        out.kalshi_tickers.clear();
+        out.complement_kalshi = false;
+    }
+    out.spot.retain(|(venue, _)| venues.contains(venue));
+    out
+}
+
+/// The health keys of `venues`' feeds (what a shard reports and clears).
+fn feed_keys(venues: &[Venue]) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    for venue in venues {
+        match venue {
+            Venue::Polymarket => keys.extend([POLYMARKET_GAMMA, POLYMARKET_CLOB]),
+            Venue::Kalshi => keys.push(KALSHI),
+            spot => keys.push(spot_key(*spot)),
+        }
+    }
+    keys
+}
+
 /// Runs the market-data service until `cancel`: reads the registered plans,
-/// runs one set of public venue feeds for their union, publishes every event
-/// to its topics. A Redis failure is returned (the supervisor restarts the
-/// service); a venue failure is the feeds' own business, as in a worker.
+/// runs one set of public venue feeds for their union (the part of it on
+/// the shard's venues), publishes every event to its topics. A Redis
+/// failure is returned (the supervisor restarts the service); a venue
+/// failure is the feeds' own business, as in a worker.
 pub async fn run_market_data(
     settings: MarketDataSettings,
     cancel: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = redis::Client::open(secrecy::ExposeSecret::expose_secret(&settings.redis_url))
-        .map_err(|e| anyhow::anyhow!("market data: the Redis URL: {e}"))?;
+    let venues = settings
+        .venues
+        .clone()
+        .unwrap_or_else(|| Venue::ALL.to_vec());
+    if venues.is_empty() {
+        anyhow::bail!("market data: a shard serves at least one venue");
+    }
+    let client = redis_client(
+        secrecy::ExposeSecret::expose_secret(&settings.redis_url),
+        settings.redis_ca.as_ref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let doing = connecting(&client, settings.redis_ca.as_ref());
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
-        .map_err(redis_err("connecting to Redis"))
+        .map_err(redis_err(&doing))
+        .map_err(anyhow::Error::msg)?;
+    forget_unsharded_health(&mut conn)
+        .await
         .map_err(anyhow::Error::msg)?;
     let mut publisher = Publisher::default();
     let mut feeds: Option<Feeds> = None;
     let mut refresh = tokio::time::interval(settings.refresh_every);
-    tracing::info!("market data: serving");
+    let venue_names: Vec<&str> = venues.iter().map(Venue::as_str).collect();
+    tracing::info!(venues = ?venue_names, "market data: serving");
     loop {
         tokio::select! {
             () = cancel.cancelled() => break,
@@ -226,17 +364,13 @@ pub async fn run_market_data(
                     .prune(&mut conn, Timestamp(now_ms()))
                     .await
                     .map_err(anyhow::Error::msg)?;
-                if let Some(f) = &feeds {
-                    let health = serde_json::to_string(&f.shared.feeds())
-                        .map_err(|e| anyhow::anyhow!("market data: encoding the feeds' health: {e}"))?;
-                    let () = conn
-                        .set(HEALTH_KEY, health)
-                        .await
-                        .map_err(redis_err("writing the feeds' health"))
-                        .map_err(anyhow::Error::msg)?;
-                }
+                write_health(&mut conn, &venues, feeds.as_ref().map(|f| &f.shared))
+                    .await
+                    .map_err(anyhow::Error::msg)?;
                 let wanted = read_plans(&mut conn).await.map_err(anyhow::Error::msg)?;
-                let wanted = union(&wanted);
+                let wanted = union(&wanted)
+                    .map(|plan| for_venues(&plan, &venues))
+                    .filter(|plan| !topics(plan).is_empty());
                 if feeds.as_ref().map(|f| &f.plan) != wanted.as_ref() {
                     if let Some(old) = feeds.take() {
                         old.stop().await;
@@ -263,6 +397,55 @@ pub async fn run_market_data(
     }
     if let Some(old) = feeds.take() {
         old.stop().await;
+    }
+    Ok(())
+}
+
+/// Before shards, the health was one JSON string; now it is a hash of one
+/// field per feed, each written by the shard that runs it.
+async fn forget_unsharded_health(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> Result<(), String> {
+    let kind: String = redis::cmd("TYPE")
+        .arg(HEALTH_KEY)
+        .query_async(conn)
+        .await
+        .map_err(redis_err("reading the feeds' health"))?;
+    if kind == "string" {
+        let _removed: i64 = conn
+            .del(HEALTH_KEY)
+            .await
+            .map_err(redis_err("removing the feeds' health of an older service"))?;
+    }
+    Ok(())
+}
+
+/// Writes the health of this shard's running feeds into [`HEALTH_KEY`] and
+/// removes its venues' feeds that no longer run.
+async fn write_health(
+    conn: &mut redis::aio::MultiplexedConnection,
+    venues: &[Venue],
+    running: Option<&Shared>,
+) -> Result<(), String> {
+    let feeds = running.map(Shared::feeds).unwrap_or_default();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for (key, status) in &feeds {
+        let json = serde_json::to_string(status)
+            .map_err(|e| format!("market data: encoding the feeds' health: {e}"))?;
+        pipe.hset(HEALTH_KEY, key, json).ignore();
+    }
+    let gone: Vec<&str> = feed_keys(venues)
+        .into_iter()
+        .filter(|key| !feeds.contains_key(*key))
+        .collect();
+    if !gone.is_empty() {
+        pipe.hdel(HEALTH_KEY, &gone).ignore();
+    }
+    if !feeds.is_empty() || !gone.is_empty() {
+        pipe.query_async::<()>(conn)
+            .await
+            .map_err(redis_err("writing the feeds' health"))?;
     }
     Ok(())
 }
@@ -555,7 +738,8 @@ impl Publisher {
 /// failure. Health reports the venue feeds as the connection to the service.
 pub(super) async fn shared_feed(
     ctx: Ctx,
-    url: String,
+    client: redis::Client,
+    ca: Option<CaBundle>,
     plan: FeedPlan,
     keys: Vec<&'static str>,
     every: Duration,
@@ -563,7 +747,7 @@ pub(super) async fn shared_feed(
     let subscriber = uuid::Uuid::new_v4().to_string();
     let mut backoff = Duration::from_millis(200);
     loop {
-        let result = Subscriber::new(&ctx, &url, &plan, &subscriber, &keys, every)
+        let result = Subscriber::new(&ctx, &client, ca.as_ref(), &plan, &subscriber, &keys, every)
             .run()
             .await;
         match result {
@@ -598,7 +782,8 @@ pub(super) fn shared_keys(plan: &FeedPlan) -> Vec<&'static str> {
 /// One connection's worth of subscription.
 struct Subscriber<'a> {
     ctx: &'a Ctx,
-    url: &'a str,
+    client: &'a redis::Client,
+    ca: Option<&'a CaBundle>,
     plan: &'a FeedPlan,
     id: &'a str,
     keys: &'a [&'static str],
@@ -613,7 +798,8 @@ struct Subscriber<'a> {
 impl<'a> Subscriber<'a> {
     fn new(
         ctx: &'a Ctx,
-        url: &'a str,
+        client: &'a redis::Client,
+        ca: Option<&'a CaBundle>,
         plan: &'a FeedPlan,
         id: &'a str,
         keys: &'a [&'static str],
@@ -621,7 +807,8 @@ impl<'a> Subscriber<'a> {
     ) -> Self {
         Self {
             ctx,
-            url,
+            client,
+            ca,
             plan,
             id,
             keys,
@@ -635,12 +822,12 @@ impl<'a> Subscriber<'a> {
     /// Ok once cancelled or the engine is gone; Err on a Redis failure.
     async fn run(mut self) -> Result<(), String> {
         let ctx = self.ctx;
-        let client =
-            redis::Client::open(self.url).map_err(redis_err("the market-data Redis URL"))?;
+        let client = self.client;
+        let doing = connecting(client, self.ca);
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
-            .map_err(redis_err("connecting to the market-data Redis"))?;
+            .map_err(redis_err(&doing))?;
         self.register(&mut conn).await?;
         let mut pubsub = client
             .get_async_pubsub()
@@ -757,18 +944,21 @@ impl<'a> Subscriber<'a> {
         &self,
         conn: &mut redis::aio::MultiplexedConnection,
     ) -> Result<(), String> {
-        let json: Option<String> = conn
-            .get(HEALTH_KEY)
+        let fields: BTreeMap<String, String> = conn
+            .hgetall(HEALTH_KEY)
             .await
             .map_err(redis_err("reading the feeds' health"))?;
-        let feeds: BTreeMap<String, FeedStatus> = match json.as_deref().map(serde_json::from_str) {
-            Some(Ok(feeds)) => feeds,
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "market data: unreadable feed health is ignored");
-                BTreeMap::new()
+        let mut feeds: BTreeMap<String, FeedStatus> = BTreeMap::new();
+        for (key, json) in fields {
+            match serde_json::from_str(&json) {
+                Ok(status) => {
+                    feeds.insert(key, status);
+                }
+                Err(e) => {
+                    tracing::warn!(feed = %key, error = %e, "market data: unreadable feed health is ignored");
+                }
             }
-            None => BTreeMap::new(),
-        };
+        }
         for key in self.keys {
             match feeds.get(*key) {
                 Some(status) if !matches!(status.status, FeedState::Ok | FeedState::Connecting) => {

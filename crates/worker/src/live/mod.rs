@@ -71,6 +71,9 @@ use crate::source::{EventSource, SourceError, SystemClock};
 /// The shared market-data service's Redis.
 pub const ENV_MARKET_DATA_URL: &str = polybot_core::worker::env::MARKET_DATA_URL;
 
+/// The CA bundle a `rediss://` market-data Redis's certificate must chain to.
+pub const ENV_MARKET_DATA_CA_FILE: &str = polybot_core::worker::env::MARKET_DATA_CA_FILE;
+
 /// Base URL of NewsAPI (a recorded-response server in tests).
 pub const ENV_NEWSAPI_URL: &str = polybot_core::worker::env::NEWSAPI_URL;
 
@@ -95,6 +98,9 @@ pub struct LiveSettings {
     /// The shared market-data service's Redis (`POLYBOT_MARKET_DATA_URL`):
     /// when set, public market data comes from there, not from the venues.
     pub market_data: Option<secrecy::SecretString>,
+    /// The CA bundle its certificate must chain to, for `rediss://`
+    /// (`POLYBOT_MARKET_DATA_CA_FILE`); the web PKI roots without one.
+    pub market_data_ca: Option<market_data::CaBundle>,
     /// How often a worker on the shared service renews its registration
     /// and reads the service's view of the venues' health.
     pub market_data_every: Duration,
@@ -115,6 +121,7 @@ impl LiveSettings {
             complement_markets: 20,
             rediscover_every: Duration::from_secs(60),
             market_data: None,
+            market_data_ca: None,
             market_data_every: market_data::REGISTER_EVERY,
             channel_capacity: 4_096,
         }
@@ -142,12 +149,22 @@ impl LiveSettings {
         {
             let url = url.trim();
             if !url.starts_with("redis://")
+                && !url.starts_with("rediss://")
                 && !url.starts_with("redis+unix://")
                 && !url.starts_with("unix://")
             {
-                anyhow::bail!("{ENV_MARKET_DATA_URL} is not a redis:// (or redis+unix://) URL");
+                anyhow::bail!(
+                    "{ENV_MARKET_DATA_URL} is not a redis:// (rediss:// for TLS, or redis+unix://) URL"
+                );
             }
             settings.market_data = Some(url.to_owned().into());
+        }
+        if let Some(path) = std::env::var_os(ENV_MARKET_DATA_CA_FILE)
+            && !path.is_empty()
+        {
+            let ca = market_data::CaBundle::read(std::path::Path::new(&path))
+                .map_err(|e| anyhow::anyhow!("{ENV_MARKET_DATA_CA_FILE}: {e}"))?;
+            settings.market_data_ca = Some(ca);
         }
         Ok(settings)
     }
@@ -275,10 +292,19 @@ impl LiveSource {
                     for key in &keys {
                         shared.expect(key);
                     }
+                    let client = market_data::redis_client(
+                        secrecy::ExposeSecret::expose_secret(url),
+                        settings.market_data_ca.as_ref(),
+                    )
+                    .map_err(|message| SourceError {
+                        message,
+                        fatal: true,
+                    })?;
                     parts.push("shared market data");
                     tasks.spawn(market_data::shared_feed(
                         ctx.clone(),
-                        secrecy::ExposeSecret::expose_secret(url).to_owned(),
+                        client,
+                        settings.market_data_ca.clone(),
                         plan.clone(),
                         keys,
                         settings.market_data_every,

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use polybot_core::keys::ExchangeKeys;
-use polybot_core::strategy::{StrategiesConfig, parse_strategies};
+use polybot_core::strategy::{StrategiesConfig, Venue, parse_strategies};
 use polybot_core::worker::FeedState;
 use polybot_engine::{Event, EventKind};
 use polybot_venues::Endpoints;
-use polybot_worker::live::market_data::{MarketDataSettings, run_market_data};
+use polybot_worker::live::market_data::{CaBundle, MarketDataSettings, run_market_data};
 use polybot_worker::{EventSource, LiveSettings, LiveSource};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -229,9 +229,21 @@ async fn spot_prices_until(source: &mut LiveSource, last: Decimal) -> Vec<Decima
 }
 
 fn start_service(redis: &Redis, rest: &MockServer, feed: &CoinbaseFeed) -> CancellationToken {
+    start_shard(redis, rest, feed, None)
+}
+
+/// A service publishing only `venues` (every venue with `None`).
+fn start_shard(
+    redis: &Redis,
+    rest: &MockServer,
+    feed: &CoinbaseFeed,
+    venues: Option<Vec<Venue>>,
+) -> CancellationToken {
     let cancel = CancellationToken::new();
     let settings = MarketDataSettings {
         redis_url: redis.url.clone().into(),
+        redis_ca: None,
+        venues,
         live: venue_settings(rest, feed),
         refresh_every: Duration::from_millis(50),
     };
@@ -404,4 +416,360 @@ async fn a_sequence_gap_makes_the_worker_resync_from_the_snapshot() {
         "the gap is repaired from the snapshot ({TOPIC}), then the update applies"
     );
     worker.shutdown().await;
+}
+
+/// Waits (bounded) until the feeds' health in Redis satisfies `done`.
+async fn until_health(
+    redis: &Redis,
+    done: impl Fn(&std::collections::BTreeMap<String, serde_json::Value>) -> bool,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut conn = connect(&redis.url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let fields: std::collections::BTreeMap<String, String> = redis::cmd("HGETALL")
+            .arg("polybot:md:health")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let health = fields
+            .into_iter()
+            .map(|(k, v)| (k, serde_json::from_str(&v).unwrap()))
+            .collect();
+        if done(&health) {
+            return health;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the shards' health before the deadline: {health:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_each_publish_their_venues_and_a_worker_reads_both() {
+    let redis = start_redis().await;
+    // Each shard reaches the venues' REST APIs on a stand-in of its own,
+    // so that what each one asked is told apart.
+    let spot_rest = MockServer::start().await;
+    let prediction_rest = MockServer::start().await;
+    let feed = coinbase_feed().await;
+    let spot_shard = start_shard(&redis, &spot_rest, &feed, Some(vec![Venue::Coinbase]));
+    let prediction_shard = start_shard(
+        &redis,
+        &prediction_rest,
+        &feed,
+        Some(vec![Venue::Polymarket, Venue::Kalshi]),
+    );
+    // The 15-minute strategy needs Polymarket's windows and Coinbase's price:
+    // one venue from each shard.
+    let mut worker = LiveSource::start(
+        worker_settings(&spot_rest, &feed, &redis),
+        &strategies(),
+        &ExchangeKeys::default(),
+    )
+    .unwrap();
+    until_ready(&worker).await;
+    until_subscribed(&redis, CHANNEL, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while feed.trades.receiver_count() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Coinbase shard connected to the venue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = prices(1..=3);
+    for price in &sent {
+        feed.trades.send(*price).unwrap();
+    }
+    assert_eq!(spot_prices_until(&mut worker, sent[2]).await, sent);
+    // The Polymarket shard reads Polymarket (its stand-in answers 404) and
+    // reports it; the Coinbase shard reports Coinbase; neither the other's.
+    let health = until_health(&redis, |h| {
+        h.get("polymarket_gamma")
+            .is_some_and(|s| s["status"] == "error")
+            && h.contains_key("coinbase")
+    })
+    .await;
+    assert_eq!(
+        health.keys().map(String::as_str).collect::<Vec<_>>(),
+        vec!["coinbase", "polymarket_clob", "polymarket_gamma"]
+    );
+    assert_eq!(health["coinbase"]["status"], "ok");
+    let asked: Vec<String> = prediction_rest
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert!(
+        !asked.is_empty() && !asked.iter().any(|path| path.starts_with("/products/")),
+        "the prediction shard asked Polymarket and Kalshi, not Coinbase: {asked:?}"
+    );
+    let asked: Vec<String> = spot_rest
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.path().to_owned())
+        .collect();
+    assert!(
+        asked.iter().all(|path| path.starts_with("/products/")),
+        "the Coinbase shard asked Coinbase only, nothing of Polymarket or Kalshi: {asked:?}"
+    );
+    assert_eq!(
+        feed.connections.load(Ordering::SeqCst),
+        1,
+        "only the Coinbase shard connected to Coinbase"
+    );
+    // The worker sees each venue as the shard serving it does.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while worker.health().get("polymarket_gamma").map(|s| s.status) != Some(FeedState::Error) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Polymarket shard's failure reached the worker: {:?}",
+            worker.health()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(worker.health()["coinbase"].status, FeedState::Ok);
+    spot_shard.cancel();
+    prediction_shard.cancel();
+    worker.shutdown().await;
+}
+
+/// A throwaway CA and a certificate it signs for 127.0.0.1, written by the
+/// openssl command-line tool into `dir`.
+struct TestPki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the openssl command-line tool runs (Debian: apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn test_pki(dir: &std::path::Path, name: &str) -> TestPki {
+    let file = |suffix: &str| format!("{name}-{suffix}");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca_args = vec!["req", "-x509"];
+    ca_args.extend(ec);
+    let (ca_key, ca, csr, key, cert, ext) = (
+        file("ca.key"),
+        file("ca.pem"),
+        file("server.csr"),
+        file("server.key"),
+        file("server.pem"),
+        file("ext"),
+    );
+    ca_args.extend(["-keyout", &ca_key, "-out", &ca, "-days", "1", "-subj"]);
+    let subject = format!("/CN={name} test CA");
+    ca_args.push(&subject);
+    openssl(dir, &ca_args);
+    let mut csr_args = vec!["req"];
+    csr_args.extend(ec);
+    csr_args.extend(["-keyout", &key, "-out", &csr, "-subj", "/CN=localhost"]);
+    openssl(dir, &csr_args);
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ],
+    );
+    TestPki {
+        ca: dir.join(ca),
+        cert: dir.join(cert),
+        key: dir.join(key),
+    }
+}
+
+/// A redis-server that speaks only TLS on a loopback port, with `pki`'s
+/// certificate (clients are not asked for one).
+async fn start_tls_redis(pki: &TestPki) -> Redis {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(redis_server_binary())
+        .args([
+            "--port",
+            "0",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--bind",
+            "127.0.0.1",
+        ])
+        .args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+        .arg("--tls-cert-file")
+        .arg(&pki.cert)
+        .arg("--tls-key-file")
+        .arg(&pki.key)
+        .arg("--tls-ca-cert-file")
+        .arg(&pki.ca)
+        .arg("--dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let redis = Redis {
+        child,
+        url: format!("rediss://127.0.0.1:{port}"),
+        _dir: dir,
+    };
+    let ca = CaBundle::read(&pki.ca).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let client =
+            polybot_worker::live::market_data::redis_client(&redis.url, Some(&ca)).unwrap();
+        if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok()
+        {
+            return redis;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "redis-server answered over TLS before the deadline"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_receives_market_data_over_tls_and_a_wrong_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki(dir.path(), "right");
+    let other = test_pki(dir.path(), "wrong");
+    let redis = start_tls_redis(&pki).await;
+    let right = CaBundle::read(&pki.ca).unwrap();
+    let wrong = CaBundle::read(&other.ca).unwrap();
+    let rest = MockServer::start().await;
+    let feed = coinbase_feed().await;
+
+    // The service, trusting the right CA, publishes over TLS.
+    let cancel = CancellationToken::new();
+    let service = MarketDataSettings {
+        redis_url: redis.url.clone().into(),
+        redis_ca: Some(right.clone()),
+        venues: None,
+        live: venue_settings(&rest, &feed),
+        refresh_every: Duration::from_millis(50),
+    };
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        if let Err(e) = run_market_data(service, stop).await {
+            panic!("the market-data service failed: {e:#}");
+        }
+    });
+    let tls_settings = |ca: &CaBundle| {
+        let mut settings = venue_settings(&rest, &feed);
+        settings.market_data = Some(redis.url.clone().into());
+        settings.market_data_ca = Some(ca.clone());
+        settings.market_data_every = Duration::from_millis(100);
+        settings
+    };
+    let keys = ExchangeKeys::default();
+    let mut trusted = LiveSource::start(tls_settings(&right), &strategies(), &keys).unwrap();
+    let refused = LiveSource::start(tls_settings(&wrong), &strategies(), &keys).unwrap();
+    until_ready(&trusted).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while feed.trades.receiver_count() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the service connected to the venue"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = prices(1..=3);
+    for price in &sent {
+        feed.trades.send(*price).unwrap();
+    }
+    assert_eq!(spot_prices_until(&mut trusted, sent[2]).await, sent);
+
+    // The worker trusting another CA never gets a connection, and says why.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = refused.health().get("coinbase")
+            && status.status == FeedState::Unreachable
+        {
+            break status.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the refused certificate reached the worker's health: {:?}",
+            refused.health()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let error = status.last_error.unwrap();
+    assert!(
+        error.contains("over TLS")
+            && error.contains(&other.ca.display().to_string())
+            && error.contains("invalid peer certificate"),
+        "{error}"
+    );
+    // The service refuses it the same way.
+    let wrong_service = MarketDataSettings {
+        redis_url: redis.url.clone().into(),
+        redis_ca: Some(wrong.clone()),
+        venues: None,
+        live: venue_settings(&rest, &feed),
+        refresh_every: Duration::from_millis(50),
+    };
+    let error = run_market_data(wrong_service, CancellationToken::new())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("invalid peer certificate"), "{error}");
+    // A CA bundle with a plain redis:// URL is refused, not ignored.
+    let error =
+        polybot_worker::live::market_data::redis_client("redis://127.0.0.1:1", Some(&right))
+            .unwrap_err();
+    assert!(error.contains("not rediss://"), "{error}");
+    cancel.cancel();
+    trusted.shutdown().await;
+    refused.shutdown().await;
 }
