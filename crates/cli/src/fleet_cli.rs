@@ -1,5 +1,7 @@
 //! `polybot fleet rollout …`: fleet-wide rollouts through the control
-//! plane's `/fleet/rollouts` API (operators only).
+//! plane's `/fleet/rollouts` API (operators only); `polybot fleet
+//! move-to-shared-login`: the move of older tenants to the shared worker
+//! login (`/fleet/shared-login-moves`).
 //!
 //! Where it connects and with what token: as `polybot tenants` (`--url` /
 //! `POLYBOT_URL`, `--token` / `POLYBOT_TOKEN`, else the data dir's
@@ -43,6 +45,74 @@ pub enum FleetCommand {
     /// Roll a new worker image or worker settings across every tenant.
     #[command(subcommand)]
     Rollout(RolloutCommand),
+    /// Move the tenants onboarded before the shared worker login (each
+    /// logging in with a database role of its own) to it: each tenant's
+    /// secret gets the shared login and its claim, the reconciler replaces
+    /// its worker, and its old role is dropped once the old worker has
+    /// stopped. Idempotent: run it again to complete a move cut short.
+    MoveToSharedLogin {
+        /// Show what would be done, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// How long to follow the move until every old role is dropped
+        /// (seconds; 0: one pass). The control plane finishes by itself
+        /// either way.
+        #[arg(long, default_value_t = 120)]
+        wait_secs: u64,
+    },
+}
+
+/// A pass of the move in a few lines.
+pub fn move_summary(pass: &Value) -> String {
+    let rows: Vec<Vec<String>> = pass["tenants"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .map(|t| vec![text(&t["tenant_id"]), text(&t["step"]), text(&t["detail"])])
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = if rows.is_empty() {
+        "no tenant logs in with a role of its own: nothing to move\n".to_owned()
+    } else {
+        table(&["TENANT", "STEP", "DETAIL"], &rows)
+    };
+    let remaining = pass["remaining"].as_u64().unwrap_or(0);
+    if pass["dry_run"] == true {
+        out.push_str("dry run: nothing was changed\n");
+    } else if remaining > 0 {
+        out.push_str(&format!(
+            "{remaining} old role(s) remain; the control plane drops each once its old worker has stopped\n"
+        ));
+    }
+    out
+}
+
+/// Runs passes of the move until none remains or `wait` has passed.
+async fn move_to_shared_login(
+    api: &Api,
+    dry_run: bool,
+    wait: std::time::Duration,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let pass = api
+            .call(
+                reqwest::Method::POST,
+                "/fleet/shared-login-moves",
+                Some(json!({"dry_run": dry_run})),
+                &[],
+            )
+            .await?
+            .1;
+        let remaining = pass["remaining"].as_u64().unwrap_or(0);
+        if dry_run || remaining == 0 || tokio::time::Instant::now() >= deadline {
+            return Ok(pass);
+        }
+        eprintln!("{remaining} tenant(s) still moving; checking again in 2 s");
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,7 +239,19 @@ async fn id_or_current(api: &Api, id: Option<i64>) -> anyhow::Result<i64> {
 
 pub async fn run(args: FleetArgs) -> anyhow::Result<()> {
     let api = Api::connect(args.url.as_deref(), args.token.as_ref(), &args.data_dir)?;
-    let FleetCommand::Rollout(command) = &args.command;
+    let command = match &args.command {
+        FleetCommand::Rollout(command) => command,
+        FleetCommand::MoveToSharedLogin { dry_run, wait_secs } => {
+            let pass =
+                move_to_shared_login(&api, *dry_run, std::time::Duration::from_secs(*wait_secs))
+                    .await?;
+            if args.json {
+                return print_json(&pass);
+            }
+            print!("{}", move_summary(&pass));
+            return Ok(());
+        }
+    };
     let rollout = match command {
         RolloutCommand::Start {
             image,

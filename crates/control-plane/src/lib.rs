@@ -31,6 +31,7 @@ pub mod billing;
 pub mod dashboard;
 pub mod data;
 pub mod error;
+pub mod login_move;
 pub mod metrics;
 pub mod paging;
 pub mod provision;
@@ -147,7 +148,8 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         data::opportunities, data::trades, data::balances, data::pnl,
         alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels,
         billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::api::usage, billing::webhook::receive,
-        rollout::start, rollout::current, rollout::get, rollout::pause, rollout::resume, rollout::abort
+        rollout::start, rollout::current, rollout::get, rollout::pause, rollout::resume, rollout::abort,
+        login_move::move_to_shared_login
     ),
     components(schemas(
         tenants::TenantView, tenants::TenantPage, tenants::ProvisioningView, tenants::TokenCreated, tenants::CreateTokenRequest, tenants::TokenView, tenants::TokenList,
@@ -157,6 +159,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl, data::PositionView,
         billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView, billing::api::UsageList, billing::api::TenantUsageView,
         rollout::StartRolloutRequest, rollout::RolloutView, rollout::ProgressView, rollout::ReachedView,
+        login_move::MoveRequest, login_move::MoveView, login_move::MovedTenantView,
         error::Problem
     )),
     tags(
@@ -165,7 +168,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         (name = "data", description = "A tenant's opportunities, trades, balances and profit."),
         (name = "alerts", description = "Where alerts are sent: a tenant's channels and the operator's."),
         (name = "billing", description = "Plans, a tenant's payment state and usage, Stripe Checkout and webhooks."),
-        (name = "fleet", description = "Fleet-wide rollouts of a worker image or worker settings (operators only)."),
+        (name = "fleet", description = "Fleet-wide rollouts of a worker image or worker settings, and the move of older tenants to the shared worker login (operators only)."),
         (name = "operations", description = "Liveness, readiness and Prometheus metrics."),
     ),
     modifiers(&BearerAuth, &ServingLimits),
@@ -321,6 +324,10 @@ pub fn router(state: AppState) -> Router {
         .route("/fleet/rollouts/{id}/pause", post(rollout::pause))
         .route("/fleet/rollouts/{id}/resume", post(rollout::resume))
         .route("/fleet/rollouts/{id}/abort", post(rollout::abort))
+        .route(
+            "/fleet/shared-login-moves",
+            post(login_move::move_to_shared_login),
+        )
         .route("/tenants/{id}/exchange-keys", put(tenants::rotate_keys))
         .route("/tenants/{id}/pause", post(tenants::pause))
         .route("/tenants/{id}/resume", post(tenants::resume))

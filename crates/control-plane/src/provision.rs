@@ -87,8 +87,41 @@ pub enum ProvisionError {
     Crashed(Step),
     #[error("onboarding step `{step}` failed: {message}")]
     Step { step: &'static str, message: String },
+    #[error(
+        "this control plane has no shared worker login: start it with POLYBOT_WORKER_DATABASE_URL \
+         (the workers' login at the pooler, created by `polybot migrate --worker-database-url`) \
+         before moving tenants to it"
+    )]
+    NoSharedLogin,
     #[error(transparent)]
     Db(#[from] DbError),
+}
+
+/// Where one tenant stands in the move from its own login role to the
+/// shared worker login ([`Provisioner::move_to_shared_login`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MoveStep {
+    /// The secret now names the shared login with the tenant's claim (the
+    /// reconciler replaces the worker) and the old role can no longer log
+    /// in; it is dropped once the old worker's sessions are gone.
+    Moved,
+    /// Moved; the old role still has sessions (the old worker has not
+    /// stopped yet).
+    Waiting,
+    /// The old role is gone: the move is complete.
+    Dropped,
+    /// Not moved: the tenant is onboarding, failed or being deleted (its
+    /// own steps create or drop its role).
+    Skipped,
+}
+
+/// What moving one tenant did, or in a dry run would do.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoginMove {
+    pub tenant: TenantId,
+    pub step: MoveStep,
+    pub detail: String,
 }
 
 /// Where workers reach the database, with the control plane's TLS settings
@@ -340,6 +373,162 @@ impl Provisioner {
             crate::wake_leader(&self.db, &self.wake);
         }
         Ok(renewed)
+    }
+
+    /// Moves every active or paused tenant that still logs in with a role
+    /// of its own to the shared worker login (`polybot fleet
+    /// move-to-shared-login`). Per tenant, in one transaction: a claim is
+    /// minted, the secret's `DATABASE_URL` becomes the shared login's with
+    /// it (a new secret version, so the reconciler replaces the worker), and
+    /// the old role loses LOGIN. A role that can no longer log in and has
+    /// no session left is dropped. Each step is decided from the catalog
+    /// and the secret, so a run cut short anywhere is completed by the next;
+    /// a dry run reports what a run would do and changes nothing. Returns
+    /// one entry per tenant role found.
+    pub async fn move_to_shared_login(
+        &self,
+        dry_run: bool,
+    ) -> Result<Vec<LoginMove>, ProvisionError> {
+        let Some(login) = &self.worker_db.shared_login else {
+            return Err(ProvisionError::NoSharedLogin);
+        };
+        self.step_logins(Some(login), dry_run).await
+    }
+
+    /// Drops the tenant roles a move blocked once no session uses them
+    /// (the leader's periodic pass: a move's last step needs no operator).
+    /// Returns how many it dropped.
+    pub async fn drop_unused_logins(&self) -> Result<usize, ProvisionError> {
+        let done = self.step_logins(None, false).await?;
+        Ok(done.iter().filter(|m| m.step == MoveStep::Dropped).count())
+    }
+
+    /// One pass over the tenant roles: moves (with `login`) and drops.
+    async fn step_logins(
+        &self,
+        login: Option<&SharedLogin>,
+        dry_run: bool,
+    ) -> Result<Vec<LoginMove>, ProvisionError> {
+        let mut op = self.db.operator().await?;
+        let found = polybot_store::roles::tenant_logins(&mut op).await?;
+        op.commit().await?;
+        let mut out = Vec::new();
+        let mut moved = false;
+        for role in found {
+            let tenant = role.tenant;
+            if login.is_none() && role.can_login {
+                continue; // not blocked: only a move blocks a role
+            }
+            let entry = |step: MoveStep, detail: String| LoginMove {
+                tenant,
+                step,
+                detail,
+            };
+            let mut tx = self.db.tenant(tenant).await?;
+            let state = tenants::lock_onboarding(&mut tx).await?.map(|o| o.state);
+            if !matches!(state, Some(TenantState::Active | TenantState::Paused)) {
+                tx.rollback().await?;
+                // Roles are the cluster's: one whose tenant is not in this
+                // database belongs to another deployment and is left alone.
+                if let (Some(_), Some(state)) = (login, state) {
+                    out.push(entry(
+                        MoveStep::Skipped,
+                        format!(
+                            "the tenant is {}: its onboarding or offboarding creates or drops the role",
+                            state.as_str()
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let mut secret = self
+                .secrets
+                .get(&mut tx)
+                .await
+                .map_err(|e| step_err(Step::Secret, e))?
+                .unwrap_or_else(TenantSecret::default);
+            let own = tenant.db_role();
+            let on_own_login = secret.database_url.as_ref().is_none_or(|url| {
+                url::Url::parse(url.expose_secret()).is_ok_and(|u| u.username() == own)
+            });
+            if let Some(login) = login
+                && (on_own_login || role.can_login)
+            {
+                let detail = "the secret names the shared login with the tenant's claim \
+                              (the reconciler replaces the worker); the old role can no longer \
+                              log in and is dropped once the old worker has stopped";
+                if dry_run {
+                    tx.rollback().await?;
+                    out.push(entry(MoveStep::Moved, format!("would be moved: {detail}")));
+                    continue;
+                }
+                if on_own_login {
+                    let claim =
+                        polybot_store::claims::mint_in(&mut tx, login.claim_lifetime).await?;
+                    secret.database_url = Some(self.worker_db.shared_url(login, &claim));
+                    self.secrets
+                        .put(&mut tx, &secret)
+                        .await
+                        .map_err(|e| step_err(Step::Secret, e))?;
+                }
+                polybot_store::roles::block_tenant_login_in(&mut tx).await?;
+                audit::append(
+                    &mut tx,
+                    "control-plane",
+                    "tenant.moved_to_shared_login",
+                    serde_json::json!({"old_role": own}),
+                )
+                .await?;
+                tx.commit().await?;
+                tracing::info!(%tenant, "moved the tenant's worker to the shared database login");
+                moved = true;
+                out.push(entry(MoveStep::Moved, detail.to_owned()));
+                continue;
+            }
+            if on_own_login {
+                // Blocked, yet its worker is still given this role: not a
+                // move's doing, so not a move's to drop.
+                tx.rollback().await?;
+                continue;
+            }
+            if role.sessions > 0 {
+                tx.rollback().await?;
+                out.push(entry(
+                    MoveStep::Waiting,
+                    format!(
+                        "the old role still has {} session(s): the old worker has not stopped yet",
+                        role.sessions
+                    ),
+                ));
+                continue;
+            }
+            if dry_run {
+                tx.rollback().await?;
+                out.push(entry(
+                    MoveStep::Dropped,
+                    "would be dropped: the old role has no session left".to_owned(),
+                ));
+                continue;
+            }
+            polybot_store::roles::drop_tenant_role_in(&mut tx).await?;
+            audit::append(
+                &mut tx,
+                "control-plane",
+                "tenant.own_login_dropped",
+                serde_json::json!({"old_role": tenant.db_role()}),
+            )
+            .await?;
+            tx.commit().await?;
+            tracing::info!(%tenant, "dropped the tenant's old database login");
+            out.push(entry(
+                MoveStep::Dropped,
+                "the old role is dropped: the move is complete".to_owned(),
+            ));
+        }
+        if moved {
+            crate::wake_leader(&self.db, &self.wake);
+        }
+        Ok(out)
     }
 
     /// Runs `tenant`'s onboarding (or offboarding) from where it stands to the end.

@@ -237,3 +237,35 @@ async fn ensure_login(
         .await
         .map_err(DbError::query("committing a database login"))
 }
+
+/// A tenant's own login role as the catalog shows it (tenants onboarded
+/// before the shared worker login, see `0026_move_to_shared_login.sql`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TenantLogin {
+    #[sqlx(try_from = "uuid::Uuid")]
+    pub tenant: TenantId,
+    /// False once the move to the shared login has blocked it.
+    pub can_login: bool,
+    /// Sessions logged in with it now.
+    pub sessions: i32,
+}
+
+/// Every tenant login role that exists, by tenant. Control plane only.
+pub async fn tenant_logins(op: &mut crate::OperatorTx) -> Result<Vec<TenantLogin>, DbError> {
+    sqlx::query_as("SELECT tenant_id AS tenant, can_login, sessions FROM polybot.tenant_logins()")
+        .fetch_all(&mut **op)
+        .await
+        .map_err(DbError::query("listing the tenants' own database logins"))
+}
+
+/// Stops the transaction's tenant's own role from logging in, leaving its
+/// sessions alone; false if it has none. Role changes are transactional:
+/// it takes effect with the commit.
+pub async fn block_tenant_login_in(tx: &mut crate::TenantTx) -> Result<bool, DbError> {
+    let tenant = tx.tenant();
+    sqlx::query_scalar("SELECT polybot.block_tenant_login($1)")
+        .bind(tenant.as_uuid())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(DbError::query("blocking the tenant's own database login"))
+}

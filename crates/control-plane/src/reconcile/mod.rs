@@ -220,12 +220,15 @@ impl Reconciler {
 
     /// Runs [`Provisioner::resume_all`](crate::provision::Provisioner::resume_all)
     /// if a provisioner was given, then renews the worker claims due within
-    /// [`RENEW_CLAIMS_BEFORE`]; returns how many tenants it took up.
+    /// [`RENEW_CLAIMS_BEFORE`] and drops the old login roles of moved tenants
+    /// that no session uses any more; returns how many tenants it took up.
     pub async fn resume_unfinished(&self) -> Result<usize, crate::provision::ProvisionError> {
         match &self.provisioner {
             Some(provisioner) => {
                 let resumed = provisioner.resume_all().await?;
                 provisioner.renew_claims(RENEW_CLAIMS_BEFORE).await?;
+                // A move to the shared login ends here, without the operator.
+                provisioner.drop_unused_logins().await?;
                 Ok(resumed)
             }
             None => Ok(0),

@@ -13,6 +13,7 @@ mod going_live;
 mod housekeeping;
 mod leak;
 mod local_capacity;
+mod login_move;
 mod metrics;
 mod offboarding;
 mod onboarding;
