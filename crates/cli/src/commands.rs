@@ -778,10 +778,12 @@ async fn serve(
     if let Some(demo) = &backends.demo {
         reconciler.worker_env.extend(demo.worker_env());
     }
+    // The private Redis's worker password goes with each worker's secrets
+    // (its standard input), never into its environment.
     if let Some(url) = &backends.market_data_url {
-        reconciler.worker_env.insert(
+        reconciler.worker_secrets.insert(
             polybot_core::worker::env::MARKET_DATA_URL.to_owned(),
-            url.expose_secret().to_owned(),
+            url.clone(),
         );
     }
     if let Some(replay) = &backends.replay {

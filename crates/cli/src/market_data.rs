@@ -15,8 +15,18 @@ pub struct MarketDataArgs {
     /// The Redis to publish to and read the workers' registrations from
     /// (`redis://user:password@127.0.0.1:6379`, `rediss://…` over TLS); the
     /// workers' own setting.
-    #[arg(long, env = "POLYBOT_MARKET_DATA_URL", hide_env_values = true)]
-    pub redis_url: SecretString,
+    #[arg(
+        long,
+        env = "POLYBOT_MARKET_DATA_URL",
+        hide_env_values = true,
+        required_unless_present = "redis_url_file",
+        conflicts_with = "redis_url_file"
+    )]
+    pub redis_url: Option<SecretString>,
+    /// A file holding that URL (its first line), instead of the variable: a
+    /// mounted secret, so that the password is in no process's environment.
+    #[arg(long, env = "POLYBOT_MARKET_DATA_URL_FILE", value_name = "FILE")]
+    pub redis_url_file: Option<std::path::PathBuf>,
     /// A PEM file of the CA certificates a rediss:// server's certificate
     /// must chain to (a private CA); without it, the web PKI roots built
     /// into the binary, which ElastiCache's certificates chain to.
@@ -32,6 +42,18 @@ pub struct MarketDataArgs {
     /// How often the workers' registrations are read again (seconds).
     #[arg(long, default_value_t = 5)]
     pub refresh_secs: u64,
+}
+
+/// The Redis URL in `path` (its first line, trimmed). The error names the
+/// file, never its contents.
+fn read_url_file(path: &std::path::Path) -> anyhow::Result<SecretString> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("--redis-url-file {}: {e}", path.display()))?;
+    let url = text.lines().next().unwrap_or_default().trim();
+    if url.is_empty() {
+        anyhow::bail!("--redis-url-file {} is empty", path.display());
+    }
+    Ok(SecretString::from(url.to_owned()))
 }
 
 /// A venue by its name in tenants' configs.
@@ -57,12 +79,19 @@ pub async fn run(args: MarketDataArgs) -> anyhow::Result<()> {
         .map(|path| CaBundle::read(&path))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--redis-ca-file: {e}"))?;
+    let redis_url = match (args.redis_url, &args.redis_url_file) {
+        (Some(url), _) => url,
+        (None, Some(path)) => read_url_file(path)?,
+        (None, None) => {
+            anyhow::bail!("give --redis-url (POLYBOT_MARKET_DATA_URL) or --redis-url-file")
+        }
+    };
     let mut venues = args.venues;
     venues.sort_by_key(Venue::index);
     venues.dedup();
     run_market_data(
         MarketDataSettings {
-            redis_url: args.redis_url,
+            redis_url,
             redis_ca,
             venues: (!venues.is_empty()).then_some(venues),
             live,
@@ -145,4 +174,33 @@ pub async fn start_local(
         service,
         cancel,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_url_file_gives_its_first_line_and_an_empty_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("url");
+        std::fs::write(&path, "rediss://marketdata:pw@redis:6379\n").unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&read_url_file(&path).unwrap()),
+            "rediss://marketdata:pw@redis:6379"
+        );
+        std::fs::write(&path, "\n").unwrap();
+        let err = read_url_file(&path).unwrap_err().to_string();
+        assert!(err.contains("is empty") && err.contains("url"), "{err}");
+    }
+
+    #[test]
+    fn venues_are_named_as_in_tenants_configs() {
+        assert_eq!(parse_venue(" binance_us "), Ok(Venue::BinanceUs));
+        let err = parse_venue("binance").unwrap_err();
+        assert!(
+            err.contains("polymarket, kalshi, binance_us, coinbase, kraken"),
+            "{err}"
+        );
+    }
 }

@@ -150,6 +150,10 @@ struct StdinSecrets {
     /// The operator's NewsAPI key, from the local secret store.
     #[serde(rename = "POLYBOT_NEWSAPI_KEY", default)]
     newsapi_key: Option<SecretString>,
+    /// The shared market-data service's Redis, with the `worker` user's
+    /// password (`polybot up`'s private redis-server).
+    #[serde(rename = "POLYBOT_MARKET_DATA_URL", default)]
+    market_data_url: Option<SecretString>,
 }
 
 /// Parses what a launcher wrote to standard input. The error says where the
@@ -304,6 +308,7 @@ impl WorkerConfig {
     /// Checks what clap cannot (the secrets, which clap must never echo) and
     /// adds the live-data settings; each error names its variable.
     pub fn from_args(mut args: WorkerArgs) -> anyhow::Result<Self> {
+        let mut market_data_url = None;
         if args.secrets_stdin {
             use std::io::Read;
             let mut text = String::new();
@@ -316,6 +321,9 @@ impl WorkerConfig {
             if secrets.newsapi_key.is_some() {
                 args.newsapi_key = secrets.newsapi_key;
             }
+            market_data_url = secrets
+                .market_data_url
+                .filter(|url| !url.expose_secret().trim().is_empty());
         }
         let database_url = args.database_url.as_ref().ok_or_else(|| {
             anyhow::anyhow!(
@@ -378,6 +386,9 @@ impl WorkerConfig {
         let live = match &replay {
             None if args.live_data => {
                 let mut settings = LiveSettings::from_env()?;
+                if let Some(url) = &market_data_url {
+                    settings.set_market_data_url(url.expose_secret())?;
+                }
                 settings.newsapi_key = args
                     .newsapi_key
                     .filter(|key| !key.expose_secret().trim().is_empty());
@@ -704,6 +715,15 @@ mod tests {
         assert_eq!(
             secrets.newsapi_key.as_ref().map(|k| k.expose_secret()),
             Some("operator-key")
+        );
+        // So does the private Redis's worker password (`polybot up`).
+        let secrets = parse_stdin_secrets(
+            r#"{"DATABASE_URL": "postgres://x", "POLYBOT_MARKET_DATA_URL": "redis://worker:pw@127.0.0.1:6379"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            secrets.market_data_url.as_ref().map(|k| k.expose_secret()),
+            Some("redis://worker:pw@127.0.0.1:6379")
         );
     }
 

@@ -127,6 +127,24 @@ impl LiveSettings {
         }
     }
 
+    /// Reads public market data from the shared service at `url`; an error
+    /// naming `POLYBOT_MARKET_DATA_URL` (never quoting the URL, which holds
+    /// a password) unless it is a Redis URL.
+    pub fn set_market_data_url(&mut self, url: &str) -> anyhow::Result<()> {
+        let url = url.trim();
+        if !url.starts_with("redis://")
+            && !url.starts_with("rediss://")
+            && !url.starts_with("redis+unix://")
+            && !url.starts_with("unix://")
+        {
+            anyhow::bail!(
+                "{ENV_MARKET_DATA_URL} is not a redis:// (rediss:// for TLS, or redis+unix://) URL"
+            );
+        }
+        self.market_data = Some(url.to_owned().into());
+        Ok(())
+    }
+
     /// Endpoints from the `POLYBOT_*_URL` variables, NewsAPI from
     /// `POLYBOT_NEWSAPI_URL`; a bad URL is an error naming its variable.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -147,17 +165,7 @@ impl LiveSettings {
         if let Ok(url) = std::env::var(ENV_MARKET_DATA_URL)
             && !url.trim().is_empty()
         {
-            let url = url.trim();
-            if !url.starts_with("redis://")
-                && !url.starts_with("rediss://")
-                && !url.starts_with("redis+unix://")
-                && !url.starts_with("unix://")
-            {
-                anyhow::bail!(
-                    "{ENV_MARKET_DATA_URL} is not a redis:// (rediss:// for TLS, or redis+unix://) URL"
-                );
-            }
-            settings.market_data = Some(url.to_owned().into());
+            settings.set_market_data_url(&url)?;
         }
         if let Some(path) = std::env::var_os(ENV_MARKET_DATA_CA_FILE)
             && !path.is_empty()
