@@ -1,5 +1,6 @@
 # Shared public market data (docs/market-data.md): one `polybot market-data`
-# task per deployment holds the venues' public connections and publishes
+# task per venue group (var.market_data_shards; one for every venue by
+# default) holds the venues' public connections and publishes
 # through Redis (ElastiCache here); every worker reads and subscribes.
 #
 # Redis access is by ElastiCache RBAC, the same two users `polybot up`'s
@@ -198,7 +199,7 @@ resource "aws_secretsmanager_secret_version" "market_data" {
   secret_string = jsonencode({ POLYBOT_MARKET_DATA_URL = local.market_data_service_url })
 }
 
-# --- the service: one task per deployment ---
+# --- the service: one task per venue group (shard) ---
 
 resource "aws_cloudwatch_log_group" "market_data" {
   #checkov:skip=CKV_AWS_158: encrypted with CloudWatch's service-managed keys; no secrets are logged (secrecy types)
@@ -207,14 +208,44 @@ resource "aws_cloudwatch_log_group" "market_data" {
   retention_in_days = var.log_retention_days
 }
 
+# One service per venue group of var.market_data_shards (each task runs
+# `polybot market-data` with POLYBOT_MARKET_DATA_VENUES set to its group), or
+# one serving every venue ("all") when none is given. The groups are
+# disjoint (the variable's validation; a shard started on a venue another
+# serves refuses to start).
+locals {
+  market_data_shards = length(var.market_data_shards) == 0 ? { all = "" } : {
+    for venues in var.market_data_shards : replace(replace(venues, " ", ""), ",", "-") => replace(venues, " ", "")
+  }
+}
+
+moved {
+  from = aws_ecs_task_definition.market_data
+  to   = aws_ecs_task_definition.market_data["all"]
+}
+
+moved {
+  from = aws_ecs_service.market_data
+  to   = aws_ecs_service.market_data["all"]
+}
+
 resource "aws_ecs_task_definition" "market_data" {
-  family                   = local.market_data_task.family
+  for_each = local.market_data_shards
+
+  family                   = each.key == "all" ? local.market_data_task.family : "${local.market_data_task.family}-${each.key}"
   requires_compatibilities = local.market_data_task.requiresCompatibilities
   network_mode             = local.market_data_task.networkMode
   cpu                      = local.market_data_task.cpu
   memory                   = local.market_data_task.memory
   execution_role_arn       = aws_iam_role.market_data_execution.arn
-  container_definitions    = jsonencode(local.market_data_task.containerDefinitions)
+  container_definitions = jsonencode([
+    for container in local.market_data_task.containerDefinitions : merge(container, {
+      environment = each.value == "" ? [] : [{ name = "POLYBOT_MARKET_DATA_VENUES", value = each.value }]
+      logConfiguration = merge(container.logConfiguration, {
+        options = merge(container.logConfiguration.options, { "awslogs-stream-prefix" = "market-data-${each.key}" })
+      })
+    })
+  ])
 
   runtime_platform {
     cpu_architecture        = local.market_data_task.runtimePlatform.cpuArchitecture
@@ -225,15 +256,19 @@ resource "aws_ecs_task_definition" "market_data" {
     name = "tmp"
   }
 
-  tags = { for t in local.market_data_task.tags : t.key => t.value }
+  tags = merge({ for t in local.market_data_task.tags : t.key => t.value }, { "polybot:market-data-shard" = each.key })
 }
 
 resource "aws_ecs_service" "market_data" {
-  name            = "${var.name}-market-data"
+  for_each = local.market_data_shards
+
+  name            = each.key == "all" ? "${var.name}-market-data" : "${var.name}-market-data-${each.key}"
   cluster         = aws_ecs_cluster.main.id
-  task_definition = aws_ecs_task_definition.market_data.arn
-  # One publisher per deployment: a new revision stops the old task before
-  # it starts the new one (workers resync from the snapshots meanwhile).
+  task_definition = aws_ecs_task_definition.market_data[each.key].arn
+  # One publisher per venue: a new revision stops the old task before it
+  # starts the new one (workers resync from the snapshots meanwhile; the new
+  # task waits for the old one's claim on its venues to lapse if it was
+  # killed before giving them back).
   desired_count                      = var.shared_market_data ? 1 : 0
   launch_type                        = "FARGATE"
   platform_version                   = "LATEST"
@@ -254,7 +289,7 @@ resource "aws_ecs_service" "market_data" {
     assign_public_ip = false
   }
 
-  tags = { "polybot:component" = "market-data" }
+  tags = { "polybot:component" = "market-data", "polybot:market-data-shard" = each.key }
 
   depends_on = [aws_iam_role_policy.market_data_execution, aws_secretsmanager_secret_version.market_data]
 }

@@ -183,6 +183,28 @@ variable "shared_market_data" {
   default     = false
 }
 
+variable "market_data_shards" {
+  description = "Venue groups of the market-data service, one ECS service each (polybot market-data --venues), e.g. [\"polymarket,kalshi\", \"binance_us,coinbase,kraken\"]: spreads the venue connections over several tasks. Empty: one task serving every venue. Each venue in at most one group; a venue in none is read by no service (workers then see it as not published)."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition = alltrue([
+      for venues in var.market_data_shards : alltrue([
+        for venue in split(",", replace(venues, " ", "")) : contains(["polymarket", "kalshi", "binance_us", "coinbase", "kraken"], venue)
+      ])
+    ])
+    error_message = "Each group is a comma-separated list of venues among polymarket, kalshi, binance_us, coinbase, kraken."
+  }
+
+  validation {
+    condition = length(flatten([for venues in var.market_data_shards : split(",", replace(venues, " ", ""))])) == length(distinct(flatten([
+      for venues in var.market_data_shards : split(",", replace(venues, " ", ""))
+    ])))
+    error_message = "A venue is in two groups: each venue must be served by exactly one market-data service (two would publish its topics under two sequence counters)."
+  }
+}
+
 variable "redis_node_type" {
   description = "ElastiCache node type of the market-data Redis."
   type        = string

@@ -351,6 +351,27 @@ pub async fn run_market_data(
     forget_unsharded_health(&mut conn)
         .await
         .map_err(anyhow::Error::msg)?;
+    let claims = VenueClaims::acquire(&mut conn, &venues, settings.refresh_every, &cancel)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let served = serve(&settings, &venues, &claims, &mut conn, &cancel).await;
+    if let Err(e) = claims.release(&mut conn).await {
+        tracing::warn!(error = %e, "market data: releasing the venues (they lapse by themselves)");
+    }
+    served
+}
+
+/// The service's loop once its venues are claimed: follows the workers'
+/// plans and publishes the venues' events until `cancel`.
+async fn serve(
+    settings: &MarketDataSettings,
+    venues: &[Venue],
+    claims: &VenueClaims,
+    conn: &mut redis::aio::MultiplexedConnection,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut conn = conn.clone();
+    let venues = venues.to_vec();
     let mut publisher = Publisher::default();
     let mut feeds: Option<Feeds> = None;
     let mut refresh = tokio::time::interval(settings.refresh_every);
@@ -360,6 +381,7 @@ pub async fn run_market_data(
         tokio::select! {
             () = cancel.cancelled() => break,
             _ = refresh.tick() => {
+                claims.renew(&mut conn).await.map_err(anyhow::Error::msg)?;
                 publisher
                     .prune(&mut conn, Timestamp(now_ms()))
                     .await
@@ -399,6 +421,146 @@ pub async fn run_market_data(
         old.stop().await;
     }
     Ok(())
+}
+
+/// A shard's exclusive claim on its venues: `polybot:md:owner:<venue>`
+/// holds the instance that serves the venue, with an expiry renewed on
+/// every refresh. Two services given the same venue would publish its topics
+/// under two sequence counters (and every subscriber would resync forever),
+/// so the second one waits for the claim to lapse (a stopped shard's does)
+/// and then refuses to start, naming the venue.
+struct VenueClaims {
+    instance: String,
+    venues: Vec<Venue>,
+    ttl: Duration,
+}
+
+/// Renews a claim only while this instance holds it; 0 when it does not.
+const RENEW_CLAIM: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// Deletes a claim only while this instance holds it.
+const RELEASE_CLAIM: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
+fn owner_key(venue: Venue) -> String {
+    format!("polybot:md:owner:{}", venue.as_str())
+}
+
+impl VenueClaims {
+    /// Claims every venue of `venues` or none: waits while another instance
+    /// holds one, at most a claim's lifetime, then fails naming the venue
+    /// and its holder.
+    async fn acquire(
+        conn: &mut redis::aio::MultiplexedConnection,
+        venues: &[Venue],
+        refresh_every: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<Self, String> {
+        // Renewed every refresh: a claim outlives a few missed ones.
+        let ttl = (refresh_every * 6).max(Duration::from_secs(1));
+        let claims = Self {
+            instance: uuid::Uuid::new_v4().simple().to_string(),
+            venues: venues.to_vec(),
+            ttl,
+        };
+        let give_up = tokio::time::Instant::now() + ttl + refresh_every;
+        loop {
+            let Some((venue, holder)) = claims.try_claim_all(conn).await? else {
+                tracing::info!(instance = %claims.instance, "market data: venues claimed");
+                return Ok(claims);
+            };
+            if tokio::time::Instant::now() >= give_up {
+                return Err(format!(
+                    "market data: venue {} is already served by another market-data service (instance {holder}); give each venue to exactly one shard (--venues / POLYBOT_MARKET_DATA_VENUES)",
+                    venue.as_str()
+                ));
+            }
+            tracing::info!(venue = venue.as_str(), %holder, "market data: waiting for another service's claim on the venue to lapse");
+            tokio::select! {
+                () = cancel.cancelled() => return Err("market data: stopped while waiting to claim the venues".to_owned()),
+                () = tokio::time::sleep(refresh_every.min(Duration::from_secs(1))) => {}
+            }
+        }
+    }
+
+    /// One attempt: `None` when every venue is now this instance's, else
+    /// the first venue another instance holds (and what this attempt took is
+    /// given back).
+    async fn try_claim_all(
+        &self,
+        conn: &mut redis::aio::MultiplexedConnection,
+    ) -> Result<Option<(Venue, String)>, String> {
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut taken = Vec::new();
+        for venue in &self.venues {
+            let key = owner_key(*venue);
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(&self.instance)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(conn)
+                .await
+                .map_err(redis_err("claiming a venue"))?;
+            if set.is_some() {
+                taken.push(*venue);
+                continue;
+            }
+            let holder: Option<String> = conn
+                .get(&key)
+                .await
+                .map_err(redis_err("reading a venue's claim"))?;
+            let mine = Self {
+                instance: self.instance.clone(),
+                venues: taken,
+                ttl: self.ttl,
+            };
+            mine.release(conn).await?;
+            return Ok(Some((
+                *venue,
+                holder.unwrap_or_else(|| "which just stopped".to_owned()),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Extends every claim; fails when one is no longer this instance's (it
+    /// lapsed while this service stalled, and another took the venue).
+    async fn renew(&self, conn: &mut redis::aio::MultiplexedConnection) -> Result<(), String> {
+        let ttl_ms = u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX);
+        for venue in &self.venues {
+            let renewed: i64 = redis::cmd("EVAL")
+                .arg(RENEW_CLAIM)
+                .arg(1)
+                .arg(owner_key(*venue))
+                .arg(&self.instance)
+                .arg(ttl_ms)
+                .query_async(conn)
+                .await
+                .map_err(redis_err("renewing a venue's claim"))?;
+            if renewed == 0 {
+                return Err(format!(
+                    "market data: lost the claim on venue {} (it lapsed and another service may serve it now); stopping so that one service serves it",
+                    venue.as_str()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the venues back at once (they would lapse by themselves).
+    async fn release(&self, conn: &mut redis::aio::MultiplexedConnection) -> Result<(), String> {
+        for venue in &self.venues {
+            redis::cmd("EVAL")
+                .arg(RELEASE_CLAIM)
+                .arg(1)
+                .arg(owner_key(*venue))
+                .arg(&self.instance)
+                .query_async::<()>(conn)
+                .await
+                .map_err(redis_err("releasing a venue's claim"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Before shards, the health was one JSON string; now it is a hash of one

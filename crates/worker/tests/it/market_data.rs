@@ -540,6 +540,65 @@ async fn two_shards_each_publish_their_venues_and_a_worker_reads_both() {
     worker.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_shard_given_a_venue_another_serves_refuses_to_start_naming_it() {
+    let redis = start_redis().await;
+    let rest = MockServer::start().await;
+    let feed = coinbase_feed().await;
+    let first = start_shard(&redis, &rest, &feed, Some(vec![Venue::Coinbase]));
+    until_claimed(&redis, "coinbase").await;
+    let overlapping = MarketDataSettings {
+        redis_url: redis.url.clone().into(),
+        redis_ca: None,
+        venues: Some(vec![Venue::Kraken, Venue::Coinbase]),
+        live: venue_settings(&rest, &feed),
+        refresh_every: Duration::from_millis(50),
+    };
+    let refused = run_market_data(overlapping, CancellationToken::new())
+        .await
+        .expect_err("a venue is served by one shard only");
+    let message = format!("{refused:#}");
+    assert!(
+        message.contains("venue coinbase is already served by another market-data service"),
+        "{message}"
+    );
+    // What the refused shard took on its way (Kraken) was given back.
+    assert_eq!(owner(&redis, "kraken").await, None);
+    // A shard that stops gives its venues back at once: the next one
+    // claims Coinbase without waiting for the claim to lapse.
+    first.cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while owner(&redis, "coinbase").await.is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stopped shard released coinbase"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let next = start_shard(&redis, &rest, &feed, Some(vec![Venue::Coinbase]));
+    until_claimed(&redis, "coinbase").await;
+    next.cancel();
+}
+
+/// The instance holding `venue`'s claim, if any.
+async fn owner(redis: &Redis, venue: &str) -> Option<String> {
+    let mut conn = connect(&redis.url).await.unwrap();
+    redis::AsyncCommands::get(&mut conn, format!("polybot:md:owner:{venue}"))
+        .await
+        .unwrap()
+}
+
+async fn until_claimed(redis: &Redis, venue: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while owner(redis, venue).await.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a shard claimed {venue}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A throwaway CA and a certificate it signs for 127.0.0.1, written by the
 /// openssl command-line tool into `dir`.
 struct TestPki {
