@@ -57,6 +57,7 @@ pub mod event;
 pub mod fees;
 pub mod health;
 pub mod market;
+pub mod paper;
 pub mod portfolio;
 pub mod replay;
 pub mod risk;
@@ -67,10 +68,10 @@ pub use book::{OrderBook, Sweep};
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use clock::{Clock, EventClock, ManualClock, Timestamp};
 pub use decision::{
-    Cancel, Decision, Fill, LegPlan, Opportunity, OpportunityId, Order, OrderId, PairBlocked,
-    Rejection, Settlement,
+    Cancel, CarriedFill, Decision, Fill, LegPlan, Opportunity, OpportunityId, Order, OrderId,
+    PairBlocked, Rejection, Settlement,
 };
-pub use engine::{Engine, EngineConfig, EngineError, EngineStats, Execution};
+pub use engine::{Engine, EngineConfig, EngineError, EngineStats, OrderEnd};
 pub use event::{
     BookDelta, BookSnapshot, Direction, Event, EventKind, Headline, MarketDef, RecurringSpec,
     Resolution, SpotPrice, TradePrint, VenueIds,
@@ -80,7 +81,8 @@ pub use fees::{
     polymarket_taker_fee,
 };
 pub use health::{FeedHealth, HealthStatus, RateLimit, StrategyHealth};
-pub use portfolio::{Payout, Portfolio, PortfolioSnapshot, PositionView, StrategyPnl};
+pub use paper::PaperExchange;
+pub use portfolio::{CarriedPnl, Payout, Portfolio, PortfolioSnapshot, PositionView, StrategyPnl};
 pub use replay::{Replay, ReplayError, ReplayParser, event_line, parse_jsonl};
 pub use risk::RiskViolation;
 pub use strategies::cross_venue_arb::{PairOrigin, PairView};

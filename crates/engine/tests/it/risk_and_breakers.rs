@@ -8,8 +8,8 @@ use polybot_core::strategy::{
     ComplementArbConfig, NewsArbConfig, NewsRule, StrategiesConfig, StrategyKind, Venue,
 };
 use polybot_engine::{
-    BreakerState, Decision, Engine, EngineConfig, EventClock, HealthStatus, RiskViolation,
-    Timestamp, parse_jsonl,
+    BreakerState, Decision, Engine, EngineConfig, EventClock, HealthStatus, PaperExchange,
+    RiskViolation, Timestamp, parse_jsonl,
 };
 
 fn engine(limits: RiskLimits, cash: Decimal) -> Engine<EventClock> {
@@ -47,8 +47,12 @@ fn arb(ts: i64, market: &str) -> String {
 
 fn run(engine: &mut Engine<EventClock>, jsonl: &str) -> Vec<Decision> {
     let mut out = Vec::new();
+    let mut paper = PaperExchange::default();
     for event in parse_jsonl(jsonl).unwrap() {
-        engine.on_event(&event, &mut out).unwrap();
+        let mut batch = Vec::new();
+        engine.on_event(&event, &mut batch).unwrap();
+        paper.execute(engine, &mut batch);
+        out.append(&mut batch);
     }
     out
 }

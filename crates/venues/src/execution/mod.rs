@@ -369,6 +369,14 @@ pub trait Executor: Send + Sync {
 
     async fn cancel(&self, venue_order_id: &str) -> Result<(), ExecError>;
 
+    /// The order this executor placed (or tried to) for `order`'s client
+    /// id, as the venue has it now, with its fills; `None` when the venue
+    /// has no such order. Reads only, sends nothing: the worker asks it for
+    /// an order left in doubt after every retry, until the venue answers.
+    async fn find_order(&self, _order: &OrderRequest) -> Result<Option<Placed>, ExecError> {
+        Ok(None)
+    }
+
     /// Cancels every open order; returns the ids cancelled.
     async fn cancel_all(&self) -> Result<Vec<String>, ExecError>;
 

@@ -10,9 +10,7 @@ use std::time::Duration;
 use polybot_core::keys::{ExchangeKeys, parse_exchange_keys};
 use polybot_core::strategy::Venue;
 use polybot_core::{Mode, TenantId};
-use polybot_engine::{
-    Decision, Engine, EngineConfig, EventClock, Execution as EngineExecution, Replay,
-};
+use polybot_engine::{Decision, Engine, EngineConfig, EventClock, Replay};
 use polybot_store::repo::audit;
 use polybot_store::testing::{create_tenant, tenant_login};
 use polybot_store::{Db, Scope};
@@ -452,7 +450,6 @@ async fn a_fenced_twin_sends_no_order(pool_opts: PgPoolOptions, base: PgConnectO
         EventClock::default(),
     )
     .unwrap();
-    engine.set_execution(EngineExecution::Venue);
     let text = std::fs::read_to_string(&replay).unwrap();
     let mut decisions = Vec::new();
     let mut refused = None;
@@ -952,8 +949,7 @@ async fn cancelling_every_order_frees_the_open_order_slots_of_working_orders(
         epoch,
     )
     .await
-    .unwrap()
-    .expect("live mode has an execution");
+    .unwrap();
     let mut engine = Engine::new(
         EngineConfig {
             strategies: polybot_core::strategy::parse_strategies(&json!({"complement_arb": {}}))
@@ -964,7 +960,6 @@ async fn cancelling_every_order_frees_the_open_order_slots_of_working_orders(
         EventClock::default(),
     )
     .unwrap();
-    engine.set_execution(EngineExecution::Venue);
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(recording(&dir, &venue.market, true)).unwrap();
     let mut decisions = Vec::new();
