@@ -662,6 +662,20 @@ impl Execution {
         for (name, executor) in &self.venues {
             let venue = |e: ExecError| anyhow::anyhow!("reconciling with {name}: {e}");
             let venue_open = executor.open_orders().await.map_err(venue)?;
+            // Their later fills are booked with the market's fees.
+            for order in &venue_open {
+                if self.rules.contains_key(&order.market) {
+                    continue;
+                }
+                match executor.market_rules(&order.market).await {
+                    Ok(rules) => {
+                        self.rules.insert(order.market.clone(), rules);
+                    }
+                    Err(e) => {
+                        tracing::warn!(market = %order.market, error = %e, "the market's rules of an order found open could not be read")
+                    }
+                }
+            }
             let venue_balances = executor.balances().await.map_err(venue)?;
             // The tenant's trade history names the tokens it may hold (a
             // venue may report a token's balance one token at a time, so it
