@@ -8,10 +8,12 @@
 //!
 //! Inside: the four strategies (one folder each under `strategies/`; their
 //! typed configs live in `polybot_core::strategy`), per-tenant risk limits
-//! ([`risk`]), a circuit breaker per strategy ([`breaker`]), paper execution
-//! that walks the book's depth and applies each venue's fee formula
-//! ([`fees`]), positions, balances and PnL ([`portfolio`]), and per-strategy
-//! [`health`].
+//! ([`risk`]), a circuit breaker per strategy ([`breaker`]), the paper
+//! exchange ([`paper`]: the executor of paper mode and replays, which walks
+//! the book's depth and applies each venue's fee formula, [`fees`]),
+//! positions, balances and PnL ([`portfolio`]), and per-strategy [`health`].
+//! The engine emits orders and fills none itself: every executor (the paper
+//! exchange, a venue's in the worker) reports back through the same calls.
 //!
 //! Not here: I/O of any kind. No database, no network, no async runtime, no
 //! wall clock — the worker crate wires feeds, the store and this engine.

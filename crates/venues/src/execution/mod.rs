@@ -15,8 +15,10 @@
 //! still holds the tenant's lease: a fenced twin sends nothing.
 //!
 //! Not here: deciding what to trade (the engine), paper fills (the engine's
-//! simulated exchange walks the book it already holds), and persistence (the
-//! worker records what an executor reports).
+//! paper exchange, `polybot_engine::PaperExchange`, walks the book the engine
+//! holds; the worker routes paper orders to it through the same
+//! `Execution::execute` as these executors'), and persistence (the worker
+//! records what an executor reports).
 
 pub mod kalshi;
 pub mod polymarket;
@@ -38,7 +40,7 @@ pub use shadow::ShadowExecutor;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionKind {
-    /// Orders are filled by the engine's simulated exchange.
+    /// Orders are filled by the engine's paper exchange.
     Paper,
     /// Orders are built, signed and validated, then only recorded.
     Shadow,
