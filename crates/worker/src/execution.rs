@@ -302,9 +302,13 @@ enum Working {
         /// fills are booked, its end is not reported again.
         finished: bool,
     },
-    /// An order open at the venue when the worker started: its fills go to
+    /// An order open at `venue` when the worker started: its fills go to
     /// the positions of no strategy (`carried`).
-    Found { order: OpenOrder, filled: Decimal },
+    Found {
+        venue: Venue,
+        order: OpenOrder,
+        filled: Decimal,
+    },
 }
 
 /// An order whose fate stayed unknown after every retry: the venue is
@@ -434,7 +438,7 @@ impl Execution {
             || self.working.values().any(|w| {
                 let venue = match w {
                     Working::Mine { order, .. } => Some(order.venue),
-                    Working::Found { .. } => None,
+                    Working::Found { venue, .. } => Some(*venue),
                 };
                 venue != Some(Venue::Polymarket) || !self.user_channel_connected()
             })
@@ -478,7 +482,7 @@ impl Execution {
                 *filled += fill.size;
                 *filled >= order.size
             }
-            Working::Found { order, filled } => {
+            Working::Found { order, filled, .. } => {
                 let side = match fill.side {
                     OrderSide::Buy => Side::Buy,
                     OrderSide::Sell => Side::Sell,
@@ -655,6 +659,7 @@ impl Execution {
         tenant: TenantId,
     ) -> Result<Value, crate::WorkerError> {
         let mut open = Vec::new();
+        let mut found_open = Vec::new();
         let mut balances = Vec::new();
         let mut positions = Vec::new();
         let mut history = Vec::new();
@@ -693,6 +698,7 @@ impl Execution {
                     "positions": venue_positions,
                 }),
             );
+            found_open.extend(venue_open.iter().map(|o| (*name, o.clone())));
             open.extend(venue_open);
             balances.extend(venue_balances);
             positions.extend(venue_positions);
@@ -715,12 +721,13 @@ impl Execution {
         tx.commit().await?;
         tracing::info!(%tenant, open_orders = open.len(), "reconciled with the venue before trading");
         // Their fills, as they come, go to the positions of no strategy.
-        for order in &open {
+        for (venue, order) in found_open {
             self.working.insert(
                 order.venue_order_id.clone(),
                 Working::Found {
-                    order: order.clone(),
+                    venue,
                     filled: order.filled,
+                    order,
                 },
             );
         }
