@@ -759,7 +759,20 @@ fn step_err(step: Step, err: impl std::fmt::Display) -> ProvisionError {
     }
 }
 
+/// The risk settings a worker's launch depends on: all but the kill switch,
+/// which a running worker reads with every heartbeat and acts on (refuses
+/// new orders, cancels the open ones) without a restart.
+pub fn launch_risk(risk: &serde_json::Value) -> serde_json::Value {
+    let mut risk = risk.clone();
+    if let Some(fields) = risk.as_object_mut() {
+        fields.remove("kill_switch");
+    }
+    risk
+}
+
 /// The hash of everything a worker's launch depends on; a change replaces the worker.
+/// The risk settings' `kill_switch` is left out ([`launch_risk`]), so
+/// flipping it replaces nothing.
 pub fn hash_spec(
     mode: &str,
     spec_version: i64,
@@ -771,7 +784,7 @@ pub fn hash_spec(
     hash.update(mode.as_bytes());
     hash.update(spec_version.to_be_bytes());
     hash.update(strategies.to_string().as_bytes());
-    hash.update(risk.to_string().as_bytes());
+    hash.update(launch_risk(risk).to_string().as_bytes());
     hash.update(secret_version.unwrap_or(0).to_be_bytes());
     hex::encode(&hash.finalize()[..16])
 }
@@ -799,6 +812,21 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+
+    #[test]
+    fn the_kill_switch_does_not_change_the_spec_but_another_risk_setting_does() {
+        let strategies = serde_json::json!({"complement_arb": {}});
+        let hash = |risk: serde_json::Value| hash_spec("live", 1, &strategies, &risk, Some(1));
+        let off = hash(serde_json::json!({"max_order_notional": "50", "kill_switch": false}));
+        assert_eq!(
+            hash(serde_json::json!({"max_order_notional": "50", "kill_switch": true})),
+            off
+        );
+        assert_ne!(
+            hash(serde_json::json!({"max_order_notional": "60", "kill_switch": false})),
+            off
+        );
+    }
 
     #[test]
     fn a_workers_database_url_keeps_the_control_planes_tls_settings() {

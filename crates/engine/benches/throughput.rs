@@ -6,7 +6,7 @@
 //! and their matched Kalshi markets (about two thirds), spot prices from three
 //! exchanges for the 15-minute windows, trades, one-second ticks and the odd
 //! headline; about one delta in 500 opens an arbitrage that is risk-checked and
-//! paper-filled. Events are generated before timing, so the figures are the
+//! paper-filled by the paper exchange (timed with the engine). Events are generated before timing, so the figures are the
 //! engine's alone.
 
 use std::hint::black_box;
@@ -21,8 +21,8 @@ use polybot_core::strategy::{
 };
 use polybot_engine::{
     Asset, BookDelta, BookSide, BookSnapshot, Decision, Direction, Engine, EngineConfig, Event,
-    EventClock, EventKind, Headline, Level, MarketDef, MarketId, RecurringSpec, Side, SpotPrice,
-    Timestamp, TradePrint,
+    EventClock, EventKind, Headline, Level, MarketDef, MarketId, PaperExchange, RecurringSpec,
+    Side, SpotPrice, Timestamp, TradePrint,
 };
 
 const EVENTS: usize = 1_000_000;
@@ -285,6 +285,7 @@ fn main() {
     for run in 0..3 {
         let mut engine = Engine::new(config(), EventClock::default()).expect("valid bench config");
         let mut out: Vec<Decision> = Vec::with_capacity(64);
+        let mut paper = PaperExchange::default();
         let mut decisions = 0usize;
         let start = Instant::now();
         for event in &events {
@@ -292,6 +293,7 @@ fn main() {
             if engine.on_event(event, &mut out).is_err() {
                 panic!("bench stream has an invalid event: {event:?}");
             }
+            paper.execute(&mut engine, &mut out);
             decisions += out.len();
         }
         let elapsed = start.elapsed();
@@ -310,11 +312,13 @@ fn main() {
     // Latency: each event timed on its own.
     let mut engine = Engine::new(config(), EventClock::default()).expect("valid bench config");
     let mut out: Vec<Decision> = Vec::with_capacity(64);
+    let mut paper = PaperExchange::default();
     let mut nanos: Vec<u32> = Vec::with_capacity(events.len());
     for event in &events {
         out.clear();
         let start = Instant::now();
         let result = engine.on_event(event, &mut out);
+        paper.execute(&mut engine, &mut out);
         let took = start.elapsed();
         if result.is_err() {
             panic!("bench stream has an invalid event: {event:?}");

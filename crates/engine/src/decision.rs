@@ -26,8 +26,11 @@ pub enum Decision {
     Opportunity(Opportunity),
     /// An immediate-or-cancel limit order.
     Order(Order),
-    /// A (paper) fill of an order.
+    /// A fill of an order, from the paper exchange or a venue.
     Fill(Fill),
+    /// A fill of an order the venue held before the engine started (found
+    /// open at start): booked into the positions of no strategy.
+    CarriedFill(CarriedFill),
     /// The unfilled rest of an order, cancelled.
     Cancel(Cancel),
     /// Risk refused an opportunity's orders.
@@ -109,6 +112,26 @@ pub struct Fill {
     pub fee: Decimal,
     /// PnL the fill realised in the accounting ([`crate::portfolio`]): zero
     /// for a buy, proceeds minus the cost basis sold for a sell; fees apart.
+    pub realised_pnl: Decimal,
+}
+
+/// A venue's fill of an order that was open there before the engine
+/// started: no strategy and no opportunity of this engine own it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CarriedFill {
+    /// The venue's trade id (each is booked once).
+    pub trade_id: String,
+    /// The venue's id of the order.
+    pub venue_order_id: String,
+    pub ts: Timestamp,
+    pub venue: Venue,
+    pub market: MarketId,
+    pub outcome: OutcomeIdx,
+    pub side: Side,
+    pub size: Decimal,
+    pub avg_price: Decimal,
+    pub notional: Decimal,
+    pub fee: Decimal,
     pub realised_pnl: Decimal,
 }
 

@@ -3,7 +3,12 @@
 //! Each event updates the market state, wakes only the strategies keyed to
 //! what changed (a book wakes the strategies watching that market, a spot price
 //! the 15-minute markets of that asset, a headline the news rules), and every
-//! proposal then goes through the tenant's risk checks and paper execution.
+//! proposal then goes through the tenant's risk checks and becomes orders.
+//! The engine fills nothing itself: an executor (the paper exchange,
+//! [`crate::paper::PaperExchange`], or a venue's, in the worker) reports what
+//! became of each order through [`Engine::venue_fill`] and
+//! [`Engine::order_finished`], the one path by which fills reach the
+//! portfolio and outcomes reach the circuit breakers, in every mode.
 //! Nothing here does I/O or reads the wall clock.
 
 use rust_decimal::Decimal;
@@ -16,7 +21,8 @@ use polybot_core::validation::FieldError;
 use crate::breaker::{BreakerState, CircuitBreaker};
 use crate::clock::{Clock, Timestamp};
 use crate::decision::{
-    Cancel, Decision, Fill, Opportunity, OpportunityId, Order, OrderId, Rejection, Settlement,
+    Cancel, CarriedFill, Decision, Fill, Opportunity, OpportunityId, Order, OrderId, Rejection,
+    Settlement,
 };
 use crate::event::{Event, EventKind};
 use crate::health::{HealthStatus, RateLimit, StrategyHealth};
@@ -28,19 +34,25 @@ use crate::strategies::complement_arb::ComplementArb;
 use crate::strategies::cross_venue_arb::{CrossVenueArb, PairView};
 use crate::strategies::crypto_15m::Crypto15m;
 use crate::strategies::news_arb::NewsArb;
-use crate::types::{MarketId, MarketIdx};
+use crate::types::{MarketId, MarketIdx, Side};
 
-/// Who fills the engine's orders.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Execution {
-    /// The engine's simulated exchange: each order takes the book's depth
-    /// at once, with the venue's fee formula (replays, paper tenants).
-    #[default]
-    Paper,
-    /// A venue: the engine emits orders and books the fills the worker
-    /// reports back ([`Engine::venue_fill`], [`Engine::order_finished`]).
-    Venue,
+/// How an executor finished with an order ([`Engine::order_finished`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderEnd {
+    /// The venue is done matching it: filled, or the unfilled rest of an
+    /// immediate-or-cancel order killed. An unfilled rest counts as a
+    /// failure for the strategy's circuit breaker (the book did not hold
+    /// what the strategy saw), in paper and live alike.
+    Matched,
+    /// The venue refused or failed it (or it stayed in doubt after every
+    /// retry): a failure for the breaker at once, with the reason (each
+    /// such order counts, so a venue failing every order opens the breaker
+    /// fast).
+    Failed(String),
+    /// Taken back without the venue failing: cancelled by the kill switch
+    /// or on stop, never sent (shadow, a fenced worker, the market's rules
+    /// refused it before signing). The breaker does not count it.
+    Withdrawn(String),
 }
 
 /// Everything one tenant's engine needs.
@@ -106,10 +118,65 @@ pub struct Engine<C: Clock> {
     next_opportunity: u64,
     next_order: u64,
     stats: EngineStats,
-    execution: Execution,
+    /// Opportunities with orders the executor has not finished with.
+    in_flight: Vec<InFlight>,
+    /// Opportunities whose orders all finished with nothing filled, and
+    /// why: [`Engine::mark_unexecuted`] writes them into their rows.
+    unexecuted: Vec<(OpportunityId, String)>,
     /// Positions the venue held before the engine started whose market has
     /// not been listed yet: booked into the portfolio when it is.
     unlisted_carried: Vec<CarriedPosition>,
+}
+
+/// An opportunity whose orders are out: what its legs did so far. Its
+/// strategy's breaker counts it once, when the last leg finishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct InFlight {
+    id: OpportunityId,
+    strategy: StrategyKind,
+    /// Legs not finished yet.
+    open: u32,
+    /// Why the first failing leg failed (a vanished market, an unfilled
+    /// rest, a venue's refusal): a breaker failure.
+    failure: Option<String>,
+    /// The first reason any leg gave (a withdrawn one too), for the row of
+    /// an opportunity nothing of which filled.
+    reason: Option<String>,
+    /// Whether any leg counts for the breaker (not all were withdrawn).
+    counted: bool,
+    /// Whether a leg's venue failure was counted already (each one is, as
+    /// it happens): the opportunity adds no failure of its own then.
+    venue_failed: bool,
+    /// Legs with a fill, as (market, outcome).
+    filled: Vec<(MarketIdx, usize)>,
+}
+
+/// The engine's market and outcome of a venue's `instrument` in its market
+/// `venue_market` (Polymarket: a token of a condition; Kalshi: `TICKER:yes`
+/// or `TICKER:no`, or the side alone, of the market named by its ticker),
+/// with the market's number of outcomes.
+fn venue_instrument(
+    markets: &Markets,
+    venue_market: &str,
+    instrument: &str,
+) -> Option<(MarketIdx, usize, usize)> {
+    markets.iter().find_map(|(idx, state)| {
+        let def = &state.def;
+        let outcome = match &def.venue_ids {
+            Some(ids) if ids.market == venue_market => {
+                ids.instruments.iter().position(|i| i == instrument)?
+            }
+            None if def.venue == Venue::Kalshi && def.id.as_str() == venue_market => {
+                let side = instrument
+                    .strip_prefix(venue_market)
+                    .and_then(|s| s.strip_prefix(':'))
+                    .unwrap_or(instrument);
+                ["yes", "no"].iter().position(|s| side == *s)?
+            }
+            _ => return None,
+        };
+        (outcome < state.books.len()).then_some((idx, state.books.len(), outcome))
+    })
 }
 
 /// A position the venue held before the engine started (live
@@ -161,18 +228,10 @@ impl<C: Clock> Engine<C> {
             next_opportunity: 1,
             next_order: 1,
             stats: EngineStats::default(),
-            execution: Execution::Paper,
+            in_flight: Vec::new(),
+            unexecuted: Vec::new(),
             unlisted_carried: Vec::new(),
         })
-    }
-
-    /// Chooses who fills the orders; the decisions are the same either way.
-    pub fn set_execution(&mut self, execution: Execution) {
-        self.execution = execution;
-    }
-
-    pub fn execution(&self) -> Execution {
-        self.execution
     }
 
     /// Books a fill the venue reported for `order`: cash, position, fee.
@@ -185,9 +244,21 @@ impl<C: Clock> Engine<C> {
         avg_price: Decimal,
         fee: Decimal,
     ) -> Option<Decision> {
+        self.book_fill(order, size, avg_price, size * avg_price, fee)
+    }
+
+    /// [`Engine::venue_fill`] with the notional as the executor computed it
+    /// (the paper exchange sums it level by level).
+    pub(crate) fn book_fill(
+        &mut self,
+        order: &Order,
+        size: Decimal,
+        avg_price: Decimal,
+        notional: Decimal,
+        fee: Decimal,
+    ) -> Option<Decision> {
         let idx = self.markets.find(order.market.as_str())?;
         let outcomes = self.markets.get(idx).books.len();
-        let notional = size * avg_price;
         let mut fill = Fill {
             order: order.id,
             opportunity: order.opportunity,
@@ -205,30 +276,77 @@ impl<C: Clock> Engine<C> {
         };
         fill.realised_pnl = self.portfolio.apply_fill(idx, outcomes, &fill);
         self.stats.fills += 1;
+        if let Some(f) = self
+            .in_flight
+            .iter_mut()
+            .find(|f| f.id == order.opportunity)
+            && !f.filled.contains(&(idx, order.outcome))
+        {
+            f.filled.push((idx, order.outcome));
+        }
         Some(Decision::Fill(fill))
     }
 
-    /// The venue is done with `order` (filled, killed, refused, cancelled,
-    /// or in shadow mode never sent): it no longer counts as open, and when
-    /// `failed` its strategy's breaker counts a failure. Returns the cancel
-    /// of the unfilled rest, if any, with `reason` (or the
-    /// immediate-or-cancel explanation).
+    /// The executor is done with `order` (filled, killed, refused,
+    /// cancelled, or in shadow mode never sent): it no longer counts as
+    /// open. Returns the cancel of the unfilled rest, if any, with the
+    /// reason `end` gives (or the immediate-or-cancel explanation). When the
+    /// last order of its opportunity finishes, the strategy's breaker counts
+    /// the opportunity once (a failure when a leg did not fill in full or
+    /// its market vanished; a venue's failure of an order counted at once,
+    /// see [`OrderEnd`]),
+    /// the two filled legs of a cross-venue pair are valued as a set, and an
+    /// opportunity nothing of which filled is queued for
+    /// [`Engine::mark_unexecuted`].
     pub fn order_finished(
         &mut self,
         order: &Order,
         filled: Decimal,
-        reason: Option<String>,
-        failed: bool,
+        end: OrderEnd,
     ) -> Option<Decision> {
         self.risk.order_closed();
         let now = self.clock.now();
-        let breaker = &mut self.breakers[order.strategy.index()];
-        match (&reason, failed) {
-            (Some(reason), true) => breaker.record_failure(now, reason.clone()),
-            (None, true) => breaker.record_failure(now, "the venue failed the order"),
-            (_, false) => breaker.record_success(),
+        let unfilled = filled < order.size;
+        let ioc = || {
+            format!(
+                "immediate-or-cancel: {filled} of {} {} {} filled at or better than {}",
+                order.size, order.market, order.outcome, order.limit_price
+            )
+        };
+        let venue_failed = matches!(end, OrderEnd::Failed(_));
+        let (reason, failure, counted) = match end {
+            OrderEnd::Matched if unfilled => {
+                let reason = ioc();
+                (Some(reason.clone()), Some(reason), true)
+            }
+            OrderEnd::Matched => (None, None, true),
+            OrderEnd::Failed(reason) => (Some(reason.clone()), Some(reason), true),
+            OrderEnd::Withdrawn(reason) => (Some(reason), None, false),
+        };
+        if venue_failed && let Some(reason) = &failure {
+            self.breakers[order.strategy.index()].record_failure(now, reason.clone());
         }
-        if filled >= order.size {
+        if let Some(at) = self
+            .in_flight
+            .iter()
+            .position(|f| f.id == order.opportunity)
+        {
+            let f = &mut self.in_flight[at];
+            f.open = f.open.saturating_sub(1);
+            f.counted |= counted;
+            f.venue_failed |= venue_failed;
+            if f.failure.is_none() {
+                f.failure = failure;
+            }
+            if f.reason.is_none() {
+                f.reason = reason.clone();
+            }
+            if f.open == 0 {
+                let done = self.in_flight.swap_remove(at);
+                self.opportunity_finished(now, done);
+            }
+        }
+        if !unfilled {
             return None;
         }
         self.stats.cancels += 1;
@@ -237,13 +355,68 @@ impl<C: Clock> Engine<C> {
             ts: now,
             market: order.market.clone(),
             remaining: order.size - filled,
-            reason: reason.unwrap_or_else(|| {
-                format!(
-                    "immediate-or-cancel: {filled} of {} {} {} filled at or better than {}",
-                    order.size, order.market, order.outcome, order.limit_price
-                )
-            }),
+            reason: reason.unwrap_or_else(ioc),
         }))
+    }
+
+    /// Every order of an opportunity is done.
+    fn opportunity_finished(&mut self, now: Timestamp, done: InFlight) {
+        // A cross-venue pair's two legs pay exactly 1 together: the
+        // accounting values them as a set, so the locked edge shows.
+        if done.strategy == StrategyKind::CrossVenueArb
+            && let [a, b] = done.filled[..]
+        {
+            self.portfolio.hedge(done.strategy, a, b);
+        }
+        if done.filled.is_empty() {
+            let reason = done
+                .reason
+                .clone()
+                .unwrap_or_else(|| "no order of the opportunity filled".to_owned());
+            self.unexecuted.push((done.id, reason));
+        }
+        if done.counted && !done.venue_failed {
+            let breaker = &mut self.breakers[done.strategy.index()];
+            match done.failure {
+                Some(reason) => breaker.record_failure(now, reason),
+                None => breaker.record_success(),
+            }
+        }
+    }
+
+    /// Marks the opportunities among `decisions` nothing of which filled as
+    /// not executed, with the first reason one of their orders gave (the
+    /// engine marked them executed when it emitted their orders). An
+    /// opportunity whose row is not among `decisions` (its last order
+    /// finished later) keeps its row.
+    pub fn mark_unexecuted(&mut self, decisions: &mut [Decision]) {
+        if self.unexecuted.is_empty() {
+            return;
+        }
+        for (id, reason) in self.unexecuted.drain(..) {
+            for decision in decisions.iter_mut() {
+                if let Decision::Opportunity(o) = decision
+                    && o.id == id
+                {
+                    o.executed_at = None;
+                    o.rejection = Some(reason);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Takes `order`'s size from the engine's book at or better than its
+    /// limit, with the market's fee formula: the paper exchange's matching.
+    /// The liquidity taken leaves the book until the feed next updates the
+    /// level (standing in for the venue's book message after a real fill).
+    /// `None` when the order's market is unknown.
+    pub(crate) fn take_from_book(&mut self, order: &Order) -> Option<crate::book::Sweep> {
+        let idx = self.markets.find(order.market.as_str())?;
+        let state = self.markets.get_mut(idx);
+        let fees = state.fees;
+        let book = state.books.get_mut(order.outcome)?;
+        Some(book.take(order.side, order.limit_price, order.size, &fees))
     }
 
     /// Orders sent and not yet finished (live: working at the venue), as
@@ -276,6 +449,53 @@ impl<C: Clock> Engine<C> {
         self.book_carried();
     }
 
+    /// Books a venue's fill of an order that was open there before the
+    /// engine started (found at reconciliation): `size` of the venue's
+    /// `instrument` in its market `venue_market` at `price`, into the
+    /// positions of no strategy, like a carried position. `None` when the
+    /// market is not listed (the next start's reconciliation finds the
+    /// position then).
+    #[allow(clippy::too_many_arguments)]
+    pub fn carried_fill(
+        &mut self,
+        trade_id: &str,
+        venue_order_id: &str,
+        venue_market: &str,
+        instrument: &str,
+        side: Side,
+        size: Decimal,
+        price: Decimal,
+        fee: Decimal,
+    ) -> Option<Decision> {
+        let (idx, outcomes, outcome) = venue_instrument(&self.markets, venue_market, instrument)?;
+        let venue = self.markets.get(idx).def.venue;
+        let notional = size * price;
+        let traded = crate::portfolio::Traded {
+            venue,
+            outcome,
+            side,
+            size,
+            notional,
+            fee,
+        };
+        let realised_pnl = self.portfolio.apply_carried_fill(idx, outcomes, &traded);
+        self.stats.fills += 1;
+        Some(Decision::CarriedFill(CarriedFill {
+            trade_id: trade_id.to_owned(),
+            venue_order_id: venue_order_id.to_owned(),
+            ts: self.clock.now(),
+            venue,
+            market: self.markets.get(idx).def.id.clone(),
+            outcome,
+            side,
+            size,
+            avg_price: price,
+            notional,
+            fee,
+            realised_pnl,
+        }))
+    }
+
     /// Books every carried position whose market is now listed.
     fn book_carried(&mut self) {
         if self.unlisted_carried.is_empty() {
@@ -285,24 +505,8 @@ impl<C: Clock> Engine<C> {
         let portfolio = &mut self.portfolio;
         let risk = &mut self.risk;
         self.unlisted_carried.retain(|c| {
-            let listed = markets.iter().find_map(|(idx, state)| {
-                let def = &state.def;
-                let outcome = match &def.venue_ids {
-                    Some(ids) if ids.market == c.venue_market => {
-                        ids.instruments.iter().position(|i| *i == c.instrument)?
-                    }
-                    // A Kalshi market is its ticker; the venue names a
-                    // position `TICKER:yes` or `TICKER:no`.
-                    None if def.venue == Venue::Kalshi && def.id.as_str() == c.venue_market => {
-                        let side = c.instrument.strip_prefix(c.venue_market.as_str())?;
-                        ["yes", "no"].iter().position(|s| side == format!(":{s}"))?
-                    }
-                    _ => return None,
-                };
-                Some((idx, state.books.len(), outcome))
-            });
-            match listed {
-                Some((idx, outcomes, outcome)) if outcome < outcomes => {
+            match venue_instrument(markets, &c.venue_market, &c.instrument) {
+                Some((idx, outcomes, outcome)) => {
                     portfolio.carry(idx, outcomes, outcome, c.size, c.cost);
                     risk.carried_booked(c.cost);
                     false
@@ -468,8 +672,9 @@ impl<C: Clock> Engine<C> {
             .collect()
     }
 
-    /// Processes a whole stream (a replay, or a live channel drained into an
-    /// iterator), handing each event's decisions to `sink`. Data errors are
+    /// Processes a whole stream in paper (a replay, or a live channel
+    /// drained into an iterator): each event's orders are filled by the
+    /// paper exchange, and its decisions handed to `sink`. Data errors are
     /// counted in [`EngineStats::data_errors`] and do not stop the stream.
     pub fn run<I, F>(&mut self, events: I, mut sink: F)
     where
@@ -477,12 +682,14 @@ impl<C: Clock> Engine<C> {
         F: FnMut(&[Decision]),
     {
         let mut out = Vec::with_capacity(16);
+        let mut paper = crate::paper::PaperExchange::default();
         for event in events {
             out.clear();
             // The error is already counted; a replay skips an event it cannot apply.
             if self.on_event(&event, &mut out).is_err() {
                 continue;
             }
+            paper.execute(self, &mut out);
             if !out.is_empty() {
                 sink(&out);
             }
@@ -665,8 +872,8 @@ impl<C: Clock> Engine<C> {
         self.proposals = proposals;
     }
 
-    /// Risk-checks a proposal as a batch, then paper-executes each leg as an
-    /// immediate-or-cancel order against the book as it is now.
+    /// Risk-checks a proposal as a batch, then emits each leg as an
+    /// immediate-or-cancel order for the executor (the same in every mode).
     fn execute(&mut self, now: Timestamp, proposal: Proposal, out: &mut Vec<Decision>) {
         let id = OpportunityId(self.next_opportunity);
         self.next_opportunity += 1;
@@ -701,25 +908,36 @@ impl<C: Clock> Engine<C> {
             return;
         }
         let at = out.len();
-        let legs = opportunity.legs.clone();
         opportunity.executed_at = Some(now);
         out.push(Decision::Opportunity(opportunity));
-        let mut failure: Option<String> = None;
-        let mut filled_any = false;
-        let mut filled_legs: Vec<(MarketIdx, usize)> = Vec::with_capacity(2);
-        for leg in legs {
-            let Some(idx) = self.markets.find(leg.market.as_str()) else {
-                failure = Some(format!(
-                    "leg market {} vanished before execution",
-                    leg.market
-                ));
+        let mut in_flight = InFlight {
+            id,
+            strategy,
+            open: 0,
+            failure: None,
+            reason: None,
+            counted: false,
+            venue_failed: false,
+            filled: Vec::new(),
+        };
+        let Decision::Opportunity(opportunity) = &out[at] else {
+            unreachable!("the opportunity was just pushed")
+        };
+        let mut orders = Vec::with_capacity(opportunity.legs.len());
+        for leg in &opportunity.legs {
+            if self.markets.find(leg.market.as_str()).is_none() {
+                let reason = format!("leg market {} vanished before execution", leg.market);
+                in_flight.counted = true;
+                in_flight.failure.get_or_insert_with(|| reason.clone());
+                in_flight.reason.get_or_insert(reason);
                 continue;
-            };
+            }
             let order_id = OrderId(self.next_order);
             self.next_order += 1;
             self.stats.orders += 1;
             self.risk.order_opened();
-            out.push(Decision::Order(Order {
+            in_flight.open += 1;
+            orders.push(Decision::Order(Order {
                 id: order_id,
                 opportunity: id,
                 strategy,
@@ -731,77 +949,13 @@ impl<C: Clock> Engine<C> {
                 limit_price: leg.limit_price,
                 size: leg.size,
             }));
-            if self.execution == Execution::Venue {
-                // The worker sends it and reports back.
-                continue;
-            }
-            let state = self.markets.get_mut(idx);
-            let fees = state.fees;
-            let outcomes = state.books.len();
-            let sweep = state.books[leg.outcome].take(leg.side, leg.limit_price, leg.size, &fees);
-            if sweep.filled > Decimal::ZERO {
-                filled_any = true;
-                self.stats.fills += 1;
-                let mut fill = Fill {
-                    order: order_id,
-                    opportunity: id,
-                    strategy,
-                    ts: now,
-                    venue: leg.venue,
-                    market: leg.market.clone(),
-                    outcome: leg.outcome,
-                    side: leg.side,
-                    size: sweep.filled,
-                    avg_price: sweep.avg_price(),
-                    notional: sweep.notional,
-                    fee: sweep.fee,
-                    realised_pnl: Decimal::ZERO,
-                };
-                fill.realised_pnl = self.portfolio.apply_fill(idx, outcomes, &fill);
-                filled_legs.push((idx, leg.outcome));
-                out.push(Decision::Fill(fill));
-            }
-            if sweep.filled < leg.size {
-                let remaining = leg.size - sweep.filled;
-                let reason = format!(
-                    "immediate-or-cancel: {} of {} {} {} filled at or better than {}",
-                    sweep.filled, leg.size, leg.market, leg.outcome, leg.limit_price
-                );
-                self.stats.cancels += 1;
-                out.push(Decision::Cancel(Cancel {
-                    order: order_id,
-                    ts: now,
-                    market: leg.market.clone(),
-                    remaining,
-                    reason: reason.clone(),
-                }));
-                failure.get_or_insert(reason);
-            }
-            self.risk.order_closed();
         }
-        // A cross-venue pair's two legs pay exactly 1 together: the
-        // accounting values them as a set, so the locked edge shows.
-        if strategy == StrategyKind::CrossVenueArb
-            && let [a, b] = filled_legs[..]
-        {
-            self.portfolio.hedge(strategy, a, b);
-        }
-        if self.execution == Execution::Venue {
-            if let Some(reason) = failure
-                && let Decision::Opportunity(o) = &mut out[at]
-            {
-                o.rejection = Some(reason);
-            }
-            return;
-        }
-        if !filled_any && let Decision::Opportunity(o) = &mut out[at] {
-            o.executed_at = None;
-            o.rejection = failure.clone();
-        }
-        let breaker = &mut self.breakers[strategy.index()];
-        match failure {
-            Some(reason) => breaker.record_failure(now, reason),
-            None => breaker.record_success(),
+        out.append(&mut orders);
+        if in_flight.open == 0 {
+            self.opportunity_finished(now, in_flight);
+            self.mark_unexecuted(&mut out[at..]);
+        } else {
+            self.in_flight.push(in_flight);
         }
     }
 

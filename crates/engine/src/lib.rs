@@ -8,10 +8,12 @@
 //!
 //! Inside: the four strategies (one folder each under `strategies/`; their
 //! typed configs live in `polybot_core::strategy`), per-tenant risk limits
-//! ([`risk`]), a circuit breaker per strategy ([`breaker`]), paper execution
-//! that walks the book's depth and applies each venue's fee formula
-//! ([`fees`]), positions, balances and PnL ([`portfolio`]), and per-strategy
-//! [`health`].
+//! ([`risk`]), a circuit breaker per strategy ([`breaker`]), the paper
+//! exchange ([`paper`]: the executor of paper mode and replays, which walks
+//! the book's depth and applies each venue's fee formula, [`fees`]),
+//! positions, balances and PnL ([`portfolio`]), and per-strategy [`health`].
+//! The engine emits orders and fills none itself: every executor (the paper
+//! exchange, a venue's in the worker) reports back through the same calls.
 //!
 //! Not here: I/O of any kind. No database, no network, no async runtime, no
 //! wall clock — the worker crate wires feeds, the store and this engine.
@@ -57,6 +59,7 @@ pub mod event;
 pub mod fees;
 pub mod health;
 pub mod market;
+pub mod paper;
 pub mod portfolio;
 pub mod replay;
 pub mod risk;
@@ -67,10 +70,10 @@ pub use book::{OrderBook, Sweep};
 pub use breaker::{BreakerState, CircuitBreaker};
 pub use clock::{Clock, EventClock, ManualClock, Timestamp};
 pub use decision::{
-    Cancel, Decision, Fill, LegPlan, Opportunity, OpportunityId, Order, OrderId, PairBlocked,
-    Rejection, Settlement,
+    Cancel, CarriedFill, Decision, Fill, LegPlan, Opportunity, OpportunityId, Order, OrderId,
+    PairBlocked, Rejection, Settlement,
 };
-pub use engine::{Engine, EngineConfig, EngineError, EngineStats, Execution};
+pub use engine::{Engine, EngineConfig, EngineError, EngineStats, OrderEnd};
 pub use event::{
     BookDelta, BookSnapshot, Direction, Event, EventKind, Headline, MarketDef, RecurringSpec,
     Resolution, SpotPrice, TradePrint, VenueIds,
@@ -80,7 +83,8 @@ pub use fees::{
     polymarket_taker_fee,
 };
 pub use health::{FeedHealth, HealthStatus, RateLimit, StrategyHealth};
-pub use portfolio::{Payout, Portfolio, PortfolioSnapshot, PositionView, StrategyPnl};
+pub use paper::PaperExchange;
+pub use portfolio::{CarriedPnl, Payout, Portfolio, PortfolioSnapshot, PositionView, StrategyPnl};
 pub use replay::{Replay, ReplayError, ReplayParser, event_line, parse_jsonl};
 pub use risk::RiskViolation;
 pub use strategies::cross_venue_arb::{PairOrigin, PairView};

@@ -157,6 +157,30 @@ pub struct Portfolio {
     total_cost: Decimal,
 }
 
+/// What one fill moves in the books: cash, a position, fees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Traded {
+    pub venue: Venue,
+    pub outcome: OutcomeIdx,
+    pub side: Side,
+    pub size: Decimal,
+    pub notional: Decimal,
+    pub fee: Decimal,
+}
+
+impl Traded {
+    fn of(fill: &Fill) -> Self {
+        Self {
+            venue: fill.venue,
+            outcome: fill.outcome,
+            side: fill.side,
+            size: fill.size,
+            notional: fill.notional,
+            fee: fill.fee,
+        }
+    }
+}
+
 /// One open position, for reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PositionView {
@@ -215,8 +239,22 @@ pub struct PortfolioSnapshot {
     pub equity: Decimal,
     /// Every strategy that traded, in [`StrategyKind::ALL`] order. Positions
     /// carried from before the engine started belong to none: they are in
-    /// the totals and in `positions` only.
+    /// [`PortfolioSnapshot::carried`].
     pub by_strategy: Vec<StrategyPnl>,
+    /// The positions the venue held before the engine started (and the
+    /// fills of orders found open then), owned by no strategy, figured like
+    /// a strategy's: `by_strategy` and `carried` add up to the totals.
+    pub carried: Option<CarriedPnl>,
+}
+
+/// The PnL of what the venue held before the engine started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CarriedPnl {
+    pub realised_pnl: Decimal,
+    pub unrealised_pnl: Decimal,
+    pub locked_pnl: Decimal,
+    pub fees_paid: Decimal,
+    pub exposure: Decimal,
 }
 
 /// What a resolution paid one strategy.
@@ -268,7 +306,11 @@ impl Portfolio {
     }
 
     pub fn fees_paid(&self) -> Decimal {
-        self.ledgers.iter().map(|l| l.fees).sum()
+        self.ledgers
+            .iter()
+            .chain(std::iter::once(&self.carried))
+            .map(|l| l.fees)
+            .sum()
     }
 
     /// All strategies' quantity of one outcome.
@@ -284,10 +326,34 @@ impl Portfolio {
     /// PnL it realised: zero for a buy, proceeds minus the basis sold for a
     /// sell (fees apart).
     pub fn apply_fill(&mut self, market: MarketIdx, outcomes: usize, fill: &Fill) -> Decimal {
+        self.apply_to(Some(fill.strategy), market, outcomes, &Traded::of(fill))
+    }
+
+    /// [`Portfolio::apply_fill`] into the ledger of no strategy: a fill of
+    /// an order the venue held before the engine started.
+    pub fn apply_carried_fill(
+        &mut self,
+        market: MarketIdx,
+        outcomes: usize,
+        traded: &Traded,
+    ) -> Decimal {
+        self.apply_to(None, market, outcomes, traded)
+    }
+
+    fn apply_to(
+        &mut self,
+        owner: Option<StrategyKind>,
+        market: MarketIdx,
+        outcomes: usize,
+        fill: &Traded,
+    ) -> Decimal {
         if self.market_cost.len() <= market {
             self.market_cost.resize(market + 1, Decimal::ZERO);
         }
-        let ledger = &mut self.ledgers[fill.strategy.index()];
+        let ledger = match owner {
+            Some(kind) => &mut self.ledgers[kind.index()],
+            None => &mut self.carried,
+        };
         if ledger.positions.len() <= market {
             ledger.positions.resize_with(market + 1, Vec::new);
         }
@@ -468,6 +534,7 @@ impl Portfolio {
             .collect();
         let mut positions = Vec::new();
         let mut by_strategy = Vec::new();
+        let mut carried = None;
         let mut value = Decimal::ZERO;
         let mut locked = Decimal::ZERO;
         let ledgers = StrategyKind::ALL
@@ -481,15 +548,24 @@ impl Portfolio {
             let (v, rest) = ledger.valuation(markets);
             value += v.value;
             locked += v.locked_value - v.locked_cost;
-            if let Some(kind) = kind {
-                by_strategy.push(StrategyPnl {
+            match kind {
+                Some(kind) => by_strategy.push(StrategyPnl {
                     strategy: kind,
                     realised_pnl: ledger.realised,
                     unrealised_pnl: v.value - v.cost,
                     locked_pnl: v.locked_value - v.locked_cost,
                     fees_paid: ledger.fees,
                     exposure: v.cost,
-                });
+                }),
+                None => {
+                    carried = Some(CarriedPnl {
+                        realised_pnl: ledger.realised,
+                        unrealised_pnl: v.value - v.cost,
+                        locked_pnl: v.locked_value - v.locked_cost,
+                        fees_paid: ledger.fees,
+                        exposure: v.cost,
+                    })
+                }
             }
             for (m, open) in &rest {
                 let state = markets.get(*m);
@@ -529,6 +605,7 @@ impl Portfolio {
             starting_equity: self.starting_equity,
             equity: self.cash_total() + value,
             by_strategy,
+            carried,
         }
     }
 }

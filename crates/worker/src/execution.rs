@@ -1,9 +1,12 @@
-//! Live and shadow execution in the worker. The engine decides the same way
-//! in every mode; in `paper` its simulated exchange fills each order at
-//! once, in `shadow` and `live` each order goes to the tenant's executor
-//! ([`polybot_venues::execution`]) and what the venue reports comes back into
-//! the engine (fills booked, the unfilled rest cancelled, failures counted
-//! towards the strategy's circuit breaker).
+//! Execution in the worker, for every mode. The engine decides the same way
+//! in every mode and fills nothing itself: [`Execution::execute`] takes each
+//! order it emits to the mode's executor — in `paper` the paper exchange
+//! ([`polybot_engine::PaperExchange`], which fills at once against the
+//! engine's book), in `shadow` and `live` the tenant's venue executor
+//! ([`polybot_venues::execution`]) — and what the executor reports comes
+//! back into the engine the same way (fills booked, the unfilled rest
+//! cancelled, failures counted towards the strategy's circuit breaker, an
+//! opportunity nothing of which filled marked not executed).
 //!
 //! - Each order's client id comes from (tenant, lease epoch, engine order
 //!   number), so a retry never doubles it; before every send the executor
@@ -42,7 +45,7 @@ use async_trait::async_trait;
 use polybot_core::keys::ExchangeKeys;
 use polybot_core::strategy::Venue;
 use polybot_core::{Mode, TenantId};
-use polybot_engine::{Clock, Decision, Engine, Order, Side};
+use polybot_engine::{Clock, Decision, Engine, Order, OrderEnd, PaperExchange, Side};
 use polybot_store::repo::audit;
 use polybot_store::{Db, DbError};
 use polybot_venues::execution::kalshi::{KalshiExecutor, KalshiKeys, KalshiSettings};
@@ -51,8 +54,8 @@ use polybot_venues::execution::polymarket::{
 };
 use polybot_venues::execution::user_channel::{UserChannel, UserChannelOptions};
 use polybot_venues::execution::{
-    ClientOrderId, ExecError, Executor, Fence, MarketRules, OpenOrder, OrderRequest, OrderSide,
-    OrderState, Placed, ShadowExecutor, TimeInForce, VenueFill,
+    ClientOrderId, ExecError, ExecutionKind, Executor, Fence, MarketRules, OpenOrder, OrderRequest,
+    OrderSide, OrderState, Placed, ShadowExecutor, TimeInForce, VenueFill,
 };
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
@@ -227,9 +230,9 @@ pub async fn connect(
         .map(|(executor, _)| executor))
 }
 
-/// The worker's execution for a mode: none in paper; otherwise an executor
-/// per venue the tenant holds keys for, in live with Polymarket's user
-/// channel when the settings name one.
+/// The worker's execution for a mode: the paper exchange in paper;
+/// otherwise an executor per venue the tenant holds keys for, in live with
+/// Polymarket's user channel when the settings name one.
 pub async fn start(
     mode: Mode,
     keys: &ExchangeKeys,
@@ -237,14 +240,15 @@ pub async fn start(
     fence: Arc<dyn Fence>,
     tenant: TenantId,
     epoch: i64,
-) -> anyhow::Result<Option<Execution>> {
+) -> anyhow::Result<Execution> {
+    if mode == Mode::Paper {
+        return Ok(Execution::paper(tenant, epoch));
+    }
     let (venues, channel) = connect_venues_with_channel(mode, keys, settings, fence).await?;
-    Ok(
-        Execution::with_venues(venues, tenant, epoch).map(|mut execution| {
-            execution.channel = channel;
-            execution
-        }),
-    )
+    let mut execution = Execution::with_venues(venues, tenant, epoch)
+        .with_context(|| format!("{mode} mode found no venue to execute on"))?;
+    execution.channel = channel;
+    Ok(execution)
 }
 
 async fn connect_with_channel(
@@ -284,12 +288,35 @@ async fn connect_with_channel(
     }))
 }
 
-/// An order of this worker the venue has not finished with (resting, or
-/// held for delayed matching): its later fills are booked against it.
+/// An order the venue has not finished with: its later fills are booked
+/// as they come.
 #[derive(Debug, Clone)]
-struct Working {
+enum Working {
+    /// An order of this worker (resting, held for delayed matching, or
+    /// found at the venue after it was in doubt): its fills are booked
+    /// against it, for its strategy.
+    Mine {
+        order: Order,
+        filled: Decimal,
+        /// The engine was told it finished already (it was in doubt): its
+        /// fills are booked, its end is not reported again.
+        finished: bool,
+    },
+    /// An order open at `venue` when the worker started: its fills go to
+    /// the positions of no strategy (`carried`).
+    Found {
+        venue: Venue,
+        order: OpenOrder,
+        filled: Decimal,
+    },
+}
+
+/// An order whose fate stayed unknown after every retry: the venue is
+/// asked for it (reads only) at each poll until it answers.
+struct Doubtful {
     order: Order,
-    filled: Decimal,
+    request: OrderRequest,
+    executor: Arc<dyn Executor>,
 }
 
 /// What became of one order, for the opportunity's record.
@@ -302,8 +329,10 @@ pub struct OrderReport {
 
 /// A worker's executor and what it tracks.
 pub struct Execution {
-    executor: Arc<dyn Executor>,
-    /// The executor of each venue that executes (Polymarket's is `executor`).
+    kind: ExecutionKind,
+    /// In paper, the exchange that fills every order (there are no venues).
+    paper: Option<PaperExchange>,
+    /// The executor of each venue that executes.
     venues: Vec<(Venue, Arc<dyn Executor>)>,
     tenant: [u8; 16],
     epoch: i64,
@@ -312,8 +341,10 @@ pub struct Execution {
     open: Vec<OpenOrder>,
     /// Orders whose fate is unknown after every retry.
     in_doubt: u64,
-    /// This worker's orders the venue may still fill, by venue order id.
+    /// Orders the venue may still fill, by venue order id.
     working: HashMap<String, Working>,
+    /// Orders still in doubt after every retry.
+    doubtful: Vec<Doubtful>,
     /// Trade ids already booked (from an order's answer, the user channel
     /// or polling): each is booked once.
     booked: HashSet<String>,
@@ -329,7 +360,7 @@ pub struct Execution {
 impl std::fmt::Debug for Execution {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Execution")
-            .field("kind", &self.executor.kind())
+            .field("kind", &self.kind)
             .field("epoch", &self.epoch)
             .field("open", &self.open.len())
             .finish_non_exhaustive()
@@ -343,15 +374,33 @@ impl Execution {
             .unwrap_or_else(|| unreachable!("one executor was given"))
     }
 
+    /// Paper execution: the paper exchange fills every order at once.
+    pub fn paper(tenant: TenantId, epoch: i64) -> Self {
+        Self {
+            paper: Some(PaperExchange::default()),
+            ..Self::for_venues(ExecutionKind::Paper, Vec::new(), tenant, epoch)
+        }
+    }
+
     /// Execution on each of `venues` (none when the list is empty).
     pub fn with_venues(
         venues: Vec<(Venue, Arc<dyn Executor>)>,
         tenant: TenantId,
         epoch: i64,
     ) -> Option<Self> {
-        let executor = venues.first()?.1.clone();
-        Some(Self {
-            executor,
+        let kind = venues.first()?.1.kind();
+        Some(Self::for_venues(kind, venues, tenant, epoch))
+    }
+
+    fn for_venues(
+        kind: ExecutionKind,
+        venues: Vec<(Venue, Arc<dyn Executor>)>,
+        tenant: TenantId,
+        epoch: i64,
+    ) -> Self {
+        Self {
+            kind,
+            paper: None,
             venues,
             tenant: *tenant.as_uuid().as_bytes(),
             epoch,
@@ -359,13 +408,14 @@ impl Execution {
             open: Vec::new(),
             in_doubt: 0,
             working: HashMap::new(),
+            doubtful: Vec::new(),
             booked: HashSet::new(),
             channel: None,
             // A minute's margin for clocks apart.
             poll_since_ms: chrono::Utc::now().timestamp_millis() - 60_000,
             heartbeat_id: None,
             heartbeat_lost: false,
-        })
+        }
     }
 
     /// Whether the venue's user channel is up now.
@@ -373,9 +423,25 @@ impl Execution {
         self.channel.as_ref().is_some_and(UserChannel::is_connected)
     }
 
-    /// Whether fills of this worker's orders may still come.
+    /// Whether fills of this worker's orders (or of orders found open at
+    /// start) may still come.
     pub fn has_working_orders(&self) -> bool {
         !self.working.is_empty()
+    }
+
+    /// Whether the venue should be polled now: an order is in doubt (asked
+    /// for until the venue answers), or orders are working while their
+    /// fills do not stream (the user channel is down, or they are at a
+    /// venue without one).
+    pub fn needs_polling(&self) -> bool {
+        !self.doubtful.is_empty()
+            || self.working.values().any(|w| {
+                let venue = match w {
+                    Working::Mine { order, .. } => Some(order.venue),
+                    Working::Found { venue, .. } => Some(*venue),
+                };
+                venue != Some(Venue::Polymarket) || !self.user_channel_connected()
+            })
     }
 
     /// The next fill the user channel reports; pending forever without one.
@@ -410,19 +476,88 @@ impl Execution {
             return false;
         };
         self.booked.insert(fill.trade_id.clone());
-        decisions.extend(engine.venue_fill(&working.order, fill.size, fill.price, fill.fee));
-        working.filled += fill.size;
+        let done = match working {
+            Working::Mine { order, filled, .. } => {
+                decisions.extend(engine.venue_fill(order, fill.size, fill.price, fill.fee));
+                *filled += fill.size;
+                *filled >= order.size
+            }
+            Working::Found { order, filled, .. } => {
+                let side = match fill.side {
+                    OrderSide::Buy => Side::Buy,
+                    OrderSide::Sell => Side::Sell,
+                };
+                match engine.carried_fill(
+                    &fill.trade_id,
+                    &fill.venue_order_id,
+                    &fill.market,
+                    &fill.instrument,
+                    side,
+                    fill.size,
+                    fill.price,
+                    fill.fee,
+                ) {
+                    Some(booked) => decisions.push(booked),
+                    None => {
+                        tracing::warn!(trade = %fill.trade_id, market = %fill.market, "a fill of an order found open at start, in a market the engine does not list: the next start's reconciliation counts its position")
+                    }
+                }
+                *filled += fill.size;
+                *filled >= order.size
+            }
+        };
         tracing::info!(trade = %fill.trade_id, order = %fill.venue_order_id, size = %fill.size, price = %fill.price, "fill booked after the order's answer");
-        if working.filled >= working.order.size {
+        if done {
             let done = self
                 .working
                 .remove(&fill.venue_order_id)
                 .unwrap_or_else(|| unreachable!("the working order was just found"));
             self.open
                 .retain(|o| o.venue_order_id != fill.venue_order_id);
-            decisions.extend(engine.order_finished(&done.order, done.filled, None, false));
+            if let Working::Mine {
+                order,
+                filled,
+                finished: false,
+            } = done
+            {
+                decisions.extend(engine.order_finished(&order, filled, OrderEnd::Matched));
+            }
         }
         true
+    }
+
+    /// Asks the venue for each order still in doubt (reads only): one it
+    /// has is booked like an answer (its fills now, its rest working if it
+    /// rests), one it does not have was never placed; one it cannot say
+    /// stays in doubt. Returns how many fills were booked.
+    async fn resolve_doubtful<C: Clock>(
+        &mut self,
+        engine: &mut Engine<C>,
+        decisions: &mut Vec<Decision>,
+    ) -> usize {
+        let mut booked = 0;
+        for doubtful in std::mem::take(&mut self.doubtful) {
+            let client_id = doubtful.request.client_id;
+            match doubtful.executor.find_order(&doubtful.request).await {
+                Ok(Some(placed)) => {
+                    booked += self.book_fills(engine, &doubtful.order, &placed, decisions);
+                    tracing::info!(client_order_id = %client_id, venue_order_id = %placed.venue_order_id, state = ?placed.state, filled = %placed.filled, "an order in doubt was found at the venue");
+                    if matches!(placed.state, OrderState::Open | OrderState::Pending) {
+                        self.keep_working(&doubtful.order, &placed, true);
+                    }
+                    self.in_doubt = self.in_doubt.saturating_sub(1);
+                }
+                Ok(None) => {
+                    tracing::info!(client_order_id = %client_id, "an order in doubt is not at the venue: it was never placed");
+                    self.in_doubt = self.in_doubt.saturating_sub(1);
+                }
+                Err(e) => {
+                    tracing::warn!(client_order_id = %client_id, error = %e, "an order is still in doubt");
+                    self.doubtful.push(doubtful);
+                }
+            }
+        }
+        booked
     }
 
     /// While orders are working, reads the tenant's trades over REST from
@@ -434,10 +569,10 @@ impl Execution {
         engine: &mut Engine<C>,
         decisions: &mut Vec<Decision>,
     ) -> Result<usize, ExecError> {
+        let mut booked = self.resolve_doubtful(engine, decisions).await;
         if self.working.is_empty() {
-            return Ok(0);
+            return Ok(booked);
         }
-        let mut booked = 0;
         for (venue, executor) in self.venues.clone() {
             // Polymarket's fills come over its user channel while it is up.
             if venue == Venue::Polymarket && self.user_channel_connected() {
@@ -500,8 +635,8 @@ impl Execution {
             .map(|(_, e)| e.clone())
     }
 
-    pub fn kind(&self) -> polybot_venues::execution::ExecutionKind {
-        self.executor.kind()
+    pub fn kind(&self) -> ExecutionKind {
+        self.kind
     }
 
     /// Orders resting at the venue that this worker knows of.
@@ -524,6 +659,7 @@ impl Execution {
         tenant: TenantId,
     ) -> Result<Value, crate::WorkerError> {
         let mut open = Vec::new();
+        let mut found_open = Vec::new();
         let mut balances = Vec::new();
         let mut positions = Vec::new();
         let mut history = Vec::new();
@@ -531,6 +667,20 @@ impl Execution {
         for (name, executor) in &self.venues {
             let venue = |e: ExecError| anyhow::anyhow!("reconciling with {name}: {e}");
             let venue_open = executor.open_orders().await.map_err(venue)?;
+            // Their later fills are booked with the market's fees.
+            for order in &venue_open {
+                if self.rules.contains_key(&order.market) {
+                    continue;
+                }
+                match executor.market_rules(&order.market).await {
+                    Ok(rules) => {
+                        self.rules.insert(order.market.clone(), rules);
+                    }
+                    Err(e) => {
+                        tracing::warn!(market = %order.market, error = %e, "the market's rules of an order found open could not be read")
+                    }
+                }
+            }
             let venue_balances = executor.balances().await.map_err(venue)?;
             // The tenant's trade history names the tokens it may hold (a
             // venue may report a token's balance one token at a time, so it
@@ -548,6 +698,7 @@ impl Execution {
                     "positions": venue_positions,
                 }),
             );
+            found_open.extend(venue_open.iter().map(|o| (*name, o.clone())));
             open.extend(venue_open);
             balances.extend(venue_balances);
             positions.extend(venue_positions);
@@ -557,7 +708,7 @@ impl Execution {
             engine.carry_position(&c.market, &c.instrument, c.size, c.cost);
         }
         let found = json!({
-            "mode": self.executor.kind(),
+            "mode": self.kind,
             "epoch": self.epoch,
             "open_orders": open,
             "balances": balances,
@@ -569,6 +720,17 @@ impl Execution {
         audit::append(&mut tx, "worker", "venue.reconciled", found.clone()).await?;
         tx.commit().await?;
         tracing::info!(%tenant, open_orders = open.len(), "reconciled with the venue before trading");
+        // Their fills, as they come, go to the positions of no strategy.
+        for (venue, order) in found_open {
+            self.working.insert(
+                order.venue_order_id.clone(),
+                Working::Found {
+                    venue,
+                    filled: order.filled,
+                    order,
+                },
+            );
+        }
         self.open = open;
         Ok(found)
     }
@@ -587,13 +749,15 @@ impl Execution {
         }
         self.open.clear();
         for (_, working) in self.working.drain() {
-            // The cancel of the unfilled rest is not a row of its own.
-            engine.order_finished(
-                &working.order,
-                working.filled,
-                Some(reason.to_owned()),
-                false,
-            );
+            if let Working::Mine {
+                order,
+                filled,
+                finished: false,
+            } = working
+            {
+                // The cancel of the unfilled rest is not a row of its own.
+                engine.order_finished(&order, filled, OrderEnd::Withdrawn(reason.to_owned()));
+            }
         }
         Ok(cancelled)
     }
@@ -606,6 +770,11 @@ impl Execution {
         engine: &mut Engine<C>,
         decisions: &mut Vec<Decision>,
     ) -> Result<Vec<OrderReport>, ExecError> {
+        if let Some(paper) = self.paper.as_mut() {
+            // Nothing of a paper order is at a venue: no report.
+            paper.execute(engine, decisions);
+            return Ok(Vec::new());
+        }
         let orders: Vec<Order> = decisions
             .iter()
             .filter_map(|d| match d {
@@ -617,7 +786,7 @@ impl Execution {
         for order in &orders {
             reports.push(self.execute_one(engine, order, decisions).await?);
         }
-        not_executed(decisions, &reports);
+        engine.mark_unexecuted(decisions);
         Ok(reports)
     }
 
@@ -638,8 +807,7 @@ impl Execution {
                 decisions.extend(engine.order_finished(
                     order,
                     Decimal::ZERO,
-                    Some(reason.clone()),
-                    true,
+                    OrderEnd::Failed(reason.clone()),
                 ));
                 return Ok(report(json!({
                     "order": order.id.0, "client_order_id": client_id, "state": "not_sent",
@@ -653,23 +821,28 @@ impl Execution {
                 decisions.extend(engine.order_finished(
                     order,
                     Decimal::ZERO,
-                    Some(e.to_string()),
-                    false,
+                    OrderEnd::Withdrawn(e.to_string()),
                 ));
                 Err(e)
             }
             Err(e) => {
                 if matches!(e, ExecError::InDoubt { .. }) {
+                    // Its fills, if the venue took it after all, are
+                    // booked when the venue says so (see `poll_fills`).
                     self.in_doubt += 1;
+                    self.doubtful.push(Doubtful {
+                        order: order.clone(),
+                        request: request.clone(),
+                        executor: executor.clone(),
+                    });
                 }
-                let failed = e.is_venue_failure();
                 let reason = e.to_string();
-                decisions.extend(engine.order_finished(
-                    order,
-                    Decimal::ZERO,
-                    Some(reason.clone()),
-                    failed,
-                ));
+                let end = if e.is_venue_failure() {
+                    OrderEnd::Failed(reason.clone())
+                } else {
+                    OrderEnd::Withdrawn(reason.clone())
+                };
+                decisions.extend(engine.order_finished(order, Decimal::ZERO, end));
                 Ok(report(json!({
                     "order": order.id.0, "client_order_id": client_id,
                     "state": if matches!(e, ExecError::InDoubt { .. }) { "in_doubt" } else { "refused" },
@@ -802,12 +975,7 @@ impl Execution {
         placed: &Placed,
         decisions: &mut Vec<Decision>,
     ) -> Value {
-        for fill in &placed.fills {
-            if self.booked.insert(fill.trade_id.clone()) {
-                decisions.extend(engine.venue_fill(order, fill.size, fill.price, fill.fee));
-            }
-        }
-        self.booked.extend(placed.trade_ids.iter().cloned());
+        self.book_fills(engine, order, placed, decisions);
         let details = json!({
             "order": order.id.0,
             "client_order_id": placed.client_id,
@@ -818,40 +986,64 @@ impl Execution {
             "wire": serde_json::from_str::<Value>(&placed.wire).unwrap_or(Value::Null),
         });
         match placed.state {
-            OrderState::Open | OrderState::Pending => {
-                self.working.insert(
-                    placed.venue_order_id.clone(),
-                    Working {
-                        order: order.clone(),
-                        filled: placed.filled,
-                    },
-                );
-                self.open.push(OpenOrder {
-                    venue_order_id: placed.venue_order_id.clone(),
-                    market: order.market.as_str().to_owned(),
-                    instrument: String::new(),
-                    side: match order.side {
-                        Side::Buy => OrderSide::Buy,
-                        Side::Sell => OrderSide::Sell,
-                    },
-                    price: order.limit_price,
-                    size: order.size,
-                    filled: placed.filled,
-                });
-            }
+            OrderState::Open | OrderState::Pending => self.keep_working(order, placed, false),
             OrderState::NotSent => {
                 decisions.extend(engine.order_finished(
                     order,
                     Decimal::ZERO,
-                    Some("shadow: signed and not sent".to_owned()),
-                    false,
+                    OrderEnd::Withdrawn("shadow: orders signed and not sent".to_owned()),
                 ));
             }
             OrderState::Filled | OrderState::Closed => {
-                decisions.extend(engine.order_finished(order, placed.filled, None, false));
+                decisions.extend(engine.order_finished(order, placed.filled, OrderEnd::Matched));
             }
         }
         details
+    }
+
+    /// Books the fills the venue reported with an order, each trade once.
+    /// Returns how many were booked.
+    fn book_fills<C: Clock>(
+        &mut self,
+        engine: &mut Engine<C>,
+        order: &Order,
+        placed: &Placed,
+        decisions: &mut Vec<Decision>,
+    ) -> usize {
+        let mut booked = 0;
+        for fill in &placed.fills {
+            if self.booked.insert(fill.trade_id.clone()) {
+                decisions.extend(engine.venue_fill(order, fill.size, fill.price, fill.fee));
+                booked += 1;
+            }
+        }
+        self.booked.extend(placed.trade_ids.iter().cloned());
+        booked
+    }
+
+    /// Keeps an order the venue rests or holds: its later fills are booked
+    /// against it, and the kill switch cancels it.
+    fn keep_working(&mut self, order: &Order, placed: &Placed, finished: bool) {
+        self.working.insert(
+            placed.venue_order_id.clone(),
+            Working::Mine {
+                order: order.clone(),
+                filled: placed.filled,
+                finished,
+            },
+        );
+        self.open.push(OpenOrder {
+            venue_order_id: placed.venue_order_id.clone(),
+            market: order.market.as_str().to_owned(),
+            instrument: String::new(),
+            side: match order.side {
+                Side::Buy => OrderSide::Buy,
+                Side::Sell => OrderSide::Sell,
+            },
+            price: order.limit_price,
+            size: order.size,
+            filled: placed.filled,
+        });
     }
 }
 
@@ -904,52 +1096,4 @@ pub fn carried_positions(
         });
     }
     out
-}
-
-/// An opportunity none of whose orders filled was not executed: its row
-/// says why (the engine marked it executed when it emitted the orders).
-fn not_executed(decisions: &mut [Decision], reports: &[OrderReport]) {
-    let filled: Vec<u64> = decisions
-        .iter()
-        .filter_map(|d| match d {
-            Decision::Fill(f) => Some(f.opportunity.0),
-            _ => None,
-        })
-        .collect();
-    for decision in decisions.iter_mut() {
-        let Decision::Opportunity(o) = decision else {
-            continue;
-        };
-        if o.executed_at.is_none() || filled.contains(&o.id.0) {
-            continue;
-        }
-        // An order the venue still works on may fill later.
-        let working = reports.iter().any(|r| {
-            r.opportunity == o.id.0
-                && matches!(
-                    r.details.get("state").and_then(Value::as_str),
-                    Some("open" | "pending")
-                )
-        });
-        if working {
-            continue;
-        }
-        let reason = reports
-            .iter()
-            .filter(|r| r.opportunity == o.id.0)
-            .find_map(|r| match r.details.get("state").and_then(Value::as_str) {
-                Some("not_sent") if r.details.get("error").is_none() => {
-                    Some("shadow: orders signed and not sent".to_owned())
-                }
-                _ => r
-                    .details
-                    .get("error")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-            });
-        o.executed_at = None;
-        o.rejection = Some(reason.unwrap_or_else(|| {
-            "immediate-or-cancel: nothing filled at or better than the limit".to_owned()
-        }));
-    }
 }

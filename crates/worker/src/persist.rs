@@ -9,6 +9,9 @@
 //! - a `Fill` becomes a `trades` row (average price, size, fee, the PnL the
 //!   accounting says it realised — zero for a buy, fees being their own
 //!   column — and mode);
+//! - a `CarriedFill` (a fill of an order found open at the venue when the
+//!   worker started) becomes a `trades` row of strategy `carried`, with no
+//!   opportunity, its id derived from the venue's trade id;
 //! - a `Settlement` becomes a `trades` row with side `settle`, one per
 //!   strategy that held the market, carrying the PnL the resolution realised,
 //!   so that the trades' realised PnL and fees add up to the portfolio's;
@@ -25,7 +28,9 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use polybot_core::Mode;
 use polybot_core::strategy::Venue;
-use polybot_engine::{Clock, Decision, Engine, Fill, Opportunity, Settlement, Side, Timestamp};
+use polybot_engine::{
+    CarriedFill, Clock, Decision, Engine, Fill, Opportunity, Settlement, Side, Timestamp,
+};
 use polybot_store::repo::balances::{self, NewBalance};
 use polybot_store::repo::opportunities::{self, NewOpportunity};
 use polybot_store::repo::trades::{self, NewTrade};
@@ -34,6 +39,10 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
+
+/// The owner of what the venue held before the worker started (positions
+/// and the fills of orders found open then): no strategy.
+pub const CARRIED: &str = "carried";
 
 /// The currency a venue's cash is held in.
 pub fn cash_asset(venue: Venue) -> &'static str {
@@ -142,6 +151,10 @@ impl Recorder {
                     let row = self.fill_row(engine, f, row_of_order);
                     self.trades.push(row);
                 }
+                Decision::CarriedFill(f) => {
+                    let row = self.carried_fill_row(engine, f);
+                    self.trades.push(row);
+                }
                 Decision::Settlement(s) => {
                     let row = self.settlement_row(engine, s);
                     self.trades.push(row);
@@ -230,6 +243,33 @@ impl Recorder {
             realized_pnl: f.realised_pnl.normalize(),
             details: json!({
                 "order": f.order.0,
+                "notional": f.notional.normalize().to_string(),
+                "mode": self.mode,
+            }),
+            executed_at: time(f.ts),
+        }
+    }
+
+    fn carried_fill_row<C: Clock>(&self, engine: &Engine<C>, f: &CarriedFill) -> NewTrade {
+        NewTrade {
+            id: self.id(b"carried fill", 0, f.trade_id.as_bytes()),
+            opportunity_id: None,
+            strategy: CARRIED.to_owned(),
+            venue: f.venue.as_str().to_owned(),
+            market: f.market.as_str().to_owned(),
+            side: match f.side {
+                Side::Buy => "buy",
+                Side::Sell => "sell",
+            }
+            .to_owned(),
+            outcome: outcome_name(engine, f.market.as_str(), f.outcome),
+            price: f.avg_price.round_dp(6).normalize(),
+            size: f.size.normalize(),
+            fee: f.fee.normalize(),
+            realized_pnl: f.realised_pnl.normalize(),
+            details: json!({
+                "trade_id": f.trade_id,
+                "venue_order_id": f.venue_order_id,
                 "notional": f.notional.normalize().to_string(),
                 "mode": self.mode,
             }),

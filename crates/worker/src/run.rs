@@ -16,19 +16,16 @@ use polybot_core::worker::{
     StrategyHealth, StrategyPnlSummary, StrategyStatus, WorkerHealth, WorkerPhase, WrittenCounters,
 };
 use polybot_core::{Mode, TenantId};
-use polybot_engine::{
-    BreakerState, Clock, Engine, EngineConfig, EventClock, Execution as EngineExecution,
-    PortfolioSnapshot,
-};
+use polybot_engine::{BreakerState, Clock, Engine, EngineConfig, EventClock, PortfolioSnapshot};
 use polybot_store::Db;
 use polybot_store::repo::audit;
-use polybot_venues::execution::{ExecutionKind, VenueFill};
+use polybot_venues::execution::ExecutionKind;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::execution::{DbFence, Execution};
 use crate::live::LiveSource;
-use crate::persist::Recorder;
+use crate::persist::{CARRIED, Recorder};
 use crate::source::{EventSource, ReplaySource, SystemClock, TickSource};
 use crate::{
     TenantConfig, WorkerConfig, WorkerError, final_heartbeat, heartbeat, load_config, take_lease,
@@ -40,21 +37,10 @@ const BACKLOG_LIMIT: usize = 20_000;
 const FINAL_FLUSH: Duration = Duration::from_secs(20);
 /// How long the final heartbeat may take.
 const FINAL_HEARTBEAT: Duration = Duration::from_secs(5);
-/// The `strategy` of a heartbeat position the venue held before the engine
-/// started (live: found when the worker reconciled).
-const CARRIED: &str = "carried";
 
 /// Why the engine sees no market data, when no recording is given.
 pub const NO_FEED: &str = "no market data feed: POLYBOT_LIVE_DATA=0 turned the venues' live \
      public data off; unset it to trade on them, or set POLYBOT_REPLAY to trade on a recording";
-
-/// The next fill the user channel reports; pending without an execution.
-async fn next_user_fill(execution: &mut Option<Execution>) -> VenueFill {
-    match execution {
-        Some(exec) => exec.next_user_fill().await,
-        None => std::future::pending().await,
-    }
-}
 
 /// Runs the worker until `stop`, until it is fenced, or (with
 /// `POLYBOT_REPLAY_EXIT=1`) until its recording is played out.
@@ -238,7 +224,7 @@ impl Ctx {
     async fn watch_kill_switch<C: Clock>(
         &mut self,
         engine: &mut Engine<C>,
-        execution: Option<&mut Execution>,
+        execution: &mut Execution,
     ) {
         let on = match crate::load_config(&self.db, self.tenant).await {
             Ok(config) => config.risk.kill_switch,
@@ -253,8 +239,8 @@ impl Ctx {
         self.kill_switch = on;
         engine.set_kill_switch(on);
         tracing::warn!(tenant = %self.tenant, on, "kill switch changed");
-        if let (true, Some(exec)) = (on, execution) {
-            match exec
+        if on {
+            match execution
                 .cancel_all(engine, "cancelled: the kill switch is on")
                 .await
             {
@@ -367,7 +353,7 @@ impl Ctx {
         source_finished: bool,
         venues: BTreeMap<String, FeedStatus>,
         recorder: &Recorder,
-        execution: Option<&Execution>,
+        execution: &Execution,
     ) -> WorkerHealth {
         let strategies = engine
             .health()
@@ -391,7 +377,7 @@ impl Ctx {
         let portfolio = engine.portfolio();
         let stats = engine.stats();
         WorkerHealth {
-            execution: Some(execution.map_or("paper", |e| e.kind().as_str()).to_owned()),
+            execution: Some(execution.kind().as_str().to_owned()),
             strategies,
             pnl: Some(pnl(&portfolio, engine)),
             balances: portfolio
@@ -461,6 +447,8 @@ fn pnl<C: Clock>(p: &PortfolioSnapshot, engine: &Engine<C>) -> PnlSummary {
         daily_loss_limit_hit: engine.daily_loss_limit_hit(),
         locked: p.locked_pnl.normalize(),
         starting_equity: p.starting_equity.normalize(),
+        // What the venue held before the worker started is a row of its
+        // own, `carried`, so the rows add up to the totals.
         by_strategy: p
             .by_strategy
             .iter()
@@ -473,6 +461,15 @@ fn pnl<C: Clock>(p: &PortfolioSnapshot, engine: &Engine<C>) -> PnlSummary {
                 };
                 (s.strategy.as_str().to_owned(), summary)
             })
+            .chain(p.carried.iter().map(|c| {
+                let summary = StrategyPnlSummary {
+                    realized: c.realised_pnl.normalize(),
+                    unrealized: c.unrealised_pnl.normalize(),
+                    locked: c.locked_pnl.normalize(),
+                    fees: c.fees_paid.normalize(),
+                };
+                (CARRIED.to_owned(), summary)
+            }))
             .collect(),
         positions: p
             .positions
@@ -498,7 +495,7 @@ async fn drive<C, S>(
     mut engine: Engine<C>,
     mut source: S,
     mut recorder: Recorder,
-    mut execution: Option<Execution>,
+    mut execution: Execution,
     exit_at_end: bool,
     stop: &CancellationToken,
 ) -> Result<(), WorkerError>
@@ -514,10 +511,9 @@ where
         }
     }
     let description = source.describe();
-    if let Some(exec) = execution.as_mut() {
-        engine.set_execution(EngineExecution::Venue);
+    if execution.kind() != ExecutionKind::Paper {
         // Nothing is traded before the venue's state is known.
-        if let Err(e) = exec.reconcile(&mut engine, &ctx.db, ctx.tenant).await {
+        if let Err(e) = execution.reconcile(&mut engine, &ctx.db, ctx.tenant).await {
             match e {
                 fenced @ WorkerError::Fenced(_) => return Err(fenced),
                 WorkerError::Other(err) => {
@@ -538,9 +534,7 @@ where
     polls.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut venue_beats = tokio::time::interval(ctx.venue_heartbeat_every);
     venue_beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let live = execution
-        .as_ref()
-        .is_some_and(|e| e.kind() == ExecutionKind::Live);
+    let live = execution.kind() == ExecutionKind::Live;
     let outcome: Result<(), WorkerError> = loop {
         let phase = if finished {
             WorkerPhase::Finished
@@ -551,19 +545,17 @@ where
             biased;
             _ = stop.cancelled() => break Ok(()),
             _ = heartbeats.tick() => {
-                ctx.watch_kill_switch(&mut engine, execution.as_mut()).await;
+                ctx.watch_kill_switch(&mut engine, &mut execution).await;
                 if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                     break Err(e);
                 }
-                let health = ctx.health(&engine, phase, &description, finished, source.health(), &recorder, execution.as_ref());
+                let health = ctx.health(&engine, phase, &description, finished, source.health(), &recorder, &execution);
                 if let Err(e) = ctx.beat(&health).await {
                     break Err(e);
                 }
             }
             _ = venue_beats.tick(), if live => {
-                if let Some(exec) = execution.as_mut()
-                    && let Some(message) = exec.venue_heartbeat(&mut engine).await
-                {
+                if let Some(message) = execution.venue_heartbeat(&mut engine).await {
                     ctx.venue_heartbeat_lost(message).await;
                 }
             }
@@ -572,25 +564,21 @@ where
                     break Err(e);
                 }
             }
-            fill = next_user_fill(&mut execution), if live => {
+            fill = execution.next_user_fill(), if live => {
                 decisions.clear();
-                if let Some(exec) = execution.as_mut()
-                    && exec.on_fill(&mut engine, &fill, &mut decisions)
-                {
+                if execution.on_fill(&mut engine, &fill, &mut decisions) {
                     recorder.record(&engine, &decisions);
                 }
             }
-            _ = polls.tick(), if execution.as_ref().is_some_and(|e| e.has_working_orders() && !e.user_channel_connected()) => {
+            _ = polls.tick(), if execution.needs_polling() => {
                 decisions.clear();
-                if let Some(exec) = execution.as_mut() {
-                    match exec.poll_fills(&mut engine, &mut decisions).await {
-                        Ok(0) => {}
-                        Ok(booked) => {
-                            tracing::info!(tenant = %ctx.tenant, booked, "fills found by polling while the user channel is down");
-                            recorder.record(&engine, &decisions);
-                        }
-                        Err(e) => ctx.note_error(format!("polling the venue's trades: {e}")),
+                match execution.poll_fills(&mut engine, &mut decisions).await {
+                    Ok(0) => {}
+                    Ok(booked) => {
+                        tracing::info!(tenant = %ctx.tenant, booked, "fills found by polling while the user channel is down");
+                        recorder.record(&engine, &decisions);
                     }
+                    Err(e) => ctx.note_error(format!("polling the venue's trades: {e}")),
                 }
             }
             next = source.next_event(), if !finished && recorder.pending() < BACKLOG_LIMIT => {
@@ -600,10 +588,8 @@ where
                         if let Err(e) = engine.on_event(&event, &mut decisions) {
                             ctx.note_error(format!("{description}: event at {}: {e}", event.ts.0));
                         }
-                        if let Some(exec) = execution.as_mut()
-                            && decisions.iter().any(|d| matches!(d, polybot_engine::Decision::Order(_)))
-                        {
-                            match exec.execute(&mut engine, &mut decisions).await {
+                        if decisions.iter().any(|d| matches!(d, polybot_engine::Decision::Order(_))) {
+                            match execution.execute(&mut engine, &mut decisions).await {
                                 Ok(reports) => recorder.note_orders(reports),
                                 Err(e) => break Err(ctx.execution_stopped(e)),
                             }
@@ -623,7 +609,7 @@ where
                         if let Err(e) = ctx.flush(&mut recorder, &engine).await {
                             break Err(e);
                         }
-                        let health = ctx.health(&engine, WorkerPhase::Finished, &description, true, source.health(), &recorder, execution.as_ref());
+                        let health = ctx.health(&engine, WorkerPhase::Finished, &description, true, source.health(), &recorder, &execution);
                         if let Err(e) = ctx.beat(&health).await {
                             break Err(e);
                         }
@@ -652,10 +638,8 @@ where
         )),
     }
     // A stopping worker leaves nothing of its own resting at the venue.
-    if let Some(exec) = execution.as_mut()
-        && !exec.open_orders().is_empty()
-    {
-        match exec
+    if !execution.open_orders().is_empty() {
+        match execution
             .cancel_all(&mut engine, "cancelled: the worker stopped")
             .await
         {
@@ -672,7 +656,7 @@ where
         finished,
         source.health(),
         &recorder,
-        execution.as_ref(),
+        &execution,
     );
     let last = final_heartbeat(&ctx.db, ctx.tenant, ctx.epoch, &health);
     match tokio::time::timeout(FINAL_HEARTBEAT, last).await {

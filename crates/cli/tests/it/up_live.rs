@@ -4,20 +4,28 @@
 //! live by the operator, with the acknowledgement and a preflight that reads
 //! the stand-in's balance; the opportunity in the recording becomes signed
 //! orders the stand-in fills, and the API's trades, positions and PnL are
-//! those fills.
+//! those fills. A shadow tenant sends nothing; the kill switch cancels a live
+//! tenant's resting orders without a restart; a live worker picks up an order
+//! an earlier run left open and books its fill as `carried`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
-use polybot_venues::execution::polymarket::POLYGON;
-use polybot_venues::testing::{ClobStandIn, StandInMarket};
+use polybot_venues::execution::polymarket::{
+    ApiCredentials, POLYGON, PolymarketExecutor, PolymarketKeys, PolymarketSettings,
+};
+use polybot_venues::execution::{
+    ClientOrderId, Executor, NoFence, OrderRequest, OrderSide, TimeInForce,
+};
+use polybot_venues::testing::{ClobStandIn, Fault, StandInMarket};
 use rust_decimal::Decimal;
+use secrecy::SecretString;
 use serde_json::{Value, json};
 
 /// Anvil's first test key and its address.
@@ -39,18 +47,28 @@ fn money(value: &Value) -> Decimal {
 /// The stand-in's market, recorded: YES asks 0.40 and NO asks 0.55 for 100
 /// shares each, a complement arbitrage of 100 sets.
 fn recording(dir: &Path, market: &StandInMarket) -> PathBuf {
-    let lines = [
-        json!({
-            "type": "market", "ts": 1_777_467_540_000_i64, "market": "pm-eth-5k",
-            "venue": "polymarket", "outcomes": ["Yes", "No"], "fee_rate": "0.07",
-            "question": "ETH above 5000 on Friday?",
-            "condition_id": market.condition_id, "tokens": market.tokens,
-        }),
-        json!({"type": "book", "ts": 1_777_467_550_000_i64, "market": "pm-eth-5k",
-               "outcome": "Yes", "bids": [["0.36", "50"]], "asks": [["0.40", "100"]]}),
-        json!({"type": "book", "ts": 1_777_467_551_000_i64, "market": "pm-eth-5k",
-               "outcome": "No", "bids": [["0.50", "100"]], "asks": [["0.55", "100"]]}),
-    ];
+    recording_of(dir, market, true)
+}
+
+/// The stand-in's market, with its books when `with_books` (without them no
+/// strategy trades).
+fn recording_of(dir: &Path, market: &StandInMarket, with_books: bool) -> PathBuf {
+    let mut lines = vec![json!({
+        "type": "market", "ts": 1_777_467_540_000_i64, "market": "pm-eth-5k",
+        "venue": "polymarket", "outcomes": ["Yes", "No"], "fee_rate": "0.07",
+        "question": "ETH above 5000 on Friday?",
+        "condition_id": market.condition_id, "tokens": market.tokens,
+    })];
+    if with_books {
+        lines.push(
+            json!({"type": "book", "ts": 1_777_467_550_000_i64, "market": "pm-eth-5k",
+                   "outcome": "Yes", "bids": [["0.36", "50"]], "asks": [["0.40", "100"]]}),
+        );
+        lines.push(
+            json!({"type": "book", "ts": 1_777_467_551_000_i64, "market": "pm-eth-5k",
+                   "outcome": "No", "bids": [["0.50", "100"]], "asks": [["0.55", "100"]]}),
+        );
+    }
     let path = dir.join("recording.jsonl");
     let text: Vec<String> = lines.iter().map(Value::to_string).collect();
     std::fs::write(&path, text.join("\n") + "\n").unwrap();
@@ -235,6 +253,9 @@ fn up_replay_a_tenant_switched_to_live_trades_through_the_venue_and_its_pnl_is_t
         })
         .await;
         assert_eq!(clob.order_posts(), 0, "a paper tenant sends nothing");
+        // The venue takes the first order but answers after the worker's
+        // 5 s timeout: the retry asks the venue first and finds it.
+        clob.push_fault(Fault::AcceptThenStall(Duration::from_secs(7)));
 
         let (status, switched) = up
             .call(
@@ -259,8 +280,20 @@ fn up_replay_a_tenant_switched_to_live_trades_through_the_venue_and_its_pnl_is_t
             .await;
 
         // The stand-in took two orders signed by the tenant's key (it
-        // recovers each order's signer) and filled them in full.
+        // recovers each order's signer) and filled them in full; the one
+        // whose answer timed out was found, not sent again.
         assert_eq!(clob.order_posts(), 2, "{:?}", clob.rejections());
+        assert_eq!(clob.orders_taken(), 2);
+        let opportunities = up.get(&format!("/tenants/{id}/opportunities")).await;
+        let recovered: Vec<Value> = opportunities["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|o| o["details"]["orders"].as_array())
+            .flatten()
+            .map(|order| order["recovered"].clone())
+            .collect();
+        assert_eq!(recovered, [json!(true), json!(false)], "{opportunities}");
         assert_eq!(clob.position(ADDRESS, &market.tokens[0]), d("100"));
         assert_eq!(clob.position(ADDRESS, &market.tokens[1]), d("100"));
         // 1000 − 95 − 3.4125, and the cash the tenant is shown is the venue's.
@@ -348,6 +381,269 @@ fn up_replay_a_tenant_switched_to_live_trades_through_the_venue_and_its_pnl_is_t
             ],
             "{pnl}"
         );
+        drop(up);
+    });
+}
+
+/// Polls `check` every 100 ms until it holds or 60 s pass; returns whether it held.
+async fn eventually(check: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check()
+}
+
+/// The stand-in with one account and the recording's market at its prices.
+fn stand_in_market(clob: &ClobStandIn) -> ((String, String, String), StandInMarket) {
+    let credentials = clob.open_account(ADDRESS, d("1000"));
+    let market = StandInMarket::binary(1);
+    clob.list_market(market.clone());
+    clob.set_asks(&market.tokens[0], &[(d("0.40"), d("100"))]);
+    clob.set_asks(&market.tokens[1], &[(d("0.55"), d("100"))]);
+    (credentials, market)
+}
+
+/// Onboards a paper tenant trading complement arbitrage on Polymarket with
+/// the stand-in account's keys; returns its id.
+async fn onboard(
+    up: &Up,
+    name: &str,
+    credentials: &(String, String, String),
+    risk: Value,
+) -> String {
+    let (api_key, secret, passphrase) = credentials;
+    let (status, tenant) = up
+        .call(
+            reqwest::Method::POST,
+            "/tenants",
+            Some(json!({
+                "name": name,
+                "strategies": {"complement_arb": {"venues": ["polymarket"]}},
+                "risk": risk,
+                "exchange_keys": {"polymarket": {
+                    "private_key": KEY, "api_key": api_key,
+                    "secret": secret, "passphrase": passphrase,
+                }},
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{tenant}");
+    assert_eq!(tenant["mode"], "paper");
+    tenant["id"].as_str().unwrap().to_owned()
+}
+
+async fn patch(up: &Up, id: &str, body: Value) -> Value {
+    let (status, answer) = up
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/tenants/{id}"),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn up_replay_a_shadow_tenant_sends_nothing_and_the_kill_switch_cancels_a_live_tenants_resting_orders()
+ {
+    runtime().block_on(async {
+        let clob = ClobStandIn::start(POLYGON).await;
+        let (credentials, market) = stand_in_market(&clob);
+        let dir = tempfile::tempdir().unwrap();
+        let replay = recording(dir.path(), &market);
+        let up = start(&dir.path().join("data"), &replay, &clob);
+        let id = onboard(&up, "shadow-up", &credentials, json!({"kill_switch": true})).await;
+
+        // Shadow: the opportunity's two orders are signed and recorded, none sent.
+        let shadow = patch(
+            &up,
+            &id,
+            json!({"mode": "shadow", "risk": {"kill_switch": false}}),
+        )
+        .await;
+        assert_eq!(shadow["mode"], "shadow");
+        let signed = |page: &Value| {
+            page["items"].as_array().and_then(|items| {
+                items.iter().find_map(|o| {
+                    let orders = o["details"]["orders"].as_array()?;
+                    Some(
+                        orders
+                            .iter()
+                            .map(|x| x["state"].clone())
+                            .collect::<Vec<_>>(),
+                    )
+                })
+            })
+        };
+        let opportunities = up
+            .wait_for(&format!("/tenants/{id}/opportunities"), |page| {
+                signed(page).is_some()
+            })
+            .await;
+        assert_eq!(
+            signed(&opportunities),
+            Some(vec![json!("not_sent"), json!("not_sent")]),
+            "{opportunities}"
+        );
+        assert_eq!(clob.order_posts(), 0, "shadow sends nothing");
+        let trades = up.get(&format!("/tenants/{id}/trades")).await;
+        assert_eq!(trades["items"], json!([]), "{trades}");
+
+        // Live, with the venue holding both orders: they rest, unfilled.
+        clob.hold_matching(true);
+        let live = patch(
+            &up,
+            &id,
+            json!({"mode": "live", "live_acknowledgement": ACKNOWLEDGEMENT}),
+        )
+        .await;
+        assert_eq!(live["mode"], "live");
+        assert!(
+            eventually(|| clob.held_order_ids().len() == 2).await,
+            "both legs rest at the venue: {:?}",
+            clob.rejections()
+        );
+        let resting = clob.open_order_ids();
+        assert_eq!(resting.len(), 2);
+        let worker = |status: &Value| status["worker"]["instance_id"].clone();
+        let before = up
+            .wait_for(&format!("/tenants/{id}/status"), |s| !worker(s).is_null())
+            .await;
+
+        // The kill switch, without a restart: every resting order cancelled.
+        patch(&up, &id, json!({"risk": {"kill_switch": true}})).await;
+        assert!(
+            eventually(|| clob.open_order_ids().is_empty()).await,
+            "still resting: {:?}",
+            clob.open_order_ids()
+        );
+        assert!(clob.cancel_all_requests() >= 1);
+        let after = up.get(&format!("/tenants/{id}/status")).await;
+        assert_eq!(worker(&after), worker(&before), "the same worker: {after}");
+        assert_eq!(clob.order_posts(), 2, "nothing sent again");
+        assert_eq!(clob.balance(ADDRESS), d("1000"), "nothing filled");
+        let trades = up.get(&format!("/tenants/{id}/trades")).await;
+        assert_eq!(trades["items"], json!([]), "{trades}");
+        drop(up);
+    });
+}
+
+#[test]
+fn up_replay_a_live_worker_picks_up_the_order_an_earlier_run_left_open_and_books_its_fill_as_carried()
+ {
+    runtime().block_on(async {
+        let clob = ClobStandIn::start(POLYGON).await;
+        let (credentials, market) = stand_in_market(&clob);
+        // An earlier run left 10 YES up to 0.45 with the venue, unmatched.
+        clob.hold_matching(true);
+        let (api_key, secret, passphrase) = credentials.clone();
+        let earlier = PolymarketExecutor::connect(
+            &PolymarketSettings {
+                host: clob.url(),
+                chain_id: POLYGON,
+                timeout: Duration::from_secs(5),
+            },
+            &PolymarketKeys {
+                private_key: SecretString::from(KEY),
+                api: Some(ApiCredentials {
+                    api_key: SecretString::from(api_key),
+                    secret: SecretString::from(secret),
+                    passphrase: SecretString::from(passphrase),
+                }),
+            },
+            Arc::new(NoFence),
+        )
+        .await
+        .unwrap();
+        let rules = earlier.market_rules(&market.condition_id).await.unwrap();
+        let left = earlier
+            .place(
+                &OrderRequest {
+                    client_id: ClientOrderId::derive(&[9; 16], 1, 1),
+                    market: market.condition_id.clone(),
+                    instrument: market.tokens[0].clone(),
+                    side: OrderSide::Buy,
+                    price: d("0.45"),
+                    size: d("10"),
+                    time_in_force: TimeInForce::GoodTillCancelled,
+                },
+                &rules,
+            )
+            .await
+            .unwrap();
+        assert_eq!(clob.held_order_ids(), vec![left.venue_order_id.clone()]);
+        // No books: the strategy itself trades nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let replay = recording_of(dir.path(), &market, false);
+        let up = start(&dir.path().join("data"), &replay, &clob);
+        let id = onboard(&up, "restart-up", &credentials, json!({})).await;
+        patch(
+            &up,
+            &id,
+            json!({"mode": "live", "live_acknowledgement": ACKNOWLEDGEMENT}),
+        )
+        .await;
+        // A live worker sends its first venue heartbeat once it has
+        // reconciled with the venue (and found the order).
+        assert!(eventually(|| clob.heartbeats_received() >= 1).await);
+
+        // The venue matches it now: 10 at the 0.40 ask.
+        assert_eq!(clob.release_held().len(), 1);
+        let trades = up
+            .wait_for(&format!("/tenants/{id}/trades"), |page| {
+                page["items"]
+                    .as_array()
+                    .is_some_and(|items| !items.is_empty())
+            })
+            .await;
+        let items = trades["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{trades}");
+        let trade = &items[0];
+        assert_eq!(trade["strategy"], "carried", "{trade}");
+        assert_eq!(trade["mode"], "live", "{trade}");
+        assert_eq!(
+            (
+                money(&trade["price"]),
+                money(&trade["size"]),
+                money(&trade["fee"])
+            ),
+            (d("0.40"), d("10"), d("0.168")),
+            "{trade}"
+        );
+        // The carried row in the per-strategy figures, and its position.
+        let carried = |pnl: &Value| {
+            pnl["by_strategy"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["strategy"] == "carried").cloned())
+        };
+        let pnl = up
+            .wait_for(&format!("/tenants/{id}/pnl"), |pnl| {
+                carried(pnl).is_some_and(|c| !c["unrealized"].is_null())
+                    && pnl["positions"].as_array().is_some_and(|p| p.len() == 1)
+            })
+            .await;
+        let row = carried(&pnl).unwrap();
+        assert_eq!(row["trades"], 1, "{pnl}");
+        assert_eq!(money(&row["fees"]), d("0.168"), "{pnl}");
+        assert_eq!(money(&row["realized"]), d("0"), "{pnl}");
+        let position = &pnl["positions"][0];
+        assert_eq!(position["strategy"], "carried", "{pnl}");
+        assert_eq!(position["outcome"], "Yes", "{pnl}");
+        assert_eq!(money(&position["quantity"]), d("10"), "{pnl}");
+        assert_eq!(clob.order_posts(), 1, "the worker sent nothing");
         drop(up);
     });
 }

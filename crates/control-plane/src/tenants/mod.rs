@@ -566,17 +566,22 @@ pub async fn patch(
             "tenant is {current}; it cannot be changed"
         )));
     }
-    let before = tenants::detail(&mut tx)
+    let stored = tenants::detail(&mut tx)
         .await?
-        .ok_or(ApiError::NotFound("tenant"))?
-        .mode;
+        .ok_or(ApiError::NotFound("tenant"))?;
+    let before = stored.mode;
     crate::billing::check(
         &mut tx,
         &crate::billing::Wanted::of(input.mode, input.strategies.as_ref(), None),
     )
     .await?;
     let changed: Vec<&str> = body.keys().map(String::as_str).collect();
-    let spec_changed = input.mode.is_some() || input.strategies.is_some() || input.risk.is_some();
+    // The kill switch alone replaces nothing: the running worker acts on it.
+    let risk_changed = input.risk.as_ref().is_some_and(|risk| {
+        stored.risk.as_ref().map(crate::provision::launch_risk)
+            != Some(crate::provision::launch_risk(&to_json(risk)))
+    });
+    let spec_changed = input.mode.is_some() || input.strategies.is_some() || risk_changed;
     tenants::update(&mut tx, input.name.as_deref(), input.mode, spec_changed)
         .await
         .map_err(|err| name_taken(err, input.name.as_deref().unwrap_or_default()))?;

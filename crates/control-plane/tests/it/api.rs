@@ -768,13 +768,19 @@ async fn patch_validates_like_onboarding_and_bumps_the_spec(
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
     assert_eq!(ok.body["risk"]["kill_switch"], true);
     assert_eq!(ok.body["name"], "acme two");
-    assert_eq!(
-        h.count(&format!(
-            "SELECT spec_version FROM tenants WHERE id = '{id}'"
-        ))
-        .await,
-        2
-    );
+    // The kill switch alone is no new spec: the running worker acts on it.
+    let spec_version = format!("SELECT spec_version FROM tenants WHERE id = '{id}'");
+    assert_eq!(h.count(&spec_version).await, 1);
+    let ok = h
+        .call(
+            Method::PATCH,
+            &format!("/tenants/{id}"),
+            Some(OPERATOR),
+            Some(json!({"risk": {"kill_switch": true, "max_order_notional": "50"}})),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert_eq!(h.count(&spec_version).await, 2);
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]

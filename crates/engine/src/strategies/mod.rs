@@ -172,8 +172,12 @@ pub(crate) mod testkit {
         events: impl IntoIterator<Item = Event>,
     ) -> Vec<Decision> {
         let mut out = Vec::new();
+        let mut paper = crate::paper::PaperExchange::default();
         for event in events {
-            engine.on_event(&event, &mut out).unwrap();
+            let mut batch = Vec::new();
+            engine.on_event(&event, &mut batch).unwrap();
+            paper.execute(engine, &mut batch);
+            out.append(&mut batch);
         }
         out
     }

@@ -15,7 +15,8 @@ use polybot_core::strategy::{
     ComplementArbConfig, CrossVenueArbConfig, StrategiesConfig, StrategyKind, Venue,
 };
 use polybot_engine::{
-    Decision, Engine, EngineConfig, Event, EventClock, PortfolioSnapshot, Replay, StrategyPnl,
+    Decision, Engine, EngineConfig, Event, EventClock, PaperExchange, PortfolioSnapshot, Replay,
+    StrategyPnl,
 };
 
 fn events() -> Vec<Event> {
@@ -75,11 +76,13 @@ fn equity_moves_by_realised_plus_unrealised_minus_fees_after_every_event() {
         ..cross_venue_only()
     });
     let mut out = Vec::new();
+    let mut paper = PaperExchange::default();
     let mut fills = Decimal::ZERO;
     let mut realised = Decimal::ZERO;
     for (i, event) in events().iter().enumerate() {
         out.clear();
         e.on_event(event, &mut out).unwrap();
+        paper.execute(&mut e, &mut out);
         for d in &out {
             match d {
                 Decision::Fill(f) => {

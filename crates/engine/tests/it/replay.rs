@@ -13,7 +13,8 @@ use polybot_core::strategy::{
     StrategiesConfig, StrategyKind, Venue,
 };
 use polybot_engine::{
-    Decision, Engine, EngineConfig, Event, EventClock, HealthStatus, Replay, Timestamp, parse_jsonl,
+    Decision, Engine, EngineConfig, Event, EventClock, HealthStatus, PaperExchange, Replay,
+    Timestamp, parse_jsonl,
 };
 
 const FIXTURE: &str = "tests/fixtures/replay_small.jsonl";
@@ -219,8 +220,12 @@ fn the_same_events_fed_one_by_one_as_a_live_stream_decide_the_same() {
     let (_, replayed) = replayed();
     let mut live = Engine::new(config(), EventClock::default()).unwrap();
     let mut decisions = Vec::new();
+    let mut paper = PaperExchange::default();
     for event in events() {
-        live.on_event(&event, &mut decisions).unwrap();
+        let mut batch = Vec::new();
+        live.on_event(&event, &mut batch).unwrap();
+        paper.execute(&mut live, &mut batch);
+        decisions.append(&mut batch);
     }
     assert_eq!(decisions, replayed);
 }

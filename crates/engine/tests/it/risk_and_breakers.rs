@@ -8,8 +8,8 @@ use polybot_core::strategy::{
     ComplementArbConfig, NewsArbConfig, NewsRule, StrategiesConfig, StrategyKind, Venue,
 };
 use polybot_engine::{
-    BreakerState, Decision, Engine, EngineConfig, EventClock, HealthStatus, RiskViolation,
-    Timestamp, parse_jsonl,
+    BreakerState, Decision, Engine, EngineConfig, EventClock, HealthStatus, OrderEnd,
+    PaperExchange, RiskViolation, Timestamp, parse_jsonl,
 };
 
 fn engine(limits: RiskLimits, cash: Decimal) -> Engine<EventClock> {
@@ -47,8 +47,12 @@ fn arb(ts: i64, market: &str) -> String {
 
 fn run(engine: &mut Engine<EventClock>, jsonl: &str) -> Vec<Decision> {
     let mut out = Vec::new();
+    let mut paper = PaperExchange::default();
     for event in parse_jsonl(jsonl).unwrap() {
-        engine.on_event(&event, &mut out).unwrap();
+        let mut batch = Vec::new();
+        engine.on_event(&event, &mut batch).unwrap();
+        paper.execute(engine, &mut batch);
+        out.append(&mut batch);
     }
     out
 }
@@ -330,5 +334,97 @@ fn a_half_open_breaker_is_reported_as_degraded() {
     assert_eq!(
         (h.status, h.breaker),
         (HealthStatus::Degraded, BreakerState::HalfOpen)
+    );
+}
+
+/// Feeds events without filling anything: the orders wait for an executor.
+fn decide(engine: &mut Engine<EventClock>, jsonl: &str) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for event in parse_jsonl(jsonl).unwrap() {
+        engine.on_event(&event, &mut out).unwrap();
+    }
+    out
+}
+
+fn orders(out: &[Decision]) -> Vec<polybot_engine::Order> {
+    out.iter()
+        .filter_map(|d| match d {
+            Decision::Order(o) => Some(o.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn consecutive_failures(engine: &Engine<EventClock>) -> u32 {
+    engine.health()[0].consecutive_failures
+}
+
+#[test]
+fn a_venues_partial_fill_counts_one_failure_for_the_opportunity() {
+    let mut e = engine(RiskLimits::default(), dec!(1000));
+    let out = decide(&mut e, &arb(1_000, "m1"));
+    let legs = orders(&out);
+    assert_eq!(legs.len(), 2);
+    // The venue fills the YES leg in full and 40 of the NO leg.
+    e.venue_fill(&legs[0], dec!(100), dec!(0.40), dec!(0));
+    assert_eq!(
+        e.order_finished(&legs[0], dec!(100), OrderEnd::Matched),
+        None
+    );
+    e.venue_fill(&legs[1], dec!(40), dec!(0.50), dec!(0));
+    let Some(Decision::Cancel(rest)) = e.order_finished(&legs[1], dec!(40), OrderEnd::Matched)
+    else {
+        panic!("the unfilled rest is cancelled")
+    };
+    assert_eq!(rest.remaining, dec!(60));
+    assert_eq!(
+        rest.reason,
+        "immediate-or-cancel: 40 of 100 m1 1 filled at or better than 0.50"
+    );
+    assert_eq!(consecutive_failures(&e), 1);
+    assert_eq!(e.open_orders(), 0);
+}
+
+#[test]
+fn venue_refusals_count_per_order_and_withdrawn_orders_count_nothing() {
+    let mut e = engine(RiskLimits::default(), dec!(1000));
+    let mut out = decide(&mut e, &arb(1_000, "m1"));
+    let legs = orders(&out);
+    for leg in &legs {
+        out.extend(e.order_finished(
+            leg,
+            dec!(0),
+            OrderEnd::Failed("polymarket rejected order: not enough balance".to_owned()),
+        ));
+    }
+    assert_eq!(consecutive_failures(&e), 2);
+    // Nothing filled: the opportunity's row says why, in the venue's words.
+    e.mark_unexecuted(&mut out);
+    let Some(Decision::Opportunity(o)) = out.first() else {
+        panic!("the opportunity comes first: {out:?}")
+    };
+    assert_eq!(o.executed_at, None);
+    assert_eq!(
+        o.rejection.as_deref(),
+        Some("polymarket rejected order: not enough balance")
+    );
+
+    let mut e = engine(RiskLimits::default(), dec!(1000));
+    let mut out = decide(&mut e, &arb(1_000, "m1"));
+    for leg in &orders(&out) {
+        out.extend(e.order_finished(
+            leg,
+            dec!(0),
+            OrderEnd::Withdrawn("shadow: orders signed and not sent".to_owned()),
+        ));
+    }
+    assert_eq!(consecutive_failures(&e), 0);
+    e.mark_unexecuted(&mut out);
+    let Some(Decision::Opportunity(o)) = out.first() else {
+        panic!("the opportunity comes first: {out:?}")
+    };
+    assert_eq!(
+        o.rejection.as_deref(),
+        Some("shadow: orders signed and not sent")
     );
 }

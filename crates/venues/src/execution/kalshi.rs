@@ -858,6 +858,17 @@ impl Executor for KalshiExecutor {
             })
     }
 
+    async fn find_order(&self, order: &OrderRequest) -> Result<Option<Placed>, ExecError> {
+        if self.shadow {
+            return Ok(None);
+        }
+        let cid = kalshi_client_order_id(&order.client_id);
+        match self.find(&cid, &order.market).await? {
+            Some(found) => Ok(Some(self.placed(order, &found, true, String::new()).await?)),
+            None => Ok(None),
+        }
+    }
+
     async fn cancel(&self, venue_order_id: &str) -> Result<(), ExecError> {
         if self.shadow {
             return Ok(());

@@ -15,8 +15,10 @@
 //! still holds the tenant's lease: a fenced twin sends nothing.
 //!
 //! Not here: deciding what to trade (the engine), paper fills (the engine's
-//! simulated exchange walks the book it already holds), and persistence (the
-//! worker records what an executor reports).
+//! paper exchange, `polybot_engine::PaperExchange`, walks the book the engine
+//! holds; the worker routes paper orders to it through the same
+//! `Execution::execute` as these executors'), and persistence (the worker
+//! records what an executor reports).
 
 pub mod kalshi;
 pub mod polymarket;
@@ -38,7 +40,7 @@ pub use shadow::ShadowExecutor;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionKind {
-    /// Orders are filled by the engine's simulated exchange.
+    /// Orders are filled by the engine's paper exchange.
     Paper,
     /// Orders are built, signed and validated, then only recorded.
     Shadow,
@@ -368,6 +370,14 @@ pub trait Executor: Send + Sync {
     async fn place(&self, order: &OrderRequest, rules: &MarketRules) -> Result<Placed, ExecError>;
 
     async fn cancel(&self, venue_order_id: &str) -> Result<(), ExecError>;
+
+    /// The order this executor placed (or tried to) for `order`'s client
+    /// id, as the venue has it now, with its fills; `None` when the venue
+    /// has no such order. Reads only, sends nothing: the worker asks it for
+    /// an order left in doubt after every retry, until the venue answers.
+    async fn find_order(&self, _order: &OrderRequest) -> Result<Option<Placed>, ExecError> {
+        Ok(None)
+    }
 
     /// Cancels every open order; returns the ids cancelled.
     async fn cancel_all(&self) -> Result<Vec<String>, ExecError>;

@@ -749,6 +749,18 @@ impl Executor for PolymarketExecutor {
         self.send(order, rules, &journaled).await
     }
 
+    async fn find_order(&self, order: &OrderRequest) -> Result<Option<Placed>, ExecError> {
+        let Some(journaled) = self.lock_journal().get(&order.client_id).cloned() else {
+            // Never signed here: the venue cannot have it.
+            return Ok(None);
+        };
+        Ok(self.lookup(&journaled.hash).await?.map(|mut found| {
+            found.client_id = order.client_id;
+            found.recovered = true;
+            found
+        }))
+    }
+
     async fn cancel(&self, venue_order_id: &str) -> Result<(), ExecError> {
         self.fence.check().await?;
         let response = self

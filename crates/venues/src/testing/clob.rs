@@ -11,7 +11,9 @@
 //! book the test gave (fully, partly or not at all); a resting order stays
 //! open until cancelled. Faults queued with [`ClobStandIn::push_fault`]
 //! answer the next order posts: 429 with or without `Retry-After`, 500, or
-//! accept-then-stall (the order is taken, the answer comes too late).
+//! accept-then-stall (the order is taken, the answer comes too late);
+//! [`ClobStandIn::fail_order_lookups`] makes the next order look-ups
+//! (`GET /data/order/{id}`) answer 500, so an order can stay in doubt.
 //!
 //! The user channel (`{ws_url}/ws/user`) is served too: a subscription
 //! whose `auth` matches an account gets a `trade` event for each of that
@@ -160,6 +162,8 @@ struct State {
     orders: Vec<StoredOrder>,
     trades: Vec<Trade>,
     faults: VecDeque<Fault>,
+    /// Order look-ups still to answer 500.
+    lookup_faults: u32,
     /// Order posts received (including refused and faulted ones).
     posts: u64,
     /// When the last order post arrived in full.
@@ -220,6 +224,7 @@ impl ClobStandIn {
             orders: Vec::new(),
             trades: Vec::new(),
             faults: VecDeque::new(),
+            lookup_faults: 0,
             posts: 0,
             last_post: None,
             last_l1: None,
@@ -395,6 +400,11 @@ impl ClobStandIn {
 
     pub fn push_fault(&self, fault: Fault) {
         lock(&self.state).faults.push_back(fault);
+    }
+
+    /// The next `n` order look-ups (`GET /data/order/{id}`) answer 500.
+    pub fn fail_order_lookups(&self, n: u32) {
+        lock(&self.state).lookup_faults = n;
     }
 
     /// Order posts received, whatever their fate.
@@ -641,6 +651,10 @@ impl State {
         let owner = self.accounts[account].api_key;
         match (method, path) {
             ("POST", "/order") => self.post_order(request, account),
+            ("GET", p) if p.starts_with("/data/order/") && self.lookup_faults > 0 => {
+                self.lookup_faults -= 1;
+                error(500, "internal error")
+            }
             ("GET", p) if p.starts_with("/data/order/") => {
                 let id = &p["/data/order/".len()..];
                 match self.orders.iter().find(|o| o.id == id && o.owner == owner) {

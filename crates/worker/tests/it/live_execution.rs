@@ -2,7 +2,9 @@
 //! an opportunity becomes signed orders the stand-in fills, and the tenant's
 //! trades come from those fills, marked `live`; a timeout after the venue
 //! took an order does not double it; a fenced twin sends nothing; a restart
-//! finds the order its predecessor left open; shadow mode sends nothing.
+//! finds the order its predecessor left open; shadow mode sends nothing; an
+//! order in doubt after every retry, or found open at start, has its later
+//! fills booked (the latter as `carried`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +12,7 @@ use std::time::Duration;
 use polybot_core::keys::{ExchangeKeys, parse_exchange_keys};
 use polybot_core::strategy::Venue;
 use polybot_core::{Mode, TenantId};
-use polybot_engine::{
-    Decision, Engine, EngineConfig, EventClock, Execution as EngineExecution, Replay,
-};
+use polybot_engine::{Decision, Engine, EngineConfig, EventClock, Replay};
 use polybot_store::repo::audit;
 use polybot_store::testing::{create_tenant, tenant_login};
 use polybot_store::{Db, Scope};
@@ -452,7 +452,6 @@ async fn a_fenced_twin_sends_no_order(pool_opts: PgPoolOptions, base: PgConnectO
         EventClock::default(),
     )
     .unwrap();
-    engine.set_execution(EngineExecution::Venue);
     let text = std::fs::read_to_string(&replay).unwrap();
     let mut decisions = Vec::new();
     let mut refused = None;
@@ -952,8 +951,7 @@ async fn cancelling_every_order_frees_the_open_order_slots_of_working_orders(
         epoch,
     )
     .await
-    .unwrap()
-    .expect("live mode has an execution");
+    .unwrap();
     let mut engine = Engine::new(
         EngineConfig {
             strategies: polybot_core::strategy::parse_strategies(&json!({"complement_arb": {}}))
@@ -964,7 +962,6 @@ async fn cancelling_every_order_frees_the_open_order_slots_of_working_orders(
         EventClock::default(),
     )
     .unwrap();
-    engine.set_execution(EngineExecution::Venue);
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(recording(&dir, &venue.market, true)).unwrap();
     let mut decisions = Vec::new();
@@ -1125,4 +1122,181 @@ async fn a_position_held_at_start_whose_bid_fell_shows_its_loss_and_trips_the_da
         details["not_executed"], "today's loss is 0.400, at or over max_daily_loss 0.4",
         "{details}"
     );
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn an_order_still_in_doubt_after_every_retry_is_found_later_and_its_fill_booked(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    let a = tenant(&control).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let venue = venue().await;
+    // The YES leg is taken (and filled) but its answer never comes in time,
+    // and every retry's look-up fails: the order is in doubt after all four
+    // attempts. The venue answers the worker's next poll.
+    venue
+        .clob
+        .push_fault(Fault::AcceptThenStall(Duration::from_secs(2)));
+    venue.clob.fail_order_lookups(3);
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let worker = spawn_live(
+        a,
+        &login,
+        &venue,
+        recording(&dir, &venue.market, true),
+        &stop,
+    );
+    assert!(eventually(|| async { trades(&login).await.len() >= 2 }).await);
+    assert!(eventually(|| async { cash(&login).await == Some(dec!(901.5875)) }).await);
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+
+    // Booked once, as the strategy's trade, and never sent again.
+    assert_eq!(trades(&login).await, both_legs_live());
+    assert_eq!(venue.clob.order_posts(), 2);
+    assert_eq!(venue.clob.orders_taken(), 2);
+    assert_eq!(
+        strategies_of_trades(&login).await,
+        vec![s("complement_arb"); 2]
+    );
+    let (details, executed) = &opportunity_details(&login).await[0];
+    assert!(executed, "{details}");
+    assert_eq!(details["orders"][0]["state"], "in_doubt", "{details}");
+    assert_eq!(details["orders"][1]["state"], "filled", "{details}");
+}
+
+async fn strategies_of_trades(login: &PgConnectOptions) -> Vec<String> {
+    let mut conn = login.connect().await.unwrap();
+    sqlx::query_scalar("SELECT strategy FROM trades ORDER BY outcome DESC")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn an_order_found_open_at_start_that_fills_later_is_booked_as_a_carried_trade(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    let a = tenant(&control).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let venue = venue().await;
+    // An earlier run's order for 10 YES up to 0.45, held by the venue.
+    venue.clob.hold_matching(true);
+    let previous = PolymarketExecutor::connect(
+        &settings(&venue.clob).polymarket,
+        &venue.sdk_keys,
+        Arc::new(NoFence),
+    )
+    .await
+    .unwrap();
+    let rules = previous
+        .market_rules(&venue.market.condition_id)
+        .await
+        .unwrap();
+    let left = previous
+        .place(
+            &OrderRequest {
+                client_id: ClientOrderId::derive(a.as_uuid().as_bytes(), 1, 1),
+                market: venue.market.condition_id.clone(),
+                instrument: venue.market.tokens[0].clone(),
+                side: OrderSide::Buy,
+                price: dec!(0.45),
+                size: dec!(10),
+                time_in_force: TimeInForce::GoodTillCancelled,
+            },
+            &rules,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        venue.clob.held_order_ids(),
+        vec![left.venue_order_id.clone()]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    // Only the market: no book, so the strategy trades nothing.
+    let worker = spawn_live(
+        a,
+        &login,
+        &venue,
+        recording(&dir, &venue.market, false),
+        &stop,
+    );
+    assert!(
+        eventually(|| async {
+            last_health(&login)
+                .await
+                .is_some_and(|h| h["source"]["finished"] == true)
+        })
+        .await
+    );
+    assert!(eventually(|| async { venue.clob.user_channel_subscribers() == 1 }).await);
+    let found = reconciled(&control, a).await;
+    assert_eq!(
+        found[0]["open_orders"][0]["venue_order_id"],
+        left.venue_order_id.as_str()
+    );
+
+    // The venue matches it now: 10 at the 0.40 ask.
+    assert_eq!(venue.clob.release_held().len(), 1);
+    assert!(eventually(|| async { !trades(&login).await.is_empty() }).await);
+    assert!(
+        eventually(|| async {
+            last_health(&login)
+                .await
+                .is_some_and(|h| !h["pnl"]["by_strategy"]["carried"].is_null())
+        })
+        .await
+    );
+    let health = last_health(&login).await.unwrap_or_default();
+    stop.cancel();
+    worker.await.unwrap().unwrap();
+
+    let trades = trades(&login).await;
+    assert_eq!(trades.len(), 1, "{trades:?}");
+    let (market, outcome, price, size, fee, mode) = trades[0].clone();
+    assert_eq!(
+        (
+            market.as_str(),
+            outcome.as_str(),
+            price,
+            size,
+            mode.as_str()
+        ),
+        ("pm-eth-5k", "Yes", dec!(0.4), dec!(10), "live")
+    );
+    // The market's taker fee: 10 × 0.07 × 0.4 × 0.6.
+    assert_eq!(fee, dec!(0.168));
+    assert_eq!(strategies_of_trades(&login).await, vec![s("carried")]);
+    // Bought, not traded out: no realised PnL, its fee paid, its position
+    // held by no strategy.
+    let carried = &health["pnl"]["by_strategy"]["carried"];
+    assert_eq!(carried["realized"], "0", "{health}");
+    assert_eq!(carried["fees"], fee.to_string(), "{health}");
+    let positions = health["pnl"]["positions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(positions.len(), 1, "{health}");
+    assert_eq!(positions[0]["strategy"], "carried");
+    assert_eq!(positions[0]["quantity"], "10");
+    assert_eq!(positions[0]["avg_price"], "0.4");
+    let start: Decimal = found[0]["balances"][0]["amount"]
+        .as_str()
+        .unwrap_or_default()
+        .parse()
+        .unwrap();
+    assert_eq!(cash(&login).await, Some(start - dec!(4) - fee));
+    assert_eq!(venue.clob.order_posts(), 1, "the worker sent nothing");
 }

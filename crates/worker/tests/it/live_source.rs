@@ -92,6 +92,7 @@ async fn live_data_becomes_engine_events_and_venue_failures_become_health() {
     let mut seen = Seen::default();
     let mut decisions: Vec<Decision> = Vec::new();
     // A deadline so that a broken source fails the test instead of hanging it.
+    let mut paper = polybot_engine::PaperExchange::default();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !(seen.complete() && heard_of_the_failures(&engine)) {
         let event: Event = tokio::time::timeout_at(deadline, source.next_event())
@@ -102,6 +103,7 @@ async fn live_data_becomes_engine_events_and_venue_failures_become_health() {
         seen.recording.push(event.clone());
         decisions.clear();
         engine.on_event(&event, &mut decisions).unwrap();
+        paper.execute(&mut engine, &mut decisions);
         for d in &decisions {
             if let Decision::Opportunity(o) = d {
                 for leg in &o.legs {

@@ -485,6 +485,7 @@ async fn a_fenced_workers_writes_are_refused_and_it_stops(
     )
     .unwrap();
     let mut recorder = Recorder::new([7u8; 32], Mode::Paper);
+    let mut paper = polybot_engine::PaperExchange::default();
     let text = std::fs::read_to_string(fixture()).unwrap();
     let events: Vec<_> = Replay::new(text.as_bytes())
         .collect::<Result<_, _>>()
@@ -493,6 +494,7 @@ async fn a_fenced_workers_writes_are_refused_and_it_stops(
     for event in &events {
         decisions.clear();
         engine.on_event(event, &mut decisions).unwrap();
+        paper.execute(&mut engine, &mut decisions);
         recorder.record(&engine, &decisions);
     }
     assert_eq!(recorder.pending(), 4 + 11);
