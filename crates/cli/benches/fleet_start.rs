@@ -18,6 +18,8 @@
 //!   (else it computes the bound from this machine); a refused onboarding
 //!   (409) ends the onboarding and is printed.
 //! - `POLYBOT_BENCH_SECS` (10): how long the running fleet is sampled.
+//! - `POLYBOT_BENCH_HEARTBEAT_SECS` (5, the workers' default): seconds
+//!   between two heartbeats of a worker.
 //!
 //! Nothing reaches the internet: every venue URL (`POLYBOT_*_URL`) points at
 //! a stand-in on loopback that answers each HTTP request with an empty JSON
@@ -288,13 +290,13 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank - 1]
 }
 
-/// The p99 of the reconcile pass durations, from the `/metrics` histogram
-/// (linear within the bucket, as `histogram_quantile` does), and the passes.
-fn reconcile_p99(metrics: &str) -> (f64, u64) {
-    let name = "polybot_reconcile_pass_duration_seconds";
+/// The reconcile pass duration histogram of `/metrics`: (upper bound in
+/// seconds, cumulative count) per bucket.
+fn reconcile_histogram(metrics: &str) -> Vec<(f64, u64)> {
+    let prefix = "polybot_reconcile_pass_duration_seconds_bucket{le=\"";
     let mut buckets: Vec<(f64, u64)> = metrics
         .lines()
-        .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{le=\"")))
+        .filter_map(|l| l.strip_prefix(prefix))
         .filter_map(|rest| {
             let (le, count) = rest.split_once("\"} ")?;
             let le = if le == "+Inf" {
@@ -306,11 +308,24 @@ fn reconcile_p99(metrics: &str) -> (f64, u64) {
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// The p99 of a histogram (linear within the bucket, as Prometheus's
+/// `histogram_quantile`), and its count; `since` is subtracted first.
+fn histogram_p99(now: &[(f64, u64)], since: &[(f64, u64)]) -> (f64, u64) {
+    let buckets: Vec<(f64, u64)> = now
+        .iter()
+        .map(|&(le, count)| {
+            let before = since.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+            (le, count - before.min(count))
+        })
+        .collect();
     let total = buckets.last().map_or(0, |b| b.1);
     let target = 0.99 * total as f64;
     let mut lower = (0.0, 0u64);
     for &(le, count) in &buckets {
-        if count as f64 >= target {
+        if total > 0 && count as f64 >= target {
             if le.is_infinite() {
                 return (lower.0, total);
             }
@@ -399,6 +414,7 @@ async fn database_writes(conn: &mut PgConnection, db: &str) -> (i64, i64) {
 async fn main() {
     let tenants: usize = env_or("POLYBOT_BENCH_TENANTS", 200);
     let sample_secs: u64 = env_or("POLYBOT_BENCH_SECS", 10);
+    let heartbeat_secs: u64 = env_or("POLYBOT_BENCH_HEARTBEAT_SECS", 5);
     let budget: Option<u32> = std::env::var("POLYBOT_BENCH_POOLER")
         .ok()
         .map(|s| s.parse().expect("POLYBOT_BENCH_POOLER is a number"));
@@ -408,7 +424,7 @@ async fn main() {
         .map(|s| s.parse().expect("POLYBOT_BENCH_MAX_WORKERS is a number"));
     let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
     println!(
-        "fleet benchmark: {tenants} tenants, {profile} build, {}, {}",
+        "fleet benchmark: {tenants} tenants, {profile} build, heartbeat every {heartbeat_secs} s, {}, {}",
         match budget {
             Some(b) => format!("workers through PgBouncer (budget {b})"),
             None => "one login role per tenant".to_owned(),
@@ -506,7 +522,7 @@ async fn main() {
         .env("DATABASE_URL", &url)
         .env("POLYBOT_OPERATOR_TOKEN", OPERATOR)
         .env("POLYBOT_METRICS_TOKEN", METRICS)
-        .env("POLYBOT_HEARTBEAT_SECS", "1")
+        .env("POLYBOT_HEARTBEAT_SECS", heartbeat_secs.to_string())
         // The control plane's, and (forwarded) the workers': their write
         // timings are read from their logs.
         .env("POLYBOT_LOG", "warn,polybot=info,polybot_worker::writes=debug")
@@ -575,9 +591,12 @@ async fn main() {
     // The running fleet, sampled for `sample_secs`.
     let worker_login = pooler.as_ref().map(|p| p.login.clone());
     let writes_before = database_writes(&mut conn, &name).await;
+    let reconcile_before = reconcile_histogram(&request(&addr, "GET", "/metrics", METRICS, "").1);
     let cpu_steady_before = cpu_seconds(cp_pid);
     let window = Instant::now();
     let mut most = 0i64;
+    let show_queries = std::env::var("POLYBOT_BENCH_SHOW_QUERIES").is_ok();
+    let mut queries = std::collections::BTreeMap::new();
     let mut still_running = running;
     while window.elapsed() < Duration::from_secs(sample_secs) {
         let servers: i64 = sqlx::query_scalar(
@@ -590,9 +609,25 @@ async fn main() {
         .await
         .unwrap();
         most = most.max(servers);
+        if show_queries {
+            let rows: Vec<(String,)> = sqlx::query_as(
+                "SELECT left(query, 120) FROM pg_stat_activity WHERE datname = $1 AND usename = $2",
+            )
+            .bind(&name)
+            .bind(worker_login.as_deref().unwrap_or(""))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            for (q,) in rows {
+                *queries.entry(q).or_insert(0u32) += 1;
+            }
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
     let elapsed = window.elapsed().as_secs_f64();
+    for (q, n) in &queries {
+        println!("  {n:>5} × {q}");
+    }
     let writes_after = database_writes(&mut conn, &name).await;
     let cpu_steady = cpu_seconds(cp_pid) - cpu_steady_before;
     still_running = still_running.min(running_workers(&addr));
@@ -607,9 +642,14 @@ async fn main() {
         status_kib(cp_pid, "VmRSS").unwrap_or(0) / 1024,
         status_kib(cp_pid, "VmHWM").unwrap_or(0) / 1024
     );
-    let (_, metrics) = request(&addr, "GET", "/metrics", METRICS, "");
-    let (p99, passes) = reconcile_p99(&metrics);
-    println!("reconcile passes: {passes}, p99 {:.1} ms", p99 * 1000.0);
+    let reconcile_after = reconcile_histogram(&request(&addr, "GET", "/metrics", METRICS, "").1);
+    let (p99_all, passes_all) = histogram_p99(&reconcile_after, &[]);
+    let (p99_steady, passes_steady) = histogram_p99(&reconcile_after, &reconcile_before);
+    println!(
+        "reconcile pass p99: {:.1} ms over the whole run ({passes_all} passes); {:.1} ms while the fleet runs ({passes_steady} passes)",
+        p99_all * 1000.0,
+        p99_steady * 1000.0
+    );
 
     let workers = children(cp_pid);
     let mut rss: Vec<u64> = workers

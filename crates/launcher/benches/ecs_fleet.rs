@@ -117,6 +117,86 @@ fn spec(tenant: TenantId) -> LaunchSpec {
     }
 }
 
+/// How one start of the whole fleet went.
+struct Run {
+    started: Duration,
+    all_running: Duration,
+    running: usize,
+    passes: u32,
+    throttled: u32,
+    first_error: Option<String>,
+}
+
+/// Starts every tenant of `all` as the reconciler would (concurrency 8, a
+/// failed start tried again on the next pass a second later), then lists
+/// until every new task is RUNNING.
+async fn start_all(launcher: &Arc<EcsLauncher>, all: &[TenantId]) -> Run {
+    let started = Instant::now();
+    let mut pending: Vec<TenantId> = all.to_vec();
+    let mut ids = HashSet::new();
+    let mut passes = 0;
+    let mut throttled = 0;
+    let mut first_error: Option<String> = None;
+    while !pending.is_empty() {
+        passes += 1;
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let mut set = tokio::task::JoinSet::new();
+        for tenant in pending.drain(..) {
+            let launcher = launcher.clone();
+            let permit = semaphore.clone().acquire_owned().await.unwrap();
+            set.spawn(async move {
+                let result = launcher.start(&spec(tenant)).await;
+                drop(permit);
+                (tenant, result)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            match joined.unwrap() {
+                (_, Ok(instance)) => {
+                    ids.insert(instance.id);
+                }
+                (tenant, Err(e)) => {
+                    if matches!(e, LaunchError::Throttled { .. }) {
+                        throttled += 1;
+                    } else if first_error.is_none() {
+                        first_error = Some(e.to_string());
+                    }
+                    pending.push(tenant);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3600),
+            "not started within an hour; first error: {first_error:?}"
+        );
+    }
+    let all_started = started.elapsed();
+    let running = loop {
+        let running = launcher
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.phase == Phase::Running && ids.contains(&i.id))
+            .count();
+        if running == all.len() || started.elapsed() > Duration::from_secs(3600) {
+            break running;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    Run {
+        started: all_started,
+        all_running: started.elapsed(),
+        running,
+        passes,
+        throttled,
+        first_error,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let tenants: usize = std::env::var("POLYBOT_BENCH_TENANTS")
@@ -185,62 +265,68 @@ async fn main() {
             "release"
         }
     );
-    let started = Instant::now();
-    let mut pending: Vec<TenantId> = all.clone();
-    let mut passes = 0;
-    let mut throttled_starts = 0;
-    let mut first_error: Option<String> = None;
-    while !pending.is_empty() {
-        passes += 1;
-        let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
-        let mut set = tokio::task::JoinSet::new();
-        for tenant in pending.drain(..) {
-            let launcher = launcher.clone();
-            let permit = semaphore.clone().acquire_owned().await.unwrap();
-            set.spawn(async move {
-                let result = launcher.start(&spec(tenant)).await;
-                drop(permit);
-                (tenant, result)
-            });
-        }
-        while let Some(joined) = set.join_next().await {
-            let (tenant, result) = joined.unwrap();
-            match result {
-                Ok(_) => {}
-                Err(e) => {
-                    if matches!(e, LaunchError::Throttled { .. }) {
-                        throttled_starts += 1;
-                    } else if first_error.is_none() {
-                        first_error = Some(e.to_string());
-                    }
-                    pending.push(tenant);
-                }
-            }
-        }
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3600),
-            "not started within an hour; first error: {first_error:?}"
-        );
+    let cold = start_all(&launcher, &all).await;
+    println!(
+        "cold start (every tenant's task definition registered, then RunTask): {tenants} started after {:.1} s in {} passes ({} starts throttled past the launcher's retries); {} RUNNING after {:.1} s",
+        cold.started.as_secs_f64(),
+        cold.passes,
+        cold.throttled,
+        cold.running,
+        cold.all_running.as_secs_f64()
+    );
+    let n = tenants as f64;
+    let register_bound = (n - 20.0).max(0.0);
+    let launch_bound = ((n - 100.0) / 20.0).max(0.0);
+    println!(
+        "  physical bound: RegisterTaskDefinition (one per tenant, burst 20 then 1/s) {register_bound:.0} s, Fargate launches (burst 100 then 20/s) {launch_bound:.0} s: {:.0} s",
+        register_bound.max(launch_bound)
+    );
+    if let Some(e) = &cold.first_error {
+        println!("  first non-throttling start error: {e}");
     }
-    let all_started = started.elapsed();
-    let wanted: HashSet<TenantId> = all.iter().copied().collect();
-    let running = loop {
-        let running = launcher
-            .list()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|i| i.phase == Phase::Running && wanted.contains(&i.tenant))
-            .count();
-        if running == tenants || started.elapsed() > Duration::from_secs(3600) {
-            break running;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    };
-    let all_running = started.elapsed();
+
+    // A fleet restart: every task stopped (as after an outage), then all
+    // started again on their registered definitions: RunTask's launch rate
+    // is the bound.
+    let instances = launcher.list().await.unwrap();
+    let stopping = Instant::now();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+    let mut set = tokio::task::JoinSet::new();
+    for instance in instances {
+        let launcher = launcher.clone();
+        let permit = semaphore.clone().acquire_owned().await.unwrap();
+        set.spawn(async move {
+            let mut result = launcher.stop(&instance, "fleet benchmark: restart").await;
+            while matches!(result, Err(LaunchError::Throttled { .. })) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                result = launcher.stop(&instance, "fleet benchmark: restart").await;
+            }
+            drop(permit);
+            result.unwrap();
+        });
+    }
+    while let Some(joined) = set.join_next().await {
+        joined.unwrap();
+    }
+    println!(
+        "{tenants} tasks stopped in {:.1} s",
+        stopping.elapsed().as_secs_f64()
+    );
+    // Full buckets again (RunTask/StopTask's 100 at 40/s, launches' 100 at 20/s).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let warm = start_all(&launcher, &all).await;
+    println!(
+        "restart (definitions registered, RunTask only): {tenants} started after {:.1} s in {} passes ({} starts throttled past the launcher's retries); {} RUNNING after {:.1} s",
+        warm.started.as_secs_f64(),
+        warm.passes,
+        warm.throttled,
+        warm.running,
+        warm.all_running.as_secs_f64()
+    );
+    println!("  physical bound: Fargate launches (burst 100 then 20/s) {launch_bound:.0} s");
+    if let Some(e) = &warm.first_error {
+        println!("  first non-throttling start error: {e}");
+    }
     let stats: serde_json::Value = reqwest::get(format!("{endpoint}/polybot-bench/ecs-throttling"))
         .await
         .unwrap()
@@ -248,24 +334,6 @@ async fn main() {
         .await
         .unwrap();
 
-    // The physical bound: every tenant's first task definition at
-    // RegisterTaskDefinition's burst 20 then 1/s, every task at Fargate's
-    // launch burst 100 then 20/s.
-    let n = tenants as f64;
-    let register_bound = (n - 20.0).max(0.0);
-    let launch_bound = ((n - 100.0) / 20.0).max(0.0);
-    println!(
-        "{tenants} tasks started (RunTask answered) after {:.1} s in {passes} passes ({throttled_starts} starts throttled past the launcher's retries, retried on the next pass); {running} RUNNING after {:.1} s",
-        all_started.as_secs_f64(),
-        all_running.as_secs_f64()
-    );
-    println!(
-        "physical bound: RegisterTaskDefinition (one per tenant, burst 20 then 1/s) {register_bound:.0} s; RunTask launches (burst 100 then 20/s) {launch_bound:.0} s; so {:.0} s",
-        register_bound.max(launch_bound)
-    );
     println!("ECS calls and throttles at the emulator: {stats}");
-    if let Some(e) = first_error {
-        println!("first non-throttling start error: {e}");
-    }
     drop(moto);
 }
