@@ -196,17 +196,31 @@ impl MarketData {
             .unwrap()
             .port();
         let password = uuid::Uuid::new_v4().simple().to_string();
-        let redis = Command::new(std::env::var("POLYBOT_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()))
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--maxclients", "4000"])
-            .args(["--port", &port.to_string(), "--requirepass", &password])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts (Debian: apt-get install redis-server)");
+        let redis = Command::new(
+            std::env::var("POLYBOT_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
+        )
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--maxclients",
+            "4000",
+        ])
+        .args(["--port", &port.to_string(), "--requirepass", &password])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server starts (Debian: apt-get install redis-server)");
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         let url = format!("redis://:{password}@127.0.0.1:{port}");
@@ -246,9 +260,9 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the command name (which may hold spaces), from field 3.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields
-        .get(11..13)
-        .map_or(0.0, |f| f.iter().map(|t| t.parse::<f64>().unwrap_or(0.0)).sum());
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().map(|t| t.parse::<f64>().unwrap_or(0.0)).sum()
+    });
     // USER_HZ is 100 on Linux.
     ticks / 100.0
 }
@@ -267,7 +281,11 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
 fn children(parent: u32) -> Vec<u32> {
     let mut pids = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
             continue;
         };
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -430,7 +448,11 @@ async fn main() {
     let max_workers: Option<u64> = std::env::var("POLYBOT_BENCH_MAX_WORKERS")
         .ok()
         .map(|s| s.parse().expect("POLYBOT_BENCH_MAX_WORKERS is a number"));
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     println!(
         "fleet benchmark: {tenants} tenants, {profile} build, heartbeat every {heartbeat_secs} s, {}, {}",
         match budget {
@@ -497,7 +519,11 @@ async fn main() {
     let venue_env: Vec<(String, String)> = polybot_core::worker::env::VENUE_URLS
         .iter()
         .map(|var| {
-            let scheme = if var.ends_with("_WS_URL") { "ws" } else { "http" };
+            let scheme = if var.ends_with("_WS_URL") {
+                "ws"
+            } else {
+                "http"
+            };
             ((*var).to_owned(), format!("{scheme}://{venue_addr}"))
         })
         .collect();
@@ -533,7 +559,10 @@ async fn main() {
         .env("POLYBOT_HEARTBEAT_SECS", heartbeat_secs.to_string())
         // The control plane's, and (forwarded) the workers': their write
         // timings are read from their logs.
-        .env("POLYBOT_LOG", "warn,polybot=info,polybot_worker::writes=debug")
+        .env(
+            "POLYBOT_LOG",
+            "warn,polybot=info,polybot_worker::writes=debug",
+        )
         .envs(venue_env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
