@@ -42,6 +42,21 @@ const FINAL_HEARTBEAT: Duration = Duration::from_secs(5);
 pub const NO_FEED: &str = "no market data feed: POLYBOT_LIVE_DATA=0 turned the venues' live \
      public data off; unset it to trade on them, or set POLYBOT_REPLAY to trade on a recording";
 
+/// The `tracing` target of the worker's database write timings
+/// (`POLYBOT_LOG=polybot_worker::writes=debug`): one event per heartbeat and
+/// per non-empty flush, with its latency, which the fleet benchmark reads
+/// from the workers' logs for the fleet's p99.
+pub const WRITES_TARGET: &str = "polybot_worker::writes";
+
+fn log_write(what: &'static str, started: std::time::Instant) {
+    tracing::debug!(
+        target: WRITES_TARGET,
+        write = what,
+        micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "database write"
+    );
+}
+
 /// Runs the worker until `stop`, until it is fenced, or (with
 /// `POLYBOT_REPLAY_EXIT=1`) until its recording is played out.
 pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), WorkerError> {
@@ -308,11 +323,17 @@ impl Ctx {
         engine: &Engine<C>,
     ) -> Result<(), WorkerError> {
         let balances = engine.portfolio().balances;
+        let started = std::time::Instant::now();
         match recorder
             .flush(&self.db, self.tenant, self.epoch, &balances)
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(written) => {
+                if written != crate::persist::Written::default() {
+                    log_write("flush", started);
+                }
+                Ok(())
+            }
             Err(err) => match WorkerError::from(err) {
                 fenced @ WorkerError::Fenced(_) => Err(fenced),
                 WorkerError::Other(err) => {
@@ -324,9 +345,12 @@ impl Ctx {
     }
 
     async fn beat(&mut self, health: &WorkerHealth) -> Result<(), WorkerError> {
+        let started = std::time::Instant::now();
         heartbeat(&self.db, self.tenant, self.epoch, self.ttl, health)
             .await
-            .map_err(WorkerError::from)
+            .map_err(WorkerError::from)?;
+        log_write("heartbeat", started);
+        Ok(())
     }
 
     /// The heartbeat's fields every phase writes.

@@ -435,7 +435,7 @@ impl EcsLauncher {
             );
         let out = self
             .throttle
-            .call(Api::RunStop, "RunTask", || request.clone().send())
+            .call(Api::Launch, "RunTask", || request.clone().send())
             .await?;
         let Some(task) = out.tasks().first() else {
             let failures: Vec<String> = out

@@ -64,12 +64,16 @@ pub struct Bucket {
 /// account-level limits (us-east-1 defaults, DESIGN.md "Scale"): RunTask and
 /// StopTask share a bucket (burst 100, 40/s); ListTasks, DescribeTasks and
 /// the task-definition reads another (burst 100, 20/s);
-/// RegisterTaskDefinition has its own (burst 20, 1/s).
+/// RegisterTaskDefinition has its own (burst 20, 1/s). A RunTask also draws
+/// its task from Fargate's launch rate (burst 100, 20/s): without that
+/// bucket, past the burst every other RunTask was throttled by ECS and
+/// retried (the ECS fleet benchmark, docs/benchmarks.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimits {
     pub run_stop: Bucket,
     pub describe: Bucket,
     pub register: Bucket,
+    pub launch: Bucket,
 }
 
 impl Default for RateLimits {
@@ -87,6 +91,10 @@ impl Default for RateLimits {
                 burst: 20,
                 per_second: 1,
             },
+            launch: Bucket {
+                burst: 100,
+                per_second: 20,
+            },
         }
     }
 }
@@ -94,6 +102,8 @@ impl Default for RateLimits {
 /// The API class a call is counted against.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Api {
+    /// RunTask: the RunTask/StopTask bucket and Fargate's launch rate.
+    Launch,
     RunStop,
     Describe,
     Register,
@@ -106,6 +116,7 @@ pub(super) struct Throttle {
     run_stop: TokenBucket,
     describe: TokenBucket,
     register: TokenBucket,
+    launch: TokenBucket,
 }
 
 impl Throttle {
@@ -115,6 +126,7 @@ impl Throttle {
             run_stop: TokenBucket::new(limits.run_stop),
             describe: TokenBucket::new(limits.describe),
             register: TokenBucket::new(limits.register),
+            launch: TokenBucket::new(limits.launch),
         }
     }
 
@@ -139,15 +151,19 @@ impl Throttle {
         Fut: Future<Output = Result<T, SdkError<E>>>,
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        let bucket = match api {
-            Api::RunStop => &self.run_stop,
-            Api::Describe => &self.describe,
-            Api::Register => &self.register,
+        let (bucket, launch) = match api {
+            Api::Launch => (&self.run_stop, Some(&self.launch)),
+            Api::RunStop => (&self.run_stop, None),
+            Api::Describe => (&self.describe, None),
+            Api::Register => (&self.register, None),
         };
         let mut attempt = 0;
         loop {
             attempt += 1;
             bucket.acquire().await;
+            if let Some(launch) = launch {
+                launch.acquire().await;
+            }
             let err = match send().await {
                 Ok(out) => return Ok(out),
                 Err(err) => err,
@@ -289,6 +305,53 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_ecs::operation::run_task::RunTaskError;
+
+    #[tokio::test(start_paused = true)]
+    async fn run_task_is_paced_at_fargates_launch_rate_as_well_as_its_api_limit() {
+        let limits = RateLimits {
+            run_stop: Bucket {
+                burst: 10,
+                per_second: 40,
+            },
+            launch: Bucket {
+                burst: 2,
+                per_second: 1,
+            },
+            ..RateLimits::default()
+        };
+        let throttle = Throttle::new(limits, RetryPolicy::default());
+        let start = tokio::time::Instant::now();
+        for _ in 0..4 {
+            throttle
+                .call(Api::Launch, "RunTask", || async {
+                    Ok::<(), SdkError<RunTaskError>>(())
+                })
+                .await
+                .unwrap();
+        }
+        // Two launches at once, two more at one a second.
+        let launches = start.elapsed();
+        assert!(
+            launches >= Duration::from_millis(1900) && launches <= Duration::from_millis(2500),
+            "{launches:?}"
+        );
+        // StopTask draws on the API bucket only: ten at once.
+        let start = tokio::time::Instant::now();
+        for _ in 0..6 {
+            throttle
+                .call(Api::RunStop, "StopTask", || async {
+                    Ok::<(), SdkError<RunTaskError>>(())
+                })
+                .await
+                .unwrap();
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(1),
+            "{:?}",
+            start.elapsed()
+        );
+    }
 
     #[test]
     fn the_backoff_stays_within_its_bound() {
