@@ -333,8 +333,10 @@ pub struct Execution {
     heartbeat_id: Option<String>,
     /// Whether the last venue heartbeat failed (its orders were cancelled).
     heartbeat_lost: bool,
-    /// Where cross-venue pairs are recorded, and their limits.
+    /// Where cross-venue pairs are recorded (live).
     pairs: Option<PairBook>,
+    /// The tenant's limits on a pair's latency and repair.
+    pair_limits: Option<polybot_venues::execution::pair::PairLimits>,
 }
 
 impl std::fmt::Debug for Execution {
@@ -377,6 +379,7 @@ impl Execution {
             heartbeat_id: None,
             heartbeat_lost: false,
             pairs: None,
+            pair_limits: None,
         })
     }
 

@@ -113,11 +113,12 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
     };
     let mut execution = execution;
     if let Some(exec) = execution.as_mut() {
-        exec.track_pairs(
-            ctx.db.clone(),
-            tenant,
-            crate::execution::pair_limits(&tenant_config.risk),
-        );
+        exec.set_pair_limits(crate::execution::pair_limits(&tenant_config.risk));
+        // Only live pairs hold positions: shadow pairs are in their
+        // opportunity's orders.
+        if config.mode == Mode::Live {
+            exec.track_pairs(ctx.db.clone(), tenant);
+        }
     }
     // Trades say what really happened: only a live executor's fills are live.
     let trade_mode = if config.mode == Mode::Live {

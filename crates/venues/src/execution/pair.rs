@@ -589,6 +589,97 @@ mod tests {
 
     use super::*;
 
+    /// An order of `leg` that filled `size` at `price` with `fee`.
+    fn filled(
+        leg: usize,
+        step: Step,
+        side: OrderSide,
+        price: Decimal,
+        size: Decimal,
+        fee: Decimal,
+    ) -> PairOrder {
+        let request = OrderRequest {
+            client_id: ClientOrderId::derive(&[9; 16], 1, leg as u64),
+            market: format!("m{leg}"),
+            instrument: "yes".to_owned(),
+            side,
+            price,
+            size,
+            time_in_force: TimeInForce::ImmediateOrCancel,
+        };
+        let fill = super::super::VenueFill {
+            trade_id: format!("t{leg}{price}"),
+            venue_order_id: format!("o{leg}"),
+            market: request.market.clone(),
+            instrument: request.instrument.clone(),
+            side,
+            price,
+            size,
+            fee,
+            ts: 0,
+        };
+        PairOrder {
+            leg,
+            step,
+            placed: Some(Placed {
+                client_id: request.client_id,
+                venue_order_id: format!("o{leg}"),
+                state: OrderState::Closed,
+                filled: size,
+                fills: vec![fill],
+                trade_ids: Vec::new(),
+                recovered: false,
+                wire: String::new(),
+            }),
+            request,
+            error: None,
+            in_doubt: false,
+            refused: false,
+        }
+    }
+
+    #[test]
+    fn the_matched_sets_lock_their_edge_and_the_sold_excess_its_loss() {
+        let orders = vec![
+            filled(
+                0,
+                Step::Entry,
+                OrderSide::Buy,
+                dec!(0.40),
+                dec!(100),
+                dec!(1.68),
+            ),
+            filled(
+                1,
+                Step::Entry,
+                OrderSide::Buy,
+                dec!(0.50),
+                dec!(60),
+                dec!(1.05),
+            ),
+            filled(
+                0,
+                Step::Unwind,
+                OrderSide::Sell,
+                dec!(0.38),
+                dec!(40),
+                dec!(0.65968),
+            ),
+        ];
+        let outcome = PairOutcome {
+            status: PairStatus::Unwound,
+            orders,
+            held: [dec!(60), dec!(60)],
+            note: None,
+            stopped: None,
+        };
+        assert_eq!(outcome.matched(), dec!(60));
+        assert_eq!(outcome.cost_per_share(0), dec!(0.4168));
+        assert_eq!(outcome.cost_per_share(1), dec!(0.5175));
+        assert_eq!(outcome.locked_edge(), dec!(3.942));
+        assert_eq!(outcome.realised_loss(), dec!(2.13168));
+    }
+
     #[test]
     fn repair_prices_stay_on_the_tick_and_inside_the_payout() {
         assert_eq!(on_tick(dec!(0.527), dec!(0.01), OrderSide::Buy), dec!(0.52));

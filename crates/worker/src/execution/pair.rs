@@ -39,12 +39,11 @@ use super::{Execution, OrderReport};
 /// apart).
 const CLOCK_MARGIN_MS: i64 = 5_000;
 
-/// Where a worker's pairs are recorded, and within which limits they run.
+/// Where a live worker's pairs are recorded.
 #[derive(Debug, Clone)]
 pub struct PairBook {
     pub db: Db,
     pub tenant: TenantId,
-    pub limits: PairLimits,
 }
 
 /// The tenant's pair limits from its risk settings.
@@ -156,6 +155,23 @@ fn resolution(legs: &[PairLeg; 2], outcomes: &[String; 2], outcome: &PairOutcome
     }
 }
 
+/// The client id of a repair order (`step`, `attempt`) of the engine's
+/// order `decision`: apart from every engine order number (top bit set).
+fn repair_id(
+    tenant: &[u8; 16],
+    epoch: i64,
+    decision: u64,
+    step: Step,
+    attempt: u32,
+) -> ClientOrderId {
+    let attempt = u64::from(attempt.min(15));
+    ClientOrderId::derive(
+        tenant,
+        epoch,
+        (1 << 63) | (decision << 8) | (step.code() << 4) | attempt,
+    )
+}
+
 /// The pair's ledger id: its first leg's client order id.
 fn pair_id(first: ClientOrderId) -> Uuid {
     Uuid::parse_str(&first.to_string())
@@ -163,15 +179,20 @@ fn pair_id(first: ClientOrderId) -> Uuid {
 }
 
 impl Execution {
-    /// Records pairs in the tenant's ledger and runs them within `limits`.
-    pub fn track_pairs(&mut self, db: Db, tenant: TenantId, limits: PairLimits) {
-        self.pairs = Some(PairBook { db, tenant, limits });
+    /// Runs pairs within `limits` (the tenant's risk settings; the
+    /// defaults until set).
+    pub fn set_pair_limits(&mut self, limits: PairLimits) {
+        self.pair_limits = Some(limits);
     }
 
-    /// The client id of a repair order of `order` (`leg` in its pair).
-    fn repair_id(&self, order: &Order, step: Step, attempt: u32) -> ClientOrderId {
-        let decision = (1 << 63) | (order.id.0 << 8) | (step.code() << 4) | u64::from(attempt);
-        ClientOrderId::derive(&self.tenant, self.epoch, decision)
+    /// Records pairs in the tenant's paired-position ledger (live).
+    pub fn track_pairs(&mut self, db: Db, tenant: TenantId) {
+        self.pairs = Some(PairBook { db, tenant });
+    }
+
+    fn limits(&self) -> PairLimits {
+        self.pair_limits
+            .unwrap_or_else(|| pair_limits(&RiskLimits::default()))
     }
 
     /// Executes a cross-venue pair (Polymarket's leg first). Returns a
@@ -220,10 +241,7 @@ impl Execution {
                 return Ok(self.not_sent(engine, &orders, ids, venue, &reason, decisions));
             }
         };
-        let limits = self
-            .pairs
-            .as_ref()
-            .map_or(pair_limits(&RiskLimits::default()), |book| book.limits);
+        let limits = self.limits();
         let id = pair_id(ids[0]);
         let planned = json!(
             (0..2)
@@ -261,6 +279,10 @@ impl Execution {
                     e @ (polybot_store::DbError::Fenced { .. }
                     | polybot_store::DbError::LeaseMissing { .. }),
                 ) => {
+                    let epoch = match e {
+                        polybot_store::DbError::Fenced { current, .. } => current,
+                        _ => self.epoch,
+                    };
                     let reason = e.to_string();
                     for order in &orders {
                         decisions.extend(engine.order_finished(
@@ -270,7 +292,7 @@ impl Execution {
                             false,
                         ));
                     }
-                    return Err(ExecError::Fenced { epoch: self.epoch });
+                    return Err(ExecError::Fenced { epoch });
                 }
                 Err(e) => {
                     let reason = format!(
@@ -287,18 +309,10 @@ impl Execution {
                 }
             }
         }
-        let repair_ids: Vec<[ClientOrderId; 16]> = orders
-            .iter()
-            .map(|o| {
-                std::array::from_fn(|n| {
-                    let step = [Step::Complete, Step::Unwind][n / 8];
-                    self.repair_id(o, step, (n % 8) as u32)
-                })
-            })
-            .collect();
+        let (tenant, epoch) = (self.tenant, self.epoch);
+        let decisions_of = [orders[0].id.0, orders[1].id.0];
         let outcome = execute_pair(&legs, &limits, |leg, step, attempt| {
-            let slot = if step == Step::Unwind { 8 } else { 0 } + (attempt as usize).min(7);
-            repair_ids[leg][slot]
+            repair_id(&tenant, epoch, decisions_of[leg], step, attempt)
         })
         .await;
         let reports = self.book_pair(engine, &orders, &legs, &outcome, decisions);
@@ -403,7 +417,10 @@ impl Execution {
                 "order": order.id.0,
                 "client_order_id": legs[leg].request.client_id,
                 "venue_order_id": answered.map(|p| p.venue_order_id.clone()),
-                "state": answered.map_or(if outcome.stopped.is_some() { "refused" } else if error.is_some() { "refused" } else { "not_sent" }, |p| state_name(p.state)),
+                "state": answered.map_or(
+                    if entries.last().is_some_and(|o| o.in_doubt) { "in_doubt" } else { "refused" },
+                    |p| state_name(p.state),
+                ),
                 "filled": filled.normalize().to_string(),
                 "recovered": answered.is_some_and(|p| p.recovered),
                 "wire": answered.and_then(|p| serde_json::from_str::<Value>(&p.wire).ok()).unwrap_or(Value::Null),
@@ -474,6 +491,7 @@ impl Execution {
         let Some(book) = self.pairs.clone() else {
             return Ok(Vec::new());
         };
+        let limits = self.limits();
         let open = {
             let mut tx = book.db.tenant(book.tenant).await?;
             let open = pairs::open_pairs(&mut tx).await?;
@@ -495,7 +513,7 @@ impl Execution {
             });
             let from = pair.opened_at.timestamp_millis() - CLOCK_MARGIN_MS;
             let until = pair.opened_at.timestamp_millis()
-                + i64::try_from((book.limits.max_latency + book.limits.max_repair).as_millis())
+                + i64::try_from((limits.max_latency + limits.max_repair).as_millis())
                     .unwrap_or(i64::MAX / 2)
                 + CLOCK_MARGIN_MS;
             let mut found = Vec::new();
@@ -527,7 +545,7 @@ impl Execution {
             let decision = (1 << 62) | ((n as u64) << 8);
             let tenant = self.tenant;
             let epoch = self.epoch;
-            let outcome = repair_pair(&legs, &book.limits, found, |leg, step, attempt| {
+            let outcome = repair_pair(&legs, &limits, found, |leg, step, attempt| {
                 ClientOrderId::derive(
                     &tenant,
                     epoch,
