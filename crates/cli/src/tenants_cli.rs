@@ -122,6 +122,18 @@ pub enum TenantsCommand {
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
+    /// A tenant's cross-venue pairs (the paired-position ledger): status,
+    /// sets matched, locked edge, realised loss, and the legs' fills.
+    Pairs {
+        tenant: String,
+        /// Only pairs in this status (open, locked, completed, unwound,
+        /// broken, unfilled).
+        #[arg(long)]
+        status: Option<String>,
+        /// At most this many (1 to 200).
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// A tenant's open positions at their marks.
     Positions { tenant: String },
     /// A tenant's PnL: equity, realized, unrealized (locked by arbitrage),
@@ -729,6 +741,61 @@ pub async fn run(args: TenantsArgs) -> anyhow::Result<()> {
                         "EXECUTED", "STRATEGY", "MARKET", "SIDE", "OUTCOME", "PRICE", "SHARES",
                         "FEE", "REALIZED"
                     ],
+                    &rows
+                )
+            );
+            Ok(())
+        }
+        TenantsCommand::Pairs {
+            tenant,
+            status,
+            limit,
+        } => {
+            let id = api.resolve(tenant).await?;
+            let mut path = format!("/tenants/{id}/pairs?limit={limit}");
+            if let Some(s) = status {
+                path.push_str(&format!("&status={s}"));
+            }
+            let page = api.get(&path).await?;
+            if args.json {
+                return print_json(&page);
+            }
+            let rows: Vec<Vec<String>> = page["items"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let legs: Vec<String> = p["legs"]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|l| {
+                            format!(
+                                "{} {} {} {}@{}",
+                                text(&l["step"]),
+                                text(&l["venue"]),
+                                text(&l["side"]),
+                                text(&l["filled"]),
+                                text(&l["price"]),
+                            )
+                        })
+                        .collect();
+                    vec![
+                        text(&p["opened_at"]).chars().take(19).collect(),
+                        text(&p["status"]),
+                        places(&p["matched"]),
+                        cents(&p["locked_edge"]),
+                        cents(&p["realised_loss"]),
+                        legs.join(", "),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &["OPENED", "STATUS", "SETS", "EDGE", "LOSS", "ORDERS"],
                     &rows
                 )
             );

@@ -28,7 +28,7 @@ use crate::auth::TenantAccess;
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
 
-fn money(d: Decimal) -> String {
+pub(crate) fn money(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
@@ -40,8 +40,8 @@ fn money_opt(d: Option<Decimal>) -> Option<String> {
 // Paging
 // ---------------------------------------------------------------------------
 
-const DEFAULT_LIMIT: i64 = 50;
-const MAX_LIMIT: i64 = 200;
+pub(crate) const DEFAULT_LIMIT: i64 = 50;
+pub(crate) const MAX_LIMIT: i64 = 200;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -101,7 +101,7 @@ fn page(query: &PageQuery) -> ApiResult<Page> {
 }
 
 /// Keeps `limit` items and the cursor of the last one if there were more.
-fn split_page<T>(
+pub(crate) fn split_page<T>(
     mut items: Vec<T>,
     limit: i64,
     key: impl Fn(&T) -> String,
@@ -116,7 +116,7 @@ fn split_page<T>(
 }
 
 /// The tenant's transaction, once it exists (the caller may see it: [`TenantAccess`]).
-async fn open(state: &AppState, access: TenantAccess) -> ApiResult<TenantTx> {
+pub(crate) async fn open(state: &AppState, access: TenantAccess) -> ApiResult<TenantTx> {
     let mut tx = state.db.tenant(access.tenant).await?;
     if !tenants::exists(&mut tx).await? {
         tx.rollback().await?;

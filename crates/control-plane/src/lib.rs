@@ -34,6 +34,7 @@ pub mod error;
 pub mod login_move;
 pub mod metrics;
 pub mod paging;
+pub mod pairs;
 pub mod provision;
 pub mod query_text;
 pub mod reconcile;
@@ -145,7 +146,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         tenants::create, tenants::list, tenants::get, tenants::patch, tenants::rotate_keys,
         tenants::pause, tenants::resume, tenants::delete, tenants::create_token, tenants::list_tokens, tenants::revoke_token, status::get, status::fleet,
         healthz, readyz, metrics::metrics,
-        data::opportunities, data::trades, data::balances, data::pnl,
+        data::opportunities, data::trades, data::balances, data::pnl, pairs::list,
         alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels,
         billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::api::usage, billing::webhook::receive,
         rollout::start, rollout::current, rollout::get, rollout::pause, rollout::resume, rollout::abort,
@@ -157,6 +158,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         alerts::ChannelsView, alerts::ChannelView, alerts::ChannelsRequest,
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl, data::PositionView,
+        pairs::PairView, pairs::PairPage,
         billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView, billing::api::UsageList, billing::api::TenantUsageView,
         rollout::StartRolloutRequest, rollout::RolloutView, rollout::ProgressView, rollout::ReachedView,
         login_move::MoveRequest, login_move::MoveView, login_move::MovedTenantView,
@@ -165,7 +167,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
     tags(
         (name = "tenants", description = "Onboarding, configuration, lifecycle and tokens of tenants."),
         (name = "status", description = "Each tenant's desired and actual worker state."),
-        (name = "data", description = "A tenant's opportunities, trades, balances and profit."),
+        (name = "data", description = "A tenant's opportunities, trades, balances, paired positions and profit."),
         (name = "alerts", description = "Where alerts are sent: a tenant's channels and the operator's."),
         (name = "billing", description = "Plans, a tenant's payment state and usage, Stripe Checkout and webhooks."),
         (name = "fleet", description = "Fleet-wide rollouts of a worker image or worker settings, and the move of older tenants to the shared worker login (operators only)."),
@@ -317,6 +319,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{id}/trades", get(data::trades))
         .route("/tenants/{id}/balances", get(data::balances))
         .route("/tenants/{id}/pnl", get(data::pnl))
+        .route("/tenants/{id}/pairs", get(pairs::list))
         .route("/fleet", get(status::fleet))
         .route("/fleet/rollouts", post(rollout::start))
         .route("/fleet/rollouts/current", get(rollout::current))

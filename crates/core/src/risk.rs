@@ -41,6 +41,22 @@ pub struct RiskLimits {
     pub breaker_failure_threshold: u32,
     /// How long an open breaker waits before letting one trial through, in seconds.
     pub breaker_cooldown_secs: u64,
+    /// A cross-venue pair whose legs filled unequally is repaired by
+    /// completing the short leg at up to its limit price plus this much, or
+    /// by selling the long leg's excess at down to its fill price minus
+    /// this much, in price units per share (0 to 0.5). Default 0.02.
+    #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
+    pub pair_max_slippage: Decimal,
+    /// How long both legs of a cross-venue pair may take to answer, sent
+    /// together as immediate-or-cancel orders, in milliseconds (50 to
+    /// 30,000). A leg that has not answered by then is in doubt and is asked
+    /// for again during the repair. Default 1,500.
+    pub pair_max_latency_ms: u64,
+    /// How long the repair of a broken pair (completing or unwinding) may
+    /// take after the legs answered, in milliseconds (0 to 60,000; 0 never
+    /// repairs: an unequal pair is recorded broken). Default 5,000.
+    pub pair_max_repair_ms: u64,
 }
 
 impl Default for RiskLimits {
@@ -54,6 +70,9 @@ impl Default for RiskLimits {
             kill_switch: false,
             breaker_failure_threshold: 5,
             breaker_cooldown_secs: 300,
+            pair_max_slippage: Decimal::new(2, 2),
+            pair_max_latency_ms: 1_500,
+            pair_max_repair_ms: 5_000,
         }
     }
 }
@@ -75,6 +94,9 @@ impl Section for RiskLimits {
         "kill_switch",
         "breaker_failure_threshold",
         "breaker_cooldown_secs",
+        "pair_max_slippage",
+        "pair_max_latency_ms",
+        "pair_max_repair_ms",
     ];
 
     fn validate_at(&self, path: &str) -> Vec<FieldError> {
@@ -112,6 +134,18 @@ impl Section for RiskLimits {
             1,
             86_400,
         );
+        c.non_negative("pair_max_slippage", self.pair_max_slippage);
+        if self.pair_max_slippage > Decimal::new(5, 1) {
+            c.fail(
+                "pair_max_slippage",
+                format!(
+                    "must be at most 0.5 (a price unit is the whole payout), got {}",
+                    self.pair_max_slippage
+                ),
+            );
+        }
+        c.int_range("pair_max_latency_ms", self.pair_max_latency_ms, 50, 30_000);
+        c.int_range("pair_max_repair_ms", self.pair_max_repair_ms, 0, 60_000);
         c.finish()
     }
 }
@@ -136,6 +170,39 @@ mod tests {
     fn an_empty_risk_object_takes_the_defaults() {
         assert_eq!(parse_risk(&json!({})).unwrap(), RiskLimits::default());
         assert!(RiskLimits::default().validate().is_empty());
+    }
+
+    #[test]
+    fn the_pair_repair_limits_default_sensibly_and_bad_values_name_their_field() {
+        let limits = RiskLimits::default();
+        assert_eq!(limits.pair_max_slippage, Decimal::new(2, 2));
+        assert_eq!(limits.pair_max_latency_ms, 1_500);
+        assert_eq!(limits.pair_max_repair_ms, 5_000);
+        let parsed =
+            parse_risk(&json!({"pair_max_slippage": "0.05", "pair_max_repair_ms": 0})).unwrap();
+        assert_eq!(parsed.pair_max_slippage, Decimal::new(5, 2));
+        assert_eq!(parsed.pair_max_repair_ms, 0);
+        let errors = parse_risk(&json!({
+            "pair_max_slippage": "0.6",
+            "pair_max_latency_ms": 10,
+            "pair_max_repair_ms": 60_001
+        }))
+        .unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "risk.pair_max_slippage",
+                "risk.pair_max_latency_ms",
+                "risk.pair_max_repair_ms"
+            ]
+        );
+        assert_eq!(
+            errors[0].message,
+            "must be at most 0.5 (a price unit is the whole payout), got 0.6"
+        );
+        let negative = parse_risk(&json!({"pair_max_slippage": "-0.01"})).unwrap_err();
+        assert_eq!(negative[0].field, "risk.pair_max_slippage");
     }
 
     #[test]

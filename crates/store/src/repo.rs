@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod lease;
 pub mod operator_secrets;
 pub mod opportunities;
+pub mod pairs;
 pub mod rollouts;
 pub mod runtime;
 pub mod sessions;

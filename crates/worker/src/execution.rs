@@ -30,11 +30,20 @@
 //!   worker sends them ([`Execution::venue_heartbeat`]), and when one fails
 //!   it cancels every open order itself and says so.
 //!
+//! - A cross-venue arbitrage's two orders (one on Polymarket, one on
+//!   Kalshi) run as one pair ([`pair`]): both legs at once, a broken pair
+//!   completed or unwound within the tenant's limits, and the pair written
+//!   to the tenant's paired-position ledger.
+//!
 //! Polymarket and Kalshi execute, each through its own executor, chosen by
 //! the order's venue (a tenant with keys for both has both); an order for
 //! another venue, or for a venue the tenant holds no keys for, is refused
 //! and counted as a failure. Not here: SQL (the store's), the decisions (the
 //! engine's).
+
+mod pair;
+
+pub use pair::{PairBook, pair_limits};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -355,6 +364,10 @@ pub struct Execution {
     heartbeat_id: Option<String>,
     /// Whether the last venue heartbeat failed (its orders were cancelled).
     heartbeat_lost: bool,
+    /// Where cross-venue pairs are recorded (live).
+    pairs: Option<PairBook>,
+    /// The tenant's limits on a pair's latency and repair.
+    pair_limits: Option<polybot_venues::execution::pair::PairLimits>,
 }
 
 impl std::fmt::Debug for Execution {
@@ -415,6 +428,8 @@ impl Execution {
             poll_since_ms: chrono::Utc::now().timestamp_millis() - 60_000,
             heartbeat_id: None,
             heartbeat_lost: false,
+            pairs: None,
+            pair_limits: None,
         }
     }
 
@@ -783,8 +798,18 @@ impl Execution {
             })
             .collect();
         let mut reports = Vec::with_capacity(orders.len());
-        for order in &orders {
-            reports.push(self.execute_one(engine, order, decisions).await?);
+        let mut i = 0;
+        while i < orders.len() {
+            if let Some(legs) = pair::pair_at(&orders, i)
+                && self.executor_for(Venue::Polymarket).is_some()
+                && self.executor_for(Venue::Kalshi).is_some()
+            {
+                reports.extend(self.execute_pair(engine, legs, decisions).await?);
+                i += 2;
+                continue;
+            }
+            reports.push(self.execute_one(engine, &orders[i], decisions).await?);
+            i += 1;
         }
         engine.mark_unexecuted(decisions);
         Ok(reports)

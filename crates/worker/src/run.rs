@@ -112,6 +112,16 @@ pub async fn run(config: WorkerConfig, stop: CancellationToken) -> Result<(), Wo
             return result;
         }
     };
+    let mut execution = execution;
+    {
+        let exec = &mut execution;
+        exec.set_pair_limits(crate::execution::pair_limits(&tenant_config.risk));
+        // Only live pairs hold positions: shadow pairs are in their
+        // opportunity's orders.
+        if config.mode == Mode::Live {
+            exec.track_pairs(ctx.db.clone(), tenant);
+        }
+    }
     // Trades say what really happened: only a live executor's fills are live.
     let trade_mode = if config.mode == Mode::Live {
         Mode::Live
@@ -547,8 +557,23 @@ where
             }
         }
     }
-    tracing::info!(tenant = %ctx.tenant, source = %description, "engine running");
     let mut decisions = Vec::with_capacity(32);
+    // A pair a stopped worker left half done is settled before new trades.
+    {
+        let exec = &mut execution;
+        match exec.recover_pairs(&mut engine, &mut decisions).await {
+            Ok(done) if !done.is_empty() => {
+                tracing::info!(tenant = %ctx.tenant, pairs = ?done, "open pairs recovered from the venues' fills");
+                recorder.record(&engine, &decisions);
+            }
+            Ok(_) => {}
+            Err(fenced @ WorkerError::Fenced(_)) => return Err(fenced),
+            Err(WorkerError::Other(err)) => {
+                ctx.note_error(format!("recovering the pairs left open: {err:#}"));
+            }
+        }
+    }
+    tracing::info!(tenant = %ctx.tenant, source = %description, "engine running");
     let mut finished = false;
     let mut heartbeats = tokio::time::interval(ctx.heartbeat);
     heartbeats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

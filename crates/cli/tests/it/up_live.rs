@@ -6,7 +6,9 @@
 //! orders the stand-in fills, and the API's trades, positions and PnL are
 //! those fills. A shadow tenant sends nothing; the kill switch cancels a live
 //! tenant's resting orders without a restart; a live worker picks up an order
-//! an earlier run left open and books its fill as `carried`.
+//! an earlier run left open and books its fill as `carried`. With the Kalshi
+//! stand-in too, a cross-venue pair runs as one two-leg pair and the API's
+//! paired-position ledger shows it locked.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -23,7 +25,7 @@ use polybot_venues::execution::polymarket::{
 use polybot_venues::execution::{
     ClientOrderId, Executor, NoFence, OrderRequest, OrderSide, TimeInForce,
 };
-use polybot_venues::testing::{ClobStandIn, Fault, StandInMarket};
+use polybot_venues::testing::{ClobStandIn, Fault, KalshiStandIn, StandInMarket};
 use rust_decimal::Decimal;
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -107,7 +109,21 @@ impl Drop for Up {
 
 /// `polybot up --replay <recording>` with the venues' CLOB at `clob`.
 fn start(data_dir: &Path, replay: &Path, clob: &ClobStandIn) -> Up {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_polybot"))
+    start_with(data_dir, replay, clob, None)
+}
+
+/// [`start`], with Kalshi's trade API at `kalshi` when given.
+fn start_with(
+    data_dir: &Path,
+    replay: &Path,
+    clob: &ClobStandIn,
+    kalshi: Option<&KalshiStandIn>,
+) -> Up {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_polybot"));
+    if let Some(kalshi) = kalshi {
+        command.env("POLYBOT_KALSHI_URL", kalshi.url());
+    }
+    let mut child = command
         .args(["up", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .arg("--replay")
@@ -644,6 +660,121 @@ fn up_replay_a_live_worker_picks_up_the_order_an_earlier_run_left_open_and_books
         assert_eq!(position["outcome"], "Yes", "{pnl}");
         assert_eq!(money(&position["quantity"]), d("10"), "{pnl}");
         assert_eq!(clob.order_posts(), 1, "the worker sent nothing");
+        drop(up);
+    });
+}
+
+const KALSHI_PEM: &str = include_str!("../../../venues/tests/fixtures/kalshi_test_key_pkcs8.pem");
+const KALSHI_KEY_ID: &str = "a952bcbe-ec3b-4b5b-b8f9-11dae589608c";
+const TICKER: &str = "KXETHD-26JAN01-T5000";
+
+/// The two venues' markets of one pair (same resolution source and close):
+/// YES on Polymarket at 0.40 and NO on Kalshi at 0.50.
+fn pair_recording(dir: &Path, market: &StandInMarket) -> PathBuf {
+    let source = "https://www.cfbenchmarks.com/data/indices/ETHUSD_RTI";
+    let closes = 1_777_500_000_000_i64;
+    let lines = [
+        json!({
+            "type": "market", "ts": 1_777_467_540_000_i64, "market": "pm-eth-5k",
+            "venue": "polymarket", "outcomes": ["Yes", "No"], "fee_rate": "0.07",
+            "question": "ETH above 5000?", "resolution_source": source, "closes_at": closes,
+            "condition_id": market.condition_id, "tokens": market.tokens,
+        }),
+        json!({
+            "type": "market", "ts": 1_777_467_540_000_i64, "market": TICKER, "venue": "kalshi",
+            "outcomes": ["Yes", "No"], "fee_rate": "0.07", "question": "ETH above 5000?",
+            "resolution_source": source, "closes_at": closes,
+        }),
+        json!({"type": "book", "ts": 1_777_467_550_000_i64, "market": "pm-eth-5k",
+               "outcome": "Yes", "bids": [["0.38", "100"]], "asks": [["0.40", "100"]]}),
+        json!({"type": "book", "ts": 1_777_467_550_100_i64, "market": "pm-eth-5k",
+               "outcome": "No", "bids": [["0.25", "100"]], "asks": [["0.70", "100"]]}),
+        json!({"type": "book", "ts": 1_777_467_550_200_i64, "market": TICKER,
+               "outcome": "No", "bids": [["0.45", "100"]], "asks": []}),
+        json!({"type": "book", "ts": 1_777_467_550_300_i64, "market": TICKER,
+               "outcome": "Yes", "bids": [["0.50", "100"]], "asks": []}),
+    ];
+    let path = dir.join("pair.jsonl");
+    let text: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&path, text.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn up_replay_a_live_tenant_with_both_venues_runs_a_cross_venue_pair_and_lists_it_locked() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let clob = ClobStandIn::start(POLYGON).await;
+        let (api_key, secret, passphrase) = clob.open_account(ADDRESS, d("1000"));
+        let market = StandInMarket::binary(3);
+        clob.list_market(market.clone());
+        clob.set_asks(&market.tokens[0], &[(d("0.40"), d("100"))]);
+        clob.set_asks(&market.tokens[1], &[(d("0.70"), d("100"))]);
+        let kalshi = KalshiStandIn::start().await;
+        kalshi.open_account_for_private_key(KALSHI_KEY_ID, KALSHI_PEM, d("1000"));
+        kalshi.list_market(TICKER);
+        kalshi.set_book(TICKER, &[(d("0.50"), d("100"))], &[(d("0.45"), d("100"))]);
+        let dir = tempfile::tempdir().unwrap();
+        let replay = pair_recording(dir.path(), &market);
+        let up = start_with(&dir.path().join("data"), &replay, &clob, Some(&kalshi));
+
+        let (status, tenant) = up
+            .call(
+                reqwest::Method::POST,
+                "/tenants",
+                Some(json!({
+                    "name": "pair-up",
+                    "strategies": {"cross_venue_arb": {
+                        "match_recurring_crypto": false,
+                        "pairs": [{"polymarket": "pm-eth-5k", "kalshi": TICKER}],
+                    }},
+                    "risk": {"kill_switch": true},
+                    "exchange_keys": {
+                        "polymarket": {
+                            "private_key": KEY, "api_key": api_key,
+                            "secret": secret, "passphrase": passphrase,
+                        },
+                        "kalshi": {"key_id": KALSHI_KEY_ID, "private_key_pem": KALSHI_PEM},
+                    },
+                })),
+            )
+            .await;
+        assert_eq!(status, 201, "{tenant}");
+        let id = tenant["id"].as_str().unwrap().to_owned();
+        let (status, switched) = up
+            .call(
+                reqwest::Method::PATCH,
+                &format!("/tenants/{id}"),
+                Some(json!({
+                    "mode": "live",
+                    "live_acknowledgement": ACKNOWLEDGEMENT,
+                    "risk": {"kill_switch": false},
+                })),
+            )
+            .await;
+        assert_eq!(status, 200, "{switched}");
+
+        let pairs = up
+            .wait_for(&format!("/tenants/{id}/pairs"), |page| {
+                page["items"]
+                    .as_array()
+                    .is_some_and(|items| items.iter().any(|p| p["status"] != "open"))
+            })
+            .await;
+        let pair = &pairs["items"][0];
+        assert_eq!(pair["status"], "locked", "{pair}");
+        assert_eq!(money(&pair["matched"]), d("100"));
+        // 100 × (1 − 0.4168 − 0.5175).
+        assert_eq!(money(&pair["locked_edge"]), d("6.57"));
+        assert_eq!(pair["legs"][0]["venue"], "polymarket");
+        assert_eq!(pair["legs"][1]["venue"], "kalshi");
+        assert_eq!(clob.position(ADDRESS, &market.tokens[0]), d("100"));
+        assert_eq!(kalshi.position(KALSHI_KEY_ID, TICKER), d("-100"));
+        assert_eq!(kalshi.order_creates(), 1);
         drop(up);
     });
 }

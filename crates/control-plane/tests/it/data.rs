@@ -75,6 +75,35 @@ async fn seed(h: &Harness, tenant: &str) {
         .await
         .unwrap();
     }
+    for (i, (status, matched, edge, loss)) in [
+        ("locked", "100", "6.57", "0"),
+        ("unwound", "0", "0", "5.3292"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        sqlx::query(
+            "INSERT INTO paired_positions (id, tenant_id, epoch, strategy, opportunity, status, matched, \
+               locked_edge, realised_loss, legs, resolution, opened_at) \
+             VALUES ($1, $2, 1, 'cross_venue_arb', $3, $4, $5::numeric, $6::numeric, $7::numeric, $8, $9, \
+               timestamptz '2026-04-29 13:00:00+00' + make_interval(secs => $3::float8))",
+        )
+        .bind(Uuid::new_v4())
+        .bind(tenant)
+        .bind(i as i64)
+        .bind(status)
+        .bind(matched)
+        .bind(edge)
+        .bind(loss)
+        .bind(json!([
+            {"leg": 0, "step": "entry", "venue": "polymarket", "side": "buy", "price": "0.4", "filled": "100"},
+            {"leg": 1, "step": "entry", "venue": "kalshi", "side": "buy", "price": "0.5", "filled": matched},
+        ]))
+        .bind(format!("{matched} complete sets"))
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    }
     sqlx::query("INSERT INTO worker_heartbeats (tenant_id, epoch, health) VALUES ($1, 1, $2)")
         .bind(tenant)
         .bind(
@@ -200,7 +229,7 @@ async fn another_tenants_token_gets_404_and_its_own_data_only(
     let (a, b) = two_tenants(&h).await;
     let a_token = token_for(&h, &a).await;
     let b_token = token_for(&h, &b).await;
-    for path in ["opportunities", "trades", "balances", "pnl"] {
+    for path in ["opportunities", "trades", "balances", "pnl", "pairs"] {
         let other = h
             .call(
                 Method::GET,
@@ -428,16 +457,89 @@ async fn the_openapi_document_describes_the_data_endpoints(
 ) {
     let h = Harness::new(pool_opts, options).await;
     let doc = h.call(Method::GET, "/openapi.json", None, None).await;
-    for path in ["opportunities", "trades", "balances", "pnl"] {
+    for path in ["opportunities", "trades", "balances", "pnl", "pairs"] {
         assert!(
             doc.body["paths"][format!("/tenants/{{id}}/{path}")]["get"].is_object(),
             "{path}"
         );
     }
-    for schema in ["OpportunityPage", "TradePage", "BalancePage", "PnlView"] {
+    for schema in [
+        "OpportunityPage",
+        "TradePage",
+        "BalancePage",
+        "PnlView",
+        "PairPage",
+        "PairView",
+    ] {
         assert!(
             doc.body["components"]["schemas"][schema].is_object(),
             "{schema}"
         );
     }
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn the_paired_position_ledger_comes_newest_first_and_filters_by_status(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let (a, _) = two_tenants(&h).await;
+    let token = token_for(&h, &a).await;
+    let all = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{a}/pairs?limit=1"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let first = &all.body["items"][0];
+    assert_eq!(first["status"], "unwound");
+    assert_eq!(first["matched"], "0");
+    assert_eq!(first["realised_loss"], "5.3292");
+    assert_eq!(first["legs"][0]["venue"], "polymarket");
+    assert_eq!(first["strategy"], "cross_venue_arb");
+    let cursor = all.body["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let next = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{a}/pairs?limit=1&cursor={cursor}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(next.body["items"][0]["status"], "locked");
+    assert_eq!(next.body["items"][0]["locked_edge"], "6.57");
+    assert_eq!(next.body["items"][0]["resolution"], "100 complete sets");
+    assert_eq!(next.body["next_cursor"], Value::Null);
+    let locked = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{a}/pairs?status=locked"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    let statuses: Vec<&str> = locked.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["locked"]);
+    let bad = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{a}/pairs?status=lost"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["errors"][0]["field"], "status", "{}", bad.text);
 }

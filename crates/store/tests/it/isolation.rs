@@ -101,6 +101,12 @@ pub(crate) const SEED: &[(&str, &str)] = &[
         "INSERT INTO worker_exits (tenant_id, instance_id, reason, requested, crashed, exited_at) \
          VALUES ($1, 'arn:aws:ecs:us-east-1:123456789012:task/polybot/seed', 'seed', false, true, now())",
     ),
+    // Issue 19: the paired-position ledger.
+    (
+        "paired_positions",
+        "INSERT INTO paired_positions (id, tenant_id, epoch, strategy, opportunity, status, legs) \
+         VALUES (gen_random_uuid(), $1, 1, 'cross_venue_arb', 1, 'open', '[]')",
+    ),
 ];
 
 /// Every table whose rows belong to a tenant, from the catalog: `tenants`

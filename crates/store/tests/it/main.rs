@@ -13,6 +13,7 @@ mod repo_control;
 mod repo_exits;
 mod repo_fleet;
 mod repo_operator_secrets;
+mod repo_pairs;
 mod repo_rollouts;
 mod repo_runtime;
 mod repo_secrets;

@@ -25,7 +25,7 @@
 //! side, `yes` or `no`; positions are reported per `TICKER:yes` / `TICKER:no`.
 //!
 //! Not here: the WebSocket (market data still comes from REST polling),
-//! two-leg pairs and their unwind.
+//! two-leg pairs and their unwind ([`super::pair`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

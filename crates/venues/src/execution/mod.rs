@@ -4,7 +4,9 @@
 //! against the market's rules, never sent), Polymarket's live one
 //! ([`polymarket::PolymarketExecutor`], CLOB V2 through the official SDK)
 //! and Kalshi's ([`kalshi::KalshiExecutor`], REST v2 with RSA-PSS signed
-//! requests, live or shadow).
+//! requests, live or shadow), and the two-leg execution of a cross-venue
+//! pair across two executors ([`pair`]: both legs at once, then completed
+//! or unwound within the tenant's limits).
 //!
 //! Exactly-once: every order carries a [`ClientOrderId`] derived from
 //! (tenant, lease epoch, decision), which fixes the order's salt; an executor
@@ -21,6 +23,7 @@
 //! records what an executor reports).
 
 pub mod kalshi;
+pub mod pair;
 pub mod polymarket;
 pub mod shadow;
 pub mod user_channel;

@@ -112,6 +112,8 @@ struct State {
     limits: Option<Value>,
     /// Order creates received (including refused and faulted ones).
     creates: u64,
+    /// When the last order create had arrived in full.
+    last_create: Option<std::time::Instant>,
     /// Private requests whose signature verified.
     verified: u64,
     /// Why requests were refused, oldest first.
@@ -210,6 +212,15 @@ impl KalshiStandIn {
         lock(&self.state).faults.push_back(fault);
     }
 
+    /// Drops the faults queued for order creates that no create has met
+    /// (the exchange is back). Returns how many were dropped.
+    pub fn clear_faults(&self) -> usize {
+        let mut state = lock(&self.state);
+        let left = state.faults.len();
+        state.faults.clear();
+        left
+    }
+
     /// The next signed request to `route` (`"GET /portfolio/balance"`, the
     /// path below `/trade-api/v2`) gets `fault`.
     pub fn push_fault_on(&self, route: &str, fault: KalshiFault) {
@@ -223,6 +234,11 @@ impl KalshiStandIn {
     /// Order creates received, whatever their fate.
     pub fn order_creates(&self) -> u64 {
         lock(&self.state).creates
+    }
+
+    /// When the last order create had arrived in full (for latency figures).
+    pub fn last_order_arrived(&self) -> Option<std::time::Instant> {
+        lock(&self.state).last_create
     }
 
     /// Orders taken (filled, resting or cancelled).
@@ -595,6 +611,7 @@ impl State {
 
     fn create(&mut self, request: &Request, account: usize) -> ResponseTemplate {
         self.creates += 1;
+        self.last_create = Some(std::time::Instant::now());
         let stall = match self.faults.pop_front() {
             Some(KalshiFault::TooManyRequests { retry_after }) => {
                 let mut response = error(429, "too_many_requests", "too many requests");

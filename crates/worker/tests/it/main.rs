@@ -11,5 +11,6 @@ mod live_source;
 mod live_spot_stream;
 mod live_worker_db;
 mod market_data;
+mod pair_execution;
 mod sandbox;
 mod worker_db;
