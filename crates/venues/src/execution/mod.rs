@@ -19,6 +19,7 @@
 //! worker records what an executor reports).
 
 pub mod kalshi;
+pub mod kalshi_fills;
 pub mod polymarket;
 pub mod shadow;
 pub mod user_channel;
