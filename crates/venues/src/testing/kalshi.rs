@@ -139,6 +139,8 @@ struct State {
     rejections: Vec<String>,
     /// Signed paths seen, in order (method and path).
     seen: Vec<String>,
+    /// Public (unsigned) paths read, in order.
+    public: Vec<String>,
     ws: WsState,
 }
 
@@ -247,6 +249,12 @@ impl KalshiStandIn {
     /// a message had been lost on the way.
     pub fn inject_sequence_gap(&self) {
         lock(&self.state).ws.gap = true;
+    }
+
+    /// The public `GET /markets/…` paths read (one market, its order book),
+    /// oldest first.
+    pub fn public_reads(&self) -> Vec<String> {
+        lock(&self.state).public.clone()
     }
 
     /// WebSocket handshakes whose signature verified.
@@ -545,6 +553,7 @@ impl Respond for Handler {
                 }}))
             }
             ("GET", p) if p.starts_with("/markets/") => {
+                state.public.push(p.to_owned());
                 let rest = &p["/markets/".len()..];
                 let (ticker, book) = match rest.strip_suffix("/orderbook") {
                     Some(t) => (t, true),
@@ -1230,6 +1239,8 @@ async fn ws_serve(tcp: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
     };
 
     let mut account: Option<String> = None;
+    // The handshake callback's `Result` type is tungstenite's, not ours.
+    #[allow(clippy::result_large_err)]
     let check = |request: &WsRequest, response: WsResponse| -> Result<WsResponse, ErrorResponse> {
         let mut state = lock(&state);
         let get = |n: &str| {
