@@ -134,7 +134,7 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
     let mut a_conn = a_login.connect().await.unwrap();
     let opportunities: Vec<(String, String, String, Decimal, Decimal, bool, i64)> = sqlx::query_as(
         "SELECT strategy, venue, market, edge, size, executed_at IS NOT NULL, epoch \
-             FROM opportunities ORDER BY detected_at, strategy",
+             FROM opportunities WHERE details -> 'refused' IS NULL ORDER BY detected_at, strategy",
     )
     .fetch_all(&mut a_conn)
     .await
@@ -181,6 +181,21 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
         ]
     );
     assert!(opportunities[2].3 > dec!(0.03), "{}", opportunities[2].3);
+    // The 15-minute pair across venues is refused, with its basis risk.
+    let refused: Vec<(String, Option<Decimal>, serde_json::Value)> = sqlx::query_as(
+        "SELECT market, edge, details -> 'refused' FROM opportunities \
+         WHERE details -> 'refused' IS NOT NULL",
+    )
+    .fetch_all(&mut a_conn)
+    .await
+    .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].0,
+        "btc-updown-15m-1777467600 / KXBTC15M-26APR290915"
+    );
+    assert_eq!(refused[0].1, None);
+    assert_eq!(refused[0].2["basis_risk"], "chainlink_vs_cf_benchmarks");
 
     let paper = || s("paper");
     assert_eq!(
@@ -452,7 +467,8 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
     )
     .await
     .unwrap();
-    assert_eq!(count(&mut a_conn, "opportunities").await, 4);
+    // Four opportunities and the refused pair, once each.
+    assert_eq!(count(&mut a_conn, "opportunities").await, 4 + 1);
     assert_eq!(count(&mut a_conn, "trades").await, 11);
 }
 
