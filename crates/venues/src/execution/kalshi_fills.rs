@@ -45,7 +45,7 @@ pub fn spawn_fill_channel(
     let (connected_tx, connected) = watch::channel(false);
     let cancel = CancellationToken::new();
     let task = tokio::spawn(run(
-        ws_url.trim_end_matches('/').to_owned(),
+        crate::stream::kalshi::ws_url(ws_url),
         signer,
         options,
         cancel.clone(),

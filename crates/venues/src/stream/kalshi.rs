@@ -86,6 +86,17 @@ pub fn spawn_kalshi_stream(
     driver::spawn(protocol, tickers, options, cancel)
 }
 
+/// `url` as a WebSocket URL: an `http(s)://` base (one deployment URL for
+/// every venue) becomes `ws(s)://`; no trailing slash.
+pub fn ws_url(url: &str) -> String {
+    let url = url.trim().trim_end_matches('/');
+    if url.starts_with("http://") || url.starts_with("https://") {
+        url.replacen("http", "ws", 1)
+    } else {
+        url.to_owned()
+    }
+}
+
 /// The signing headers of a connection to `url` at `timestamp_ms`: the
 /// signed path is the URL's path (`/trade-api/ws/v2`).
 pub fn handshake_headers(
@@ -256,7 +267,7 @@ impl KalshiProtocol {
 
     /// A protocol that signs nothing (its unit tests).
     fn unsigned(url: String, config: KalshiStreamConfig) -> Self {
-        let url = url.trim_end_matches('/').to_owned();
+        let url = ws_url(&url);
         Self {
             endpoint: driver::ws_endpoint(&url),
             url,
@@ -652,6 +663,16 @@ mod tests {
             r#"{"type":"orderbook_delta","sid":7,"seq":2,"msg":{"market_ticker":"KXBTC15M-26APR290915-15","price_dollars":"0.4100","delta_fp":"-40.00","side":"yes"}}"#,
         );
         assert_eq!(books(&out).0.bids, vec![Level::new(dec!(0.41), dec!(60))]);
+    }
+
+    #[test]
+    fn an_http_base_becomes_a_websocket_url() {
+        assert_eq!(
+            ws_url("https://api.elections.kalshi.com/trade-api/ws/v2/"),
+            "wss://api.elections.kalshi.com/trade-api/ws/v2"
+        );
+        assert_eq!(ws_url("http://127.0.0.1:9/x"), "ws://127.0.0.1:9/x");
+        assert_eq!(ws_url("ws://127.0.0.1:9/x"), "ws://127.0.0.1:9/x");
     }
 
     #[test]
