@@ -1,5 +1,6 @@
 //! What a tenant's worker recorded, tenant-scoped and paginated:
-//! `GET /tenants/{id}/opportunities`, `/trades`, `/balances` and `/pnl`.
+//! `GET /tenants/{id}/opportunities`, `/trades`, `/balances`, `/pnl` and
+//! `/pairs/refused` (cross-venue pairs never traded, with the reason).
 //!
 //! Every read runs in the tenant's transaction, so row level security is the
 //! last word on what is visible; an operator token or the tenant's own token
@@ -210,6 +211,76 @@ pub async fn opportunities(
         encode_cursor(o.detected_at, o.id)
     });
     Ok(Json(OpportunityPage { items, next_cursor }))
+}
+
+// ---------------------------------------------------------------------------
+// Refused cross-venue pairs
+// ---------------------------------------------------------------------------
+
+/// Most refused pairs listed at once.
+const REFUSED_PAIRS_LIMIT: i64 = 500;
+
+/// A Polymarket ↔ Kalshi pair cross-venue arbitrage matched and refused to
+/// trade: their resolution source, window or polarity differ, or their
+/// sources differ by a known basis risk the tenant's `basis_risk` refuses.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RefusedPairView {
+    pub polymarket: String,
+    pub kalshi: String,
+    /// Why the pair is never traded.
+    pub reason: String,
+    /// The known basis risk it was refused for (e.g.
+    /// `chainlink_vs_cf_benchmarks`), when that was the reason.
+    pub basis_risk: Option<String>,
+    /// When a worker last refused it.
+    pub refused_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RefusedPairList {
+    pub items: Vec<RefusedPairView>,
+}
+
+impl From<Opportunity> for RefusedPairView {
+    fn from(row: Opportunity) -> Self {
+        let refused = &row.details["refused"];
+        let text = |field: &str| refused[field].as_str().map(str::to_owned);
+        let (polymarket, kalshi) = row
+            .market
+            .split_once(" / ")
+            .map_or((row.market.clone(), String::new()), |(p, k)| {
+                (p.to_owned(), k.to_owned())
+            });
+        RefusedPairView {
+            polymarket: text("polymarket").unwrap_or(polymarket),
+            kalshi: text("kalshi").unwrap_or(kalshi),
+            reason: text("reason").unwrap_or(row.description),
+            basis_risk: text("basis_risk"),
+            refused_at: row.detected_at,
+        }
+    }
+}
+
+/// The cross-venue pairs the tenant's workers refused to trade, each with
+/// its latest reason, most recently refused first.
+#[utoipa::path(get, path = "/tenants/{id}/pairs/refused", operation_id = "list_refused_pairs", tag = "data",
+    params(("id" = Uuid, Path, description = "the tenant's id")),
+    responses(
+        (status = 200, description = "the refused pairs, most recently refused first", body = RefusedPairList),
+        (status = 401, description = "no bearer token, or not a valid one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such tenant, or not one this token may see", body = crate::error::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn refused_pairs(
+    State(state): State<AppState>,
+    access: TenantAccess,
+) -> ApiResult<Json<RefusedPairList>> {
+    let mut tx = open(&state, access).await?;
+    let rows = opportunities::refused_pairs(&mut tx, REFUSED_PAIRS_LIMIT).await?;
+    tx.commit().await?;
+    Ok(Json(RefusedPairList {
+        items: rows.into_iter().map(RefusedPairView::from).collect(),
+    }))
 }
 
 // ---------------------------------------------------------------------------

@@ -146,7 +146,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         tenants::create, tenants::list, tenants::get, tenants::patch, tenants::rotate_keys,
         tenants::pause, tenants::resume, tenants::delete, tenants::create_token, tenants::list_tokens, tenants::revoke_token, status::get, status::fleet,
         healthz, readyz, metrics::metrics,
-        data::opportunities, data::trades, data::balances, data::pnl, pairs::list,
+        data::opportunities, data::trades, data::balances, data::pnl, pairs::list, data::refused_pairs,
         alerts::get_tenant_channels, alerts::put_tenant_channels, alerts::get_operator_channels, alerts::put_operator_channels,
         billing::api::list_plans, billing::api::get, billing::api::set_plan, billing::api::checkout, billing::api::usage, billing::webhook::receive,
         rollout::start, rollout::current, rollout::get, rollout::pause, rollout::resume, rollout::abort,
@@ -159,6 +159,7 @@ pub(crate) fn wake_leader(db: &polybot_store::Db, local: &Notify) {
         data::OpportunityView, data::OpportunityPage, data::TradeView, data::TradePage,
         data::BalanceView, data::BalancePage, data::PnlView, data::StrategyPnl, data::PositionView,
         pairs::PairView, pairs::PairPage,
+        data::RefusedPairView, data::RefusedPairList,
         billing::api::PlanView, billing::api::PlanList, billing::api::BillingView, billing::api::UsageView, billing::api::CheckoutView, billing::api::UsageList, billing::api::TenantUsageView,
         rollout::StartRolloutRequest, rollout::RolloutView, rollout::ProgressView, rollout::ReachedView,
         login_move::MoveRequest, login_move::MoveView, login_move::MovedTenantView,
@@ -320,6 +321,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tenants/{id}/balances", get(data::balances))
         .route("/tenants/{id}/pnl", get(data::pnl))
         .route("/tenants/{id}/pairs", get(pairs::list))
+        .route("/tenants/{id}/pairs/refused", get(data::refused_pairs))
         .route("/fleet", get(status::fleet))
         .route("/fleet/rollouts", post(rollout::start))
         .route("/fleet/rollouts/current", get(rollout::current))

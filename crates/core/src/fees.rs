@@ -9,6 +9,10 @@
 //! each time they reach a cent, rebates that cent, so many small fills cost
 //! what one equivalent fill would. For one fill at a whole-cent price the
 //! net is `ceil_to_cent(rate × C × P × (1 − P))`.
+//!
+//! The rate is the series' own ([`KalshiSeriesFees`], from `GET /series`):
+//! `fee_multiplier × 0.07` for takers, and `fee_multiplier × 0.0175` for
+//! makers only on series whose `fee_type` is `quadratic_with_maker_fees`.
 
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -20,6 +24,92 @@ pub const KALSHI_TAKER_RATE: Decimal = Decimal::from_parts(7, 0, 0, false, 2);
 pub const KALSHI_MAKER_RATE: Decimal = Decimal::from_parts(175, 0, 0, false, 4);
 /// A non-direct member's balance moves in whole cents.
 pub const KALSHI_CENT: Decimal = Decimal::from_parts(1, 0, 0, false, 2);
+
+/// How a Kalshi series charges (its `fee_type` in `GET /series/{ticker}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KalshiFeeType {
+    /// `quadratic`: takers pay `0.07 × M × C × P × (1 − P)`; makers nothing.
+    Quadratic,
+    /// `quadratic_with_maker_fees`: takers as above, makers
+    /// `0.0175 × M × C × P × (1 − P)`.
+    QuadraticWithMakerFees,
+}
+
+impl KalshiFeeType {
+    /// The series' `fee_type` as the exchange spells it. `flat` and any type
+    /// not listed here are refused: their formula is not published in a
+    /// form this platform can check, and guessing a fee would misprice every
+    /// edge on the series.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "quadratic" => Ok(KalshiFeeType::Quadratic),
+            "quadratic_with_maker_fees" => Ok(KalshiFeeType::QuadraticWithMakerFees),
+            other => Err(format!(
+                "Kalshi fee_type {other:?} is not supported (only \"quadratic\" and \"quadratic_with_maker_fees\")"
+            )),
+        }
+    }
+}
+
+/// One Kalshi series' fee schedule: its type and its multiplier `M`
+/// (`fee_multiplier`: 1 for most series, 0.5 for the S&P 500 and Nasdaq-100
+/// series, 0 for fee-free ones). The rates are the published
+/// [`KALSHI_TAKER_RATE`] and [`KALSHI_MAKER_RATE`] scaled by `M`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct KalshiSeriesFees {
+    pub fee_type: KalshiFeeType,
+    pub multiplier: Decimal,
+}
+
+impl Default for KalshiSeriesFees {
+    /// The general schedule: quadratic, multiplier 1.
+    fn default() -> Self {
+        Self {
+            fee_type: KalshiFeeType::Quadratic,
+            multiplier: Decimal::ONE,
+        }
+    }
+}
+
+impl KalshiSeriesFees {
+    /// The series' schedule from its `fee_type` and `fee_multiplier`;
+    /// a negative multiplier or an unsupported type is an error.
+    pub fn new(fee_type: &str, multiplier: Decimal) -> Result<Self, String> {
+        if multiplier.is_sign_negative() {
+            return Err(format!("Kalshi fee_multiplier {multiplier} is negative"));
+        }
+        Ok(Self {
+            fee_type: KalshiFeeType::parse(fee_type)?,
+            multiplier,
+        })
+    }
+
+    /// What a taker pays per `C × P × (1 − P)`.
+    pub fn taker_rate(&self) -> Decimal {
+        (KALSHI_TAKER_RATE * self.multiplier).normalize()
+    }
+
+    /// What a maker pays per `C × P × (1 − P)`: zero unless the series
+    /// charges makers.
+    pub fn maker_rate(&self) -> Decimal {
+        match self.fee_type {
+            KalshiFeeType::Quadratic => Decimal::ZERO,
+            KalshiFeeType::QuadraticWithMakerFees => {
+                (KALSHI_MAKER_RATE * self.multiplier).normalize()
+            }
+        }
+    }
+
+    /// The rate of a fill, taker or maker.
+    pub fn rate(&self, taker: bool) -> Decimal {
+        if taker {
+            self.taker_rate()
+        } else {
+            self.maker_rate()
+        }
+    }
+}
 
 /// What one Kalshi fill costs in fees, as the exchange books it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -107,6 +197,68 @@ mod tests {
     use rust_decimal_macros::dec;
 
     use super::*;
+
+    /// One order filled at once on a series, as the exchange books it.
+    fn order_fee(fees: KalshiSeriesFees, taker: bool, count: Decimal, price: Decimal) -> Decimal {
+        KalshiFeeAccumulator::default()
+            .fill(count, price, fees.rate(taker), true)
+            .net
+    }
+
+    // Kalshi's fee schedule: the general formula's examples (VENUES.md §2),
+    // the half-rate S&P 500 / Nasdaq-100 series (multiplier 0.5), makers
+    // paying only on series that say so, and fee-free series.
+    #[test]
+    fn series_fees_match_the_published_examples() {
+        let general = KalshiSeriesFees::new("quadratic", dec!(1)).unwrap();
+        let makers = KalshiSeriesFees::new("quadratic_with_maker_fees", dec!(1)).unwrap();
+        let half = KalshiSeriesFees::new("quadratic", dec!(0.5)).unwrap();
+        let free = KalshiSeriesFees::new("quadratic", dec!(0)).unwrap();
+        for (count, price, taker, maker) in [
+            (dec!(1), dec!(0.50), dec!(0.02), dec!(0.01)),
+            (dec!(100), dec!(0.50), dec!(1.75), dec!(0.44)),
+            (dec!(10), dec!(0.30), dec!(0.15), dec!(0.04)),
+            (dec!(100), dec!(0.05), dec!(0.34), dec!(0.09)),
+        ] {
+            assert_eq!(
+                order_fee(general, true, count, price),
+                taker,
+                "{count} @ {price}"
+            );
+            assert_eq!(
+                order_fee(makers, true, count, price),
+                taker,
+                "{count} @ {price}"
+            );
+            assert_eq!(
+                order_fee(makers, false, count, price),
+                maker,
+                "{count} @ {price}"
+            );
+            assert_eq!(
+                order_fee(general, false, count, price),
+                dec!(0),
+                "{count} @ {price}"
+            );
+        }
+        // 0.035 × 100 × 0.5 × 0.5 = 0.875, up to the cent.
+        assert_eq!(half.taker_rate(), dec!(0.035));
+        assert_eq!(order_fee(half, true, dec!(100), dec!(0.50)), dec!(0.88));
+        assert_eq!(order_fee(half, true, dec!(1), dec!(0.50)), dec!(0.01));
+        assert_eq!(order_fee(free, true, dec!(100), dec!(0.50)), dec!(0));
+        assert_eq!(makers.maker_rate(), dec!(0.0175));
+        assert_eq!(general.maker_rate(), dec!(0));
+    }
+
+    #[test]
+    fn an_unknown_or_flat_kalshi_fee_type_is_refused_not_guessed() {
+        assert_eq!(
+            KalshiSeriesFees::new("flat", dec!(1)).unwrap_err(),
+            "Kalshi fee_type \"flat\" is not supported (only \"quadratic\" and \"quadratic_with_maker_fees\")"
+        );
+        assert!(KalshiSeriesFees::new("quadratic", dec!(-1)).is_err());
+        assert_eq!(KalshiSeriesFees::default().taker_rate(), dec!(0.07));
+    }
 
     // docs.kalshi.com "Fee Rounding": the three components of one fill.
     #[test]

@@ -112,4 +112,17 @@ mod tests {
         assert_eq!(risk["kill_switch"]["default"], false);
         assert_eq!(risk["kill_switch"]["type"], "boolean");
     }
+
+    #[test]
+    fn the_basis_risk_policy_is_in_the_schema_with_its_values() {
+        let schema = tenant_config_schema();
+        let cross = &def(&schema, "CrossVenueArbConfig")["properties"];
+        assert_eq!(cross["basis_risk"]["default"], "refuse");
+        assert_eq!(cross["basis_risk_edge"]["default"], "0.03");
+        let policy = def(&schema, "BasisRiskPolicy").to_string();
+        assert!(
+            policy.contains("\"refuse\"") && policy.contains("\"price\""),
+            "{policy}"
+        );
+    }
 }

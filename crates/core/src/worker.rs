@@ -94,6 +94,7 @@ pub mod env {
         "POLYBOT_BINANCE_US_WS_URL",
         "POLYBOT_COINBASE_WS_URL",
         "POLYBOT_KRAKEN_WS_URL",
+        "POLYBOT_KALSHI_WS_URL",
     ];
 
     /// The plain settings a control plane may hand its workers from its own

@@ -159,6 +159,8 @@ pub struct PairBlocked {
     pub polymarket: MarketId,
     pub kalshi: MarketId,
     pub reason: String,
+    /// The known basis risk the pair was refused for, if that was the reason.
+    pub basis_risk: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

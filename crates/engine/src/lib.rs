@@ -87,5 +87,7 @@ pub use paper::PaperExchange;
 pub use portfolio::{CarriedPnl, Payout, Portfolio, PortfolioSnapshot, PositionView, StrategyPnl};
 pub use replay::{Replay, ReplayError, ReplayParser, event_line, parse_jsonl};
 pub use risk::RiskViolation;
-pub use strategies::cross_venue_arb::{PairOrigin, PairView};
+pub use strategies::cross_venue_arb::{
+    BasisRisk, CHAINLINK_VS_CF_BENCHMARKS, PairOrigin, PairView,
+};
 pub use types::{Asset, BookSide, Level, MarketId, OutcomeIdx, Side};

@@ -37,6 +37,8 @@ pub const ENV_BINANCE_US_WS: &str = "POLYBOT_BINANCE_US_WS_URL";
 pub const ENV_COINBASE_WS: &str = "POLYBOT_COINBASE_WS_URL";
 /// Environment variable overriding the Kraken websocket v2 URL.
 pub const ENV_KRAKEN_WS: &str = "POLYBOT_KRAKEN_WS_URL";
+/// Environment variable overriding Kalshi's WebSocket (including `/trade-api/ws/v2`).
+pub const ENV_KALSHI_WS: &str = "POLYBOT_KALSHI_WS_URL";
 
 /// Base URL of each venue (no trailing slash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,6 +69,9 @@ pub struct Endpoints {
     pub coinbase_ws: String,
     /// Kraken websocket v2 (used as is, so it includes `/v2`).
     pub kraken_ws: String,
+    /// Kalshi's WebSocket, including `/trade-api/ws/v2` (its path is what
+    /// the connection's signature covers).
+    pub kalshi_ws: String,
 }
 
 impl Default for Endpoints {
@@ -86,6 +91,7 @@ impl Default for Endpoints {
             binance_us_ws: "wss://stream.binance.us:9443".to_owned(),
             coinbase_ws: "wss://ws-feed.exchange.coinbase.com".to_owned(),
             kraken_ws: "wss://ws.kraken.com/v2".to_owned(),
+            kalshi_ws: "wss://api.elections.kalshi.com/trade-api/ws/v2".to_owned(),
         }
     }
 }
@@ -126,6 +132,7 @@ impl Endpoints {
             alpaca_trading: base,
             binance_us_ws: ws.clone(),
             coinbase_ws: ws.clone(),
+            kalshi_ws: format!("{ws}/trade-api/ws/v2"),
             kraken_ws: ws,
         }
     }
@@ -146,7 +153,7 @@ impl Endpoints {
         })
     }
 
-    fn slots_mut(&mut self) -> [(Api, &'static str, &mut String); 13] {
+    fn slots_mut(&mut self) -> [(Api, &'static str, &mut String); 14] {
         [
             (
                 Api::PolymarketGamma,
@@ -177,6 +184,7 @@ impl Endpoints {
             (Api::BinanceUs, ENV_BINANCE_US_WS, &mut self.binance_us_ws),
             (Api::Coinbase, ENV_COINBASE_WS, &mut self.coinbase_ws),
             (Api::Kraken, ENV_KRAKEN_WS, &mut self.kraken_ws),
+            (Api::Kalshi, ENV_KALSHI_WS, &mut self.kalshi_ws),
         ]
     }
 }

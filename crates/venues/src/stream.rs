@@ -14,16 +14,20 @@
 //! [`MarketEvent`], [`StreamHandle`] and [`StreamOptions`]: [`binance_us`]
 //! (partial-depth snapshots and trades), [`coinbase`] (`level2_batch`
 //! snapshot + deltas kept in a local book, `matches`) and [`kraken`]
-//! (websocket v2 `book` with CRC32 checksums, `trade`). Their connection
-//! loop is in `driver`; each venue file is only its protocol.
+//! (websocket v2 `book` with CRC32 checksums, `trade`) and [`kalshi`]
+//! (authenticated `orderbook_delta` snapshot + deltas with sequence-gap
+//! resync, `ticker`, `trade`). Their connection loop is in `driver`; each
+//! venue file is only its protocol.
 
 pub mod binance_us;
 pub mod coinbase;
-mod driver;
+pub(crate) mod driver;
+pub mod kalshi;
 pub mod kraken;
 
 pub use binance_us::{BinanceUsStreamConfig, spawn_binance_us_stream};
 pub use coinbase::{CoinbaseStreamConfig, spawn_coinbase_stream};
+pub use kalshi::{KalshiStreamConfig, spawn_kalshi_stream};
 pub use kraken::{KrakenStreamConfig, spawn_kraken_stream};
 
 use std::collections::BTreeSet;

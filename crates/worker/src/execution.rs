@@ -23,9 +23,11 @@
 //!
 //! - Fills that come after an order's answer (an order the venue holds as
 //!   "delayed" and matches later, or one resting on the book) arrive on the
-//!   venue's user channel ([`UserChannel`]); while the channel is down the
-//!   worker polls `GET /data/trades` instead ([`Execution::poll_fills`]).
-//!   Each trade id is booked once, whichever path brought it first.
+//!   venue's user channel ([`UserChannel`]: Polymarket's `/ws/user`,
+//!   Kalshi's private `fill` channel); while a venue's channel is down the
+//!   worker polls its REST fills instead (`GET /data/trades`,
+//!   `GET /portfolio/fills`: [`Execution::poll_fills`]). Each trade id is
+//!   booked once, whichever path brought it first.
 //! - Polymarket cancels a client's orders when its heartbeats stop; a live
 //!   worker sends them ([`Execution::venue_heartbeat`]), and when one fails
 //!   it cancels every open order itself and says so.
@@ -58,6 +60,7 @@ use polybot_engine::{Clock, Decision, Engine, Order, OrderEnd, PaperExchange, Si
 use polybot_store::repo::audit;
 use polybot_store::{Db, DbError};
 use polybot_venues::execution::kalshi::{KalshiExecutor, KalshiKeys, KalshiSettings};
+use polybot_venues::execution::kalshi_fills::spawn_fill_channel;
 use polybot_venues::execution::polymarket::{
     ApiCredentials, PolymarketExecutor, PolymarketKeys, PolymarketSettings,
 };
@@ -66,6 +69,7 @@ use polybot_venues::execution::{
     ClientOrderId, ExecError, ExecutionKind, Executor, Fence, MarketRules, OpenOrder, OrderRequest,
     OrderSide, OrderState, Placed, ShadowExecutor, TimeInForce, VenueFill,
 };
+use polybot_venues::signing::kalshi::KalshiSigner;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
 
@@ -89,6 +93,9 @@ pub struct ExecutionSettings {
     /// (Polymarket cancels a client's orders about 10 s after the last).
     pub venue_heartbeat_every: Duration,
     pub kalshi: KalshiSettings,
+    /// Kalshi's WebSocket (with `/trade-api/ws/v2`) for the private `fill`
+    /// channel in live mode; without one, Kalshi's later fills are polled.
+    pub kalshi_ws: Option<String>,
 }
 
 impl Default for ExecutionSettings {
@@ -100,14 +107,16 @@ impl Default for ExecutionSettings {
             poll_every: Duration::from_secs(2),
             venue_heartbeat_every: Duration::from_secs(5),
             kalshi: KalshiSettings::default(),
+            kalshi_ws: None,
         }
     }
 }
 
 impl ExecutionSettings {
     /// The CLOB's URL from `POLYBOT_POLYMARKET_CLOB_URL`, the user
-    /// channel's from `POLYBOT_POLYMARKET_WS_URL` and Kalshi's trade API from
-    /// `POLYBOT_KALSHI_URL` (the real ones when unset).
+    /// channel's from `POLYBOT_POLYMARKET_WS_URL`, Kalshi's trade API from
+    /// `POLYBOT_KALSHI_URL` and its WebSocket from `POLYBOT_KALSHI_WS_URL`
+    /// (the real ones when unset).
     pub fn from_env() -> anyhow::Result<Self> {
         let endpoints =
             polybot_venues::Endpoints::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -121,6 +130,7 @@ impl ExecutionSettings {
                 ..KalshiSettings::default()
             },
             user_channel: Some(endpoints.polymarket_ws),
+            kalshi_ws: Some(endpoints.kalshi_ws),
             ..Self::default()
         })
     }
@@ -189,25 +199,32 @@ pub async fn connect_venues(
         .0)
 }
 
-/// [`connect_venues`], with Polymarket's user channel in live mode when the
-/// settings name one.
+/// The venues' fill channels a live worker listens to.
+#[derive(Default)]
+struct Channels {
+    polymarket: Option<UserChannel>,
+    kalshi: Option<UserChannel>,
+}
+
+/// [`connect_venues`], with the venues' fill channels in live mode when the
+/// settings name them (Polymarket's user channel, Kalshi's `fill` channel).
 async fn connect_venues_with_channel(
     mode: Mode,
     keys: &ExchangeKeys,
     settings: &ExecutionSettings,
     fence: Arc<dyn Fence>,
-) -> anyhow::Result<(Vec<(Venue, Arc<dyn Executor>)>, Option<UserChannel>)> {
+) -> anyhow::Result<(Vec<(Venue, Arc<dyn Executor>)>, Channels)> {
+    let mut channels = Channels::default();
     if mode == Mode::Paper {
-        return Ok((Vec::new(), None));
+        return Ok((Vec::new(), channels));
     }
     let mut out: Vec<(Venue, Arc<dyn Executor>)> = Vec::new();
-    let mut channel = None;
     if polymarket_keys(keys).is_some()
         && let Some((executor, user_channel)) =
             connect_with_channel(mode, keys, settings, fence.clone()).await?
     {
         out.push((Venue::Polymarket, executor));
-        channel = user_channel;
+        channels.polymarket = user_channel;
     }
     if let Some(kalshi) = kalshi_keys(keys) {
         let executor = KalshiExecutor::connect(&settings.kalshi, &kalshi, fence)
@@ -218,13 +235,24 @@ async fn connect_venues_with_channel(
             _ => executor,
         };
         out.push((Venue::Kalshi, Arc::new(executor)));
+        if mode == Mode::Live
+            && let Some(url) = &settings.kalshi_ws
+        {
+            let signer = KalshiSigner::from_pem(kalshi.key_id.clone(), &kalshi.private_key_pem)
+                .map_err(|e| anyhow::anyhow!("the tenant's Kalshi key: {e}"))?;
+            channels.kalshi = Some(spawn_fill_channel(
+                url,
+                Arc::new(signer),
+                settings.user_channel_options.clone(),
+            ));
+        }
     }
     anyhow::ensure!(
         !out.is_empty(),
         "{mode} mode needs the tenant's Polymarket keys (exchange_keys.polymarket.private_key) \
          or Kalshi keys (exchange_keys.kalshi.key_id and private_key_pem)"
     );
-    Ok((out, channel))
+    Ok((out, channels))
 }
 
 /// The Polymarket executor a mode selects: none in paper (the engine fills).
@@ -241,7 +269,7 @@ pub async fn connect(
 
 /// The worker's execution for a mode: the paper exchange in paper;
 /// otherwise an executor per venue the tenant holds keys for, in live with
-/// Polymarket's user channel when the settings name one.
+/// Polymarket's user channel and Kalshi's fill channel when the settings name them.
 pub async fn start(
     mode: Mode,
     keys: &ExchangeKeys,
@@ -253,10 +281,11 @@ pub async fn start(
     if mode == Mode::Paper {
         return Ok(Execution::paper(tenant, epoch));
     }
-    let (venues, channel) = connect_venues_with_channel(mode, keys, settings, fence).await?;
+    let (venues, channels) = connect_venues_with_channel(mode, keys, settings, fence).await?;
     let mut execution = Execution::with_venues(venues, tenant, epoch)
         .with_context(|| format!("{mode} mode found no venue to execute on"))?;
-    execution.channel = channel;
+    execution.channel = channels.polymarket;
+    execution.kalshi_channel = channels.kalshi;
     Ok(execution)
 }
 
@@ -358,6 +387,8 @@ pub struct Execution {
     /// or polling): each is booked once.
     booked: HashSet<String>,
     channel: Option<UserChannel>,
+    /// Kalshi's private `fill` channel.
+    kalshi_channel: Option<UserChannel>,
     /// Polls ask for trades since this time (Unix milliseconds).
     poll_since_ms: i64,
     /// The id the venue's last heartbeat answer gave.
@@ -424,6 +455,7 @@ impl Execution {
             doubtful: Vec::new(),
             booked: HashSet::new(),
             channel: None,
+            kalshi_channel: None,
             // A minute's margin for clocks apart.
             poll_since_ms: chrono::Utc::now().timestamp_millis() - 60_000,
             heartbeat_id: None,
@@ -433,9 +465,22 @@ impl Execution {
         }
     }
 
-    /// Whether the venue's user channel is up now.
+    /// Whether every executing venue's fills stream now (its channel is
+    /// up), so that nothing needs polling.
     pub fn user_channel_connected(&self) -> bool {
-        self.channel.as_ref().is_some_and(UserChannel::is_connected)
+        self.venues
+            .iter()
+            .all(|(venue, _)| self.fills_stream(*venue))
+    }
+
+    /// Whether `venue`'s fill channel is up now.
+    fn fills_stream(&self, venue: Venue) -> bool {
+        let channel = match venue {
+            Venue::Polymarket => &self.channel,
+            Venue::Kalshi => &self.kalshi_channel,
+            _ => return false,
+        };
+        channel.as_ref().is_some_and(UserChannel::is_connected)
     }
 
     /// Whether fills of this worker's orders (or of orders found open at
@@ -446,8 +491,7 @@ impl Execution {
 
     /// Whether the venue should be polled now: an order is in doubt (asked
     /// for until the venue answers), or orders are working while their
-    /// fills do not stream (the user channel is down, or they are at a
-    /// venue without one).
+    /// fills do not stream (their venue's channel is down, or it has none).
     pub fn needs_polling(&self) -> bool {
         !self.doubtful.is_empty()
             || self.working.values().any(|w| {
@@ -455,21 +499,29 @@ impl Execution {
                     Working::Mine { order, .. } => Some(order.venue),
                     Working::Found { venue, .. } => Some(*venue),
                 };
-                venue != Some(Venue::Polymarket) || !self.user_channel_connected()
+                !venue.is_some_and(|venue| self.fills_stream(venue))
             })
     }
 
-    /// The next fill the user channel reports; pending forever without one.
+    /// The next fill a venue's channel reports; pending forever without one.
     pub async fn next_user_fill(&mut self) -> VenueFill {
-        loop {
-            let next = match self.channel.as_mut() {
+        async fn next_of(channel: &mut Option<UserChannel>) -> Option<VenueFill> {
+            match channel.as_mut() {
                 Some(channel) => channel.next().await,
                 None => std::future::pending().await,
-            };
-            match next {
-                Some(fill) => return fill,
-                // The channel's task is gone: polling takes over for good.
-                None => self.channel = None,
+            }
+        }
+        loop {
+            tokio::select! {
+                fill = next_of(&mut self.channel) => match fill {
+                    Some(fill) => return fill,
+                    // The channel's task is gone: polling takes over for good.
+                    None => self.channel = None,
+                },
+                fill = next_of(&mut self.kalshi_channel) => match fill {
+                    Some(fill) => return fill,
+                    None => self.kalshi_channel = None,
+                },
             }
         }
     }
@@ -576,9 +628,8 @@ impl Execution {
     }
 
     /// While orders are working, reads the tenant's trades over REST from
-    /// each venue whose fills do not stream (Polymarket's while its user
-    /// channel is down; Kalshi's always) and books the new ones. Returns how
-    /// many were booked.
+    /// each venue whose fills do not stream (its channel is down or there
+    /// is none) and books the new ones. Returns how many were booked.
     pub async fn poll_fills<C: Clock>(
         &mut self,
         engine: &mut Engine<C>,
@@ -589,8 +640,8 @@ impl Execution {
             return Ok(booked);
         }
         for (venue, executor) in self.venues.clone() {
-            // Polymarket's fills come over its user channel while it is up.
-            if venue == Venue::Polymarket && self.user_channel_connected() {
+            // A venue's fills come over its channel while it is up.
+            if self.fills_stream(venue) {
                 continue;
             }
             for fill in &executor.fills(self.poll_since_ms).await? {

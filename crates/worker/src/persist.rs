@@ -27,9 +27,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use polybot_core::Mode;
-use polybot_core::strategy::Venue;
+use polybot_core::strategy::{StrategyKind, Venue};
 use polybot_engine::{
-    CarriedFill, Clock, Decision, Engine, Fill, Opportunity, Settlement, Side, Timestamp,
+    CarriedFill, Clock, Decision, Engine, Fill, Opportunity, PairBlocked, Settlement, Side,
+    Timestamp,
 };
 use polybot_store::repo::balances::{self, NewBalance};
 use polybot_store::repo::opportunities::{self, NewOpportunity};
@@ -159,13 +160,44 @@ impl Recorder {
                     let row = self.settlement_row(engine, s);
                     self.trades.push(row);
                 }
+                Decision::PairBlocked(p) => {
+                    let row = self.refused_pair_row(p);
+                    self.opportunities.push(row);
+                }
                 // Orders and cancels are in the opportunity's and the
                 // trade's details; rejections in the opportunity's.
-                Decision::Order(_)
-                | Decision::Cancel(_)
-                | Decision::Rejected(_)
-                | Decision::PairBlocked(_) => {}
+                Decision::Order(_) | Decision::Cancel(_) | Decision::Rejected(_) => {}
             }
+        }
+    }
+
+    /// A cross-venue pair that is never traded, as a refused opportunity:
+    /// no edge or size, `details.refused` saying which markets and why.
+    /// `GET /tenants/{id}/pairs/refused` lists them (each pair's latest: one
+    /// row per pair and run); the opportunity lists and counts leave them out.
+    fn refused_pair_row(&self, p: &PairBlocked) -> NewOpportunity {
+        let mut key = p.polymarket.as_str().as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(p.kalshi.as_str().as_bytes());
+        NewOpportunity {
+            id: self.id(b"refused-pair", 0, &key),
+            strategy: StrategyKind::CrossVenueArb.as_str().to_owned(),
+            venue: "polymarket+kalshi".to_owned(),
+            market: format!("{} / {}", p.polymarket.as_str(), p.kalshi.as_str()),
+            description: p.reason.clone(),
+            edge: None,
+            expected_profit: None,
+            size: None,
+            details: json!({
+                "refused": {
+                    "polymarket": p.polymarket.as_str(),
+                    "kalshi": p.kalshi.as_str(),
+                    "reason": p.reason,
+                    "basis_risk": p.basis_risk,
+                }
+            }),
+            detected_at: time(p.ts),
+            executed_at: None,
         }
     }
 

@@ -543,3 +543,73 @@ async fn the_paired_position_ledger_comes_newest_first_and_filters_by_status(
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.body["errors"][0]["field"], "status", "{}", bad.text);
 }
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn refused_pairs_are_listed_with_their_reason_to_their_tenant_only(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let h = Harness::new(pool_opts, options).await;
+    let (a, b) = two_tenants(&h).await;
+    let reason = "basis risk chainlink_vs_cf_benchmarks: polymarket btc-updown-15m-1777467600 \
+                  resolves on Chainlink, kalshi KXBTC15M-26APR290915 on CF Benchmarks; refused";
+    // As the worker's recorder writes a refused pair, twice (two runs).
+    for secs in [0i64, 60] {
+        sqlx::query(
+            "INSERT INTO opportunities (id, tenant_id, strategy, venue, market, description, details, \
+               detected_at, epoch) \
+             VALUES ($1, $2, 'cross_venue_arb', 'polymarket+kalshi', \
+               'btc-updown-15m-1777467600 / KXBTC15M-26APR290915', $3, $4, \
+               timestamptz '2026-04-29 13:00:00+00' + make_interval(secs => $5::float8), 1)",
+        )
+        .bind(Uuid::new_v4())
+        .bind(a.parse::<Uuid>().unwrap())
+        .bind(reason)
+        .bind(json!({"refused": {
+            "polymarket": "btc-updown-15m-1777467600", "kalshi": "KXBTC15M-26APR290915",
+            "reason": reason, "basis_risk": "chainlink_vs_cf_benchmarks"}}))
+        .bind(secs)
+        .execute(&h.pool)
+        .await
+        .unwrap();
+    }
+    let a_token = token_for(&h, &a).await;
+    let b_token = token_for(&h, &b).await;
+    let own = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{a}/pairs/refused"),
+            Some(&a_token),
+            None,
+        )
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    assert_eq!(
+        own.body,
+        json!({"items": [{
+            "polymarket": "btc-updown-15m-1777467600",
+            "kalshi": "KXBTC15M-26APR290915",
+            "reason": reason,
+            "basis_risk": "chainlink_vs_cf_benchmarks",
+            "refused_at": "2026-04-29T13:01:00Z",
+        }]})
+    );
+    let other = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{a}/pairs/refused"),
+            Some(&b_token),
+            None,
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND, "{}", other.text);
+    let empty = h
+        .call(
+            Method::GET,
+            &format!("/tenants/{b}/pairs/refused"),
+            Some(&b_token),
+            None,
+        )
+        .await;
+    assert_eq!(empty.body, json!({"items": []}));
+}

@@ -42,6 +42,28 @@ pub struct CrossVenueArbConfig {
     pub assets: Vec<String>,
     /// Hand-curated pairs, matched by market id on each venue.
     pub pairs: Vec<CuratedPair>,
+    /// What to do with a pair whose two markets settle on different but
+    /// closely related sources, a basis risk the platform knows about (e.g.
+    /// Polymarket's 15-minute crypto markets on Chainlink, Kalshi's on CF
+    /// Benchmarks): `refuse` never trades it, `price` trades it only with
+    /// `basis_risk_edge` more edge. Any other source difference is refused.
+    pub basis_risk: BasisRiskPolicy,
+    /// The extra edge a priced basis-risk pair needs on top of `min_edge`,
+    /// in price units (what the two sources may disagree by, in payoff).
+    #[serde(with = "decimal")]
+    #[schemars(schema_with = "decimal::schema")]
+    pub basis_risk_edge: Decimal,
+}
+
+/// How cross-venue arbitrage treats a known basis risk between two markets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BasisRiskPolicy {
+    /// The pair is never traded; it is listed as refused with the risk named.
+    #[default]
+    Refuse,
+    /// The pair is traded when its edge clears `min_edge + basis_risk_edge`.
+    Price,
 }
 
 impl Default for CrossVenueArbConfig {
@@ -56,6 +78,8 @@ impl Default for CrossVenueArbConfig {
             match_recurring_crypto: true,
             assets: vec!["BTC".to_owned(), "ETH".to_owned()],
             pairs: Vec::new(),
+            basis_risk: BasisRiskPolicy::Refuse,
+            basis_risk_edge: Decimal::new(3, 2),
         }
     }
 }
@@ -126,6 +150,8 @@ impl Section for CrossVenueArbConfig {
         "match_recurring_crypto",
         "assets",
         "pairs",
+        "basis_risk",
+        "basis_risk_edge",
     ];
 
     fn validate_at(&self, path: &str) -> Vec<FieldError> {
@@ -137,6 +163,13 @@ impl Section for CrossVenueArbConfig {
             c.fail(
                 "min_size",
                 format!("must not exceed max_size ({})", self.max_size),
+            );
+        }
+        c.probability("basis_risk_edge", self.basis_risk_edge, false);
+        if self.basis_risk == BasisRiskPolicy::Price && self.basis_risk_edge.is_zero() {
+            c.fail(
+                "basis_risk_edge",
+                "must be above 0 when basis_risk is \"price\": a basis risk is never free",
             );
         }
         c.int_range("scan_interval_secs", self.scan_interval_secs, 1, 3600);
@@ -216,6 +249,45 @@ mod tests {
                 "strategies.cross_venue_arb.pairs[1]",
                 "duplicates an earlier pair"
             )]
+        );
+    }
+
+    #[test]
+    fn the_basis_risk_policy_parses_and_bad_values_name_their_field() {
+        let config = parse_section::<CrossVenueArbConfig>(
+            &json!({"basis_risk": "price", "basis_risk_edge": "0.05"}),
+            "strategies.cross_venue_arb",
+        )
+        .unwrap();
+        assert_eq!(config.basis_risk, BasisRiskPolicy::Price);
+        assert_eq!(config.basis_risk_edge, Decimal::new(5, 2));
+        let errors = parse_section::<CrossVenueArbConfig>(
+            &json!({"basis_risk": "ignore"}),
+            "strategies.cross_venue_arb",
+        )
+        .unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].field, "strategies.cross_venue_arb.basis_risk");
+        let errors = parse_section::<CrossVenueArbConfig>(
+            &json!({"basis_risk": "price", "basis_risk_edge": "0"}),
+            "strategies.cross_venue_arb",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            vec![FieldError::new(
+                "strategies.cross_venue_arb.basis_risk_edge",
+                "must be above 0 when basis_risk is \"price\": a basis risk is never free"
+            )]
+        );
+        let errors = parse_section::<CrossVenueArbConfig>(
+            &json!({"basis_risk_edge": "1.5"}),
+            "strategies.cross_venue_arb",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors[0].field,
+            "strategies.cross_venue_arb.basis_risk_edge"
         );
     }
 

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use complement_arb::ComplementArbConfig;
-pub use cross_venue_arb::{CrossVenueArbConfig, CuratedPair};
+pub use cross_venue_arb::{BasisRiskPolicy, CrossVenueArbConfig, CuratedPair};
 pub use crypto_15m::Crypto15mConfig;
 pub use news_arb::{NewsArbConfig, NewsRule};
 

@@ -167,9 +167,11 @@ fn the_replay_records_why_the_15_minute_pair_across_venues_is_never_traded() {
     assert_eq!(
         blocked,
         vec![
-            "resolution source differs: polymarket btc-updown-15m-1777467600 resolves on \
+            "basis risk chainlink_vs_cf_benchmarks: polymarket btc-updown-15m-1777467600 resolves on \
              \"https://data.chain.link/streams/btc-usd\", kalshi KXBTC15M-26APR290915 on \
-             \"CF Benchmarks BRTI, 60-second average\""
+             \"CF Benchmarks BRTI, 60-second average\" (Chainlink's data stream and CF Benchmarks' \
+             real time index (a 60-second average) can settle on opposite sides of the strike when \
+             the price ends near it); refused (basis_risk is \"refuse\")"
         ]
     );
     let pairs = engine.pairs();

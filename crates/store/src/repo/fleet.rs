@@ -62,7 +62,7 @@ macro_rules! status_columns {
 macro_rules! figures_ctes {
     () => {
         "WITH o AS (SELECT tenant_id, count(*) AS n, count(executed_at) AS executed \
-                    FROM opportunities GROUP BY tenant_id), \
+                    FROM opportunities WHERE details -> 'refused' IS NULL GROUP BY tenant_id), \
               x AS (SELECT tenant_id, count(*) AS n, \
                            coalesce(sum(coalesce(realized_pnl, 0) - fee), 0) AS pnl_total, \
                            coalesce(sum(coalesce(realized_pnl, 0) - fee) FILTER \

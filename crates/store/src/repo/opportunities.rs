@@ -100,7 +100,8 @@ pub async fn insert_batch(tx: &mut TenantTx, batch: &[NewOpportunity]) -> Result
     Ok(result.rows_affected())
 }
 
-/// The newest opportunities first, at most `limit`, detected before `before` if given.
+/// The newest opportunities first, at most `limit`, detected before `before` if given
+/// (refused cross-venue pairs are not opportunities: see [`refused_pairs`]).
 pub async fn list(
     tx: &mut TenantTx,
     limit: i64,
@@ -110,7 +111,8 @@ pub async fn list(
         "SELECT id, tenant_id, strategy, venue, market, description, edge, expected_profit, size, \
                 details, detected_at, executed_at, epoch \
          FROM opportunities \
-         WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR detected_at < $2) \
+         WHERE tenant_id = $1 AND details -> 'refused' IS NULL \
+           AND ($2::timestamptz IS NULL OR detected_at < $2) \
          ORDER BY detected_at DESC, id DESC LIMIT $3",
     )
     .bind(tx.tenant().as_uuid())
@@ -121,9 +123,32 @@ pub async fn list(
     .map_err(DbError::query("listing opportunities"))
 }
 
+/// The cross-venue pairs the tenant's workers refused to trade (rows whose
+/// `details` carry `refused`, see the worker's recorder): each pair's
+/// latest refusal, newest first, at most `limit`.
+pub async fn refused_pairs(tx: &mut TenantTx, limit: i64) -> Result<Vec<Opportunity>, DbError> {
+    sqlx::query_as::<_, Opportunity>(
+        "SELECT id, tenant_id, strategy, venue, market, description, edge, expected_profit, size, \
+                details, detected_at, executed_at, epoch \
+         FROM (SELECT DISTINCT ON (market) id, tenant_id, strategy, venue, market, description, \
+                      edge, expected_profit, size, details, detected_at, executed_at, epoch \
+               FROM opportunities \
+               WHERE tenant_id = $1 AND strategy = 'cross_venue_arb' \
+                 AND details -> 'refused' IS NOT NULL \
+               ORDER BY market, detected_at DESC, id DESC) latest \
+         ORDER BY detected_at DESC, id DESC LIMIT $2",
+    )
+    .bind(tx.tenant().as_uuid())
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(DbError::query("listing refused pairs"))
+}
+
 /// A page of opportunities for the API: newest first, only `strategy`'s if
 /// given, strictly after the keyset position `after` (detection time, id)
-/// in that order, at most `limit`.
+/// in that order, at most `limit`; refused cross-venue pairs are left out
+/// (see [`refused_pairs`]).
 pub async fn page(
     tx: &mut TenantTx,
     strategy: Option<&str>,
@@ -135,7 +160,8 @@ pub async fn page(
         "SELECT id, tenant_id, strategy, venue, market, description, edge, expected_profit, size, \
                 details, detected_at, executed_at, epoch \
          FROM opportunities \
-         WHERE tenant_id = $1 AND ($2::text IS NULL OR strategy = $2) \
+         WHERE tenant_id = $1 AND details -> 'refused' IS NULL \
+           AND ($2::text IS NULL OR strategy = $2) \
            AND ($3::timestamptz IS NULL OR (detected_at, id) < ($3, $4)) \
          ORDER BY detected_at DESC, id DESC LIMIT $5",
     )

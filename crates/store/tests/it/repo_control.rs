@@ -802,6 +802,69 @@ async fn opportunities_page_newest_first_by_strategy_and_stay_with_their_tenant(
     );
 }
 
+async fn refused(tx: &mut TenantTx, market: &str, reason: &str, secs: i64) -> Uuid {
+    let id = Uuid::new_v4();
+    let written = opportunities::insert_batch(
+        tx,
+        &[NewOpportunity {
+            id,
+            strategy: "cross_venue_arb".into(),
+            venue: "polymarket+kalshi".into(),
+            market: market.into(),
+            description: reason.into(),
+            edge: None,
+            expected_profit: None,
+            size: None,
+            details: json!({"refused": {"reason": reason}}),
+            detected_at: at(secs),
+            executed_at: None,
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(written, 1);
+    id
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn refused_pairs_list_each_pairs_latest_refusal_and_nothing_else(pool: PgPool) {
+    let db = control(pool);
+    let (a, b) = two_tenants(&db).await;
+    let mut tx = db.tenant(a).await.unwrap();
+    refused(&mut tx, "pm-1 / KX-1", "window differs (first run)", 1).await;
+    let traded = opportunity(&mut tx, "cross_venue_arb", 2).await;
+    let latest = refused(&mut tx, "pm-1 / KX-1", "window differs (second run)", 3).await;
+    let other = refused(&mut tx, "pm-2 / KX-2", "basis risk", 2).await;
+    tx.commit().await.unwrap();
+    let mut tx = db.tenant(b).await.unwrap();
+    assert_eq!(
+        opportunities::refused_pairs(&mut tx, 10).await.unwrap(),
+        vec![]
+    );
+    tx.commit().await.unwrap();
+
+    let mut tx = db.tenant(a).await.unwrap();
+    let rows = opportunities::refused_pairs(&mut tx, 10).await.unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|o| (o.id, o.description.as_str()))
+            .collect::<Vec<_>>(),
+        vec![
+            (latest, "window differs (second run)"),
+            (other, "basis risk")
+        ]
+    );
+    assert!(rows.iter().all(|o| o.id != traded));
+    // A refused pair is not an opportunity.
+    let listed = opportunities::page(&mut tx, None, None, 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|o| o.id).collect::<Vec<_>>(),
+        vec![traded]
+    );
+    let one = opportunities::refused_pairs(&mut tx, 1).await.unwrap();
+    assert_eq!(one.len(), 1);
+}
+
 async fn trade(
     tx: &mut TenantTx,
     strategy: &str,

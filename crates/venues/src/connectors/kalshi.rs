@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
+use polybot_core::fees::KalshiSeriesFees;
+
 use crate::endpoints::Endpoints;
 use crate::error::{ErrorKind, VenueError};
 use crate::http::{ClientOptions, HttpClient, Request};
@@ -228,7 +230,6 @@ impl Kalshi {
         ))
     }
 
-    /// The order book of `ticker`, as YES and NO books with derived asks.
     /// `GET /markets/{ticker}`: one market by its ticker.
     pub async fn market(&self, ticker: &str) -> Result<KalshiMarket, VenueError> {
         #[derive(Deserialize)]
@@ -240,6 +241,38 @@ impl Kalshi {
         Ok(KalshiMarket::from(wire.market))
     }
 
+    /// `GET /series/{series_ticker}`: the series' fee schedule (`fee_type`,
+    /// `fee_multiplier`). A fee type this platform does not price (`flat`,
+    /// or one added later) is an error naming it, never a guessed rate.
+    pub async fn series_fees(&self, series_ticker: &str) -> Result<KalshiSeriesFees, VenueError> {
+        #[derive(Deserialize)]
+        struct SeriesWire {
+            #[serde(default)]
+            fee_type: Option<String>,
+            #[serde(default)]
+            fee_multiplier: OptDec,
+        }
+        #[derive(Deserialize)]
+        struct OneSeriesWire {
+            series: SeriesWire,
+        }
+        let req = Request::get(format!("/series/{series_ticker}")).limit(&self.read, 1);
+        let wire: OneSeriesWire = self.http.json(&req).await?;
+        let decode = |detail: String| self.http.err(req.endpoint(), ErrorKind::Decode { detail });
+        let fee_type = wire
+            .series
+            .fee_type
+            .ok_or_else(|| decode(format!("series {series_ticker} has no fee_type")))?;
+        let multiplier = wire
+            .series
+            .fee_multiplier
+            .0
+            .ok_or_else(|| decode(format!("series {series_ticker} has no fee_multiplier")))?;
+        KalshiSeriesFees::new(&fee_type, multiplier)
+            .map_err(|e| decode(format!("series {series_ticker}: {e}")))
+    }
+
+    /// The order book of `ticker`, as YES and NO books with derived asks.
     pub async fn orderbook(&self, ticker: &str) -> Result<BinaryBook, VenueError> {
         let req = Request::get(format!("/markets/{ticker}/orderbook")).limit(&self.read, 1);
         let wire: OrderbookWire = self.http.json(&req).await?;
@@ -281,6 +314,13 @@ impl Kalshi {
             )),
         }
     }
+}
+
+/// The series a Kalshi event belongs to, by the exchange's ticker scheme:
+/// an event ticker is its series ticker, a dash, and the event's own part
+/// (`KXBTC15M-26MAR021545` is in `KXBTC15M`).
+pub fn series_of_event(event_ticker: &str) -> &str {
+    event_ticker.split('-').next().unwrap_or(event_ticker)
 }
 
 /// The path part of a base URL (`/trade-api/v2`), which Kalshi signs.

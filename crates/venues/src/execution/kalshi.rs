@@ -258,13 +258,13 @@ fn side_of(action: &str) -> OrderSide {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-struct FillWire {
+pub(crate) struct FillWire {
     #[serde(default)]
-    fill_id: String,
+    pub(crate) fill_id: String,
     #[serde(default)]
-    trade_id: String,
+    pub(crate) trade_id: String,
     #[serde(default)]
-    order_id: String,
+    pub(crate) order_id: String,
     #[serde(default)]
     ticker: String,
     #[serde(default)]
@@ -297,7 +297,7 @@ struct FillWire {
 
 /// Our fills, with their fees: the exchange's `fee_cost` when given, else
 /// the formula with one accumulator per order, in the fills' order.
-fn fills_of(wire: Vec<FillWire>) -> Vec<VenueFill> {
+pub(crate) fn fills_of(wire: Vec<FillWire>) -> Vec<VenueFill> {
     let mut accumulators: HashMap<String, KalshiFeeAccumulator> = HashMap::new();
     wire.into_iter()
         .map(|f| {

@@ -23,6 +23,7 @@
 //! records what an executor reports).
 
 pub mod kalshi;
+pub mod kalshi_fills;
 pub mod pair;
 pub mod polymarket;
 pub mod shadow;

@@ -118,6 +118,21 @@ impl UserChannel {
         }
     }
 
+    /// A channel fed by another venue's task (Kalshi's `fill` channel).
+    pub(crate) fn from_parts(
+        fills: mpsc::Receiver<VenueFill>,
+        connected: watch::Receiver<bool>,
+        cancel: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            fills,
+            connected,
+            cancel,
+            task: Some(task),
+        }
+    }
+
     /// Whether the socket is up and subscribed now.
     pub fn is_connected(&self) -> bool {
         *self.connected.borrow()

@@ -51,6 +51,12 @@ pub(crate) trait Protocol: Send + 'static {
     /// URL of a new connection subscribed to `symbols`.
     fn url(&self, symbols: &BTreeSet<String>) -> String;
 
+    /// Headers of the WebSocket handshake, for a venue that authenticates
+    /// the connection (Kalshi); built afresh for every connection.
+    fn handshake_headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
     /// Frames to send once connected. Drops all per-connection state (books,
     /// sequences), since the venue re-sends snapshots.
     fn on_connect(&mut self, symbols: &BTreeSet<String>) -> Vec<String>;
@@ -182,9 +188,13 @@ async fn run<P: Protocol>(
         let url = protocol.url(&symbols);
         let endpoint = ws_endpoint(&url);
         crate::tls::install_crypto_provider();
-        let connected = tokio::select! {
-            () = cancel.cancelled() => return,
-            result = tokio_tungstenite::connect_async(url.as_str()) => result,
+        let request = handshake(&url, protocol.handshake_headers());
+        let connected = match request {
+            Ok(request) => tokio::select! {
+                () = cancel.cancelled() => return,
+                result = tokio_tungstenite::connect_async(request) => result,
+            },
+            Err(e) => Err(e),
         };
         match connected {
             Ok((ws, _)) => {
@@ -222,6 +232,28 @@ async fn run<P: Protocol>(
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// The handshake request for `url` with `headers` added.
+pub(crate) fn handshake(
+    url: &str,
+    headers: Vec<(&'static str, String)>,
+) -> Result<
+    tokio_tungstenite::tungstenite::handshake::client::Request,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+    let mut request = url.into_client_request()?;
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(tokio_tungstenite::tungstenite::http::Error::from)?;
+        let mut value = HeaderValue::from_str(&value)
+            .map_err(tokio_tungstenite::tungstenite::http::Error::from)?;
+        value.set_sensitive(true);
+        request.headers_mut().insert(name, value);
+    }
+    Ok(request)
 }
 
 async fn sleep_until_or_forever(deadline: Option<Instant>) {
@@ -415,6 +447,11 @@ pub(crate) mod book {
             } else {
                 self.levels.iter().take(n).map(level).collect()
             }
+        }
+
+        /// The size at `price` (zero when there is no level).
+        pub(crate) fn size(&self, price: Decimal) -> Decimal {
+            self.levels.get(&price).copied().unwrap_or_default()
         }
 
         /// Keeps only the best `n` levels.

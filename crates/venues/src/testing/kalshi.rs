@@ -1,6 +1,6 @@
 //! A stand-in for Kalshi's trade API (REST v2), served on loopback under
 //! `/trade-api/v2`, built from the documented endpoints: the public markets
-//! and order books, and the private portfolio endpoints (balance, create
+//! and order books, the series' fee schedules, and the private portfolio endpoints (balance, create
 //! order, cancel, batch cancel, orders, fills, positions) and
 //! `GET /account/limits`.
 //!
@@ -11,14 +11,27 @@
 //! before (409 `order_already_exists`), an unknown market, a price off the
 //! cent or outside (0, 1), more than the balance. Accepted orders take the
 //! book the test set (bids only, as Kalshi publishes: buying YES takes the
-//! NO bids at `1 − price`), fully, partly or not at all, and pay Kalshi's
-//! taker fee with the per-order accumulator; an immediate-or-cancel rest is
+//! NO bids at `1 − price`), fully, partly or not at all, and pay the
+//! series' taker fee with the per-order accumulator; an immediate-or-cancel rest is
 //! cancelled, a good-till-cancelled rest stays open. Faults queued with
 //! [`KalshiStandIn::push_fault`] answer the next order creates: 429 with or
 //! without `Retry-After`, 500, a refusal, or accept-then-stall (the order is
 //! taken, the answer comes too late).
 //!
-//! Not here: the WebSocket, settlement, maker fills of resting orders.
+//!
+//! The WebSocket (`/trade-api/ws/v2`, on its own loopback port:
+//! [`KalshiStandIn::ws_url`]) verifies the handshake's signature the same
+//! way, answers `subscribe` / `unsubscribe` with `subscribed` /
+//! `unsubscribed` and a subscription id per channel, sends each market's
+//! `orderbook_snapshot` on subscribing and an `orderbook_delta` for every
+//! change of a book (the test's [`KalshiStandIn::apply_delta`] or an
+//! order's match), numbered per subscription; [`KalshiStandIn::inject_sequence_gap`]
+//! makes the next book message skip a number. Every fill of an account
+//! (an order's match, or a resting order filled later with
+//! [`KalshiStandIn::fill_resting`]) goes to its `fill` subscriptions.
+//!
+//! Not here: settlement, the `ticker` and `trade` channels' messages (they
+//! are subscribed to and stay silent).
 
 use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
@@ -27,7 +40,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use polybot_core::fees::{KALSHI_TAKER_RATE, KalshiFeeAccumulator};
+use polybot_core::fees::{KalshiFeeAccumulator, KalshiSeriesFees};
 use rsa::RsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::pss::{Signature, VerifyingKey};
@@ -40,6 +53,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// The API prefix every path sits under (and which signatures cover).
 pub const PREFIX: &str = "/trade-api/v2";
+/// The WebSocket's path (which the handshake's signature covers).
+pub const WS_PATH: &str = "/trade-api/ws/v2";
 
 /// The answer the next order create gets instead of the usual one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +108,9 @@ struct Fill {
     price: Decimal,
     count: Decimal,
     fee: Decimal,
+    /// Taken from the book (an order's own match) or made (a resting order
+    /// filled later).
+    taker: bool,
     at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -110,6 +128,9 @@ struct State {
     /// Faults for other private requests, by `METHOD path`.
     route_faults: HashMap<String, VecDeque<KalshiFault>>,
     limits: Option<Value>,
+    /// Series fee schedules set by the test; any other series is
+    /// `quadratic` with multiplier 1.
+    series_fees: HashMap<String, KalshiSeriesFees>,
     /// Order creates received (including refused and faulted ones).
     creates: u64,
     /// When the last order create had arrived in full.
@@ -120,6 +141,39 @@ struct State {
     rejections: Vec<String>,
     /// Signed paths seen, in order (method and path).
     seen: Vec<String>,
+    /// Public (unsigned) paths read, in order.
+    public: Vec<String>,
+    ws: WsState,
+}
+
+/// The WebSocket side: connections, their subscriptions, and what the test
+/// asked for.
+#[derive(Debug, Default)]
+struct WsState {
+    conns: Vec<WsConn>,
+    next_sid: u64,
+    /// The next book message of every subscription skips a `seq`.
+    gap: bool,
+    /// Handshakes whose signature verified.
+    handshakes: u64,
+    /// Commands received, oldest first.
+    commands: Vec<Value>,
+}
+
+#[derive(Debug)]
+struct WsConn {
+    key_id: String,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    subs: Vec<WsSub>,
+    open: bool,
+}
+
+#[derive(Debug)]
+struct WsSub {
+    sid: u64,
+    channel: String,
+    tickers: Vec<String>,
+    seq: u64,
 }
 
 /// The stand-in, listening on loopback until dropped.
@@ -127,6 +181,14 @@ struct State {
 pub struct KalshiStandIn {
     server: MockServer,
     state: Arc<Mutex<State>>,
+    ws_addr: std::net::SocketAddr,
+    ws_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for KalshiStandIn {
+    fn drop(&mut self) {
+        self.ws_task.abort();
+    }
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -143,7 +205,139 @@ impl KalshiStandIn {
             })
             .mount(&server)
             .await;
-        Self { server, state }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("binding the Kalshi WebSocket stand-in: {e}"));
+        let ws_addr = listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("the Kalshi WebSocket stand-in's address: {e}"));
+        let ws_task = tokio::spawn(ws_accept(listener, state.clone()));
+        Self {
+            server,
+            state,
+            ws_addr,
+            ws_task,
+        }
+    }
+
+    /// The WebSocket's URL, `ws://127.0.0.1:port/trade-api/ws/v2` (its own
+    /// port: the REST side is a mock server that does not upgrade).
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{WS_PATH}", self.ws_addr)
+    }
+
+    /// Changes the size of one bid level by `delta` (`side` `yes` or `no`,
+    /// as Kalshi's books are bids only) and sends the `orderbook_delta` to
+    /// every subscription of the market.
+    pub fn apply_delta(&self, ticker: &str, side: &str, price: Decimal, delta: Decimal) {
+        let mut state = lock(&self.state);
+        let ladder = if side == "no" {
+            state.no_bids.entry(ticker.to_owned()).or_default()
+        } else {
+            state.yes_bids.entry(ticker.to_owned()).or_default()
+        };
+        match ladder.iter_mut().find(|(p, _)| *p == price) {
+            Some(level) => level.1 = (level.1 + delta).max(Decimal::ZERO),
+            None if delta > Decimal::ZERO => ladder.push((price, delta)),
+            None => {}
+        }
+        ladder.retain(|(_, s)| !s.is_zero());
+        ladder.sort_by_key(|l| l.0);
+        let side = if side == "no" { "no" } else { "yes" };
+        state.ws_book_delta(ticker, side, price, delta);
+    }
+
+    /// The next book message of every subscription skips one `seq`, as if
+    /// a message had been lost on the way.
+    pub fn inject_sequence_gap(&self) {
+        lock(&self.state).ws.gap = true;
+    }
+
+    /// The public `GET /markets/…` paths read (one market, its order book),
+    /// oldest first.
+    pub fn public_reads(&self) -> Vec<String> {
+        lock(&self.state).public.clone()
+    }
+
+    /// WebSocket handshakes whose signature verified.
+    pub fn ws_handshakes(&self) -> u64 {
+        lock(&self.state).ws.handshakes
+    }
+
+    /// The WebSocket commands received, oldest first.
+    pub fn ws_commands(&self) -> Vec<Value> {
+        lock(&self.state).ws.commands.clone()
+    }
+
+    /// Fills `count` more of a resting order as a maker (someone took it),
+    /// at the order's price and the series' maker fee: booked to the
+    /// account, listed by `GET /portfolio/fills` and pushed on the `fill`
+    /// channel. Returns the trade id.
+    pub fn fill_resting(&self, order_id: &str, count: Decimal) -> String {
+        let mut state = lock(&self.state);
+        let index = state
+            .orders
+            .iter()
+            .position(|o| o.id == order_id && o.status == "resting")
+            .unwrap_or_else(|| panic!("no resting order {order_id}"));
+        let order = state.orders[index].clone();
+        let take = count.min(order.count - order.filled);
+        let buying = order.action == "buy";
+        let series = order
+            .ticker
+            .split('-')
+            .next()
+            .unwrap_or(&order.ticker)
+            .to_owned();
+        let rate = state.fees_of_series(&series).maker_rate();
+        let fee = KalshiFeeAccumulator::default()
+            .fill(take, order.price, rate, buying)
+            .net;
+        let account = state
+            .accounts
+            .iter()
+            .position(|a| a.key_id == order.key_id)
+            .unwrap_or_else(|| panic!("no account {}", order.key_id));
+        let a = &mut state.accounts[account];
+        let cash = order.price * take * Decimal::ONE_HUNDRED;
+        if buying {
+            a.balance -= cash + fee * Decimal::ONE_HUNDRED;
+        } else {
+            a.balance += cash - fee * Decimal::ONE_HUNDRED;
+        }
+        let signed = if (order.side == "yes") == buying {
+            take
+        } else {
+            -take
+        };
+        *a.positions.entry(order.ticker.clone()).or_default() += signed;
+        let o = &mut state.orders[index];
+        o.filled += take;
+        o.fees += fee;
+        if o.filled >= o.count {
+            o.status = "executed";
+        }
+        let n = state
+            .fills
+            .iter()
+            .filter(|f| f.order_id == order.id)
+            .count();
+        let fill = Fill {
+            id: format!("{}-fill-{}", order.id, n + 1),
+            order_id: order.id.clone(),
+            key_id: order.key_id.clone(),
+            ticker: order.ticker.clone(),
+            side: order.side.clone(),
+            action: order.action.clone(),
+            price: order.price,
+            count: take,
+            fee,
+            taker: false,
+            at: chrono::Utc::now(),
+        };
+        state.fills.push(fill.clone());
+        state.ws_fill(&fill);
+        fill.id
     }
 
     /// The trade API's base URL, `http://127.0.0.1:port/trade-api/v2`.
@@ -200,6 +394,14 @@ impl KalshiStandIn {
         let mut state = lock(&self.state);
         state.yes_bids.insert(ticker.to_owned(), sorted(yes));
         state.no_bids.insert(ticker.to_owned(), sorted(no));
+    }
+
+    /// The fee schedule `GET /series/{series}` answers and the stand-in
+    /// charges on that series' markets (default: `quadratic`, multiplier 1).
+    pub fn set_series_fees(&self, series: &str, fees: KalshiSeriesFees) {
+        lock(&self.state)
+            .series_fees
+            .insert(series.to_owned(), fees);
     }
 
     /// What `GET /account/limits` answers (404 until set).
@@ -349,7 +551,25 @@ impl Respond for Handler {
                     .collect();
                 ResponseTemplate::new(200).set_body_json(json!({"markets": markets, "cursor": ""}))
             }
+            ("GET", p) if p.starts_with("/series/") => {
+                let series = &p["/series/".len()..];
+                let fees = state.fees_of_series(series);
+                let fee_type = match fees.fee_type {
+                    polybot_core::fees::KalshiFeeType::Quadratic => "quadratic",
+                    polybot_core::fees::KalshiFeeType::QuadraticWithMakerFees => {
+                        "quadratic_with_maker_fees"
+                    }
+                };
+                ResponseTemplate::new(200).set_body_json(json!({"series": {
+                    "ticker": series, "title": format!("{series} series"),
+                    "fee_type": fee_type,
+                    // The exchange sends a JSON number.
+                    "fee_multiplier": serde_json::from_str::<Value>(&fees.multiplier.to_string())
+                        .unwrap_or(Value::Null),
+                }}))
+            }
             ("GET", p) if p.starts_with("/markets/") => {
+                state.public.push(p.to_owned());
                 let rest = &p["/markets/".len()..];
                 let (ticker, book) = match rest.strip_suffix("/orderbook") {
                     Some(t) => (t, true),
@@ -391,6 +611,154 @@ impl Respond for Handler {
 }
 
 impl State {
+    /// Sends `message` on every open connection with a subscription to
+    /// `channel` that `pick` accepts, numbering book messages per
+    /// subscription (skipping one when a gap was injected).
+    fn ws_send(
+        &mut self,
+        channel: &str,
+        pick: impl Fn(&WsConn, &WsSub) -> bool,
+        message: impl Fn(u64, u64) -> Value,
+    ) {
+        let gap = channel == "orderbook_delta" && std::mem::take(&mut self.ws.gap);
+        for conn in self.ws.conns.iter_mut().filter(|c| c.open) {
+            let mut sent = Vec::new();
+            for sub in conn.subs.iter().filter(|s| s.channel == channel) {
+                if pick(conn, sub) {
+                    sent.push(sub.sid);
+                }
+            }
+            for sid in sent {
+                let Some(sub) = conn.subs.iter_mut().find(|s| s.sid == sid) else {
+                    continue;
+                };
+                sub.seq += if gap { 2 } else { 1 };
+                let frame = message(sub.sid, sub.seq).to_string();
+                if conn.tx.send(frame).is_err() {
+                    conn.open = false;
+                }
+            }
+        }
+    }
+
+    fn ws_book_delta(&mut self, ticker: &str, side: &'static str, price: Decimal, delta: Decimal) {
+        let ticker = ticker.to_owned();
+        self.ws_send(
+            "orderbook_delta",
+            |_, sub| sub.tickers.contains(&ticker),
+            |sid, seq| {
+                json!({"type": "orderbook_delta", "sid": sid, "seq": seq, "msg": {
+                    "market_ticker": ticker, "price_dollars": dollars(price),
+                    "delta_fp": count_fp(delta), "side": side,
+                }})
+            },
+        );
+    }
+
+    fn ws_fill(&mut self, f: &Fill) {
+        let (yes, no) = if f.side == "yes" {
+            (f.price, Decimal::ONE - f.price)
+        } else {
+            (Decimal::ONE - f.price, f.price)
+        };
+        let key = f.key_id.clone();
+        let body = json!({
+            "trade_id": f.id, "order_id": f.order_id, "market_ticker": f.ticker,
+            "is_taker": f.taker, "side": f.side, "action": f.action,
+            "yes_price_dollars": dollars(yes), "no_price_dollars": dollars(no),
+            "count_fp": count_fp(f.count), "fee_cost": dollars(f.fee), "ts": f.at.timestamp(),
+        });
+        self.ws_send(
+            "fill",
+            |conn, _| conn.key_id == key,
+            |sid, _| json!({"type": "fill", "sid": sid, "msg": body}),
+        );
+    }
+
+    fn snapshot_json(&self, ticker: &str, sid: u64, seq: u64) -> Value {
+        let ladder = |levels: Option<&Vec<(Decimal, Decimal)>>| -> Vec<Value> {
+            levels
+                .into_iter()
+                .flatten()
+                .map(|(p, s)| json!([dollars(*p), count_fp(*s)]))
+                .collect()
+        };
+        json!({"type": "orderbook_snapshot", "sid": sid, "seq": seq, "msg": {
+            "market_ticker": ticker,
+            "yes_dollars_fp": ladder(self.yes_bids.get(ticker)),
+            "no_dollars_fp": ladder(self.no_bids.get(ticker)),
+        }})
+    }
+
+    /// One command from connection `conn`.
+    fn ws_command(&mut self, conn: usize, command: Value) {
+        self.ws.commands.push(command.clone());
+        let id = command["id"].as_u64();
+        let params = &command["params"];
+        let mut replies = Vec::new();
+        match command["cmd"].as_str() {
+            Some("subscribe") => {
+                let mut tickers: Vec<String> = params["market_tickers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect();
+                if let Some(t) = params["market_ticker"].as_str() {
+                    tickers.push(t.to_owned());
+                }
+                let channels: Vec<String> = params["channels"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect();
+                if channels.is_empty() {
+                    replies.push(json!({"id": id, "type": "error", "msg": {"code": 3, "msg": "Channels required"}}));
+                }
+                for channel in channels {
+                    self.ws.next_sid += 1;
+                    let sid = self.ws.next_sid;
+                    replies.push(json!({"id": id, "type": "subscribed", "msg": {"channel": channel, "sid": sid}}));
+                    let mut sub = WsSub {
+                        sid,
+                        channel: channel.clone(),
+                        tickers: tickers.clone(),
+                        seq: 0,
+                    };
+                    if channel == "orderbook_delta" {
+                        for t in &tickers {
+                            sub.seq += 1;
+                            replies.push(self.snapshot_json(t, sid, sub.seq));
+                        }
+                    }
+                    self.ws.conns[conn].subs.push(sub);
+                }
+            }
+            Some("unsubscribe") => {
+                for sid in params["sids"].as_array().into_iter().flatten() {
+                    let Some(sid) = sid.as_u64() else { continue };
+                    self.ws.conns[conn].subs.retain(|s| s.sid != sid);
+                    replies.push(json!({"id": id, "type": "unsubscribed", "sid": sid}));
+                }
+            }
+            _ => replies.push(
+                json!({"id": id, "type": "error", "msg": {"code": 5, "msg": "Unknown command"}}),
+            ),
+        }
+        let c = &mut self.ws.conns[conn];
+        for reply in replies {
+            if c.tx.send(reply.to_string()).is_err() {
+                c.open = false;
+            }
+        }
+    }
+
+    /// The fee schedule of `series`.
+    fn fees_of_series(&self, series: &str) -> KalshiSeriesFees {
+        self.series_fees.get(series).copied().unwrap_or_default()
+    }
+
     fn market_json(&self, ticker: &str, status: &str) -> Value {
         let best = |levels: Option<&Vec<(Decimal, Decimal)>>| {
             levels.and_then(|l| l.last()).map(|(p, _)| *p)
@@ -411,7 +779,22 @@ impl State {
     /// The three headers and the RSA-PSS signature over
     /// `timestamp ‖ METHOD ‖ path`; the account's index, or why not (401).
     fn authenticate(&self, request: &Request) -> Result<usize, String> {
-        let get = |n: &str| header(request, n).ok_or_else(|| format!("missing {n}"));
+        self.verify(
+            |n| header(request, n),
+            request.method.as_str(),
+            request.url.path(),
+        )
+    }
+
+    /// The signature check of a request or a WebSocket handshake whose
+    /// headers `get` reads: the account's index, or why not.
+    fn verify(
+        &self,
+        get: impl Fn(&str) -> Option<String>,
+        method: &str,
+        path: &str,
+    ) -> Result<usize, String> {
+        let get = |n: &str| get(n).ok_or_else(|| format!("missing {n}"));
         let key = get("KALSHI-ACCESS-KEY")?;
         let timestamp = get("KALSHI-ACCESS-TIMESTAMP")?;
         let signature = get("KALSHI-ACCESS-SIGNATURE")?;
@@ -423,11 +806,7 @@ impl State {
             .iter()
             .position(|a| a.key_id == key)
             .ok_or_else(|| "unknown API key".to_owned())?;
-        let message = format!(
-            "{timestamp}{}{}",
-            request.method.as_str(),
-            request.url.path()
-        );
+        let message = format!("{timestamp}{method}{path}");
         let bytes = STANDARD
             .decode(signature)
             .map_err(|_| "the signature is not base64".to_owned())?;
@@ -564,7 +943,7 @@ impl State {
                             "ticker": f.ticker, "market_ticker": f.ticker, "side": f.side,
                             "action": f.action, "count_fp": count_fp(f.count),
                             "yes_price_dollars": dollars(yes), "no_price_dollars": dollars(no),
-                            "is_taker": true, "fee_cost": dollars(f.fee),
+                            "is_taker": f.taker, "fee_cost": dollars(f.fee),
                             "created_time": f.at.to_rfc3339(), "ts": f.at.timestamp(),
                         })
                     })
@@ -732,9 +1111,14 @@ impl State {
         let tif = text("time_in_force").unwrap_or_else(|| "good_till_canceled".to_owned());
         // Buying YES takes the NO bids (at 1 − their price); selling YES hits the YES bids.
         let takes_other = buying;
-        let book = match (side.as_str(), takes_other) {
-            ("yes", true) | ("no", false) => self.no_bids.entry(ticker.clone()).or_default(),
-            _ => self.yes_bids.entry(ticker.clone()).or_default(),
+        let ladder = match (side.as_str(), takes_other) {
+            ("yes", true) | ("no", false) => "no",
+            _ => "yes",
+        };
+        let book = if ladder == "no" {
+            self.no_bids.entry(ticker.clone()).or_default()
+        } else {
+            self.yes_bids.entry(ticker.clone()).or_default()
         };
         let at_our_price = |bid: Decimal| if takes_other { Decimal::ONE - bid } else { bid };
         let crosses = |bid: Decimal| {
@@ -750,6 +1134,7 @@ impl State {
             .map(|(_, s)| *s)
             .sum();
         let mut fills: Vec<(Decimal, Decimal)> = Vec::new();
+        let mut consumed: Vec<(&'static str, Decimal, Decimal)> = Vec::new();
         if !(tif == "fill_or_kill" && available < count) {
             let mut left = count;
             // Best first: the highest bid is the last element.
@@ -761,6 +1146,7 @@ impl State {
                 level.1 -= take;
                 left -= take;
                 fills.push((at_our_price(level.0), take));
+                consumed.push((ladder, level.0, take));
             }
             book.retain(|(_, s)| !s.is_zero());
         }
@@ -769,8 +1155,10 @@ impl State {
         let now = chrono::Utc::now();
         let mut accumulator = KalshiFeeAccumulator::default();
         let mut total_fee = Decimal::ZERO;
+        let series = ticker.split('-').next().unwrap_or(&ticker).to_owned();
+        let rate = self.fees_of_series(&series).taker_rate();
         for (i, (p, s)) in fills.iter().enumerate() {
-            let fee = accumulator.fill(*s, *p, KALSHI_TAKER_RATE, buying).net;
+            let fee = accumulator.fill(*s, *p, rate, buying).net;
             total_fee += fee;
             let a = &mut self.accounts[account];
             let cash = p * s * Decimal::ONE_HUNDRED;
@@ -791,8 +1179,16 @@ impl State {
                 price: *p,
                 count: *s,
                 fee,
+                taker: true,
                 at: now,
             });
+            let fill = self.fills.last().cloned();
+            if let Some(fill) = fill {
+                self.ws_fill(&fill);
+            }
+        }
+        for (ladder, bid, take) in consumed {
+            self.ws_book_delta(&ticker, ladder, bid, -take);
         }
         let rests = filled < count && tif == "good_till_canceled";
         let status = if rests {
@@ -836,4 +1232,97 @@ fn order_json(o: &StoredOrder) -> Value {
         "remaining_count_fp": count_fp(if o.status == "resting" { o.count - o.filled } else { Decimal::ZERO }),
         "taker_fees_dollars": dollars(o.fees), "created_time": o.created.to_rfc3339(),
     })
+}
+
+/// Accepts WebSocket connections until the stand-in is dropped.
+async fn ws_accept(listener: tokio::net::TcpListener, state: Arc<Mutex<State>>) {
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(ws_serve(tcp, state.clone()));
+    }
+}
+
+/// One connection: the handshake's signature is verified with the
+/// account's public key over `timestamp ‖ GET ‖ /trade-api/ws/v2` (a bad
+/// or missing one is answered 401 and the connection closed), then
+/// commands are read and answered until it closes.
+async fn ws_serve(tcp: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::handshake::server::{
+        ErrorResponse, Request as WsRequest, Response as WsResponse,
+    };
+
+    let mut account: Option<String> = None;
+    // The handshake callback's `Result` type is tungstenite's, not ours.
+    #[allow(clippy::result_large_err)]
+    let check = |request: &WsRequest, response: WsResponse| -> Result<WsResponse, ErrorResponse> {
+        let mut state = lock(&state);
+        let get = |n: &str| {
+            request
+                .headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let verdict = if request.uri().path() == WS_PATH {
+            state.verify(get, "GET", request.uri().path())
+        } else {
+            Err(format!("no WebSocket at {}", request.uri().path()))
+        };
+        match verdict {
+            Ok(index) => {
+                state.ws.handshakes += 1;
+                account = Some(state.accounts[index].key_id.clone());
+                Ok(response)
+            }
+            Err(reason) => {
+                state.rejections.push(reason.clone());
+                let mut refusal = ErrorResponse::new(Some(reason));
+                *refusal.status_mut() =
+                    tokio_tungstenite::tungstenite::http::StatusCode::UNAUTHORIZED;
+                Err(refusal)
+            }
+        }
+    };
+    let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, check).await else {
+        return;
+    };
+    let Some(key_id) = account else { return };
+    let (mut sink, mut source) = ws.split();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let conn = {
+        let mut state = lock(&state);
+        state.ws.conns.push(WsConn {
+            key_id,
+            tx,
+            subs: Vec::new(),
+            open: true,
+        });
+        state.ws.conns.len() - 1
+    };
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if sink.send(Message::Text(frame.into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(Ok(frame)) = source.next().await {
+        match frame {
+            Message::Text(text) => {
+                let command: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+                lock(&state).ws_command(conn, command);
+            }
+            Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    let mut state = lock(&state);
+    state.ws.conns[conn].open = false;
+    state.ws.conns[conn].subs.clear();
+    drop(state);
+    writer.abort();
 }

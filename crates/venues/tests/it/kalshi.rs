@@ -171,3 +171,37 @@ async fn one_market_is_read_by_its_ticker() {
         Some(1_781_719_200)
     );
 }
+
+#[tokio::test]
+async fn a_series_fee_schedule_is_read_and_a_flat_one_is_refused() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/trade-api/v2/series/KXINX"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"series":{"ticker":"KXINX","title":"S&P 500","fee_type":"quadratic_with_maker_fees","fee_multiplier":0.5}}"#,
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/trade-api/v2/series/KXFLAT"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(
+            r#"{"series":{"ticker":"KXFLAT","fee_type":"flat","fee_multiplier":1}}"#,
+        ))
+        .mount(&server)
+        .await;
+    let (opts, _) = options();
+    let kalshi = Kalshi::with_options(&endpoints(&server), &opts).unwrap_or_else(|e| panic!("{e}"));
+    let fees = kalshi
+        .series_fees("KXINX")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fees.taker_rate(), dec!(0.035));
+    assert_eq!(fees.maker_rate(), dec!(0.00875));
+    let err = kalshi.series_fees("KXFLAT").await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Decode { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("fee_type \"flat\" is not supported"),
+        "{err}"
+    );
+}

@@ -10,6 +10,7 @@ mod doctor;
 mod execution;
 mod kalshi;
 mod kalshi_execution;
+mod kalshi_stream;
 mod kraken;
 mod news;
 mod polymarket;

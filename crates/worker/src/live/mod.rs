@@ -12,7 +12,9 @@
 //!   while it delivers, polled otherwise).
 //! - **Kalshi** ([`kalshi`]): the 15-minute series of the cross-venue assets
 //!   (`KX{ASSET}15M`), the tickers of curated pairs and news rules, a bounded
-//!   set of open markets for complement arbitrage; then their order books.
+//!   set of open markets for complement arbitrage; then their order books,
+//!   over Kalshi's WebSocket when a Kalshi key authenticates it (the
+//!   tenant's, or the market-data service's operator key), polled otherwise.
 //! - **Spot** ([`spot`]): one task per spot venue (Binance US, Coinbase,
 //!   Kraken), the 15-minute strategy's assets.
 //! - **News** ([`news`]): NewsAPI with the tenant's key (`newsapi.api_key`)
@@ -48,12 +50,14 @@ mod spot;
 mod translate;
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use polybot_core::keys::ExchangeKeys;
 use polybot_core::strategy::StrategiesConfig;
 use polybot_core::worker::FeedStatus;
 use polybot_engine::{Clock, Event, EventKind, Timestamp};
+use polybot_venues::signing::kalshi::KalshiSigner;
 use polybot_venues::{ClientOptions, Endpoints, Kalshi, Polymarket, VenueError};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -107,6 +111,31 @@ pub struct LiveSettings {
     /// How many events wait for the engine before feeds wait (or, reading
     /// the shared service, drop updates and resync from its snapshots).
     pub channel_capacity: usize,
+    /// The Kalshi key that authenticates Kalshi's WebSocket (Kalshi asks
+    /// for one even for public books): the tenant's when it has one, else
+    /// the operator's (`POLYBOT_KALSHI_WS_KEY_ID` and
+    /// `POLYBOT_KALSHI_WS_PRIVATE_KEY`, read by the market-data service).
+    /// Without one Kalshi's books are polled over REST.
+    pub kalshi_ws_key: Option<Arc<KalshiSigner>>,
+}
+
+/// The operator's Kalshi key id for the WebSocket (the market-data service).
+pub const ENV_KALSHI_WS_KEY_ID: &str = "POLYBOT_KALSHI_WS_KEY_ID";
+/// The operator's Kalshi private key (PEM) for the WebSocket.
+pub const ENV_KALSHI_WS_PRIVATE_KEY: &str = "POLYBOT_KALSHI_WS_PRIVATE_KEY";
+
+/// The tenant's Kalshi key as a signer, when its keys have one; a key that
+/// does not parse is logged (without its text) and the books are polled.
+fn tenant_kalshi_signer(keys: &ExchangeKeys) -> Option<Arc<KalshiSigner>> {
+    let key_id = keys.get("kalshi", "key_id")?;
+    let pem = keys.get("kalshi", "private_key_pem")?;
+    match KalshiSigner::from_pem(secrecy::ExposeSecret::expose_secret(key_id).trim(), pem) {
+        Ok(signer) => Some(Arc::new(signer)),
+        Err(e) => {
+            tracing::warn!(error = %e, "the tenant's Kalshi key cannot sign; Kalshi's books are polled");
+            None
+        }
+    }
 }
 
 impl LiveSettings {
@@ -124,6 +153,7 @@ impl LiveSettings {
             market_data_ca: None,
             market_data_every: market_data::REGISTER_EVERY,
             channel_capacity: 4_096,
+            kalshi_ws_key: None,
         }
     }
 
@@ -173,6 +203,19 @@ impl LiveSettings {
             let ca = market_data::CaBundle::read(std::path::Path::new(&path))
                 .map_err(|e| anyhow::anyhow!("{ENV_MARKET_DATA_CA_FILE}: {e}"))?;
             settings.market_data_ca = Some(ca);
+        }
+        let key_id = std::env::var(ENV_KALSHI_WS_KEY_ID).unwrap_or_default();
+        let pem = std::env::var(ENV_KALSHI_WS_PRIVATE_KEY).unwrap_or_default();
+        match (key_id.trim().is_empty(), pem.trim().is_empty()) {
+            (true, true) => {}
+            (false, false) => {
+                let signer = KalshiSigner::from_pem(key_id.trim(), &pem.into())
+                    .map_err(|e| anyhow::anyhow!("{ENV_KALSHI_WS_PRIVATE_KEY}: {e}"))?;
+                settings.kalshi_ws_key = Some(Arc::new(signer));
+            }
+            _ => anyhow::bail!(
+                "{ENV_KALSHI_WS_KEY_ID} and {ENV_KALSHI_WS_PRIVATE_KEY} go together: set both or neither"
+            ),
         }
         Ok(settings)
     }
@@ -275,14 +318,19 @@ fn spawn_public_feeds(
 
 impl LiveSource {
     /// Starts the feeds `strategies` need. Must run inside a Tokio runtime.
-    /// `keys` gives the NewsAPI key (else the operator's, in `settings`);
-    /// nothing else of it is read.
+    /// `keys` gives the NewsAPI key (else the operator's, in `settings`)
+    /// and the Kalshi key that authenticates Kalshi's WebSocket (else the
+    /// operator's, in `settings`); nothing else of it is read.
     pub fn start(
         settings: LiveSettings,
         strategies: &StrategiesConfig,
         keys: &ExchangeKeys,
     ) -> Result<Self, SourceError> {
         let plan = FeedPlan::for_strategies(strategies);
+        let mut settings = settings;
+        if let Some(signer) = tenant_kalshi_signer(keys) {
+            settings.kalshi_ws_key = Some(signer);
+        }
         let (tx, events) = mpsc::channel(settings.channel_capacity.max(1));
         let shared = Shared::default();
         let cancel = CancellationToken::new();

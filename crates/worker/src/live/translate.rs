@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use polybot_core::fees::KalshiSeriesFees;
 use polybot_core::strategy::Venue;
-use polybot_engine::fees::KALSHI_TAKER_RATE;
 use polybot_engine::{
     Asset, BookDelta, BookSide, BookSnapshot, Direction, Event, EventKind, Headline, Level,
     MarketDef, MarketId, RecurringSpec, Side, Timestamp, TradePrint, VenueIds,
@@ -75,8 +75,13 @@ pub fn polymarket_market_def(
 
 /// A Kalshi market as the engine's definition. A market of a 15-minute
 /// series (`asset` given) is a recurring "up" market whose window opens at
-/// its open time, with the series' opening price as its reference.
-pub fn kalshi_market_def(m: &KalshiMarket, asset: Option<&str>) -> MarketDef {
+/// its open time, with the series' opening price as its reference. The
+/// taker rate is the series' own (`fees`, from `GET /series`).
+pub fn kalshi_market_def(
+    m: &KalshiMarket,
+    asset: Option<&str>,
+    fees: &KalshiSeriesFees,
+) -> MarketDef {
     let recurring = asset.map(|a| RecurringSpec {
         asset: Asset::new(a),
         direction: Direction::Up,
@@ -86,7 +91,7 @@ pub fn kalshi_market_def(m: &KalshiMarket, asset: Option<&str>) -> MarketDef {
         id: MarketId::new(&m.ticker),
         venue: Venue::Kalshi,
         outcomes: vec!["Yes".to_owned(), "No".to_owned()],
-        fee_rate: KALSHI_TAKER_RATE,
+        fee_rate: fees.taker_rate(),
         question: m.title.clone(),
         // Kalshi publishes its settlement source only in the rules text.
         resolution_source: m.rules_primary.clone().filter(|r| !r.trim().is_empty()),

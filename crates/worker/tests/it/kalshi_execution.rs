@@ -233,6 +233,53 @@ async fn an_opportunity_on_kalshi_becomes_signed_orders_the_exchange_fills_and_t
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn a_live_kalshi_worker_listens_on_the_fill_channel_and_books_each_fill_once(
+    pool_opts: PgPoolOptions,
+    base: PgConnectOptions,
+) {
+    let control = Db::from_pool(
+        pool_opts.connect_with(base.clone()).await.unwrap(),
+        Scope::Control,
+    );
+    let a = tenant(&control).await;
+    let login = tenant_login(&control, &base, a).await.unwrap();
+    let kalshi = stand_in().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(a, login.clone(), Mode::Live, &kalshi, recording(&dir));
+    config.execution.kalshi_ws = Some(kalshi.ws_url());
+    // The recording's 11 s at 5× speed: the fill channel is subscribed
+    // well before the order, whose fills the stand-in pushes on it too.
+    if let Some(replay) = config.replay.as_mut() {
+        replay.pace = Pace::Speed(dec!(5));
+    }
+
+    polybot_worker::run(config, CancellationToken::new())
+        .await
+        .unwrap();
+
+    assert_eq!(kalshi.order_creates(), 2);
+    // The handshake was signed with the tenant's key and verified.
+    assert_eq!(kalshi.ws_handshakes(), 1);
+    assert_eq!(
+        kalshi.ws_commands(),
+        vec![json!({"id": 1, "cmd": "subscribe", "params": {"channels": ["fill"]}})]
+    );
+    // Each fill came in the order's answer and on the channel: booked once.
+    let booked = trades(&login).await;
+    assert_eq!(
+        booked
+            .iter()
+            .map(|(_, outcome, price, size, fee, _)| (outcome.clone(), *price, *size, *fee))
+            .collect::<Vec<_>>(),
+        vec![
+            (s("Yes"), dec!(0.45), dec!(100), dec!(1.74)),
+            (s("No"), dec!(0.50), dec!(100), dec!(1.75)),
+        ]
+    );
+    assert_eq!(kalshi.balance(KEY_ID), dec!(901.51));
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn a_kalshi_timeout_after_the_exchange_took_the_order_does_not_double_it(
     pool_opts: PgPoolOptions,
     base: PgConnectOptions,

@@ -18,9 +18,11 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, PgConnection};
 use tokio_util::sync::CancellationToken;
 
+/// The opportunities with an edge (refused cross-venue pairs have none).
 async fn opportunities(conn: &mut PgConnection) -> Vec<(String, String, String, Decimal, Decimal)> {
     sqlx::query_as(
-        "SELECT strategy, venue, market, edge, size FROM opportunities ORDER BY detected_at",
+        "SELECT strategy, venue, market, edge, size FROM opportunities \
+         WHERE edge IS NOT NULL ORDER BY detected_at",
     )
     .fetch_all(conn)
     .await
@@ -103,6 +105,20 @@ async fn a_worker_on_live_data_writes_opportunities_and_reports_venue_health(
     let fees = dec!(0.07) * dec!(0.40) * dec!(0.60) + dec!(0.07) * dec!(0.45) * dec!(0.55);
     assert_eq!(first.3, Decimal::ONE - dec!(0.85) - fees);
     assert_eq!(first.4, dec!(100));
+
+    // The 15-minute pair across venues (Polymarket on Chainlink, Kalshi on
+    // CF Benchmarks) is refused by default, with the basis risk named.
+    let refused: Vec<(String, Value)> = sqlx::query_as(
+        "SELECT market, details FROM opportunities WHERE details -> 'refused' IS NOT NULL",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].1["refused"]["basis_risk"], "chainlink_vs_cf_benchmarks",
+        "{refused:?}"
+    );
 
     // The final heartbeat: venues and the strategies' health.
     let health: Value =

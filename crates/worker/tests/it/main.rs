@@ -4,6 +4,7 @@
 mod demo_replay;
 mod kalshi_execution;
 mod live_execution;
+mod live_kalshi_stream;
 #[path = "common/live_mock.rs"]
 #[allow(dead_code)]
 mod live_mock;

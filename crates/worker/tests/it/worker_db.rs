@@ -134,7 +134,7 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
     let mut a_conn = a_login.connect().await.unwrap();
     let opportunities: Vec<(String, String, String, Decimal, Decimal, bool, i64)> = sqlx::query_as(
         "SELECT strategy, venue, market, edge, size, executed_at IS NOT NULL, epoch \
-             FROM opportunities ORDER BY detected_at, strategy",
+             FROM opportunities WHERE details -> 'refused' IS NULL ORDER BY detected_at, strategy",
     )
     .fetch_all(&mut a_conn)
     .await
@@ -181,6 +181,21 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
         ]
     );
     assert!(opportunities[2].3 > dec!(0.03), "{}", opportunities[2].3);
+    // The 15-minute pair across venues is refused, with its basis risk.
+    let refused: Vec<(String, Option<Decimal>, serde_json::Value)> = sqlx::query_as(
+        "SELECT market, edge, details -> 'refused' FROM opportunities \
+         WHERE details -> 'refused' IS NOT NULL",
+    )
+    .fetch_all(&mut a_conn)
+    .await
+    .unwrap();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        refused[0].0,
+        "btc-updown-15m-1777467600 / KXBTC15M-26APR290915"
+    );
+    assert_eq!(refused[0].1, None);
+    assert_eq!(refused[0].2["basis_risk"], "chainlink_vs_cf_benchmarks");
 
     let paper = || s("paper");
     assert_eq!(
@@ -452,7 +467,8 @@ async fn a_workers_replay_writes_rows_only_its_tenant_can_read(
     )
     .await
     .unwrap();
-    assert_eq!(count(&mut a_conn, "opportunities").await, 4);
+    // Four opportunities and the refused pair, once each.
+    assert_eq!(count(&mut a_conn, "opportunities").await, 4 + 1);
     assert_eq!(count(&mut a_conn, "trades").await, 11);
 }
 
@@ -497,7 +513,8 @@ async fn a_fenced_workers_writes_are_refused_and_it_stops(
         paper.execute(&mut engine, &mut decisions);
         recorder.record(&engine, &decisions);
     }
-    assert_eq!(recorder.pending(), 4 + 11);
+    // Four opportunities, the refused 15-minute pair across venues, 11 trades.
+    assert_eq!(recorder.pending(), 4 + 1 + 11);
     // ... whose lease a twin takes (epoch 2): its flush is refused, nothing is written.
     assert_eq!(
         take_lease(&worker_db, a, Duration::from_secs(30))
@@ -520,7 +537,7 @@ async fn a_fenced_workers_writes_are_refused_and_it_stops(
         ),
         "{err}"
     );
-    assert_eq!(recorder.pending(), 15, "the batch is kept, not lost");
+    assert_eq!(recorder.pending(), 16, "the batch is kept, not lost");
     let mut a_conn = a_login.connect().await.unwrap();
     for table in ["opportunities", "trades", "balances"] {
         assert_eq!(count(&mut a_conn, table).await, 0, "{table}");
@@ -562,8 +579,15 @@ async fn a_fenced_workers_writes_are_refused_and_it_stops(
         })) => {}
         other => panic!("expected the worker to be fenced, got {other:?}"),
     }
-    // It was fenced before its first opportunity: nothing of epoch 3 but heartbeats.
-    assert_eq!(count(&mut a_conn, "opportunities").await, 0);
+    // It was fenced before its first opportunity: nothing of epoch 3 but
+    // heartbeats and (decided when the markets were listed) the refused
+    // 15-minute pair across venues.
+    let opportunities: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM opportunities WHERE details -> 'refused' IS NULL")
+            .fetch_one(&mut a_conn)
+            .await
+            .unwrap();
+    assert_eq!(opportunities, 0);
     worker_db.close().await;
 }
 

@@ -1,7 +1,12 @@
 //! Deterministic matching of recurring crypto markets, and the checks that
-//! keep a pair from being traded when its two contracts are not the same bet.
+//! keep a pair from being traded when its two contracts are not the same bet:
+//! resolution source, window and polarity must match. Two sources that
+//! differ in a way the platform knows and can name are a [`BasisRisk`]
+//! (priced or refused per the tenant's `basis_risk`); any other difference
+//! is refused.
 
 use rust_decimal::Decimal;
+use serde::Serialize;
 
 use crate::clock::Timestamp;
 use crate::event::{Direction, MarketDef};
@@ -42,9 +47,71 @@ pub fn normalise_source(source: &str) -> String {
     s.trim_end_matches('/').to_owned()
 }
 
-/// `Ok` when the Polymarket and Kalshi markets can be traded as one bet;
-/// otherwise why not.
-pub fn compatibility(polymarket: &MarketDef, kalshi: &MarketDef) -> Result<(), String> {
+/// A known difference between two settlement sources: the two contracts ask
+/// the same question of two different price sources, which can disagree
+/// when the price ends near the strike (or the window's opening price).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BasisRisk {
+    /// Stable name, as listed in docs/live-trading.md.
+    pub name: &'static str,
+    /// What differs, for the refused-pairs list and the opportunity summary.
+    pub description: &'static str,
+}
+
+/// Polymarket's 15-minute crypto markets settle on the Chainlink data
+/// stream; Kalshi's on CF Benchmarks' Real Time Index (a 60-second average).
+pub const CHAINLINK_VS_CF_BENCHMARKS: BasisRisk = BasisRisk {
+    name: "chainlink_vs_cf_benchmarks",
+    description: "Chainlink's data stream and CF Benchmarks' real time index (a 60-second average) \
+                  can settle on opposite sides of the strike when the price ends near it",
+};
+
+/// The price-source families the known basis risks are between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Oracle {
+    Chainlink,
+    CfBenchmarks,
+}
+
+fn oracle(source: &str) -> Option<Oracle> {
+    let s = source.to_ascii_lowercase();
+    if s.contains("chain.link") || s.contains("chainlink") {
+        Some(Oracle::Chainlink)
+    } else if s.contains("cfbenchmarks") || s.contains("cf benchmarks") || s.contains("brti") {
+        Some(Oracle::CfBenchmarks)
+    } else {
+        None
+    }
+}
+
+/// The basis risk between two differing sources, when it is a known one.
+fn known_basis_risk(polymarket: &str, kalshi: &str) -> Option<BasisRisk> {
+    match (oracle(polymarket)?, oracle(kalshi)?) {
+        (Oracle::Chainlink, Oracle::CfBenchmarks) | (Oracle::CfBenchmarks, Oracle::Chainlink) => {
+            Some(CHAINLINK_VS_CF_BENCHMARKS)
+        }
+        _ => None,
+    }
+}
+
+fn pays_yes_when(direction: Direction, strike: Option<Decimal>) -> String {
+    let strike = strike.map_or_else(|| "the strike".to_owned(), |s| s.normalize().to_string());
+    match direction {
+        Direction::Up => "the price ends at or above the window's opening price".to_owned(),
+        Direction::Above => format!("the price ends above {strike}"),
+        Direction::Below => format!("the price ends below {strike}"),
+    }
+}
+
+/// `Ok` when the Polymarket and Kalshi markets can be traded as one bet
+/// (YES on one venue hedges NO on the other, or YES when `inverted`): with
+/// the basis risk between their sources, and what it is between, when they
+/// differ in a known way; otherwise why not.
+pub fn compatibility(
+    polymarket: &MarketDef,
+    kalshi: &MarketDef,
+    inverted: bool,
+) -> Result<Option<(BasisRisk, String)>, String> {
     if polymarket.outcomes.len() != 2 || kalshi.outcomes.len() != 2 {
         return Err(format!(
             "not a binary pair: {} has {} outcomes, {} has {}",
@@ -54,8 +121,19 @@ pub fn compatibility(polymarket: &MarketDef, kalshi: &MarketDef) -> Result<(), S
             kalshi.outcomes.len()
         ));
     }
-    match (&polymarket.resolution_source, &kalshi.resolution_source) {
-        (Some(a), Some(b)) if normalise_source(a) == normalise_source(b) => {}
+    let basis = match (&polymarket.resolution_source, &kalshi.resolution_source) {
+        (Some(a), Some(b)) if normalise_source(a) == normalise_source(b) => None,
+        (Some(a), Some(b)) if known_basis_risk(a, b).is_some() => {
+            known_basis_risk(a, b).map(|risk| {
+                (
+                    risk,
+                    format!(
+                        "basis risk {}: polymarket {} resolves on {a:?}, kalshi {} on {b:?} ({})",
+                        risk.name, polymarket.id, kalshi.id, risk.description
+                    ),
+                )
+            })
+        }
         (Some(a), Some(b)) => {
             return Err(format!(
                 "resolution source differs: polymarket {} resolves on {a:?}, kalshi {} on {b:?}",
@@ -74,7 +152,7 @@ pub fn compatibility(polymarket: &MarketDef, kalshi: &MarketDef) -> Result<(), S
                 kalshi.id
             ));
         }
-    }
+    };
     match (polymarket.closes_at, kalshi.closes_at) {
         (Some(a), Some(b)) if a == b => {}
         (Some(a), Some(b)) => {
@@ -100,5 +178,29 @@ pub fn compatibility(polymarket: &MarketDef, kalshi: &MarketDef) -> Result<(), S
             show(kalshi.window_start)
         ));
     }
-    Ok(())
+    if let (Some(pm), Some(k)) = (&polymarket.recurring, &kalshi.recurring) {
+        let expected = match (pm.direction, inverted) {
+            (d, false) => Some(d),
+            (Direction::Above, true) => Some(Direction::Below),
+            (Direction::Below, true) => Some(Direction::Above),
+            (Direction::Up, true) => None,
+        };
+        if expected != Some(k.direction)
+            || pm.strike.map(|s| s.normalize()) != k.strike.map(|s| s.normalize())
+        {
+            return Err(format!(
+                "polarity differs: polymarket {} pays YES when {}, kalshi {} pays YES when {}{}",
+                polymarket.id,
+                pays_yes_when(pm.direction, pm.strike),
+                kalshi.id,
+                pays_yes_when(k.direction, k.strike),
+                if inverted {
+                    " (the pair is inverted)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    Ok(basis)
 }

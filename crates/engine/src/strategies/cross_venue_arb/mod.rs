@@ -5,8 +5,12 @@
 //!
 //! Pairs come from deterministic matching of recurring crypto markets (same
 //! asset, direction, strike and closing time) and from the tenant's curated
-//! table. A pair whose resolution source or window differs is never traded;
-//! the reason is recorded as a `PairBlocked` decision and in [`PairView`].
+//! table. A pair whose resolution source, window or polarity differs is never
+//! traded; the reason is recorded as a `PairBlocked` decision and in
+//! [`PairView`]. Sources that differ in a known way (a [`BasisRisk`], e.g.
+//! Chainlink vs CF Benchmarks) follow the tenant's `basis_risk`: refused like
+//! any other difference, or priced, trading only with `basis_risk_edge` more
+//! edge than `min_edge`.
 
 mod matching;
 #[cfg(test)]
@@ -15,9 +19,11 @@ mod tests;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
-use polybot_core::strategy::{CrossVenueArbConfig, StrategyKind, Venue};
+use polybot_core::strategy::{BasisRiskPolicy, CrossVenueArbConfig, StrategyKind, Venue};
 
-pub use matching::{MatchKey, compatibility, normalise_source};
+pub use matching::{
+    BasisRisk, CHAINLINK_VS_CF_BENCHMARKS, MatchKey, compatibility, normalise_source,
+};
 
 use super::{LegRef, Proposal, plan_equal_size, sweep_equal_size};
 use crate::clock::Timestamp;
@@ -40,6 +46,10 @@ struct Pair {
     inverted: bool,
     origin: PairOrigin,
     blocked: Option<String>,
+    /// The known basis risk between the two sources, priced or refused.
+    basis_risk: Option<BasisRisk>,
+    /// Edge required on top of `min_edge` (a priced basis risk's).
+    extra_edge: Decimal,
     cooldown_until: Timestamp,
 }
 
@@ -52,6 +62,11 @@ pub struct PairView {
     pub origin: PairOrigin,
     /// Why it is never traded; none when it is tradable.
     pub blocked: Option<String>,
+    /// The known basis risk between the two markets' sources, if any
+    /// (refused: see `blocked`; priced: see `extra_edge`).
+    pub basis_risk: Option<&'static str>,
+    /// Edge the pair needs on top of `min_edge`.
+    pub extra_edge: Decimal,
 }
 
 #[derive(Debug)]
@@ -92,6 +107,8 @@ impl CrossVenueArb {
                 inverted: p.inverted,
                 origin: p.origin,
                 blocked: p.blocked.clone(),
+                basis_risk: p.basis_risk.map(|r| r.name),
+                extra_edge: p.extra_edge,
             })
             .collect()
     }
@@ -184,13 +201,25 @@ impl CrossVenueArb {
         }
         let pm_def = &markets.get(polymarket).def;
         let k_def = &markets.get(kalshi).def;
-        let blocked = compatibility(pm_def, k_def).err();
+        let (blocked, basis_risk, extra_edge) = match compatibility(pm_def, k_def, inverted) {
+            Err(reason) => (Some(reason), None, Decimal::ZERO),
+            Ok(None) => (None, None, Decimal::ZERO),
+            Ok(Some((risk, detail))) => match self.config.basis_risk {
+                BasisRiskPolicy::Refuse => (
+                    Some(format!("{detail}; refused (basis_risk is \"refuse\")")),
+                    Some(risk),
+                    Decimal::ZERO,
+                ),
+                BasisRiskPolicy::Price => (None, Some(risk), self.config.basis_risk_edge),
+            },
+        };
         if let Some(reason) = &blocked {
             decisions.push(Decision::PairBlocked(PairBlocked {
                 ts: now,
                 polymarket: pm_def.id.clone(),
                 kalshi: k_def.id.clone(),
                 reason: reason.clone(),
+                basis_risk: basis_risk.map(|r| r.name),
             }));
         }
         let idx = self.pairs.len();
@@ -201,6 +230,8 @@ impl CrossVenueArb {
             inverted,
             origin,
             blocked,
+            basis_risk,
+            extra_edge,
             cooldown_until: Timestamp::default(),
         });
         if tradable {
@@ -225,8 +256,11 @@ impl CrossVenueArb {
                 kalshi,
                 inverted,
                 cooldown_until,
+                extra_edge,
+                basis_risk,
                 ..
             } = self.pairs[p];
+            let min_edge = self.config.min_edge + extra_edge;
             if now < cooldown_until {
                 continue;
             }
@@ -255,20 +289,16 @@ impl CrossVenueArb {
                     markets,
                     &self.legs,
                     Decimal::ONE,
-                    self.config.min_edge,
+                    min_edge,
                     self.config.max_size,
                     &mut self.cursor,
                 );
                 if size < self.config.min_size {
                     continue;
                 }
-                let Some((legs, edge)) = plan_equal_size(
-                    markets,
-                    &self.legs,
-                    size,
-                    Decimal::ONE,
-                    self.config.min_edge,
-                ) else {
+                let Some((legs, edge)) =
+                    plan_equal_size(markets, &self.legs, size, Decimal::ONE, min_edge)
+                else {
                     continue;
                 };
                 if best
@@ -277,8 +307,15 @@ impl CrossVenueArb {
                 {
                     continue;
                 }
+                let priced = basis_risk.map_or_else(String::new, |r| {
+                    format!(
+                        " (basis risk {} priced at {} more edge)",
+                        r.name,
+                        extra_edge.normalize()
+                    )
+                });
                 let summary = format!(
-                    "{} {} on polymarket at {} + {} {} on kalshi at {} with fees {} + {}: {} below 1 on {} pairs",
+                    "{} {} on polymarket at {} + {} {} on kalshi at {} with fees {} + {}: {} below 1 on {} pairs{priced}",
                     pm.def.outcomes[pm_outcome],
                     pm.def.id,
                     legs[0].expected_avg_price.round_dp(6).normalize(),

@@ -4,7 +4,9 @@ use rust_decimal::Decimal;
 use rust_decimal_macros::dec;
 
 use polybot_core::risk::RiskLimits;
-use polybot_core::strategy::{CrossVenueArbConfig, CuratedPair, StrategiesConfig, Venue};
+use polybot_core::strategy::{
+    BasisRiskPolicy, CrossVenueArbConfig, CuratedPair, StrategiesConfig, Venue,
+};
 
 use super::PairOrigin;
 use crate::clock::Timestamp;
@@ -132,19 +134,134 @@ fn a_pair_whose_resolution_sources_differ_is_never_traded_and_says_why() {
         recurring(
             "pm-btc-100k",
             Venue::Polymarket,
-            "https://data.chain.link/streams/btc-usd",
+            "https://www.coinbase.com/price/bitcoin",
             "100000",
         ),
     );
     let out = feed(&mut e, events);
     let reason = "resolution source differs: polymarket pm-btc-100k resolves on \
-                  \"https://data.chain.link/streams/btc-usd\", kalshi KXBTC-100K on \"cfbenchmarks.com/brti\"";
+                  \"https://www.coinbase.com/price/bitcoin\", kalshi KXBTC-100K on \"cfbenchmarks.com/brti\"";
     assert_eq!(out.len(), 1, "{out:?}");
     let Decision::PairBlocked(blocked) = &out[0] else {
         panic!("expected a blocked pair, got {:?}", out[0]);
     };
     assert_eq!(blocked.reason, reason);
+    assert_eq!(blocked.basis_risk, None);
     assert_eq!(e.pairs()[0].blocked.as_deref(), Some(reason));
+}
+
+/// The matched books with Polymarket's market on Chainlink, Kalshi's on CF
+/// Benchmarks: the known basis risk.
+fn chainlink_vs_cf_benchmarks() -> Vec<Event> {
+    let mut events = matched_books("100");
+    events[0] = listed(
+        0,
+        recurring(
+            "pm-btc-100k",
+            Venue::Polymarket,
+            "https://data.chain.link/streams/btc-usd",
+            "100000",
+        ),
+    );
+    events
+}
+
+fn basis_config(min_edge: Decimal, policy: BasisRiskPolicy, extra: Decimal) -> StrategiesConfig {
+    let mut config = config(min_edge, vec![]);
+    if let Some(c) = config.cross_venue_arb.as_mut() {
+        c.basis_risk = policy;
+        c.basis_risk_edge = extra;
+    }
+    config
+}
+
+#[test]
+fn chainlink_against_cf_benchmarks_is_a_named_basis_risk_refused_by_default() {
+    let mut e = engine(config(dec!(0.01), vec![]), RiskLimits::default());
+    let out = feed(&mut e, chainlink_vs_cf_benchmarks());
+    let reason = "basis risk chainlink_vs_cf_benchmarks: polymarket pm-btc-100k resolves on \
+                  \"https://data.chain.link/streams/btc-usd\", kalshi KXBTC-100K on \"cfbenchmarks.com/brti\" \
+                  (Chainlink's data stream and CF Benchmarks' real time index (a 60-second average) \
+                  can settle on opposite sides of the strike when the price ends near it); \
+                  refused (basis_risk is \"refuse\")";
+    assert_eq!(out.len(), 1, "{out:?}");
+    let Decision::PairBlocked(blocked) = &out[0] else {
+        panic!("expected a blocked pair, got {:?}", out[0]);
+    };
+    assert_eq!(blocked.reason, reason);
+    assert_eq!(blocked.basis_risk, Some("chainlink_vs_cf_benchmarks"));
+    let pairs = e.pairs();
+    assert_eq!(pairs[0].blocked.as_deref(), Some(reason));
+    assert_eq!(pairs[0].basis_risk, Some("chainlink_vs_cf_benchmarks"));
+}
+
+#[test]
+fn a_priced_basis_risk_trades_only_with_the_extra_edge() {
+    // The pair's edge is 0.015875 (see above): 0.01 + 0.005 clears it …
+    let mut e = engine(
+        basis_config(dec!(0.01), BasisRiskPolicy::Price, dec!(0.005)),
+        RiskLimits::default(),
+    );
+    let out = feed(&mut e, chainlink_vs_cf_benchmarks());
+    let opps = opportunities(&out);
+    assert_eq!(opps.len(), 1, "{out:?}");
+    assert_eq!(opps[0].edge, dec!(0.015875));
+    assert!(
+        opps[0]
+            .summary
+            .ends_with("(basis risk chainlink_vs_cf_benchmarks priced at 0.005 more edge)"),
+        "{}",
+        opps[0].summary
+    );
+    let pairs = e.pairs();
+    assert_eq!(
+        (pairs[0].blocked.clone(), pairs[0].extra_edge),
+        (None, dec!(0.005))
+    );
+    // … 0.01 + 0.006 does not, though 0.016 alone would on a same-source pair.
+    let mut e = engine(
+        basis_config(dec!(0.01), BasisRiskPolicy::Price, dec!(0.006)),
+        RiskLimits::default(),
+    );
+    assert_eq!(feed(&mut e, chainlink_vs_cf_benchmarks()), vec![]);
+}
+
+#[test]
+fn a_pair_whose_polarity_differs_is_never_traded() {
+    let mut events = matched_books("100");
+    let mut below = recurring(
+        "KXBTC-100K",
+        Venue::Kalshi,
+        "cfbenchmarks.com/brti",
+        "100000",
+    );
+    if let Some(spec) = below.recurring.as_mut() {
+        spec.direction = Direction::Below;
+    }
+    let pm = recurring(
+        "pm-btc-100k",
+        Venue::Polymarket,
+        "cfbenchmarks.com/brti",
+        "100000",
+    );
+    let pair = CuratedPair {
+        polymarket: "pm-btc-100k".into(),
+        kalshi: "KXBTC-100K".into(),
+        inverted: false,
+        note: None,
+    };
+    let mut e = engine(config(dec!(0.01), vec![pair]), RiskLimits::default());
+    events[0] = listed(0, pm);
+    events[1] = listed(1, below);
+    let out = feed(&mut e, events);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        e.pairs()[0].blocked.as_deref(),
+        Some(
+            "polarity differs: polymarket pm-btc-100k pays YES when the price ends above 100000, \
+             kalshi KXBTC-100K pays YES when the price ends below 100000"
+        )
+    );
 }
 
 #[test]

@@ -150,6 +150,14 @@ pub async fn start() -> MockServer {
         .mount(&server)
         .await;
     Mock::given(method("GET"))
+        .and(path("/trade-api/v2/series/KXBTC15M"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "series": {"ticker": "KXBTC15M", "frequency": "fifteen_min",
+                       "fee_type": "quadratic", "fee_multiplier": 1}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
         .and(path(format!(
             "/trade-api/v2/markets/{KALSHI_TICKER}/orderbook"
         )))
