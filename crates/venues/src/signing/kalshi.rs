@@ -7,22 +7,24 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PSS_SHA256, RsaKeyPair};
 use rsa::RsaPrivateKey;
-use rsa::pkcs1::DecodeRsaPrivateKey;
+use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::DecodePrivateKey;
-use rsa::pss::BlindedSigningKey;
-use rsa::signature::{RandomizedSigner, SignatureEncoding};
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
 
 use super::AuthHeaders;
 use crate::error::{ErrorKind, VenueError};
 use crate::model::Api;
 
-/// A Kalshi API key: its id and RSA private key.
+/// A Kalshi API key: its id and RSA private key. Signing is ring's RSA-PSS
+/// (constant-time, blinded), with SHA-256, MGF1-SHA256 and a 32-byte salt,
+/// as Kalshi asks.
 pub struct KalshiSigner {
     key_id: String,
-    key: BlindedSigningKey<Sha256>,
+    key: RsaKeyPair,
+    rng: SystemRandom,
 }
 
 impl fmt::Debug for KalshiSigner {
@@ -33,25 +35,36 @@ impl fmt::Debug for KalshiSigner {
     }
 }
 
+fn key_error(detail: &str) -> VenueError {
+    VenueError::new(
+        Api::Kalshi,
+        "",
+        ErrorKind::Signing {
+            detail: detail.to_owned(),
+        },
+    )
+}
+
 impl KalshiSigner {
     /// From the key id and a PEM private key (PKCS#8 or PKCS#1).
     pub fn from_pem(key_id: impl Into<String>, pem: &SecretString) -> Result<Self, VenueError> {
         let pem = pem.expose_secret().trim();
         let key = RsaPrivateKey::from_pkcs8_pem(pem)
             .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
-            .map_err(|_| {
-                VenueError::new(
-                    Api::Kalshi,
-                    "",
-                    ErrorKind::Signing {
-                        detail: "the Kalshi private key is not a PKCS#8 or PKCS#1 RSA PEM"
-                            .to_owned(),
-                    },
-                )
-            })?;
+            .map_err(|_| key_error("the Kalshi private key is not a PKCS#8 or PKCS#1 RSA PEM"))?;
+        // The DER is zeroized on drop; ring keeps its own copy of the key.
+        let der = key
+            .to_pkcs1_der()
+            .map_err(|_| key_error("the Kalshi private key could not be encoded"))?;
+        let key = RsaKeyPair::from_der(der.as_bytes()).map_err(|e| {
+            key_error(&format!(
+                "the Kalshi private key is not usable for RSA-PSS signing ({e}; a 2048- to 8192-bit RSA key is)"
+            ))
+        })?;
         Ok(Self {
             key_id: key_id.into(),
-            key: BlindedSigningKey::<Sha256>::new(key),
+            key,
+            rng: SystemRandom::new(),
         })
     }
 
@@ -64,10 +77,17 @@ impl KalshiSigner {
     /// Base64 RSA-PSS signature of [`Self::message`].
     pub fn sign(&self, timestamp_ms: i64, method: &str, path: &str) -> String {
         let message = Self::message(timestamp_ms, method, path);
-        let signature = self
+        let mut signature = vec![0; self.key.public().modulus_len()];
+        // ring fails only when the system's random source does (the salt):
+        // nothing safe can be sent then, and no request goes out unsigned
+        // (the `rsa` crate's signer panicked in the same case).
+        if let Err(e) = self
             .key
-            .sign_with_rng(&mut rsa::rand_core::OsRng, message.as_bytes());
-        STANDARD.encode(signature.to_bytes())
+            .sign(&RSA_PSS_SHA256, &self.rng, message.as_bytes(), &mut signature)
+        {
+            panic!("RSA-PSS signing failed (the system's random source): {e}");
+        }
+        STANDARD.encode(signature)
     }
 
     /// `KALSHI-ACCESS-KEY`, `KALSHI-ACCESS-TIMESTAMP`, `KALSHI-ACCESS-SIGNATURE`.
@@ -90,6 +110,7 @@ mod tests {
     use rsa::pkcs8::DecodePublicKey;
     use rsa::pss::{Signature, VerifyingKey};
     use rsa::signature::Verifier;
+    use sha2::Sha256;
 
     const PKCS8: &str = include_str!("../../tests/fixtures/kalshi_test_key_pkcs8.pem");
     const PKCS1: &str = include_str!("../../tests/fixtures/kalshi_test_key_pkcs1.pem");
