@@ -81,10 +81,12 @@ impl KalshiSigner {
         // ring fails only when the system's random source does (the salt):
         // nothing safe can be sent then, and no request goes out unsigned
         // (the `rsa` crate's signer panicked in the same case).
-        if let Err(e) = self
-            .key
-            .sign(&RSA_PSS_SHA256, &self.rng, message.as_bytes(), &mut signature)
-        {
+        if let Err(e) = self.key.sign(
+            &RSA_PSS_SHA256,
+            &self.rng,
+            message.as_bytes(),
+            &mut signature,
+        ) {
             panic!("RSA-PSS signing failed (the system's random source): {e}");
         }
         STANDARD.encode(signature)
