@@ -301,6 +301,106 @@ async fn the_tenants_commands_drive_the_api_with_tables_and_json(
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
+async fn tenants_pairs_shows_the_paired_position_ledger_as_a_table_and_json(
+    pool_opts: PgPoolOptions,
+    options: PgConnectOptions,
+) {
+    let pool = pool_opts.connect_with(options.clone()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let url = url_for(&options);
+    let path = dir.path().to_owned();
+    let cp = tokio::task::spawn_blocking(move || ControlPlane::start(&url, &path))
+        .await
+        .unwrap();
+    let created: Value = serde_json::from_str(&ok(&tenants(
+        &cp,
+        Some(OPERATOR),
+        &["create", "--name", "acme", "--json"],
+    )))
+    .unwrap();
+    let id: uuid::Uuid = created["id"].as_str().unwrap().parse().unwrap();
+    // What a worker's two-leg execution writes: one pair locked, one unwound.
+    for (opened, status, matched, edge, loss) in [
+        ("2026-04-29 13:00:00+00", "locked", "100", "6.57", "0"),
+        ("2026-04-29 13:05:00+00", "unwound", "0", "0", "5.3292"),
+    ] {
+        sqlx::query(
+            "INSERT INTO paired_positions (id, tenant_id, epoch, strategy, opportunity, status, matched, \
+               locked_edge, realised_loss, legs, resolution, opened_at) \
+             VALUES ($1, $2, 1, 'cross_venue_arb', 1, $3, $4::numeric, $5::numeric, $6::numeric, $7, \
+               'settles at resolution', $8::timestamptz)",
+        )
+        .bind(uuid::Uuid::new_v4())
+        .bind(id)
+        .bind(status)
+        .bind(matched)
+        .bind(edge)
+        .bind(loss)
+        .bind(serde_json::json!([
+            {"leg": 0, "step": "entry", "venue": "polymarket", "side": "buy", "price": "0.4", "filled": "100"},
+            {"leg": 1, "step": "entry", "venue": "kalshi", "side": "buy", "price": "0.5", "filled": matched},
+        ]))
+        .bind(opened)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    tokio::task::spawn_blocking(move || {
+        let t = Some(OPERATOR);
+        let table = ok(&tenants(&cp, t, &["pairs", "acme"]));
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines.len(),
+            3,
+            "a header and two pairs, newest first:\n{table}"
+        );
+        assert!(lines[0].starts_with("OPENED"), "{table}");
+        let unwound: Vec<&str> = lines[1].split_whitespace().collect();
+        assert_eq!(
+            unwound[..6],
+            [
+                "2026-04-29T13:05:00",
+                "unwound",
+                "0",
+                "0.00",
+                "5.33",
+                "entry"
+            ],
+            "{table}"
+        );
+        let locked: Vec<&str> = lines[2].split_whitespace().collect();
+        assert_eq!(
+            locked[..5],
+            ["2026-04-29T13:00:00", "locked", "100", "6.57", "0.00"],
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("entry polymarket buy 100@0.4, entry kalshi buy 100@0.5"),
+            "{table}"
+        );
+        let filtered: Value = serde_json::from_str(&ok(&tenants(
+            &cp,
+            t,
+            &["pairs", "acme", "--status", "locked", "--json"],
+        )))
+        .unwrap();
+        let items = filtered["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{filtered}");
+        assert_eq!(items[0]["locked_edge"], "6.57");
+        let bad = tenants(&cp, t, &["pairs", "acme", "--status", "sideways"]);
+        assert!(!bad.status.success());
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            stderr.contains("(422)") && stderr.contains("status"),
+            "{stderr}"
+        );
+        drop(cp);
+    })
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrator = "polybot_store::MIGRATOR")]
 async fn cost_per_tenant_prices_each_tenants_worker_hours_against_its_plan(
     pool_opts: PgPoolOptions,
     options: PgConnectOptions,
