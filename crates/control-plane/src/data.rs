@@ -44,6 +44,35 @@ fn money_opt(d: Option<Decimal>) -> Option<String> {
 pub(crate) const DEFAULT_LIMIT: i64 = 50;
 pub(crate) const MAX_LIMIT: i64 = 200;
 
+/// A list's `limit` (default [`DEFAULT_LIMIT`], at most [`MAX_LIMIT`]) and
+/// the position its `cursor` names (read by `decode`), each bad one a field
+/// error pushed onto `errors`.
+pub(crate) fn limit_and_after<C>(
+    limit: Option<i64>,
+    cursor: Option<&str>,
+    decode: impl Fn(&str) -> Option<C>,
+    errors: &mut Vec<FieldError>,
+) -> (i64, Option<C>) {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = cursor.and_then(|c| {
+        let decoded = decode(c);
+        if decoded.is_none() {
+            errors.push(FieldError::new(
+                "cursor",
+                "is not a cursor this API returned",
+            ));
+        }
+        decoded
+    });
+    (limit, after)
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
@@ -63,26 +92,12 @@ struct Page {
 
 fn page(query: &PageQuery) -> ApiResult<Page> {
     let mut errors = Vec::new();
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let after = match &query.cursor {
-        None => None,
-        Some(c) => {
-            let decoded = decode_cursor(c);
-            if decoded.is_none() {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor this API returned",
-                ));
-            }
-            decoded
-        }
-    };
+    let (limit, after) = limit_and_after(
+        query.limit,
+        query.cursor.as_deref(),
+        decode_cursor,
+        &mut errors,
+    );
     if let Some(s) = &query.strategy
         && s.parse::<polybot_core::strategy::StrategyKind>().is_err()
     {
@@ -434,26 +449,12 @@ pub async fn balances(
     Query(query): Query<BalanceQuery>,
 ) -> ApiResult<Json<BalancePage>> {
     let mut errors = Vec::new();
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let after = match &query.cursor {
-        None => None,
-        Some(c) => {
-            let decoded = decode_balance_cursor(c);
-            if decoded.is_none() {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor this API returned",
-                ));
-            }
-            decoded
-        }
-    };
+    let (limit, after) = limit_and_after(
+        query.limit,
+        query.cursor.as_deref(),
+        decode_balance_cursor,
+        &mut errors,
+    );
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }

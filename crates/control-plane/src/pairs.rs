@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::TenantAccess;
-use crate::data::{DEFAULT_LIMIT, MAX_LIMIT, money, open, split_page};
+use crate::data::{limit_and_after, money, open, split_page};
 use crate::error::{ApiError, ApiResult};
 use crate::paging::{decode_cursor, encode_cursor};
 
@@ -118,26 +118,12 @@ pub async fn list(
     Query(query): Query<PairQuery>,
 ) -> ApiResult<Json<PairPage>> {
     let mut errors = Vec::new();
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        errors.push(FieldError::new(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
-    let after = match &query.cursor {
-        None => None,
-        Some(c) => {
-            let decoded = decode_cursor(c);
-            if decoded.is_none() {
-                errors.push(FieldError::new(
-                    "cursor",
-                    "is not a cursor this API returned",
-                ));
-            }
-            decoded
-        }
-    };
+    let (limit, after) = limit_and_after(
+        query.limit,
+        query.cursor.as_deref(),
+        decode_cursor,
+        &mut errors,
+    );
     if let Some(s) = &query.status
         && !STATUSES.contains(&s.as_str())
     {

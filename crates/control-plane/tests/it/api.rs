@@ -647,13 +647,7 @@ async fn rotating_keys_replaces_them_and_keeps_the_database_credentials(
         url.expose_secret()
             .starts_with(&format!("postgres://polybot_t_{}:", id.replace('-', "")))
     );
-    assert_eq!(
-        h.count(&format!(
-            "SELECT spec_version FROM tenants WHERE id = '{id}'"
-        ))
-        .await,
-        2
-    );
+    assert_eq!(spec_version(&h, &id).await, 2);
 
     let bad = h
         .call(
@@ -769,8 +763,7 @@ async fn patch_validates_like_onboarding_and_bumps_the_spec(
     assert_eq!(ok.body["risk"]["kill_switch"], true);
     assert_eq!(ok.body["name"], "acme two");
     // The kill switch alone is no new spec: the running worker acts on it.
-    let spec_version = format!("SELECT spec_version FROM tenants WHERE id = '{id}'");
-    assert_eq!(h.count(&spec_version).await, 1);
+    assert_eq!(spec_version(&h, &id).await, 1);
     let ok = h
         .call(
             Method::PATCH,
@@ -780,7 +773,17 @@ async fn patch_validates_like_onboarding_and_bumps_the_spec(
         )
         .await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
-    assert_eq!(h.count(&spec_version).await, 2);
+    assert_eq!(spec_version(&h, &id).await, 2);
+}
+
+/// The tenant's stored spec version, read as the superuser with the id bound.
+async fn spec_version(h: &Harness, id: &str) -> i64 {
+    let id: uuid::Uuid = id.parse().unwrap();
+    sqlx::query_scalar("SELECT spec_version FROM tenants WHERE id = $1")
+        .bind(id)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap()
 }
 
 #[sqlx::test(migrator = "polybot_store::MIGRATOR")]
